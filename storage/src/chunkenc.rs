@@ -1,0 +1,30 @@
+//! Column codecs: how a column of timestamps or values is turned into bytes and back.
+//!
+//! Every encoded column starts with a one-byte codec number (see `docs/format/blocks.md`), so a
+//! block can mix codecs and a better codec can be added later without rewriting old blocks.
+//! Codec numbers are never reused.
+//!
+//! Decoders take untrusted bytes (a corrupt block on disk) and return [`DecodeError`], never panic.
+
+mod bitstream;
+pub mod timestamp;
+pub mod value;
+pub mod varint;
+
+/// Codec number of [`timestamp::encode`]: delta-of-delta, zigzag varints.
+pub const CODEC_TIMESTAMP_DOD: u8 = 1;
+/// Codec number of [`value::encode`]: Gorilla XOR of consecutive IEEE-754 bit patterns.
+pub const CODEC_VALUE_XOR: u8 = 2;
+
+/// Why a column could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("column ends early: wanted {wanted} more bytes")]
+    Truncated { wanted: usize },
+    #[error("unknown codec {0}")]
+    UnknownCodec(u8),
+    #[error("varint overflows 64 bits")]
+    VarintOverflow,
+    #[error("{0}")]
+    Invalid(&'static str),
+}

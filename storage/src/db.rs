@@ -1,0 +1,241 @@
+//! Opening the store: RocksDB column families, their options, the merge operator, and the
+//! in-memory state rebuilt at startup.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringTreemap;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    MergeOperands, Options as RocksOptions, WriteBatch, WriteOptions, DB,
+};
+
+use crate::chunkenc::varint::Reader;
+use crate::error::{Error, Result};
+use crate::head::HeadState;
+use crate::keys::{self, prefix};
+use crate::SeriesId;
+
+/// The on-disk format version of the key layouts in `docs/format/`.
+pub const STORE_FORMAT_VERSION: u8 = 1;
+
+/// How the store behaves. `block_duration_ms` is fixed when a store is created (it is part of
+/// the key layout); the others may change between runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Width of a time window: samples of one series in one window seal into one block.
+    pub block_duration_ms: i64,
+    /// How far behind a series' newest sample an older sample may still be accepted.
+    pub out_of_order_window_ms: i64,
+    /// Samples and exemplars older than this are deleted, and refused on write.
+    pub retention_ms: i64,
+    /// Samples and exemplars further than this ahead of the wall clock are refused.
+    pub max_future_ms: i64,
+    /// Exemplar labels whose values are indexed as trace ids.
+    pub trace_id_labels: Vec<String>,
+    /// RocksDB block cache size, shared by all column families.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            block_duration_ms: 2 * 3600 * 1000,
+            out_of_order_window_ms: 3600 * 1000,
+            retention_ms: 15 * 24 * 3600 * 1000,
+            max_future_ms: 10 * 60 * 1000,
+            trace_id_labels: vec!["trace_id".into(), "traceID".into()],
+            block_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The storage engine. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Storage {
+    pub(crate) db: DB,
+    pub(crate) opts: Options,
+    /// Series ids by their `SERIES_BY_LABELS` key, filled as series are written or looked up.
+    pub(crate) series_cache: RwLock<HashMap<Vec<u8>, SeriesId>>,
+    /// Held while new series are created, so two writers never give one label set two ids.
+    pub(crate) next_series_id: Mutex<SeriesId>,
+    /// Per-series newest timestamps, for ordering and duplicate checks on the write path.
+    pub(crate) heads: Mutex<HashMap<SeriesId, HeadState>>,
+    /// Start of every window that holds data, for any tenant.
+    pub(crate) windows: RwLock<BTreeSet<i64>>,
+}
+
+/// Sizes for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct StorageStats {
+    pub series: u64,
+    /// (column family, bytes of SST files on disk).
+    pub sst_bytes: Vec<(&'static str, u64)>,
+    /// (column family, bytes of live memtables).
+    pub memtable_bytes: Vec<(&'static str, u64)>,
+}
+
+/// Merge operator of postings and activity keys: the union of serialized roaring treemaps.
+fn union_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut set = match existing {
+        Some(b) => RoaringTreemap::deserialize_from(b).ok()?,
+        None => RoaringTreemap::new(),
+    };
+    for op in operands {
+        set |= RoaringTreemap::deserialize_from(op).ok()?;
+    }
+    let mut out = Vec::with_capacity(set.serialized_size());
+    set.serialize_into(&mut out).ok()?;
+    Some(out)
+}
+
+fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
+    let mut o = RocksOptions::default();
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    o.set_block_based_table_factory(&table);
+    match name {
+        keys::CF_INDEX => {
+            o.set_merge_operator_associative("roaring_union", union_merge);
+            o.set_compression_type(DBCompressionType::Lz4);
+        }
+        // Sealed blocks are already compressed by Amber's own codecs.
+        keys::CF_BLOCKS | keys::CF_EXEMPLAR_BLOCKS => o.set_compression_type(DBCompressionType::None),
+        _ => o.set_compression_type(DBCompressionType::Lz4),
+    }
+    o
+}
+
+impl Storage {
+    /// Opens (or creates) the store in `path`, replaying RocksDB's WAL.
+    pub fn open(path: &Path, opts: Options) -> Result<Storage> {
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes)?;
+        let mut db_opts = RocksOptions::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(4);
+        let cfs = keys::ALL_CFS.iter().map(|&name| ColumnFamilyDescriptor::new(name, cf_options(name, &cache)));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        let mut storage = Storage {
+            db,
+            opts,
+            series_cache: RwLock::new(HashMap::new()),
+            next_series_id: Mutex::new(0),
+            heads: Mutex::new(HashMap::new()),
+            windows: RwLock::new(BTreeSet::new()),
+        };
+        storage.check_options(path)?;
+        storage.load_state()?;
+        Ok(storage)
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db.cf_handle(name).expect("every column family is opened")
+    }
+
+    /// Records the fixed options on first open; refuses to open with a different block duration.
+    fn check_options(&mut self, path: &Path) -> Result<()> {
+        let key = [prefix::OPTIONS];
+        let index = self.cf(keys::CF_INDEX);
+        match self.db.get_cf(index, key)? {
+            Some(stored) => {
+                let mut r = Reader::new(&stored);
+                let parsed = (|| Ok::<_, crate::chunkenc::DecodeError>((r.u8()?, r.u64_be()? as i64)))();
+                let (version, block_ms) =
+                    parsed.map_err(|source| Error::CorruptIndex { what: "options", source })?;
+                if version != STORE_FORMAT_VERSION || block_ms != self.opts.block_duration_ms {
+                    return Err(Error::IncompatibleOptions {
+                        path: path.display().to_string(),
+                        stored: format!("format {version}, block duration {block_ms}ms"),
+                        requested: format!(
+                            "format {STORE_FORMAT_VERSION}, block duration {}ms",
+                            self.opts.block_duration_ms
+                        ),
+                    });
+                }
+            }
+            None => {
+                let mut value = vec![STORE_FORMAT_VERSION];
+                value.extend_from_slice(&(self.opts.block_duration_ms as u64).to_be_bytes());
+                self.db.put_cf_opt(index, key, value, &synced())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds what is kept in memory: the next series id and the set of windows with data.
+    fn load_state(&mut self) -> Result<()> {
+        let index = self.cf(keys::CF_INDEX);
+        let next_series_id = self.db.get_cf(index, [prefix::NEXT_SERIES_ID])?.map(|v| keys::read_u64(&v));
+        let mut windows = BTreeSet::new();
+        let start = [prefix::ACTIVITY];
+        for item in self.db.iterator_cf(index, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, _) = item?;
+            if k[0] != prefix::ACTIVITY {
+                break;
+            }
+            windows.insert(keys::read_ordered_i64(&k[1..9]));
+        }
+        *self.windows.get_mut() = windows;
+        if let Some(id) = next_series_id {
+            *self.next_series_id.get_mut() = id;
+        }
+        Ok(())
+    }
+
+    /// The start of the window that holds `ts`.
+    pub fn window_of(&self, ts: i64) -> i64 {
+        ts.div_euclid(self.opts.block_duration_ms) * self.opts.block_duration_ms
+    }
+
+    /// Windows with data that overlap `[mint, maxt]`.
+    pub(crate) fn windows_overlapping(&self, mint: i64, maxt: i64) -> Vec<i64> {
+        let first = self.window_of(mint);
+        self.windows.read().range(first..=maxt).copied().collect()
+    }
+
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<()> {
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> StorageStats {
+        let prop = |cf: &str, name: &str| {
+            self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0)
+        };
+        StorageStats {
+            series: *self.next_series_id.lock(),
+            sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.total-sst-files-size"))).collect(),
+            memtable_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.cur-size-all-mem-tables"))).collect(),
+        }
+    }
+
+    /// Flushes every memtable to SST files (for measuring bytes on disk, and for tests).
+    pub fn flush(&self) -> Result<()> {
+        for cf in keys::ALL_CFS {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
+    }
+
+    /// Compacts every column family fully (for measuring bytes on disk after sealing).
+    pub fn compact(&self) {
+        for cf in keys::ALL_CFS {
+            self.db.compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+}
+
+/// Write options of every write that a caller is told succeeded: fsync the WAL before returning.
+/// Concurrent synced writers share one fsync (RocksDB's group commit).
+pub(crate) fn synced() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.set_sync(true);
+    o
+}

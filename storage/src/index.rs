@@ -1,0 +1,317 @@
+//! The series index: label set ↔ series id, postings per label pair, and selection by matchers.
+//!
+//! Postings are roaring sets of series ids, one per `name=value` pair per tenant, written with a
+//! union merge so concurrent writers never read-modify-write. The pair with the empty name holds
+//! every series of the tenant. Time ranges are applied through the per-window activity sets
+//! (`prefix::ACTIVITY`), so "series with data between start and end" costs one set per window.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+use roaring::RoaringTreemap;
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use crate::chunkenc::varint::Reader;
+use crate::db::Storage;
+use crate::error::{Error, Result};
+use crate::keys::{self, prefix};
+use crate::labels::Labels;
+use crate::tenant::TenantId;
+use crate::SeriesId;
+
+/// How a [`Matcher`] compares a label's value.
+#[derive(Debug, Clone)]
+pub enum MatchOp {
+    Equal,
+    NotEqual,
+    /// A fully anchored regular expression, as in PromQL.
+    Regex(Regex),
+    NotRegex(Regex),
+}
+
+/// A PromQL label matcher. A series without the label matches as if its value were empty.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    pub op: MatchOp,
+    pub value: String,
+}
+
+impl Matcher {
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Matcher { name: name.into(), op: MatchOp::Equal, value: value.into() }
+    }
+
+    /// Builds a regex matcher, anchoring the expression at both ends as PromQL does.
+    pub fn regex(name: impl Into<String>, pattern: &str, negate: bool) -> Result<Self, regex::Error> {
+        let re = Regex::new(&format!("^(?s:{pattern})$"))?;
+        let op = if negate { MatchOp::NotRegex(re) } else { MatchOp::Regex(re) };
+        Ok(Matcher { name: name.into(), op, value: pattern.to_string() })
+    }
+
+    pub fn matches(&self, v: &str) -> bool {
+        match &self.op {
+            MatchOp::Equal => v == self.value,
+            MatchOp::NotEqual => v != self.value,
+            MatchOp::Regex(re) => re.is_match(v),
+            MatchOp::NotRegex(re) => !re.is_match(v),
+        }
+    }
+}
+
+fn decode_postings(bytes: &[u8]) -> Result<RoaringTreemap> {
+    RoaringTreemap::deserialize_from(bytes).map_err(|_| Error::CorruptIndex {
+        what: "postings",
+        source: crate::chunkenc::DecodeError::Invalid("not a roaring set"),
+    })
+}
+
+pub(crate) fn encode_postings(set: &RoaringTreemap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(set.serialized_size());
+    set.serialize_into(&mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
+impl Storage {
+    /// Returns the id of every label set, creating the series that don't exist yet.
+    ///
+    /// New series are written (index entry, reverse entry, postings, next id) in one synced batch
+    /// before any of their samples, so a sample on disk never names a series that isn't.
+    pub fn resolve_series(&self, tenant: TenantId, series: &[&Labels]) -> Result<Vec<SeriesId>> {
+        let keys: Vec<Vec<u8>> = series.iter().map(|l| keys::series_by_labels(tenant, &l.encode())).collect();
+        let mut ids: Vec<Option<SeriesId>> = {
+            let cache = self.series_cache.read();
+            keys.iter().map(|k| cache.get(k).copied()).collect()
+        };
+        if ids.iter().all(Option::is_some) {
+            return Ok(ids.into_iter().map(|id| id.expect("checked")).collect());
+        }
+        let mut next = self.next_series_id.lock();
+        let index = self.cf(keys::CF_INDEX);
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| ids[i].is_none()).collect();
+        let found = self.db.multi_get_cf(missing.iter().map(|&i| (index, keys[i].as_slice())));
+        let mut batch = WriteBatch::default();
+        let mut created: HashMap<&[u8], SeriesId> = HashMap::new();
+        let mut all = RoaringTreemap::new();
+        for (&i, got) in missing.iter().zip(found) {
+            if let Some(v) = got? {
+                ids[i] = Some(keys::read_u64(&v));
+                continue;
+            }
+            if let Some(&id) = created.get(keys[i].as_slice()) {
+                ids[i] = Some(id);
+                continue;
+            }
+            let id = *next;
+            *next += 1;
+            created.insert(&keys[i], id);
+            ids[i] = Some(id);
+            batch.put_cf(index, &keys[i], id.to_be_bytes());
+            let mut reverse = tenant.0.to_be_bytes().to_vec();
+            series[i].encode_into(&mut reverse);
+            batch.put_cf(index, keys::labels_by_series(id), reverse);
+            let mut one = RoaringTreemap::new();
+            one.insert(id);
+            let one = encode_postings(&one);
+            for l in series[i] {
+                batch.merge_cf(index, keys::postings(tenant, &l.name, &l.value), &one);
+            }
+            all.insert(id);
+        }
+        if !created.is_empty() {
+            batch.merge_cf(index, keys::postings(tenant, "", ""), encode_postings(&all));
+            batch.put_cf(index, [prefix::NEXT_SERIES_ID], next.to_be_bytes());
+            self.write_synced(batch)?;
+        }
+        drop(next);
+        let mut cache = self.series_cache.write();
+        for (k, id) in keys.into_iter().zip(&ids) {
+            cache.insert(k, id.expect("every id is resolved"));
+        }
+        Ok(ids.into_iter().map(|id| id.expect("every id is resolved")).collect())
+    }
+
+    /// The tenant and labels of each series id (a missing id is an index corruption).
+    pub fn series_labels(&self, ids: &[SeriesId]) -> Result<Vec<(TenantId, Labels)>> {
+        let index = self.cf(keys::CF_INDEX);
+        let keys: Vec<[u8; 9]> = ids.iter().map(|&id| keys::labels_by_series(id)).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for got in self.db.multi_get_cf(keys.iter().map(|k| (index, k.as_slice()))) {
+            let corrupt = |source| Error::CorruptIndex { what: "labels of a series", source };
+            let v = got?.ok_or(corrupt(crate::chunkenc::DecodeError::Invalid("series id without labels")))?;
+            let mut r = Reader::new(&v);
+            let tenant = TenantId(u32::from_be_bytes(r.bytes(4).map_err(corrupt)?.try_into().expect("4 bytes")));
+            out.push((tenant, Labels::decode(&mut r).map_err(corrupt)?));
+        }
+        Ok(out)
+    }
+
+    fn postings(&self, key: &[u8]) -> Result<RoaringTreemap> {
+        match self.db.get_pinned_cf(self.cf(keys::CF_INDEX), key)? {
+            Some(v) => decode_postings(&v),
+            None => Ok(RoaringTreemap::new()),
+        }
+    }
+
+    /// Calls `f(value, postings)` for every value of label `name`, in value order.
+    fn for_each_value(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        mut f: impl FnMut(&[u8], RoaringTreemap) -> bool,
+    ) -> Result<()> {
+        let prefix = keys::postings_name_prefix(tenant, name);
+        let index = self.cf(keys::CF_INDEX);
+        for item in self.db.iterator_cf(index, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if !f(&k[prefix.len()..], decode_postings(&v)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Series ids of `tenant` that match every matcher of one selector.
+    fn select_one(&self, tenant: TenantId, matchers: &[Matcher]) -> Result<RoaringTreemap> {
+        let mut result: Option<RoaringTreemap> = None;
+        // Equality matchers first: they are one lookup each and usually the most selective.
+        let mut ordered: Vec<&Matcher> = matchers.iter().collect();
+        ordered.sort_by_key(|m| !(matches!(m.op, MatchOp::Equal) && !m.value.is_empty()));
+        for m in ordered {
+            if result.as_ref().is_some_and(RoaringTreemap::is_empty) {
+                break;
+            }
+            let set = if matches!(m.op, MatchOp::Equal) && !m.value.is_empty() {
+                self.postings(&keys::postings(tenant, &m.name, &m.value))?
+            } else {
+                let mut matched = RoaringTreemap::new();
+                let mut with_label = RoaringTreemap::new();
+                let mut bad_utf8 = false;
+                self.for_each_value(tenant, &m.name, |value, set| {
+                    match std::str::from_utf8(value) {
+                        Ok(v) if m.matches(v) => matched |= &set,
+                        Ok(_) => {}
+                        Err(_) => bad_utf8 = true,
+                    }
+                    with_label |= set;
+                    true
+                })?;
+                if bad_utf8 {
+                    return Err(Error::CorruptIndex {
+                        what: "postings key",
+                        source: crate::chunkenc::DecodeError::Invalid("label value is not UTF-8"),
+                    });
+                }
+                if m.matches("") {
+                    matched |= self.postings(&keys::postings(tenant, "", ""))? - with_label;
+                }
+                matched
+            };
+            result = Some(match result {
+                Some(r) => r & set,
+                None => set,
+            });
+        }
+        Ok(result.unwrap_or_default())
+    }
+
+    /// Series ids with samples or exemplars in a window overlapping `[mint, maxt]`.
+    pub fn active_series(&self, tenant: TenantId, mint: i64, maxt: i64) -> Result<RoaringTreemap> {
+        let index = self.cf(keys::CF_INDEX);
+        let windows = self.windows_overlapping(mint, maxt);
+        let keys: Vec<[u8; 13]> = windows.iter().map(|&w| keys::activity(w, tenant)).collect();
+        let mut set = RoaringTreemap::new();
+        for got in self.db.multi_get_cf(keys.iter().map(|k| (index, k.as_slice()))) {
+            if let Some(v) = got? {
+                set |= decode_postings(&v)?;
+            }
+        }
+        Ok(set)
+    }
+
+    /// Series ids matching any of the selectors (each a list of matchers, all of which must match)
+    /// and holding data in a window overlapping `[mint, maxt]`. No selectors means every series.
+    pub fn select(&self, tenant: TenantId, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<RoaringTreemap> {
+        let mut matched = RoaringTreemap::new();
+        if selectors.is_empty() {
+            matched = self.postings(&keys::postings(tenant, "", ""))?;
+        }
+        for s in selectors {
+            matched |= self.select_one(tenant, s)?;
+        }
+        Ok(matched & self.active_series(tenant, mint, maxt)?)
+    }
+
+    /// Like [`Storage::select`], returning label sets sorted as Prometheus sorts series.
+    pub fn select_labels(
+        &self,
+        tenant: TenantId,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(SeriesId, Labels)>> {
+        let ids: Vec<SeriesId> = self.select(tenant, selectors, mint, maxt)?.iter().collect();
+        let labels = self.series_labels(&ids)?;
+        let mut out: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels.into_iter().map(|(_, l)| l)).collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+
+    /// Label names used by the selected series, sorted.
+    pub fn label_names(&self, tenant: TenantId, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let candidates = self.select(tenant, selectors, mint, maxt)?;
+        let mut names = Vec::new();
+        if candidates.is_empty() {
+            return Ok(names);
+        }
+        let tenant_prefix = keys::postings_prefix(tenant);
+        let index = self.cf(keys::CF_INDEX);
+        let mut iter = self.db.raw_iterator_cf(index);
+        iter.seek(&tenant_prefix);
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&tenant_prefix) {
+                break;
+            }
+            let Some((name, _)) = keys::split_postings(k, tenant_prefix.len()) else { break };
+            let name = name.to_vec();
+            if !name.is_empty() && !(decode_postings(v)? & &candidates).is_empty() {
+                names.push(String::from_utf8_lossy(&name).into_owned());
+                // Skip the rest of this name's values: `name 0x01` sorts after all of them.
+                let mut next = tenant_prefix.clone();
+                next.extend_from_slice(&name);
+                next.push(1);
+                iter.seek(&next);
+            } else {
+                iter.next();
+            }
+        }
+        iter.status()?;
+        Ok(names)
+    }
+
+    /// Values of label `name` among the selected series, sorted.
+    pub fn label_values(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        let candidates = self.select(tenant, selectors, mint, maxt)?;
+        let mut values = Vec::new();
+        if candidates.is_empty() || name.is_empty() {
+            return Ok(values);
+        }
+        self.for_each_value(tenant, name, |value, set| {
+            if !(set & &candidates).is_empty() {
+                values.push(String::from_utf8_lossy(value).into_owned());
+            }
+            true
+        })?;
+        Ok(values)
+    }
+}

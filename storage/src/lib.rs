@@ -1,0 +1,75 @@
+//! Amber's storage engine: series, float samples and exemplars, kept durably on RocksDB.
+//!
+//! The engine knows nothing of HTTP or wire formats: callers hand it validated label sets,
+//! samples and exemplars ([`Storage::append`]) and read them back by label matchers and time range.
+//! On-disk layouts are documented in `docs/format/`; the write path, sealing and retention in
+//! `docs/ARCHITECTURE.md`.
+//!
+//! # Layout
+//! - [`chunkenc`]: column codecs (timestamps, values).
+//! - [`block`]: sealed columnar blocks of samples and of exemplars.
+//! - [`keys`]: every RocksDB key layout and column family.
+//! - [`labels`]: label sets, their encoding and validation rules.
+//! - [`index`]: series ids, postings, matchers, label names and values.
+//! - [`head`]: the write path: accepting samples and exemplars into the head.
+//! - [`querier`]: reading samples and exemplars back, and trace-id lookups.
+//! - [`seal`]: moving head data into sealed blocks.
+//! - [`retention`]: deleting whole windows older than the retention period.
+//! - [`metadata`]: metric metadata (type, help, unit).
+
+pub mod block;
+pub mod chunkenc;
+mod db;
+mod error;
+pub mod head;
+pub mod index;
+pub mod keys;
+pub mod labels;
+pub mod metadata;
+pub mod querier;
+pub mod retention;
+pub mod seal;
+pub mod tenant;
+
+pub use db::{Options, Storage, StorageStats};
+pub use error::{Error, Result};
+pub use head::{AppendReport, Rejection, RejectReason, SeriesWrite};
+pub use index::{MatchOp, Matcher};
+pub use labels::{Label, Labels};
+pub use metadata::{MetricMetadata, MetricType};
+pub use tenant::TenantId;
+
+/// A series' id: handed out once, in increasing order, and never reused.
+pub type SeriesId = u64;
+
+/// Prometheus's staleness marker: the NaN bit pattern a sender writes when a series ends.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// One float sample. `ts` is milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub ts: i64,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn is_stale_marker(&self) -> bool {
+        self.value.to_bits() == STALE_NAN_BITS
+    }
+}
+
+/// One exemplar: a sample of the request that produced it, with labels such as `trace_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub ts: i64,
+    pub value: f64,
+    pub labels: Labels,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

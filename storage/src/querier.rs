@@ -1,0 +1,127 @@
+//! Reading data back: a series' samples or exemplars in a time range (sealed blocks merged with
+//! the head), and every exemplar that carries a trace id.
+
+use std::collections::BTreeMap;
+
+use rocksdb::{Direction, IteratorMode};
+
+use crate::block;
+use crate::db::Storage;
+use crate::error::{Error, Result};
+use crate::head::{decode_head_exemplar, decode_head_sample};
+use crate::keys;
+use crate::labels::Labels;
+use crate::tenant::TenantId;
+use crate::{Exemplar, Sample, SeriesId};
+
+/// An exemplar found by trace id, with the series it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedExemplar {
+    pub series: Labels,
+    pub exemplar: Exemplar,
+}
+
+impl Storage {
+    /// Head entries of one series with `mint <= ts <= maxt`, decoded by `decode`.
+    fn head_range<T>(
+        &self,
+        cf: &str,
+        id: SeriesId,
+        mint: i64,
+        maxt: i64,
+        decode: impl Fn(i64, &[u8]) -> Option<T>,
+    ) -> Result<Vec<(i64, T)>> {
+        let start = keys::head(id, mint);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item?;
+            let ts = keys::read_ordered_i64(&k[8..]);
+            if k[..8] != id.to_be_bytes() || ts > maxt {
+                break;
+            }
+            let value = decode(ts, &v).ok_or(Error::CorruptIndex {
+                what: "head entry",
+                source: crate::chunkenc::DecodeError::Invalid("undecodable head value"),
+            })?;
+            out.push((ts, value));
+        }
+        Ok(out)
+    }
+
+    /// Sealed blocks of one series overlapping `[mint, maxt]`, in window order.
+    fn blocks_overlapping(&self, cf: &str, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Vec<u8>>> {
+        let windows = self.windows_overlapping(mint, maxt);
+        let keys: Vec<[u8; 16]> = windows.iter().map(|&w| keys::block(w, id)).collect();
+        let cf = self.cf(cf);
+        let mut out = Vec::new();
+        for got in self.db.multi_get_cf(keys.iter().map(|k| (cf, k.as_slice()))) {
+            if let Some(b) = got? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A series' samples with `mint <= ts <= maxt`, sorted by timestamp, stale markers included.
+    pub fn samples(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Sample>> {
+        let mut merged: BTreeMap<i64, f64> = BTreeMap::new();
+        for b in self.blocks_overlapping(keys::CF_BLOCKS, id, mint, maxt)? {
+            let samples = block::decode_samples(&b)
+                .map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })?;
+            merged.extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt).map(|s| (s.ts, s.value)));
+        }
+        // Head entries win over a block at the same timestamp (the write path keeps them equal).
+        for (ts, s) in self.head_range(keys::CF_HEAD, id, mint, maxt, decode_head_sample)? {
+            merged.insert(ts, s.value);
+        }
+        Ok(merged.into_iter().map(|(ts, value)| Sample { ts, value }).collect())
+    }
+
+    /// A series' exemplars with `mint <= ts <= maxt`, sorted by timestamp.
+    pub fn exemplars(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Exemplar>> {
+        let mut merged: BTreeMap<i64, Exemplar> = BTreeMap::new();
+        for b in self.blocks_overlapping(keys::CF_EXEMPLAR_BLOCKS, id, mint, maxt)? {
+            let exemplars = block::decode_exemplars(&b)
+                .map_err(|source| Error::CorruptBlock { what: "exemplar block", series: id, source })?;
+            merged.extend(exemplars.into_iter().filter(|e| e.ts >= mint && e.ts <= maxt).map(|e| (e.ts, e)));
+        }
+        for (ts, e) in self.head_range(keys::CF_EXEMPLAR_HEAD, id, mint, maxt, decode_head_exemplar)? {
+            merged.insert(ts, e);
+        }
+        Ok(merged.into_values().collect())
+    }
+
+    /// Every exemplar of `tenant` whose trace-id label equals `trace_id`, oldest first.
+    pub fn exemplars_by_trace(&self, tenant: TenantId, trace_id: &str) -> Result<Vec<TracedExemplar>> {
+        if trace_id.is_empty() || trace_id.len() > u8::MAX as usize {
+            return Ok(Vec::new());
+        }
+        let windows: Vec<i64> = self.windows.read().iter().copied().collect();
+        let trace_cf = self.cf(keys::CF_TRACE_INDEX);
+        let mut hits: Vec<(SeriesId, i64)> = Vec::new();
+        for w in windows {
+            let prefix = keys::trace_prefix(w, tenant, trace_id);
+            for item in self.db.iterator_cf(trace_cf, IteratorMode::From(&prefix, Direction::Forward)) {
+                let (k, _) = item?;
+                if !k.starts_with(&prefix) || k.len() != prefix.len() + 16 {
+                    break;
+                }
+                hits.push((keys::read_u64(&k[prefix.len()..]), keys::read_ordered_i64(&k[prefix.len() + 8..])));
+            }
+        }
+        let mut out = Vec::with_capacity(hits.len());
+        let ids: Vec<SeriesId> = hits.iter().map(|h| h.0).collect();
+        let labels = self.series_labels(&ids)?;
+        for ((id, ts), (_, series)) in hits.into_iter().zip(labels) {
+            // An exemplar may carry several trace-id labels; keep those that match this one.
+            for exemplar in self.exemplars(id, ts, ts)? {
+                if exemplar.labels.iter().any(|l| self.opts.trace_id_labels.contains(&l.name) && l.value == trace_id) {
+                    out.push(TracedExemplar { series: series.clone(), exemplar });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.exemplar.ts.cmp(&b.exemplar.ts).then_with(|| a.series.cmp(&b.series)));
+        out.dedup();
+        Ok(out)
+    }
+}

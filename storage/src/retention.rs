@@ -1,0 +1,48 @@
+//! Retention: whole windows older than the retention period are deleted with range deletes.
+//!
+//! Blocks, exemplar blocks, trace-index keys and activity sets all start with their window, so
+//! dropping everything before a window is four range deletes in one atomic batch, whatever the
+//! number of series. Head entries that old are sealed first and deleted on the next pass.
+//! The series index itself is kept (series garbage collection is not implemented yet).
+
+use rocksdb::WriteBatch;
+
+use crate::db::Storage;
+use crate::error::Result;
+use crate::keys;
+use crate::tenant::TenantId;
+
+impl Storage {
+    /// Deletes every window that ended before `now` minus the retention period. Returns the
+    /// number of windows deleted.
+    pub fn enforce_retention(&self, now: i64) -> Result<usize> {
+        let cutoff = now.saturating_sub(self.opts.retention_ms);
+        // The first window that still holds data younger than the cutoff.
+        let keep_from = self.window_of(cutoff);
+        let doomed = self.windows.read().range(..keep_from).count();
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let mut batch = WriteBatch::default();
+        let ranges = [
+            (keys::CF_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
+            (keys::CF_EXEMPLAR_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
+            (keys::CF_TRACE_INDEX, keys::ordered_i64(i64::MIN).to_vec(), keys::ordered_i64(keep_from).to_vec()),
+            (
+                keys::CF_INDEX,
+                keys::activity(i64::MIN, TenantId(0)).to_vec(),
+                keys::activity(keep_from, TenantId(0)).to_vec(),
+            ),
+        ];
+        for (cf, from, to) in &ranges {
+            batch.delete_range_cf(self.cf(cf), from, to);
+        }
+        self.write_synced(batch)?;
+        self.windows.write().retain(|&w| w >= keep_from);
+        for (cf, from, to) in &ranges {
+            self.db.compact_range_cf(self.cf(cf), Some(from), Some(to));
+        }
+        tracing::info!(windows = doomed, before = keep_from, "retention deleted windows");
+        Ok(doomed)
+    }
+}
