@@ -1,1 +1,79 @@
+//! Amber's wire formats and HTTP API: the remote-write receiver and the Prometheus-compatible
+//! read endpoints, served with axum over [`amber_storage::Storage`].
+//!
+//! # Layout
+//! One module per endpoint family, like mini-redis's one file per command:
+//! - [`remote_write`]: `POST /api/v1/write` (Prometheus remote write 1.0).
+//! - [`exemplars`]: `/api/v1/query_exemplars` and `/api/v1/exemplars/trace/<trace_id>`.
+//! - [`series`]: `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
+//! - [`metadata`]: `/api/v1/metadata`.
+//! - [`status`]: build info, health and readiness.
+//! - [`metrics`]: Amber's own metrics at `/metrics`.
+//!
+//! Shared pieces: [`params`] (Prometheus's parameter parsing: times, `match[]`), [`response`]
+//! (the JSON envelope and float/timestamp formatting), [`error`] (errors → status and JSON).
 
+pub mod error;
+pub mod exemplars;
+pub mod metadata;
+pub mod metrics;
+pub mod params;
+pub mod prompb;
+pub mod remote_write;
+pub mod response;
+pub mod series;
+pub mod status;
+
+use std::sync::Arc;
+
+use amber_storage::Storage;
+use amber_storage::labels::LabelLimits;
+use axum::Router;
+use axum::routing::{get, post};
+
+/// Limits the API enforces on requests.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest remote-write body accepted, compressed.
+    pub max_body_bytes: usize,
+    /// Largest remote-write body accepted once snappy-decoded.
+    pub max_decoded_bytes: usize,
+    pub labels: LabelLimits,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits { max_body_bytes: 32 << 20, max_decoded_bytes: 128 << 20, labels: LabelLimits::default() }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Arc<Storage>,
+    pub limits: Arc<ApiLimits>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(storage: Arc<Storage>, limits: ApiLimits) -> Self {
+        AppState { storage, limits: Arc::new(limits), metrics: Arc::new(metrics::Metrics::new()) }
+    }
+}
+
+/// Every route Amber serves.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/write", post(remote_write::handle))
+        .route("/api/v1/query_exemplars", get(exemplars::query).post(exemplars::query))
+        .route("/api/v1/exemplars/trace/{trace_id}", get(exemplars::by_trace))
+        .route("/api/v1/series", get(series::series).post(series::series))
+        .route("/api/v1/labels", get(series::label_names).post(series::label_names))
+        .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/metadata", get(metadata::metadata))
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/-/healthy", get(status::healthy))
+        .route("/-/ready", get(status::ready))
+        .route("/metrics", get(metrics::handle))
+        .with_state(state)
+}

@@ -105,17 +105,23 @@ impl<'a> IntoIterator for &'a Labels {
     }
 }
 
-/// Prints the label set the way Prometheus does: `{__name__="up", job="node"}`.
+/// Prints labels the way Prometheus does, `{__name__="up", job="node"}`, in the order given
+/// (for label lists a sender sent, which may be unsorted).
+pub fn format_list(labels: &[Label]) -> String {
+    let mut out = String::from("{");
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("{}={:?}", l.name, l.value));
+    }
+    out.push('}');
+    out
+}
+
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("{")?;
-        for (i, l) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{}={:?}", l.name, l.value)?;
-        }
-        f.write_str("}")
+        f.write_str(&format_list(&self.0))
     }
 }
 

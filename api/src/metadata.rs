@@ -1,0 +1,46 @@
+//! `GET /api/v1/metadata`: metric type, help and unit per metric family, as senders reported them.
+
+use std::collections::BTreeMap;
+
+use amber_storage::TenantId;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::error::{ApiError, blocking};
+use crate::params::Params;
+use crate::response::success;
+
+#[derive(Serialize)]
+struct MetadataJson {
+    #[serde(rename = "type")]
+    metric_type: &'static str,
+    help: String,
+    unit: String,
+}
+
+pub async fn metadata(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+    let params = Params::from_request(&uri, &headers, &Bytes::new());
+    let limit = params.limit("limit")?;
+    let limit_per_metric = params.limit("limit_per_metric")?;
+    let metric = params.get("metric").map(str::to_string);
+    let storage = state.storage.clone();
+    let found = blocking(move || {
+        Ok(storage.metadata(TenantId::DEFAULT, metric.as_deref(), limit, limit_per_metric)?)
+    })
+    .await?;
+    let data: BTreeMap<String, Vec<MetadataJson>> = found
+        .into_iter()
+        .map(|(family, entries)| {
+            let entries = entries
+                .into_iter()
+                .map(|m| MetadataJson { metric_type: m.metric_type.as_str(), help: m.help, unit: m.unit })
+                .collect();
+            (family, entries)
+        })
+        .collect();
+    Ok(success(data, Vec::new()))
+}

@@ -1,0 +1,124 @@
+//! Amber's own metrics, served at `/metrics` in the Prometheus text format.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Code {
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ColumnFamily {
+    cf: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    samples_ingested: Counter,
+    exemplars_ingested: Counter,
+    series_created: Counter,
+    samples_rejected: Family<Reason, Counter>,
+    exemplars_rejected: Family<Reason, Counter>,
+    write_requests: Family<Code, Counter>,
+    write_duration: Histogram,
+    series: Gauge,
+    sst_bytes: Family<ColumnFamily, Gauge>,
+    memtable_bytes: Family<ColumnFamily, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("amber");
+        let m = Metrics {
+            samples_ingested: Counter::default(),
+            exemplars_ingested: Counter::default(),
+            series_created: Counter::default(),
+            samples_rejected: Family::default(),
+            exemplars_rejected: Family::default(),
+            write_requests: Family::default(),
+            write_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            series: Gauge::default(),
+            sst_bytes: Family::default(),
+            memtable_bytes: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("samples_ingested", "Samples written durably", m.samples_ingested.clone());
+        registry.register("exemplars_ingested", "Exemplars written durably", m.exemplars_ingested.clone());
+        registry.register("series_created", "Series created", m.series_created.clone());
+        registry.register("samples_rejected", "Samples refused, by reason", m.samples_rejected.clone());
+        registry.register("exemplars_rejected", "Exemplars refused, by reason", m.exemplars_rejected.clone());
+        registry.register("remote_write_requests", "Remote-write requests, by status code", m.write_requests.clone());
+        registry.register(
+            "remote_write_duration_seconds",
+            "Time to answer a remote-write request",
+            m.write_duration.clone(),
+        );
+        registry.register("series", "Series in the index", m.series.clone());
+        registry.register("rocksdb_sst_bytes", "Bytes of RocksDB SST files, by column family", m.sst_bytes.clone());
+        registry.register(
+            "rocksdb_memtable_bytes",
+            "Bytes of RocksDB memtables, by column family",
+            m.memtable_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn ingested(&self, samples: u64, exemplars: u64, series_created: u64) {
+        self.samples_ingested.inc_by(samples);
+        self.exemplars_ingested.inc_by(exemplars);
+        self.series_created.inc_by(series_created);
+    }
+
+    pub fn rejected(&self, exemplar: bool, reason: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let family = if exemplar { &self.exemplars_rejected } else { &self.samples_rejected };
+        family.get_or_create(&Reason { reason: reason.to_string() }).inc_by(n);
+    }
+
+    pub fn observe_write(&self, status: u16, elapsed: Duration) {
+        self.write_requests.get_or_create(&Code { code: status.to_string() }).inc();
+        self.write_duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+pub async fn handle(State(state): State<AppState>) -> Response {
+    let storage = state.storage.clone();
+    let stats = tokio::task::spawn_blocking(move || storage.stats()).await.unwrap_or_default();
+    let m = &state.metrics;
+    m.series.set(stats.series as i64);
+    for (cf, bytes) in stats.sst_bytes {
+        m.sst_bytes.get_or_create(&ColumnFamily { cf: cf.to_string() }).set(bytes as i64);
+    }
+    for (cf, bytes) in stats.memtable_bytes {
+        m.memtable_bytes.get_or_create(&ColumnFamily { cf: cf.to_string() }).set(bytes as i64);
+    }
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
+        return crate::error::ApiError::internal(format!("encoding metrics: {e}")).into_response();
+    }
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}

@@ -1,0 +1,208 @@
+//! `POST /api/v1/write`: the Prometheus remote-write 1.0 receiver.
+//!
+//! Request: a snappy (block format) compressed `prometheus.WriteRequest`. Answers:
+//! - `204` once every sample, exemplar and metadata entry is durably written;
+//! - `400` naming what was wrong for input that can never succeed; valid series of the same
+//!   request are still written (the spec allows it) and the body says how many were;
+//! - `413` for a body over the limit, `415` for a content type or encoding other than remote
+//!   write 1.0's;
+//! - `5xx` only when the store failed and the sender should retry.
+
+use amber_storage::labels::{self, Label};
+use amber_storage::{Exemplar, MetricMetadata, MetricType, Sample, SeriesWrite, TenantId};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prost::Message;
+
+use crate::AppState;
+use crate::error::blocking;
+use crate::prompb;
+
+/// Rejection messages listed in a 400 body; the rest are counted.
+const MAX_LISTED_ERRORS: usize = 10;
+
+/// A plain-text error answer, as Prometheus's own receiver gives.
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+/// Checks `Content-Type` and `Content-Encoding` when present (old senders omit them).
+fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
+    if let Some(enc) = headers.get("content-encoding") {
+        let enc = enc.to_str().unwrap_or("");
+        if !enc.eq_ignore_ascii_case("snappy") {
+            return Err(text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding {enc:?}: remote write 1.0 bodies must be snappy-compressed"),
+            ));
+        }
+    }
+    if let Some(ct) = headers.get("content-type") {
+        let ct = ct.to_str().unwrap_or("");
+        let mut parts = ct.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        if !media.eq_ignore_ascii_case("application/x-protobuf") {
+            return Err(text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Type {ct:?}: expected application/x-protobuf"),
+            ));
+        }
+        if let Some(proto) = parts.find_map(|p| p.strip_prefix("proto=")) {
+            if proto != "prometheus.WriteRequest" {
+                return Err(text(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("unsupported remote write protobuf message {proto:?}: only prometheus.WriteRequest (remote write 1.0) is accepted"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the body into a `WriteRequest`, or the 4xx answer saying why not.
+pub fn decode(body: &[u8], max_decoded_bytes: usize) -> Result<prompb::WriteRequest, Response> {
+    let len = snap::raw::decompress_len(body)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("snappy decode error: {e}")))?;
+    if len > max_decoded_bytes {
+        return Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decompressed body is {len} bytes, over the limit of {max_decoded_bytes}"),
+        ));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("snappy decode error: {e}")))?;
+    prompb::WriteRequest::decode(raw.as_slice())
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("protobuf decode error: {e}")))
+}
+
+/// A request turned into storage writes, with what had to be refused before storage saw it.
+struct Converted {
+    series: Vec<SeriesWrite>,
+    metadata: Vec<MetricMetadata>,
+    errors: Vec<String>,
+    samples_refused: u64,
+    exemplars_refused: u64,
+}
+
+fn to_labels(labels: Vec<prompb::Label>) -> Vec<Label> {
+    labels.into_iter().map(|l| Label { name: l.name, value: l.value }).collect()
+}
+
+fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted {
+    let mut out = Converted {
+        series: Vec::with_capacity(req.timeseries.len()),
+        metadata: Vec::new(),
+        errors: Vec::new(),
+        samples_refused: 0,
+        exemplars_refused: 0,
+    };
+    let metrics = &state.metrics;
+    for ts in req.timeseries {
+        let raw = to_labels(ts.labels);
+        let shown = labels::format_list(&raw);
+        let series_labels = match labels::validate_series(raw, &state.limits.labels) {
+            Ok(l) => l,
+            Err(e) => {
+                metrics.rejected(false, e.reason(), ts.samples.len() as u64);
+                metrics.rejected(true, e.reason(), ts.exemplars.len() as u64);
+                out.samples_refused += ts.samples.len() as u64;
+                out.exemplars_refused += ts.exemplars.len() as u64;
+                out.errors.push(format!("series {shown}: {e}"));
+                continue;
+            }
+        };
+        if !ts.histograms.is_empty() {
+            metrics.rejected(false, "native_histogram", ts.histograms.len() as u64);
+            out.samples_refused += ts.histograms.len() as u64;
+            out.errors.push(format!("series {series_labels}: native histogram samples are not supported yet"));
+        }
+        let samples = ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value }).collect();
+        let mut exemplars = Vec::with_capacity(ts.exemplars.len());
+        for e in ts.exemplars {
+            match labels::validate_exemplar(to_labels(e.labels)) {
+                Ok(l) => exemplars.push(Exemplar { ts: e.timestamp, value: e.value, labels: l }),
+                Err(err) => {
+                    metrics.rejected(true, "invalid_exemplar_labels", 1);
+                    out.exemplars_refused += 1;
+                    out.errors.push(format!("exemplar at {} for series {series_labels}: {err}", e.timestamp));
+                }
+            }
+        }
+        out.series.push(SeriesWrite { labels: series_labels, samples, exemplars });
+    }
+    out.metadata = req
+        .metadata
+        .into_iter()
+        .map(|m| MetricMetadata {
+            metric_family: m.metric_family_name,
+            metric_type: MetricType::from_i32(m.r#type),
+            help: m.help,
+            unit: m.unit,
+        })
+        .collect();
+    out
+}
+
+pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = std::time::Instant::now();
+    let response = write(&state, &headers, body).await;
+    state.metrics.observe_write(response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
+    if let Err(r) = check_headers(headers) {
+        return r;
+    }
+    let limit = state.limits.max_body_bytes;
+    let body: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"));
+        }
+    };
+    let req = match decode(&body, state.limits.max_decoded_bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let converted = convert(req, state);
+    let storage = state.storage.clone();
+    let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = converted;
+    let result = blocking(move || Ok(storage.append(TenantId::DEFAULT, &series, &metadata))).await;
+    let report = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "remote write failed in storage");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"));
+        }
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.message),
+    };
+    let metrics = &state.metrics;
+    metrics.ingested(report.samples_written, report.exemplars_written, report.series_created);
+    let (mut samples_rejected, mut exemplars_rejected) = (samples_refused, exemplars_refused);
+    for r in &report.rejected {
+        metrics.rejected(r.exemplar, r.reason.as_str(), 1);
+        if r.exemplar {
+            exemplars_rejected += 1;
+        } else {
+            samples_rejected += 1;
+        }
+        errors.push(r.to_string());
+    }
+    if errors.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let listed = errors.len().min(MAX_LISTED_ERRORS);
+    let mut message = format!(
+        "{samples_rejected} samples and {exemplars_rejected} exemplars rejected; {} samples and {} exemplars written. ",
+        report.samples_written, report.exemplars_written
+    );
+    message.push_str(&errors[..listed].join("; "));
+    if errors.len() > listed {
+        message.push_str(&format!("; and {} more errors", errors.len() - listed));
+    }
+    text(StatusCode::BAD_REQUEST, message)
+}

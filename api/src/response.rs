@@ -1,0 +1,76 @@
+//! Prometheus's JSON success envelope and its number formats.
+
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// `{"status":"success","data":...}`, with `warnings` when there are any.
+pub fn success<T: Serialize>(data: T, warnings: Vec<String>) -> Response {
+    #[derive(Serialize)]
+    struct Envelope<T> {
+        status: &'static str,
+        data: T,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    }
+    match serde_json::to_string(&Envelope { status: "success", data, warnings }) {
+        Ok(body) => ([("content-type", "application/json")], body).into_response(),
+        Err(e) => crate::error::ApiError::internal(format!("encoding the response: {e}")).into_response(),
+    }
+}
+
+/// A float as Prometheus writes sample values: Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with
+/// `NaN`, `+Inf` and `-Inf` for the special values.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        // Rust's Display is the shortest string that round-trips and never uses an exponent.
+        format!("{v}")
+    }
+}
+
+/// A millisecond timestamp as the JSON number of seconds Prometheus writes
+/// (`jsonutil.MarshalTimestamp`): the three-digit fraction only when it is non-zero, trailing
+/// zeros kept, so 1500 ms is `1.500` and 2000 ms is `2`.
+pub fn timestamp(ms: i64) -> Box<RawValue> {
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    let (secs, frac) = (abs / 1000, abs % 1000);
+    let text = if frac == 0 { format!("{sign}{secs}") } else { format!("{sign}{secs}.{frac:03}") };
+    RawValue::from_string(text).expect("a number is valid JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_format_like_go_strconv() {
+        let cases = [
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (-0.0, "-0"),
+            (1e21, "1000000000000000000000"),
+            (1.5e-7, "0.00000015"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(format_value(v), want);
+        }
+    }
+
+    #[test]
+    fn timestamps_format_like_prometheus_marshal_timestamp() {
+        let cases = [(1600096945479, "1600096945.479"), (1500, "1.500"), (2000, "2"), (5, "0.005"), (-1500, "-1.500")];
+        for (ms, want) in cases {
+            assert_eq!(timestamp(ms).get(), want);
+        }
+    }
+}

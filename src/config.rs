@@ -1,0 +1,152 @@
+//! Configuration: command-line flags, each also an `AMBER_*` environment variable, over an
+//! optional TOML file (`--config`), over defaults. Durations are written like `15d`, `2h`, `30s`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "amber", version, about = "A Prometheus remote-write target that keeps samples and exemplars durably")]
+pub struct Cli {
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "AMBER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the RocksDB store [default: ./data].
+    #[arg(long, env = "AMBER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to serve the HTTP API on [default: 0.0.0.0:9201].
+    #[arg(long, env = "AMBER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// How long samples and exemplars are kept [default: 15d].
+    #[arg(long, env = "AMBER_RETENTION")]
+    pub retention: Option<String>,
+    /// How far behind a series' newest sample an older one is still accepted [default: 1h].
+    #[arg(long, env = "AMBER_OUT_OF_ORDER_WINDOW")]
+    pub out_of_order_window: Option<String>,
+    /// Width of a block's time window; fixed when the store is created [default: 2h].
+    #[arg(long, env = "AMBER_BLOCK_DURATION")]
+    pub block_duration: Option<String>,
+    /// How often head data is sealed into blocks and retention is enforced [default: 1m].
+    #[arg(long, env = "AMBER_MAINTENANCE_INTERVAL")]
+    pub maintenance_interval: Option<String>,
+    /// Largest remote-write body, compressed, in bytes [default: 33554432].
+    #[arg(long, env = "AMBER_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most labels a series may have [default: 30].
+    #[arg(long, env = "AMBER_MAX_LABELS_PER_SERIES")]
+    pub max_labels_per_series: Option<usize>,
+    /// Longest label name in bytes [default: 1024].
+    #[arg(long, env = "AMBER_MAX_LABEL_NAME_LENGTH")]
+    pub max_label_name_length: Option<usize>,
+    /// Longest label value in bytes [default: 2048].
+    #[arg(long, env = "AMBER_MAX_LABEL_VALUE_LENGTH")]
+    pub max_label_value_length: Option<usize>,
+    /// `text` or `json` [default: text].
+    #[arg(long, env = "AMBER_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file: the same settings as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    retention: Option<String>,
+    out_of_order_window: Option<String>,
+    block_duration: Option<String>,
+    maintenance_interval: Option<String>,
+    max_body_bytes: Option<usize>,
+    max_labels_per_series: Option<usize>,
+    max_label_name_length: Option<usize>,
+    max_label_value_length: Option<usize>,
+    log_format: Option<String>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub storage: amber_storage::Options,
+    pub api: amber_api::ApiLimits,
+    pub maintenance_interval: Duration,
+    pub log_format: String,
+}
+
+fn duration(name: &str, v: Option<String>, default: &str) -> anyhow::Result<Duration> {
+    let text = v.unwrap_or_else(|| default.to_string());
+    let d = humantime::parse_duration(&text).with_context(|| format!("invalid duration for {name}: {text:?}"))?;
+    anyhow::ensure!(!d.is_zero(), "{name} must be longer than zero");
+    Ok(d)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Config {
+    pub fn load(cli: Cli) -> anyhow::Result<Config> {
+        let file: FileConfig = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let mut storage = amber_storage::Options {
+            retention_ms: millis(duration("retention", cli.retention.or(file.retention), "15d")?),
+            out_of_order_window_ms: millis(duration(
+                "out_of_order_window",
+                cli.out_of_order_window.or(file.out_of_order_window),
+                "1h",
+            )?),
+            block_duration_ms: millis(duration("block_duration", cli.block_duration.or(file.block_duration), "2h")?),
+            ..amber_storage::Options::default()
+        };
+        anyhow::ensure!(storage.block_duration_ms >= 1000, "block_duration must be at least 1s");
+        storage.retention_ms = storage.retention_ms.max(storage.block_duration_ms);
+        let mut api = amber_api::ApiLimits::default();
+        if let Some(v) = cli.max_body_bytes.or(file.max_body_bytes) {
+            api.max_body_bytes = v;
+        }
+        if let Some(v) = cli.max_labels_per_series.or(file.max_labels_per_series) {
+            api.labels.max_labels_per_series = v;
+        }
+        if let Some(v) = cli.max_label_name_length.or(file.max_label_name_length) {
+            api.labels.max_label_name_length = v;
+        }
+        if let Some(v) = cli.max_label_value_length.or(file.max_label_value_length) {
+            api.labels.max_label_value_length = v;
+        }
+        let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");
+        Ok(Config {
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
+            listen: cli.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:9201".parse().expect("valid address")),
+            storage,
+            api,
+            maintenance_interval: duration(
+                "maintenance_interval",
+                cli.maintenance_interval.or(file.maintenance_interval),
+                "1m",
+            )?,
+            log_format,
+        })
+    }
+}
+
+/// Structured logs on stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

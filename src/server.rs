@@ -1,0 +1,71 @@
+//! Wiring: open the store, start the maintenance loop (sealing, retention), serve HTTP, and shut
+//! down cleanly on SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use amber_storage::Storage;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let data_dir = config.data_dir.clone();
+    let options = config.storage.clone();
+    let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir, options)).await??);
+    tracing::info!(data_dir = %config.data_dir.display(), "store open");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let maintenance = tokio::spawn(maintain(storage.clone(), config.maintenance_interval, stop_rx));
+
+    let app = amber_api::router(amber_api::AppState::new(storage.clone(), config.api.clone()));
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+
+    tracing::info!("shutting down");
+    stop_tx.send(true).ok();
+    maintenance.await?;
+    // Every acknowledged write is already synced; dropping the last handle closes RocksDB.
+    drop(storage);
+    Ok(())
+}
+
+/// Seals head data into blocks and enforces retention every `interval` until told to stop.
+async fn maintain(storage: Arc<Storage>, interval: std::time::Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let s = storage.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let now = amber_storage::now_ms();
+            let sealed = s.seal(now)?;
+            let deleted = s.enforce_retention(now)?;
+            Ok::<_, amber_storage::Error>((sealed, deleted))
+        })
+        .await;
+        match result {
+            Ok(Ok((sealed, deleted))) => {
+                if sealed.sample_blocks_written + sealed.exemplar_blocks_written > 0 || deleted > 0 {
+                    tracing::info!(?sealed, windows_deleted = deleted, "maintenance");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed; retrying next interval"),
+            Err(e) => tracing::error!(error = %e, "maintenance task panicked"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
