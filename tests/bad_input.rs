@@ -1,0 +1,217 @@
+//! Every kind of bad remote-write input gets its 4xx with a message naming the problem, and the
+//! store keeps answering for what was written before.
+
+mod common;
+
+use common::{Amber, encode, request, series};
+use prost::Message;
+use serde_json::json;
+
+/// One bad request and the answer it must get.
+struct Case {
+    name: &'static str,
+    body: Vec<u8>,
+    content_type: &'static str,
+    content_encoding: &'static str,
+    status: u16,
+    expected: Expected,
+}
+
+enum Expected {
+    Exact(String),
+    Prefix(&'static str),
+}
+
+fn rejected(series_text: &str, why: &str) -> Expected {
+    Expected::Exact(format!(
+        "1 samples and 0 exemplars rejected; 0 samples and 0 exemplars written. series {series_text}: {why}"
+    ))
+}
+
+fn one(labels: &[(&str, &str)], ts: i64) -> Vec<u8> {
+    encode(&request(vec![series(labels, &[(ts, 1.0)], &[])]))
+}
+
+fn case(name: &'static str, body: Vec<u8>, status: u16, message: Expected) -> Case {
+    Case { name, body, content_type: "application/x-protobuf", content_encoding: "snappy", status, expected }
+}
+
+#[test]
+fn bad_input_gets_a_4xx_naming_the_problem_and_the_store_is_unaffected() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &["--max-body-bytes", "100000", "--out-of-order-window", "1m"]);
+    let t0 = common::now_ms() - 600_000;
+    let good = [("__name__", "good"), ("job", "x")];
+    let good_req = request(vec![series(&good, &[(t0, 1.0)], &[(t0, 1.0, &[("trace_id", "aa")])])]);
+    assert_eq!(amber.write(&good_req).0, 204);
+
+    // A label value that is not UTF-8: protobuf strings must be UTF-8, so the message is invalid.
+    let mut bad_utf8 = request(vec![series(&[("__name__", "m"), ("job", "XX")], &[(t0, 1.0)], &[])]).encode_to_vec();
+    let at = bad_utf8.windows(2).position(|w| w == b"XX").unwrap();
+    bad_utf8[at] = 0xff;
+    let long_name = "n".repeat(1025);
+    let long_value = "v".repeat(2049);
+    let many: Vec<(String, String)> = (0..30).map(|i| (format!("l{i:02}"), "v".to_string())).collect();
+    let mut many_labels: Vec<(&str, &str)> = vec![("__name__", "m")];
+    many_labels.extend(many.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let long_trace = "t".repeat(121);
+
+    let cases = vec![
+        case("bad snappy", b"definitely not snappy".to_vec(), 400, Expected::Prefix("snappy decode error: ")),
+        case(
+            "garbage protobuf",
+            snap::raw::Encoder::new().compress_vec(&[0xff; 16]).unwrap(),
+            400,
+            Expected::Prefix("protobuf decode error: "),
+        ),
+        case(
+            "truncated protobuf",
+            snap::raw::Encoder::new().compress_vec(&good_req.encode_to_vec()[..20]).unwrap(),
+            400,
+            Expected::Prefix("protobuf decode error: "),
+        ),
+        case(
+            "invalid UTF-8",
+            snap::raw::Encoder::new().compress_vec(&bad_utf8).unwrap(),
+            400,
+            Expected::Exact("protobuf decode error: failed to decode Protobuf message: Label.value: TimeSeries.labels: WriteRequest.timeseries: invalid string value: data is not UTF-8 encoded".into()),
+        ),
+        case("missing metric name", one(&[("job", "x")], t0), 400, rejected(r#"{job="x"}"#, "series has no metric name (__name__ label)")),
+        case("empty metric name", one(&[("__name__", ""), ("job", "x")], t0), 400, rejected(r#"{__name__="", job="x"}"#, "series has no metric name (__name__ label)")),
+        case("invalid metric name", one(&[("__name__", "a b")], t0), 400, rejected(r#"{__name__="a b"}"#, r#"invalid metric name "a b": must match [a-zA-Z_:][a-zA-Z0-9_:]*"#)),
+        case("unsorted labels", one(&[("__name__", "m"), ("z", "1"), ("a", "2")], t0), 400, rejected(r#"{__name__="m", z="1", a="2"}"#, r#"label names are not sorted: "a" comes after "z""#)),
+        case("duplicate label names", one(&[("__name__", "m"), ("a", "1"), ("a", "2")], t0), 400, rejected(r#"{__name__="m", a="1", a="2"}"#, r#"duplicate label name "a""#)),
+        case(
+            "label name too long",
+            one(&[("__name__", "m"), (&long_name, "1")], t0),
+            400,
+            rejected(&format!(r#"{{__name__="m", {long_name}="1"}}"#), &format!(r#"label name "{long_name}" is 1025 bytes long, over the limit of 1024"#)),
+        ),
+        case(
+            "label value too long",
+            one(&[("__name__", "m"), ("a", &long_value)], t0),
+            400,
+            rejected(&format!(r#"{{__name__="m", a="{long_value}"}}"#), r#"value of label "a" is 2049 bytes long, over the limit of 2048"#),
+        ),
+        case(
+            "too many labels",
+            one(&many_labels, t0),
+            400,
+            Expected::Prefix("1 samples and 0 exemplars rejected; 0 samples and 0 exemplars written. series {__name__=\"m\", l00=\"v\""),
+        ),
+        case(
+            "body too large",
+            vec![0u8; 100_001],
+            413,
+            Expected::Exact("request body is over the limit of 100000 bytes".into()),
+        ),
+        case(
+            "same timestamp, different value",
+            encode(&request(vec![series(&good, &[(t0, 2.0)], &[])])),
+            400,
+            Expected::Exact(format!("1 samples and 0 exemplars rejected; 0 samples and 0 exemplars written. sample at {t0} for series {{__name__=\"good\", job=\"x\"}}: duplicate sample for timestamp with a different value")),
+        ),
+        case(
+            "out of order outside the window",
+            encode(&request(vec![series(&good, &[(t0 - 120_000, 2.0)], &[])])),
+            400,
+            Expected::Exact(format!("1 samples and 0 exemplars rejected; 0 samples and 0 exemplars written. sample at {} for series {{__name__=\"good\", job=\"x\"}}: out of order: older than the series' newest sample by more than the out-of-order window", t0 - 120_000)),
+        ),
+        case(
+            "before retention",
+            one(&[("__name__", "m")], 1000),
+            400,
+            Expected::Exact("1 samples and 0 exemplars rejected; 0 samples and 0 exemplars written. sample at 1000 for series {__name__=\"m\"}: too old: before the retention period".into()),
+        ),
+        case(
+            "exemplar labels too long",
+            encode(&request(vec![series(&[("__name__", "m")], &[], &[(t0, 1.0, &[("trace_id", &long_trace)])])])),
+            400,
+            Expected::Exact(format!("0 samples and 1 exemplars rejected; 0 samples and 0 exemplars written. exemplar at {t0} for series {{__name__=\"m\"}}: label length for exemplar exceeds maximum of 128 UTF-8 characters")),
+        ),
+        Case {
+            name: "wrong content type",
+            body: encode(&good_req),
+            content_type: "application/json",
+            content_encoding: "snappy",
+            status: 415,
+            expected: Expected::Exact(r#"unsupported Content-Type "application/json": expected application/x-protobuf"#.into()),
+        },
+        Case {
+            name: "wrong content encoding",
+            body: good_req.encode_to_vec(),
+            content_type: "application/x-protobuf",
+            content_encoding: "gzip",
+            status: 415,
+            expected: Expected::Exact(r#"unsupported Content-Encoding "gzip": remote write 1.0 bodies must be snappy-compressed"#.into()),
+        },
+        Case {
+            name: "remote write 2.0 message",
+            body: encode(&good_req),
+            content_type: "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            content_encoding: "snappy",
+            status: 415,
+            expected: Expected::Exact(r#"unsupported remote write protobuf message "io.prometheus.write.v2.Request": only prometheus.WriteRequest (remote write 1.0) is accepted"#.into()),
+        },
+    ];
+
+    let http = reqwest::blocking::Client::new();
+    for c in cases {
+        let r = http
+            .post(amber.url("/api/v1/write"))
+            .header("Content-Type", c.content_type)
+            .header("Content-Encoding", c.content_encoding)
+            .body(c.body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        assert_eq!(status, c.status, "{}: {text}", c.name);
+        match c.expected {
+            Expected::Exact(m) => assert_eq!(text, m, "{}", c.name),
+            Expected::Prefix(p) => assert!(text.starts_with(p), "{}: {text:?} does not start with {p:?}", c.name),
+        }
+    }
+
+    // A batch mixing a bad series with a good one writes the good one.
+    let (status, text) = amber.write(&request(vec![
+        series(&[("job", "nameless")], &[(t0, 1.0)], &[]),
+        series(&[("__name__", "fine")], &[(t0, 1.0)], &[(t0, 2.0, &[("trace_id", "bb")])]),
+    ]));
+    assert_eq!(status, 400);
+    assert_eq!(text, "1 samples and 0 exemplars rejected; 1 samples and 1 exemplars written. series {job=\"nameless\"}: series has no metric name (__name__ label)");
+    assert_eq!(amber.data("/api/v1/exemplars/trace/bb")[0]["seriesLabels"], json!({"__name__": "fine"}));
+
+    // The data written first is intact, and nothing of the bad requests leaked in.
+    assert_eq!(
+        amber.data("/api/v1/exemplars/trace/aa"),
+        json!([{"seriesLabels": {"__name__": "good", "job": "x"}, "exemplars": [{"labels": {"trace_id": "aa"}, "value": "1", "timestamp": t0 / 1000}]}])
+    );
+    assert_eq!(amber.data("/api/v1/label/__name__/values"), json!(["fine", "good"]));
+}
+
+/// The read API's own bad input: Prometheus's error JSON and status codes.
+#[test]
+fn read_api_errors_are_prometheus_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let cases = [
+        ("/api/v1/series", "no match[] parameter provided"),
+        ("/api/v1/series?match[]=rate(x[5m])", r#"invalid parameter "match[]": "rate(x[5m])" is not a series selector"#),
+        ("/api/v1/query_exemplars?query=up&start=10&end=5", "end timestamp must not be before start time"),
+        ("/api/v1/query_exemplars?query=up&start=yesterday", r#"invalid parameter "start": cannot parse "yesterday" to a valid timestamp"#),
+        ("/api/v1/query_exemplars", r#"invalid parameter "query": query is empty"#),
+        ("/api/v1/label/a-b/values", r#"invalid label name: "a-b""#),
+        ("/api/v1/labels?limit=x", r#"invalid parameter "limit": cannot parse "x" to a valid integer"#),
+    ];
+    for (path, message) in cases {
+        let (status, body) = amber.get(path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body, json!({"status": "error", "errorType": "bad_data", "error": message}), "{path}");
+    }
+    let (status, body) = amber.get("/api/v1/query_exemplars?query=sum(");
+    assert_eq!(status, 400);
+    assert_eq!(body["errorType"], "bad_data");
+    assert!(body["error"].as_str().unwrap().starts_with("invalid parameter \"query\": "), "{body}");
+}
+

@@ -1,0 +1,173 @@
+//! Test harness: starts the real `amber` binary on a free port with its own data directory and
+//! speaks the real wire formats to it.
+#![allow(dead_code)] // Each test binary uses its own subset of these helpers.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use amber_api::prompb;
+use prost::Message;
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `amber` process.
+pub struct Amber {
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    http: reqwest::blocking::Client,
+}
+
+impl Amber {
+    /// Starts Amber on a fresh data directory inside `dir`.
+    pub fn start(dir: &Path, extra_args: &[&str]) -> Amber {
+        let mut amber = Amber {
+            data_dir: dir.join("data"),
+            port: free_port(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            log: dir.join("amber.log"),
+            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        };
+        amber.spawn();
+        amber
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_amber"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting amber");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/-/ready")).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("amber exited with {status}:\n{}", self.log_tail());
+            }
+            assert!(Instant::now() < deadline, "amber did not become ready:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or OOM kill.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "amber exited with {status} after SIGTERM:\n{}", self.log_tail());
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Posts a remote-write body with the headers Prometheus sends; returns status and body.
+    pub fn write_raw(&self, body: Vec<u8>) -> (u16, String) {
+        let r = self
+            .http
+            .post(self.url("/api/v1/write"))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body)
+            .send()
+            .expect("remote write request");
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    pub fn write(&self, req: &prompb::WriteRequest) -> (u16, String) {
+        self.write_raw(encode(req))
+    }
+
+    /// GETs a JSON API path; returns status and parsed body.
+    pub fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path_and_query)).send().expect("GET");
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path_and_query}: {e}: {text}")))
+    }
+
+    /// GETs a path and asserts success; returns `data`.
+    pub fn data(&self, path_and_query: &str) -> Value {
+        let (status, body) = self.get(path_and_query);
+        assert_eq!(status, 200, "{path_and_query}: {body}");
+        assert_eq!(body["status"], "success", "{path_and_query}: {body}");
+        body["data"].clone()
+    }
+}
+
+impl Drop for Amber {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Snappy-compresses a protobuf `WriteRequest`, as remote write 1.0 sends it.
+pub fn encode(req: &prompb::WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> Vec<prompb::Label> {
+    pairs.iter().map(|(n, v)| prompb::Label { name: n.to_string(), value: v.to_string() }).collect()
+}
+
+pub fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)], exemplars: &[(i64, f64, &[(&str, &str)])]) -> prompb::TimeSeries {
+    prompb::TimeSeries {
+        labels: labels(pairs),
+        samples: samples.iter().map(|&(timestamp, value)| prompb::Sample { value, timestamp }).collect(),
+        exemplars: exemplars
+            .iter()
+            .map(|&(timestamp, value, l)| prompb::Exemplar { labels: labels(l), value, timestamp })
+            .collect(),
+        histograms: Vec::new(),
+    }
+}
+
+pub fn request(timeseries: Vec<prompb::TimeSeries>) -> prompb::WriteRequest {
+    prompb::WriteRequest { timeseries, metadata: Vec::new() }
+}
+
+/// Now, in milliseconds, rounded down to a whole second so expected JSON timestamps are simple.
+pub fn now_ms() -> i64 {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    ms - ms % 1000
+}
