@@ -41,6 +41,7 @@ async fn maintain(storage: Arc<Storage>, interval: std::time::Duration, mut stop
             _ = stop.changed() => return,
         }
         let s = storage.clone();
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let now = amber_storage::now_ms();
             let sealed = s.seal(now)?;
@@ -51,7 +52,7 @@ async fn maintain(storage: Arc<Storage>, interval: std::time::Duration, mut stop
         match result {
             Ok(Ok((sealed, deleted))) => {
                 if sealed.sample_blocks_written + sealed.exemplar_blocks_written > 0 || deleted > 0 {
-                    tracing::info!(?sealed, windows_deleted = deleted, "maintenance");
+                    tracing::info!(?sealed, windows_deleted = deleted, elapsed_ms = started.elapsed().as_millis() as u64, "maintenance");
                 }
             }
             Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed; retrying next interval"),

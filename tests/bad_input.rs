@@ -32,7 +32,7 @@ fn one(labels: &[(&str, &str)], ts: i64) -> Vec<u8> {
     encode(&request(vec![series(labels, &[(ts, 1.0)], &[])]))
 }
 
-fn case(name: &'static str, body: Vec<u8>, status: u16, message: Expected) -> Case {
+fn case(name: &'static str, body: Vec<u8>, status: u16, expected: Expected) -> Case {
     Case { name, body, content_type: "application/x-protobuf", content_encoding: "snappy", status, expected }
 }
 

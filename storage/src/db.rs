@@ -191,7 +191,7 @@ impl Storage {
 
     /// The start of the window that holds `ts`.
     pub fn window_of(&self, ts: i64) -> i64 {
-        ts.div_euclid(self.opts.block_duration_ms) * self.opts.block_duration_ms
+        ts.div_euclid(self.opts.block_duration_ms).saturating_mul(self.opts.block_duration_ms)
     }
 
     /// Windows with data that overlap `[mint, maxt]`.
