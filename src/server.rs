@@ -52,7 +52,12 @@ async fn maintain(storage: Arc<Storage>, interval: std::time::Duration, mut stop
         match result {
             Ok(Ok((sealed, deleted))) => {
                 if sealed.sample_blocks_written + sealed.exemplar_blocks_written > 0 || deleted > 0 {
-                    tracing::info!(?sealed, windows_deleted = deleted, elapsed_ms = started.elapsed().as_millis() as u64, "maintenance");
+                    tracing::info!(
+                        ?sealed,
+                        windows_deleted = deleted,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "maintenance"
+                    );
                 }
             }
             Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed; retrying next interval"),

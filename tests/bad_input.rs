@@ -179,7 +179,10 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_the_store_is_unaffected() {
         series(&[("__name__", "fine")], &[(t0, 1.0)], &[(t0, 2.0, &[("trace_id", "bb")])]),
     ]));
     assert_eq!(status, 400);
-    assert_eq!(text, "1 samples and 0 exemplars rejected; 1 samples and 1 exemplars written. series {job=\"nameless\"}: series has no metric name (__name__ label)");
+    assert_eq!(
+        text,
+        "1 samples and 0 exemplars rejected; 1 samples and 1 exemplars written. series {job=\"nameless\"}: series has no metric name (__name__ label)"
+    );
     assert_eq!(amber.data("/api/v1/exemplars/trace/bb")[0]["seriesLabels"], json!({"__name__": "fine"}));
 
     // The data written first is intact, and nothing of the bad requests leaked in.
@@ -197,9 +200,15 @@ fn read_api_errors_are_prometheus_json() {
     let amber = Amber::start(dir.path(), &[]);
     let cases = [
         ("/api/v1/series", "no match[] parameter provided"),
-        ("/api/v1/series?match[]=rate(x[5m])", r#"invalid parameter "match[]": "rate(x[5m])" is not a series selector"#),
+        (
+            "/api/v1/series?match[]=rate(x[5m])",
+            r#"invalid parameter "match[]": "rate(x[5m])" is not a series selector"#,
+        ),
         ("/api/v1/query_exemplars?query=up&start=10&end=5", "end timestamp must not be before start time"),
-        ("/api/v1/query_exemplars?query=up&start=yesterday", r#"invalid parameter "start": cannot parse "yesterday" to a valid timestamp"#),
+        (
+            "/api/v1/query_exemplars?query=up&start=yesterday",
+            r#"invalid parameter "start": cannot parse "yesterday" to a valid timestamp"#,
+        ),
         ("/api/v1/query_exemplars", r#"invalid parameter "query": query is empty"#),
         ("/api/v1/label/a-b/values", r#"invalid label name: "a-b""#),
         ("/api/v1/labels?limit=x", r#"invalid parameter "limit": cannot parse "x" to a valid integer"#),
@@ -214,4 +223,3 @@ fn read_api_errors_are_prometheus_json() {
     assert_eq!(body["errorType"], "bad_data");
     assert!(body["error"].as_str().unwrap().starts_with("invalid parameter \"query\": "), "{body}");
 }
-

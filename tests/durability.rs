@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use amber_storage::{Options, Storage, TenantId};
-use common::{Amber, request, series};
+use common::{Amber, ExemplarSpec, request, series};
 
 /// What the test was told is written: per series name, samples and exemplar trace ids by time.
 #[derive(Default)]
@@ -63,10 +63,15 @@ fn every_acknowledged_write_survives_kill_9() {
         let mut batch = Vec::new();
         for s in 0..20 {
             let name = format!("metric_{s}");
-            let samples: Vec<(i64, f64)> = (0..10).map(|i| (base + cycle * 10_000 + i * 1000, (cycle * 100 + i) as f64)).collect();
+            let samples: Vec<(i64, f64)> =
+                (0..10).map(|i| (base + cycle * 10_000 + i * 1000, (cycle * 100 + i) as f64)).collect();
             let ts = base + cycle * 10_000;
             let trace = format!("{:016x}{:016x}", cycle, s);
-            batch.push(series(&[("__name__", &name), ("job", "crash")], &samples, &[(ts, 1.0, &[("trace_id", &trace)])]));
+            batch.push(series(
+                &[("__name__", &name), ("job", "crash")],
+                &samples,
+                &[(ts, 1.0, &[("trace_id", &trace)])],
+            ));
             acked.samples.entry(name.clone()).or_default().extend(samples);
             acked.exemplars.entry(name).or_default().insert(ts, trace);
         }
@@ -102,11 +107,12 @@ fn kill_9_during_sealing_loses_and_duplicates_nothing() {
         for s in 0..40 {
             let name = format!("m_{cycle}_{s}");
             let samples: Vec<(i64, f64)> = (0..600).map(|i| (end - 60_000 + i * 100, (i * (s + 1)) as f64)).collect();
-            let exemplars: Vec<(i64, String)> = (0..60).map(|i| (end - 60_000 + i * 1000, format!("{cycle:08x}{s:08x}{i:016x}"))).collect();
-            let exemplar_refs: Vec<(i64, f64, Vec<(&str, &str)>)> =
-                exemplars.iter().map(|(ts, t)| (*ts, 0.5, vec![("trace_id", t.as_str())])).collect();
-            let exemplar_args: Vec<(i64, f64, &[(&str, &str)])> =
-                exemplar_refs.iter().map(|(ts, v, l)| (*ts, *v, l.as_slice())).collect();
+            let exemplars: Vec<(i64, String)> =
+                (0..60).map(|i| (end - 60_000 + i * 1000, format!("{cycle:08x}{s:08x}{i:016x}"))).collect();
+            let trace_labels: Vec<[(&str, &str); 1]> =
+                exemplars.iter().map(|(_, t)| [("trace_id", t.as_str())]).collect();
+            let exemplar_args: Vec<ExemplarSpec> =
+                exemplars.iter().zip(&trace_labels).map(|((ts, _), l)| (*ts, 0.5, &l[..])).collect();
             batch.push(series(&[("__name__", &name)], &samples, &exemplar_args));
             acked.samples.insert(name.clone(), samples.into_iter().collect());
             acked.exemplars.insert(name, exemplars.into_iter().collect());

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Amber, request, series};
+use common::{Amber, ExemplarSpec, request, series};
 use serde_json::json;
 
 #[test]
@@ -18,7 +18,7 @@ fn two_hundred_thousand_exemplars_are_all_kept_across_a_restart() {
         for s in chunk * 50..(chunk + 1) * 50 {
             let traces: Vec<String> = (0..per_series).map(|i| trace(s, i)).collect();
             let labels: Vec<Vec<(&str, &str)>> = traces.iter().map(|t| vec![("trace_id", t.as_str())]).collect();
-            let exemplars: Vec<(i64, f64, &[(&str, &str)])> =
+            let exemplars: Vec<ExemplarSpec> =
                 (0..per_series).map(|i| (t0 + i * 15_000, i as f64, labels[i as usize].as_slice())).collect();
             batch.push(series(&[("__name__", "rpc_seconds_bucket"), ("shard", &s.to_string())], &[], &exemplars));
         }
@@ -28,8 +28,13 @@ fn two_hundred_thousand_exemplars_are_all_kept_across_a_restart() {
         "seriesLabels": {"__name__": "rpc_seconds_bucket", "shard": "0"},
         "exemplars": [{"labels": {"trace_id": trace(0, 0)}, "value": "0", "timestamp": t0 / 1000}],
     }]);
-    let first_query = format!("/api/v1/query_exemplars?query=rpc_seconds_bucket{{shard=%220%22}}&start={}&end={}", t0 / 1000, t0 / 1000);
-    let all_query = format!("/api/v1/query_exemplars?query=rpc_seconds_bucket&start={}&end={}", t0 / 1000 - 1, t0 / 1000 + 4000);
+    let first_query = format!(
+        "/api/v1/query_exemplars?query=rpc_seconds_bucket{{shard=%220%22}}&start={}&end={}",
+        t0 / 1000,
+        t0 / 1000
+    );
+    let all_query =
+        format!("/api/v1/query_exemplars?query=rpc_seconds_bucket&start={}&end={}", t0 / 1000 - 1, t0 / 1000 + 4000);
     let count = |data: &serde_json::Value| -> usize {
         data.as_array().unwrap().iter().map(|s| s["exemplars"].as_array().unwrap().len()).sum()
     };

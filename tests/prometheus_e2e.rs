@@ -153,7 +153,9 @@ fn amber_answers_what_prometheus_answers_for_the_same_scrapes() {
 
     let paths = [
         format!("/api/v1/query_exemplars?query=e2e_latency_seconds_bucket&start={start}&end={end}"),
-        format!("/api/v1/query_exemplars?query=sum(rate(e2e_requests_total[1m]))%20or%20e2e_temperature&start={start}&end={end}"),
+        format!(
+            "/api/v1/query_exemplars?query=sum(rate(e2e_requests_total[1m]))%20or%20e2e_temperature&start={start}&end={end}"
+        ),
         format!("/api/v1/query_exemplars?query={{job=%22e2e%22,le!~%220.1%22}}&start={start}&end={end}"),
         format!("/api/v1/series?match[]={{job=%22e2e%22}}&start={start}&end={end}"),
         format!("/api/v1/series?match[]=e2e_latency_seconds_bucket&match[]=up&start={start}&end={end}"),
@@ -169,17 +171,13 @@ fn amber_answers_what_prometheus_answers_for_the_same_scrapes() {
         loop {
             let want = sorted_by_series(get(prometheus.port, path)["data"].clone());
             let got = sorted_by_series(get(amber.port, path)["data"].clone());
-            let non_empty = want.as_array().is_some_and(|a| !a.is_empty())
-                || want.as_object().is_some_and(|o| !o.is_empty());
+            let non_empty =
+                want.as_array().is_some_and(|a| !a.is_empty()) || want.as_object().is_some_and(|o| !o.is_empty());
             if non_empty && want == got {
                 println!("equal to Prometheus ({} bytes of JSON): {path}", want.to_string().len());
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{path}\nprometheus: {want}\namber:      {got}\n{}",
-                amber.log_tail()
-            );
+            assert!(Instant::now() < deadline, "{path}\nprometheus: {want}\namber:      {got}\n{}", amber.log_tail());
             std::thread::sleep(Duration::from_millis(500));
         }
     }

@@ -88,10 +88,7 @@ fn written_exemplars_series_labels_and_metadata_read_back_exactly() {
         amber.data("/api/v1/metadata"),
         json!({"http_requests_total": [{"type": "counter", "help": "Requests served.", "unit": ""}]})
     );
-    assert_eq!(
-        amber.data(&format!("/api/v1/exemplars/trace/{TRACE_A}")),
-        json!([bucket_exemplars])
-    );
+    assert_eq!(amber.data(&format!("/api/v1/exemplars/trace/{TRACE_A}")), json!([bucket_exemplars]));
     assert_eq!(amber.data("/api/v1/exemplars/trace/0000"), json!([]));
 }
 
@@ -106,7 +103,8 @@ fn retried_identical_batch_is_written_once() {
     let metrics = reqwest::blocking::get(amber.url("/metrics")).unwrap().text().unwrap();
     assert!(metrics.contains("amber_samples_ingested_total 4\n"), "{metrics}");
     assert!(metrics.contains("amber_exemplars_ingested_total 2\n"), "{metrics}");
-    let exemplars = amber.data(&format!("/api/v1/query_exemplars?query={{job=%22api%22}}&start=0&end={}", t0 / 1000 + 60));
+    let exemplars =
+        amber.data(&format!("/api/v1/query_exemplars?query={{job=%22api%22}}&start=0&end={}", t0 / 1000 + 60));
     let count: usize = exemplars.as_array().unwrap().iter().map(|s| s["exemplars"].as_array().unwrap().len()).sum();
     assert_eq!(count, 2);
 }

@@ -61,7 +61,12 @@ impl ExprVisitor for Selectors {
     }
 }
 
-pub async fn query(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn query(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &body);
     let (start, end) = params.time_range()?;
     let q = params.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;

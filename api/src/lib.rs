@@ -3,12 +3,12 @@
 //!
 //! # Layout
 //! One module per endpoint family, like mini-redis's one file per command:
-//! - [`remote_write`]: `POST /api/v1/write` (Prometheus remote write 1.0).
-//! - [`exemplars`]: `/api/v1/query_exemplars` and `/api/v1/exemplars/trace/<trace_id>`.
-//! - [`series`]: `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
-//! - [`metadata`]: `/api/v1/metadata`.
-//! - [`status`]: build info, health and readiness.
-//! - [`metrics`]: Amber's own metrics at `/metrics`.
+//! - [`remote_write`] — `POST /api/v1/write` (Prometheus remote write 1.0).
+//! - [`exemplars`] — `/api/v1/query_exemplars` and `/api/v1/exemplars/trace/<trace_id>`.
+//! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
+//! - [`metadata`] — `/api/v1/metadata`.
+//! - [`status`] — build info, health and readiness.
+//! - [`metrics`] — Amber's own metrics at `/metrics`.
 //!
 //! Shared pieces: [`params`] (Prometheus's parameter parsing: times, `match[]`), [`response`]
 //! (the JSON envelope and float/timestamp formatting), [`error`] (errors → status and JSON).

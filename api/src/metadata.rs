@@ -28,10 +28,8 @@ pub async fn metadata(State(state): State<AppState>, uri: Uri, headers: HeaderMa
     let limit_per_metric = params.limit("limit_per_metric")?;
     let metric = params.get("metric").map(str::to_string);
     let storage = state.storage.clone();
-    let found = blocking(move || {
-        Ok(storage.metadata(TenantId::DEFAULT, metric.as_deref(), limit, limit_per_metric)?)
-    })
-    .await?;
+    let found =
+        blocking(move || Ok(storage.metadata(TenantId::DEFAULT, metric.as_deref(), limit, limit_per_metric)?)).await?;
     let data: BTreeMap<String, Vec<MetadataJson>> = found
         .into_iter()
         .map(|(family, entries)| {

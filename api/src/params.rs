@@ -69,7 +69,9 @@ impl Params {
                 Ok(n) if n < 0 => Ok(None),
                 Ok(0) => Ok(None),
                 Ok(n) => Ok(Some(n as usize)),
-                Err(_) => Err(ApiError::bad_data(format!("invalid parameter \"{name}\": cannot parse \"{v}\" to a valid integer"))),
+                Err(_) => Err(ApiError::bad_data(format!(
+                    "invalid parameter \"{name}\": cannot parse \"{v}\" to a valid integer"
+                ))),
             },
         }
     }
@@ -78,7 +80,8 @@ impl Params {
     pub fn selectors(&self) -> Result<Vec<Vec<Matcher>>, ApiError> {
         let mut out = Vec::new();
         for m in self.all("match[]") {
-            let expr = parser::parse(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+            let expr =
+                parser::parse(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
             match expr {
                 Expr::VectorSelector(vs) => out.extend(selector_matchers(&vs)?),
                 _ => {

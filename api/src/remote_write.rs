@@ -17,23 +17,37 @@ use axum::response::{IntoResponse, Response};
 use prost::Message;
 
 use crate::AppState;
-use crate::error::blocking;
 use crate::prompb;
 
 /// Rejection messages listed in a 400 body; the rest are counted.
 const MAX_LISTED_ERRORS: usize = 10;
 
-/// A plain-text error answer, as Prometheus's own receiver gives.
-fn text(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, message.into()).into_response()
+/// A refused request: its status and the plain-text message naming what was wrong, as
+/// Prometheus's own receiver answers.
+#[derive(Debug)]
+pub struct WriteError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl WriteError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        WriteError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for WriteError {
+    fn into_response(self) -> Response {
+        (self.status, self.message).into_response()
+    }
 }
 
 /// Checks `Content-Type` and `Content-Encoding` when present (old senders omit them).
-fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
+fn check_headers(headers: &HeaderMap) -> Result<(), WriteError> {
     if let Some(enc) = headers.get("content-encoding") {
         let enc = enc.to_str().unwrap_or("");
         if !enc.eq_ignore_ascii_case("snappy") {
-            return Err(text(
+            return Err(WriteError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("unsupported Content-Encoding {enc:?}: remote write 1.0 bodies must be snappy-compressed"),
             ));
@@ -44,16 +58,18 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
         let mut parts = ct.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
         if !media.eq_ignore_ascii_case("application/x-protobuf") {
-            return Err(text(
+            return Err(WriteError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("unsupported Content-Type {ct:?}: expected application/x-protobuf"),
             ));
         }
         if let Some(proto) = parts.find_map(|p| p.strip_prefix("proto=")) {
             if proto != "prometheus.WriteRequest" {
-                return Err(text(
+                return Err(WriteError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!("unsupported remote write protobuf message {proto:?}: only prometheus.WriteRequest (remote write 1.0) is accepted"),
+                    format!(
+                        "unsupported remote write protobuf message {proto:?}: only prometheus.WriteRequest (remote write 1.0) is accepted"
+                    ),
                 ));
             }
         }
@@ -62,20 +78,20 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
 }
 
 /// Decodes the body into a `WriteRequest`, or the 4xx answer saying why not.
-pub fn decode(body: &[u8], max_decoded_bytes: usize) -> Result<prompb::WriteRequest, Response> {
+pub fn decode(body: &[u8], max_decoded_bytes: usize) -> Result<prompb::WriteRequest, WriteError> {
     let len = snap::raw::decompress_len(body)
-        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("snappy decode error: {e}")))?;
+        .map_err(|e| WriteError::new(StatusCode::BAD_REQUEST, format!("snappy decode error: {e}")))?;
     if len > max_decoded_bytes {
-        return Err(text(
+        return Err(WriteError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("decompressed body is {len} bytes, over the limit of {max_decoded_bytes}"),
         ));
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("snappy decode error: {e}")))?;
+        .map_err(|e| WriteError::new(StatusCode::BAD_REQUEST, format!("snappy decode error: {e}")))?;
     prompb::WriteRequest::decode(raw.as_slice())
-        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("protobuf decode error: {e}")))
+        .map_err(|e| WriteError::new(StatusCode::BAD_REQUEST, format!("protobuf decode error: {e}")))
 }
 
 /// A request turned into storage writes, with what had to be refused before storage saw it.
@@ -148,38 +164,27 @@ fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted {
 
 pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = std::time::Instant::now();
-    let response = write(&state, &headers, body).await;
+    let response = write(&state, &headers, body).await.unwrap_or_else(IntoResponse::into_response);
     state.metrics.observe_write(response.status().as_u16(), started.elapsed());
     response
 }
 
-async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
-    if let Err(r) = check_headers(headers) {
-        return r;
-    }
+async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, WriteError> {
+    check_headers(headers)?;
     let limit = state.limits.max_body_bytes;
-    let body: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"));
-        }
-    };
-    let req = match decode(&body, state.limits.max_decoded_bytes) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let converted = convert(req, state);
+    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        WriteError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"))
+    })?;
+    let req = decode(&body, state.limits.max_decoded_bytes)?;
+    let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = convert(req, state);
     let storage = state.storage.clone();
-    let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = converted;
-    let result = blocking(move || Ok(storage.append(TenantId::DEFAULT, &series, &metadata))).await;
-    let report = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
+    let report = tokio::task::spawn_blocking(move || storage.append(TenantId::DEFAULT, &series, &metadata))
+        .await
+        .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
+        .map_err(|e| {
             tracing::error!(error = %e, "remote write failed in storage");
-            return text(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"));
-        }
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.message),
-    };
+            WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"))
+        })?;
     let metrics = &state.metrics;
     metrics.ingested(report.samples_written, report.exemplars_written, report.series_created);
     let (mut samples_rejected, mut exemplars_rejected) = (samples_refused, exemplars_refused);
@@ -193,7 +198,7 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
         errors.push(r.to_string());
     }
     if errors.is_empty() {
-        return StatusCode::NO_CONTENT.into_response();
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let listed = errors.len().min(MAX_LISTED_ERRORS);
     let mut message = format!(
@@ -204,5 +209,5 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     if errors.len() > listed {
         message.push_str(&format!("; and {} more errors", errors.len() - listed));
     }
-    text(StatusCode::BAD_REQUEST, message)
+    Err(WriteError::new(StatusCode::BAD_REQUEST, message))
 }

@@ -26,7 +26,12 @@ fn truncate<T>(items: &mut Vec<T>, limit: Option<usize>) -> Vec<String> {
     }
 }
 
-pub async fn series(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn series(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &body);
     let selectors = params.selectors()?;
     if selectors.is_empty() {
@@ -47,7 +52,12 @@ pub async fn series(State(state): State<AppState>, uri: Uri, headers: HeaderMap,
     Ok(success(data, warnings))
 }
 
-pub async fn label_names(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn label_names(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &body);
     let selectors = params.selectors()?;
     let (start, end) = params.time_range()?;
@@ -65,7 +75,9 @@ pub async fn label_values(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &Bytes::new());
-    if name.is_empty() || !name.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit())) {
+    if name.is_empty()
+        || !name.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()))
+    {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let selectors = params.selectors()?;

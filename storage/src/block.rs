@@ -189,7 +189,8 @@ pub fn decode_exemplars(bytes: &[u8]) -> Result<Vec<Exemplar>, BlockError> {
         };
         dict.push(s);
     }
-    let lookup = |r: u64| dict.get(r as usize).cloned().ok_or(DecodeError::Invalid("dictionary reference out of range"));
+    let lookup =
+        |r: u64| dict.get(r as usize).cloned().ok_or(DecodeError::Invalid("dictionary reference out of range"));
     let mut out = Vec::with_capacity(n);
     for (ts, value) in ts.into_iter().zip(values) {
         let count = col.uvarint()?;
@@ -254,7 +255,16 @@ mod tests {
     #[test]
     fn trace_ids_are_stored_as_bytes_not_hex() {
         let exemplars: Vec<Exemplar> = (0..100)
-            .map(|i| exemplar(i * 15_000, 0.1, &[("trace_id", &format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834)))]))
+            .map(|i| {
+                exemplar(
+                    i * 15_000,
+                    0.1,
+                    &[(
+                        "trace_id",
+                        &format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834)),
+                    )],
+                )
+            })
             .collect();
         let bytes = encode_exemplars(&exemplars);
         // 16 bytes per trace id plus a few bytes of framing, not 32.

@@ -7,15 +7,15 @@ use std::path::Path;
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringTreemap;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    MergeOperands, Options as RocksOptions, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
+    MergeOperands, Options as RocksOptions, WriteBatch, WriteOptions,
 };
 
+use crate::SeriesId;
 use crate::chunkenc::varint::Reader;
 use crate::error::{Error, Result};
 use crate::head::HeadState;
 use crate::keys::{self, prefix};
-use crate::SeriesId;
 
 /// The on-disk format version of the key layouts in `docs/format/`.
 pub const STORE_FORMAT_VERSION: u8 = 1;
@@ -147,8 +147,7 @@ impl Storage {
             Some(stored) => {
                 let mut r = Reader::new(&stored);
                 let parsed = (|| Ok::<_, crate::chunkenc::DecodeError>((r.u8()?, r.u64_be()? as i64)))();
-                let (version, block_ms) =
-                    parsed.map_err(|source| Error::CorruptIndex { what: "options", source })?;
+                let (version, block_ms) = parsed.map_err(|source| Error::CorruptIndex { what: "options", source })?;
                 if version != STORE_FORMAT_VERSION || block_ms != self.opts.block_duration_ms {
                     return Err(Error::IncompatibleOptions {
                         path: path.display().to_string(),
@@ -206,9 +205,7 @@ impl Storage {
     }
 
     pub fn stats(&self) -> StorageStats {
-        let prop = |cf: &str, name: &str| {
-            self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0)
-        };
+        let prop = |cf: &str, name: &str| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0);
         StorageStats {
             series: *self.next_series_id.lock(),
             sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.total-sst-files-size"))).collect(),

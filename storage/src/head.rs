@@ -76,9 +76,13 @@ impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = if self.exemplar { "exemplar" } else { "sample" };
         let why = match self.reason {
-            RejectReason::OutOfOrder => "out of order: older than the series' newest sample by more than the out-of-order window",
+            RejectReason::OutOfOrder => {
+                "out of order: older than the series' newest sample by more than the out-of-order window"
+            }
             RejectReason::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
-            RejectReason::ConflictingExemplar => "an exemplar with a different value or labels exists at this timestamp",
+            RejectReason::ConflictingExemplar => {
+                "an exemplar with a different value or labels exists at this timestamp"
+            }
             RejectReason::TooOld => "too old: before the retention period",
             RejectReason::TooFarInFuture => "too far in the future",
         };
@@ -131,7 +135,12 @@ impl Storage {
     /// Returns `Err` only for failures of the store (the caller should retry); samples or
     /// exemplars that can never be written are listed in [`AppendReport::rejected`] while the rest
     /// of the request is written.
-    pub fn append(&self, tenant: TenantId, series: &[SeriesWrite], metadata: &[MetricMetadata]) -> Result<AppendReport> {
+    pub fn append(
+        &self,
+        tenant: TenantId,
+        series: &[SeriesWrite],
+        metadata: &[MetricMetadata],
+    ) -> Result<AppendReport> {
         let now = crate::now_ms();
         let min_ts = now.saturating_sub(self.opts.retention_ms);
         let max_ts = now.saturating_add(self.opts.max_future_ms);
@@ -326,8 +335,11 @@ impl Storage {
         }
         match self.db.get_pinned_cf(self.cf(keys::CF_BLOCKS), keys::block(self.window_of(ts), id))? {
             Some(b) => {
-                let samples = block::decode_samples(&b)
-                    .map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })?;
+                let samples = block::decode_samples(&b).map_err(|source| Error::CorruptBlock {
+                    what: "sample block",
+                    series: id,
+                    source,
+                })?;
                 Ok(samples.binary_search_by_key(&ts, |s| s.ts).ok().map(|i| samples[i].value))
             }
             None => Ok(None),
@@ -341,8 +353,11 @@ impl Storage {
         }
         match self.db.get_pinned_cf(self.cf(keys::CF_EXEMPLAR_BLOCKS), keys::block(self.window_of(ts), id))? {
             Some(b) => {
-                let mut exemplars = block::decode_exemplars(&b)
-                    .map_err(|source| Error::CorruptBlock { what: "exemplar block", series: id, source })?;
+                let mut exemplars = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
+                    what: "exemplar block",
+                    series: id,
+                    source,
+                })?;
                 Ok(exemplars.binary_search_by_key(&ts, |e| e.ts).ok().map(|i| exemplars.swap_remove(i)))
             }
             None => Ok(None),

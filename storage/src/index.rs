@@ -11,13 +11,13 @@ use regex::Regex;
 use roaring::RoaringTreemap;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
+use crate::SeriesId;
 use crate::chunkenc::varint::Reader;
 use crate::db::Storage;
 use crate::error::{Error, Result};
 use crate::keys::{self, prefix};
 use crate::labels::Labels;
 use crate::tenant::TenantId;
-use crate::SeriesId;
 
 /// How a [`Matcher`] compares a label's value.
 #[derive(Debug, Clone)]
@@ -179,12 +179,13 @@ impl Storage {
         let mut result: Option<RoaringTreemap> = None;
         // Equality matchers first: they are one lookup each and usually the most selective.
         let mut ordered: Vec<&Matcher> = matchers.iter().collect();
-        ordered.sort_by_key(|m| !(matches!(m.op, MatchOp::Equal) && !m.value.is_empty()));
+        let is_lookup = |m: &Matcher| matches!(m.op, MatchOp::Equal) && !m.value.is_empty();
+        ordered.sort_by_key(|m| !is_lookup(m));
         for m in ordered {
             if result.as_ref().is_some_and(RoaringTreemap::is_empty) {
                 break;
             }
-            let set = if matches!(m.op, MatchOp::Equal) && !m.value.is_empty() {
+            let set = if is_lookup(m) {
                 self.postings(&keys::postings(tenant, &m.name, &m.value))?
             } else {
                 let mut matched = RoaringTreemap::new();
@@ -261,7 +262,13 @@ impl Storage {
     }
 
     /// Label names used by the selected series, sorted.
-    pub fn label_names(&self, tenant: TenantId, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
+    pub fn label_names(
+        &self,
+        tenant: TenantId,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
         let candidates = self.select(tenant, selectors, mint, maxt)?;
         let mut names = Vec::new();
         if candidates.is_empty() {

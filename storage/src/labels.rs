@@ -284,7 +284,10 @@ mod tests {
             (l(&[("__name__", "up"), ("a-b", "x")]), r#"invalid label name "a-b": must match [a-zA-Z_][a-zA-Z0-9_]*"#),
             (l(&[("__name__", "up"), ("b", "x"), ("a", "y")]), r#"label names are not sorted: "a" comes after "b""#),
             (l(&[("__name__", "up"), ("a", "x"), ("a", "y")]), r#"duplicate label name "a""#),
-            (l(&[("__name__", "up"), ("abcdefghi", "x")]), r#"label name "abcdefghi" is 9 bytes long, over the limit of 8"#),
+            (
+                l(&[("__name__", "up"), ("abcdefghi", "x")]),
+                r#"label name "abcdefghi" is 9 bytes long, over the limit of 8"#,
+            ),
             (l(&[("__name__", "up"), ("a", "wxyz")]), r#"value of label "a" is 4 bytes long, over the limit of 3"#),
             (l(&[("__name__", "up"), ("a", "x"), ("b", "y")]), "series has 3 labels, over the limit of 2"),
         ];

@@ -6,16 +6,16 @@
 //! `docs/ARCHITECTURE.md`.
 //!
 //! # Layout
-//! - [`chunkenc`]: column codecs (timestamps, values).
-//! - [`block`]: sealed columnar blocks of samples and of exemplars.
-//! - [`keys`]: every RocksDB key layout and column family.
-//! - [`labels`]: label sets, their encoding and validation rules.
-//! - [`index`]: series ids, postings, matchers, label names and values.
-//! - [`head`]: the write path: accepting samples and exemplars into the head.
-//! - [`querier`]: reading samples and exemplars back, and trace-id lookups.
-//! - [`seal`]: moving head data into sealed blocks.
-//! - [`retention`]: deleting whole windows older than the retention period.
-//! - [`metadata`]: metric metadata (type, help, unit).
+//! - [`chunkenc`] — column codecs (timestamps, values).
+//! - [`block`] — sealed columnar blocks of samples and of exemplars.
+//! - [`keys`] — every RocksDB key layout and column family.
+//! - [`labels`] — label sets, their encoding and validation rules.
+//! - [`index`] — series ids, postings, matchers, label names and values.
+//! - [`head`] — the write path: accepting samples and exemplars into the head.
+//! - [`querier`] — reading samples and exemplars back, and trace-id lookups.
+//! - [`seal`] — moving head data into sealed blocks.
+//! - [`retention`] — deleting whole windows older than the retention period.
+//! - [`metadata`] — metric metadata (type, help, unit).
 
 pub mod block;
 pub mod chunkenc;
@@ -33,7 +33,7 @@ pub mod tenant;
 
 pub use db::{Options, Storage, StorageStats};
 pub use error::{Error, Result};
-pub use head::{AppendReport, Rejection, RejectReason, SeriesWrite};
+pub use head::{AppendReport, RejectReason, Rejection, SeriesWrite};
 pub use index::{MatchOp, Matcher};
 pub use labels::{Label, Labels};
 pub use metadata::{MetricMetadata, MetricType};
@@ -68,8 +68,5 @@ pub struct Exemplar {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -66,8 +66,11 @@ impl Storage {
     pub fn samples(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Sample>> {
         let mut merged: BTreeMap<i64, f64> = BTreeMap::new();
         for b in self.blocks_overlapping(keys::CF_BLOCKS, id, mint, maxt)? {
-            let samples = block::decode_samples(&b)
-                .map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })?;
+            let samples = block::decode_samples(&b).map_err(|source| Error::CorruptBlock {
+                what: "sample block",
+                series: id,
+                source,
+            })?;
             merged.extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt).map(|s| (s.ts, s.value)));
         }
         // Head entries win over a block at the same timestamp (the write path keeps them equal).
@@ -81,8 +84,11 @@ impl Storage {
     pub fn exemplars(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Exemplar>> {
         let mut merged: BTreeMap<i64, Exemplar> = BTreeMap::new();
         for b in self.blocks_overlapping(keys::CF_EXEMPLAR_BLOCKS, id, mint, maxt)? {
-            let exemplars = block::decode_exemplars(&b)
-                .map_err(|source| Error::CorruptBlock { what: "exemplar block", series: id, source })?;
+            let exemplars = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
+                what: "exemplar block",
+                series: id,
+                source,
+            })?;
             merged.extend(exemplars.into_iter().filter(|e| e.ts >= mint && e.ts <= maxt).map(|e| (e.ts, e)));
         }
         for (ts, e) in self.head_range(keys::CF_EXEMPLAR_HEAD, id, mint, maxt, decode_head_exemplar)? {

@@ -141,8 +141,9 @@ impl Storage {
         let blocks_cf = self.cf(kind.blocks_cf);
         let block_key = keys::block(window, id);
         let mut merged: Vec<T> = match self.db.get_pinned_cf(blocks_cf, block_key)? {
-            Some(b) => (kind.decode_block)(&b)
-                .map_err(|source| Error::CorruptBlock { what: kind.what, series: id, source })?,
+            Some(b) => {
+                (kind.decode_block)(&b).map_err(|source| Error::CorruptBlock { what: kind.what, series: id, source })?
+            }
             None => Vec::new(),
         };
         // Head entries win at equal timestamps, as they do for readers.

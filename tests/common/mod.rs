@@ -150,7 +150,10 @@ pub fn labels(pairs: &[(&str, &str)]) -> Vec<prompb::Label> {
     pairs.iter().map(|(n, v)| prompb::Label { name: n.to_string(), value: v.to_string() }).collect()
 }
 
-pub fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)], exemplars: &[(i64, f64, &[(&str, &str)])]) -> prompb::TimeSeries {
+/// An exemplar as tests write it: timestamp, value, labels.
+pub type ExemplarSpec<'a> = (i64, f64, &'a [(&'a str, &'a str)]);
+
+pub fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)], exemplars: &[ExemplarSpec<'_>]) -> prompb::TimeSeries {
     prompb::TimeSeries {
         labels: labels(pairs),
         samples: samples.iter().map(|&(timestamp, value)| prompb::Sample { value, timestamp }).collect(),

@@ -137,10 +137,7 @@ mod tests {
         // A second value that reuses a window that was never set.
         let mut bad = vec![0u8; 8];
         bad.push(0b1000_0000);
-        assert_eq!(
-            decode(&bad, 2),
-            Err(DecodeError::Invalid("xor window reused before it was set"))
-        );
+        assert_eq!(decode(&bad, 2), Err(DecodeError::Invalid("xor window reused before it was set")));
         for len in 0..buf.len() {
             let _ = decode(&buf[..len], 1000);
         }

@@ -1,0 +1,161 @@
+//! The engine on a real RocksDB directory, without HTTP: selection by matchers, sealing merged
+//! with late writes, retention by whole windows, trace lookups, and restarts.
+
+use amber_storage::labels::{Label, Labels};
+use amber_storage::{Exemplar, Matcher, Options, RejectReason, STALE_NAN_BITS, Sample, SeriesWrite, Storage, TenantId};
+
+const T: TenantId = TenantId::DEFAULT;
+const HOUR: i64 = 3_600_000;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_unsorted(pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect())
+}
+
+fn write(labels: Labels, samples: &[(i64, f64)], exemplars: &[(i64, &str)]) -> SeriesWrite {
+    SeriesWrite {
+        labels,
+        samples: samples.iter().map(|&(ts, value)| Sample { ts, value }).collect(),
+        exemplars: exemplars
+            .iter()
+            .map(|&(ts, trace)| Exemplar { ts, value: 1.0, labels: self::labels(&[("trace_id", trace)]) })
+            .collect(),
+    }
+}
+
+fn id_of(s: &Storage, name: &str) -> u64 {
+    let found = s.select_labels(T, &[vec![Matcher::equal("__name__", name)]], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(found.len(), 1, "{name}");
+    found[0].0
+}
+
+fn samples(s: &Storage, id: u64) -> Vec<(i64, u64)> {
+    s.samples(id, i64::MIN, i64::MAX).unwrap().into_iter().map(|s| (s.ts, s.value.to_bits())).collect()
+}
+
+#[test]
+fn matchers_select_like_promql() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(dir.path(), Options::default()).unwrap();
+    let now = amber_storage::now_ms();
+    let writes = vec![
+        write(labels(&[("__name__", "a"), ("env", "prod")]), &[(now, 1.0)], &[]),
+        write(labels(&[("__name__", "a"), ("env", "dev")]), &[(now, 1.0)], &[]),
+        write(labels(&[("__name__", "a")]), &[(now, 1.0)], &[]),
+        write(labels(&[("__name__", "b"), ("env", "prod")]), &[(now, 1.0)], &[]),
+    ];
+    s.append(T, &writes, &[]).unwrap();
+    let names = |m: Vec<Matcher>| -> Vec<String> {
+        s.select_labels(T, &[m], i64::MIN, i64::MAX).unwrap().into_iter().map(|(_, l)| l.to_string()).collect()
+    };
+    let ne = |n: &str, v: &str| Matcher { name: n.into(), op: amber_storage::MatchOp::NotEqual, value: v.into() };
+    assert_eq!(names(vec![Matcher::equal("__name__", "a"), Matcher::equal("env", "")]), [r#"{__name__="a"}"#]);
+    assert_eq!(
+        names(vec![Matcher::equal("__name__", "a"), ne("env", "prod")]),
+        [r#"{__name__="a"}"#, r#"{__name__="a", env="dev"}"#]
+    );
+    assert_eq!(
+        names(vec![Matcher::regex("env", "prod|dev", false).unwrap()]),
+        [r#"{__name__="a", env="dev"}"#, r#"{__name__="a", env="prod"}"#, r#"{__name__="b", env="prod"}"#]
+    );
+    assert_eq!(names(vec![Matcher::equal("__name__", "a"), Matcher::regex("env", "p.*", true).unwrap()]).len(), 2);
+    assert_eq!(s.label_names(T, &[], i64::MIN, i64::MAX).unwrap(), ["__name__", "env"]);
+    assert_eq!(
+        s.label_values(T, "env", &[vec![Matcher::equal("__name__", "b")]], i64::MIN, i64::MAX).unwrap(),
+        ["prod"]
+    );
+    // A time range with no data selects nothing.
+    assert!(s.select(T, &[], now - 10 * HOUR, now - 9 * HOUR).unwrap().is_empty());
+}
+
+#[test]
+fn sealing_merges_late_writes_and_keeps_every_value_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { block_duration_ms: HOUR, out_of_order_window_ms: 5 * HOUR, ..Options::default() };
+    let now = amber_storage::now_ms();
+    let start = (now - 6 * HOUR) / HOUR * HOUR;
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    {
+        let s = Storage::open(dir.path(), opts.clone()).unwrap();
+        let series: Vec<(i64, f64)> =
+            (0..240).map(|i| (start + i * 60_000, if i == 100 { stale } else { i as f64 })).collect();
+        s.append(T, &[write(labels(&[("__name__", "m")]), &series, &[(start + 60_000, "t1")])], &[]).unwrap();
+        // Three hours on, windows older than that minus the out-of-order window are sealed.
+        let report = s.seal(now + 3 * HOUR).unwrap();
+        assert_eq!(report.sample_blocks_written, 4, "{report:?}");
+        assert_eq!(report.samples_sealed, 240);
+        assert_eq!(report.exemplar_blocks_written, 1);
+        // A late write into a sealed window, within the out-of-order window of the series.
+        let late = s
+            .append(T, &[write(labels(&[("__name__", "m")]), &[(start + 30_000, 0.5)], &[(start + 30_000, "t2")])], &[])
+            .unwrap();
+        assert_eq!((late.samples_written, late.exemplars_written, late.rejected.len()), (1, 1, 0));
+        let resealed = s.seal(now + 3 * HOUR).unwrap();
+        assert_eq!((resealed.sample_blocks_written, resealed.samples_sealed), (1, 1));
+        // Contradicting a sealed sample is refused; repeating it is a no-op.
+        let again = s
+            .append(
+                T,
+                &[write(labels(&[("__name__", "m")]), &[(start + 60_000, 9.0), (start + 120_000, 2.0)], &[])],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(again.rejected.iter().map(|r| r.reason).collect::<Vec<_>>(), [RejectReason::DuplicateTimestamp]);
+        assert_eq!(again.duplicates_ignored, 1);
+    }
+    let s = Storage::open(dir.path(), opts).unwrap();
+    let id = id_of(&s, "m");
+    let got = samples(&s, id);
+    assert_eq!(got.len(), 241);
+    assert_eq!(got[1], (start + 30_000, 0.5f64.to_bits()));
+    assert_eq!(got[101], (start + 100 * 60_000, STALE_NAN_BITS));
+    let traces: Vec<String> = s
+        .exemplars(id, i64::MIN, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.labels.get("trace_id").unwrap().to_string())
+        .collect();
+    assert_eq!(traces, ["t2", "t1"]);
+    assert_eq!(s.exemplars_by_trace(T, "t1").unwrap()[0].exemplar.ts, start + 60_000);
+    // Ranges inside a block cut it exactly.
+    let range: Vec<i64> = s.samples(id, start + 60_000, start + 180_000).unwrap().iter().map(|s| s.ts).collect();
+    assert_eq!(range, [start + 60_000, start + 120_000, start + 180_000]);
+}
+
+/// Retention removes old data whether it was sealed into blocks (short out-of-order window) or
+/// still sits in the head (an out-of-order window longer than retention).
+#[test]
+fn retention_drops_whole_windows_and_their_trace_index() {
+    for out_of_order_window_ms in [HOUR, 20 * HOUR] {
+        retention_case(out_of_order_window_ms);
+    }
+}
+
+fn retention_case(out_of_order_window_ms: i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts =
+        Options { block_duration_ms: HOUR, retention_ms: 10 * HOUR, out_of_order_window_ms, ..Options::default() };
+    let s = Storage::open(dir.path(), opts).unwrap();
+    let now = amber_storage::now_ms();
+    let old = now - 9 * HOUR - HOUR / 2;
+    s.append(T, &[write(labels(&[("__name__", "m")]), &[(old, 1.0), (now, 2.0)], &[(old, "old"), (now, "new")])], &[])
+        .unwrap();
+    s.seal(now).unwrap();
+    assert_eq!(s.enforce_retention(now).unwrap(), 0);
+    // Two hours later the oldest window is past retention.
+    assert_eq!(s.enforce_retention(now + 2 * HOUR).unwrap(), 1);
+    let id = id_of(&s, "m");
+    assert_eq!(samples(&s, id), [(now, 2.0f64.to_bits())]);
+    assert!(s.exemplars_by_trace(T, "old").unwrap().is_empty());
+    assert_eq!(s.exemplars_by_trace(T, "new").unwrap().len(), 1);
+    // Writes older than retention are refused.
+    let r = s.append(T, &[write(labels(&[("__name__", "x")]), &[(now - 11 * HOUR, 1.0)], &[])], &[]).unwrap();
+    assert_eq!(r.rejected[0].reason, RejectReason::TooOld);
+}
+
+#[test]
+fn block_duration_is_fixed_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Storage::open(dir.path(), Options::default()).unwrap());
+    let err = Storage::open(dir.path(), Options { block_duration_ms: HOUR, ..Options::default() }).err().unwrap();
+    assert!(err.to_string().contains("block duration 7200000ms"), "{err}");
+}
