@@ -150,3 +150,52 @@ pub fn init_logging(format: &str) {
         builder.init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn load(args: &[&str]) -> anyhow::Result<Config> {
+        Config::load(Cli::try_parse_from(std::iter::once("amber").chain(args.iter().copied()))?)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.listen, "0.0.0.0:9201".parse().unwrap());
+        assert_eq!(c.storage.retention_ms, 15 * 24 * 3600 * 1000);
+        assert_eq!(c.storage.block_duration_ms, 2 * 3600 * 1000);
+        assert_eq!(c.storage.out_of_order_window_ms, 3600 * 1000);
+        assert_eq!(c.maintenance_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("amber.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/var/lib/amber\"\nlisten = \"127.0.0.1:1234\"\nretention = \"30d\"\nmax_labels_per_series = 40\n",
+        )
+        .unwrap();
+        let c = load(&["--config", file.to_str().unwrap(), "--listen", "127.0.0.1:5678"]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/amber"));
+        assert_eq!(c.listen, "127.0.0.1:5678".parse().unwrap());
+        assert_eq!(c.storage.retention_ms, 30 * 24 * 3600 * 1000);
+        assert_eq!(c.api.labels.max_labels_per_series, 40);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = load(&["--retention", "forever"]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid duration for retention: \"forever\"");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("amber.toml");
+        std::fs::write(&file, "retension = \"1d\"\n").unwrap();
+        let err = load(&["--config", file.to_str().unwrap()]).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field `retension`"), "{err:#}");
+    }
+}
