@@ -152,7 +152,7 @@ pub fn encode_exemplars(exemplars: &[Exemplar]) -> Vec<u8> {
     let mut col = Vec::new();
     put_uvarint(&mut col, dict.len() as u64);
     for s in &dict {
-        match hex_bytes(s) {
+        match chunkenc::hex::pack(s) {
             Some(raw) => {
                 put_uvarint(&mut col, ((raw.len() as u64) << 1) | 1);
                 col.extend_from_slice(&raw);
@@ -183,7 +183,7 @@ pub fn decode_exemplars(bytes: &[u8]) -> Result<Vec<Exemplar>, BlockError> {
         let len = usize::try_from(header >> 1).map_err(|_| DecodeError::Invalid("string too long"))?;
         let raw = col.bytes(len)?;
         let s = if header & 1 == 1 {
-            raw.iter().map(|b| format!("{b:02x}")).collect()
+            chunkenc::hex::unpack(raw)
         } else {
             String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::Invalid("exemplar label is not UTF-8"))?
         };
@@ -206,16 +206,6 @@ pub fn decode_exemplars(bytes: &[u8]) -> Result<Vec<Exemplar>, BlockError> {
         return Err(DecodeError::Invalid("trailing bytes in the label column").into());
     }
     Ok(out)
-}
-
-/// The bytes a lower-case, even-length, non-empty hex string spells; `None` for anything else, so
-/// that decoding gives back exactly the original string.
-fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let nibble = |b: u8| if b <= b'9' { b - b'0' } else { b - b'a' + 10 };
-    Some(s.as_bytes().chunks(2).map(|p| (nibble(p[0]) << 4) | nibble(p[1])).collect())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! Decoders take untrusted bytes (a corrupt block on disk) and return [`DecodeError`], never panic.
 
 mod bitstream;
+pub mod hex;
 pub mod timestamp;
 pub mod value;
 pub mod varint;

@@ -7,8 +7,8 @@ use std::path::Path;
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringTreemap;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
-    MergeOperands, Options as RocksOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor, CompactOptions, DB,
+    DBCompressionType, Direction, IteratorMode, MergeOperands, Options as RocksOptions, WriteBatch, WriteOptions,
 };
 
 use crate::SeriesId;
@@ -208,7 +208,7 @@ impl Storage {
         let prop = |cf: &str, name: &str| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0);
         StorageStats {
             series: *self.next_series_id.lock(),
-            sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.total-sst-files-size"))).collect(),
+            sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.live-sst-files-size"))).collect(),
             memtable_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.cur-size-all-mem-tables"))).collect(),
         }
     }
@@ -224,8 +224,16 @@ impl Storage {
     /// Compacts every column family fully (for measuring bytes on disk after sealing).
     pub fn compact(&self) {
         for cf in keys::ALL_CFS {
-            self.db.compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+            self.compact_range(cf, None, None);
         }
+    }
+
+    /// Rewrites a key range so that deleted entries and their tombstones are dropped, even when
+    /// RocksDB could otherwise just move a lone file down a level.
+    pub(crate) fn compact_range(&self, cf: &str, from: Option<&[u8]>, to: Option<&[u8]>) {
+        let mut opts = CompactOptions::default();
+        opts.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        self.db.compact_range_cf_opt(self.cf(cf), from, to, &opts);
     }
 }
 

@@ -245,9 +245,9 @@ impl Storage {
                 pending_exemplars.insert(e.ts, e);
                 batch.put_cf(exemplar_cf, keys::head(id, e.ts), encode_head_exemplar(e));
                 let window = self.window_of(e.ts);
-                for l in &e.labels {
-                    if self.opts.trace_id_labels.contains(&l.name) && l.value.len() <= u8::MAX as usize {
-                        batch.put_cf(trace_cf, keys::trace(window, tenant, &l.value, id, e.ts), []);
+                for l in e.labels.iter().filter(|l| self.opts.trace_id_labels.contains(&l.name)) {
+                    if let Some(key) = keys::trace(window, tenant, &l.value, id, e.ts) {
+                        batch.put_cf(trace_cf, key, []);
                     }
                 }
                 touched.entry(window).or_default().insert(id);

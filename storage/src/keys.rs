@@ -127,22 +127,37 @@ pub fn block(window: i64, series: SeriesId) -> [u8; 16] {
     k
 }
 
-/// `window tenant trace_len trace`: the prefix of every trace-index key of one trace in a window.
-pub fn trace_prefix(window: i64, tenant: TenantId, trace_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(13 + trace_id.len() + 16);
+/// Trace ids longer than this (in stored bytes) are not indexed; exemplar label sets are at most
+/// 128 characters, so only exotic ids are affected.
+pub const MAX_TRACE_ID_BYTES: usize = 127;
+
+/// `window tenant trace_header trace`: the prefix of every trace-index key of one trace in a
+/// window. `trace_header` is the stored length shifted left by one, with the low bit set when
+/// the id was lower-case hex stored as the bytes it spells (half the size).
+/// `None` for ids too long to index.
+pub fn trace_prefix(window: i64, tenant: TenantId, trace_id: &str) -> Option<Vec<u8>> {
+    let packed = crate::chunkenc::hex::pack(trace_id);
+    let (bytes, hex_flag) = match &packed {
+        Some(b) => (b.as_slice(), 1u8),
+        None => (trace_id.as_bytes(), 0u8),
+    };
+    if bytes.len() > MAX_TRACE_ID_BYTES {
+        return None;
+    }
+    let mut k = Vec::with_capacity(14 + bytes.len() + 16);
     k.extend_from_slice(&ordered_i64(window));
     k.extend_from_slice(&tenant.0.to_be_bytes());
-    k.push(trace_id.len() as u8);
-    k.extend_from_slice(trace_id.as_bytes());
-    k
+    k.push(((bytes.len() as u8) << 1) | hex_flag);
+    k.extend_from_slice(bytes);
+    Some(k)
 }
 
-/// `window tenant trace_len trace series ts` → empty.
-pub fn trace(window: i64, tenant: TenantId, trace_id: &str, series: SeriesId, ts: i64) -> Vec<u8> {
-    let mut k = trace_prefix(window, tenant, trace_id);
+/// `window tenant trace_header trace series ts` → empty; `None` for ids too long to index.
+pub fn trace(window: i64, tenant: TenantId, trace_id: &str, series: SeriesId, ts: i64) -> Option<Vec<u8>> {
+    let mut k = trace_prefix(window, tenant, trace_id)?;
     k.extend_from_slice(&series.to_be_bytes());
     k.extend_from_slice(&ordered_i64(ts));
-    k
+    Some(k)
 }
 
 #[cfg(test)]

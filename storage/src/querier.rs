@@ -99,14 +99,11 @@ impl Storage {
 
     /// Every exemplar of `tenant` whose trace-id label equals `trace_id`, oldest first.
     pub fn exemplars_by_trace(&self, tenant: TenantId, trace_id: &str) -> Result<Vec<TracedExemplar>> {
-        if trace_id.is_empty() || trace_id.len() > u8::MAX as usize {
-            return Ok(Vec::new());
-        }
         let windows: Vec<i64> = self.windows.read().iter().copied().collect();
         let trace_cf = self.cf(keys::CF_TRACE_INDEX);
         let mut hits: Vec<(SeriesId, i64)> = Vec::new();
         for w in windows {
-            let prefix = keys::trace_prefix(w, tenant, trace_id);
+            let Some(prefix) = keys::trace_prefix(w, tenant, trace_id) else { return Ok(Vec::new()) };
             for item in self.db.iterator_cf(trace_cf, IteratorMode::From(&prefix, Direction::Forward)) {
                 let (k, _) = item?;
                 if !k.starts_with(&prefix) || k.len() != prefix.len() + 16 {

@@ -45,7 +45,7 @@ impl Storage {
         self.write_synced(batch)?;
         self.windows.write().retain(|&w| w >= keep_from);
         for (cf, from, to) in &ranges {
-            self.db.compact_range_cf(self.cf(cf), Some(from), Some(to));
+            self.compact_range(cf, Some(from), Some(to));
         }
         tracing::info!(windows = doomed, before = keep_from, "retention deleted windows");
         Ok(doomed)
