@@ -108,6 +108,14 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// SIGTERM: Prometheus flushes its remote-write queues before it exits.
+    fn stop(mut self) {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -185,8 +193,11 @@ fn amber_answers_what_prometheus_answers_for_the_same_scrapes() {
     let n: usize = exemplars.as_array().unwrap().iter().map(|s| s["exemplars"].as_array().unwrap().len()).sum();
     assert!(n >= 3 * 8, "only {n} bucket exemplars arrived");
 
-    // Every raw sample Prometheus holds for the job is in Amber's store, value for value.
+    // Every raw sample Prometheus holds for the job is in Amber's store, value for value. Prometheus
+    // keeps scraping (`up` of the downed target), so compare up to the newest sample it returned,
+    // once it has flushed its remote-write queue on shutdown.
     let raw = get(prometheus.port, &format!("/api/v1/query?query=%7Bjob%3D%22e2e%22%7D%5B10m%5D&time={end}"));
+    prometheus.stop();
     let mut amber = amber;
     amber.stop();
     let storage = Storage::open(&amber.data_dir, Options::default()).unwrap();
@@ -201,8 +212,9 @@ fn amber_answers_what_prometheus_answers_for_the_same_scrapes() {
             .collect();
         let found = storage.select_labels(TenantId::DEFAULT, &[matchers], i64::MIN / 2, i64::MAX / 2).unwrap();
         assert_eq!(found.len(), 1, "{}", series["metric"]);
+        let newest = series["values"].as_array().unwrap().last().unwrap()[0].as_f64().unwrap();
         let got: Vec<(i64, String)> = storage
-            .samples(found[0].0, i64::MIN, i64::MAX)
+            .samples(found[0].0, i64::MIN, (newest * 1000.0).round() as i64)
             .unwrap()
             .into_iter()
             .filter(|s| !s.is_stale_marker())

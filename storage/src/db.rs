@@ -16,6 +16,7 @@ use crate::chunkenc::varint::Reader;
 use crate::error::{Error, Result};
 use crate::head::HeadState;
 use crate::keys::{self, prefix};
+use crate::tenant::TenantId;
 
 /// The on-disk format version of the key layouts in `docs/format/`.
 pub const STORE_FORMAT_VERSION: u8 = 1;
@@ -63,6 +64,10 @@ pub struct Storage {
     pub(crate) heads: Mutex<HashMap<SeriesId, HeadState>>,
     /// Start of every window that holds data, for any tenant.
     pub(crate) windows: RwLock<BTreeSet<i64>>,
+    /// Series already added to each recent window's activity set, so a series costs one merge
+    /// per window rather than one per request. Pruned by [`Storage::seal`]; a miss only costs a
+    /// redundant (idempotent) merge.
+    pub(crate) activity_written: Mutex<HashMap<(i64, TenantId), RoaringTreemap>>,
 }
 
 /// Sizes for `/metrics`.
@@ -125,6 +130,7 @@ impl Storage {
             next_series_id: Mutex::new(0),
             heads: Mutex::new(HashMap::new()),
             windows: RwLock::new(BTreeSet::new()),
+            activity_written: Mutex::new(HashMap::new()),
         };
         storage.check_options(path)?;
         storage.load_state()?;

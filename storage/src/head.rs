@@ -258,8 +258,16 @@ impl Storage {
         drop(heads);
 
         let index = self.cf(keys::CF_INDEX);
-        for (window, set) in &touched {
-            batch.merge_cf(index, keys::activity(*window, tenant), encode_postings(set));
+        {
+            let written = self.activity_written.lock();
+            for (window, set) in touched.iter_mut() {
+                if let Some(already) = written.get(&(*window, tenant)) {
+                    *set -= already;
+                }
+                if !set.is_empty() {
+                    batch.merge_cf(index, keys::activity(*window, tenant), encode_postings(set));
+                }
+            }
         }
         self.put_metadata(&mut batch, tenant, metadata);
         report.series_created = ids.iter().filter(|&&id| id >= next_before).count() as u64;
@@ -275,6 +283,10 @@ impl Storage {
         }
         if !touched.is_empty() {
             self.windows.write().extend(touched.keys().copied());
+            let mut written = self.activity_written.lock();
+            for (window, set) in touched {
+                *written.entry((window, tenant)).or_default() |= set;
+            }
         }
         Ok(report)
     }

@@ -64,6 +64,9 @@ impl Storage {
     /// Seals every window that ended before `now` minus the out-of-order window.
     pub fn seal(&self, now: i64) -> Result<SealReport> {
         let horizon = now.saturating_sub(self.opts.out_of_order_window_ms);
+        // Windows this old are rarely written again: stop remembering which series they hold.
+        let forget_before = horizon.saturating_sub(self.opts.block_duration_ms);
+        self.activity_written.lock().retain(|&(w, _), _| w >= forget_before);
         let (sample_blocks_written, samples_sealed) = self.seal_kind(&SAMPLES, horizon)?;
         let (exemplar_blocks_written, exemplars_sealed) = self.seal_kind(&EXEMPLARS, horizon)?;
         Ok(SealReport { sample_blocks_written, samples_sealed, exemplar_blocks_written, exemplars_sealed })
