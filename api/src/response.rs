@@ -19,20 +19,8 @@ pub fn success<T: Serialize>(data: T, warnings: Vec<String>) -> Response {
     }
 }
 
-/// A float as Prometheus writes sample values: Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with
-/// `NaN`, `+Inf` and `-Inf` for the special values.
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        // Rust's Display is the shortest string that round-trips and never uses an exponent.
-        format!("{v}")
-    }
-}
+/// A float as Prometheus writes sample values (see [`amber_promql::value::format_float`]).
+pub use amber_promql::value::format_float as format_value;
 
 /// A millisecond timestamp as the JSON number of seconds Prometheus writes
 /// (`jsonutil.MarshalTimestamp`): the three-digit fraction only when it is non-zero, trailing
@@ -48,23 +36,6 @@ pub fn timestamp(ms: i64) -> Box<RawValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn values_format_like_go_strconv() {
-        let cases = [
-            (1.0, "1"),
-            (0.1, "0.1"),
-            (-0.0, "-0"),
-            (1e21, "1000000000000000000000"),
-            (1.5e-7, "0.00000015"),
-            (f64::NAN, "NaN"),
-            (f64::INFINITY, "+Inf"),
-            (f64::NEG_INFINITY, "-Inf"),
-        ];
-        for (v, want) in cases {
-            assert_eq!(format_value(v), want);
-        }
-    }
 
     #[test]
     fn timestamps_format_like_prometheus_marshal_timestamp() {

@@ -1,0 +1,220 @@
+//! Aggregation operators: `sum`, `avg`, `count`, `min`, `max`, `group`, `stddev`, `stdvar`,
+//! `topk`, `bottomk`, `quantile`, `count_values`, `limitk`, `limit_ratio`, with `by`/`without`.
+//!
+//! Groups come out in the order their first sample went in, as in Prometheus. Sums use
+//! Kahan-Neumaier compensation, because Prometheus does and its tests compare exactly.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use crate::error::{Error, Result};
+use crate::eval::Evaluator;
+use crate::labels::Labels;
+use crate::numeric::{RunningMean, kahan_sum_inc, quantile};
+use crate::value::{Sample, Value};
+
+/// The running state of one group.
+struct Group {
+    labels: Labels,
+    count: f64,
+    value: f64,
+    kahan_c: f64,
+    mean: f64,
+    running_mean: RunningMean,
+    samples: Vec<Sample>,
+    values: Vec<f64>,
+    /// Whether any input still had a metric name to drop (it matters when grouping by it).
+    drop_name: bool,
+}
+
+fn grouping_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(by)) => labels.project(&by.labels, true),
+        Some(LabelModifier::Exclude(without)) => labels.project(&without.labels, false).without_metric_name(),
+        None => Labels::default(),
+    }
+}
+
+pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Value> {
+    let op = a.op.to_string().to_ascii_lowercase();
+    let param = match &a.param {
+        Some(p) => Some(ev.eval(p, t)?),
+        None => None,
+    };
+    let input = ev.eval_vector(&a.expr, t)?;
+    let scalar_param = |name: &str| -> Result<f64> {
+        match &param {
+            Some(Value::Scalar(p)) => Ok(p.v),
+            _ => Err(Error::Execution(format!("{name} requires a scalar parameter"))),
+        }
+    };
+    let modifier = a.modifier.as_ref();
+
+    if op == "count_values" {
+        let label = match &param {
+            Some(Value::String { s, .. }) => s.clone(),
+            _ => return Err(Error::Execution("count_values requires a string parameter".into())),
+        };
+        if !is_valid_label_name(&label) {
+            return Err(Error::Execution(format!("invalid label name {label:?}")));
+        }
+        let mut order: Vec<Labels> = Vec::new();
+        let mut counts: HashMap<Labels, f64> = HashMap::new();
+        for s in &input {
+            let mut labels = grouping_labels(&s.labels, modifier);
+            labels.set(&label, &crate::value::format_float(s.v));
+            let c = counts.entry(labels.clone()).or_insert_with(|| {
+                order.push(labels);
+                0.0
+            });
+            *c += 1.0;
+        }
+        return Ok(Value::Vector(
+            order.into_iter().map(|l| Sample { v: counts[&l], labels: l, t, drop_name: false }).collect(),
+        ));
+    }
+
+    let k = match op.as_str() {
+        "topk" | "bottomk" | "limitk" => {
+            let v = scalar_param(&op)?;
+            if v.is_nan() {
+                return Err(Error::Execution("Parameter value is NaN".into()));
+            }
+            Some(if v >= i64::MAX as f64 { i64::MAX } else if v <= i64::MIN as f64 { i64::MIN } else { v as i64 })
+        }
+        _ => None,
+    };
+    let ratio = if op == "limit_ratio" {
+        let r = scalar_param(&op)?;
+        if r.is_nan() {
+            return Err(Error::Execution("Ratio value is NaN".into()));
+        }
+        if !(-1.0..=1.0).contains(&r) {
+            let capped = r.clamp(-1.0, 1.0);
+            ev.warnings.insert(format!(
+                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                crate::value::format_float(r),
+                crate::value::format_float(capped)
+            ));
+            Some(capped)
+        } else {
+            Some(r)
+        }
+    } else {
+        None
+    };
+    let q = if op == "quantile" {
+        let q = scalar_param(&op)?;
+        if q.is_nan() || !(0.0..=1.0).contains(&q) {
+            ev.warnings
+                .insert(format!("PromQL warning: quantile value should be between 0 and 1, got {}", crate::value::format_float(q)));
+        }
+        Some(q)
+    } else {
+        None
+    };
+    if k.is_some_and(|k| k < 1) {
+        return Ok(Value::Vector(Vec::new()));
+    }
+
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in input {
+        let key = grouping_labels(&s.labels, modifier);
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push(Group {
+                labels: key,
+                count: 0.0,
+                value: 0.0,
+                kahan_c: 0.0,
+                mean: 0.0,
+                running_mean: RunningMean::default(),
+                drop_name: false,
+                samples: Vec::new(),
+                values: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        let g = &mut groups[i];
+        g.count += 1.0;
+        g.drop_name |= s.drop_name;
+        let v = s.v;
+        match op.as_str() {
+            "sum" => (g.value, g.kahan_c) = kahan_sum_inc(v, g.value, g.kahan_c),
+            "avg" => g.running_mean.add(v),
+            "count" | "group" => {}
+            "max" => {
+                if g.count == 1.0 || g.value < v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            "min" => {
+                if g.count == 1.0 || g.value > v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            "stddev" | "stdvar" => {
+                let delta = v - g.mean;
+                g.mean += delta / g.count;
+                g.value += delta * (v - g.mean);
+            }
+            "quantile" => g.values.push(v),
+            "topk" | "bottomk" | "limitk" | "limit_ratio" => g.samples.push(s),
+            other => return Err(Error::BadQuery(format!("unknown aggregation {other:?}"))),
+        }
+    }
+
+    let mut out = Vec::new();
+    for mut g in groups {
+        let v = match op.as_str() {
+            "sum" => g.value + g.kahan_c,
+            "avg" => g.running_mean.value(),
+            "count" => g.count,
+            "group" => 1.0,
+            "max" | "min" => g.value,
+            "stdvar" => g.value / g.count,
+            "stddev" => (g.value / g.count).sqrt(),
+            "quantile" => quantile(q.expect("set for quantile"), &mut g.values),
+            "topk" | "bottomk" => {
+                let k = k.expect("set for topk") as usize;
+                let top = op == "topk";
+                // NaN ranks last either way, as in Prometheus.
+                g.samples.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
+                    _ if top => b.v.partial_cmp(&a.v).expect("not NaN"),
+                    _ => a.v.partial_cmp(&b.v).expect("not NaN"),
+                });
+                g.samples.truncate(k);
+                out.extend(g.samples);
+                continue;
+            }
+            "limitk" => {
+                g.samples.truncate(k.expect("set for limitk") as usize);
+                out.extend(g.samples);
+                continue;
+            }
+            "limit_ratio" => {
+                let r = ratio.expect("set for limit_ratio");
+                out.extend(g.samples.into_iter().filter(|s| ratio_selects(r, &s.labels)));
+                continue;
+            }
+            _ => unreachable!("checked above"),
+        };
+        out.push(Sample { labels: g.labels, t, v, drop_name: g.drop_name });
+    }
+    Ok(Value::Vector(out))
+}
+
+/// Whether `limit_ratio(r, ...)` keeps a series: a stable choice by the hash of its labels,
+/// so that `limit_ratio(r)` and `limit_ratio(-(1-r))` split the series between them.
+fn ratio_selects(r: f64, labels: &Labels) -> bool {
+    let h = crate::labels::hash(labels) as f64 / u64::MAX as f64;
+    if r >= 0.0 { h < r } else { h >= 1.0 + r }
+}
+
+pub(crate) fn is_valid_label_name(name: &str) -> bool {
+    !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok()
+}

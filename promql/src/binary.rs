@@ -1,0 +1,291 @@
+//! Binary operators: arithmetic, comparison (filtering or `bool`), set operators, and vector
+//! matching with `on`/`ignoring` and `group_left`/`group_right`.
+
+use std::collections::{HashMap, HashSet};
+
+use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use crate::error::{Error, Result};
+use crate::eval::Evaluator;
+use crate::labels::{Labels, METRIC_NAME};
+use crate::value::{Point, Sample, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl Op {
+    fn parse(token: &str) -> Result<Op> {
+        Ok(match token.to_ascii_lowercase().as_str() {
+            "+" => Op::Add,
+            "-" => Op::Sub,
+            "*" => Op::Mul,
+            "/" => Op::Div,
+            "%" => Op::Mod,
+            "^" => Op::Pow,
+            "atan2" => Op::Atan2,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            "<" => Op::Lt,
+            ">=" => Op::Ge,
+            "<=" => Op::Le,
+            "and" => Op::And,
+            "or" => Op::Or,
+            "unless" => Op::Unless,
+            other => return Err(Error::BadQuery(format!("unknown binary operator {other:?}"))),
+        })
+    }
+
+    fn is_comparison(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
+    }
+
+    /// Arithmetic drops the metric name; comparisons that filter keep it.
+    fn drops_name(self) -> bool {
+        matches!(self, Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2)
+    }
+}
+
+/// `lhs op rhs`: the value, and for comparisons whether the pair is kept.
+fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        Op::Add => (l + r, true),
+        Op::Sub => (l - r, true),
+        Op::Mul => (l * r, true),
+        Op::Div => (l / r, true),
+        // Go's math.Mod and Rust's % are both C's fmod.
+        Op::Mod => (l % r, true),
+        Op::Pow => (l.powf(r), true),
+        Op::Atan2 => (l.atan2(r), true),
+        Op::Eq => (l, l == r),
+        Op::Ne => (l, l != r),
+        Op::Gt => (l, l > r),
+        Op::Lt => (l, l < r),
+        Op::Ge => (l, l >= r),
+        Op::Le => (l, l <= r),
+        Op::And | Op::Or | Op::Unless => unreachable!("set operators are not element-wise"),
+    }
+}
+
+pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Value> {
+    let op = Op::parse(&b.op.to_string())?;
+    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    let lhs = ev.eval(&b.lhs, t)?;
+    let rhs = ev.eval(&b.rhs, t)?;
+    match (lhs, rhs) {
+        (Value::Scalar(l), Value::Scalar(r)) => {
+            let (v, keep) = apply(op, l.v, r.v);
+            let v = if op.is_comparison() { if keep { 1.0 } else { 0.0 } } else { v };
+            Ok(Value::Scalar(Point { t, v }))
+        }
+        (Value::Vector(l), Value::Scalar(r)) => Ok(Value::Vector(vector_scalar(op, l, r.v, false, return_bool))),
+        (Value::Scalar(l), Value::Vector(r)) => Ok(Value::Vector(vector_scalar(op, r, l.v, true, return_bool))),
+        (Value::Vector(l), Value::Vector(r)) => {
+            let default = BinModifier {
+                card: VectorMatchCardinality::OneToOne,
+                matching: None,
+                return_bool: false,
+                fill_values: Default::default(),
+            };
+            let m = b.modifier.as_ref().unwrap_or(&default);
+            match op {
+                Op::And | Op::Or | Op::Unless => Ok(Value::Vector(set_op(op, l, r, m))),
+                _ => Ok(Value::Vector(vector_vector(op, l, r, m, return_bool)?)),
+            }
+        }
+        (l, r) => Err(Error::Execution(format!(
+            "binary operator {} between {} and {} is not supported",
+            b.op,
+            l.type_name(),
+            r.type_name()
+        ))),
+    }
+}
+
+fn vector_scalar(op: Op, vector: Vec<Sample>, scalar: f64, scalar_on_left: bool, return_bool: bool) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(vector.len());
+    for s in vector {
+        let (l, r) = if scalar_on_left { (scalar, s.v) } else { (s.v, scalar) };
+        let (mut v, mut keep) = apply(op, l, r);
+        // A comparison keeps the vector's value, whichever side it is on.
+        if op.is_comparison() && scalar_on_left {
+            v = r;
+        }
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if keep {
+            let drop_name = s.drop_name || op.drops_name() || return_bool;
+            out.push(Sample { v, drop_name, ..s });
+        }
+    }
+    out
+}
+
+/// The labels two samples are matched on, as a label set.
+fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(on)) => labels.project(&on.labels, true),
+        Some(LabelModifier::Exclude(ignoring)) => labels.project(&ignoring.labels, false).without_metric_name(),
+        None => labels.without_metric_name(),
+    }
+}
+
+fn set_op(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier) -> Vec<Sample> {
+    let matching = m.matching.as_ref();
+    match op {
+        Op::And => {
+            let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            lhs.into_iter().filter(|s| right.contains(&signature(&s.labels, matching))).collect()
+        }
+        Op::Unless => {
+            let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            lhs.into_iter().filter(|s| !right.contains(&signature(&s.labels, matching))).collect()
+        }
+        Op::Or => {
+            let left: HashSet<Labels> = lhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            let mut out = lhs;
+            out.extend(rhs.into_iter().filter(|s| !left.contains(&signature(&s.labels, matching))));
+            out
+        }
+        _ => unreachable!("only set operators"),
+    }
+}
+
+fn vector_vector(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier, return_bool: bool) -> Result<Vec<Sample>> {
+    let matching = m.matching.as_ref();
+    let (include, one_to_many) = match &m.card {
+        VectorMatchCardinality::ManyToOne(ls) => (ls.labels.clone(), false),
+        VectorMatchCardinality::OneToMany(ls) => (ls.labels.clone(), true),
+        _ => (Vec::new(), false),
+    };
+    let one_to_one = matches!(m.card, VectorMatchCardinality::OneToOne);
+    let fill = &m.fill_values;
+    if (lhs.is_empty() || rhs.is_empty()) && fill.lhs.is_none() && fill.rhs.is_none() {
+        return Ok(Vec::new());
+    }
+    // The "many" side is iterated; the "one" side is hashed.
+    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    let mut one_by_sig: HashMap<Labels, Sample> = HashMap::with_capacity(one.len());
+    for s in one {
+        let sig = signature(&s.labels, matching);
+        if let Some(dup) = one_by_sig.get(&sig) {
+            let side = if one_to_many { "left" } else { "right" };
+            let group = match matching {
+                Some(LabelModifier::Include(on)) => s.labels.project(&on.labels, true),
+                Some(LabelModifier::Exclude(ignoring)) => {
+                    let mut names = ignoring.labels.clone();
+                    names.push(METRIC_NAME.into());
+                    s.labels.project(&names, false)
+                }
+                None => s.labels.without_metric_name(),
+            };
+            return Err(Error::Execution(format!(
+                "found duplicate series for the match group {group} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                s.labels, dup.labels
+            )));
+        }
+        one_by_sig.insert(sig, s);
+    }
+    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut used_one: HashSet<Labels> = HashSet::new();
+    let mut out = Vec::new();
+    let fill_many = if one_to_many { fill.lhs } else { fill.rhs };
+    let fill_one = if one_to_many { fill.rhs } else { fill.lhs };
+    for ms in &many {
+        let sig = signature(&ms.labels, matching);
+        let (one_value, one_labels) = match one_by_sig.get(&sig) {
+            Some(os) => {
+                used_one.insert(sig.clone());
+                (os.v, Some(&os.labels))
+            }
+            None => match fill_many {
+                Some(v) => (v, None),
+                None => continue,
+            },
+        };
+        let (l, r) = if one_to_many { (one_value, ms.v) } else { (ms.v, one_value) };
+        let (mut v, keep) = apply(op, l, r);
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
+        }
+        let labels = result_labels(&ms.labels, one_labels, matching, one_to_one, &include);
+        let seen = matched.entry(sig).or_default();
+        if one_to_one {
+            if !seen.is_empty() {
+                return Err(Error::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                        .into(),
+                ));
+            }
+        } else if seen.contains(&labels) {
+            return Err(Error::Execution("multiple matches for labels: grouping labels must ensure unique matches".into()));
+        }
+        seen.insert(labels.clone());
+        let drop_name = ms.drop_name || op.drops_name() || return_bool;
+        out.push(Sample { labels, t: ms.t, v, drop_name });
+    }
+    if let Some(fill_value) = fill_one {
+        for (sig, os) in &one_by_sig {
+            if used_one.contains(sig) {
+                continue;
+            }
+            let (l, r) = if one_to_many { (os.v, fill_value) } else { (fill_value, os.v) };
+            let (mut v, keep) = apply(op, l, r);
+            if return_bool {
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            let labels = result_labels(&os.labels, None, matching, one_to_one, &include);
+            let drop_name = os.drop_name || op.drops_name() || return_bool;
+            out.push(Sample { labels, t: os.t, v, drop_name });
+        }
+    }
+    Ok(out)
+}
+
+/// The result's labels: the "many" side's, reduced to the matching labels for one-to-one `on`,
+/// without the ignored ones for one-to-one `ignoring`, plus `group_x` labels from the "one" side.
+fn result_labels(
+    many: &Labels,
+    one: Option<&Labels>,
+    matching: Option<&LabelModifier>,
+    one_to_one: bool,
+    include: &[String],
+) -> Labels {
+    let mut labels = many.clone();
+    if one_to_one {
+        match matching {
+            Some(LabelModifier::Include(on)) => labels = labels.project(&on.labels, true),
+            Some(LabelModifier::Exclude(ignoring)) => labels = labels.project(&ignoring.labels, false),
+            None => {}
+        }
+    }
+    if let Some(one) = one {
+        for name in include {
+            labels.set(name, one.get(name).unwrap_or(""));
+        }
+    }
+    labels
+}

@@ -1,0 +1,164 @@
+//! The engine's entry points: instant and range queries with their limits.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{self, Expr};
+
+use crate::error::{Error, Result};
+use crate::eval::Evaluator;
+use crate::storage::Queryable;
+use crate::value::{Point, Series, Value};
+
+/// Settings of the engine, fixed for its life.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5m).
+    pub lookback_delta_ms: i64,
+    /// Step of a subquery that names none (Prometheus: the global evaluation interval, 1m).
+    pub default_subquery_step_ms: i64,
+    pub limits: QueryLimits,
+}
+
+/// Per-query limits; each breach is a clear error.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// Most samples a query may load from storage.
+    pub max_samples: usize,
+    pub timeout: Duration,
+    /// Most points per series in a range query's result (Prometheus: 11,000).
+    pub max_points_per_series: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            default_subquery_step_ms: 60 * 1000,
+            limits: QueryLimits {
+                max_samples: 50_000_000,
+                timeout: Duration::from_secs(120),
+                max_points_per_series: 11_000,
+            },
+        }
+    }
+}
+
+/// A query's result with the annotations Prometheus returns beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryOutput {
+    pub value: Value,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    pub options: EngineOptions,
+}
+
+/// What one query may override and how it can be stopped.
+#[derive(Debug, Clone, Default)]
+pub struct QueryContext {
+    pub lookback_delta_ms: Option<i64>,
+    pub timeout: Option<Duration>,
+    /// Set by the caller to stop the query (client disconnected).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+pub(crate) fn parse(query: &str) -> Result<Expr> {
+    parser::parse(query).map_err(Error::BadQuery)
+}
+
+impl Engine {
+    pub fn new(options: EngineOptions) -> Self {
+        Engine { options }
+    }
+
+    fn evaluator<'a>(
+        &'a self,
+        storage: &'a dyn Queryable,
+        ctx: &QueryContext,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Evaluator<'a> {
+        let timeout = ctx.timeout.unwrap_or(self.options.limits.timeout);
+        Evaluator::new(
+            storage,
+            &self.options,
+            ctx.lookback_delta_ms.unwrap_or(self.options.lookback_delta_ms),
+            start,
+            end,
+            step,
+            Instant::now() + timeout,
+            ctx.cancel.clone(),
+        )
+    }
+
+    /// Evaluates `query` at time `t` (milliseconds).
+    pub fn instant_query(&self, storage: &dyn Queryable, query: &str, t: i64, ctx: &QueryContext) -> Result<QueryOutput> {
+        let expr = parse(query)?;
+        let mut ev = self.evaluator(storage, ctx, t, t, self.options.default_subquery_step_ms);
+        ev.prepare(&expr, t, t)?;
+        let value = ev.eval(&expr, t)?;
+        let value = ev.finish_instant(value)?;
+        Ok(ev.output(value))
+    }
+
+    /// Evaluates `query` at every `step` from `start` to `end` (milliseconds).
+    pub fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        ctx: &QueryContext,
+    ) -> Result<QueryOutput> {
+        let expr = parse(query)?;
+        match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => {}
+            other => {
+                return Err(Error::BadQuery(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    match other {
+                        ValueType::Matrix => "range vector",
+                        ValueType::String => "string",
+                        _ => "unknown",
+                    }
+                )));
+            }
+        }
+        let points = (end - start) / step + 1;
+        if points > self.options.limits.max_points_per_series {
+            return Err(Error::BadQuery(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+                    .to_string(),
+            ));
+        }
+        let mut ev = self.evaluator(storage, ctx, start, end, step);
+        ev.prepare(&expr, start, end)?;
+        let mut series: std::collections::HashMap<crate::labels::Labels, Vec<Point>> = Default::default();
+        let mut t = start;
+        while t <= end {
+            ev.check_deadline("expression evaluation")?;
+            match ev.eval(&expr, t)? {
+                Value::Scalar(p) => series.entry(Default::default()).or_default().push(Point { t, v: p.v }),
+                Value::Vector(samples) => {
+                    for s in ev.finish_vector(samples)? {
+                        series.entry(s.labels).or_default().push(Point { t, v: s.v });
+                    }
+                }
+                other => return Err(Error::Execution(format!("unexpected {} in range query", other.type_name()))),
+            }
+            t += step;
+        }
+        let mut matrix: Vec<Series> =
+            series.into_iter().map(|(labels, points)| Series { labels, points, drop_name: false }).collect();
+        matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(ev.output(Value::Matrix(matrix)))
+    }
+}

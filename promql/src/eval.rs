@@ -1,0 +1,404 @@
+//! The evaluator: an expression evaluated at one timestamp at a time.
+//!
+//! Before evaluation, [`Evaluator::prepare`] walks the expression once and loads every selector's
+//! series for the whole time span the query can touch (following `offset`, `@` and subqueries),
+//! so that evaluation never goes back to storage. Range queries then evaluate the expression at
+//! each step; subqueries evaluate their inner expression at their own aligned steps.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use promql_parser::label::{MatchOp as ParserMatchOp, Matchers};
+use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
+
+use crate::engine::{EngineOptions, QueryOutput};
+use crate::error::{Error, Result};
+use crate::labels::{Labels, METRIC_NAME};
+use crate::storage::{MatchOp, Matcher, Queryable};
+use crate::value::{Point, Sample, Series, Value};
+use crate::{aggregate, binary, functions, is_stale};
+
+pub(crate) fn duration_ms(d: &Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn offset_ms(offset: Option<&Offset>) -> i64 {
+    match offset {
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+        None => 0,
+    }
+}
+
+pub(crate) struct Evaluator<'a> {
+    storage: &'a dyn Queryable,
+    pub(crate) opts: &'a EngineOptions,
+    pub(crate) lookback_ms: i64,
+    /// Query start and end: what `@ start()` and `@ end()` mean.
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    /// The query's step; the default step of subqueries for range queries.
+    pub(crate) step: i64,
+    /// Loaded series by the address of their selector in the expression tree.
+    loaded: HashMap<usize, Vec<Series>>,
+    samples_loaded: usize,
+    deadline: Instant,
+    cancel: Option<Arc<AtomicBool>>,
+    pub(crate) warnings: BTreeSet<String>,
+    pub(crate) infos: BTreeSet<String>,
+}
+
+fn selector_key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+/// The matchers of a selector in the engine's form, the metric name included.
+fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+    let Matchers { matchers, or_matchers } = &vs.matchers;
+    let sets: Vec<&Vec<promql_parser::label::Matcher>> =
+        if or_matchers.is_empty() { vec![matchers] } else { or_matchers.iter().collect() };
+    sets.into_iter()
+        .map(|set| {
+            let mut out = Vec::with_capacity(set.len() + 1);
+            if let Some(name) = &vs.name {
+                out.push(Matcher { name: METRIC_NAME.into(), op: MatchOp::Equal, value: name.clone() });
+            }
+            for m in set {
+                let op = match &m.op {
+                    ParserMatchOp::Equal => MatchOp::Equal,
+                    ParserMatchOp::NotEqual => MatchOp::NotEqual,
+                    ParserMatchOp::Re(re) => MatchOp::Regex(re.clone()),
+                    ParserMatchOp::NotRe(re) => MatchOp::NotRegex(re.clone()),
+                };
+                out.push(Matcher { name: m.name.clone(), op, value: m.value.clone() });
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
+impl<'a> Evaluator<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        storage: &'a dyn Queryable,
+        opts: &'a EngineOptions,
+        lookback_ms: i64,
+        start: i64,
+        end: i64,
+        step: i64,
+        deadline: Instant,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Self {
+        Evaluator {
+            storage,
+            opts,
+            lookback_ms,
+            start,
+            end,
+            step,
+            loaded: HashMap::new(),
+            samples_loaded: 0,
+            deadline,
+            cancel,
+            warnings: BTreeSet::new(),
+            infos: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn check_deadline(&self, stage: &'static str) -> Result<()> {
+        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Canceled(stage));
+        }
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout(stage));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn at_ms(&self, at: Option<&AtModifier>) -> Option<i64> {
+        match at? {
+            AtModifier::Start => Some(self.start),
+            AtModifier::End => Some(self.end),
+            AtModifier::At(t) => Some(match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => duration_ms(&d),
+                Err(e) => -duration_ms(&e.duration()),
+            }),
+        }
+    }
+
+    /// The span of evaluation times `[mint, maxt]` shifted by a node's `@` and `offset`.
+    fn shifted(&self, at: Option<&AtModifier>, offset: Option<&Offset>, mint: i64, maxt: i64) -> (i64, i64) {
+        let off = offset_ms(offset);
+        match self.at_ms(at) {
+            Some(t) => (t - off, t - off),
+            None => (mint - off, maxt - off),
+        }
+    }
+
+    /// Loads every selector's data for evaluation times in `[mint, maxt]`.
+    pub(crate) fn prepare(&mut self, expr: &Expr, mint: i64, maxt: i64) -> Result<()> {
+        match expr {
+            Expr::VectorSelector(vs) => {
+                let (lo, hi) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), mint, maxt);
+                self.load(vs, lo - self.lookback_ms, hi)
+            }
+            Expr::MatrixSelector(MatrixSelector { vs, range }) => {
+                let (lo, hi) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), mint, maxt);
+                self.load(vs, lo - duration_ms(range), hi)
+            }
+            Expr::Subquery(sq) => {
+                let (lo, hi) = self.shifted(sq.at.as_ref(), sq.offset.as_ref(), mint, maxt);
+                self.prepare(&sq.expr, lo - duration_ms(&sq.range), hi)
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.prepare(p, mint, maxt)?;
+                }
+                self.prepare(&a.expr, mint, maxt)
+            }
+            Expr::Unary(u) => self.prepare(&u.expr, mint, maxt),
+            Expr::Binary(b) => {
+                self.prepare(&b.lhs, mint, maxt)?;
+                self.prepare(&b.rhs, mint, maxt)
+            }
+            Expr::Paren(p) => self.prepare(&p.expr, mint, maxt),
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.prepare(a, mint, maxt)?;
+                }
+                Ok(())
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
+            Expr::Extension(_) => Err(Error::BadQuery("unsupported expression extension".into())),
+        }
+    }
+
+    fn load(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<()> {
+        let key = selector_key(vs);
+        let sets = matchers(vs)?;
+        let mut found: Vec<Series> = Vec::new();
+        for set in &sets {
+            for s in self.storage.select(set, mint, maxt).map_err(Error::Storage)? {
+                if !found.iter().any(|f| f.labels == s.labels) {
+                    found.push(s);
+                }
+            }
+        }
+        // The same selector can be reached twice (e.g. a subquery inside another): keep the union.
+        let entry = self.loaded.entry(key).or_default();
+        for s in found {
+            self.samples_loaded += s.points.len();
+            match entry.iter_mut().find(|e| e.labels == s.labels) {
+                Some(e) => {
+                    e.points.extend(s.points);
+                    e.points.sort_by_key(|p| p.t);
+                    e.points.dedup_by_key(|p| p.t);
+                }
+                None => entry.push(s),
+            }
+        }
+        if self.samples_loaded > self.opts.limits.max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
+        entry.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(())
+    }
+
+    fn series_of(&self, vs: &VectorSelector) -> &[Series] {
+        self.loaded.get(&selector_key(vs)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Evaluates `expr` at time `t`.
+    pub(crate) fn eval(&mut self, expr: &Expr, t: i64) -> Result<Value> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(Point { t, v: n.val })),
+            Expr::StringLiteral(s) => Ok(Value::String { t, s: s.val.clone() }),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(p) => Ok(Value::Scalar(Point { t: p.t, v: -p.v })),
+                Value::Vector(v) => Ok(Value::Vector(
+                    v.into_iter().map(|s| Sample { v: -s.v, drop_name: true, ..s }).collect(),
+                )),
+                other => Err(Error::Execution(format!("unary minus on {}", other.type_name()))),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_selector(vs, t))),
+            Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.range_selector(ms, t))),
+            Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, t)?)),
+            Expr::Binary(b) => binary::eval(self, b, t),
+            Expr::Aggregate(a) => aggregate::eval(self, a, t),
+            Expr::Call(c) => functions::call(self, c, t),
+            Expr::Extension(_) => Err(Error::BadQuery("unsupported expression extension".into())),
+        }
+    }
+
+    /// The newest sample of each series in `(t - lookback, t]`, unless it is a stale marker.
+    fn instant_selector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
+        let mut out = Vec::new();
+        for s in self.series_of(vs) {
+            let idx = s.points.partition_point(|p| p.t <= eval_t);
+            if idx == 0 {
+                continue;
+            }
+            let p = s.points[idx - 1];
+            if p.t <= eval_t - self.lookback_ms || is_stale(p.v) {
+                continue;
+            }
+            out.push(Sample { labels: s.labels.clone(), t, v: p.v, drop_name: false });
+        }
+        out
+    }
+
+    /// Each series' samples in `(t - range, t]`, stale markers left out.
+    pub(crate) fn range_selector(&self, ms: &MatrixSelector, t: i64) -> Vec<Series> {
+        let vs = &ms.vs;
+        let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
+        let lo = eval_t - duration_ms(&ms.range);
+        let mut out = Vec::new();
+        for s in self.series_of(vs) {
+            let from = s.points.partition_point(|p| p.t <= lo);
+            let to = s.points.partition_point(|p| p.t <= eval_t);
+            let points: Vec<Point> = s.points[from..to].iter().filter(|p| !is_stale(p.v)).copied().collect();
+            if !points.is_empty() {
+                out.push(Series { labels: s.labels.clone(), points, drop_name: false });
+            }
+        }
+        out
+    }
+
+    /// Evaluates the inner expression at every multiple of the step in `(t - range, t]`.
+    fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<Vec<Series>> {
+        let (eval_t, _) = self.shifted(sq.at.as_ref(), sq.offset.as_ref(), t, t);
+        let step = match &sq.step {
+            Some(d) if !d.is_zero() => duration_ms(d),
+            _ => self.default_subquery_step(),
+        };
+        let lo = eval_t - duration_ms(&sq.range);
+        let mut inner_t = lo.div_euclid(step) * step;
+        if inner_t <= lo {
+            inner_t += step;
+        }
+        let mut by_labels: HashMap<Labels, Series> = HashMap::new();
+        while inner_t <= eval_t {
+            self.check_deadline("subquery evaluation")?;
+            match self.eval(&sq.expr, inner_t)? {
+                Value::Vector(samples) => {
+                    for s in samples {
+                        let entry = by_labels.entry(s.labels.clone()).or_insert_with(|| Series {
+                            labels: s.labels,
+                            points: Vec::new(),
+                            drop_name: s.drop_name,
+                        });
+                        entry.points.push(Point { t: inner_t, v: s.v });
+                    }
+                }
+                Value::Scalar(p) => {
+                    let entry = by_labels.entry(Labels::default()).or_insert_with(|| Series {
+                        labels: Labels::default(),
+                        points: Vec::new(),
+                        drop_name: false,
+                    });
+                    entry.points.push(Point { t: inner_t, v: p.v });
+                }
+                other => return Err(Error::Execution(format!("subquery of a {}", other.type_name()))),
+            }
+            inner_t += step;
+        }
+        let mut out: Vec<Series> = by_labels.into_values().collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    fn default_subquery_step(&self) -> i64 {
+        if self.start == self.end { self.opts.default_subquery_step_ms } else { self.step }
+    }
+
+    /// Drops metric names marked for removal and refuses duplicate label sets.
+    pub(crate) fn finish_vector(&self, samples: Vec<Sample>) -> Result<Vec<Sample>> {
+        let mut seen = std::collections::HashSet::with_capacity(samples.len());
+        let mut out = Vec::with_capacity(samples.len());
+        for mut s in samples {
+            if s.drop_name {
+                s.labels = s.labels.without_metric_name();
+                s.drop_name = false;
+            }
+            if !seen.insert(s.labels.clone()) {
+                return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn finish_instant(&self, value: Value) -> Result<Value> {
+        Ok(match value {
+            Value::Vector(v) => Value::Vector(self.finish_vector(v)?),
+            Value::Matrix(m) => {
+                let mut seen = std::collections::HashSet::with_capacity(m.len());
+                let mut out = Vec::with_capacity(m.len());
+                for mut s in m {
+                    if s.drop_name {
+                        s.labels = s.labels.without_metric_name();
+                        s.drop_name = false;
+                    }
+                    if !seen.insert(s.labels.clone()) {
+                        return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+                    }
+                    out.push(s);
+                }
+                Value::Matrix(out)
+            }
+            other => other,
+        })
+    }
+
+    pub(crate) fn output(self, value: Value) -> QueryOutput {
+        QueryOutput { value, warnings: self.warnings.into_iter().collect(), infos: self.infos.into_iter().collect() }
+    }
+
+    /// Evaluates an argument that must be a scalar.
+    pub(crate) fn eval_scalar(&mut self, expr: &Expr, t: i64) -> Result<f64> {
+        match self.eval(expr, t)? {
+            Value::Scalar(p) => Ok(p.v),
+            other => Err(Error::Execution(format!("expected scalar, got {}", other.type_name()))),
+        }
+    }
+
+    pub(crate) fn eval_vector(&mut self, expr: &Expr, t: i64) -> Result<Vec<Sample>> {
+        match self.eval(expr, t)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(Error::Execution(format!("expected instant vector, got {}", other.type_name()))),
+        }
+    }
+
+    /// Like [`Evaluator::eval_vector`], with each sample's own timestamp: for a plain selector
+    /// the time of the stored sample, otherwise the evaluation time (what `timestamp()` reports).
+    pub(crate) fn eval_vector_with_sample_times(&mut self, expr: &Expr, t: i64) -> Result<Vec<(Sample, i64)>> {
+        match expr {
+            Expr::VectorSelector(vs) => {
+                let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
+                Ok(self
+                    .instant_selector(vs, t)
+                    .into_iter()
+                    .map(|s| {
+                        let series = self.series_of(vs).iter().find(|x| x.labels == s.labels).expect("selected");
+                        let idx = series.points.partition_point(|p| p.t <= eval_t);
+                        let sample_t = series.points[idx - 1].t;
+                        (s, sample_t)
+                    })
+                    .collect())
+            }
+            Expr::Paren(p) => self.eval_vector_with_sample_times(&p.expr, t),
+            _ => Ok(self.eval_vector(expr, t)?.into_iter().map(|s| (s, t)).collect()),
+        }
+    }
+
+    pub(crate) fn eval_matrix(&mut self, expr: &Expr, t: i64) -> Result<Vec<Series>> {
+        match self.eval(expr, t)? {
+            Value::Matrix(m) => Ok(m),
+            other => Err(Error::Execution(format!("expected range vector, got {}", other.type_name()))),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! PromQL functions: the dispatch from a call to its family, one file per family.
+
+mod absent;
+mod histogram;
+mod labels;
+mod math;
+mod over_time;
+mod rate;
+mod regression;
+mod sort;
+mod time;
+
+use promql_parser::parser::{Call, Expr};
+
+use crate::error::{Error, Result};
+use crate::eval::Evaluator;
+use crate::value::{Point, Sample, Series, Value};
+
+pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
+    let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+    let name = c.func.name;
+    match name {
+        "rate" | "increase" | "delta" | "irate" | "idelta" => rate::eval(ev, name, &args, t),
+        "avg_over_time" | "sum_over_time" | "count_over_time" | "min_over_time" | "max_over_time"
+        | "stddev_over_time" | "stdvar_over_time" | "last_over_time" | "first_over_time" | "present_over_time"
+        | "quantile_over_time" | "mad_over_time" | "changes" | "resets" | "ts_of_min_over_time"
+        | "ts_of_max_over_time" | "ts_of_first_over_time" | "ts_of_last_over_time" => {
+            over_time::eval(ev, name, &args, t)
+        }
+        "deriv" | "predict_linear" | "double_exponential_smoothing" | "holt_winters" => {
+            regression::eval(ev, name, &args, t)
+        }
+        "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "round" | "clamp"
+        | "clamp_min" | "clamp_max" | "sin" | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh"
+        | "tanh" | "asinh" | "acosh" | "atanh" | "deg" | "rad" | "pi" | "vector" | "scalar" => {
+            math::eval(ev, name, &args, t)
+        }
+        "time" | "timestamp" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
+        | "minute" | "month" | "year" => time::eval(ev, name, &args, t),
+        "label_replace" | "label_join" => labels::eval(ev, name, &args, t),
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort::eval(ev, name, &args, t),
+        "absent" | "absent_over_time" => absent::eval(ev, name, &args, t),
+        "histogram_quantile" => histogram::eval(ev, name, &args, t),
+        other => Err(Error::Execution(format!("function {other:?} is not supported by Amber yet"))),
+    }
+}
+
+/// Applies `f` to every series of a range-vector argument; `None` drops the series.
+/// `keeps_name` is for the few functions (`last_over_time`, `first_over_time`) whose result is
+/// still a sample of the input metric.
+pub(crate) fn per_series(
+    ev: &mut Evaluator<'_>,
+    arg: &Expr,
+    t: i64,
+    keeps_name: bool,
+    mut f: impl FnMut(&[Point]) -> Option<f64>,
+) -> Result<Value> {
+    let matrix: Vec<Series> = ev.eval_matrix(arg, t)?;
+    let mut out = Vec::with_capacity(matrix.len());
+    for s in matrix {
+        if let Some(v) = f(&s.points) {
+            let drop_name = if keeps_name { s.drop_name } else { true };
+            out.push(Sample { labels: s.labels, t, v, drop_name });
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+/// Applies `f` to every sample of an instant-vector argument, dropping the metric name.
+pub(crate) fn per_sample(ev: &mut Evaluator<'_>, arg: &Expr, t: i64, f: impl Fn(f64) -> f64) -> Result<Value> {
+    let samples = ev.eval_vector(arg, t)?;
+    Ok(Value::Vector(samples.into_iter().map(|s| Sample { v: f(s.v), drop_name: true, ..s }).collect()))
+}
+
+/// The value of a string argument (a literal).
+pub(crate) fn string_arg(ev: &mut Evaluator<'_>, arg: &Expr, t: i64) -> Result<String> {
+    match ev.eval(arg, t)? {
+        Value::String { s, .. } => Ok(s),
+        other => Err(Error::Execution(format!("expected string, got {}", other.type_name()))),
+    }
+}

@@ -1,0 +1,87 @@
+//! Label sets as the engine sees them: sorted by name, unique names.
+
+use std::fmt;
+
+/// The label that holds a series' metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    /// Sorts by name; with repeated names the last one wins; empty values are dropped.
+    pub fn new(mut pairs: Vec<(String, String)>) -> Self {
+        pairs.reverse();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|a, b| a.0 == b.0);
+        pairs.retain(|(_, v)| !v.is_empty());
+        Labels(pairs)
+    }
+
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Labels::new(pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sets (or, with an empty value, removes) one label.
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                self.0.remove(i);
+            }
+            Ok(i) => self.0[i].1 = value.to_string(),
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.0.insert(i, (name.to_string(), value.to_string())),
+        }
+    }
+
+    pub fn without_metric_name(&self) -> Labels {
+        Labels(self.0.iter().filter(|(n, _)| n != METRIC_NAME).cloned().collect())
+    }
+
+    /// Only the labels named in `names` (`include`), or all but those (`!include`).
+    pub fn project(&self, names: &[String], include: bool) -> Labels {
+        Labels(self.0.iter().filter(|(n, _)| names.iter().any(|x| x == n) == include).cloned().collect())
+    }
+}
+
+/// Prints labels the way Prometheus does: `{__name__="up", job="node"}`.
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (n, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n}={v:?}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Prometheus's `labels.Hash`: XXH64 over `name 0xff value 0xff` for each label.
+pub fn hash(labels: &Labels) -> u64 {
+    let mut buf = Vec::with_capacity(labels.0.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+    for (n, v) in &labels.0 {
+        buf.extend_from_slice(n.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&buf, 0)
+}

@@ -1,0 +1,86 @@
+//! What expressions evaluate to.
+
+use crate::labels::Labels;
+
+/// One float sample in time. `t` is milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub t: i64,
+    pub v: f64,
+}
+
+/// One element of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub t: i64,
+    pub v: f64,
+    /// Set when the metric name must be dropped once the enclosing expression is done
+    /// (Prometheus 3's delayed name removal).
+    pub drop_name: bool,
+}
+
+/// A series with points: an element of a range vector or of a range query's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub points: Vec<Point>,
+    pub drop_name: bool,
+}
+
+/// The value of an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar(Point),
+    String { t: i64, s: String },
+    Vector(Vec<Sample>),
+    Matrix(Vec<Series>),
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Scalar(_) => "scalar",
+            Value::String { .. } => "string",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// A float as Prometheus prints it: Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with `NaN`,
+/// `+Inf` and `-Inf` for the special values.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        // Rust's Display is the shortest string that round-trips and never uses an exponent.
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_format_like_go_strconv() {
+        let cases = [
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (-0.0, "-0"),
+            (1e21, "1000000000000000000000"),
+            (1.5e-7, "0.00000015"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(format_float(v), want);
+        }
+    }
+}
