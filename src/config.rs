@@ -44,6 +44,15 @@ pub struct Cli {
     /// Longest label value in bytes [default: 2048].
     #[arg(long, env = "AMBER_MAX_LABEL_VALUE_LENGTH")]
     pub max_label_value_length: Option<usize>,
+    /// How far back PromQL looks for a sample of an instant selector [default: 5m].
+    #[arg(long, env = "AMBER_QUERY_LOOKBACK_DELTA")]
+    pub query_lookback_delta: Option<String>,
+    /// Most samples one query may load [default: 50000000].
+    #[arg(long, env = "AMBER_QUERY_MAX_SAMPLES")]
+    pub query_max_samples: Option<usize>,
+    /// Longest a query may run [default: 2m].
+    #[arg(long, env = "AMBER_QUERY_TIMEOUT")]
+    pub query_timeout: Option<String>,
     /// `text` or `json` [default: text].
     #[arg(long, env = "AMBER_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -63,6 +72,9 @@ struct FileConfig {
     max_labels_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
     max_label_value_length: Option<usize>,
+    query_lookback_delta: Option<String>,
+    query_max_samples: Option<usize>,
+    query_timeout: Option<String>,
     log_format: Option<String>,
 }
 
@@ -73,6 +85,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub storage: amber_storage::Options,
     pub api: amber_api::ApiLimits,
+    pub engine: amber_promql::EngineOptions,
     pub maintenance_interval: Duration,
     pub log_format: String,
 }
@@ -122,6 +135,18 @@ impl Config {
         if let Some(v) = cli.max_label_value_length.or(file.max_label_value_length) {
             api.labels.max_label_value_length = v;
         }
+        let mut engine = amber_promql::EngineOptions {
+            lookback_delta_ms: millis(duration(
+                "query_lookback_delta",
+                cli.query_lookback_delta.or(file.query_lookback_delta),
+                "5m",
+            )?),
+            ..amber_promql::EngineOptions::default()
+        };
+        engine.limits.timeout = duration("query_timeout", cli.query_timeout.or(file.query_timeout), "2m")?;
+        if let Some(v) = cli.query_max_samples.or(file.query_max_samples) {
+            engine.limits.max_samples = v;
+        }
         let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");
         Ok(Config {
@@ -129,6 +154,7 @@ impl Config {
             listen: cli.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:9201".parse().expect("valid address")),
             storage,
             api,
+            engine,
             maintenance_interval: duration(
                 "maintenance_interval",
                 cli.maintenance_interval.or(file.maintenance_interval),

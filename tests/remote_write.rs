@@ -4,7 +4,7 @@
 mod common;
 
 use amber_api::prompb;
-use common::{Amber, request, series};
+use common::{Amber, request, series, urlencode};
 use serde_json::json;
 
 const TRACE_A: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -140,13 +140,4 @@ fn out_of_order_window_and_conflicting_duplicates() {
         )
     );
     assert_eq!(amber.data("/api/v1/exemplars/trace/feed")[0]["seriesLabels"]["__name__"], "other");
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -12,6 +12,8 @@ pub enum ErrorType {
     Internal,
     Unavailable,
     NotFound,
+    Timeout,
+    Canceled,
 }
 
 impl ErrorType {
@@ -22,6 +24,8 @@ impl ErrorType {
             ErrorType::Internal => "internal",
             ErrorType::Unavailable => "unavailable",
             ErrorType::NotFound => "not_found",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Canceled => "canceled",
         }
     }
 
@@ -33,6 +37,9 @@ impl ErrorType {
             ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
+            ErrorType::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            // Prometheus's "client closed connection"; nobody is left to read it.
+            ErrorType::Canceled => StatusCode::from_u16(499).expect("a valid status code"),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! # Layout
 //! One module per endpoint family, like mini-redis's one file per command:
 //! - [`remote_write`] — `POST /api/v1/write` (Prometheus remote write 1.0).
+//! - [`query`] — `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` (PromQL, through
+//!   [`queryable`], the engine's view of the store).
 //! - [`exemplars`] — `/api/v1/query_exemplars` and `/api/v1/exemplars/trace/<trace_id>`.
 //! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
 //! - [`metadata`] — `/api/v1/metadata`.
@@ -19,6 +21,8 @@ pub mod metadata;
 pub mod metrics;
 pub mod params;
 pub mod prompb;
+pub mod query;
+pub mod queryable;
 pub mod remote_write;
 pub mod response;
 pub mod series;
@@ -51,13 +55,19 @@ impl Default for ApiLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<Storage>,
+    pub engine: Arc<amber_promql::Engine>,
     pub limits: Arc<ApiLimits>,
     pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
-    pub fn new(storage: Arc<Storage>, limits: ApiLimits) -> Self {
-        AppState { storage, limits: Arc::new(limits), metrics: Arc::new(metrics::Metrics::new()) }
+    pub fn new(storage: Arc<Storage>, engine: amber_promql::EngineOptions, limits: ApiLimits) -> Self {
+        AppState {
+            storage,
+            engine: Arc::new(amber_promql::Engine::new(engine)),
+            limits: Arc::new(limits),
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
     }
 }
 
@@ -65,6 +75,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/write", post(remote_write::handle))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
+        .route("/api/v1/format_query", get(query::format).post(query::format))
         .route("/api/v1/query_exemplars", get(exemplars::query).post(exemplars::query))
         .route("/api/v1/exemplars/trace/{trace_id}", get(exemplars::by_trace))
         .route("/api/v1/series", get(series::series).post(series::series))

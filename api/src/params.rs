@@ -108,6 +108,42 @@ pub fn parse_time(v: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(v).ok().map(|t| t.timestamp_millis())
 }
 
+/// Parses a duration as Prometheus's API does: seconds as a float (`30`, `1.5`), or a duration
+/// string (`1m30s`, `2h`, `500ms`, units y w d h m s ms, largest first). Milliseconds.
+pub fn parse_duration_ms(v: &str) -> Option<i64> {
+    if let Ok(secs) = v.parse::<f64>() {
+        let ms = (secs * 1000.0).round();
+        return (ms.is_finite() && ms.abs() < MAX_TIME_MS as f64).then_some(ms as i64);
+    }
+    // Largest first: a duration must name its units in this order, each at most once.
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    if v.is_empty() {
+        return None;
+    }
+    let (mut rest, mut total, mut previous) = (v, 0i64, None);
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = if rest.starts_with("ms") { 6 } else { UNITS.iter().position(|(u, _)| rest.starts_with(u))? };
+        if previous.is_some_and(|p| unit <= p) {
+            return None;
+        }
+        previous = Some(unit);
+        total = total.checked_add(n.checked_mul(UNITS[unit].1)?)?;
+        rest = &rest[UNITS[unit].0.len()..];
+    }
+    Some(total)
+}
+
 /// The matcher sets of one vector selector: one set, or one per `or` alternative.
 pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let Matchers { matchers, or_matchers } = &vs.matchers;
@@ -155,6 +191,19 @@ mod tests {
         assert_eq!(parse_time("2020-09-14T17:22:25+02:00"), Some(1600096945000));
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("NaN"), None);
+    }
+
+    #[test]
+    fn durations_parse_as_prometheus_parses_them() {
+        assert_eq!(parse_duration_ms("15"), Some(15_000));
+        assert_eq!(parse_duration_ms("0.5"), Some(500));
+        assert_eq!(parse_duration_ms("1m30s"), Some(90_000));
+        assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+        assert_eq!(parse_duration_ms("10s53ms"), Some(10_053));
+        assert_eq!(parse_duration_ms("1y"), Some(365 * 86_400_000));
+        assert_eq!(parse_duration_ms("30s1m"), None);
+        assert_eq!(parse_duration_ms("1x"), None);
+        assert_eq!(parse_duration_ms(""), None);
     }
 
     #[test]

@@ -81,7 +81,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             if v.is_nan() {
                 return Err(Error::Execution("Parameter value is NaN".into()));
             }
-            Some(if v >= i64::MAX as f64 { i64::MAX } else if v <= i64::MIN as f64 { i64::MIN } else { v as i64 })
+            Some(if v >= i64::MAX as f64 {
+                i64::MAX
+            } else if v <= i64::MIN as f64 {
+                i64::MIN
+            } else {
+                v as i64
+            })
         }
         _ => None,
     };
@@ -107,8 +113,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
     let q = if op == "quantile" {
         let q = scalar_param(&op)?;
         if q.is_nan() || !(0.0..=1.0).contains(&q) {
-            ev.warnings
-                .insert(format!("PromQL warning: quantile value should be between 0 and 1, got {}", crate::value::format_float(q)));
+            ev.warnings.insert(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                crate::value::format_float(q)
+            ));
         }
         Some(q)
     } else {

@@ -170,7 +170,13 @@ fn set_op(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier) -> Vec<Sa
     }
 }
 
-fn vector_vector(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier, return_bool: bool) -> Result<Vec<Sample>> {
+fn vector_vector(
+    op: Op,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    m: &BinModifier,
+    return_bool: bool,
+) -> Result<Vec<Sample>> {
     let matching = m.matching.as_ref();
     let (include, one_to_many) = match &m.card {
         VectorMatchCardinality::ManyToOne(ls) => (ls.labels.clone(), false),
@@ -239,7 +245,9 @@ fn vector_vector(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier, re
                 ));
             }
         } else if seen.contains(&labels) {
-            return Err(Error::Execution("multiple matches for labels: grouping labels must ensure unique matches".into()));
+            return Err(Error::Execution(
+                "multiple matches for labels: grouping labels must ensure unique matches".into(),
+            ));
         }
         seen.insert(labels.clone());
         let drop_name = ms.drop_name || op.drops_name() || return_bool;

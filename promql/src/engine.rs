@@ -99,7 +99,13 @@ impl Engine {
     }
 
     /// Evaluates `query` at time `t` (milliseconds).
-    pub fn instant_query(&self, storage: &dyn Queryable, query: &str, t: i64, ctx: &QueryContext) -> Result<QueryOutput> {
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        t: i64,
+        ctx: &QueryContext,
+    ) -> Result<QueryOutput> {
         let expr = parse(query)?;
         let mut ev = self.evaluator(storage, ctx, t, t, self.options.default_subquery_step_ms);
         ev.prepare(&expr, t, t)?;
@@ -133,11 +139,18 @@ impl Engine {
             }
         }
         let points = (end - start) / step + 1;
-        if points > self.options.limits.max_points_per_series {
-            return Err(Error::BadQuery(
-                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
-                    .to_string(),
-            ));
+        let max_points = self.options.limits.max_points_per_series;
+        if points > max_points {
+            // Prometheus prints the limit with a thousands separator: "11,000".
+            let digits = max_points.to_string();
+            let mut grouped = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i) % 3 == 0 {
+                    grouped.push(',');
+                }
+                grouped.push(c);
+            }
+            return Err(Error::TooManyPoints(grouped));
         }
         let mut ev = self.evaluator(storage, ctx, start, end, step);
         ev.prepare(&expr, start, end)?;

@@ -7,6 +7,9 @@ pub enum Error {
     /// The query does not parse or is not valid here (`bad_data`, 400).
     #[error("{0}")]
     BadQuery(String),
+    /// A range query asks for more points per series than allowed (`bad_data`, 400).
+    #[error("exceeded maximum resolution of {0} points per timeseries. Try decreasing the query resolution (?step=XX)")]
+    TooManyPoints(String),
     /// Evaluation failed (`execution`, 422).
     #[error("{0}")]
     Execution(String),

@@ -218,9 +218,9 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 Value::Scalar(p) => Ok(Value::Scalar(Point { t: p.t, v: -p.v })),
-                Value::Vector(v) => Ok(Value::Vector(
-                    v.into_iter().map(|s| Sample { v: -s.v, drop_name: true, ..s }).collect(),
-                )),
+                Value::Vector(v) => {
+                    Ok(Value::Vector(v.into_iter().map(|s| Sample { v: -s.v, drop_name: true, ..s }).collect()))
+                }
                 other => Err(Error::Execution(format!("unary minus on {}", other.type_name()))),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_selector(vs, t))),

@@ -21,22 +21,32 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     let name = c.func.name;
     match name {
         "rate" | "increase" | "delta" | "irate" | "idelta" => rate::eval(ev, name, &args, t),
-        "avg_over_time" | "sum_over_time" | "count_over_time" | "min_over_time" | "max_over_time"
-        | "stddev_over_time" | "stdvar_over_time" | "last_over_time" | "first_over_time" | "present_over_time"
-        | "quantile_over_time" | "mad_over_time" | "changes" | "resets" | "ts_of_min_over_time"
-        | "ts_of_max_over_time" | "ts_of_first_over_time" | "ts_of_last_over_time" => {
-            over_time::eval(ev, name, &args, t)
-        }
+        "avg_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "last_over_time"
+        | "first_over_time"
+        | "present_over_time"
+        | "quantile_over_time"
+        | "mad_over_time"
+        | "changes"
+        | "resets"
+        | "ts_of_min_over_time"
+        | "ts_of_max_over_time"
+        | "ts_of_first_over_time"
+        | "ts_of_last_over_time" => over_time::eval(ev, name, &args, t),
         "deriv" | "predict_linear" | "double_exponential_smoothing" | "holt_winters" => {
             regression::eval(ev, name, &args, t)
         }
         "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "round" | "clamp"
-        | "clamp_min" | "clamp_max" | "sin" | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh"
-        | "tanh" | "asinh" | "acosh" | "atanh" | "deg" | "rad" | "pi" | "vector" | "scalar" => {
-            math::eval(ev, name, &args, t)
-        }
-        "time" | "timestamp" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
-        | "minute" | "month" | "year" => time::eval(ev, name, &args, t),
+        | "clamp_min" | "clamp_max" | "sin" | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh"
+        | "asinh" | "acosh" | "atanh" | "deg" | "rad" | "pi" | "vector" | "scalar" => math::eval(ev, name, &args, t),
+        "time" | "timestamp" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => time::eval(ev, name, &args, t),
         "label_replace" | "label_join" => labels::eval(ev, name, &args, t),
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort::eval(ev, name, &args, t),
         "absent" | "absent_over_time" => absent::eval(ev, name, &args, t),

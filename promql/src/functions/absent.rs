@@ -29,7 +29,8 @@ fn absent_labels(arg: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => &ms.vs,
         _ => return Labels::default(),
     };
-    let mut all: Vec<(String, String)> = vs.matchers.matchers.iter().map(|m| (m.name.clone(), m.value.clone())).collect();
+    let mut all: Vec<(String, String)> =
+        vs.matchers.matchers.iter().map(|m| (m.name.clone(), m.value.clone())).collect();
     if let Some(n) = &vs.name {
         all.push((METRIC_NAME.to_string(), n.clone()));
     }

@@ -21,7 +21,8 @@ struct Bucket {
 pub(crate) fn eval(ev: &mut Evaluator<'_>, _name: &str, args: &[&Expr], t: i64) -> Result<Value> {
     let q = ev.eval_scalar(args[0], t)?;
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        ev.warnings.insert(format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)));
+        ev.warnings
+            .insert(format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)));
     }
     let samples = ev.eval_vector(args[1], t)?;
     let mut order: Vec<Labels> = Vec::new();

@@ -20,7 +20,15 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         "ln" => f64::ln,
         "log2" => f64::log2,
         "log10" => f64::log10,
-        "sgn" => |v| if v < 0.0 { -1.0 } else if v > 0.0 { 1.0 } else { v },
+        "sgn" => |v| {
+            if v < 0.0 {
+                -1.0
+            } else if v > 0.0 {
+                1.0
+            } else {
+                v
+            }
+        },
         "sin" => f64::sin,
         "cos" => f64::cos,
         "tan" => f64::tan,

@@ -69,7 +69,13 @@ fn warn_if_not_counter(ev: &mut Evaluator<'_>, arg: &Expr, _t: i64, _name: &str)
 /// Prometheus's `extrapolatedRate`: the increase between the first and last sample in
 /// `(range_start, range_end]` (counter resets added back for counters), extrapolated towards
 /// the range's edges when the samples come close enough to them.
-fn extrapolated_rate(points: &[Point], range_start: i64, range_end: i64, is_counter: bool, is_rate: bool) -> Option<f64> {
+fn extrapolated_rate(
+    points: &[Point],
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }

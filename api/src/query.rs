@@ -1,0 +1,245 @@
+//! `GET|POST /api/v1/query` and `/api/v1/query_range`: PromQL over the stored samples, answered
+//! in Prometheus's JSON (`vector`, `matrix`, `scalar`, `string`), with its errors and limits.
+//! A query whose client goes away is cancelled.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use amber_promql::{Error as QueryError, QueryContext, QueryOutput, Value};
+use amber_storage::TenantId;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorType};
+use crate::params::{Params, parse_duration_ms};
+use crate::queryable::TenantQueryable;
+use crate::response::{format_value, timestamp};
+
+/// Sets the query's cancel flag when dropped: axum drops the handler when the client disconnects.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    let kind = match &e {
+        QueryError::BadQuery(m) => return ApiError::bad_data(format!("invalid parameter \"query\": {m}")),
+        QueryError::TooManyPoints(_) => ErrorType::BadData,
+        QueryError::Execution(_) | QueryError::TooManySamples(_) => ErrorType::Execution,
+        QueryError::Timeout(_) => ErrorType::Timeout,
+        QueryError::Canceled(_) => ErrorType::Canceled,
+        QueryError::Storage(_) => ErrorType::Internal,
+    };
+    ApiError { kind, message: e.to_string() }
+}
+
+#[derive(Serialize)]
+struct VectorItem {
+    metric: BTreeMap<String, String>,
+    value: (Box<RawValue>, String),
+}
+
+#[derive(Serialize)]
+struct MatrixItem {
+    metric: BTreeMap<String, String>,
+    values: Vec<(Box<RawValue>, String)>,
+}
+
+#[derive(Serialize)]
+struct Data<T> {
+    #[serde(rename = "resultType")]
+    result_type: &'static str,
+    result: T,
+}
+
+fn metric(labels: &amber_promql::Labels) -> BTreeMap<String, String> {
+    labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+}
+
+/// The success body with `warnings` and `infos` when there are any.
+fn respond(out: QueryOutput) -> Response {
+    #[derive(Serialize)]
+    struct Envelope<T> {
+        status: &'static str,
+        data: T,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        infos: Vec<String>,
+    }
+    let QueryOutput { value, warnings, infos } = out;
+    let body = match value {
+        Value::Scalar(p) => serde_json::to_string(&Envelope {
+            status: "success",
+            data: Data { result_type: "scalar", result: (timestamp(p.t), format_value(p.v)) },
+            warnings,
+            infos,
+        }),
+        Value::String { t, s } => serde_json::to_string(&Envelope {
+            status: "success",
+            data: Data { result_type: "string", result: (timestamp(t), s) },
+            warnings,
+            infos,
+        }),
+        Value::Vector(samples) => serde_json::to_string(&Envelope {
+            status: "success",
+            data: Data {
+                result_type: "vector",
+                result: samples
+                    .iter()
+                    .map(|s| VectorItem { metric: metric(&s.labels), value: (timestamp(s.t), format_value(s.v)) })
+                    .collect::<Vec<_>>(),
+            },
+            warnings,
+            infos,
+        }),
+        Value::Matrix(series) => serde_json::to_string(&Envelope {
+            status: "success",
+            data: Data {
+                result_type: "matrix",
+                result: series
+                    .iter()
+                    .map(|s| MatrixItem {
+                        metric: metric(&s.labels),
+                        values: s.points.iter().map(|p| (timestamp(p.t), format_value(p.v))).collect(),
+                    })
+                    .collect::<Vec<_>>(),
+            },
+            warnings,
+            infos,
+        }),
+    };
+    match body {
+        Ok(b) => (StatusCode::OK, [("content-type", "application/json")], b).into_response(),
+        Err(e) => ApiError::internal(format!("encoding the response: {e}")).into_response(),
+    }
+}
+
+fn context(params: &Params, cancel: &Arc<AtomicBool>) -> Result<QueryContext, ApiError> {
+    let timeout = match params.get("timeout") {
+        Some(v) => Some(Duration::from_millis(parse_duration_ms(v).filter(|&ms| ms > 0).ok_or_else(|| {
+            ApiError::bad_data(format!("invalid parameter \"timeout\": cannot parse \"{v}\" to a valid duration"))
+        })? as u64)),
+        None => None,
+    };
+    let lookback_delta_ms = match params.get("lookback_delta") {
+        Some(v) => Some(parse_duration_ms(v).filter(|&ms| ms > 0).ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"lookback_delta\": cannot parse \"{v}\" to a valid duration"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(QueryContext { lookback_delta_ms, timeout, cancel: Some(cancel.clone()) })
+}
+
+fn query_string(params: &Params) -> Result<String, ApiError> {
+    params
+        .get("query")
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))
+}
+
+/// Cuts a result to `limit` series, with Prometheus's warning when it had to.
+fn apply_limit(mut out: QueryOutput, limit: Option<usize>) -> QueryOutput {
+    let Some(limit) = limit else { return out };
+    let truncated = match &mut out.value {
+        Value::Vector(v) if v.len() > limit => {
+            v.truncate(limit);
+            true
+        }
+        Value::Matrix(m) if m.len() > limit => {
+            m.truncate(limit);
+            true
+        }
+        _ => false,
+    };
+    if truncated {
+        out.warnings.push("results truncated due to limit".to_string());
+    }
+    out
+}
+
+pub async fn instant(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::from_request(&uri, &headers, &body);
+    let query = query_string(&params)?;
+    let t = params.time("time", amber_storage::now_ms())?;
+    let limit = params.limit("limit")?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ctx = context(&params, &cancel)?;
+    let _guard = CancelOnDrop(cancel);
+    let storage = TenantQueryable { storage: state.storage.clone(), tenant: TenantId::DEFAULT };
+    let engine = state.engine.clone();
+    let out = tokio::task::spawn_blocking(move || engine.instant_query(&storage, &query, t, &ctx))
+        .await
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
+        .map_err(query_error)?;
+    Ok(respond(apply_limit(out, limit)))
+}
+
+pub async fn range(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::from_request(&uri, &headers, &body);
+    let query = query_string(&params)?;
+    let required = |name: &str| -> Result<i64, ApiError> {
+        if params.get(name).is_none() {
+            return Err(ApiError::bad_data(format!(
+                "invalid parameter \"{name}\": cannot parse \"\" to a valid timestamp"
+            )));
+        }
+        params.time(name, 0)
+    };
+    let start = required("start")?;
+    let end = required("end")?;
+    if end < start {
+        return Err(ApiError::bad_data("end timestamp must not be before start time"));
+    }
+    let step_text = params.get("step").unwrap_or("");
+    let step = parse_duration_ms(step_text).ok_or_else(|| {
+        ApiError::bad_data(format!("invalid parameter \"step\": cannot parse \"{step_text}\" to a valid duration"))
+    })?;
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    let limit = params.limit("limit")?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ctx = context(&params, &cancel)?;
+    let _guard = CancelOnDrop(cancel);
+    let storage = TenantQueryable { storage: state.storage.clone(), tenant: TenantId::DEFAULT };
+    let engine = state.engine.clone();
+    let out = tokio::task::spawn_blocking(move || engine.range_query(&storage, &query, start, end, step, &ctx))
+        .await
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
+        .map_err(query_error)?;
+    Ok(respond(apply_limit(out, limit)))
+}
+
+/// `GET|POST /api/v1/format_query`: the query, parsed and printed back in canonical form.
+pub async fn format(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let params = Params::from_request(&uri, &headers, &body);
+    let query = query_string(&params)?;
+    let expr = promql_parser::parser::parse(&query)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    Ok(crate::response::success(expr.prettify(), Vec::new()))
+}

@@ -1,0 +1,137 @@
+//! PromQL over HTTP: `/api/v1/query` and `/api/v1/query_range` answer remote-written data in
+//! Prometheus's exact JSON, honour stale markers, and report errors with Prometheus's types.
+
+mod common;
+
+use common::{Amber, request, series, urlencode};
+use serde_json::json;
+
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// Two counters scraped every 15 s for 10 minutes, starting at `t0` (a whole minute).
+fn seed(amber: &Amber) -> i64 {
+    let now = common::now_ms();
+    let t0 = now - now % 60_000 - 3_600_000;
+    let a: Vec<(i64, f64)> = (0..=40).map(|i| (t0 + i * 15_000, (i * 15) as f64)).collect();
+    let b: Vec<(i64, f64)> = (0..=40).map(|i| (t0 + i * 15_000, (i * 30) as f64)).collect();
+    let mut gone: Vec<(i64, f64)> = vec![(t0, 7.0)];
+    gone.push((t0 + 15_000, f64::from_bits(STALE_NAN)));
+    assert_eq!(
+        amber.write(&request(vec![
+            series(&[("__name__", "requests_total"), ("instance", "a"), ("job", "api")], &a, &[]),
+            series(&[("__name__", "requests_total"), ("instance", "b"), ("job", "api")], &b, &[]),
+            series(&[("__name__", "gone"), ("job", "api")], &gone, &[]),
+        ])),
+        (204, String::new())
+    );
+    t0
+}
+
+fn secs(ms: i64) -> i64 {
+    ms / 1000
+}
+
+#[test]
+fn instant_and_range_queries_answer_in_prometheus_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let t0 = seed(&amber);
+    let at = secs(t0) + 300;
+    let (_, body) = amber.get(&format!("/api/v1/query?query=requests_total&time={at}"));
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"__name__": "requests_total", "instance": "a", "job": "api"}, "value": [at, "300"]},
+            {"metric": {"__name__": "requests_total", "instance": "b", "job": "api"}, "value": [at, "600"]},
+        ]}})
+    );
+    let q = |expr: &str| amber.data(&format!("/api/v1/query?query={}&time={at}", urlencode(expr)));
+    assert_eq!(
+        q("sum by (job) (requests_total) / 3"),
+        json!({"resultType": "vector", "result": [{"metric": {"job": "api"}, "value": [at, "300"]}]})
+    );
+    assert_eq!(
+        q(r#"requests_total{instance="b"} > bool 500"#),
+        json!({"resultType": "vector", "result": [{"metric": {"instance": "b", "job": "api"}, "value": [at, "1"]}]})
+    );
+    assert_eq!(q("scalar(count(requests_total)) * 2"), json!({"resultType": "scalar", "result": [at, "4"]}));
+    assert_eq!(q(r#""hello""#), json!({"resultType": "string", "result": [at, "hello"]}));
+    assert_eq!(
+        q(r#"max_over_time(requests_total{instance="a"}[1m])"#),
+        json!({"resultType": "vector", "result": [{"metric": {"instance": "a", "job": "api"}, "value": [at, "300"]}]})
+    );
+    // A range selector at the top level: the raw samples in (t - 30s, t].
+    assert_eq!(
+        q(r#"requests_total{instance="a"}[30s]"#),
+        json!({"resultType": "matrix", "result": [{
+            "metric": {"__name__": "requests_total", "instance": "a", "job": "api"},
+            "values": [[at - 15, "285"], [at, "300"]],
+        }]})
+    );
+    // The stale marker ends `gone` at once instead of 5 minutes of lookback later.
+    assert_eq!(q("gone"), json!({"resultType": "vector", "result": []}));
+    let just_before = amber.data(&format!("/api/v1/query?query=gone&time={}", secs(t0) + 14));
+    assert_eq!(just_before["result"][0]["value"], json!([secs(t0) + 14, "7"]));
+
+    let range = amber.data(&format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=60",
+        urlencode(r#"requests_total{instance="a"} * 2"#),
+        secs(t0),
+        secs(t0) + 180
+    ));
+    assert_eq!(
+        range,
+        json!({"resultType": "matrix", "result": [{
+            "metric": {"instance": "a", "job": "api"},
+            "values": [[secs(t0), "0"], [secs(t0) + 60, "120"], [secs(t0) + 120, "240"], [secs(t0) + 180, "360"]],
+        }]})
+    );
+}
+
+#[test]
+fn query_errors_have_prometheus_types_and_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &["--query-max-samples", "50"]);
+    let t0 = seed(&amber);
+    let cases = [
+        ("/api/v1/query?query=sum(", 400, "bad_data", "invalid parameter \"query\": unclosed left parenthesis".to_string()),
+        ("/api/v1/query", 400, "bad_data", "invalid parameter \"query\": query is empty".to_string()),
+        (
+            "/api/v1/query_range?query=up&start=0&end=100000&step=1",
+            400,
+            "bad_data",
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+                .to_string(),
+        ),
+        (
+            "/api/v1/query_range?query=up&start=10&end=20&step=-1",
+            400,
+            "bad_data",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".to_string(),
+        ),
+        ("/api/v1/query_range?query=up&start=20&end=10&step=1", 400, "bad_data", "end timestamp must not be before start time".to_string()),
+        (
+            "/api/v1/query_range?query=up%5B5m%5D&start=10&end=20&step=1",
+            400,
+            "bad_data",
+            "invalid parameter \"query\": invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".to_string(),
+        ),
+        (
+            &*format!("/api/v1/query?query=requests_total%5B1h%5D&time={}", secs(t0) + 600),
+            422,
+            "execution",
+            "query processing would load too many samples into memory in query execution".to_string(),
+        ),
+        (
+            &*format!("/api/v1/query?query=label_replace(requests_total,%22instance%22,%22x%22,%22%22,%22%22)*1&time={}", secs(t0) + 60),
+            422,
+            "execution",
+            "vector cannot contain metrics with the same labelset".to_string(),
+        ),
+    ];
+    for (path, status, kind, message) in cases {
+        let (got_status, body) = amber.get(path);
+        assert_eq!(got_status, status, "{path}: {body}");
+        assert_eq!(body, json!({"status": "error", "errorType": kind, "error": message}), "{path}");
+    }
+}
