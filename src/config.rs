@@ -53,6 +53,12 @@ pub struct Cli {
     /// Longest a query may run [default: 2m].
     #[arg(long, env = "AMBER_QUERY_TIMEOUT")]
     pub query_timeout: Option<String>,
+    /// Tenant of requests without an X-Scope-OrgID header [default: anonymous].
+    #[arg(long, env = "AMBER_DEFAULT_TENANT")]
+    pub default_tenant: Option<String>,
+    /// Refuse requests without an X-Scope-OrgID header (401) instead of using the default tenant.
+    #[arg(long, env = "AMBER_REQUIRE_TENANT")]
+    pub require_tenant: bool,
     /// `text` or `json` [default: text].
     #[arg(long, env = "AMBER_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -75,7 +81,34 @@ struct FileConfig {
     query_lookback_delta: Option<String>,
     query_max_samples: Option<usize>,
     query_timeout: Option<String>,
+    default_tenant: Option<String>,
+    require_tenant: Option<bool>,
+    /// Per-tenant credentials: `[tenants.NAME]` with `bearer_token`, or `basic_auth_username` and
+    /// `basic_auth_password`.
+    #[serde(default)]
+    tenants: std::collections::BTreeMap<String, TenantAuth>,
     log_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantAuth {
+    bearer_token: Option<String>,
+    basic_auth_username: Option<String>,
+    basic_auth_password: Option<String>,
+}
+
+impl TenantAuth {
+    fn credentials(self, tenant: &str) -> anyhow::Result<amber_api::tenant::Credentials> {
+        use amber_api::tenant::Credentials;
+        match (self.bearer_token, self.basic_auth_username, self.basic_auth_password) {
+            (Some(token), None, None) => Ok(Credentials::Bearer(token)),
+            (None, Some(username), Some(password)) => Ok(Credentials::Basic { username, password }),
+            _ => anyhow::bail!(
+                "tenant {tenant:?}: set either bearer_token, or both basic_auth_username and basic_auth_password"
+            ),
+        }
+    }
 }
 
 /// The settings in force.
@@ -86,6 +119,7 @@ pub struct Config {
     pub storage: amber_storage::Options,
     pub api: amber_api::ApiLimits,
     pub engine: amber_promql::EngineOptions,
+    pub tenants: amber_api::tenant::TenantSettings,
     pub maintenance_interval: Duration,
     pub log_format: String,
 }
@@ -147,6 +181,15 @@ impl Config {
         if let Some(v) = cli.query_max_samples.or(file.query_max_samples) {
             engine.limits.max_samples = v;
         }
+        let mut credentials = std::collections::HashMap::new();
+        for (name, auth) in file.tenants {
+            credentials.insert(name.clone(), auth.credentials(&name)?);
+        }
+        let tenants = amber_api::tenant::TenantSettings {
+            default_tenant: cli.default_tenant.or(file.default_tenant).unwrap_or_else(|| "anonymous".into()),
+            require_tenant: cli.require_tenant || file.require_tenant.unwrap_or(false),
+            credentials,
+        };
         let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");
         Ok(Config {
@@ -155,6 +198,7 @@ impl Config {
             storage,
             api,
             engine,
+            tenants,
             maintenance_interval: duration(
                 "maintenance_interval",
                 cli.maintenance_interval.or(file.maintenance_interval),

@@ -14,6 +14,7 @@ pub enum ErrorType {
     NotFound,
     Timeout,
     Canceled,
+    Unauthorized,
 }
 
 impl ErrorType {
@@ -26,6 +27,7 @@ impl ErrorType {
             ErrorType::NotFound => "not_found",
             ErrorType::Timeout => "timeout",
             ErrorType::Canceled => "canceled",
+            ErrorType::Unauthorized => "unauthorized",
         }
     }
 
@@ -40,6 +42,7 @@ impl ErrorType {
             ErrorType::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             // Prometheus's "client closed connection"; nobody is left to read it.
             ErrorType::Canceled => StatusCode::from_u16(499).expect("a valid status code"),
+            ErrorType::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -65,6 +68,17 @@ impl From<amber_storage::Error> for ApiError {
     fn from(e: amber_storage::Error) -> Self {
         tracing::error!(error = %e, "storage error");
         ApiError::internal(e.to_string())
+    }
+}
+
+impl From<crate::tenant::TenantError> for ApiError {
+    fn from(e: crate::tenant::TenantError) -> Self {
+        let kind = match e.status {
+            StatusCode::UNAUTHORIZED => ErrorType::Unauthorized,
+            StatusCode::BAD_REQUEST => ErrorType::BadData,
+            _ => ErrorType::Internal,
+        };
+        ApiError { kind, message: e.message }
     }
 }
 

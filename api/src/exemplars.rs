@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use amber_storage::{Exemplar, Labels, Matcher, TenantId};
+use amber_storage::{Exemplar, Labels, Matcher};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
@@ -68,6 +68,7 @@ pub async fn query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &body);
+    let tenant = crate::tenant::for_read(&state, &headers)?;
     let (start, end) = params.time_range()?;
     let q = params.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
     let expr = parser::parse(q).map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
@@ -75,11 +76,9 @@ pub async fn query(
     walk_expr(&mut selectors, &expr)?;
     let storage = state.storage.clone();
     let data = blocking(move || {
-        if selectors.0.is_empty() {
-            return Ok(Vec::new());
-        }
+        let Some(tenant) = tenant.filter(|_| !selectors.0.is_empty()) else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for (id, labels) in storage.select_labels(TenantId::DEFAULT, &selectors.0, start, end)? {
+        for (id, labels) in storage.select_labels(tenant, &selectors.0, start, end)? {
             let exemplars = storage.exemplars(id, start, end)?;
             if !exemplars.is_empty() {
                 out.push(SeriesExemplars {
@@ -94,11 +93,17 @@ pub async fn query(
     Ok(success(data, Vec::new()))
 }
 
-pub async fn by_trace(State(state): State<AppState>, Path(trace_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn by_trace(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = crate::tenant::for_read(&state, &headers)?;
     let storage = state.storage.clone();
     let data = blocking(move || {
+        let Some(tenant) = tenant else { return Ok(Vec::new()) };
         let mut by_series: BTreeMap<Labels, Vec<ExemplarJson>> = BTreeMap::new();
-        for hit in storage.exemplars_by_trace(TenantId::DEFAULT, &trace_id)? {
+        for hit in storage.exemplars_by_trace(tenant, &trace_id)? {
             by_series.entry(hit.series).or_default().push(exemplar_json(&hit.exemplar));
         }
         Ok(by_series

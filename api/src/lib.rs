@@ -12,7 +12,7 @@
 //! - [`status`] — build info, health and readiness.
 //! - [`metrics`] — Amber's own metrics at `/metrics`.
 //!
-//! Shared pieces: [`params`] (Prometheus's parameter parsing: times, `match[]`), [`response`]
+//! Shared pieces: [`tenant`] (which tenant a request acts for, and its credentials), [`params`] (Prometheus's parameter parsing: times, `match[]`), [`response`]
 //! (the JSON envelope and float/timestamp formatting), [`error`] (errors → status and JSON).
 
 pub mod error;
@@ -27,6 +27,7 @@ pub mod remote_write;
 pub mod response;
 pub mod series;
 pub mod status;
+pub mod tenant;
 
 use std::sync::Arc;
 
@@ -57,15 +58,22 @@ pub struct AppState {
     pub storage: Arc<Storage>,
     pub engine: Arc<amber_promql::Engine>,
     pub limits: Arc<ApiLimits>,
+    pub tenants: Arc<tenant::TenantSettings>,
     pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
-    pub fn new(storage: Arc<Storage>, engine: amber_promql::EngineOptions, limits: ApiLimits) -> Self {
+    pub fn new(
+        storage: Arc<Storage>,
+        engine: amber_promql::EngineOptions,
+        limits: ApiLimits,
+        tenants: tenant::TenantSettings,
+    ) -> Self {
         AppState {
             storage,
             engine: Arc::new(amber_promql::Engine::new(engine)),
             limits: Arc::new(limits),
+            tenants: Arc::new(tenants),
             metrics: Arc::new(metrics::Metrics::new()),
         }
     }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use amber_storage::TenantId;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
@@ -24,12 +23,16 @@ struct MetadataJson {
 
 pub async fn metadata(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &Bytes::new());
+    let tenant = crate::tenant::for_read(&state, &headers)?;
     let limit = params.limit("limit")?;
     let limit_per_metric = params.limit("limit_per_metric")?;
     let metric = params.get("metric").map(str::to_string);
     let storage = state.storage.clone();
-    let found =
-        blocking(move || Ok(storage.metadata(TenantId::DEFAULT, metric.as_deref(), limit, limit_per_metric)?)).await?;
+    let found = blocking(move || match tenant {
+        Some(tenant) => Ok(storage.metadata(tenant, metric.as_deref(), limit, limit_per_metric)?),
+        None => Ok(Default::default()),
+    })
+    .await?;
     let data: BTreeMap<String, Vec<MetadataJson>> = found
         .into_iter()
         .map(|(family, entries)| {

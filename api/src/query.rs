@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use amber_promql::{Error as QueryError, QueryContext, QueryOutput, Value};
-use amber_storage::TenantId;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -183,7 +182,8 @@ pub async fn instant(
     let cancel = Arc::new(AtomicBool::new(false));
     let ctx = context(&params, &cancel)?;
     let _guard = CancelOnDrop(cancel);
-    let storage = TenantQueryable { storage: state.storage.clone(), tenant: TenantId::DEFAULT };
+    let storage =
+        TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(&state, &headers)? };
     let engine = state.engine.clone();
     let out = tokio::task::spawn_blocking(move || engine.instant_query(&storage, &query, t, &ctx))
         .await
@@ -226,7 +226,8 @@ pub async fn range(
     let cancel = Arc::new(AtomicBool::new(false));
     let ctx = context(&params, &cancel)?;
     let _guard = CancelOnDrop(cancel);
-    let storage = TenantQueryable { storage: state.storage.clone(), tenant: TenantId::DEFAULT };
+    let storage =
+        TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(&state, &headers)? };
     let engine = state.engine.clone();
     let out = tokio::task::spawn_blocking(move || engine.range_query(&storage, &query, start, end, step, &ctx))
         .await

@@ -7,7 +7,8 @@ use amber_storage::{MatchOp, Matcher, Storage, TenantId};
 
 pub struct TenantQueryable {
     pub storage: Arc<Storage>,
-    pub tenant: TenantId,
+    /// `None` for a tenant that never wrote: it sees no series.
+    pub tenant: Option<TenantId>,
 }
 
 fn convert(m: &PromMatcher) -> Matcher {
@@ -22,8 +23,9 @@ fn convert(m: &PromMatcher) -> Matcher {
 
 impl Queryable for TenantQueryable {
     fn select(&self, matchers: &[PromMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>, String> {
+        let Some(tenant) = self.tenant else { return Ok(Vec::new()) };
         let matchers: Vec<Matcher> = matchers.iter().map(convert).collect();
-        let found = self.storage.select_labels(self.tenant, &[matchers], mint, maxt).map_err(|e| e.to_string())?;
+        let found = self.storage.select_labels(tenant, &[matchers], mint, maxt).map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(found.len());
         for (id, labels) in found {
             let points: Vec<Point> = self

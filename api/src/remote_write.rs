@@ -9,7 +9,7 @@
 //! - `5xx` only when the store failed and the sender should retry.
 
 use amber_storage::labels::{self, Label};
-use amber_storage::{Exemplar, MetricMetadata, MetricType, Sample, SeriesWrite, TenantId};
+use amber_storage::{Exemplar, MetricMetadata, MetricType, Sample, SeriesWrite};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -33,6 +33,12 @@ pub struct WriteError {
 impl WriteError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         WriteError { status, message: message.into() }
+    }
+}
+
+impl From<crate::tenant::TenantError> for WriteError {
+    fn from(e: crate::tenant::TenantError) -> Self {
+        WriteError { status: e.status, message: e.message }
     }
 }
 
@@ -171,6 +177,7 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
 
 async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, WriteError> {
     check_headers(headers)?;
+    let tenant = crate::tenant::for_write(state, headers)?;
     let limit = state.limits.max_body_bytes;
     let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         WriteError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"))
@@ -178,7 +185,7 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     let req = decode(&body, state.limits.max_decoded_bytes)?;
     let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = convert(req, state);
     let storage = state.storage.clone();
-    let report = tokio::task::spawn_blocking(move || storage.append(TenantId::DEFAULT, &series, &metadata))
+    let report = tokio::task::spawn_blocking(move || storage.append(tenant, &series, &metadata))
         .await
         .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
         .map_err(|e| {

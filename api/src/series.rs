@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use amber_storage::TenantId;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
@@ -33,6 +32,7 @@ pub async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &body);
+    let tenant = crate::tenant::for_read(&state, &headers)?;
     let selectors = params.selectors()?;
     if selectors.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -41,8 +41,9 @@ pub async fn series(
     let limit = params.limit("limit")?;
     let storage = state.storage.clone();
     let mut data: Vec<BTreeMap<String, String>> = blocking(move || {
+        let Some(tenant) = tenant else { return Ok(Vec::new()) };
         Ok(storage
-            .select_labels(TenantId::DEFAULT, &selectors, start, end)?
+            .select_labels(tenant, &selectors, start, end)?
             .into_iter()
             .map(|(_, labels)| labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect())
             .collect())
@@ -59,11 +60,16 @@ pub async fn label_names(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &body);
+    let tenant = crate::tenant::for_read(&state, &headers)?;
     let selectors = params.selectors()?;
     let (start, end) = params.time_range()?;
     let limit = params.limit("limit")?;
     let storage = state.storage.clone();
-    let mut names = blocking(move || Ok(storage.label_names(TenantId::DEFAULT, &selectors, start, end)?)).await?;
+    let mut names = blocking(move || match tenant {
+        Some(tenant) => Ok(storage.label_names(tenant, &selectors, start, end)?),
+        None => Ok(Vec::new()),
+    })
+    .await?;
     let warnings = truncate(&mut names, limit);
     Ok(success(names, warnings))
 }
@@ -75,6 +81,7 @@ pub async fn label_values(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &Bytes::new());
+    let tenant = crate::tenant::for_read(&state, &headers)?;
     if name.is_empty()
         || !name.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()))
     {
@@ -84,8 +91,11 @@ pub async fn label_values(
     let (start, end) = params.time_range()?;
     let limit = params.limit("limit")?;
     let storage = state.storage.clone();
-    let mut values =
-        blocking(move || Ok(storage.label_values(TenantId::DEFAULT, &name, &selectors, start, end)?)).await?;
+    let mut values = blocking(move || match tenant {
+        Some(tenant) => Ok(storage.label_values(tenant, &name, &selectors, start, end)?),
+        None => Ok(Vec::new()),
+    })
+    .await?;
     let warnings = truncate(&mut values, limit);
     Ok(success(values, warnings))
 }

@@ -68,6 +68,8 @@ pub struct Storage {
     /// per window rather than one per request. Pruned by [`Storage::seal`]; a miss only costs a
     /// redundant (idempotent) merge.
     pub(crate) activity_written: Mutex<HashMap<(i64, TenantId), RoaringTreemap>>,
+    /// Registered tenants by name (the default tenant is not among them).
+    pub(crate) tenants: RwLock<HashMap<String, TenantId>>,
 }
 
 /// Sizes for `/metrics`.
@@ -131,9 +133,11 @@ impl Storage {
             heads: Mutex::new(HashMap::new()),
             windows: RwLock::new(BTreeSet::new()),
             activity_written: Mutex::new(HashMap::new()),
+            tenants: RwLock::new(HashMap::new()),
         };
         storage.check_options(path)?;
         storage.load_state()?;
+        storage.load_tenants()?;
         Ok(storage)
     }
 

@@ -22,7 +22,7 @@ pub const CF_TRACE_INDEX: &str = "trace_index";
 
 pub const ALL_CFS: [&str; 6] = [CF_INDEX, CF_HEAD, CF_BLOCKS, CF_EXEMPLAR_HEAD, CF_EXEMPLAR_BLOCKS, CF_TRACE_INDEX];
 
-/// `index` key prefixes. Numbers are never reused; 0x06 is reserved for tenant names.
+/// `index` key prefixes. Numbers are never reused.
 pub mod prefix {
     /// `0x01 tenant labels` → `series_id`.
     pub const SERIES_BY_LABELS: u8 = 0x01;
@@ -34,6 +34,8 @@ pub mod prefix {
     pub const NEXT_SERIES_ID: u8 = 0x04;
     /// `0x05 tenant metric 0x00 metadata` → empty.
     pub const METADATA: u8 = 0x05;
+    /// `0x06 name` → tenant id.
+    pub const TENANT: u8 = 0x06;
     /// `0x07 window tenant` → roaring set of series with data in the window (merged by union).
     pub const ACTIVITY: u8 = 0x07;
     /// `0x08` → the store's fixed options (format version, block duration).
@@ -100,6 +102,13 @@ pub fn split_postings(key: &[u8], tenant_prefix_len: usize) -> Option<(&[u8], &[
 pub fn metadata_prefix(tenant: TenantId) -> Vec<u8> {
     let mut k = vec![prefix::METADATA];
     k.extend_from_slice(&tenant.0.to_be_bytes());
+    k
+}
+
+pub fn tenant(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(prefix::TENANT);
+    k.extend_from_slice(name.as_bytes());
     k
 }
 

@@ -1,0 +1,127 @@
+//! Which tenant a request acts for, and whether it may: the `X-Scope-OrgID` header (as Mimir and
+//! Cortex read it), a configurable default tenant when it is absent (or a 401 when one is
+//! required), and optional per-tenant bearer-token or basic-auth credentials.
+
+use std::collections::HashMap;
+
+use amber_storage::TenantId;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+
+use crate::AppState;
+
+/// The header that names the tenant.
+pub const ORG_ID_HEADER: &str = "X-Scope-OrgID";
+
+/// Credentials a tenant's requests must carry in `Authorization`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Bearer(String),
+    Basic { username: String, password: String },
+}
+
+impl Credentials {
+    fn accepts(&self, authorization: Option<&str>) -> bool {
+        let Some(header) = authorization else { return false };
+        match self {
+            Credentials::Bearer(token) => header.strip_prefix("Bearer ").is_some_and(|t| constant_time_eq(t, token)),
+            Credentials::Basic { username, password } => {
+                let expected = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+                header.strip_prefix("Basic ").is_some_and(|t| constant_time_eq(t, &expected))
+            }
+        }
+    }
+}
+
+/// Compares secrets without stopping at the first difference.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How requests map to tenants.
+#[derive(Debug, Clone)]
+pub struct TenantSettings {
+    /// The tenant of requests without `X-Scope-OrgID` (stored as tenant id 0).
+    pub default_tenant: String,
+    /// Refuse requests without `X-Scope-OrgID` instead of using the default tenant.
+    pub require_tenant: bool,
+    /// Tenants whose requests must authenticate.
+    pub credentials: HashMap<String, Credentials>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings { default_tenant: "anonymous".into(), require_tenant: false, credentials: HashMap::new() }
+    }
+}
+
+/// Why a request was refused before it reached its handler.
+#[derive(Debug)]
+pub struct TenantError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+/// Mimir's rules for tenant ids: at most 150 characters from a safe set, and not `.` or `..`.
+fn check_name(name: &str) -> Result<(), TenantError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c);
+    if name.is_empty() || name.len() > 150 || name == "." || name == ".." || !name.chars().all(allowed) {
+        return Err(TenantError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!(
+                "invalid tenant ID {name:?}: at most 150 characters of a-z A-Z 0-9 ! - _ . * ' ( ), and not \".\" or \"..\""
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tenant named by the request, after checking its credentials.
+fn name_of<'a>(state: &'a AppState, headers: &'a HeaderMap) -> Result<&'a str, TenantError> {
+    let settings = &state.tenants;
+    let name = match headers.get(ORG_ID_HEADER) {
+        Some(v) => {
+            let name = v.to_str().map_err(|_| TenantError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("invalid tenant ID: the {ORG_ID_HEADER} header is not ASCII"),
+            })?;
+            check_name(name)?;
+            name
+        }
+        None if settings.require_tenant => {
+            return Err(TenantError { status: StatusCode::UNAUTHORIZED, message: "no org id".into() });
+        }
+        None => settings.default_tenant.as_str(),
+    };
+    if let Some(credentials) = settings.credentials.get(name) {
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+        if !credentials.accepts(authorization) {
+            return Err(TenantError {
+                status: StatusCode::UNAUTHORIZED,
+                message: format!("missing or wrong credentials for tenant {name:?}"),
+            });
+        }
+    }
+    Ok(name)
+}
+
+/// The tenant a write goes to, registering it on its first write.
+pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<TenantId, TenantError> {
+    let name = name_of(state, headers)?;
+    if name == state.tenants.default_tenant {
+        return Ok(TenantId::DEFAULT);
+    }
+    state.storage.register_tenant(name).map_err(|e| TenantError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("registering tenant {name:?}: {e}"),
+    })
+}
+
+/// The tenant a read looks at; `None` for a tenant that never wrote (it sees no data).
+pub fn for_read(state: &AppState, headers: &HeaderMap) -> Result<Option<TenantId>, TenantError> {
+    let name = name_of(state, headers)?;
+    if name == state.tenants.default_tenant {
+        return Ok(Some(TenantId::DEFAULT));
+    }
+    Ok(state.storage.tenant_id(name))
+}
