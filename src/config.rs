@@ -35,6 +35,9 @@ pub struct Cli {
     /// Largest remote-write body, compressed, in bytes [default: 33554432].
     #[arg(long, env = "AMBER_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Remote-write requests processed at once; more get a retryable 503 [default: 16].
+    #[arg(long, env = "AMBER_MAX_INFLIGHT_WRITES")]
+    pub max_inflight_writes: Option<usize>,
     /// Most labels a series may have [default: 30].
     #[arg(long, env = "AMBER_MAX_LABELS_PER_SERIES")]
     pub max_labels_per_series: Option<usize>,
@@ -75,6 +78,7 @@ struct FileConfig {
     block_duration: Option<String>,
     maintenance_interval: Option<String>,
     max_body_bytes: Option<usize>,
+    max_inflight_writes: Option<usize>,
     max_labels_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
     max_label_value_length: Option<usize>,
@@ -159,6 +163,10 @@ impl Config {
         let mut api = amber_api::ApiLimits::default();
         if let Some(v) = cli.max_body_bytes.or(file.max_body_bytes) {
             api.max_body_bytes = v;
+        }
+        if let Some(v) = cli.max_inflight_writes.or(file.max_inflight_writes) {
+            anyhow::ensure!(v > 0, "max_inflight_writes must be at least 1");
+            api.max_inflight_writes = v;
         }
         if let Some(v) = cli.max_labels_per_series.or(file.max_labels_per_series) {
             api.labels.max_labels_per_series = v;

@@ -223,3 +223,48 @@ fn read_api_errors_are_prometheus_json() {
     assert_eq!(body["errorType"], "bad_data");
     assert!(body["error"].as_str().unwrap().starts_with("invalid parameter \"query\": "), "{body}");
 }
+
+/// More concurrent writes than the server takes are shed with a retryable 503 naming the limit,
+/// and every write that got a 204 is stored.
+#[test]
+fn overload_is_shed_with_a_retryable_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &["--max-inflight-writes", "1"]);
+    let t0 = common::now_ms() - 600_000;
+    let results: Vec<(usize, u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|client| {
+                let amber = &amber;
+                scope.spawn(move || {
+                    let batch: Vec<_> = (0..2000)
+                        .map(|s| {
+                            series(
+                                &[("__name__", "load"), ("c", &client.to_string()), ("s", &s.to_string())],
+                                &[(t0, 1.0)],
+                                &[],
+                            )
+                        })
+                        .collect();
+                    let (status, body) = amber.write(&request(batch));
+                    (client, status, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let shed: Vec<_> = results.iter().filter(|r| r.1 == 503).collect();
+    assert!(!shed.is_empty(), "no request was shed: {:?}", results.iter().map(|r| r.1).collect::<Vec<_>>());
+    for (_, _, body) in &shed {
+        assert_eq!(body, "too many remote-write requests in progress (limit max_inflight_writes=1); retry later");
+    }
+    for (client, status, _) in &results {
+        assert!(*status == 204 || *status == 503, "client {client} got {status}");
+        let count = amber.data(&format!("/api/v1/query?query=count(load%7Bc%3D%22{client}%22%7D)&time={}", t0 / 1000));
+        let stored = if *status == 204 {
+            serde_json::json!([{"metric": {}, "value": [t0 / 1000, "2000"]}])
+        } else {
+            serde_json::json!([])
+        };
+        assert_eq!(count["result"], stored, "client {client}");
+    }
+}

@@ -43,12 +43,20 @@ pub struct ApiLimits {
     pub max_body_bytes: usize,
     /// Largest remote-write body accepted once snappy-decoded.
     pub max_decoded_bytes: usize,
+    /// Remote-write requests processed at once; more are shed with a retryable 503, so memory
+    /// stays bounded (at most this many bodies) however hard senders push.
+    pub max_inflight_writes: usize,
     pub labels: LabelLimits,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        ApiLimits { max_body_bytes: 32 << 20, max_decoded_bytes: 128 << 20, labels: LabelLimits::default() }
+        ApiLimits {
+            max_body_bytes: 32 << 20,
+            max_decoded_bytes: 128 << 20,
+            max_inflight_writes: 16,
+            labels: LabelLimits::default(),
+        }
     }
 }
 
@@ -60,6 +68,8 @@ pub struct AppState {
     pub limits: Arc<ApiLimits>,
     pub tenants: Arc<tenant::TenantSettings>,
     pub metrics: Arc<metrics::Metrics>,
+    /// One permit per remote-write request in progress (`ApiLimits::max_inflight_writes`).
+    pub write_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -72,6 +82,7 @@ impl AppState {
         AppState {
             storage,
             engine: Arc::new(amber_promql::Engine::new(engine)),
+            write_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_writes)),
             limits: Arc::new(limits),
             tenants: Arc::new(tenants),
             metrics: Arc::new(metrics::Metrics::new()),

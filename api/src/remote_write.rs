@@ -6,7 +6,8 @@
 //!   request are still written (the spec allows it) and the body says how many were;
 //! - `413` for a body over the limit, `415` for a content type or encoding other than remote
 //!   write 1.0's;
-//! - `5xx` only when the store failed and the sender should retry.
+//! - `503` when more requests are in progress than `max_inflight_writes` (shed, retryable), and
+//!   other `5xx` only when the store failed and the sender should retry.
 
 use amber_storage::labels::{self, Label};
 use amber_storage::{Exemplar, MetricMetadata, MetricType, Sample, SeriesWrite};
@@ -178,6 +179,16 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
 async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, WriteError> {
     check_headers(headers)?;
     let tenant = crate::tenant::for_write(state, headers)?;
+    // Shed rather than queue: a queue would hold bodies in memory without bound.
+    let _permit = state.write_permits.clone().try_acquire_owned().map_err(|_| {
+        WriteError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many remote-write requests in progress (limit max_inflight_writes={}); retry later",
+                state.limits.max_inflight_writes
+            ),
+        )
+    })?;
     let limit = state.limits.max_body_bytes;
     let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         WriteError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"))
