@@ -118,6 +118,15 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_the_store_is_unaffected() {
             Expected::Exact(format!("1 samples and 0 exemplars rejected; 0 samples and 0 exemplars written. sample at {} for series {{__name__=\"good\", job=\"x\"}}: out of order: older than the series' newest sample by more than the out-of-order window", t0 - 120_000)),
         ),
         case(
+            "far in the future",
+            one(&[("__name__", "m")], t0 + 3_600_000 + 600_000),
+            400,
+            Expected::Exact(format!(
+                "1 samples and 0 exemplars rejected; 0 samples and 0 exemplars written. sample at {} for series {{__name__=\"m\"}}: too far in the future",
+                t0 + 3_600_000 + 600_000
+            )),
+        ),
+        case(
             "before retention",
             one(&[("__name__", "m")], 1000),
             400,
@@ -173,6 +182,17 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_the_store_is_unaffected() {
         }
     }
 
+    // NaN and ±Inf are valid values: stored and returned as Prometheus spells them.
+    let specials =
+        [("v_nan", f64::NAN, "NaN"), ("v_pinf", f64::INFINITY, "+Inf"), ("v_ninf", f64::NEG_INFINITY, "-Inf")];
+    for (name, v, _) in specials {
+        assert_eq!(amber.write(&request(vec![series(&[("__name__", name)], &[(t0, v)], &[])])).0, 204);
+    }
+    for (name, _, text) in specials {
+        let data = amber.data(&format!("/api/v1/query?query={name}&time={}", t0 / 1000));
+        assert_eq!(data["result"][0]["value"], json!([t0 / 1000, text]), "{name}");
+    }
+
     // A batch mixing a bad series with a good one writes the good one.
     let (status, text) = amber.write(&request(vec![
         series(&[("job", "nameless")], &[(t0, 1.0)], &[]),
@@ -190,7 +210,7 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_the_store_is_unaffected() {
         amber.data("/api/v1/exemplars/trace/aa"),
         json!([{"seriesLabels": {"__name__": "good", "job": "x"}, "exemplars": [{"labels": {"trace_id": "aa"}, "value": "1", "timestamp": t0 / 1000}]}])
     );
-    assert_eq!(amber.data("/api/v1/label/__name__/values"), json!(["fine", "good"]));
+    assert_eq!(amber.data("/api/v1/label/__name__/values"), json!(["fine", "good", "v_nan", "v_ninf", "v_pinf"]));
 }
 
 /// The read API's own bad input: Prometheus's error JSON and status codes.
