@@ -38,6 +38,9 @@ pub struct Cli {
     /// Remote-write requests processed at once; more get a retryable 503 [default: 16].
     #[arg(long, env = "AMBER_MAX_INFLIGHT_WRITES")]
     pub max_inflight_writes: Option<usize>,
+    /// Series a tenant may have; samples of further new series get a 400 [default: 1000000].
+    #[arg(long, env = "AMBER_MAX_SERIES_PER_TENANT")]
+    pub max_series_per_tenant: Option<u64>,
     /// Most labels a series may have [default: 30].
     #[arg(long, env = "AMBER_MAX_LABELS_PER_SERIES")]
     pub max_labels_per_series: Option<usize>,
@@ -79,6 +82,7 @@ struct FileConfig {
     maintenance_interval: Option<String>,
     max_body_bytes: Option<usize>,
     max_inflight_writes: Option<usize>,
+    max_series_per_tenant: Option<u64>,
     max_labels_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
     max_label_value_length: Option<usize>,
@@ -87,27 +91,32 @@ struct FileConfig {
     query_timeout: Option<String>,
     default_tenant: Option<String>,
     require_tenant: Option<bool>,
-    /// Per-tenant credentials: `[tenants.NAME]` with `bearer_token`, or `basic_auth_username` and
-    /// `basic_auth_password`.
+    /// Per-tenant settings: `[tenants.NAME]` with credentials (`bearer_token`, or
+    /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`).
     #[serde(default)]
-    tenants: std::collections::BTreeMap<String, TenantAuth>,
+    tenants: std::collections::BTreeMap<String, TenantConfig>,
     log_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TenantAuth {
+struct TenantConfig {
     bearer_token: Option<String>,
     basic_auth_username: Option<String>,
     basic_auth_password: Option<String>,
+    max_series_per_tenant: Option<u64>,
 }
 
-impl TenantAuth {
-    fn credentials(self, tenant: &str) -> anyhow::Result<amber_api::tenant::Credentials> {
+impl TenantConfig {
+    /// The credentials the tenant's requests must carry, if any.
+    fn credentials(&self, tenant: &str) -> anyhow::Result<Option<amber_api::tenant::Credentials>> {
         use amber_api::tenant::Credentials;
-        match (self.bearer_token, self.basic_auth_username, self.basic_auth_password) {
-            (Some(token), None, None) => Ok(Credentials::Bearer(token)),
-            (None, Some(username), Some(password)) => Ok(Credentials::Basic { username, password }),
+        match (&self.bearer_token, &self.basic_auth_username, &self.basic_auth_password) {
+            (None, None, None) => Ok(None),
+            (Some(token), None, None) => Ok(Some(Credentials::Bearer(token.clone()))),
+            (None, Some(username), Some(password)) => {
+                Ok(Some(Credentials::Basic { username: username.clone(), password: password.clone() }))
+            }
             _ => anyhow::bail!(
                 "tenant {tenant:?}: set either bearer_token, or both basic_auth_username and basic_auth_password"
             ),
@@ -168,6 +177,9 @@ impl Config {
             anyhow::ensure!(v > 0, "max_inflight_writes must be at least 1");
             api.max_inflight_writes = v;
         }
+        if let Some(v) = cli.max_series_per_tenant.or(file.max_series_per_tenant) {
+            api.max_series_per_tenant = v;
+        }
         if let Some(v) = cli.max_labels_per_series.or(file.max_labels_per_series) {
             api.labels.max_labels_per_series = v;
         }
@@ -190,13 +202,20 @@ impl Config {
             engine.limits.max_samples = v;
         }
         let mut credentials = std::collections::HashMap::new();
-        for (name, auth) in file.tenants {
-            credentials.insert(name.clone(), auth.credentials(&name)?);
+        let mut max_series = std::collections::HashMap::new();
+        for (name, tenant) in file.tenants {
+            if let Some(c) = tenant.credentials(&name)? {
+                credentials.insert(name.clone(), c);
+            }
+            if let Some(v) = tenant.max_series_per_tenant {
+                max_series.insert(name, v);
+            }
         }
         let tenants = amber_api::tenant::TenantSettings {
             default_tenant: cli.default_tenant.or(file.default_tenant).unwrap_or_else(|| "anonymous".into()),
             require_tenant: cli.require_tenant || file.require_tenant.unwrap_or(false),
             credentials,
+            max_series,
         };
         let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");

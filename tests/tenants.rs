@@ -133,3 +133,40 @@ fn a_required_tenant_header_is_enforced() {
     assert_eq!(status, 401);
     assert_eq!(body, json!({"status": "error", "errorType": "unauthorized", "error": "no org id"}));
 }
+
+#[test]
+fn series_limit_is_per_tenant_names_its_value_and_keeps_existing_series_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("amber.toml");
+    std::fs::write(&config, "max_series_per_tenant = 3\n\n[tenants.small]\nmax_series_per_tenant = 2\n").unwrap();
+    let amber = Amber::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let t = common::now_ms() - 60_000;
+    let batch = |ts: i64| {
+        let names = ["one", "two", "three"];
+        request(names.iter().map(|n| series(&[("__name__", "up"), ("job", n)], &[(ts, 1.0)], &[])).collect())
+    };
+    let small = [("X-Scope-OrgID", "small")];
+    let (status, body) = write_as(&amber, &small, &batch(t));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body,
+        "1 samples and 0 exemplars rejected; 2 samples and 0 exemplars written. sample at \
+         {ts} for series {__name__=\"up\", job=\"three\"}: the tenant has reached its limit of 2 series \
+         (max_series_per_tenant)"
+            .replace("{ts}", &t.to_string())
+    );
+    // Series that exist keep taking samples at the limit.
+    let existing = request(vec![series(&[("__name__", "up"), ("job", "one")], &[(t + 15_000, 2.0)], &[])]);
+    assert_eq!(write_as(&amber, &small, &existing), (204, String::new()));
+    // Another tenant has the global limit and its own count.
+    assert_eq!(write_as(&amber, &[("X-Scope-OrgID", "big")], &batch(t)), (204, String::new()));
+    let series_of =
+        |headers: &[(&str, &str)]| read_as(&amber, headers, "/api/v1/series?match[]=up").as_array().unwrap().len();
+    assert_eq!(series_of(&small), 2);
+    assert_eq!(series_of(&[("X-Scope-OrgID", "big")]), 3);
+    let (_, metrics) = send(&amber, "GET", "/metrics", &[], Vec::new());
+    assert!(
+        metrics.lines().any(|l| l.contains("reason=\"series_limit\"") && l.ends_with(" 1")),
+        "no series_limit counter in /metrics:\n{metrics}"
+    );
+}

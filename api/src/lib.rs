@@ -46,6 +46,9 @@ pub struct ApiLimits {
     /// Remote-write requests processed at once; more are shed with a retryable 503, so memory
     /// stays bounded (at most this many bodies) however hard senders push.
     pub max_inflight_writes: usize,
+    /// Series a tenant may have; samples of further new series are refused with a 400. Tenants may
+    /// have their own value in [`tenant::TenantSettings::max_series`].
+    pub max_series_per_tenant: u64,
     pub labels: LabelLimits,
 }
 
@@ -55,6 +58,7 @@ impl Default for ApiLimits {
             max_body_bytes: 32 << 20,
             max_decoded_bytes: 128 << 20,
             max_inflight_writes: 16,
+            max_series_per_tenant: 1_000_000,
             labels: LabelLimits::default(),
         }
     }

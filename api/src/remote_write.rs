@@ -196,13 +196,14 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     let req = decode(&body, state.limits.max_decoded_bytes)?;
     let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = convert(req, state);
     let storage = state.storage.clone();
-    let report = tokio::task::spawn_blocking(move || storage.append(tenant, &series, &metadata))
-        .await
-        .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "remote write failed in storage");
-            WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"))
-        })?;
+    let report =
+        tokio::task::spawn_blocking(move || storage.append(tenant.id, &series, &metadata, Some(tenant.max_series)))
+            .await
+            .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "remote write failed in storage");
+                WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"))
+            })?;
     let metrics = &state.metrics;
     metrics.ingested(report.samples_written, report.exemplars_written, report.series_created);
     let (mut samples_rejected, mut exemplars_rejected) = (samples_refused, exemplars_refused);

@@ -47,11 +47,18 @@ pub struct TenantSettings {
     pub require_tenant: bool,
     /// Tenants whose requests must authenticate.
     pub credentials: HashMap<String, Credentials>,
+    /// Tenants with their own series limit instead of `ApiLimits::max_series_per_tenant`.
+    pub max_series: HashMap<String, u64>,
 }
 
 impl Default for TenantSettings {
     fn default() -> Self {
-        TenantSettings { default_tenant: "anonymous".into(), require_tenant: false, credentials: HashMap::new() }
+        TenantSettings {
+            default_tenant: "anonymous".into(),
+            require_tenant: false,
+            credentials: HashMap::new(),
+            max_series: HashMap::new(),
+        }
     }
 }
 
@@ -105,16 +112,24 @@ fn name_of<'a>(state: &'a AppState, headers: &'a HeaderMap) -> Result<&'a str, T
     Ok(name)
 }
 
+/// The tenant a write goes to and the limits it writes under.
+pub struct WriteTenant {
+    pub id: TenantId,
+    pub max_series: u64,
+}
+
 /// The tenant a write goes to, registering it on its first write.
-pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<TenantId, TenantError> {
+pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<WriteTenant, TenantError> {
     let name = name_of(state, headers)?;
+    let max_series = state.tenants.max_series.get(name).copied().unwrap_or(state.limits.max_series_per_tenant);
     if name == state.tenants.default_tenant {
-        return Ok(TenantId::DEFAULT);
+        return Ok(WriteTenant { id: TenantId::DEFAULT, max_series });
     }
-    state.storage.register_tenant(name).map_err(|e| TenantError {
+    let id = state.storage.register_tenant(name).map_err(|e| TenantError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: format!("registering tenant {name:?}: {e}"),
-    })
+    })?;
+    Ok(WriteTenant { id, max_series })
 }
 
 /// The tenant a read looks at; `None` for a tenant that never wrote (it sees no data).

@@ -68,6 +68,8 @@ pub struct Storage {
     /// per window rather than one per request. Pruned by [`Storage::seal`]; a miss only costs a
     /// redundant (idempotent) merge.
     pub(crate) activity_written: Mutex<HashMap<(i64, TenantId), RoaringTreemap>>,
+    /// Series per tenant, for the series limit; filled on first use.
+    pub(crate) series_counts: Mutex<HashMap<TenantId, u64>>,
     /// Registered tenants by name (the default tenant is not among them).
     pub(crate) tenants: RwLock<HashMap<String, TenantId>>,
 }
@@ -134,6 +136,7 @@ impl Storage {
             windows: RwLock::new(BTreeSet::new()),
             activity_written: Mutex::new(HashMap::new()),
             tenants: RwLock::new(HashMap::new()),
+            series_counts: Mutex::new(HashMap::new()),
         };
         storage.check_options(path)?;
         storage.load_state()?;

@@ -46,6 +46,8 @@ pub enum RejectReason {
     ConflictingExemplar,
     /// Older than the retention period.
     TooOld,
+    /// A new series would take its tenant past this many series.
+    SeriesLimit(u64),
     /// Further in the future than allowed.
     TooFarInFuture,
 }
@@ -59,6 +61,7 @@ impl RejectReason {
             RejectReason::ConflictingExemplar => "conflicting_exemplar",
             RejectReason::TooOld => "too_old",
             RejectReason::TooFarInFuture => "too_far_in_future",
+            RejectReason::SeriesLimit(_) => "series_limit",
         }
     }
 }
@@ -75,6 +78,13 @@ pub struct Rejection {
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = if self.exemplar { "exemplar" } else { "sample" };
+        if let RejectReason::SeriesLimit(limit) = self.reason {
+            return write!(
+                f,
+                "{what} at {} for series {}: the tenant has reached its limit of {limit} series (max_series_per_tenant)",
+                self.ts, self.series
+            );
+        }
         let why = match self.reason {
             RejectReason::OutOfOrder => {
                 "out of order: older than the series' newest sample by more than the out-of-order window"
@@ -85,6 +95,7 @@ impl std::fmt::Display for Rejection {
             }
             RejectReason::TooOld => "too old: before the retention period",
             RejectReason::TooFarInFuture => "too far in the future",
+            RejectReason::SeriesLimit(_) => unreachable!("written above"),
         };
         write!(f, "{what} at {} for series {}: {why}", self.ts, self.series)
     }
@@ -134,19 +145,21 @@ impl Storage {
     ///
     /// Returns `Err` only for failures of the store (the caller should retry); samples or
     /// exemplars that can never be written are listed in [`AppendReport::rejected`] while the rest
-    /// of the request is written.
+    /// of the request is written. New series beyond `max_series` for the tenant are refused.
     pub fn append(
         &self,
         tenant: TenantId,
         series: &[SeriesWrite],
         metadata: &[MetricMetadata],
+        max_series: Option<u64>,
     ) -> Result<AppendReport> {
         let now = crate::now_ms();
         let min_ts = now.saturating_sub(self.opts.retention_ms);
         let max_ts = now.saturating_add(self.opts.max_future_ms);
         let mut report = AppendReport::default();
         let next_before = *self.next_series_id.lock();
-        let ids = self.resolve_series(tenant, &series.iter().map(|s| &s.labels).collect::<Vec<_>>())?;
+        let labels: Vec<&Labels> = series.iter().map(|s| &s.labels).collect();
+        let ids = self.resolve_series(tenant, &labels, max_series)?;
 
         let mut batch = WriteBatch::default();
         let head_cf = self.cf(keys::CF_HEAD);
@@ -155,6 +168,14 @@ impl Storage {
         let mut touched: HashMap<i64, RoaringTreemap> = HashMap::new();
         let mut heads = self.heads.lock();
         for (write, &id) in series.iter().zip(&ids) {
+            let Some(id) = id else {
+                let reason = RejectReason::SeriesLimit(max_series.unwrap_or(0));
+                let samples = write.samples.iter().map(|s| (s.ts, false));
+                for (ts, exemplar) in samples.chain(write.exemplars.iter().map(|e| (e.ts, true))) {
+                    report.rejected.push(Rejection { series: write.labels.clone(), ts, exemplar, reason });
+                }
+                continue;
+            };
             let state = match heads.get(&id) {
                 Some(s) => *s,
                 None if id >= next_before => {
@@ -270,12 +291,12 @@ impl Storage {
             }
         }
         self.put_metadata(&mut batch, tenant, metadata);
-        report.series_created = ids.iter().filter(|&&id| id >= next_before).count() as u64;
+        report.series_created = ids.iter().flatten().filter(|&&id| id >= next_before).count() as u64;
         if !batch.is_empty() {
             if let Err(e) = self.write_synced(batch) {
                 // What we remembered as written was not: forget it so a retry is checked afresh.
                 let mut heads = self.heads.lock();
-                for id in &ids {
+                for id in ids.iter().flatten() {
                     heads.remove(id);
                 }
                 return Err(e);

@@ -73,20 +73,30 @@ pub(crate) fn encode_postings(set: &RoaringTreemap) -> Vec<u8> {
 }
 
 impl Storage {
-    /// Returns the id of every label set, creating the series that don't exist yet.
+    /// Returns the id of every label set, creating the series that don't exist yet; `None` for a
+    /// new series that would take the tenant past `max_series`.
     ///
     /// New series are written (index entry, reverse entry, postings, next id) in one synced batch
     /// before any of their samples, so a sample on disk never names a series that isn't.
-    pub fn resolve_series(&self, tenant: TenantId, series: &[&Labels]) -> Result<Vec<SeriesId>> {
+    pub fn resolve_series(
+        &self,
+        tenant: TenantId,
+        series: &[&Labels],
+        max_series: Option<u64>,
+    ) -> Result<Vec<Option<SeriesId>>> {
         let keys: Vec<Vec<u8>> = series.iter().map(|l| keys::series_by_labels(tenant, &l.encode())).collect();
         let mut ids: Vec<Option<SeriesId>> = {
             let cache = self.series_cache.read();
             keys.iter().map(|k| cache.get(k).copied()).collect()
         };
         if ids.iter().all(Option::is_some) {
-            return Ok(ids.into_iter().map(|id| id.expect("checked")).collect());
+            return Ok(ids);
         }
         let mut next = self.next_series_id.lock();
+        let mut count = match max_series {
+            Some(_) => self.series_count(tenant)?,
+            None => 0,
+        };
         let index = self.cf(keys::CF_INDEX);
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| ids[i].is_none()).collect();
         let found = self.db.multi_get_cf(missing.iter().map(|&i| (index, keys[i].as_slice())));
@@ -102,6 +112,10 @@ impl Storage {
                 ids[i] = Some(id);
                 continue;
             }
+            if max_series.is_some_and(|max| count >= max) {
+                continue;
+            }
+            count += 1;
             let id = *next;
             *next += 1;
             created.insert(&keys[i], id);
@@ -122,13 +136,25 @@ impl Storage {
             batch.merge_cf(index, keys::postings(tenant, "", ""), encode_postings(&all));
             batch.put_cf(index, [prefix::NEXT_SERIES_ID], next.to_be_bytes());
             self.write_synced(batch)?;
+            *self.series_counts.lock().entry(tenant).or_insert(0) += created.len() as u64;
         }
         drop(next);
         let mut cache = self.series_cache.write();
         for (k, id) in keys.into_iter().zip(&ids) {
-            cache.insert(k, id.expect("every id is resolved"));
+            if let Some(id) = id {
+                cache.insert(k, *id);
+            }
         }
-        Ok(ids.into_iter().map(|id| id.expect("every id is resolved")).collect())
+        Ok(ids)
+    }
+
+    /// How many series `tenant` has (counted once from its all-series postings, then kept).
+    pub fn series_count(&self, tenant: TenantId) -> Result<u64> {
+        if let Some(&n) = self.series_counts.lock().get(&tenant) {
+            return Ok(n);
+        }
+        let n = self.postings(&keys::postings(tenant, "", ""))?.len();
+        Ok(*self.series_counts.lock().entry(tenant).or_insert(n))
     }
 
     /// The tenant and labels of each series id (a missing id is an index corruption).

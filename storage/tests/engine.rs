@@ -43,7 +43,7 @@ fn matchers_select_like_promql() {
         write(labels(&[("__name__", "a")]), &[(now, 1.0)], &[]),
         write(labels(&[("__name__", "b"), ("env", "prod")]), &[(now, 1.0)], &[]),
     ];
-    s.append(T, &writes, &[]).unwrap();
+    s.append(T, &writes, &[], None).unwrap();
     let names = |m: Vec<Matcher>| -> Vec<String> {
         s.select_labels(T, &[m], i64::MIN, i64::MAX).unwrap().into_iter().map(|(_, l)| l.to_string()).collect()
     };
@@ -78,7 +78,7 @@ fn sealing_merges_late_writes_and_keeps_every_value_bit_exact() {
         let s = Storage::open(dir.path(), opts.clone()).unwrap();
         let series: Vec<(i64, f64)> =
             (0..240).map(|i| (start + i * 60_000, if i == 100 { stale } else { i as f64 })).collect();
-        s.append(T, &[write(labels(&[("__name__", "m")]), &series, &[(start + 60_000, "t1")])], &[]).unwrap();
+        s.append(T, &[write(labels(&[("__name__", "m")]), &series, &[(start + 60_000, "t1")])], &[], None).unwrap();
         // Three hours on, windows older than that minus the out-of-order window are sealed.
         let report = s.seal(now + 3 * HOUR).unwrap();
         assert_eq!(report.sample_blocks_written, 4, "{report:?}");
@@ -86,7 +86,12 @@ fn sealing_merges_late_writes_and_keeps_every_value_bit_exact() {
         assert_eq!(report.exemplar_blocks_written, 1);
         // A late write into a sealed window, within the out-of-order window of the series.
         let late = s
-            .append(T, &[write(labels(&[("__name__", "m")]), &[(start + 30_000, 0.5)], &[(start + 30_000, "t2")])], &[])
+            .append(
+                T,
+                &[write(labels(&[("__name__", "m")]), &[(start + 30_000, 0.5)], &[(start + 30_000, "t2")])],
+                &[],
+                None,
+            )
             .unwrap();
         assert_eq!((late.samples_written, late.exemplars_written, late.rejected.len()), (1, 1, 0));
         let resealed = s.seal(now + 3 * HOUR).unwrap();
@@ -97,6 +102,7 @@ fn sealing_merges_late_writes_and_keeps_every_value_bit_exact() {
                 T,
                 &[write(labels(&[("__name__", "m")]), &[(start + 60_000, 9.0), (start + 120_000, 2.0)], &[])],
                 &[],
+                None,
             )
             .unwrap();
         assert_eq!(again.rejected.iter().map(|r| r.reason).collect::<Vec<_>>(), [RejectReason::DuplicateTimestamp]);
@@ -137,8 +143,13 @@ fn retention_case(out_of_order_window_ms: i64) {
     let s = Storage::open(dir.path(), opts).unwrap();
     let now = amber_storage::now_ms();
     let old = now - 9 * HOUR - HOUR / 2;
-    s.append(T, &[write(labels(&[("__name__", "m")]), &[(old, 1.0), (now, 2.0)], &[(old, "old"), (now, "new")])], &[])
-        .unwrap();
+    s.append(
+        T,
+        &[write(labels(&[("__name__", "m")]), &[(old, 1.0), (now, 2.0)], &[(old, "old"), (now, "new")])],
+        &[],
+        None,
+    )
+    .unwrap();
     s.seal(now).unwrap();
     assert_eq!(s.enforce_retention(now).unwrap(), 0);
     // Two hours later the oldest window is past retention.
@@ -148,7 +159,7 @@ fn retention_case(out_of_order_window_ms: i64) {
     assert!(s.exemplars_by_trace(T, "old").unwrap().is_empty());
     assert_eq!(s.exemplars_by_trace(T, "new").unwrap().len(), 1);
     // Writes older than retention are refused.
-    let r = s.append(T, &[write(labels(&[("__name__", "x")]), &[(now - 11 * HOUR, 1.0)], &[])], &[]).unwrap();
+    let r = s.append(T, &[write(labels(&[("__name__", "x")]), &[(now - 11 * HOUR, 1.0)], &[])], &[], None).unwrap();
     assert_eq!(r.rejected[0].reason, RejectReason::TooOld);
 }
 
@@ -158,4 +169,34 @@ fn block_duration_is_fixed_at_creation() {
     drop(Storage::open(dir.path(), Options::default()).unwrap());
     let err = Storage::open(dir.path(), Options { block_duration_ms: HOUR, ..Options::default() }).err().unwrap();
     assert!(err.to_string().contains("block duration 7200000ms"), "{err}");
+}
+
+/// New series past the tenant's limit are refused; existing series keep being written, and other
+/// tenants have their own count.
+#[test]
+fn series_limit_refuses_only_new_series_of_that_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(dir.path(), Options::default()).unwrap();
+    let now = amber_storage::now_ms();
+    let batch = |names: &[&str], ts: i64| -> Vec<SeriesWrite> {
+        names.iter().map(|n| write(labels(&[("__name__", n)]), &[(ts, 1.0)], &[])).collect()
+    };
+    let r = s.append(T, &batch(&["a", "b", "c"], now - 2000), &[], Some(2)).unwrap();
+    assert_eq!(r.samples_written, 2);
+    assert_eq!(
+        r.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        [format!(
+            "sample at {} for series {{__name__=\"c\"}}: the tenant has reached its limit of 2 series (max_series_per_tenant)",
+            now - 2000
+        )]
+    );
+    let r = s.append(T, &batch(&["a", "b", "d"], now - 1000), &[], Some(2)).unwrap();
+    assert_eq!((r.samples_written, r.rejected.len()), (2, 1));
+    assert_eq!(s.series_count(T).unwrap(), 2);
+    let other = TenantId(7);
+    assert_eq!(s.append(other, &batch(&["x", "y"], now), &[], Some(2)).unwrap().samples_written, 2);
+    drop(s);
+    // The count is rebuilt from the index after a restart.
+    let s = Storage::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(s.append(T, &batch(&["e"], now), &[], Some(2)).unwrap().rejected.len(), 1);
 }
