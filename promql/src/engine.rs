@@ -106,10 +106,20 @@ impl Engine {
         t: i64,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
-        let expr = parse(query)?;
+        self.instant_query_expr(storage, &parse(query)?, t, ctx)
+    }
+
+    /// Evaluates an already parsed expression at time `t` (milliseconds).
+    pub fn instant_query_expr(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        t: i64,
+        ctx: &QueryContext,
+    ) -> Result<QueryOutput> {
         let mut ev = self.evaluator(storage, ctx, t, t, self.options.default_subquery_step_ms);
-        ev.prepare(&expr, t, t)?;
-        let value = ev.eval(&expr, t)?;
+        ev.prepare(expr, t, t)?;
+        let value = ev.eval(expr, t)?;
         let value = ev.finish_instant(value)?;
         Ok(ev.output(value))
     }
@@ -124,7 +134,19 @@ impl Engine {
         step: i64,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
-        let expr = parse(query)?;
+        self.range_query_expr(storage, &parse(query)?, start, end, step, ctx)
+    }
+
+    /// Evaluates an already parsed expression at every `step` from `start` to `end`.
+    pub fn range_query_expr(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        ctx: &QueryContext,
+    ) -> Result<QueryOutput> {
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
             other => {
@@ -153,12 +175,12 @@ impl Engine {
             return Err(Error::TooManyPoints(grouped));
         }
         let mut ev = self.evaluator(storage, ctx, start, end, step);
-        ev.prepare(&expr, start, end)?;
+        ev.prepare(expr, start, end)?;
         let mut series: std::collections::HashMap<crate::labels::Labels, Vec<Point>> = Default::default();
         let mut t = start;
         while t <= end {
             ev.check_deadline("expression evaluation")?;
-            match ev.eval(&expr, t)? {
+            match ev.eval(expr, t)? {
                 Value::Scalar(p) => series.entry(Default::default()).or_default().push(Point { t, v: p.v }),
                 Value::Vector(samples) => {
                     for s in ev.finish_vector(samples)? {

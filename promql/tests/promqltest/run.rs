@@ -1,0 +1,503 @@
+//! Runs a parsed script against the engine and judges each eval as Prometheus's runner does.
+
+use std::collections::HashSet;
+use std::time::{Duration, UNIX_EPOCH};
+
+use amber_promql::{Engine, EngineOptions, Labels, MemoryStorage, Point, QueryContext, QueryLimits, Value};
+use promql_parser::parser::{self, AtModifier, Expr};
+
+use crate::script::{self, Command, Eval, EvalKind, Expected, MessageMatch, SeriesLine, Slot};
+
+#[derive(Debug)]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    /// Fails because of a feature Amber lacks; the reason names it.
+    Unsupported(String),
+}
+
+/// Runs every command of a file on fresh storage; returns each eval's line and outcome.
+pub fn file(text: &str) -> Vec<(usize, Outcome)> {
+    let script = match script::parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            // Count every eval of the file as failed, so a script the runner cannot read shows.
+            return text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.trim_start().starts_with("eval"))
+                .map(|(i, _)| (i + 1, Outcome::Failed(format!("script: {e}"))))
+                .collect();
+        }
+    };
+    let mut runner = Runner::default();
+    let mut outcomes = Vec::new();
+    for (line, command) in script {
+        match command {
+            Command::Clear => runner = Runner::default(),
+            Command::Load { interval, series, with_nhcb, start_timestamps } => {
+                runner.load(interval, &series, with_nhcb, start_timestamps)
+            }
+            Command::Eval(ev) => outcomes.push((line, runner.eval(&ev))),
+        }
+    }
+    outcomes
+}
+
+struct Runner {
+    storage: MemoryStorage,
+    engine: Engine,
+    /// Metric names of series that hold native histograms, which are not loaded.
+    histogram_names: HashSet<String>,
+    /// Whether a load carried `@st` start timestamps, which are not kept.
+    start_timestamps: bool,
+}
+
+impl Default for Runner {
+    /// The upstream test engine's settings (FORMAT.md §9).
+    fn default() -> Self {
+        let options = EngineOptions {
+            lookback_delta_ms: 5 * 60_000,
+            default_subquery_step_ms: 60_000,
+            limits: QueryLimits {
+                max_samples: 10_000,
+                timeout: Duration::from_secs(100),
+                max_points_per_series: 11_000,
+            },
+        };
+        Runner {
+            storage: MemoryStorage::default(),
+            engine: Engine::new(options),
+            histogram_names: HashSet::new(),
+            start_timestamps: false,
+        }
+    }
+}
+
+/// Functions whose value depends on the evaluation time itself, so the `@` variants are skipped.
+const TIME_FUNCTIONS: &[&str] = &[
+    "time",
+    "timestamp",
+    "predict_linear",
+    "year",
+    "month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "hour",
+    "minute",
+    "start",
+    "end",
+    "range",
+    "step",
+];
+
+fn calls_time_function(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call(c) => TIME_FUNCTIONS.contains(&c.func.name) || c.args.args.iter().any(|a| calls_time_function(a)),
+        Expr::Aggregate(a) => calls_time_function(&a.expr) || a.param.as_deref().is_some_and(calls_time_function),
+        Expr::Unary(u) => calls_time_function(&u.expr),
+        Expr::Binary(b) => calls_time_function(&b.lhs) || calls_time_function(&b.rhs),
+        Expr::Paren(p) => calls_time_function(&p.expr),
+        Expr::Subquery(s) => calls_time_function(&s.expr),
+        _ => false,
+    }
+}
+
+/// Pins every selector and subquery without an `@` to `t`, leaving the insides of subqueries.
+fn pin_at(expr: &mut Expr, t: i64) {
+    let at = || Some(AtModifier::At(UNIX_EPOCH + Duration::from_millis(t as u64)));
+    match expr {
+        Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = at(),
+        Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = at(),
+        Expr::Subquery(sq) if sq.at.is_none() => sq.at = at(),
+        Expr::Call(c) => c.args.args.iter_mut().for_each(|a| pin_at(a, t)),
+        Expr::Aggregate(a) => {
+            pin_at(&mut a.expr, t);
+            if let Some(p) = a.param.as_deref_mut() {
+                pin_at(p, t);
+            }
+        }
+        Expr::Unary(u) => pin_at(&mut u.expr, t),
+        Expr::Binary(b) => {
+            pin_at(&mut b.lhs, t);
+            pin_at(&mut b.rhs, t);
+        }
+        Expr::Paren(p) => pin_at(&mut p.expr, t),
+        _ => {}
+    }
+}
+
+/// The feature an expression the parser rejects relies on, when it is one Amber lacks.
+fn unsupported_syntax(expr: &str) -> Option<&'static str> {
+    let has = |s: &str| expr.contains(s);
+    if has("fill(") || has("fill_left(") || has("fill_right(") {
+        Some("binary operator fill modifiers")
+    } else if has(" anchored") || has(" smoothed") || has("]anchored") || has("]smoothed") {
+        Some("extended range selectors (anchored, smoothed)")
+    } else if has("info(") {
+        Some("the info() function")
+    } else if has("step()") || has("range()") || has("min_of(") || has("max_of(") || has("start()") || has("end()") {
+        Some("duration expressions and step()/range()/start()/end()")
+    } else {
+        None
+    }
+}
+
+/// Float equality of the reference runner (FORMAT.md §6.1).
+fn float_eq(expected: f64, got: f64) -> bool {
+    let stale = |v: f64| v.to_bits() == amber_promql::STALE_NAN_BITS;
+    if stale(expected) || stale(got) {
+        return stale(expected) && stale(got);
+    }
+    if expected.is_nan() && got.is_nan() {
+        return true;
+    }
+    if expected.to_bits() == got.to_bits() || expected == got {
+        return true;
+    }
+    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+    const EPSILON: f64 = 1e-6;
+    let sum = expected.abs() + got.abs();
+    if expected == 0.0 || got == 0.0 || sum < MIN_NORMAL {
+        return (expected - got).abs() < EPSILON * MIN_NORMAL;
+    }
+    (expected - got).abs() / sum.min(f64::MAX) < EPSILON
+}
+
+fn ms_to_time(t: i64) -> String {
+    format!("{}s", t as f64 / 1000.0)
+}
+
+/// Why an eval failed: a plain failure, or a missing feature.
+enum Mismatch {
+    Failed(String),
+    Unsupported(String),
+}
+
+impl From<String> for Mismatch {
+    fn from(s: String) -> Self {
+        Mismatch::Failed(s)
+    }
+}
+
+type Check = Result<(), Mismatch>;
+
+impl Runner {
+    fn load(&mut self, interval: i64, series: &[SeriesLine], with_nhcb: bool, start_timestamps: bool) {
+        self.start_timestamps |= start_timestamps;
+        // A later line with the same labels replaces an earlier one.
+        let mut lines: Vec<&SeriesLine> = Vec::new();
+        for s in series {
+            lines.retain(|l| l.labels != s.labels);
+            lines.push(s);
+        }
+        for s in lines {
+            let name = s.labels.get("__name__").unwrap_or("").to_string();
+            if s.slots.contains(&Slot::Histogram) {
+                self.histogram_names.insert(name);
+                continue;
+            }
+            if with_nhcb {
+                let base = ["_bucket", "_count", "_sum"].iter().find_map(|suffix| name.strip_suffix(suffix));
+                if let Some(base) = base {
+                    self.histogram_names.insert(base.to_string());
+                }
+            }
+            let points: Vec<Point> = s
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(k, slot)| match slot {
+                    Slot::Float(v) => Some(Point { t: k as i64 * interval, v: *v }),
+                    _ => None,
+                })
+                .collect();
+            if !points.is_empty() {
+                self.storage.add(s.labels.clone(), &points);
+            }
+        }
+    }
+
+    /// The feature missing for this eval, if its data or expectations need one.
+    fn missing_feature(&self, ev: &Eval) -> Option<String> {
+        let expects_histogram = match &ev.expected {
+            Expected::Series(lines) => lines.iter().any(|l| l.slots.contains(&Slot::Histogram)),
+            _ => false,
+        };
+        let reads_histograms = self.histogram_names.iter().any(|n| !n.is_empty() && ev.expr.contains(n.as_str()));
+        if expects_histogram
+            || reads_histograms
+            || ev.expr.contains("histogram_") && !ev.expr.contains("histogram_quantile(")
+        {
+            return Some("native histograms".into());
+        }
+        if self.start_timestamps {
+            return Some("start timestamps (@st) in rate/increase".into());
+        }
+        None
+    }
+
+    fn eval(&self, ev: &Eval) -> Outcome {
+        let expr = match parser::parse(&ev.expr) {
+            Ok(e) => e,
+            Err(e) => {
+                return match unsupported_syntax(&ev.expr) {
+                    Some(feature) => Outcome::Unsupported(feature.into()),
+                    None => Outcome::Failed(format!("parse error: {e}")),
+                };
+            }
+        };
+        let result = match ev.kind {
+            EvalKind::Range { start, end, step } => self.range(ev, &expr, start, end, step),
+            EvalKind::Instant { at } => self.instant(ev, &expr, at),
+        };
+        match result {
+            Ok(()) => Outcome::Passed,
+            Err(Mismatch::Unsupported(why)) => Outcome::Unsupported(why),
+            Err(Mismatch::Failed(why)) => match self.missing_feature(ev) {
+                Some(feature) => Outcome::Unsupported(feature),
+                None => Outcome::Failed(why),
+            },
+        }
+    }
+
+    fn range(&self, ev: &Eval, expr: &Expr, start: i64, end: i64, step: i64) -> Check {
+        let out = self.engine.range_query_expr(&self.storage, expr, start, end, step, &QueryContext::default());
+        let Some(out) = expected_outcome(ev, out)? else { return Ok(()) };
+        check_annotations(ev, &out.warnings, &out.infos)?;
+        match &out.value {
+            Value::Matrix(series) => check_matrix(ev, series, start, step),
+            other => Err(format!("range query gave a {}", other.type_name()).into()),
+        }
+    }
+
+    fn instant(&self, ev: &Eval, expr: &Expr, at: i64) -> Check {
+        let t = ev.range_vector.map_or(at, |(_, end, _)| end);
+        self.instant_at(ev, expr, t)?;
+        if calls_time_function(expr) {
+            return Ok(());
+        }
+        let mut pinned = expr.clone();
+        pin_at(&mut pinned, t);
+        let times = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
+        for t2 in times {
+            self.instant_at(ev, &pinned, t2).map_err(|m| match m {
+                Mismatch::Failed(why) => {
+                    Mismatch::Failed(format!("with @ {} at {}: {why}", ms_to_time(t), ms_to_time(t2)))
+                }
+                unsupported => unsupported,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn instant_at(&self, ev: &Eval, expr: &Expr, t: i64) -> Check {
+        let out = self.engine.instant_query_expr(&self.storage, expr, t, &QueryContext::default());
+        let Some(out) = expected_outcome(ev, out)? else { return Ok(()) };
+        check_annotations(ev, &out.warnings, &out.infos)?;
+        match (&ev.expected, &out.value) {
+            (Expected::String(want), Value::String { s, .. }) if want == s => {}
+            (Expected::Series(lines), Value::String { s, .. }) if lines.is_empty() && s.is_empty() => {}
+            (Expected::String(want), got) => return Err(format!("expected string {want:?}, got {got:?}").into()),
+            (Expected::Scalar(want), Value::Scalar(p)) => {
+                if !float_eq(*want, p.v) {
+                    return Err(format!("expected scalar {want}, got {}", p.v).into());
+                }
+            }
+            (Expected::Series(lines), Value::Vector(samples)) if ev.range_vector.is_none() => {
+                let got: Vec<(&Labels, f64)> = samples.iter().map(|s| (&s.labels, s.v)).collect();
+                check_vector(lines, &got, ev.ordered)?;
+            }
+            (Expected::Series(_), Value::Matrix(series)) if ev.range_vector.is_some() => {
+                let (start, _, step) = ev.range_vector.expect("checked");
+                check_matrix(ev, series, start, step)?;
+            }
+            (_, got) => return Err(format!("unexpected result type {}", got.type_name()).into()),
+        }
+        self.cross_check(ev, expr, t, &out.value)
+    }
+
+    /// The same expression as a range query around `t` must give the same value at `t` (§5.3).
+    fn cross_check(&self, ev: &Eval, expr: &Expr, t: i64, instant: &Value) -> Check {
+        let text = &ev.expr;
+        let skip = ev.range_vector.is_some()
+            || matches!(ev.expected, Expected::String(_))
+            || ["start()", "end()", "range()", "step()"].iter().any(|f| text.contains(f));
+        if skip {
+            return Ok(());
+        }
+        let out = self
+            .engine
+            .range_query_expr(&self.storage, expr, t - 60_000, t + 60_000, 60_000, &QueryContext::default())
+            .map_err(|e| format!("range-mode cross-check at {}: {e}", ms_to_time(t)))?;
+        if ev.ordered {
+            return Ok(());
+        }
+        let Value::Matrix(series) = out.value else {
+            return Err(format!("range-mode cross-check gave a {}", out.value.type_name()).into());
+        };
+        check_sorted(&series)?;
+        let at_t: Vec<(&Labels, f64)> =
+            series.iter().filter_map(|s| s.points.iter().find(|p| p.t == t).map(|p| (&s.labels, p.v))).collect();
+        let checked = match (instant, &ev.expected) {
+            (Value::Scalar(_), Expected::Scalar(want)) => match at_t.first() {
+                Some((_, v)) if float_eq(*want, *v) => Ok(()),
+                got => Err(format!("expected scalar {want}, got {got:?}")),
+            },
+            (_, Expected::Series(lines)) => check_vector(lines, &at_t, false),
+            _ => Ok(()),
+        };
+        checked.map_err(|e| Mismatch::Failed(format!("range-mode cross-check at {}: {e}", ms_to_time(t))))
+    }
+}
+
+/// Matches the query's success or failure against `expect fail`; `None` when an expected
+/// failure happened and there is nothing more to check.
+fn expected_outcome(
+    ev: &Eval,
+    out: amber_promql::Result<amber_promql::QueryOutput>,
+) -> Result<Option<amber_promql::QueryOutput>, Mismatch> {
+    match (out, &ev.fail) {
+        (Ok(out), None) => Ok(Some(out)),
+        (Ok(_), Some(_)) => Err("expected the query to fail, it succeeded".to_string().into()),
+        (Err(e), None) => Err(format!("unexpected error: {e}").into()),
+        (Err(e), Some(m)) if m.matches(&e.to_string()) => Ok(None),
+        (Err(e), Some(m)) => Err(format!("error {:?} does not match {m:?}", e.to_string()).into()),
+    }
+}
+
+/// Checks warnings or infos against the eval's expectations (§8). Messages that would match
+/// once a `(line:column)` position is appended count as a missing feature, not a plain failure.
+fn check_annotations(ev: &Eval, warnings: &[String], infos: &[String]) -> Check {
+    let kinds = [
+        ("warning", warnings, &ev.warn, ev.no_warn, ev.need_warn),
+        ("info", infos, &ev.info, ev.no_info, ev.need_info),
+    ];
+    for (kind, got, expects, none, need) in kinds {
+        let check = |positions: bool| -> Result<(), String> {
+            let text = |g: &String| if positions { format!("{g} (1:1)") } else { g.clone() };
+            let matches = |m: &MessageMatch, g: &String| match m {
+                MessageMatch::Exact(s) if positions => strip_position(s) == g,
+                _ => m.matches(&text(g)),
+            };
+            if none && !got.is_empty() {
+                return Err(format!("expected no {kind}, got {got:?}"));
+            }
+            if need && got.is_empty() {
+                return Err(format!("expected a {kind}, got none"));
+            }
+            if expects.is_empty() {
+                return Ok(());
+            }
+            for m in expects.iter() {
+                if !got.iter().any(|g| matches(m, g)) {
+                    return Err(format!("expected {kind} {m:?}, got {got:?}"));
+                }
+            }
+            for g in got {
+                if !expects.iter().any(|m| matches(m, g)) {
+                    return Err(format!("unexpected {kind} {g:?}"));
+                }
+            }
+            Ok(())
+        };
+        if let Err(why) = check(false) {
+            return Err(match check(true) {
+                Ok(()) => Mismatch::Unsupported("annotation positions (line:column) in warnings and infos".into()),
+                Err(_) => Mismatch::Failed(why),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An annotation text without its trailing ` (L:C)`.
+fn strip_position(s: &str) -> &str {
+    if let Some(open) = s.rfind(" (")
+        && s.ends_with(')')
+        && s[open + 2..s.len() - 1].split(':').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return &s[..open];
+    }
+    s
+}
+
+/// An instant vector against the expected series lines (§6.2).
+fn check_vector(lines: &[SeriesLine], got: &[(&Labels, f64)], ordered: bool) -> Result<(), String> {
+    let mut seen = vec![false; lines.len()];
+    for (pos, (labels, v)) in got.iter().enumerate() {
+        let i =
+            lines.iter().position(|l| &l.labels == *labels).ok_or_else(|| format!("unexpected series {labels} {v}"))?;
+        if seen[i] {
+            return Err(format!("series {labels} appears twice"));
+        }
+        seen[i] = true;
+        if ordered && i != pos {
+            return Err(format!("series {labels} at position {}, expected at {}", pos + 1, i + 1));
+        }
+        match lines[i].slots.as_slice() {
+            [Slot::Float(want)] if float_eq(*want, *v) => {}
+            [Slot::Float(want)] => return Err(format!("{labels}: expected {want}, got {v}")),
+            [Slot::Histogram] => return Err(format!("{labels}: expected a histogram, got float {v}")),
+            other => return Err(format!("{labels}: an instant result line needs one value, has {other:?}")),
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(format!("missing series {}", lines[i].labels));
+    }
+    Ok(())
+}
+
+/// Series must be sorted by label set, compared pair by pair.
+fn check_sorted(series: &[amber_promql::Series]) -> Result<(), String> {
+    for pair in series.windows(2) {
+        let key = |l: &Labels| l.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
+        if key(&pair[0].labels) > key(&pair[1].labels) {
+            return Err(format!("matrix not sorted: {} before {}", pair[0].labels, pair[1].labels));
+        }
+    }
+    Ok(())
+}
+
+/// A matrix against the expected series lines, value i at `start + i·step` (§6.3).
+fn check_matrix(ev: &Eval, series: &[amber_promql::Series], start: i64, step: i64) -> Check {
+    if ev.ordered {
+        return Err("an ordered eval cannot have a matrix result".to_string().into());
+    }
+    let Expected::Series(lines) = &ev.expected else {
+        return Err(format!("expected {:?}, got a matrix", ev.expected).into());
+    };
+    check_sorted(series)?;
+    let mut seen = vec![false; lines.len()];
+    for s in series {
+        let i = lines
+            .iter()
+            .position(|l| l.labels == s.labels)
+            .ok_or_else(|| format!("unexpected series {} {:?}", s.labels, s.points))?;
+        seen[i] = true;
+        let want: Vec<(i64, f64)> = lines[i]
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(k, slot)| match slot {
+                Slot::Float(v) => Some((start + k as i64 * step, *v)),
+                _ => None,
+            })
+            .collect();
+        if lines[i].slots.contains(&Slot::Histogram) {
+            return Err(format!("{}: expected histograms", s.labels).into());
+        }
+        let same = want.len() == s.points.len()
+            && want.iter().zip(&s.points).all(|((t, v), p)| *t == p.t && float_eq(*v, p.v));
+        if !same {
+            let got: Vec<(i64, f64)> = s.points.iter().map(|p| (p.t, p.v)).collect();
+            return Err(format!("{}: expected {want:?}, got {got:?}", s.labels).into());
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(format!("missing series {}", lines[i].labels).into());
+    }
+    Ok(())
+}

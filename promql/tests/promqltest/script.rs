@@ -1,0 +1,535 @@
+//! Parsing of the `.test` script language (`../shared/promqltest/FORMAT.md`): commands, durations,
+//! series descriptions, value sequences and expectations.
+
+use amber_promql::Labels;
+use regex::Regex;
+
+/// One slot of a value sequence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Slot {
+    Float(f64),
+    /// A native histogram literal; Amber has no native histograms yet.
+    Histogram,
+    /// `_`: no sample here.
+    Empty,
+}
+
+/// A series line: labels and values.
+#[derive(Debug, Clone)]
+pub struct SeriesLine {
+    pub labels: Labels,
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Clear,
+    Load {
+        interval: i64,
+        series: Vec<SeriesLine>,
+        /// `load_with_nhcb`: native histograms with custom buckets are built from classic ones.
+        with_nhcb: bool,
+        /// `@st` start-timestamp lines, which Amber's storage has no place for yet.
+        start_timestamps: bool,
+    },
+    Eval(Box<Eval>),
+}
+
+/// How an expected message is matched.
+#[derive(Debug, Clone)]
+pub enum MessageMatch {
+    Any,
+    Exact(String),
+    Regex(Regex),
+}
+
+impl MessageMatch {
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            MessageMatch::Any => true,
+            MessageMatch::Exact(s) => s == text,
+            MessageMatch::Regex(re) => re.is_match(text),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum EvalKind {
+    Instant { at: i64 },
+    Range { start: i64, end: i64, step: i64 },
+}
+
+#[derive(Debug)]
+pub enum Expected {
+    Scalar(f64),
+    String(String),
+    Series(Vec<SeriesLine>),
+}
+
+#[derive(Debug)]
+pub struct Eval {
+    pub expr: String,
+    pub kind: EvalKind,
+    pub fail: Option<MessageMatch>,
+    pub warn: Vec<MessageMatch>,
+    pub no_warn: bool,
+    pub info: Vec<MessageMatch>,
+    pub no_info: bool,
+    /// `eval_warn` / `eval_info`: at least one annotation of the kind.
+    pub need_warn: bool,
+    pub need_info: bool,
+    pub ordered: bool,
+    /// `expect range vector from T1 to T2 step D`.
+    pub range_vector: Option<(i64, i64, i64)>,
+    pub expected: Expected,
+}
+
+/// A command and the 1-based line it starts on.
+pub type Script = Vec<(usize, Command)>;
+
+/// A Prometheus duration (`1m30s`, `10s53ms`, `0`) in milliseconds.
+pub fn duration(s: &str) -> Result<i64, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    let units: [(&str, i64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("ms", 1),
+        ("m", 60_000),
+        ("s", 1000),
+    ];
+    let mut rest = s;
+    let mut total = 0i64;
+    let mut last_unit = usize::MAX;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("invalid duration {s:?}"));
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[digits..];
+        let (i, (unit, ms)) = units
+            .iter()
+            .enumerate()
+            .find(|(_, (u, _))| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))
+            .ok_or_else(|| format!("invalid duration {s:?}: unknown unit"))?;
+        // Units go from largest to smallest; "ms" sits before "m" in the table only for matching.
+        let order = [0, 1, 2, 3, 6, 4, 5][i];
+        if last_unit != usize::MAX && order <= last_unit {
+            return Err(format!("invalid duration {s:?}: units out of order"));
+        }
+        last_unit = order;
+        total += n * ms;
+        rest = &rest[unit.len()..];
+    }
+    Ok(total)
+}
+
+/// Go's string unquoting for `"…"`, `'…'` (with escapes) and `` `…` `` (raw).
+pub fn unquote(s: &str) -> Result<String, String> {
+    let bad = || format!("invalid quoted string {s:?}");
+    let quote = s.chars().next().ok_or_else(bad)?;
+    if s.len() < 2 || !s.ends_with(quote) || !matches!(quote, '"' | '\'' | '`') {
+        return Err(bad());
+    }
+    let inner = &s[1..s.len() - 1];
+    if quote == '`' {
+        return Ok(inner.to_string());
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        let e = chars.next().ok_or_else(bad)?;
+        let simple = match e {
+            'a' => Some(7u8),
+            'b' => Some(8),
+            'f' => Some(12),
+            'n' => Some(b'\n'),
+            'r' => Some(b'\r'),
+            't' => Some(b'\t'),
+            'v' => Some(11),
+            '\\' => Some(b'\\'),
+            '"' => Some(b'"'),
+            '\'' => Some(b'\''),
+            _ => None,
+        };
+        if let Some(b) = simple {
+            out.push(b);
+            continue;
+        }
+        let mut take = |n: usize, radix: u32| -> Result<u32, String> {
+            let digits: String = chars.by_ref().take(n).collect();
+            if digits.len() != n {
+                return Err(bad());
+            }
+            u32::from_str_radix(&digits, radix).map_err(|_| bad())
+        };
+        match e {
+            'x' => out.push(take(2, 16)? as u8),
+            'u' | 'U' => {
+                let c = char::from_u32(take(if e == 'u' { 4 } else { 8 }, 16)?).ok_or_else(bad)?;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+            '0'..='7' => {
+                let rest = take(2, 8)?;
+                out.push((e.to_digit(8).expect("octal digit") * 64 + rest) as u8);
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Length of the quoted string at the start of `s`.
+fn quoted_len(s: &str) -> Result<usize, String> {
+    let quote = s.as_bytes()[0];
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate().skip(1) {
+        if quote != b'`' && b == b'\\' && !escaped {
+            escaped = true;
+            continue;
+        }
+        if b == quote && !escaped {
+            return Ok(i + 1);
+        }
+        escaped = false;
+    }
+    Err(format!("unterminated string in {s:?}"))
+}
+
+/// Splits a series line into its labels and the text after them.
+pub fn split_series(line: &str) -> Result<(Labels, &str), String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let name_end = line.find(|c: char| !is_name(c)).unwrap_or(line.len());
+    let mut name = (name_end > 0).then(|| line[..name_end].to_string());
+    let mut pairs = Vec::new();
+    let mut rest = &line[name_end..];
+    if rest.starts_with('{') && !rest.starts_with("{{") {
+        rest = &rest[1..];
+        loop {
+            rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix('}') {
+                rest = r;
+                break;
+            }
+            let (label, after) = if rest.starts_with(['"', '\'', '`']) {
+                let n = quoted_len(rest)?;
+                (unquote(&rest[..n])?, &rest[n..])
+            } else {
+                let n = rest.find(|c: char| !is_name(c)).unwrap_or(rest.len());
+                if n == 0 {
+                    return Err(format!("invalid series description {line:?}"));
+                }
+                (rest[..n].to_string(), &rest[n..])
+            };
+            rest = after.trim_start();
+            if let Some(r) = rest.strip_prefix('=') {
+                rest = r.trim_start();
+                if !rest.starts_with(['"', '\'', '`']) {
+                    return Err(format!("invalid label value in {line:?}"));
+                }
+                let n = quoted_len(rest)?;
+                pairs.push((label, unquote(&rest[..n])?));
+                rest = &rest[n..];
+            } else {
+                // A quoted metric name inside the braces: `{"my.metric", a="b"}`.
+                name = Some(label);
+            }
+            rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix(',') {
+                rest = r;
+            }
+        }
+    }
+    if let Some(name) = name {
+        pairs.push(("__name__".to_string(), name));
+    }
+    Ok((Labels::new(pairs), rest.trim()))
+}
+
+/// A float as the script writes it (`1`, `.5`, `1e-3`, `Inf`, `-NaN`).
+pub fn float(s: &str) -> Option<f64> {
+    let lower = s.to_ascii_lowercase();
+    let unsigned = lower.trim_start_matches(['+', '-']);
+    if unsigned.starts_with("0x") || unsigned.contains('_') {
+        return None;
+    }
+    match unsigned {
+        "inf" | "infinity" => Some(if lower.starts_with('-') { f64::NEG_INFINITY } else { f64::INFINITY }),
+        "nan" => Some(f64::NAN),
+        _ => lower.parse().ok(),
+    }
+}
+
+/// Splits a value sequence into items, keeping `{{…}}` histogram literals (with their `xK` or
+/// `+{{…}}xK` tails) whole.
+fn items(text: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let mut end = if rest.starts_with("{{") {
+            rest.find("}}").ok_or_else(|| format!("unterminated histogram in {text:?}"))? + 2
+        } else {
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        if rest.starts_with("{{") && (rest[end..].starts_with("+{{") || rest[end..].starts_with("-{{")) {
+            end += rest[end..].find("}}").ok_or_else(|| format!("unterminated histogram in {text:?}"))? + 2;
+        }
+        if rest.starts_with("{{") {
+            end += rest[end..].find(char::is_whitespace).unwrap_or(rest.len() - end);
+        }
+        out.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+    }
+    Ok(out)
+}
+
+/// Expands a value sequence (§3.1) into slots.
+pub fn values(text: &str) -> Result<Vec<Slot>, String> {
+    let mut slots = Vec::new();
+    for item in items(text)? {
+        if item.starts_with("{{") {
+            let times = match item.rfind("}}x") {
+                Some(i) => item[i + 3..].parse::<usize>().map_err(|_| format!("bad repeat in {item:?}"))? + 1,
+                None => 1,
+            };
+            slots.extend(std::iter::repeat_n(Slot::Histogram, times));
+            continue;
+        }
+        match item {
+            "_" => slots.push(Slot::Empty),
+            "stale" => slots.push(Slot::Float(f64::from_bits(amber_promql::STALE_NAN_BITS))),
+            _ if item.starts_with("_x") => {
+                let n: usize = item[2..].parse().map_err(|_| format!("bad value {item:?}"))?;
+                slots.extend(std::iter::repeat_n(Slot::Empty, n));
+            }
+            _ => {
+                if let Some(v) = float(item) {
+                    slots.push(Slot::Float(v));
+                    continue;
+                }
+                let (head, times) = item.rsplit_once('x').ok_or_else(|| format!("bad value {item:?}"))?;
+                let times: usize = times.parse().map_err(|_| format!("bad value {item:?}"))?;
+                // The increment is the signed number after the first one: `1-1x5`, `-2+4x3`, `1e-3+1x2`.
+                let split = head
+                    .char_indices()
+                    .skip(1)
+                    .find(|&(i, c)| (c == '+' || c == '-') && !head[..i].ends_with(['e', 'E']))
+                    .map(|(i, _)| i);
+                let (start, step) = match split {
+                    Some(i) => (&head[..i], float(&head[i..]).ok_or_else(|| format!("bad value {item:?}"))?),
+                    None => (head, 0.0),
+                };
+                let mut v = float(start).ok_or_else(|| format!("bad value {item:?}"))?;
+                slots.push(Slot::Float(v));
+                for _ in 0..times {
+                    v += step;
+                    slots.push(Slot::Float(v));
+                }
+            }
+        }
+    }
+    Ok(slots)
+}
+
+fn expectation(rest: &str) -> Result<MessageMatch, String> {
+    let rest = rest.trim();
+    if let Some(m) = rest.strip_prefix("msg:") {
+        return Ok(MessageMatch::Exact(m.trim().to_string()));
+    }
+    if let Some(r) = rest.strip_prefix("regex:") {
+        return Regex::new(r.trim()).map(MessageMatch::Regex).map_err(|e| e.to_string());
+    }
+    Ok(MessageMatch::Any)
+}
+
+/// Parses an `eval` header and its body lines; returns the eval and how many body lines it used.
+fn eval(header: &str, body: &[&str]) -> Result<(Eval, usize), String> {
+    let (word, rest) = header.split_once(char::is_whitespace).ok_or("eval without arguments")?;
+    let mut words = rest.trim_start();
+    let mut next = || -> Result<&str, String> {
+        let w = words.split_whitespace().next().ok_or("eval line ends early")?;
+        words = words.trim_start()[w.len()..].trim_start();
+        Ok(w)
+    };
+    let kind = match next()? {
+        "instant" => {
+            if next()? != "at" {
+                return Err("expected `at`".into());
+            }
+            EvalKind::Instant { at: duration(next()?)? }
+        }
+        "range" => {
+            let mut arg = |name: &str| -> Result<i64, String> {
+                if next()? != name {
+                    return Err(format!("expected `{name}`"));
+                }
+                duration(next()?)
+            };
+            let (start, end, step) = (arg("from")?, arg("to")?, arg("step")?);
+            if end < start {
+                return Err("range end before start".into());
+            }
+            EvalKind::Range { start, end, step }
+        }
+        other => return Err(format!("unknown eval kind {other:?}")),
+    };
+    let mut ev = Eval {
+        expr: words.to_string(),
+        kind,
+        fail: (word == "eval_fail").then_some(MessageMatch::Any),
+        warn: Vec::new(),
+        no_warn: false,
+        info: Vec::new(),
+        no_info: false,
+        need_warn: word == "eval_warn",
+        need_info: word == "eval_info",
+        ordered: word == "eval_ordered",
+        range_vector: None,
+        expected: Expected::Series(Vec::new()),
+    };
+    let mut series = Vec::new();
+    let mut used = 0;
+    for &l in body {
+        used += 1;
+        if word == "eval_fail" {
+            if let Some(m) = l.strip_prefix("expected_fail_message") {
+                ev.fail = Some(MessageMatch::Exact(m.trim().to_string()));
+                break;
+            }
+            if let Some(r) = l.strip_prefix("expected_fail_regexp") {
+                ev.fail = Some(MessageMatch::Regex(Regex::new(r.trim()).map_err(|e| e.to_string())?));
+                break;
+            }
+        }
+        if let Some(r) = l.strip_prefix("expect range vector") {
+            let w: Vec<&str> = r.split_whitespace().collect();
+            if w.len() != 6 || w[0] != "from" || w[2] != "to" || w[4] != "step" {
+                return Err(format!("bad line {l:?}"));
+            }
+            ev.range_vector = Some((duration(w[1])?, duration(w[3])?, duration(w[5])?));
+            continue;
+        }
+        if let Some(s) = l.strip_prefix("expect string") {
+            ev.expected = Expected::String(unquote(s.trim())?);
+            continue;
+        }
+        if l.split_whitespace().next() == Some("expect") {
+            let rest = l["expect".len()..].trim_start();
+            let (what, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            match what {
+                "fail" => ev.fail = Some(expectation(tail)?),
+                "warn" => ev.warn.push(expectation(tail)?),
+                "no_warn" => ev.no_warn = true,
+                "info" => ev.info.push(expectation(tail)?),
+                "no_info" => ev.no_info = true,
+                "ordered" => ev.ordered = true,
+                other => return Err(format!("unknown expectation {other:?}")),
+            }
+            continue;
+        }
+        if let Some(v) = float(l) {
+            ev.expected = Expected::Scalar(v);
+            break;
+        }
+        let (labels, rest) = split_series(l)?;
+        series.push(SeriesLine { labels, slots: values(rest)? });
+    }
+    if !series.is_empty() {
+        ev.expected = Expected::Series(series);
+    }
+    Ok((ev, used))
+}
+
+/// Parses a whole file.
+pub fn parse(text: &str) -> Result<Script, String> {
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.trim_matches([' ', '\t', '\r']))
+        .map(|l| if l.starts_with('#') { "" } else { l })
+        .collect();
+    let mut script = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if line.is_empty() {
+            i += 1;
+            continue;
+        }
+        let body_end = lines[i + 1..].iter().position(|l| l.is_empty()).map_or(lines.len(), |n| i + 1 + n);
+        let body = &lines[i + 1..body_end];
+        let word = line.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let at = |e: String| format!("line {}: {e}", i + 1);
+        if word == "clear" {
+            script.push((i + 1, Command::Clear));
+            i += 1;
+        } else if word.starts_with("load") {
+            let interval = line.split_whitespace().nth(1).ok_or_else(|| at("load without interval".into()))?;
+            let interval = duration(interval).map_err(at)?;
+            let mut series = Vec::new();
+            let mut start_timestamps = false;
+            for l in body {
+                let (labels, rest) = split_series(l).map_err(at)?;
+                if rest.starts_with("@st") || l.contains("}@st") {
+                    start_timestamps = true;
+                    continue;
+                }
+                series.push(SeriesLine { labels, slots: values(rest).map_err(at)? });
+            }
+            script.push((
+                i + 1,
+                Command::Load { interval, series, with_nhcb: word == "load_with_nhcb", start_timestamps },
+            ));
+            i = body_end;
+        } else if word.starts_with("eval") {
+            let (ev, used) = eval(line, body).map_err(at)?;
+            script.push((i + 1, Command::Eval(Box::new(ev))));
+            i += 1 + used;
+        } else {
+            return Err(at(format!("unknown command {line:?}")));
+        }
+    }
+    Ok(script)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floats(text: &str) -> Vec<Slot> {
+        values(text).unwrap()
+    }
+
+    #[test]
+    fn value_sequences_expand_as_the_format_says() {
+        use Slot::*;
+        assert_eq!(floats("1-1x3"), vec![Float(1.0), Float(0.0), Float(-1.0), Float(-2.0)]);
+        assert_eq!(
+            floats("-2+4x2 _x2 _ 5x1"),
+            vec![Float(-2.0), Float(2.0), Float(6.0), Empty, Empty, Empty, Float(5.0), Float(5.0)]
+        );
+        assert_eq!(floats("{{schema:0 sum:1 buckets:[1 2]}}x2 {{}}+{{count:1}}x1"), vec![Histogram; 5]);
+        assert_eq!(duration("1m30s").unwrap(), 90_000);
+        assert_eq!(duration("10s53ms").unwrap(), 10_053);
+        assert!(duration("30s1m").is_err());
+    }
+
+    #[test]
+    fn series_lines_split_into_labels_and_values() {
+        let (labels, rest) = split_series(r#"foo{b="x\"}", a='y'} 1 2"#).unwrap();
+        assert_eq!(labels, Labels::from_pairs(&[("__name__", "foo"), ("a", "y"), ("b", "x\"}")]));
+        assert_eq!(rest, "1 2");
+        let (labels, rest) = split_series("{} 3").unwrap();
+        assert!(labels.is_empty());
+        assert_eq!(rest, "3");
+    }
+}
