@@ -140,12 +140,15 @@ fn vector_scalar(op: Op, vector: Vec<Sample>, scalar: f64, scalar_on_left: bool,
     out
 }
 
-/// The labels two samples are matched on, as a label set.
+/// The labels two samples are matched on, as a label set. Only `__name__` is left out by
+/// default: `__type__` and `__unit__` must match like any other label.
 fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
     match matching {
         Some(LabelModifier::Include(on)) => labels.project(&on.labels, true),
-        Some(LabelModifier::Exclude(ignoring)) => labels.project(&ignoring.labels, false).without_metric_name(),
-        None => labels.without_metric_name(),
+        Some(LabelModifier::Exclude(ignoring)) => {
+            labels.project(&ignoring.labels, false).project(&[METRIC_NAME.to_string()], false)
+        }
+        None => labels.project(&[METRIC_NAME.to_string()], false),
     }
 }
 
@@ -202,11 +205,13 @@ fn vector_vector(
                     names.push(METRIC_NAME.into());
                     s.labels.project(&names, false)
                 }
-                None => s.labels.without_metric_name(),
+                None => s.labels.project(&[METRIC_NAME.to_string()], false),
             };
+            // Sorted, so the message is the same whatever order storage returned them in.
+            let (first, second) =
+                if s.labels <= dup.labels { (&s.labels, &dup.labels) } else { (&dup.labels, &s.labels) };
             return Err(Error::Execution(format!(
-                "found duplicate series for the match group {group} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                s.labels, dup.labels
+                "found duplicate series for the match group {group} on the {side} hand-side of the operation: [{first}, {second}];many-to-many matching not allowed: matching labels must be unique on one side"
             )));
         }
         one_by_sig.insert(sig, s);
@@ -214,8 +219,9 @@ fn vector_vector(
     let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
     let mut used_one: HashSet<Labels> = HashSet::new();
     let mut out = Vec::new();
-    let fill_many = if one_to_many { fill.lhs } else { fill.rhs };
-    let fill_one = if one_to_many { fill.rhs } else { fill.lhs };
+    // As in Prometheus, `fill_right` stands in for a missing "one"-side sample and `fill_left`
+    // for a missing "many"-side sample, with group_right as with group_left.
+    let (fill_many, fill_one) = (fill.rhs, fill.lhs);
     for ms in &many {
         let sig = signature(&ms.labels, matching);
         let (one_value, one_labels) = match one_by_sig.get(&sig) {
@@ -228,13 +234,7 @@ fn vector_vector(
                 None => continue,
             },
         };
-        let (l, r) = if one_to_many { (one_value, ms.v) } else { (ms.v, one_value) };
-        let (mut v, keep) = apply(op, l, r);
-        if return_bool {
-            v = if keep { 1.0 } else { 0.0 };
-        } else if !keep {
-            continue;
-        }
+        // Ambiguous matches are errors even when the comparison would filter the sample out.
         let labels = result_labels(&ms.labels, one_labels, matching, one_to_one, &include);
         let seen = matched.entry(sig).or_default();
         if one_to_one {
@@ -248,6 +248,14 @@ fn vector_vector(
             return Err(Error::Execution(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
+        }
+        let (l, r) = if one_to_many { (one_value, ms.v) } else { (ms.v, one_value) };
+        let (mut v, keep) = apply(op, l, r);
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            seen.insert(labels);
+            continue;
         }
         seen.insert(labels.clone());
         let drop_name = ms.drop_name || op.drops_name() || return_bool;
@@ -265,9 +273,8 @@ fn vector_vector(
             } else if !keep {
                 continue;
             }
-            let labels = result_labels(&os.labels, None, matching, one_to_one, &include);
-            let drop_name = os.drop_name || op.drops_name() || return_bool;
-            out.push(Sample { labels, t: os.t, v, drop_name });
+            // There is no "many"-side series to name the result: it gets the match group's labels.
+            out.push(Sample { labels: sig.clone(), t: os.t, v, drop_name: false });
         }
     }
     Ok(out)

@@ -175,6 +175,7 @@ impl Engine {
             return Err(Error::TooManyPoints(grouped));
         }
         let mut ev = self.evaluator(storage, ctx, start, end, step);
+        ev.query_step = step;
         ev.prepare(expr, start, end)?;
         let mut series: std::collections::HashMap<crate::labels::Labels, Vec<Point>> = Default::default();
         let mut t = start;

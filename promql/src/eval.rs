@@ -41,6 +41,8 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) end: i64,
     /// The query's step; the default step of subqueries for range queries.
     pub(crate) step: i64,
+    /// What `step()` answers: the step of a range query, 0 for an instant query.
+    pub(crate) query_step: i64,
     /// Loaded series by the address of their selector in the expression tree.
     loaded: HashMap<usize, Vec<Series>>,
     samples_loaded: usize,
@@ -98,6 +100,7 @@ impl<'a> Evaluator<'a> {
             start,
             end,
             step,
+            query_step: 0,
             loaded: HashMap::new(),
             samples_loaded: 0,
             deadline,

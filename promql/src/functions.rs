@@ -44,9 +44,11 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         }
         "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "round" | "clamp"
         | "clamp_min" | "clamp_max" | "sin" | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh"
-        | "asinh" | "acosh" | "atanh" | "deg" | "rad" | "pi" | "vector" | "scalar" => math::eval(ev, name, &args, t),
+        | "asinh" | "acosh" | "atanh" | "deg" | "rad" | "pi" | "vector" | "scalar" | "min_of" | "max_of" => {
+            math::eval(ev, name, &args, t)
+        }
         "time" | "timestamp" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
-        | "month" | "year" => time::eval(ev, name, &args, t),
+        | "month" | "year" | "start" | "end" | "range" | "step" => time::eval(ev, name, &args, t),
         "label_replace" | "label_join" => labels::eval(ev, name, &args, t),
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort::eval(ev, name, &args, t),
         "absent" | "absent_over_time" => absent::eval(ev, name, &args, t),

@@ -50,8 +50,16 @@ impl Labels {
         }
     }
 
+    /// The labels without the metric name and the type and unit labels that go with it
+    /// (`__type__`, `__unit__`, as Prometheus's type-and-unit labels drop them together).
     pub fn without_metric_name(&self) -> Labels {
-        Labels(self.0.iter().filter(|(n, _)| n != METRIC_NAME).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|(n, _)| !matches!(n.as_str(), METRIC_NAME | "__type__" | "__unit__"))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Only the labels named in `names` (`include`), or all but those (`!include`).

@@ -44,6 +44,18 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         "deg" => |v| v * 180.0 / std::f64::consts::PI,
         "rad" => |v| v * std::f64::consts::PI / 180.0,
         "pi" => return Ok(Value::Scalar(Point { t, v: std::f64::consts::PI })),
+        "min_of" | "max_of" => {
+            let (a, b) = (ev.eval_scalar(args[0], t)?, ev.eval_scalar(args[1], t)?);
+            // Go's math.Min/Max: NaN wins over any number.
+            let v = if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else if name == "min_of" {
+                a.min(b)
+            } else {
+                a.max(b)
+            };
+            return Ok(Value::Scalar(Point { t, v }));
+        }
         "vector" => {
             let v = ev.eval_scalar(args[0], t)?;
             return Ok(Value::Vector(vec![Sample { labels: Labels::default(), t, v, drop_name: false }]));

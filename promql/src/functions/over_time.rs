@@ -50,6 +50,8 @@ fn over(name: &str, points: &[Point]) -> Option<f64> {
         "min_over_time" => points[1..].iter().fold(first.v, |m, p| if p.v < m || m.is_nan() { p.v } else { m }),
         "stdvar_over_time" => variance(points),
         "stddev_over_time" => variance(points).sqrt(),
+        // A NaN sample makes the deviation NaN, as in Prometheus, rather than sorting first.
+        "mad_over_time" if points.iter().any(|p| p.v.is_nan()) => f64::NAN,
         "mad_over_time" => {
             let mut v = values(points);
             let median = quantile(0.5, &mut v);

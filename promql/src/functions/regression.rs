@@ -13,10 +13,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         "deriv" => per_series(ev, args[0], t, false, |p| (p.len() >= 2).then(|| linear_regression(p, p[0].t).0)),
         "predict_linear" => {
             let seconds = ev.eval_scalar(args[1], t)?;
-            let at = super::rate::range_end(ev, args[0], t);
+            // Predicts from the evaluation time, even when `@` or `offset` moved the range.
             per_series(ev, args[0], t, false, |p| {
                 (p.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(p, at);
+                    let (slope, intercept) = linear_regression(p, t);
                     slope * seconds + intercept
                 })
             })

@@ -12,10 +12,10 @@ use crate::value::Value;
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
     if ev.start != ev.end {
-        ev.warnings.insert(format!(
-            "PromQL warning: {} is ineffective for range queries since results are always ordered by labels",
-            name
-        ));
+        // Prometheus names `sort` in this warning whichever of the four was called.
+        ev.warnings.insert(
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into(),
+        );
     }
     let mut samples = ev.eval_vector(args[0], t)?;
     match name {

@@ -1,4 +1,5 @@
-//! `time`, `timestamp` and the calendar functions (`hour`, `day_of_week`, …), all in UTC.
+//! `time`, `timestamp`, the calendar functions (`hour`, `day_of_week`, …, all in UTC), and the
+//! query's own bounds: `start()`, `end()`, `range()` and `step()`, in seconds.
 
 use chrono::{DateTime, Datelike, Timelike};
 use promql_parser::parser::Expr;
@@ -11,6 +12,10 @@ use crate::value::{Point, Sample, Value};
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
     match name {
         "time" => Ok(Value::Scalar(Point { t, v: t as f64 / 1000.0 })),
+        "start" => Ok(Value::Scalar(Point { t, v: ev.start as f64 / 1000.0 })),
+        "end" => Ok(Value::Scalar(Point { t, v: ev.end as f64 / 1000.0 })),
+        "range" => Ok(Value::Scalar(Point { t, v: (ev.end - ev.start) as f64 / 1000.0 })),
+        "step" => Ok(Value::Scalar(Point { t, v: ev.query_step as f64 / 1000.0 })),
         "timestamp" => {
             let samples = ev.eval_vector_with_sample_times(args[0], t)?;
             Ok(Value::Vector(

@@ -1,6 +1,5 @@
 //! Runs a parsed script against the engine and judges each eval as Prometheus's runner does.
 
-use std::collections::HashSet;
 use std::time::{Duration, UNIX_EPOCH};
 
 use amber_promql::{Engine, EngineOptions, Labels, MemoryStorage, Point, QueryContext, QueryLimits, Value};
@@ -47,8 +46,9 @@ pub fn file(text: &str) -> Vec<(usize, Outcome)> {
 struct Runner {
     storage: MemoryStorage,
     engine: Engine,
-    /// Metric names of series that hold native histograms, which are not loaded.
-    histogram_names: HashSet<String>,
+    /// Series that hold native histograms, which are not loaded (for NHCB: the histogram's
+    /// labels, built from the classic series).
+    histogram_series: Vec<Labels>,
     /// Whether a load carried `@st` start timestamps, which are not kept.
     start_timestamps: bool,
 }
@@ -68,7 +68,7 @@ impl Default for Runner {
         Runner {
             storage: MemoryStorage::default(),
             engine: Engine::new(options),
-            histogram_names: HashSet::new(),
+            histogram_series: Vec::new(),
             start_timestamps: false,
         }
     }
@@ -129,17 +129,55 @@ fn pin_at(expr: &mut Expr, t: i64) {
     }
 }
 
+/// Whether any selector of `expr` selects one of `series`.
+fn selects_any(expr: &Expr, series: &[Labels]) -> bool {
+    let selects = |vs: &promql_parser::parser::VectorSelector| {
+        series.iter().any(|l| {
+            let name_ok = vs.name.as_ref().is_none_or(|n| l.get("__name__") == Some(n.as_str()));
+            let all = vs.matchers.matchers.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or("")));
+            let any_or = vs.matchers.or_matchers.is_empty()
+                || vs
+                    .matchers
+                    .or_matchers
+                    .iter()
+                    .any(|set| set.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or(""))));
+            name_ok && all && any_or
+        })
+    };
+    match expr {
+        Expr::VectorSelector(vs) => selects(vs),
+        Expr::MatrixSelector(ms) => selects(&ms.vs),
+        Expr::Call(c) => c.args.args.iter().any(|a| selects_any(a, series)),
+        Expr::Aggregate(a) => {
+            selects_any(&a.expr, series) || a.param.as_deref().is_some_and(|p| selects_any(p, series))
+        }
+        Expr::Unary(u) => selects_any(&u.expr, series),
+        Expr::Binary(b) => selects_any(&b.lhs, series) || selects_any(&b.rhs, series),
+        Expr::Paren(p) => selects_any(&p.expr, series),
+        Expr::Subquery(s) => selects_any(&s.expr, series),
+        _ => false,
+    }
+}
+
 /// The feature an expression the parser rejects relies on, when it is one Amber lacks.
-fn unsupported_syntax(expr: &str) -> Option<&'static str> {
+fn unsupported_syntax(expr: &str, error: &str) -> Option<&'static str> {
     let has = |s: &str| expr.contains(s);
+    // `offset` followed by an expression or a bare number of seconds rather than a duration.
+    let computed_offset = expr.split("offset").skip(1).any(|rest| {
+        let rest = rest.trim_start().trim_start_matches('-').trim_start();
+        rest.starts_with('(')
+            || rest.split(|c: char| !c.is_ascii_alphanumeric()).next().is_some_and(|w| w.parse::<f64>().is_ok())
+    });
     if has("fill(") || has("fill_left(") || has("fill_right(") {
         Some("binary operator fill modifiers")
     } else if has(" anchored") || has(" smoothed") || has("]anchored") || has("]smoothed") {
         Some("extended range selectors (anchored, smoothed)")
     } else if has("info(") {
-        Some("the info() function")
+        Some("the function \"info\"")
+    } else if error.contains("inside brackets") || computed_offset {
+        Some("duration expressions (arithmetic in ranges, offsets and subquery steps)")
     } else if has("step()") || has("range()") || has("min_of(") || has("max_of(") || has("start()") || has("end()") {
-        Some("duration expressions and step()/range()/start()/end()")
+        Some("duration expressions (arithmetic in ranges, offsets and subquery steps)")
     } else {
         None
     }
@@ -194,16 +232,16 @@ impl Runner {
             lines.push(s);
         }
         for s in lines {
-            let name = s.labels.get("__name__").unwrap_or("").to_string();
             if s.slots.contains(&Slot::Histogram) {
-                self.histogram_names.insert(name);
+                self.histogram_series.push(s.labels.clone());
                 continue;
             }
-            if with_nhcb {
-                let base = ["_bucket", "_count", "_sum"].iter().find_map(|suffix| name.strip_suffix(suffix));
-                if let Some(base) = base {
-                    self.histogram_names.insert(base.to_string());
-                }
+            let name = s.labels.get("__name__").unwrap_or("");
+            if with_nhcb && let Some(base) = ["_bucket", "_count", "_sum"].iter().find_map(|x| name.strip_suffix(x)) {
+                let mut labels = s.labels.clone();
+                labels.set("__name__", base);
+                labels.set("le", "");
+                self.histogram_series.push(labels);
             }
             let points: Vec<Point> = s
                 .slots
@@ -226,11 +264,11 @@ impl Runner {
             Expected::Series(lines) => lines.iter().any(|l| l.slots.contains(&Slot::Histogram)),
             _ => false,
         };
-        let reads_histograms = self.histogram_names.iter().any(|n| !n.is_empty() && ev.expr.contains(n.as_str()));
-        if expects_histogram
-            || reads_histograms
-            || ev.expr.contains("histogram_") && !ev.expr.contains("histogram_quantile(")
-        {
+        let reads_histograms = match parser::parse(&ev.expr) {
+            Ok(expr) => selects_any(&expr, &self.histogram_series),
+            Err(_) => self.histogram_series.iter().any(|l| l.get("__name__").is_some_and(|n| ev.expr.contains(n))),
+        };
+        if expects_histogram || reads_histograms {
             return Some("native histograms".into());
         }
         if self.start_timestamps {
@@ -243,8 +281,9 @@ impl Runner {
         let expr = match parser::parse(&ev.expr) {
             Ok(e) => e,
             Err(e) => {
-                return match unsupported_syntax(&ev.expr) {
-                    Some(feature) => Outcome::Unsupported(feature.into()),
+                let feature = self.missing_feature(ev).or_else(|| unsupported_syntax(&ev.expr, &e).map(String::from));
+                return match feature {
+                    Some(feature) => Outcome::Unsupported(feature),
                     None => Outcome::Failed(format!("parse error: {e}")),
                 };
             }
@@ -258,7 +297,13 @@ impl Runner {
             Err(Mismatch::Unsupported(why)) => Outcome::Unsupported(why),
             Err(Mismatch::Failed(why)) => match self.missing_feature(ev) {
                 Some(feature) => Outcome::Unsupported(feature),
-                None => Outcome::Failed(why),
+                None => match why.split_once("unexpected error: function ") {
+                    Some((_, f)) if why.ends_with("is not supported by Amber yet") => Outcome::Unsupported(format!(
+                        "the function {}",
+                        f.trim_end_matches(" is not supported by Amber yet")
+                    )),
+                    _ => Outcome::Failed(why),
+                },
             },
         }
     }
