@@ -65,6 +65,9 @@ pub struct Cli {
     /// Refuse requests without an X-Scope-OrgID header (401) instead of using the default tenant.
     #[arg(long, env = "AMBER_REQUIRE_TENANT")]
     pub require_tenant: bool,
+    /// Serve `POST /api/v1/admin/tsdb/seal` (seal and compact now; used by the benchmark).
+    #[arg(long, env = "AMBER_ENABLE_ADMIN_API")]
+    pub enable_admin_api: bool,
     /// `text` or `json` [default: text].
     #[arg(long, env = "AMBER_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -91,6 +94,7 @@ struct FileConfig {
     query_timeout: Option<String>,
     default_tenant: Option<String>,
     require_tenant: Option<bool>,
+    enable_admin_api: Option<bool>,
     /// Per-tenant settings: `[tenants.NAME]` with credentials (`bearer_token`, or
     /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`).
     #[serde(default)]
@@ -135,6 +139,7 @@ pub struct Config {
     pub tenants: amber_api::tenant::TenantSettings,
     pub maintenance_interval: Duration,
     pub log_format: String,
+    pub admin_api: bool,
 }
 
 fn duration(name: &str, v: Option<String>, default: &str) -> anyhow::Result<Duration> {
@@ -232,6 +237,7 @@ impl Config {
                 "1m",
             )?,
             log_format,
+            admin_api: cli.enable_admin_api || file.enable_admin_api.unwrap_or(false),
         })
     }
 }

@@ -18,12 +18,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance = tokio::spawn(maintain(storage.clone(), config.maintenance_interval, stop_rx));
 
-    let app = amber_api::router(amber_api::AppState::new(
-        storage.clone(),
-        config.engine.clone(),
-        config.api.clone(),
-        config.tenants.clone(),
-    ));
+    let app = amber_api::router(
+        amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone()),
+        config.admin_api,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;

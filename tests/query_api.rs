@@ -135,3 +135,31 @@ fn query_errors_have_prometheus_types_and_codes() {
         assert_eq!(body, json!({"status": "error", "errorType": kind, "error": message}), "{path}");
     }
 }
+
+#[test]
+fn admin_seal_is_served_only_when_enabled_and_keeps_every_sample() {
+    let closed = tempfile::tempdir().unwrap();
+    let amber = Amber::start(closed.path(), &[]);
+    let r = reqwest::blocking::Client::new().post(amber.url("/api/v1/admin/tsdb/seal")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &["--enable-admin-api", "--maintenance-interval", "1h"]);
+    // Four hours back, so the window is closed and past the out-of-order window.
+    let t = common::now_ms() - 4 * 3_600_000;
+    let samples: Vec<(i64, f64)> = (0..10).map(|i| (t + i * 15_000, i as f64)).collect();
+    let req = request(vec![series(&[("__name__", "old"), ("job", "a")], &samples, &[(t, 7.0, &[("trace_id", "ab")])])]);
+    assert_eq!(amber.write(&req), (204, String::new()));
+    let r = reqwest::blocking::Client::new().post(amber.url("/api/v1/admin/tsdb/seal")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": {
+            "sampleBlocksWritten": 1, "samplesSealed": 10, "exemplarBlocksWritten": 1, "exemplarsSealed": 1
+        }})
+    );
+    let end = secs(t) + 150;
+    let data = amber.data(&format!("/api/v1/query?query=count_over_time(old[3m])&time={end}"));
+    assert_eq!(data["result"][0]["value"][1], "10");
+}

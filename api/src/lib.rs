@@ -15,6 +15,7 @@
 //! Shared pieces: [`tenant`] (which tenant a request acts for, and its credentials), [`params`] (Prometheus's parameter parsing: times, `match[]`), [`response`]
 //! (the JSON envelope and float/timestamp formatting), [`error`] (errors → status and JSON).
 
+pub mod admin;
 pub mod error;
 pub mod exemplars;
 pub mod metadata;
@@ -94,9 +95,11 @@ impl AppState {
     }
 }
 
-/// Every route Amber serves.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route Amber serves; the admin routes only when `admin_api` is on.
+pub fn router(state: AppState, admin_api: bool) -> Router {
+    let router =
+        if admin_api { Router::new().route("/api/v1/admin/tsdb/seal", post(admin::seal)) } else { Router::new() };
+    router
         .route("/api/v1/write", post(remote_write::handle))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
