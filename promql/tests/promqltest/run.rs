@@ -174,9 +174,10 @@ fn unsupported_syntax(expr: &str, error: &str) -> Option<&'static str> {
         Some("extended range selectors (anchored, smoothed)")
     } else if has("info(") {
         Some("the function \"info\"")
-    } else if error.contains("inside brackets") || computed_offset {
-        Some("duration expressions (arithmetic in ranges, offsets and subquery steps)")
-    } else if has("step()") || has("range()") || has("min_of(") || has("max_of(") || has("start()") || has("end()") {
+    } else if error.contains("inside brackets")
+        || computed_offset
+        || ["step()", "range()", "min_of(", "max_of(", "start()", "end()"].iter().any(|f| has(f))
+    {
         Some("duration expressions (arithmetic in ranges, offsets and subquery steps)")
     } else {
         None

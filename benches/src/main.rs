@@ -1,0 +1,94 @@
+//! `amber-bench`: Amber, VictoriaMetrics and Prometheus side by side, in one run, on one
+//! generated workload. Prints one table and the ratios Amber ÷ peer.
+//!
+//! For each system in turn (alone on the machine while it is measured): start it on a free port
+//! with a temporary data directory, push the workload as remote-write 1.0 from several
+//! concurrent clients (each waits for its response), read its RSS, make it persist its data
+//! and measure the bytes, time a fixed set of range queries and `query_exemplars`, stop it.
+//! The same payloads decoded alone (snappy + protobuf, no storage) give the ceiling ingest is
+//! measured against. See docs/BENCHMARKS.md.
+
+use std::path::PathBuf;
+
+use amber_bench::measure::{self, Mode};
+use amber_bench::systems::Kind;
+use amber_bench::workload;
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "amber-bench", about = "Amber beside VictoriaMetrics and Prometheus on one workload")]
+struct Cli {
+    #[arg(value_enum, default_value = "all")]
+    mode: Mode,
+    /// A small workload that finishes in well under 3 minutes (CI smoke test).
+    #[arg(long)]
+    quick: bool,
+    /// Scrape targets; each has 78 series [default: 128, quick: 20].
+    #[arg(long)]
+    targets: Option<usize>,
+    /// Scrapes, 15 s apart [default: 200, quick: 40].
+    #[arg(long)]
+    scrapes: Option<usize>,
+    /// Concurrent remote-write clients [default: 4, quick: 2].
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Runs of each query [default: 20, quick: 3].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Systems to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "amber,victoriametrics,prometheus")]
+    systems: Vec<String>,
+    /// The amber binary [default: beside this one].
+    #[arg(long)]
+    amber_bin: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let pick = |v: Option<usize>, full: usize, quick: usize| v.unwrap_or(if cli.quick { quick } else { full });
+    let (targets, scrapes) = (pick(cli.targets, 128, 20), pick(cli.scrapes, 200, 40));
+    let (clients, runs) = (pick(cli.clients, 4, 2), pick(cli.runs, 20, 3));
+    let amber_bin = match cli.amber_bin {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("amber"),
+    };
+    anyhow::ensure!(amber_bin.exists(), "no amber binary at {} (build it: cargo build --release)", amber_bin.display());
+    let kinds: Vec<Kind> = cli
+        .systems
+        .iter()
+        .map(|s| match s.as_str() {
+            "amber" => Ok(Kind::Amber),
+            "victoriametrics" => Ok(Kind::VictoriaMetrics),
+            "prometheus" => Ok(Kind::Prometheus),
+            other => anyhow::bail!("unknown system {other:?}"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let w = workload::generate(targets, scrapes, clients, now);
+    let payload_bytes: usize = w.payloads.iter().flatten().map(Vec::len).sum();
+    let requests: usize = w.payloads.iter().map(Vec::len).sum();
+    println!(
+        "workload: {} series ({targets} targets × {}), {scrapes} scrapes 15 s apart, {} samples, {} exemplars; \
+         {requests} requests ({} MiB snappy) from {clients} clients",
+        w.series,
+        workload::series_per_target(),
+        w.samples,
+        w.exemplars,
+        payload_bytes >> 20
+    );
+    println!("machine: {}", measure::machine());
+
+    let decode = measure::decode_only(&w);
+    let mut results = Vec::new();
+    for kind in kinds {
+        eprintln!("== {}", kind.name());
+        let r = measure::system(kind, &amber_bin, &w, cli.mode != Mode::Ingest, runs)
+            .with_context(|| format!("measuring {}", kind.name()))?;
+        results.push(r);
+    }
+    let table = measure::table(&w, decode, &results, cli.mode);
+    println!("{table}");
+    measure::check_complete(&w, &results, cli.mode)
+}

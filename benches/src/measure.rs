@@ -1,0 +1,300 @@
+//! What is measured on each system, and the table that shows it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::systems::{Kind, System};
+use crate::workload::Workload;
+
+/// What a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Ingest, bytes on disk and memory.
+    Ingest,
+    /// Query latency (the workload is ingested first).
+    Query,
+    /// Everything.
+    All,
+}
+
+/// The range queries timed on every system, over the whole ingested window at a 60 s step.
+pub const QUERIES: [(&str, &str); 4] = [
+    ("rate", "rate(node_cpu_seconds_total[5m])"),
+    ("sum by rate", "sum by (mode) (rate(node_cpu_seconds_total[5m]))"),
+    ("histogram_quantile", "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"),
+    ("selector", "node_memory_MemFree_bytes"),
+];
+
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+fn latency(mut times: Vec<Duration>) -> Latency {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Latency { p50: at(0.5), p99: at(0.99) }
+}
+
+pub struct SystemResult {
+    pub kind: Kind,
+    pub samples_per_s: f64,
+    pub write: Latency,
+    /// Requests that did not get a 2xx, and the first such answer.
+    pub write_errors: usize,
+    pub first_error: Option<String>,
+    pub rss_bytes: u64,
+    pub persisted_bytes: u64,
+    /// Amber: bytes of the exemplar column families (part of `persisted_bytes`).
+    pub exemplar_bytes: Option<u64>,
+    /// Series the system answers for at the end of the window.
+    pub series_visible: f64,
+    pub queries: Vec<Latency>,
+    /// `query_exemplars` over the whole window: latency and exemplars returned.
+    pub exemplars: Option<(Latency, usize)>,
+}
+
+/// Cores and memory of this machine.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {} GiB memory", mem_kb >> 20)
+}
+
+/// Snappy + protobuf decode of every payload, no storage: samples per second with one thread
+/// per client, the ceiling the ingest rates are compared with.
+pub fn decode_only(w: &Workload) -> f64 {
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for payloads in &w.payloads {
+            scope.spawn(move || {
+                for p in payloads {
+                    let req = amber_api::remote_write::decode(p, usize::MAX).expect("the workload decodes");
+                    std::hint::black_box(req);
+                }
+            });
+        }
+    });
+    w.samples as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Pushes every payload, one thread per client, each waiting for its answer.
+fn ingest(system: &System, w: &Workload) -> (f64, Latency, usize, Option<String>) {
+    let url = system.url("/api/v1/write");
+    let started = Instant::now();
+    let per_client: Vec<(Vec<Duration>, usize, Option<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = w
+            .payloads
+            .iter()
+            .map(|payloads| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let http = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(120))
+                        .build()
+                        .expect("http client");
+                    let (mut times, mut errors, mut first) = (Vec::with_capacity(payloads.len()), 0, None);
+                    for p in payloads {
+                        let sent = Instant::now();
+                        let answer = http
+                            .post(&url)
+                            .header("Content-Encoding", "snappy")
+                            .header("Content-Type", "application/x-protobuf")
+                            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                            .body(p.clone())
+                            .send();
+                        times.push(sent.elapsed());
+                        match answer {
+                            Ok(r) if r.status().is_success() => {}
+                            Ok(r) => {
+                                errors += 1;
+                                let status = r.status();
+                                first.get_or_insert_with(|| format!("{status}: {}", r.text().unwrap_or_default()));
+                            }
+                            Err(e) => {
+                                errors += 1;
+                                first.get_or_insert_with(|| e.to_string());
+                            }
+                        }
+                    }
+                    (times, errors, first)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let errors = per_client.iter().map(|c| c.1).sum();
+    let first = per_client.iter().find_map(|c| c.2.clone());
+    let times = per_client.into_iter().flat_map(|c| c.0).collect();
+    (w.samples as f64 / elapsed, latency(times), errors, first)
+}
+
+fn get_json(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<serde_json::Value> {
+    let r = http.get(url).send()?;
+    let status = r.status();
+    let body = r.text()?;
+    anyhow::ensure!(status.is_success(), "{url}: {status} {body}");
+    Ok(serde_json::from_str(&body)?)
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn system(kind: Kind, amber_bin: &Path, w: &Workload, queries: bool, runs: usize) -> anyhow::Result<SystemResult> {
+    let system = System::start(kind, amber_bin)?;
+    let (samples_per_s, write, write_errors, first_error) = ingest(&system, w);
+    let rss_bytes = system.rss_bytes()?;
+    let persisted_bytes = system.persisted_bytes(w.start_ms)?;
+    let exemplar_bytes = if kind == Kind::Amber { Some(system.amber_exemplar_bytes()?) } else { None };
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build()?;
+    let (start, end) = (w.start_ms as f64 / 1000.0, w.end_ms as f64 / 1000.0);
+    let count =
+        get_json(&http, &system.url(&format!("/api/v1/query?query={}&time={end}", encode("count({job=\"node\"})"))))?;
+    let series_visible =
+        count["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    let mut latencies = Vec::new();
+    let mut exemplars = None;
+    if queries {
+        for (_, q) in QUERIES {
+            let url = system.url(&format!("/api/v1/query_range?query={}&start={start}&end={end}&step=60", encode(q)));
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let t = Instant::now();
+                get_json(&http, &url)?;
+                times.push(t.elapsed());
+            }
+            latencies.push(latency(times));
+        }
+        if kind != Kind::VictoriaMetrics {
+            // An exemplar comes from within the scrape interval before its sample.
+            let url = system.url(&format!(
+                "/api/v1/query_exemplars?query=http_request_duration_seconds_bucket&start={}&end={end}",
+                start - 15.0
+            ));
+            let (mut times, mut returned) = (Vec::with_capacity(runs), 0);
+            for _ in 0..runs {
+                let t = Instant::now();
+                let body = get_json(&http, &url)?;
+                times.push(t.elapsed());
+                returned = body["data"]
+                    .as_array()
+                    .map_or(0, |a| a.iter().map(|s| s["exemplars"].as_array().map_or(0, Vec::len)).sum());
+            }
+            exemplars = Some((latency(times), returned));
+        }
+    }
+    system.stop()?;
+    Ok(SystemResult {
+        kind,
+        samples_per_s,
+        write,
+        write_errors,
+        first_error,
+        rss_bytes,
+        persisted_bytes,
+        exemplar_bytes,
+        series_visible,
+        queries: latencies,
+        exemplars,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One row: a label, a value per system (None where it does not apply) and ratios Amber ÷ peer.
+fn row(out: &mut String, results: &[SystemResult], label: &str, value: impl Fn(&SystemResult) -> Option<f64>) {
+    let fmt = |v: f64| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.3}") };
+    let cells: Vec<String> = results.iter().map(|r| value(r).map_or("n/a".into(), fmt)).collect();
+    let amber = results.iter().find(|r| r.kind == Kind::Amber).and_then(&value);
+    let ratios: Vec<String> = results
+        .iter()
+        .filter(|r| r.kind != Kind::Amber)
+        .map(|r| match (amber, value(r)) {
+            (Some(a), Some(p)) if p != 0.0 => format!("{:.2}", a / p),
+            _ => "n/a".into(),
+        })
+        .collect();
+    out.push_str(&format!("| {label} | {} | {} |\n", cells.join(" | "), ratios.join(" | ")));
+}
+
+pub fn table(w: &Workload, decode: f64, results: &[SystemResult], mode: Mode) -> String {
+    let mut out = String::new();
+    let names: Vec<&str> = results.iter().map(|r| r.kind.name()).collect();
+    let peers: Vec<String> =
+        results.iter().filter(|r| r.kind != Kind::Amber).map(|r| format!("amber ÷ {}", r.kind.name())).collect();
+    out.push_str(&format!("| measure | {} | {} |\n", names.join(" | "), peers.join(" | ")));
+    out.push_str(&format!("|---|{}{}\n", "---:|".repeat(names.len()), "---:|".repeat(peers.len())));
+    row(&mut out, results, "ingest samples/s", |r| Some(r.samples_per_s));
+    row(&mut out, results, "ingest ÷ decode-only limit", |r| Some(r.samples_per_s / decode));
+    row(&mut out, results, "write p50 ms", |r| Some(ms(r.write.p50)));
+    row(&mut out, results, "write p99 ms", |r| Some(ms(r.write.p99)));
+    row(&mut out, results, "failed writes", |r| Some(r.write_errors as f64));
+    row(&mut out, results, "bytes on disk per sample", |r| {
+        Some((r.persisted_bytes - r.exemplar_bytes.unwrap_or(0)) as f64 / w.samples as f64)
+    });
+    row(&mut out, results, "bytes on disk per exemplar", |r| r.exemplar_bytes.map(|b| b as f64 / w.exemplars as f64));
+    row(&mut out, results, "RSS bytes per active series", |r| Some(r.rss_bytes as f64 / w.series as f64));
+    row(&mut out, results, "series visible", |r| Some(r.series_visible));
+    if mode != Mode::Ingest {
+        for (i, (name, _)) in QUERIES.iter().enumerate() {
+            row(&mut out, results, &format!("{name} p50 ms"), |r| r.queries.get(i).map(|l| ms(l.p50)));
+            row(&mut out, results, &format!("{name} p99 ms"), |r| r.queries.get(i).map(|l| ms(l.p99)));
+        }
+        row(&mut out, results, "query_exemplars p50 ms", |r| r.exemplars.as_ref().map(|e| ms(e.0.p50)));
+        row(&mut out, results, "exemplars returned", |r| r.exemplars.as_ref().map(|e| e.1 as f64));
+    }
+    out.push_str(&format!(
+        "\ndecode-only limit (snappy + protobuf, {} threads): {decode:.0} samples/s\n",
+        w.payloads.len()
+    ));
+    for r in results {
+        if let Some(e) = &r.first_error {
+            out.push_str(&format!("{}: first failed write: {e}\n", r.kind.name()));
+        }
+    }
+    out
+}
+
+/// The run is complete when every system took every write and answers for every series.
+pub fn check_complete(w: &Workload, results: &[SystemResult], mode: Mode) -> anyhow::Result<()> {
+    for r in results {
+        let name = r.kind.name();
+        anyhow::ensure!(r.write_errors == 0, "{name}: {} writes failed", r.write_errors);
+        anyhow::ensure!(
+            r.series_visible == w.series as f64,
+            "{name}: {} series visible of {}",
+            r.series_visible,
+            w.series
+        );
+        anyhow::ensure!(r.persisted_bytes > 0, "{name}: nothing on disk");
+        if mode != Mode::Ingest {
+            anyhow::ensure!(r.queries.len() == QUERIES.len(), "{name}: queries missing");
+        }
+    }
+    if mode != Mode::Ingest
+        && let Some(amber) = results.iter().find(|r| r.kind == Kind::Amber)
+    {
+        let returned = amber.exemplars.as_ref().map_or(0, |e| e.1);
+        anyhow::ensure!(returned as u64 == w.exemplars, "amber returned {returned} of {} exemplars", w.exemplars);
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! The generated workload: node-exporter-like targets scraped every 15 s, with counters,
+//! gauges and a classic histogram per handler carrying about one exemplar per scrape, encoded
+//! once as remote-write 1.0 payloads so that every system receives the very same bytes.
+
+use amber_api::prompb;
+use prost::Message;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+pub const SCRAPE_INTERVAL_MS: i64 = 15_000;
+/// Prometheus's default `max_samples_per_send`.
+const SAMPLES_PER_REQUEST: usize = 2000;
+const CPU_MODES: [&str; 8] = ["idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"];
+const MEMORY: [&str; 10] =
+    ["Active", "Buffers", "Cached", "Dirty", "Inactive", "Mapped", "MemAvailable", "MemFree", "Slab", "SwapFree"];
+const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const HANDLERS: [&str; 2] = ["/api/orders", "/api/users"];
+
+/// How a series' value moves from one scrape to the next.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// CPU seconds: grows by a fraction of the interval, two decimals.
+    CpuCounter {
+        share: f64,
+    },
+    /// Bytes: grows by a random whole number.
+    ByteCounter,
+    /// Memory bytes: a random walk in pages.
+    PageGauge,
+    /// Load average: a two-decimal random walk.
+    LoadGauge,
+    Constant,
+    /// Part of a histogram, filled in by [`Histogram`].
+    Bucket {
+        handler: usize,
+        le: usize,
+    },
+    Sum {
+        handler: usize,
+    },
+    Count {
+        handler: usize,
+    },
+}
+
+struct Series {
+    labels: Vec<prompb::Label>,
+    kind: Kind,
+    value: f64,
+}
+
+/// The cumulative state of one target's histogram for one handler.
+#[derive(Default, Clone)]
+struct Histogram {
+    /// Cumulative counts per bucket, `+Inf` last.
+    buckets: [f64; BUCKETS.len() + 1],
+    sum: f64,
+    count: f64,
+}
+
+pub struct Workload {
+    pub series: usize,
+    pub samples: u64,
+    pub exemplars: u64,
+    pub scrapes: usize,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Per client, the snappy-compressed requests it sends, in order. Each client owns whole
+    /// targets, so every series' samples arrive in time order.
+    pub payloads: Vec<Vec<Vec<u8>>>,
+}
+
+fn label(name: &str, value: &str) -> prompb::Label {
+    prompb::Label { name: name.into(), value: value.into() }
+}
+
+/// The series of one target, labels sorted by name as remote write requires.
+fn target_series(target: usize) -> Vec<Series> {
+    let instance = format!("10.{}.{}.{}:9100", target / 65536, (target / 256) % 256, target % 256);
+    let base = |name: &str, extra: &[(&str, &str)]| {
+        let mut labels = vec![label("__name__", name)];
+        labels.extend(extra.iter().map(|(n, v)| label(n, v)));
+        labels.push(label("instance", &instance));
+        labels.push(label("job", "node"));
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        labels
+    };
+    let mut out = Vec::new();
+    for cpu in 0..4 {
+        for mode in CPU_MODES {
+            let share = if mode == "idle" { 0.8 } else { 0.2 / 7.0 };
+            let labels = base("node_cpu_seconds_total", &[("cpu", &cpu.to_string()), ("mode", mode)]);
+            out.push(Series { labels, kind: Kind::CpuCounter { share }, value: 1000.0 });
+        }
+    }
+    for m in MEMORY {
+        out.push(Series { labels: base(&format!("node_memory_{m}_bytes"), &[]), kind: Kind::PageGauge, value: 4e9 });
+    }
+    for dir in ["receive", "transmit"] {
+        for device in ["eth0", "lo"] {
+            let labels = base(&format!("node_network_{dir}_bytes_total"), &[("device", device)]);
+            out.push(Series { labels, kind: Kind::ByteCounter, value: 1e6 });
+        }
+    }
+    for load in ["node_load1", "node_load5", "node_load15"] {
+        out.push(Series { labels: base(load, &[]), kind: Kind::LoadGauge, value: 1.0 });
+    }
+    for (handler, path) in HANDLERS.iter().enumerate() {
+        let name = "http_request_duration_seconds";
+        for le in 0..=BUCKETS.len() {
+            let bound = BUCKETS.get(le).map_or("+Inf".to_string(), |b| b.to_string());
+            let labels = base(&format!("{name}_bucket"), &[("handler", path), ("le", &bound)]);
+            out.push(Series { labels, kind: Kind::Bucket { handler, le }, value: 0.0 });
+        }
+        out.push(Series {
+            labels: base(&format!("{name}_sum"), &[("handler", path)]),
+            kind: Kind::Sum { handler },
+            value: 0.0,
+        });
+        out.push(Series {
+            labels: base(&format!("{name}_count"), &[("handler", path)]),
+            kind: Kind::Count { handler },
+            value: 0.0,
+        });
+    }
+    out.push(Series { labels: base("up", &[]), kind: Kind::Constant, value: 1.0 });
+    out
+}
+
+/// Series per target (node exporter plus one instrumented service).
+pub fn series_per_target() -> usize {
+    target_series(0).len()
+}
+
+fn hex(rng: &mut SmallRng, bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rng.r#gen::<u8>())).collect()
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Generates `targets` targets × `scrapes` scrapes ending four hours ago (so every system takes
+/// them as ordinary past data and Amber can seal them), split over `clients`.
+pub fn generate(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> Workload {
+    let mut rng = SmallRng::seed_from_u64(42);
+    let start_ms = (now_ms - 4 * 3_600_000) / SCRAPE_INTERVAL_MS * SCRAPE_INTERVAL_MS;
+    let mut state: Vec<Vec<Series>> = (0..targets).map(target_series).collect();
+    let mut histograms = vec![vec![Histogram::default(); HANDLERS.len()]; targets];
+    let per_target = series_per_target();
+    let targets_per_request = (SAMPLES_PER_REQUEST / per_target).max(1);
+    let mut payloads = vec![Vec::new(); clients];
+    let (mut samples, mut exemplars) = (0u64, 0u64);
+    let encoder = &mut snap::raw::Encoder::new();
+    for scrape in 0..scrapes {
+        let ts = start_ms + scrape as i64 * SCRAPE_INTERVAL_MS;
+        let mut scraped: Vec<Vec<prompb::TimeSeries>> = Vec::with_capacity(targets);
+        for (target, series) in state.iter_mut().enumerate() {
+            // Observations of this interval, one of which per handler becomes the exemplar.
+            let mut exemplar_of: Vec<Option<(usize, prompb::Exemplar)>> = Vec::new();
+            for h in histograms[target].iter_mut() {
+                let n = rng.gen_range(0..30);
+                let mut picked = None;
+                for i in 0..n {
+                    let latency = -0.1 * (1.0 - rng.r#gen::<f64>()).ln();
+                    for (b, bound) in BUCKETS.iter().enumerate() {
+                        if latency <= *bound {
+                            h.buckets[b] += 1.0;
+                        }
+                    }
+                    h.buckets[BUCKETS.len()] += 1.0;
+                    h.sum += latency;
+                    h.count += 1.0;
+                    if i == 0 {
+                        let le = BUCKETS.iter().position(|b| latency <= *b).unwrap_or(BUCKETS.len());
+                        let ex = prompb::Exemplar {
+                            labels: vec![label("span_id", &hex(&mut rng, 8)), label("trace_id", &hex(&mut rng, 16))],
+                            value: latency,
+                            timestamp: ts - rng.gen_range(1..SCRAPE_INTERVAL_MS),
+                        };
+                        picked = Some((le, ex));
+                    }
+                }
+                exemplar_of.push(picked);
+            }
+            let mut out = Vec::with_capacity(series.len());
+            for s in series.iter_mut() {
+                s.value = match s.kind {
+                    Kind::CpuCounter { share } => round2(s.value + 15.0 * share * rng.gen_range(0.5..1.5)),
+                    Kind::ByteCounter => s.value + rng.gen_range(0..200_000) as f64,
+                    Kind::PageGauge => s.value + 4096.0 * rng.gen_range(-100..=100) as f64,
+                    Kind::LoadGauge => round2((s.value + rng.gen_range(-0.2..0.2)).max(0.0)),
+                    Kind::Constant => s.value,
+                    Kind::Bucket { handler, le } => histograms[target][handler].buckets[le],
+                    Kind::Sum { handler } => histograms[target][handler].sum,
+                    Kind::Count { handler } => histograms[target][handler].count,
+                };
+                let exemplars_here = match s.kind {
+                    Kind::Bucket { handler, le } => match &exemplar_of[handler] {
+                        Some((at, ex)) if *at == le => vec![ex.clone()],
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                samples += 1;
+                exemplars += exemplars_here.len() as u64;
+                out.push(prompb::TimeSeries {
+                    labels: s.labels.clone(),
+                    samples: vec![prompb::Sample { value: s.value, timestamp: ts }],
+                    exemplars: exemplars_here,
+                    histograms: Vec::new(),
+                });
+            }
+            scraped.push(out);
+        }
+        // Client c owns targets c, c + clients, …; its requests group whole targets.
+        for (client, client_payloads) in payloads.iter_mut().enumerate() {
+            let owned: Vec<usize> = (client..targets).step_by(clients).collect();
+            for group in owned.chunks(targets_per_request) {
+                let timeseries = group.iter().flat_map(|&t| std::mem::take(&mut scraped[t])).collect();
+                let req = prompb::WriteRequest { timeseries, metadata: Vec::new() };
+                client_payloads.push(encoder.compress_vec(&req.encode_to_vec()).expect("snappy compresses"));
+            }
+        }
+    }
+    Workload {
+        series: targets * per_target,
+        samples,
+        exemplars,
+        scrapes,
+        start_ms,
+        end_ms: start_ms + (scrapes as i64 - 1) * SCRAPE_INTERVAL_MS,
+        payloads,
+    }
+}
