@@ -177,7 +177,7 @@ impl Engine {
         let mut ev = self.evaluator(storage, ctx, start, end, step);
         ev.query_step = step;
         ev.prepare(expr, start, end)?;
-        let mut series: std::collections::HashMap<crate::labels::Labels, Vec<Point>> = Default::default();
+        let mut series: rustc_hash::FxHashMap<crate::labels::Labels, Vec<Point>> = Default::default();
         let mut t = start;
         while t <= end {
             ev.check_deadline("expression evaluation")?;

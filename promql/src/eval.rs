@@ -5,7 +5,7 @@
 //! so that evaluation never goes back to storage. Range queries then evaluate the expression at
 //! each step; subqueries evaluate their inner expression at their own aligned steps.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -182,24 +182,33 @@ impl<'a> Evaluator<'a> {
         let key = selector_key(vs);
         let sets = matchers(vs)?;
         let mut found: Vec<Series> = Vec::new();
-        for set in &sets {
-            for s in self.storage.select(set, mint, maxt).map_err(Error::Storage)? {
-                if !found.iter().any(|f| f.labels == s.labels) {
-                    found.push(s);
-                }
+        for (i, set) in sets.iter().enumerate() {
+            let selected = self.storage.select(set, mint, maxt).map_err(Error::Storage)?;
+            if i == 0 {
+                found = selected;
+                continue;
             }
+            // `or` matcher sets can select a series twice.
+            let known: HashSet<Labels> = found.iter().map(|f| f.labels.clone()).collect();
+            found.extend(selected.into_iter().filter(|s| !known.contains(&s.labels)));
         }
         // The same selector can be reached twice (e.g. a subquery inside another): keep the union.
         let entry = self.loaded.entry(key).or_default();
+        let mut position: HashMap<Labels, usize> =
+            entry.iter().enumerate().map(|(i, e)| (e.labels.clone(), i)).collect();
         for s in found {
             self.samples_loaded += s.points.len();
-            match entry.iter_mut().find(|e| e.labels == s.labels) {
-                Some(e) => {
+            match position.get(&s.labels) {
+                Some(&i) => {
+                    let e = &mut entry[i];
                     e.points.extend(s.points);
                     e.points.sort_by_key(|p| p.t);
                     e.points.dedup_by_key(|p| p.t);
                 }
-                None => entry.push(s),
+                None => {
+                    position.insert(s.labels.clone(), entry.len());
+                    entry.push(s);
+                }
             }
         }
         if self.samples_loaded > self.opts.limits.max_samples {

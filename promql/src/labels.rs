@@ -1,12 +1,14 @@
 //! Label sets as the engine sees them: sorted by name, unique names.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// Shared, so that the per-step samples of a range query copy a pointer, not every label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Arc<Vec<(String, String)>>);
 
 impl Labels {
     /// Sorts by name; with repeated names the last one wins; empty values are dropped.
@@ -15,7 +17,7 @@ impl Labels {
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs.dedup_by(|a, b| a.0 == b.0);
         pairs.retain(|(_, v)| !v.is_empty());
-        Labels(pairs)
+        Labels(Arc::new(pairs))
     }
 
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
@@ -42,29 +44,28 @@ impl Labels {
     pub fn set(&mut self, name: &str, value: &str) {
         match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].1 = value.to_string(),
+            Ok(i) if self.0[i].1 == value => {}
+            Ok(i) => Arc::make_mut(&mut self.0)[i].1 = value.to_string(),
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name.to_string(), value.to_string())),
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, (name.to_string(), value.to_string())),
         }
     }
 
     /// The labels without the metric name and the type and unit labels that go with it
     /// (`__type__`, `__unit__`, as Prometheus's type-and-unit labels drop them together).
     pub fn without_metric_name(&self) -> Labels {
-        Labels(
-            self.0
-                .iter()
-                .filter(|(n, _)| !matches!(n.as_str(), METRIC_NAME | "__type__" | "__unit__"))
-                .cloned()
-                .collect(),
-        )
+        let reserved = |n: &str| matches!(n, METRIC_NAME | "__type__" | "__unit__");
+        if !self.0.iter().any(|(n, _)| reserved(n)) {
+            return self.clone();
+        }
+        Labels(Arc::new(self.0.iter().filter(|(n, _)| !reserved(n)).cloned().collect()))
     }
 
     /// Only the labels named in `names` (`include`), or all but those (`!include`).
     pub fn project(&self, names: &[String], include: bool) -> Labels {
-        Labels(self.0.iter().filter(|(n, _)| names.iter().any(|x| x == n) == include).cloned().collect())
+        Labels(Arc::new(self.0.iter().filter(|(n, _)| names.iter().any(|x| x == n) == include).cloned().collect()))
     }
 }
 
@@ -85,7 +86,7 @@ impl fmt::Display for Labels {
 /// Prometheus's `labels.Hash`: XXH64 over `name 0xff value 0xff` for each label.
 pub fn hash(labels: &Labels) -> u64 {
     let mut buf = Vec::with_capacity(labels.0.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
-    for (n, v) in &labels.0 {
+    for (n, v) in labels.0.iter() {
         buf.extend_from_slice(n.as_bytes());
         buf.push(0xff);
         buf.extend_from_slice(v.as_bytes());
