@@ -6,7 +6,7 @@
 //! otherwise decode to wrong values.
 
 use crate::chunkenc::varint::{Reader, put_uvarint};
-use crate::chunkenc::{self, CODEC_TIMESTAMP_DOD, CODEC_VALUE_XOR, DecodeError};
+use crate::chunkenc::{self, CODEC_TIMESTAMP_DOD, CODEC_TIMESTAMP_PCO, CODEC_VALUE_PCO, CODEC_VALUE_XOR, DecodeError};
 use crate::labels::{Label, Labels};
 use crate::{Exemplar, Sample};
 
@@ -75,26 +75,52 @@ fn column<'a>(r: &mut Reader<'a>, codec: u8) -> Result<&'a [u8], DecodeError> {
     r.len_prefixed()
 }
 
+/// Writes each column with whichever codec makes it smaller: Pcodec wins on full windows, the
+/// classic codecs on a handful of samples, where Pcodec's header dominates.
 fn put_time_and_value_columns(out: &mut Vec<u8>, ts: &[i64], values: &[f64]) {
-    let mut col = Vec::with_capacity(ts.len() + 16);
-    chunkenc::timestamp::encode(ts, &mut col);
-    put_column(out, CODEC_TIMESTAMP_DOD, &col);
-    col.clear();
-    chunkenc::value::encode(values, &mut col);
-    put_column(out, CODEC_VALUE_XOR, &col);
+    let mut dod = Vec::with_capacity(ts.len() + 16);
+    chunkenc::timestamp::encode(ts, &mut dod);
+    let pco = chunkenc::pco::encode_timestamps(ts);
+    if pco.len() < dod.len() {
+        put_column(out, CODEC_TIMESTAMP_PCO, &pco);
+    } else {
+        put_column(out, CODEC_TIMESTAMP_DOD, &dod);
+    }
+    let mut xor = Vec::with_capacity(values.len() * 2 + 16);
+    chunkenc::value::encode(values, &mut xor);
+    match chunkenc::pco::encode_values(values) {
+        Some(pco) if pco.len() < xor.len() => put_column(out, CODEC_VALUE_PCO, &pco),
+        _ => put_column(out, CODEC_VALUE_XOR, &xor),
+    }
+}
+
+/// Reads a column header: its codec and payload.
+fn any_column<'a>(r: &mut Reader<'a>) -> Result<(u8, &'a [u8]), DecodeError> {
+    let codec = r.u8()?;
+    Ok((codec, r.len_prefixed()?))
 }
 
 fn read_time_and_value_columns(r: &mut Reader<'_>, n: usize) -> Result<(Vec<i64>, Vec<f64>), DecodeError> {
-    let ts_col = column(r, CODEC_TIMESTAMP_DOD)?;
-    let mut ts_reader = Reader::new(ts_col);
-    let ts = chunkenc::timestamp::decode(&mut ts_reader, n)?;
-    if !ts_reader.is_empty() {
-        return Err(DecodeError::Invalid("trailing bytes in timestamp column"));
-    }
+    let ts = match any_column(r)? {
+        (CODEC_TIMESTAMP_DOD, col) => {
+            let mut ts_reader = Reader::new(col);
+            let ts = chunkenc::timestamp::decode(&mut ts_reader, n)?;
+            if !ts_reader.is_empty() {
+                return Err(DecodeError::Invalid("trailing bytes in timestamp column"));
+            }
+            ts
+        }
+        (CODEC_TIMESTAMP_PCO, col) => chunkenc::pco::decode_timestamps(col, n)?,
+        (other, _) => return Err(DecodeError::UnknownCodec(other)),
+    };
     if ts.windows(2).any(|w| w[0] >= w[1]) {
         return Err(DecodeError::Invalid("timestamps not strictly increasing"));
     }
-    let values = chunkenc::value::decode(column(r, CODEC_VALUE_XOR)?, n)?;
+    let values = match any_column(r)? {
+        (CODEC_VALUE_XOR, col) => chunkenc::value::decode(col, n)?,
+        (CODEC_VALUE_PCO, col) => chunkenc::pco::decode_values(col, n)?,
+        (other, _) => return Err(DecodeError::UnknownCodec(other)),
+    };
     Ok((ts, values))
 }
 

@@ -8,6 +8,7 @@
 
 mod bitstream;
 pub mod hex;
+pub mod pco;
 pub mod timestamp;
 pub mod value;
 pub mod varint;
@@ -16,6 +17,11 @@ pub mod varint;
 pub const CODEC_TIMESTAMP_DOD: u8 = 1;
 /// Codec number of [`value::encode`]: Gorilla XOR of consecutive IEEE-754 bit patterns.
 pub const CODEC_VALUE_XOR: u8 = 2;
+// 3 is the exemplar label dictionary (`block::CODEC_LABELS_DICT`).
+/// Codec number of [`pco::encode_timestamps`]: Pcodec over `i64` timestamps.
+pub const CODEC_TIMESTAMP_PCO: u8 = 4;
+/// Codec number of [`pco::encode_values`]: Pcodec over `f64` values.
+pub const CODEC_VALUE_PCO: u8 = 5;
 
 /// Why a column could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

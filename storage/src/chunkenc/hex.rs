@@ -3,7 +3,7 @@
 /// The bytes a lower-case, even-length, non-empty hex string spells; `None` for anything else,
 /// so that [`unpack`] gives back exactly the original string.
 pub fn pack(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if s.is_empty() || !s.len().is_multiple_of(2) || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     let nibble = |b: u8| if b <= b'9' { b - b'0' } else { b - b'a' + 10 };
