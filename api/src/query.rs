@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use amber_promql::{Error as QueryError, QueryContext, QueryOutput, Value};
+use amber_promql::{Error as QueryError, QueryContext, QueryOutput, Series, Value};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorType};
 use crate::params::{Params, parse_duration_ms};
 use crate::queryable::TenantQueryable;
-use crate::response::{format_value, timestamp};
+use crate::response::{format_value, timestamp, write_timestamp};
 
 /// Sets the query's cancel flag when dropped: axum drops the handler when the client disconnects.
 struct CancelOnDrop(Arc<AtomicBool>);
@@ -49,12 +49,6 @@ struct VectorItem {
 }
 
 #[derive(Serialize)]
-struct MatrixItem {
-    metric: BTreeMap<String, String>,
-    values: Vec<(Box<RawValue>, String)>,
-}
-
-#[derive(Serialize)]
 struct Data<T> {
     #[serde(rename = "resultType")]
     result_type: &'static str,
@@ -63,6 +57,40 @@ struct Data<T> {
 
 fn metric(labels: &amber_promql::Labels) -> BTreeMap<String, String> {
     labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+}
+
+/// A matrix answer, written straight into the body: a range query can return millions of points,
+/// and a serde tree of them would cost several allocations per point. Byte for byte what
+/// serializing the envelope would give.
+fn matrix_body(series: &[Series], warnings: &[String], infos: &[String]) -> serde_json::Result<String> {
+    let points: usize = series.iter().map(|s| s.points.len()).sum();
+    let mut out = String::with_capacity(128 + series.len() * 128 + points * 24);
+    out.push_str(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+    for (i, s) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"metric":"#);
+        out.push_str(&serde_json::to_string(&metric(&s.labels))?);
+        out.push_str(r#","values":["#);
+        for (j, p) in s.points.iter().enumerate() {
+            out.push_str(if j > 0 { ",[" } else { "[" });
+            write_timestamp(&mut out, p.t);
+            out.push_str(",\"");
+            out.push_str(&format_value(p.v));
+            out.push_str("\"]");
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}");
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if !list.is_empty() {
+            out.push_str(&format!(",\"{key}\":"));
+            out.push_str(&serde_json::to_string(list)?);
+        }
+    }
+    out.push('}');
+    Ok(out)
 }
 
 /// The success body with `warnings` and `infos` when there are any.
@@ -102,21 +130,7 @@ fn respond(out: QueryOutput) -> Response {
             warnings,
             infos,
         }),
-        Value::Matrix(series) => serde_json::to_string(&Envelope {
-            status: "success",
-            data: Data {
-                result_type: "matrix",
-                result: series
-                    .iter()
-                    .map(|s| MatrixItem {
-                        metric: metric(&s.labels),
-                        values: s.points.iter().map(|p| (timestamp(p.t), format_value(p.v))).collect(),
-                    })
-                    .collect::<Vec<_>>(),
-            },
-            warnings,
-            infos,
-        }),
+        Value::Matrix(series) => matrix_body(&series, &warnings, &infos),
     };
     match body {
         Ok(b) => (StatusCode::OK, [("content-type", "application/json")], b).into_response(),

@@ -26,11 +26,19 @@ pub use amber_promql::value::format_float as format_value;
 /// (`jsonutil.MarshalTimestamp`): the three-digit fraction only when it is non-zero, trailing
 /// zeros kept, so 1500 ms is `1.500` and 2000 ms is `2`.
 pub fn timestamp(ms: i64) -> Box<RawValue> {
+    let mut text = String::with_capacity(16);
+    write_timestamp(&mut text, ms);
+    RawValue::from_string(text).expect("a number is valid JSON")
+}
+
+/// Appends [`timestamp`]'s text to `out`.
+pub fn write_timestamp(out: &mut String, ms: i64) {
+    use std::fmt::Write;
     let sign = if ms < 0 { "-" } else { "" };
     let abs = ms.unsigned_abs();
     let (secs, frac) = (abs / 1000, abs % 1000);
-    let text = if frac == 0 { format!("{sign}{secs}") } else { format!("{sign}{secs}.{frac:03}") };
-    RawValue::from_string(text).expect("a number is valid JSON")
+    let written = if frac == 0 { write!(out, "{sign}{secs}") } else { write!(out, "{sign}{secs}.{frac:03}") };
+    written.expect("writing to a String cannot fail");
 }
 
 #[cfg(test)]

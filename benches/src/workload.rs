@@ -140,11 +140,12 @@ fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// Generates `targets` targets × `scrapes` scrapes ending four hours ago (so every system takes
-/// them as ordinary past data and Amber can seal them), split over `clients`.
+/// Generates `targets` targets × `scrapes` scrapes, the last one four hours ago (so every system
+/// takes them as ordinary past data and Amber can seal them), split over `clients`.
 pub fn generate(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> Workload {
     let mut rng = SmallRng::seed_from_u64(42);
-    let start_ms = (now_ms - 4 * 3_600_000) / SCRAPE_INTERVAL_MS * SCRAPE_INTERVAL_MS;
+    let end_ms = (now_ms - 4 * 3_600_000) / SCRAPE_INTERVAL_MS * SCRAPE_INTERVAL_MS;
+    let start_ms = end_ms - (scrapes as i64 - 1) * SCRAPE_INTERVAL_MS;
     let mut state: Vec<Vec<Series>> = (0..targets).map(target_series).collect();
     let mut histograms = vec![vec![Histogram::default(); HANDLERS.len()]; targets];
     let per_target = series_per_target();
@@ -223,13 +224,5 @@ pub fn generate(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> 
             }
         }
     }
-    Workload {
-        series: targets * per_target,
-        samples,
-        exemplars,
-        scrapes,
-        start_ms,
-        end_ms: start_ms + (scrapes as i64 - 1) * SCRAPE_INTERVAL_MS,
-        payloads,
-    }
+    Workload { series: targets * per_target, samples, exemplars, scrapes, start_ms, end_ms, payloads }
 }

@@ -184,8 +184,15 @@ impl Engine {
             match ev.eval(expr, t)? {
                 Value::Scalar(p) => series.entry(Default::default()).or_default().push(Point { t, v: p.v }),
                 Value::Vector(samples) => {
-                    for s in ev.finish_vector(samples)? {
-                        series.entry(s.labels).or_default().push(Point { t, v: s.v });
+                    for s in samples {
+                        let s = ev.result_labels(s);
+                        let points = series.entry(s.labels).or_default();
+                        if points.last().is_some_and(|p| p.t == t) {
+                            return Err(Error::Execution(
+                                "vector cannot contain metrics with the same labelset".into(),
+                            ));
+                        }
+                        points.push(Point { t, v: s.v });
                     }
                 }
                 other => return Err(Error::Execution(format!("unexpected {} in range query", other.type_name()))),

@@ -6,6 +6,8 @@
 //! each step; subqueries evaluate their inner expression at their own aligned steps.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -50,6 +52,28 @@ pub(crate) struct Evaluator<'a> {
     cancel: Option<Arc<AtomicBool>>,
     pub(crate) warnings: BTreeSet<String>,
     pub(crate) infos: BTreeSet<String>,
+    /// Label sets without their metric name, by label set: a range query drops the name of the
+    /// same series at every step.
+    without_name: FxHashMap<Labels, Labels>,
+    /// Per matrix selector, where each series' window started and ended at the last step.
+    range_cursors: HashMap<usize, Vec<(usize, usize)>>,
+}
+
+/// The index of the first point after `bound`, searching forward from `hint` when the hint is
+/// at or before it (the common case in a range query) and from the start otherwise.
+fn advance(points: &[Point], hint: usize, bound: i64) -> usize {
+    if hint > points.len() || (hint > 0 && points[hint - 1].t > bound) {
+        return points.partition_point(|p| p.t <= bound);
+    }
+    let mut i = hint;
+    while i < points.len() && points[i].t <= bound {
+        i += 1;
+        if i - hint > 16 {
+            // A long jump (a sparse step or a subquery): finish by binary search.
+            return i + points[i..].partition_point(|p| p.t <= bound);
+        }
+    }
+    i
 }
 
 fn selector_key(vs: &VectorSelector) -> usize {
@@ -107,6 +131,8 @@ impl<'a> Evaluator<'a> {
             cancel,
             warnings: BTreeSet::new(),
             infos: BTreeSet::new(),
+            without_name: FxHashMap::default(),
+            range_cursors: HashMap::new(),
         }
     }
 
@@ -263,6 +289,36 @@ impl<'a> Evaluator<'a> {
         out
     }
 
+    /// Calls `f` with each series of a matrix selector and its samples in `(t - range, t]`, stale
+    /// markers left out, borrowing the loaded points rather than copying them (the hot path of
+    /// `rate(x[5m])` and the `*_over_time` functions in range queries).
+    pub(crate) fn for_each_range(&mut self, ms: &MatrixSelector, t: i64, mut f: impl FnMut(&Series, &[Point])) {
+        let vs = &ms.vs;
+        let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
+        let lo = eval_t - duration_ms(&ms.range);
+        let key = selector_key(vs);
+        let Some(series) = self.loaded.get(&key) else { return };
+        // Steps mostly move forward: each series' window starts where the last one was found.
+        let cursors = self.range_cursors.entry(key).or_default();
+        cursors.resize(series.len(), (0, 0));
+        let mut scratch = Vec::new();
+        for (s, cursor) in series.iter().zip(cursors.iter_mut()) {
+            let from = advance(&s.points, cursor.0, lo);
+            let to = advance(&s.points, cursor.1.max(from), eval_t);
+            *cursor = (from, to);
+            let window = &s.points[from..to];
+            if window.iter().any(|p| is_stale(p.v)) {
+                scratch.clear();
+                scratch.extend(window.iter().filter(|p| !is_stale(p.v)));
+                if !scratch.is_empty() {
+                    f(s, &scratch);
+                }
+            } else if !window.is_empty() {
+                f(s, window);
+            }
+        }
+    }
+
     /// Each series' samples in `(t - range, t]`, stale markers left out.
     pub(crate) fn range_selector(&self, ms: &MatrixSelector, t: i64) -> Vec<Series> {
         let vs = &ms.vs;
@@ -327,15 +383,30 @@ impl<'a> Evaluator<'a> {
         if self.start == self.end { self.opts.default_subquery_step_ms } else { self.step }
     }
 
-    /// Drops metric names marked for removal and refuses duplicate label sets.
-    pub(crate) fn finish_vector(&self, samples: Vec<Sample>) -> Result<Vec<Sample>> {
-        let mut seen = std::collections::HashSet::with_capacity(samples.len());
-        let mut out = Vec::with_capacity(samples.len());
-        for mut s in samples {
-            if s.drop_name {
-                s.labels = s.labels.without_metric_name();
-                s.drop_name = false;
+    /// The labels of a sample as they appear in a result: without the metric name when it is
+    /// marked for removal.
+    pub(crate) fn result_labels(&mut self, s: Sample) -> Sample {
+        if !s.drop_name {
+            return s;
+        }
+        let labels = match self.without_name.get(&s.labels) {
+            Some(l) => l.clone(),
+            None => {
+                let l = s.labels.without_metric_name();
+                self.without_name.insert(s.labels, l.clone());
+                l
             }
+        };
+        Sample { labels, drop_name: false, ..s }
+    }
+
+    /// Drops metric names marked for removal and refuses duplicate label sets.
+    pub(crate) fn finish_vector(&mut self, samples: Vec<Sample>) -> Result<Vec<Sample>> {
+        let mut seen = FxHashSet::default();
+        seen.reserve(samples.len());
+        let mut out = Vec::with_capacity(samples.len());
+        for s in samples {
+            let s = self.result_labels(s);
             if !seen.insert(s.labels.clone()) {
                 return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
             }
@@ -344,7 +415,7 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
-    pub(crate) fn finish_instant(&self, value: Value) -> Result<Value> {
+    pub(crate) fn finish_instant(&mut self, value: Value) -> Result<Value> {
         Ok(match value {
             Value::Vector(v) => Value::Vector(self.finish_vector(v)?),
             Value::Matrix(m) => {

@@ -67,6 +67,21 @@ pub(crate) fn per_series(
     keeps_name: bool,
     mut f: impl FnMut(&[Point]) -> Option<f64>,
 ) -> Result<Value> {
+    let mut inner = arg;
+    while let Expr::Paren(p) = inner {
+        inner = &p.expr;
+    }
+    if let Expr::MatrixSelector(ms) = inner {
+        // Borrow the loaded points instead of building a matrix for this step.
+        let mut out = Vec::new();
+        ev.for_each_range(ms, t, |s, points| {
+            if let Some(v) = f(points) {
+                let drop_name = if keeps_name { s.drop_name } else { true };
+                out.push(Sample { labels: s.labels.clone(), t, v, drop_name });
+            }
+        });
+        return Ok(Value::Vector(out));
+    }
     let matrix: Vec<Series> = ev.eval_matrix(arg, t)?;
     let mut out = Vec::with_capacity(matrix.len());
     for s in matrix {

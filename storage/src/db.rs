@@ -37,6 +37,8 @@ pub struct Options {
     pub trace_id_labels: Vec<String>,
     /// RocksDB block cache size, shared by all column families.
     pub block_cache_bytes: usize,
+    /// Bytes of memtables (recent writes not yet flushed) across all column families.
+    pub memtable_bytes: usize,
 }
 
 impl Default for Options {
@@ -47,7 +49,8 @@ impl Default for Options {
             retention_ms: 15 * 24 * 3600 * 1000,
             max_future_ms: 10 * 60 * 1000,
             trace_id_labels: vec!["trace_id".into(), "traceID".into()],
-            block_cache_bytes: 256 << 20,
+            block_cache_bytes: 128 << 20,
+            memtable_bytes: 64 << 20,
         }
     }
 }
@@ -125,6 +128,9 @@ impl Storage {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
+        // One memtable budget for all column families (RocksDB's default is 64 MiB × 2 per family,
+        // which let resident memory grow with ingest volume rather than with active series).
+        db_opts.set_db_write_buffer_size(opts.memtable_bytes);
         let cfs = keys::ALL_CFS.iter().map(|&name| ColumnFamilyDescriptor::new(name, cf_options(name, &cache)));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         let mut storage = Storage {
