@@ -1,4 +1,5 @@
-//! `histogram_quantile` over classic histograms (`_bucket` series with an `le` label).
+//! `histogram_quantile` and `histogram_fraction` over classic histograms (`_bucket` series with
+//! an `le` label).
 
 use std::collections::HashMap;
 
@@ -18,35 +19,28 @@ struct Bucket {
     count: f64,
 }
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, _name: &str, args: &[&Expr], t: i64) -> Result<Value> {
+pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
+    if name == "histogram_fraction" {
+        let (lower, upper) = (ev.eval_scalar(args[0], t)?, ev.eval_scalar(args[1], t)?);
+        let groups = buckets_by_histogram(ev, args[2], t)?;
+        let out = groups
+            .into_iter()
+            .map(|(labels, mut buckets)| Sample {
+                labels,
+                t,
+                v: bucket_fraction(lower, upper, &mut buckets),
+                drop_name: true,
+            })
+            .collect();
+        return Ok(Value::Vector(out));
+    }
     let q = ev.eval_scalar(args[0], t)?;
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
         ev.warnings
             .insert(format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)));
     }
-    let samples = ev.eval_vector(args[1], t)?;
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, (Vec<Bucket>, bool)> = HashMap::new();
-    for s in samples {
-        let le = s.labels.get("le").unwrap_or("");
-        let Some(upper) = parse_le(le) else {
-            ev.warnings.insert(format!(
-                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
-                s.labels.get(METRIC_NAME).unwrap_or("")
-            ));
-            continue;
-        };
-        let key = s.labels.project(&["le".to_string()], false);
-        let entry = groups.entry(key.clone()).or_insert_with(|| {
-            order.push(key);
-            (Vec::new(), false)
-        });
-        entry.0.push(Bucket { upper, count: s.v });
-        entry.1 |= s.drop_name;
-    }
-    let mut out = Vec::with_capacity(order.len());
-    for labels in order {
-        let (mut buckets, _) = groups.remove(&labels).expect("every key has a group");
+    let mut out = Vec::new();
+    for (labels, mut buckets) in buckets_by_histogram(ev, args[1], t)? {
         let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
         let (v, forced_monotonic) = bucket_quantile(q, &mut buckets);
         if forced_monotonic {
@@ -57,6 +51,88 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, _name: &str, args: &[&Expr], t: i64) 
         out.push(Sample { labels, t, v, drop_name: true });
     }
     Ok(Value::Vector(out))
+}
+
+/// The buckets of each classic histogram in `arg`, by its labels without `le`, in order of
+/// first appearance; samples without a valid `le` are left out with a warning.
+fn buckets_by_histogram(ev: &mut Evaluator<'_>, arg: &Expr, t: i64) -> Result<Vec<(Labels, Vec<Bucket>)>> {
+    let samples = ev.eval_vector(arg, t)?;
+    let mut order: Vec<Labels> = Vec::new();
+    let mut groups: HashMap<Labels, Vec<Bucket>> = HashMap::new();
+    for s in samples {
+        let le = s.labels.get("le").unwrap_or("");
+        let Some(upper) = parse_le(le) else {
+            ev.warnings.insert(format!(
+                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
+                s.labels.get(METRIC_NAME).unwrap_or("")
+            ));
+            continue;
+        };
+        let key = s.labels.project(&["le".to_string()], false);
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(Bucket { upper, count: s.v });
+    }
+    Ok(order
+        .into_iter()
+        .map(|labels| {
+            let buckets = groups.remove(&labels).expect("every key has a group");
+            (labels, buckets)
+        })
+        .collect())
+}
+
+/// The estimated fraction of observations in `[lower, upper]`, interpolating linearly within
+/// buckets as `histogram_quantile` does (the lowest bucket starts at 0 when its bound is positive).
+fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<Bucket>) -> f64 {
+    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(std::cmp::Ordering::Equal));
+    if buckets.last().is_none_or(|b| b.upper != f64::INFINITY) {
+        return f64::NAN;
+    }
+    coalesce(buckets);
+    ensure_monotonic(buckets);
+    let count = buckets[buckets.len() - 1].count;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    (rank_at(upper, buckets) - rank_at(lower, buckets)) / count
+}
+
+/// Observations at or below `v`, interpolated within its bucket. A bucket of infinite width
+/// (below a non-positive lowest bound, or the `+Inf` bucket) cannot be interpolated: a finite
+/// `v` inside it stands at the bucket's finite end, so the bucket counts only when the range
+/// reaches its infinite end.
+fn rank_at(v: f64, buckets: &[Bucket]) -> f64 {
+    if v == f64::INFINITY {
+        return buckets[buckets.len() - 1].count;
+    }
+    if v == f64::NEG_INFINITY {
+        return 0.0;
+    }
+    let i = buckets.partition_point(|b| b.upper < v);
+    let below = if i == 0 { 0.0 } else { buckets[i - 1].count };
+    let b = buckets[i];
+    if v == b.upper {
+        return b.count;
+    }
+    if b.upper == f64::INFINITY {
+        return below;
+    }
+    if i == 0 && b.upper <= 0.0 {
+        return b.count;
+    }
+    let start = if i == 0 { 0.0 } else { buckets[i - 1].upper };
+    if v <= start {
+        return below;
+    }
+    below + (b.count - below) * (v - start) / (b.upper - start)
 }
 
 /// `le` as Prometheus parses it (Go's `strconv.ParseFloat`: `+Inf`, `Inf`, `1e3`, …).
