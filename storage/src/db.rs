@@ -105,6 +105,10 @@ fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
     let mut o = RocksOptions::default();
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
+    // Index and filter blocks of every open table count against the block cache instead of
+    // growing the heap with the number of SST files.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_bloom_filter(10.0, false);
     o.set_block_based_table_factory(&table);
     match name {
