@@ -41,6 +41,15 @@ pub struct Cli {
     /// Series a tenant may have; samples of further new series get a 400 [default: 1000000].
     #[arg(long, env = "AMBER_MAX_SERIES_PER_TENANT")]
     pub max_series_per_tenant: Option<u64>,
+    /// Samples plus exemplars per second a tenant may write, 0 for no limit; more get a 429 [default: 0].
+    #[arg(long, env = "AMBER_INGESTION_RATE")]
+    pub ingestion_rate: Option<f64>,
+    /// Largest burst above the ingestion rate, in samples plus exemplars [default: 10 × the rate].
+    #[arg(long, env = "AMBER_INGESTION_BURST")]
+    pub ingestion_burst: Option<f64>,
+    /// Queries evaluated at once; more get a retryable 503 [default: 20].
+    #[arg(long, env = "AMBER_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
     /// Most labels a series may have [default: 30].
     #[arg(long, env = "AMBER_MAX_LABELS_PER_SERIES")]
     pub max_labels_per_series: Option<usize>,
@@ -86,6 +95,9 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_inflight_writes: Option<usize>,
     max_series_per_tenant: Option<u64>,
+    ingestion_rate: Option<f64>,
+    ingestion_burst: Option<f64>,
+    max_concurrent_queries: Option<usize>,
     max_labels_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
     max_label_value_length: Option<usize>,
@@ -96,7 +108,8 @@ struct FileConfig {
     require_tenant: Option<bool>,
     enable_admin_api: Option<bool>,
     /// Per-tenant settings: `[tenants.NAME]` with credentials (`bearer_token`, or
-    /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`).
+    /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`,
+    /// `ingestion_rate`).
     #[serde(default)]
     tenants: std::collections::BTreeMap<String, TenantConfig>,
     log_format: Option<String>,
@@ -109,6 +122,7 @@ struct TenantConfig {
     basic_auth_username: Option<String>,
     basic_auth_password: Option<String>,
     max_series_per_tenant: Option<u64>,
+    ingestion_rate: Option<f64>,
 }
 
 impl TenantConfig {
@@ -185,6 +199,15 @@ impl Config {
         if let Some(v) = cli.max_series_per_tenant.or(file.max_series_per_tenant) {
             api.max_series_per_tenant = v;
         }
+        if let Some(v) = cli.ingestion_rate.or(file.ingestion_rate) {
+            anyhow::ensure!(v >= 0.0 && v.is_finite(), "ingestion_rate must be a non-negative number");
+            api.ingestion_rate = v;
+        }
+        api.ingestion_burst = cli.ingestion_burst.or(file.ingestion_burst).unwrap_or(10.0 * api.ingestion_rate);
+        if let Some(v) = cli.max_concurrent_queries.or(file.max_concurrent_queries) {
+            anyhow::ensure!(v > 0, "max_concurrent_queries must be at least 1");
+            api.max_concurrent_queries = v;
+        }
         if let Some(v) = cli.max_labels_per_series.or(file.max_labels_per_series) {
             api.labels.max_labels_per_series = v;
         }
@@ -208,9 +231,13 @@ impl Config {
         }
         let mut credentials = std::collections::HashMap::new();
         let mut max_series = std::collections::HashMap::new();
+        let mut ingestion_rate = std::collections::HashMap::new();
         for (name, tenant) in file.tenants {
             if let Some(c) = tenant.credentials(&name)? {
                 credentials.insert(name.clone(), c);
+            }
+            if let Some(v) = tenant.ingestion_rate {
+                ingestion_rate.insert(name.clone(), v);
             }
             if let Some(v) = tenant.max_series_per_tenant {
                 max_series.insert(name, v);
@@ -221,6 +248,7 @@ impl Config {
             require_tenant: cli.require_tenant || file.require_tenant.unwrap_or(false),
             credentials,
             max_series,
+            ingestion_rate,
         };
         let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");

@@ -24,6 +24,7 @@ pub mod params;
 pub mod prompb;
 pub mod query;
 pub mod queryable;
+pub mod rate_limit;
 pub mod remote_write;
 pub mod response;
 pub mod series;
@@ -50,6 +51,13 @@ pub struct ApiLimits {
     /// Series a tenant may have; samples of further new series are refused with a 400. Tenants may
     /// have their own value in [`tenant::TenantSettings::max_series`].
     pub max_series_per_tenant: u64,
+    /// Samples plus exemplars per second a tenant may write (0: no limit), with bursts of up to
+    /// `ingestion_burst`; requests beyond it get a retryable 429. Tenants may have their own
+    /// rate in [`tenant::TenantSettings::ingestion_rate`].
+    pub ingestion_rate: f64,
+    pub ingestion_burst: f64,
+    /// Queries (instant and range) evaluated at once; more get a retryable 503.
+    pub max_concurrent_queries: usize,
     pub labels: LabelLimits,
 }
 
@@ -60,6 +68,9 @@ impl Default for ApiLimits {
             max_decoded_bytes: 128 << 20,
             max_inflight_writes: 16,
             max_series_per_tenant: 1_000_000,
+            ingestion_rate: 0.0,
+            ingestion_burst: 0.0,
+            max_concurrent_queries: 20,
             labels: LabelLimits::default(),
         }
     }
@@ -75,6 +86,10 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// One permit per remote-write request in progress (`ApiLimits::max_inflight_writes`).
     pub write_permits: Arc<tokio::sync::Semaphore>,
+    /// One permit per query being evaluated (`ApiLimits::max_concurrent_queries`).
+    pub query_permits: Arc<tokio::sync::Semaphore>,
+    /// Per-tenant token buckets of the ingestion rate limit.
+    pub ingestion: Arc<rate_limit::IngestionLimiter>,
 }
 
 impl AppState {
@@ -88,6 +103,8 @@ impl AppState {
             storage,
             engine: Arc::new(amber_promql::Engine::new(engine)),
             write_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_writes)),
+            query_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_queries)),
+            ingestion: Arc::new(rate_limit::IngestionLimiter::default()),
             limits: Arc::new(limits),
             tenants: Arc::new(tenants),
             metrics: Arc::new(metrics::Metrics::new()),

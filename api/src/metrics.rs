@@ -19,6 +19,11 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Limit {
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Code {
     code: String,
 }
@@ -36,6 +41,7 @@ pub struct Metrics {
     samples_rejected: Family<Reason, Counter>,
     exemplars_rejected: Family<Reason, Counter>,
     write_requests: Family<Code, Counter>,
+    limits_exceeded: Family<Limit, Counter>,
     write_duration: Histogram,
     series: Gauge,
     sst_bytes: Family<ColumnFamily, Gauge>,
@@ -58,6 +64,7 @@ impl Metrics {
             samples_rejected: Family::default(),
             exemplars_rejected: Family::default(),
             write_requests: Family::default(),
+            limits_exceeded: Family::default(),
             write_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             series: Gauge::default(),
             sst_bytes: Family::default(),
@@ -70,6 +77,11 @@ impl Metrics {
         registry.register("samples_rejected", "Samples refused, by reason", m.samples_rejected.clone());
         registry.register("exemplars_rejected", "Exemplars refused, by reason", m.exemplars_rejected.clone());
         registry.register("remote_write_requests", "Remote-write requests, by status code", m.write_requests.clone());
+        registry.register(
+            "limits_exceeded",
+            "Requests refused (or series, for max_series_per_tenant) because a limit was reached, by limit",
+            m.limits_exceeded.clone(),
+        );
         registry.register(
             "remote_write_duration_seconds",
             "Time to answer a remote-write request",
@@ -97,6 +109,11 @@ impl Metrics {
         }
         let family = if exemplar { &self.exemplars_rejected } else { &self.samples_rejected };
         family.get_or_create(&Reason { reason: reason.to_string() }).inc_by(n);
+    }
+
+    /// Counts one breach of the limit named as in the configuration (e.g. `query_max_samples`).
+    pub fn limit_exceeded(&self, limit: &str) {
+        self.limits_exceeded.get_or_create(&Limit { limit: limit.to_string() }).inc();
     }
 
     pub fn observe_write(&self, status: u16, elapsed: Duration) {

@@ -30,7 +30,15 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn query_error(e: QueryError) -> ApiError {
+/// The API error of a failed query, counting breaches of the query limits. Messages are
+/// Prometheus's own, so clients that match on them keep working.
+fn query_error(state: &AppState, e: QueryError) -> ApiError {
+    match &e {
+        QueryError::TooManySamples(_) => state.metrics.limit_exceeded("query_max_samples"),
+        QueryError::TooManyPoints(_) => state.metrics.limit_exceeded("max_points_per_series"),
+        QueryError::Timeout(_) => state.metrics.limit_exceeded("query_timeout"),
+        _ => {}
+    }
     let kind = match &e {
         QueryError::BadQuery(m) => return ApiError::bad_data(format!("invalid parameter \"query\": {m}")),
         QueryError::TooManyPoints(_) => ErrorType::BadData,
@@ -138,6 +146,20 @@ fn respond(out: QueryOutput) -> Response {
     }
 }
 
+/// A slot among the queries evaluated at once, or a retryable 503 naming the limit.
+fn query_permit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.query_permits.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.limit_exceeded("max_concurrent_queries");
+        ApiError {
+            kind: ErrorType::Unavailable,
+            message: format!(
+                "too many queries in progress (limit max_concurrent_queries={}); retry later",
+                state.limits.max_concurrent_queries
+            ),
+        }
+    })
+}
+
 fn context(params: &Params, cancel: &Arc<AtomicBool>) -> Result<QueryContext, ApiError> {
     let timeout = match params.get("timeout") {
         Some(v) => Some(Duration::from_millis(parse_duration_ms(v).filter(|&ms| ms > 0).ok_or_else(|| {
@@ -199,10 +221,11 @@ pub async fn instant(
     let storage =
         TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(&state, &headers)? };
     let engine = state.engine.clone();
+    let _permit = query_permit(&state)?;
     let out = tokio::task::spawn_blocking(move || engine.instant_query(&storage, &query, t, &ctx))
         .await
         .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
-        .map_err(query_error)?;
+        .map_err(|e| query_error(&state, e))?;
     Ok(respond(apply_limit(out, limit)))
 }
 
@@ -243,10 +266,11 @@ pub async fn range(
     let storage =
         TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(&state, &headers)? };
     let engine = state.engine.clone();
+    let _permit = query_permit(&state)?;
     let out = tokio::task::spawn_blocking(move || engine.range_query(&storage, &query, start, end, step, &ctx))
         .await
         .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
-        .map_err(query_error)?;
+        .map_err(|e| query_error(&state, e))?;
     Ok(respond(apply_limit(out, limit)))
 }
 

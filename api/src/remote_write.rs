@@ -181,6 +181,7 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     let tenant = crate::tenant::for_write(state, headers)?;
     // Shed rather than queue: a queue would hold bodies in memory without bound.
     let _permit = state.write_permits.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.limit_exceeded("max_inflight_writes");
         WriteError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -191,10 +192,26 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     })?;
     let limit = state.limits.max_body_bytes;
     let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        state.metrics.limit_exceeded("max_body_bytes");
         WriteError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"))
     })?;
     let req = decode(&body, state.limits.max_decoded_bytes)?;
     let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = convert(req, state);
+    if tenant.ingestion_rate > 0.0 {
+        let entries: usize = series.iter().map(|s| s.samples.len() + s.exemplars.len()).sum();
+        let burst = state.limits.ingestion_burst.max(tenant.ingestion_rate);
+        let now = std::time::Instant::now();
+        if !state.ingestion.allow(&tenant.name, entries as f64, tenant.ingestion_rate, burst, now) {
+            state.metrics.limit_exceeded("ingestion_rate");
+            return Err(WriteError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "ingestion rate limit of {} samples/s with bursts of {} (ingestion_rate, ingestion_burst) exceeded by tenant {:?} writing {entries} samples and exemplars; retry later",
+                    tenant.ingestion_rate, burst, tenant.name
+                ),
+            ));
+        }
+    }
     let storage = state.storage.clone();
     let report =
         tokio::task::spawn_blocking(move || storage.append(tenant.id, &series, &metadata, Some(tenant.max_series)))
@@ -207,6 +224,9 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     let metrics = &state.metrics;
     metrics.ingested(report.samples_written, report.exemplars_written, report.series_created);
     let (mut samples_rejected, mut exemplars_rejected) = (samples_refused, exemplars_refused);
+    if report.rejected.iter().any(|r| matches!(r.reason, amber_storage::RejectReason::SeriesLimit(_))) {
+        metrics.limit_exceeded("max_series_per_tenant");
+    }
     for r in &report.rejected {
         metrics.rejected(r.exemplar, r.reason.as_str(), 1);
         if r.exemplar {

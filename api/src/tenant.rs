@@ -49,6 +49,8 @@ pub struct TenantSettings {
     pub credentials: HashMap<String, Credentials>,
     /// Tenants with their own series limit instead of `ApiLimits::max_series_per_tenant`.
     pub max_series: HashMap<String, u64>,
+    /// Tenants with their own ingestion rate instead of `ApiLimits::ingestion_rate`.
+    pub ingestion_rate: HashMap<String, f64>,
 }
 
 impl Default for TenantSettings {
@@ -58,6 +60,7 @@ impl Default for TenantSettings {
             require_tenant: false,
             credentials: HashMap::new(),
             max_series: HashMap::new(),
+            ingestion_rate: HashMap::new(),
         }
     }
 }
@@ -115,21 +118,26 @@ fn name_of<'a>(state: &'a AppState, headers: &'a HeaderMap) -> Result<&'a str, T
 /// The tenant a write goes to and the limits it writes under.
 pub struct WriteTenant {
     pub id: TenantId,
+    pub name: String,
     pub max_series: u64,
+    /// Samples plus exemplars per second; 0 for no limit.
+    pub ingestion_rate: f64,
 }
 
 /// The tenant a write goes to, registering it on its first write.
 pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<WriteTenant, TenantError> {
     let name = name_of(state, headers)?;
     let max_series = state.tenants.max_series.get(name).copied().unwrap_or(state.limits.max_series_per_tenant);
-    if name == state.tenants.default_tenant {
-        return Ok(WriteTenant { id: TenantId::DEFAULT, max_series });
-    }
-    let id = state.storage.register_tenant(name).map_err(|e| TenantError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("registering tenant {name:?}: {e}"),
-    })?;
-    Ok(WriteTenant { id, max_series })
+    let ingestion_rate = state.tenants.ingestion_rate.get(name).copied().unwrap_or(state.limits.ingestion_rate);
+    let id = if name == state.tenants.default_tenant {
+        TenantId::DEFAULT
+    } else {
+        state.storage.register_tenant(name).map_err(|e| TenantError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("registering tenant {name:?}: {e}"),
+        })?
+    };
+    Ok(WriteTenant { id, name: name.to_string(), max_series, ingestion_rate })
 }
 
 /// The tenant a read looks at; `None` for a tenant that never wrote (it sees no data).
