@@ -50,6 +50,9 @@ pub struct Cli {
     /// Queries evaluated at once; more get a retryable 503 [default: 20].
     #[arg(long, env = "AMBER_MAX_CONCURRENT_QUERIES")]
     pub max_concurrent_queries: Option<usize>,
+    /// Writes get a retryable 507 while the data directory's file system has less free space [default: 268435456].
+    #[arg(long, env = "AMBER_MIN_FREE_DISK_BYTES")]
+    pub min_free_disk_bytes: Option<u64>,
     /// Most labels a series may have [default: 30].
     #[arg(long, env = "AMBER_MAX_LABELS_PER_SERIES")]
     pub max_labels_per_series: Option<usize>,
@@ -98,6 +101,7 @@ struct FileConfig {
     ingestion_rate: Option<f64>,
     ingestion_burst: Option<f64>,
     max_concurrent_queries: Option<usize>,
+    min_free_disk_bytes: Option<u64>,
     max_labels_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
     max_label_value_length: Option<usize>,
@@ -207,6 +211,9 @@ impl Config {
         if let Some(v) = cli.max_concurrent_queries.or(file.max_concurrent_queries) {
             anyhow::ensure!(v > 0, "max_concurrent_queries must be at least 1");
             api.max_concurrent_queries = v;
+        }
+        if let Some(v) = cli.min_free_disk_bytes.or(file.min_free_disk_bytes) {
+            api.min_free_disk_bytes = v;
         }
         if let Some(v) = cli.max_labels_per_series.or(file.max_labels_per_series) {
             api.labels.max_labels_per_series = v;

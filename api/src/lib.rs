@@ -58,6 +58,9 @@ pub struct ApiLimits {
     pub ingestion_burst: f64,
     /// Queries (instant and range) evaluated at once; more get a retryable 503.
     pub max_concurrent_queries: usize,
+    /// Writes are refused with a retryable 507 while the store's file system has less free space
+    /// than this, so RocksDB never meets a full disk (it cannot recover from one in place).
+    pub min_free_disk_bytes: u64,
     pub labels: LabelLimits,
 }
 
@@ -71,6 +74,7 @@ impl Default for ApiLimits {
             ingestion_rate: 0.0,
             ingestion_burst: 0.0,
             max_concurrent_queries: 20,
+            min_free_disk_bytes: 256 << 20,
             labels: LabelLimits::default(),
         }
     }

@@ -169,6 +169,29 @@ fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted {
     out
 }
 
+/// Refuses the write while free space is below `min_free_disk_bytes` (507, retryable): RocksDB
+/// meeting a full disk stops the process, and reads must keep working.
+fn check_free_space(state: &AppState) -> Result<(), WriteError> {
+    let min = state.limits.min_free_disk_bytes;
+    match state.storage.free_disk_bytes() {
+        Ok(free) if free < min => {
+            state.metrics.limit_exceeded("min_free_disk_bytes");
+            Err(WriteError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "storage is out of space, retry later: {free} bytes free in {}, below min_free_disk_bytes={min}",
+                    state.storage.path().display()
+                ),
+            ))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(WriteError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the free space of the store, retry: {e}"),
+        )),
+    }
+}
+
 pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = std::time::Instant::now();
     let response = write(&state, &headers, body).await.unwrap_or_else(IntoResponse::into_response);
@@ -196,6 +219,7 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
         WriteError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"))
     })?;
     let req = decode(&body, state.limits.max_decoded_bytes)?;
+    check_free_space(state)?;
     let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = convert(req, state);
     if tenant.ingestion_rate > 0.0 {
         let entries: usize = series.iter().map(|s| s.samples.len() + s.exemplars.len()).sum();

@@ -227,6 +227,17 @@ impl Storage {
         Ok(())
     }
 
+    /// Bytes available to Amber on the file system of the store (`statvfs`'s `f_bavail`).
+    pub fn free_disk_bytes(&self) -> std::io::Result<u64> {
+        let st = rustix::fs::statvfs(self.db.path())?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// The directory of the store.
+    pub fn path(&self) -> &Path {
+        self.db.path()
+    }
+
     pub fn stats(&self) -> StorageStats {
         let prop = |cf: &str, name: &str| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0);
         StorageStats {

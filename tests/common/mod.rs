@@ -102,6 +102,11 @@ impl Amber {
 
     /// Posts a remote-write body with the headers Prometheus sends; returns status and body.
     pub fn write_raw(&self, body: Vec<u8>) -> (u16, String) {
+        self.try_write_raw(body).expect("remote write request")
+    }
+
+    /// Like [`Amber::write_raw`], but a failed connection is returned rather than a panic.
+    pub fn try_write_raw(&self, body: Vec<u8>) -> reqwest::Result<(u16, String)> {
         let r = self
             .http
             .post(self.url("/api/v1/write"))
@@ -109,9 +114,12 @@ impl Amber {
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .body(body)
-            .send()
-            .expect("remote write request");
-        (r.status().as_u16(), r.text().unwrap())
+            .send()?;
+        Ok((r.status().as_u16(), r.text()?))
+    }
+
+    pub fn try_write(&self, req: &prompb::WriteRequest) -> reqwest::Result<(u16, String)> {
+        self.try_write_raw(encode(req))
     }
 
     pub fn write(&self, req: &prompb::WriteRequest) -> (u16, String) {
