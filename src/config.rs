@@ -80,6 +80,12 @@ pub struct Cli {
     /// Serve `POST /api/v1/admin/tsdb/seal` (seal and compact now; used by the benchmark).
     #[arg(long, env = "AMBER_ENABLE_ADMIN_API")]
     pub enable_admin_api: bool,
+    /// PEM certificate chain to serve HTTPS with (needs --tls-key-file).
+    #[arg(long, env = "AMBER_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "AMBER_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
     /// `text` or `json` [default: text].
     #[arg(long, env = "AMBER_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -111,6 +117,8 @@ struct FileConfig {
     default_tenant: Option<String>,
     require_tenant: Option<bool>,
     enable_admin_api: Option<bool>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
     /// Per-tenant settings: `[tenants.NAME]` with credentials (`bearer_token`, or
     /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`,
     /// `ingestion_rate`).
@@ -158,6 +166,8 @@ pub struct Config {
     pub maintenance_interval: Duration,
     pub log_format: String,
     pub admin_api: bool,
+    /// Certificate chain and key files: serve HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn duration(name: &str, v: Option<String>, default: &str) -> anyhow::Result<Duration> {
@@ -273,6 +283,11 @@ impl Config {
             )?,
             log_format,
             admin_api: cli.enable_admin_api || file.enable_admin_api.unwrap_or(false),
+            tls: match (cli.tls_cert_file.or(file.tls_cert_file), cli.tls_key_file.or(file.tls_key_file)) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => anyhow::bail!("tls_cert_file and tls_key_file go together"),
+            },
         })
     }
 }

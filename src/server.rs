@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use amber_storage::Storage;
+use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -22,9 +23,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone()),
         config.admin_api,
     );
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    match &config.tls {
+        None => {
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, "listening");
+            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        }
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            tracing::info!(addr = %config.listen, "listening (TLS)");
+            axum_server::bind_rustls(config.listen, tls).handle(handle).serve(app.into_make_service()).await?;
+        }
+    }
 
     tracing::info!("shutting down");
     stop_tx.send(true).ok();

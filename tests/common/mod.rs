@@ -22,19 +22,38 @@ pub struct Amber {
     pub extra_args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    /// `http`, or `https` when started with TLS.
+    scheme: &'static str,
     http: reqwest::blocking::Client,
 }
 
 impl Amber {
     /// Starts Amber on a fresh data directory inside `dir`.
     pub fn start(dir: &Path, extra_args: &[&str]) -> Amber {
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        Amber::start_with(dir, extra_args, "http", http)
+    }
+
+    /// Starts Amber serving HTTPS (its TLS flags in `extra_args`), trusting `root_pem`.
+    pub fn start_tls(dir: &Path, extra_args: &[&str], root_pem: &[u8]) -> Amber {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(root_pem).unwrap())
+            .build()
+            .unwrap();
+        Amber::start_with(dir, extra_args, "https", http)
+    }
+
+    fn start_with(dir: &Path, extra_args: &[&str], scheme: &'static str, http: reqwest::blocking::Client) -> Amber {
         let mut amber = Amber {
             data_dir: dir.join("data"),
             port: free_port(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
             log: dir.join("amber.log"),
-            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            scheme,
+            http,
         };
         amber.spawn();
         amber
@@ -75,7 +94,7 @@ impl Amber {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     /// SIGKILL: no shutdown code runs, as in a crash or OOM kill.
