@@ -53,6 +53,9 @@ pub struct Cli {
     /// Writes get a retryable 507 while the data directory's file system has less free space [default: 268435456].
     #[arg(long, env = "AMBER_MIN_FREE_DISK_BYTES")]
     pub min_free_disk_bytes: Option<u64>,
+    /// Exemplars a series may have in one block window; more are refused with a 400 [default: 10000].
+    #[arg(long, env = "AMBER_MAX_EXEMPLARS_PER_SERIES_PER_WINDOW")]
+    pub max_exemplars_per_series_per_window: Option<u64>,
     /// Most labels a series may have [default: 30].
     #[arg(long, env = "AMBER_MAX_LABELS_PER_SERIES")]
     pub max_labels_per_series: Option<usize>,
@@ -108,6 +111,7 @@ struct FileConfig {
     ingestion_burst: Option<f64>,
     max_concurrent_queries: Option<usize>,
     min_free_disk_bytes: Option<u64>,
+    max_exemplars_per_series_per_window: Option<u64>,
     max_labels_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
     max_label_value_length: Option<usize>,
@@ -201,6 +205,9 @@ impl Config {
             ..amber_storage::Options::default()
         };
         anyhow::ensure!(storage.block_duration_ms >= 1000, "block_duration must be at least 1s");
+        if let Some(v) = cli.max_exemplars_per_series_per_window.or(file.max_exemplars_per_series_per_window) {
+            storage.max_exemplars_per_series_per_window = v;
+        }
         storage.retention_ms = storage.retention_ms.max(storage.block_duration_ms);
         let mut api = amber_api::ApiLimits::default();
         if let Some(v) = cli.max_body_bytes.or(file.max_body_bytes) {

@@ -132,7 +132,8 @@ fn acknowledged_writes_survive_a_crash_loop_under_load() {
     let kept_from = (common::now_ms() - RETENTION_MS) / BLOCK_MS * BLOCK_MS + BLOCK_MS;
 
     let acked = acked.lock().unwrap();
-    let storage = Storage::open(&amber.data_dir, Options { block_duration_ms: BLOCK_MS, ..Options::default() }).unwrap();
+    let storage =
+        Storage::open(&amber.data_dir, Options { block_duration_ms: BLOCK_MS, ..Options::default() }).unwrap();
     let (mut total, mut lost, mut duplicated, mut expired) = (0usize, 0usize, 0usize, 0usize);
     for (name, want) in acked.iter() {
         let found = storage

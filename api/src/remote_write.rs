@@ -251,6 +251,9 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     if report.rejected.iter().any(|r| matches!(r.reason, amber_storage::RejectReason::SeriesLimit(_))) {
         metrics.limit_exceeded("max_series_per_tenant");
     }
+    if report.rejected.iter().any(|r| matches!(r.reason, amber_storage::RejectReason::ExemplarLimit(_))) {
+        metrics.limit_exceeded("max_exemplars_per_series_per_window");
+    }
     for r in &report.rejected {
         metrics.rejected(r.exemplar, r.reason.as_str(), 1);
         if r.exemplar {

@@ -39,6 +39,8 @@ pub struct Options {
     pub block_cache_bytes: usize,
     /// Bytes of memtables (recent writes not yet flushed) across all column families.
     pub memtable_bytes: usize,
+    /// Exemplars a series may have in one block window; more are refused.
+    pub max_exemplars_per_series_per_window: u64,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             trace_id_labels: vec!["trace_id".into(), "traceID".into()],
             block_cache_bytes: 128 << 20,
             memtable_bytes: 64 << 20,
+            max_exemplars_per_series_per_window: 10_000,
         }
     }
 }

@@ -48,6 +48,8 @@ pub enum RejectReason {
     TooOld,
     /// A new series would take its tenant past this many series.
     SeriesLimit(u64),
+    /// The series already has this many exemplars in the exemplar's block window.
+    ExemplarLimit(u64),
     /// Further in the future than allowed.
     TooFarInFuture,
 }
@@ -62,6 +64,7 @@ impl RejectReason {
             RejectReason::TooOld => "too_old",
             RejectReason::TooFarInFuture => "too_far_in_future",
             RejectReason::SeriesLimit(_) => "series_limit",
+            RejectReason::ExemplarLimit(_) => "exemplar_limit",
         }
     }
 }
@@ -85,6 +88,13 @@ impl std::fmt::Display for Rejection {
                 self.ts, self.series
             );
         }
+        if let RejectReason::ExemplarLimit(limit) = self.reason {
+            return write!(
+                f,
+                "{what} at {} for series {}: the series has reached its limit of {limit} exemplars in this block window (max_exemplars_per_series_per_window)",
+                self.ts, self.series
+            );
+        }
         let why = match self.reason {
             RejectReason::OutOfOrder => {
                 "out of order: older than the series' newest sample by more than the out-of-order window"
@@ -95,7 +105,7 @@ impl std::fmt::Display for Rejection {
             }
             RejectReason::TooOld => "too old: before the retention period",
             RejectReason::TooFarInFuture => "too far in the future",
-            RejectReason::SeriesLimit(_) => unreachable!("written above"),
+            RejectReason::SeriesLimit(_) | RejectReason::ExemplarLimit(_) => unreachable!("written above"),
         };
         write!(f, "{what} at {} for series {}: {why}", self.ts, self.series)
     }
@@ -119,6 +129,10 @@ pub(crate) struct HeadState {
     sample_max_ts: i64,
     sample_max_bits: u64,
     exemplar_max_ts: i64,
+    /// The window of the newest exemplar and how many exemplars that window holds, for
+    /// `Options::max_exemplars_per_series_per_window`.
+    exemplar_window: i64,
+    exemplars_in_window: u64,
 }
 
 const NONE_YET: i64 = i64::MIN;
@@ -178,9 +192,13 @@ impl Storage {
             };
             let state = match heads.get(&id) {
                 Some(s) => *s,
-                None if id >= next_before => {
-                    HeadState { sample_max_ts: NONE_YET, sample_max_bits: 0, exemplar_max_ts: NONE_YET }
-                }
+                None if id >= next_before => HeadState {
+                    sample_max_ts: NONE_YET,
+                    sample_max_bits: 0,
+                    exemplar_max_ts: NONE_YET,
+                    exemplar_window: NONE_YET,
+                    exemplars_in_window: 0,
+                },
                 None => self.load_head_state(id)?,
             };
             let mut state = state;
@@ -244,9 +262,7 @@ impl Storage {
                     report.rejected.push(reject(RejectReason::TooFarInFuture));
                     continue;
                 }
-                if e.ts > state.exemplar_max_ts {
-                    state.exemplar_max_ts = e.ts;
-                } else {
+                if e.ts <= state.exemplar_max_ts {
                     let existing = match pending_exemplars.get(&e.ts) {
                         Some(&p) => Some(p.clone()),
                         None => self.stored_exemplar(id, e.ts)?,
@@ -263,9 +279,23 @@ impl Storage {
                         None => {}
                     }
                 }
-                pending_exemplars.insert(e.ts, e);
-                batch.put_cf(exemplar_cf, keys::head(id, e.ts), encode_head_exemplar(e));
+                // Checked after duplicates, so a retried batch is still recognised as written.
                 let window = self.window_of(e.ts);
+                let limit = self.opts.max_exemplars_per_series_per_window;
+                if window == state.exemplar_window && state.exemplars_in_window >= limit {
+                    report.rejected.push(reject(RejectReason::ExemplarLimit(limit)));
+                    continue;
+                }
+                state.exemplar_max_ts = state.exemplar_max_ts.max(e.ts);
+                pending_exemplars.insert(e.ts, e);
+                if window > state.exemplar_window {
+                    state.exemplar_window = window;
+                    state.exemplars_in_window = 0;
+                }
+                if window == state.exemplar_window {
+                    state.exemplars_in_window += 1;
+                }
+                batch.put_cf(exemplar_cf, keys::head(id, e.ts), encode_head_exemplar(e));
                 for l in e.labels.iter().filter(|l| self.opts.trace_id_labels.contains(&l.name)) {
                     if let Some(key) = keys::trace(window, tenant, &l.value, id, e.ts) {
                         batch.put_cf(trace_cf, key, []);
@@ -339,7 +369,28 @@ impl Storage {
                 .map_or(NONE_YET, |e| e.ts),
             None => NONE_YET,
         };
-        Ok(HeadState { sample_max_ts, sample_max_bits, exemplar_max_ts })
+        let (exemplar_window, exemplars_in_window) = match exemplar_max_ts {
+            NONE_YET => (NONE_YET, 0),
+            ts => {
+                let window = self.window_of(ts);
+                (window, self.head_entries(keys::CF_EXEMPLAR_HEAD, id, window, window + self.opts.block_duration_ms))
+            }
+        };
+        Ok(HeadState { sample_max_ts, sample_max_bits, exemplar_max_ts, exemplar_window, exemplars_in_window })
+    }
+
+    /// How many head entries of series `id` in column family `cf` lie in `[from, to)`.
+    fn head_entries(&self, cf: &str, id: SeriesId, from: i64, to: i64) -> u64 {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(keys::head(id, to));
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
+        iter.seek(keys::head(id, from));
+        let mut n = 0;
+        while iter.valid() {
+            n += 1;
+            iter.next();
+        }
+        n
     }
 
     /// The newest head entry of a series, or else its newest sealed block.

@@ -200,3 +200,33 @@ fn series_limit_refuses_only_new_series_of_that_tenant() {
     let s = Storage::open(dir.path(), Options::default()).unwrap();
     assert_eq!(s.append(T, &batch(&["e"], now), &[], Some(2)).unwrap().rejected.len(), 1);
 }
+
+/// At most `max_exemplars_per_series_per_window` exemplars per series per block window; retried
+/// exemplars are still recognised as written, the next window starts afresh, and the count
+/// survives a restart.
+#[test]
+fn exemplar_limit_counts_per_series_and_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Options { block_duration_ms: 60_000, max_exemplars_per_series_per_window: 3, ..Options::default() };
+    let s = Storage::open(dir.path(), opts()).unwrap();
+    let window = (amber_storage::now_ms() - 600_000) / 60_000 * 60_000;
+    let ex = |ts: i64| (window + ts, "ab");
+    let series = |exemplars: &[(i64, &str)]| vec![write(labels(&[("__name__", "h")]), &[], exemplars)];
+    let r = s.append(T, &series(&[ex(1), ex(2), ex(3), ex(4)]), &[], None).unwrap();
+    assert_eq!(r.exemplars_written, 3);
+    assert_eq!(
+        r.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        [format!(
+            "exemplar at {} for series {{__name__=\"h\"}}: the series has reached its limit of 3 exemplars in this block window (max_exemplars_per_series_per_window)",
+            window + 4
+        )]
+    );
+    // A retry of what was written is a duplicate, not a breach.
+    let r = s.append(T, &series(&[ex(2), ex(3)]), &[], None).unwrap();
+    assert_eq!((r.exemplars_written, r.duplicates_ignored, r.rejected.len()), (0, 2, 0));
+    drop(s);
+    let s = Storage::open(dir.path(), opts()).unwrap();
+    assert_eq!(s.append(T, &series(&[ex(5)]), &[], None).unwrap().rejected.len(), 1);
+    // The next window has its own count.
+    assert_eq!(s.append(T, &series(&[ex(60_001)]), &[], None).unwrap().exemplars_written, 1);
+}
