@@ -83,6 +83,9 @@ pub struct Cli {
     /// Serve `POST /api/v1/admin/tsdb/seal` (seal and compact now; used by the benchmark).
     #[arg(long, env = "AMBER_ENABLE_ADMIN_API")]
     pub enable_admin_api: bool,
+    /// OTLP resource attributes to add as labels to every series of the resource (comma-separated).
+    #[arg(long, env = "AMBER_OTLP_PROMOTE_RESOURCE_ATTRIBUTES", value_delimiter = ',')]
+    pub otlp_promote_resource_attributes: Option<Vec<String>>,
     /// PEM certificate chain to serve HTTPS with (needs --tls-key-file).
     #[arg(long, env = "AMBER_TLS_CERT_FILE")]
     pub tls_cert_file: Option<PathBuf>,
@@ -123,6 +126,7 @@ struct FileConfig {
     enable_admin_api: Option<bool>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    otlp_promote_resource_attributes: Option<Vec<String>>,
     /// Per-tenant settings: `[tenants.NAME]` with credentials (`bearer_token`, or
     /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`,
     /// `ingestion_rate`).
@@ -231,6 +235,9 @@ impl Config {
         }
         if let Some(v) = cli.min_free_disk_bytes.or(file.min_free_disk_bytes) {
             api.min_free_disk_bytes = v;
+        }
+        if let Some(v) = cli.otlp_promote_resource_attributes.or(file.otlp_promote_resource_attributes) {
+            api.otlp.promote_resource_attributes = v;
         }
         if let Some(v) = cli.max_labels_per_series.or(file.max_labels_per_series) {
             api.labels.max_labels_per_series = v;

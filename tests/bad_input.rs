@@ -275,7 +275,7 @@ fn overload_is_shed_with_a_retryable_503() {
     let shed: Vec<_> = results.iter().filter(|r| r.1 == 503).collect();
     assert!(!shed.is_empty(), "no request was shed: {:?}", results.iter().map(|r| r.1).collect::<Vec<_>>());
     for (_, _, body) in &shed {
-        assert_eq!(body, "too many remote-write requests in progress (limit max_inflight_writes=1); retry later");
+        assert_eq!(body, "too many write requests in progress (limit max_inflight_writes=1); retry later");
     }
     for (client, status, _) in &results {
         assert!(*status == 204 || *status == 503, "client {client} got {status}");

@@ -20,6 +20,7 @@ pub mod error;
 pub mod exemplars;
 pub mod metadata;
 pub mod metrics;
+pub mod otlp;
 pub mod params;
 pub mod prompb;
 pub mod query;
@@ -58,6 +59,8 @@ pub struct ApiLimits {
     pub ingestion_burst: f64,
     /// Queries (instant and range) evaluated at once; more get a retryable 503.
     pub max_concurrent_queries: usize,
+    /// How OTLP metrics are translated to series.
+    pub otlp: otlp::translate::Translation,
     /// Writes are refused with a retryable 507 while the store's file system has less free space
     /// than this, so RocksDB never meets a full disk (it cannot recover from one in place).
     pub min_free_disk_bytes: u64,
@@ -75,6 +78,7 @@ impl Default for ApiLimits {
             ingestion_burst: 0.0,
             max_concurrent_queries: 20,
             min_free_disk_bytes: 256 << 20,
+            otlp: otlp::translate::Translation::default(),
             labels: LabelLimits::default(),
         }
     }
@@ -122,6 +126,8 @@ pub fn router(state: AppState, admin_api: bool) -> Router {
         if admin_api { Router::new().route("/api/v1/admin/tsdb/seal", post(admin::seal)) } else { Router::new() };
     router
         .route("/api/v1/write", post(remote_write::handle))
+        .route("/otlp/v1/metrics", post(otlp::handle))
+        .route("/api/v1/otlp/v1/metrics", post(otlp::handle))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/format_query", get(query::format).post(query::format))

@@ -202,23 +202,75 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
 async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, WriteError> {
     check_headers(headers)?;
     let tenant = crate::tenant::for_write(state, headers)?;
-    // Shed rather than queue: a queue would hold bodies in memory without bound.
-    let _permit = state.write_permits.clone().try_acquire_owned().map_err(|_| {
+    let _permit = write_permit(state)?;
+    let body = read_body(state, body).await?;
+    let req = decode(&body, state.limits.max_decoded_bytes)?;
+    let done = ingest(state, &tenant, req, Vec::new()).await?;
+    if done.errors.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Err(WriteError::new(StatusCode::BAD_REQUEST, done.summary()))
+}
+
+/// A slot among the writes processed at once, or a retryable 503. Writes are shed rather than
+/// queued: a queue would hold bodies in memory without bound.
+pub(crate) fn write_permit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, WriteError> {
+    state.write_permits.clone().try_acquire_owned().map_err(|_| {
         state.metrics.limit_exceeded("max_inflight_writes");
         WriteError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "too many remote-write requests in progress (limit max_inflight_writes={}); retry later",
+                "too many write requests in progress (limit max_inflight_writes={}); retry later",
                 state.limits.max_inflight_writes
             ),
         )
-    })?;
+    })
+}
+
+/// The request body, up to `max_body_bytes` (413 beyond).
+pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, WriteError> {
     let limit = state.limits.max_body_bytes;
-    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
         state.metrics.limit_exceeded("max_body_bytes");
         WriteError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"))
-    })?;
-    let req = decode(&body, state.limits.max_decoded_bytes)?;
+    })
+}
+
+/// What a write did: counts, and a message per refused series, sample or exemplar.
+pub(crate) struct Ingested {
+    pub samples_written: u64,
+    pub exemplars_written: u64,
+    pub samples_rejected: u64,
+    pub exemplars_rejected: u64,
+    pub errors: Vec<String>,
+}
+
+impl Ingested {
+    /// `N samples and M exemplars rejected; K samples and L exemplars written. ` and the first
+    /// messages.
+    pub fn summary(&self) -> String {
+        let listed = self.errors.len().min(MAX_LISTED_ERRORS);
+        let mut message = format!(
+            "{} samples and {} exemplars rejected; {} samples and {} exemplars written. ",
+            self.samples_rejected, self.exemplars_rejected, self.samples_written, self.exemplars_written
+        );
+        message.push_str(&self.errors[..listed].join("; "));
+        if self.errors.len() > listed {
+            message.push_str(&format!("; and {} more errors", self.errors.len() - listed));
+        }
+        message
+    }
+}
+
+/// Validates and writes a decoded request for `tenant` under its limits; shared by remote write
+/// and OTLP (which translates to the same form). `refused` are messages of points the caller
+/// already refused, each counted as one rejected sample.
+pub(crate) async fn ingest(
+    state: &AppState,
+    tenant: &crate::tenant::WriteTenant,
+    req: prompb::WriteRequest,
+    refused: Vec<String>,
+) -> Result<Ingested, WriteError> {
     check_free_space(state)?;
     let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = convert(req, state);
     if tenant.ingestion_rate > 0.0 {
@@ -237,17 +289,24 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
         }
     }
     let storage = state.storage.clone();
-    let report =
-        tokio::task::spawn_blocking(move || storage.append(tenant.id, &series, &metadata, Some(tenant.max_series)))
-            .await
-            .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "remote write failed in storage");
-                WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"))
-            })?;
+    let (id, max_series) = (tenant.id, tenant.max_series);
+    let report = tokio::task::spawn_blocking(move || storage.append(id, &series, &metadata, Some(max_series)))
+        .await
+        .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "write failed in storage");
+            WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"))
+        })?;
     let metrics = &state.metrics;
     metrics.ingested(report.samples_written, report.exemplars_written, report.series_created);
-    let (mut samples_rejected, mut exemplars_rejected) = (samples_refused, exemplars_refused);
+    let mut done = Ingested {
+        samples_written: report.samples_written,
+        exemplars_written: report.exemplars_written,
+        samples_rejected: samples_refused + refused.len() as u64,
+        exemplars_rejected: exemplars_refused,
+        errors: refused,
+    };
+    done.errors.append(&mut errors);
     if report.rejected.iter().any(|r| matches!(r.reason, amber_storage::RejectReason::SeriesLimit(_))) {
         metrics.limit_exceeded("max_series_per_tenant");
     }
@@ -257,23 +316,11 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     for r in &report.rejected {
         metrics.rejected(r.exemplar, r.reason.as_str(), 1);
         if r.exemplar {
-            exemplars_rejected += 1;
+            done.exemplars_rejected += 1;
         } else {
-            samples_rejected += 1;
+            done.samples_rejected += 1;
         }
-        errors.push(r.to_string());
+        done.errors.push(r.to_string());
     }
-    if errors.is_empty() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let listed = errors.len().min(MAX_LISTED_ERRORS);
-    let mut message = format!(
-        "{samples_rejected} samples and {exemplars_rejected} exemplars rejected; {} samples and {} exemplars written. ",
-        report.samples_written, report.exemplars_written
-    );
-    message.push_str(&errors[..listed].join("; "));
-    if errors.len() > listed {
-        message.push_str(&format!("; and {} more errors", errors.len() - listed));
-    }
-    Err(WriteError::new(StatusCode::BAD_REQUEST, message))
+    Ok(done)
 }

@@ -1,0 +1,480 @@
+//! OTLP metrics to Prometheus series, as Prometheus's own OTLP receiver translates them
+//! (`UnderscoreEscapingWithSuffixes`): names get unit and `_total` suffixes, attributes become
+//! labels, `service.name`/`service.namespace`/`service.instance.id` become `job` and `instance`,
+//! the other resource attributes go to a `target_info` series, histograms become classic
+//! `_bucket`/`_sum`/`_count` series, and exemplars keep their trace and span ids as lower-case hex
+//! `trace_id`/`span_id` labels.
+
+use std::collections::BTreeMap;
+
+use super::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+use super::proto::common::v1::{AnyValue, KeyValue, any_value};
+use super::proto::metrics::v1::{self as otlp, AggregationTemporality, metric::Data};
+use crate::prompb;
+
+/// `DataPointFlags.FLAG_NO_RECORDED_VALUE`: the point marks the end of a series.
+const NO_RECORDED_VALUE: u32 = 1;
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// A translated request and the points that could not be translated, each with its reason.
+pub struct Translated {
+    pub request: prompb::WriteRequest,
+    pub refused: Vec<String>,
+}
+
+/// Settings of the translation.
+#[derive(Debug, Clone, Default)]
+pub struct Translation {
+    /// Resource attributes also added as labels to every series of the resource.
+    pub promote_resource_attributes: Vec<String>,
+}
+
+fn unit_word(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "GiBy" => "gibibytes",
+        "TiBy" => "tibibytes",
+        "KBy" => "kilobytes",
+        "MBy" => "megabytes",
+        "GBy" => "gigabytes",
+        "TBy" => "terabytes",
+        "m" => "meters",
+        "V" => "volts",
+        "A" => "amperes",
+        "J" => "joules",
+        "W" => "watts",
+        "g" => "grams",
+        "Cel" => "celsius",
+        "Hz" => "hertz",
+        "%" => "percent",
+        _ => return None,
+    })
+}
+
+fn per_unit_word(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        _ => return None,
+    })
+}
+
+/// The words of `s` between characters that are not ASCII letters or digits.
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect()
+}
+
+/// A unit's own words: `ms` → `milliseconds`, `m/s` → `meters_per_second`; annotations in braces
+/// (`{request}`) are dropped, unknown units are kept as written.
+fn unit_words(unit: &str, gauge: bool) -> Vec<String> {
+    let unit: String = {
+        let mut out = String::new();
+        let mut depth = 0;
+        for c in unit.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ if depth == 0 => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    let unit = unit.trim();
+    if unit == "1" {
+        return if gauge { vec!["ratio".into()] } else { Vec::new() };
+    }
+    let (main, per) = match unit.split_once('/') {
+        Some((m, p)) => (m.trim(), Some(p.trim())),
+        None => (unit, None),
+    };
+    let mut out = match unit_word(main) {
+        Some(w) => vec![w.to_string()],
+        None => words(main),
+    };
+    if let Some(per) = per.filter(|p| !p.is_empty()) {
+        out.push("per".into());
+        match per_unit_word(per) {
+            Some(w) => out.push(w.into()),
+            None => out.extend(words(per)),
+        }
+    }
+    out
+}
+
+/// The Prometheus name of an OTLP metric: words of the name, then the unit's words and `total`
+/// for counters unless already there.
+pub fn metric_name(name: &str, unit: &str, counter: bool, gauge: bool) -> String {
+    let mut parts = words(name);
+    if counter {
+        parts.retain(|w| w != "total");
+    }
+    let unit = unit_words(unit, gauge);
+    if !unit.is_empty() && !parts.ends_with(&unit) {
+        parts.extend(unit);
+    }
+    if counter {
+        parts.push("total".into());
+    }
+    let joined = parts.join("_");
+    if joined.starts_with(|c: char| c.is_ascii_digit()) { format!("_{joined}") } else { joined }
+}
+
+/// A Prometheus label name for an attribute key: invalid characters become `_`, and a leading
+/// digit or single underscore gets a `key` prefix.
+pub fn label_name(key: &str) -> String {
+    let clean: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if clean.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("key_{clean}")
+    } else if clean.starts_with('_') && !clean.starts_with("__") {
+        format!("key{clean}")
+    } else {
+        clean
+    }
+}
+
+/// An attribute value as label text (arrays and maps as JSON, bytes as hex).
+fn value_text(v: &Option<AnyValue>) -> String {
+    let Some(AnyValue { value: Some(v) }) = v else { return String::new() };
+    match v {
+        any_value::Value::StringValue(s) => s.clone(),
+        any_value::Value::BoolValue(b) => b.to_string(),
+        any_value::Value::IntValue(i) => i.to_string(),
+        any_value::Value::DoubleValue(d) => crate::response::format_value(*d),
+        any_value::Value::BytesValue(b) => hex(b),
+        // An index into a profiles string table; metrics have none.
+        any_value::Value::StringValueStrindex(_) => String::new(),
+        any_value::Value::ArrayValue(a) => {
+            let items: Vec<serde_json::Value> =
+                a.values.iter().map(|x| serde_json::Value::String(value_text(&Some(x.clone())))).collect();
+            serde_json::Value::Array(items).to_string()
+        }
+        any_value::Value::KvlistValue(kv) => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                kv.values.iter().map(|x| (x.key.clone(), serde_json::Value::String(value_text(&x.value)))).collect();
+            serde_json::Value::Object(map).to_string()
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Labels from attributes; keys that become the same label name join their values with `;` in
+/// key order, as Prometheus does.
+fn attribute_labels(attrs: &[KeyValue], into: &mut BTreeMap<String, String>) {
+    let mut by_key: Vec<&KeyValue> = attrs.iter().collect();
+    by_key.sort_by(|a, b| a.key.cmp(&b.key));
+    for kv in by_key {
+        let text = value_text(&kv.value);
+        if text.is_empty() {
+            continue;
+        }
+        into.entry(label_name(&kv.key)).and_modify(|v| *v = format!("{v};{text}")).or_insert(text);
+    }
+}
+
+fn attribute(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs.iter().find(|kv| kv.key == key).map(|kv| value_text(&kv.value)).filter(|v| !v.is_empty())
+}
+
+fn ms(nanos: u64) -> i64 {
+    (nanos / 1_000_000) as i64
+}
+
+fn value_of(v: &Option<otlp::number_data_point::Value>) -> f64 {
+    match v {
+        Some(otlp::number_data_point::Value::AsDouble(d)) => *d,
+        Some(otlp::number_data_point::Value::AsInt(i)) => *i as f64,
+        None => 0.0,
+    }
+}
+
+/// An OTLP exemplar as a remote-write one.
+fn exemplar(e: &otlp::Exemplar) -> prompb::Exemplar {
+    let mut labels = BTreeMap::new();
+    attribute_labels(&e.filtered_attributes, &mut labels);
+    if !e.trace_id.is_empty() {
+        labels.insert("trace_id".into(), hex(&e.trace_id));
+    }
+    if !e.span_id.is_empty() {
+        labels.insert("span_id".into(), hex(&e.span_id));
+    }
+    let value = match e.value {
+        Some(otlp::exemplar::Value::AsDouble(d)) => d,
+        Some(otlp::exemplar::Value::AsInt(i)) => i as f64,
+        None => 0.0,
+    };
+    prompb::Exemplar { labels: to_prompb(&labels), value, timestamp: ms(e.time_unix_nano) }
+}
+
+fn to_prompb(labels: &BTreeMap<String, String>) -> Vec<prompb::Label> {
+    labels.iter().map(|(n, v)| prompb::Label { name: n.clone(), value: v.clone() }).collect()
+}
+
+/// Collects series by label set, so that points of one series arrive as one time series.
+#[derive(Default)]
+struct Series {
+    by_labels: BTreeMap<Vec<(String, String)>, prompb::TimeSeries>,
+}
+
+impl Series {
+    fn add(&mut self, labels: BTreeMap<String, String>, ts: i64, value: f64, exemplars: Vec<prompb::Exemplar>) {
+        let key: Vec<(String, String)> = labels.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let series = self
+            .by_labels
+            .entry(key)
+            .or_insert_with(|| prompb::TimeSeries { labels: to_prompb(&labels), ..Default::default() });
+        series.samples.push(prompb::Sample { value, timestamp: ts });
+        series.exemplars.extend(exemplars);
+    }
+}
+
+fn with(base: &BTreeMap<String, String>, name: &str, extra: &[(&str, String)]) -> BTreeMap<String, String> {
+    let mut labels = base.clone();
+    labels.insert("__name__".into(), name.into());
+    for (n, v) in extra {
+        labels.insert((*n).into(), v.clone());
+    }
+    labels
+}
+
+fn point_value(flags: u32, v: f64) -> f64 {
+    if flags & NO_RECORDED_VALUE != 0 { f64::from_bits(STALE_NAN) } else { v }
+}
+
+/// Translates an export request; what cannot be translated is listed in `refused`, one entry
+/// per data point.
+pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Translated {
+    let mut out = Series::default();
+    let mut metadata = Vec::new();
+    let mut refused = Vec::new();
+    for rm in req.resource_metrics {
+        let resource = rm.resource.map(|r| r.attributes).unwrap_or_default();
+        let mut base = BTreeMap::new();
+        let service = attribute(&resource, "service.name");
+        if let Some(name) = &service {
+            let job = match attribute(&resource, "service.namespace") {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name.clone(),
+            };
+            base.insert("job".to_string(), job);
+        }
+        if let Some(instance) = attribute(&resource, "service.instance.id") {
+            base.insert("instance".to_string(), instance);
+        }
+        for key in &settings.promote_resource_attributes {
+            if let Some(v) = attribute(&resource, key) {
+                base.insert(label_name(key), v);
+            }
+        }
+        let mut newest = None;
+        for sm in rm.scope_metrics {
+            for metric in sm.metrics {
+                let Some(data) = metric.data else { continue };
+                let help = metric.description.clone();
+                let unit = metric.unit.clone();
+                let mut meta = |name: &str, kind: prompb::metric_metadata::MetricType| {
+                    metadata.push(prompb::MetricMetadata {
+                        r#type: kind as i32,
+                        metric_family_name: name.to_string(),
+                        help: help.clone(),
+                        unit: unit.clone(),
+                    });
+                };
+                match data {
+                    Data::Gauge(g) => {
+                        let name = metric_name(&metric.name, &metric.unit, false, true);
+                        meta(&name, prompb::metric_metadata::MetricType::Gauge);
+                        for p in g.data_points {
+                            let mut labels = base.clone();
+                            attribute_labels(&p.attributes, &mut labels);
+                            let ts = ms(p.time_unix_nano);
+                            newest = newest.max(Some(ts));
+                            let ex = p.exemplars.iter().map(exemplar).collect();
+                            out.add(with(&labels, &name, &[]), ts, point_value(p.flags, value_of(&p.value)), ex);
+                        }
+                    }
+                    Data::Sum(s) => {
+                        if s.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
+                            for _ in &s.data_points {
+                                refused.push(format!(
+                                    "metric {:?}: only cumulative sums are supported; set the exporter's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)",
+                                    metric.name
+                                ));
+                            }
+                            continue;
+                        }
+                        let counter = s.is_monotonic;
+                        let name = metric_name(&metric.name, &metric.unit, counter, !counter);
+                        let kind = if counter {
+                            prompb::metric_metadata::MetricType::Counter
+                        } else {
+                            prompb::metric_metadata::MetricType::Gauge
+                        };
+                        meta(&name, kind);
+                        for p in s.data_points {
+                            let mut labels = base.clone();
+                            attribute_labels(&p.attributes, &mut labels);
+                            let ts = ms(p.time_unix_nano);
+                            newest = newest.max(Some(ts));
+                            let ex = p.exemplars.iter().map(exemplar).collect();
+                            out.add(with(&labels, &name, &[]), ts, point_value(p.flags, value_of(&p.value)), ex);
+                        }
+                    }
+                    Data::Histogram(h) => {
+                        if h.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
+                            for _ in &h.data_points {
+                                refused.push(format!(
+                                    "metric {:?}: only cumulative histograms are supported; set the exporter's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)",
+                                    metric.name
+                                ));
+                            }
+                            continue;
+                        }
+                        let name = metric_name(&metric.name, &metric.unit, false, false);
+                        meta(&name, prompb::metric_metadata::MetricType::Histogram);
+                        for p in h.data_points {
+                            if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
+                                refused.push(format!(
+                                    "metric {:?}: a histogram point has {} bucket counts for {} bounds",
+                                    metric.name,
+                                    p.bucket_counts.len(),
+                                    p.explicit_bounds.len()
+                                ));
+                                continue;
+                            }
+                            let mut labels = base.clone();
+                            attribute_labels(&p.attributes, &mut labels);
+                            let ts = ms(p.time_unix_nano);
+                            newest = newest.max(Some(ts));
+                            let value = |v: f64| point_value(p.flags, v);
+                            // Each exemplar goes to the bucket its value falls in.
+                            let mut exemplars: Vec<Vec<prompb::Exemplar>> = vec![Vec::new(); p.bucket_counts.len()];
+                            for e in &p.exemplars {
+                                let ex = exemplar(e);
+                                let i = p
+                                    .explicit_bounds
+                                    .iter()
+                                    .position(|b| ex.value <= *b)
+                                    .unwrap_or(p.explicit_bounds.len());
+                                if let Some(slot) = exemplars.get_mut(i) {
+                                    slot.push(ex);
+                                }
+                            }
+                            let mut cumulative = 0u64;
+                            for (i, count) in p.bucket_counts.iter().enumerate() {
+                                cumulative += count;
+                                let le = match p.explicit_bounds.get(i) {
+                                    Some(b) => crate::response::format_value(*b),
+                                    None => "+Inf".to_string(),
+                                };
+                                let bucket = with(&labels, &format!("{name}_bucket"), &[("le", le)]);
+                                out.add(bucket, ts, value(cumulative as f64), std::mem::take(&mut exemplars[i]));
+                            }
+                            if let Some(sum) = p.sum {
+                                out.add(with(&labels, &format!("{name}_sum"), &[]), ts, value(sum), Vec::new());
+                            }
+                            out.add(
+                                with(&labels, &format!("{name}_count"), &[]),
+                                ts,
+                                value(p.count as f64),
+                                Vec::new(),
+                            );
+                        }
+                    }
+                    Data::Summary(s) => {
+                        let name = metric_name(&metric.name, &metric.unit, false, false);
+                        meta(&name, prompb::metric_metadata::MetricType::Summary);
+                        for p in s.data_points {
+                            let mut labels = base.clone();
+                            attribute_labels(&p.attributes, &mut labels);
+                            let ts = ms(p.time_unix_nano);
+                            newest = newest.max(Some(ts));
+                            let value = |v: f64| point_value(p.flags, v);
+                            for q in &p.quantile_values {
+                                let quantile = crate::response::format_value(q.quantile);
+                                out.add(
+                                    with(&labels, &name, &[("quantile", quantile)]),
+                                    ts,
+                                    value(q.value),
+                                    Vec::new(),
+                                );
+                            }
+                            out.add(with(&labels, &format!("{name}_sum"), &[]), ts, value(p.sum), Vec::new());
+                            out.add(
+                                with(&labels, &format!("{name}_count"), &[]),
+                                ts,
+                                value(p.count as f64),
+                                Vec::new(),
+                            );
+                        }
+                    }
+                    Data::ExponentialHistogram(h) => {
+                        for _ in &h.data_points {
+                            refused.push(format!(
+                                "metric {:?}: exponential histograms need native histograms, which Amber does not store yet; use explicit-bucket histograms (OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram)",
+                                metric.name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        // The resource's other attributes, once per resource, at its newest point.
+        let identifying = ["service.name", "service.namespace", "service.instance.id"];
+        let others: Vec<KeyValue> =
+            resource.iter().filter(|kv| !identifying.contains(&kv.key.as_str())).cloned().collect();
+        if let (Some(ts), false) = (newest, others.is_empty()) {
+            let mut labels = base.clone();
+            attribute_labels(&others, &mut labels);
+            out.add(with(&labels, "target_info", &[]), ts, 1.0, Vec::new());
+        }
+    }
+    let mut timeseries: Vec<prompb::TimeSeries> = out.by_labels.into_values().collect();
+    for ts in &mut timeseries {
+        ts.samples.sort_by_key(|s| s.timestamp);
+        ts.exemplars.sort_by_key(|e| e.timestamp);
+    }
+    Translated { request: prompb::WriteRequest { timeseries, metadata }, refused }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_get_unit_and_total_suffixes_as_prometheus_translates_them() {
+        assert_eq!(metric_name("http.server.duration", "ms", false, false), "http_server_duration_milliseconds");
+        assert_eq!(metric_name("http.server.requests", "{request}", true, false), "http_server_requests_total");
+        assert_eq!(metric_name("system.memory.usage", "By", false, true), "system_memory_usage_bytes");
+        assert_eq!(metric_name("cpu.utilization", "1", false, true), "cpu_utilization_ratio");
+        assert_eq!(metric_name("speed", "m/s", false, true), "speed_meters_per_second");
+        assert_eq!(metric_name("requests_total", "", true, false), "requests_total");
+        assert_eq!(metric_name("duration_seconds", "s", false, false), "duration_seconds");
+        assert_eq!(metric_name("2xx.count", "", true, false), "_2xx_count_total");
+    }
+
+    #[test]
+    fn attribute_keys_become_valid_label_names() {
+        assert_eq!(label_name("http.route"), "http_route");
+        assert_eq!(label_name("2xx"), "key_2xx");
+        assert_eq!(label_name("_private"), "key_private");
+        assert_eq!(label_name("__reserved"), "__reserved");
+    }
+}

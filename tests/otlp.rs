@@ -1,0 +1,240 @@
+//! The OTLP/HTTP metrics receiver over the real wire: a gzip-compressed protobuf export with a
+//! counter, a gauge and a histogram (with exemplars) comes back from the Prometheus API with
+//! Prometheus's OTLP names and labels, its exemplars are found by trace id (also after a crash),
+//! and what cannot be stored is refused in `partial_success`, not silently dropped.
+
+mod common;
+
+use std::io::Write;
+
+use amber_api::otlp::Status;
+use amber_api::otlp::proto::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use amber_api::otlp::proto::common::v1::{AnyValue, KeyValue, any_value};
+use amber_api::otlp::proto::metrics::v1::{
+    AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar, metric::Data,
+    number_data_point,
+};
+use amber_api::otlp::proto::resource::v1::Resource;
+use common::{Amber, urlencode};
+use prost::Message;
+use serde_json::json;
+
+const TRACE: [u8; 16] =
+    [0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36];
+const SPAN: [u8; 8] = [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7];
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
+fn metric(name: &str, unit: &str, data: Data) -> Metric {
+    Metric {
+        name: name.into(),
+        description: format!("{name} help"),
+        unit: unit.into(),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+fn export(t_nanos: u64) -> ExportMetricsServiceRequest {
+    let ex = |value: f64| Exemplar {
+        time_unix_nano: t_nanos - 1_000_000_000,
+        trace_id: TRACE.to_vec(),
+        span_id: SPAN.to_vec(),
+        filtered_attributes: vec![kv("user.id", "u7")],
+        value: Some(exemplar::Value::AsDouble(value)),
+    };
+    let number = |v: number_data_point::Value, exemplars: Vec<Exemplar>| NumberDataPoint {
+        attributes: vec![kv("http.route", "/pay")],
+        time_unix_nano: t_nanos,
+        value: Some(v),
+        exemplars,
+        ..Default::default()
+    };
+    let cumulative = AggregationTemporality::Cumulative as i32;
+    let metrics = vec![
+        metric(
+            "http.server.requests",
+            "{request}",
+            Data::Sum(Sum {
+                data_points: vec![number(number_data_point::Value::AsInt(42), vec![ex(1.0)])],
+                aggregation_temporality: cumulative,
+                is_monotonic: true,
+            }),
+        ),
+        metric(
+            "process.memory.usage",
+            "By",
+            Data::Gauge(Gauge { data_points: vec![number(number_data_point::Value::AsDouble(1024.5), vec![])] }),
+        ),
+        metric(
+            "http.server.duration",
+            "ms",
+            Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    attributes: vec![kv("http.route", "/pay")],
+                    time_unix_nano: t_nanos,
+                    count: 10,
+                    sum: Some(123.5),
+                    bucket_counts: vec![1, 2, 3, 4],
+                    explicit_bounds: vec![5.0, 10.0, 25.0],
+                    exemplars: vec![ex(7.5)],
+                    ..Default::default()
+                }],
+                aggregation_temporality: cumulative,
+            }),
+        ),
+        metric(
+            "queue.depth.delta",
+            "",
+            Data::Sum(Sum {
+                data_points: vec![number(number_data_point::Value::AsInt(3), vec![])],
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+                is_monotonic: true,
+            }),
+        ),
+        metric(
+            "latency.exp",
+            "s",
+            Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint { time_unix_nano: t_nanos, ..Default::default() }],
+                aggregation_temporality: cumulative,
+            }),
+        ),
+    ];
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "checkout"),
+                    kv("service.namespace", "shop"),
+                    kv("service.instance.id", "pod-1"),
+                    kv("host.name", "node-a"),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn post(amber: &Amber, path: &str, content_type: &str, gzip: bool, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let mut req = reqwest::blocking::Client::new().post(amber.url(path)).header("Content-Type", content_type);
+    let body = if gzip {
+        req = req.header("Content-Encoding", "gzip");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&body).unwrap();
+        enc.finish().unwrap()
+    } else {
+        body
+    };
+    let r = req.body(body).send().unwrap();
+    (r.status().as_u16(), r.bytes().unwrap().to_vec())
+}
+
+#[test]
+fn otlp_metrics_with_exemplars_are_stored_as_prometheus_translates_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut amber = Amber::start(dir.path(), &[]);
+    let t = common::now_ms() - 60_000;
+    let body = export(t as u64 * 1_000_000).encode_to_vec();
+    let (status, answer) = post(&amber, "/otlp/v1/metrics", "application/x-protobuf", true, body);
+    assert_eq!(status, 200);
+    let answer = ExportMetricsServiceResponse::decode(answer.as_slice()).unwrap();
+    let partial = answer.partial_success.expect("refused points are reported");
+    assert_eq!(partial.rejected_data_points, 2);
+    assert!(partial.error_message.starts_with("2 samples and 0 exemplars rejected; 9 samples and 2 exemplars written. metric \"queue.depth.delta\": only cumulative sums are supported"), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("metric \"latency.exp\": exponential histograms need native histograms"),
+        "{}",
+        partial.error_message
+    );
+
+    let base = json!({"http_route": "/pay", "instance": "pod-1", "job": "shop/checkout"});
+    let with = |name: &str, extra: &[(&str, &str)]| {
+        let mut m = base.clone();
+        m["__name__"] = json!(name);
+        for (k, v) in extra {
+            m[*k] = json!(v);
+        }
+        m
+    };
+    let series = amber.data("/api/v1/series?match[]={job=%22shop/checkout%22}");
+    assert_eq!(
+        series,
+        json!([
+            with("http_server_duration_milliseconds_bucket", &[("le", "+Inf")]),
+            with("http_server_duration_milliseconds_bucket", &[("le", "10")]),
+            with("http_server_duration_milliseconds_bucket", &[("le", "25")]),
+            with("http_server_duration_milliseconds_bucket", &[("le", "5")]),
+            with("http_server_duration_milliseconds_count", &[]),
+            with("http_server_duration_milliseconds_sum", &[]),
+            with("http_server_requests_total", &[]),
+            with("process_memory_usage_bytes", &[]),
+            json!({"__name__": "target_info", "host_name": "node-a", "instance": "pod-1", "job": "shop/checkout"}),
+        ])
+    );
+    let value = |q: &str| {
+        let data = amber.data(&format!("/api/v1/query?query={}&time={}", urlencode(q), t / 1000));
+        data["result"][0]["value"][1].clone()
+    };
+    assert_eq!(value("http_server_requests_total"), "42");
+    assert_eq!(value("process_memory_usage_bytes"), "1024.5");
+    assert_eq!(value("http_server_duration_milliseconds_bucket{le=\"10\"}"), "3");
+    assert_eq!(value("http_server_duration_milliseconds_bucket{le=\"+Inf\"}"), "10");
+    assert_eq!(value("http_server_duration_milliseconds_sum"), "123.5");
+    assert_eq!(value("target_info"), "1");
+
+    let exemplar = |value: &str| {
+        json!({"labels": {"span_id": "00f067aa0ba902b7", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "user_id": "u7"},
+               "value": value, "timestamp": (t - 1000) / 1000})
+    };
+    let by_trace = json!([
+        {"seriesLabels": with("http_server_duration_milliseconds_bucket", &[("le", "10")]), "exemplars": [exemplar("7.5")]},
+        {"seriesLabels": with("http_server_requests_total", &[]), "exemplars": [exemplar("1")]},
+    ]);
+    assert_eq!(amber.data("/api/v1/exemplars/trace/4bf92f3577b34da6a3ce929d0e0e4736"), by_trace);
+    amber.kill9();
+    amber.restart();
+    assert_eq!(amber.data("/api/v1/exemplars/trace/4bf92f3577b34da6a3ce929d0e0e4736"), by_trace);
+    // Prometheus 3's path is the same receiver.
+    let (status, _) = post(
+        &amber,
+        "/api/v1/otlp/v1/metrics",
+        "application/x-protobuf",
+        false,
+        export(t as u64 * 1_000_000 + 15_000_000_000).encode_to_vec(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        amber.data(&format!(
+            "/api/v1/query?query=count_over_time(process_memory_usage_bytes[1m])&time={}",
+            t / 1000 + 15
+        ))["result"][0]["value"][1],
+        "2"
+    );
+}
+
+#[test]
+fn bodies_that_are_not_otlp_protobuf_get_a_status_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let (status, body) = post(&amber, "/otlp/v1/metrics", "application/x-protobuf", false, b"\xff\xff\xff".to_vec());
+    assert_eq!(status, 400);
+    let s = Status::decode(body.as_slice()).unwrap();
+    assert_eq!(s.code, 3);
+    assert!(s.message.starts_with("invalid OTLP ExportMetricsServiceRequest: "), "{}", s.message);
+    let (status, body) = post(&amber, "/otlp/v1/metrics", "application/json", false, b"{}".to_vec());
+    assert_eq!(status, 415);
+    assert_eq!(
+        Status::decode(body.as_slice()).unwrap().message,
+        "unsupported Content-Type \"application/json\": send OTLP metrics as application/x-protobuf (OTLP/JSON is not supported yet)"
+    );
+}
