@@ -83,6 +83,9 @@ pub struct Cli {
     /// Serve `POST /api/v1/admin/tsdb/seal` (seal and compact now; used by the benchmark).
     #[arg(long, env = "AMBER_ENABLE_ADMIN_API")]
     pub enable_admin_api: bool,
+    /// Address of the OTLP gRPC receiver; an empty value disables it [default: 0.0.0.0:4317].
+    #[arg(long, env = "AMBER_OTLP_GRPC_LISTEN")]
+    pub otlp_grpc_listen: Option<String>,
     /// OTLP resource attributes to add as labels to every series of the resource (comma-separated).
     #[arg(long, env = "AMBER_OTLP_PROMOTE_RESOURCE_ATTRIBUTES", value_delimiter = ',')]
     pub otlp_promote_resource_attributes: Option<Vec<String>>,
@@ -127,6 +130,7 @@ struct FileConfig {
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     otlp_promote_resource_attributes: Option<Vec<String>>,
+    otlp_grpc_listen: Option<String>,
     /// Per-tenant settings: `[tenants.NAME]` with credentials (`bearer_token`, or
     /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`,
     /// `ingestion_rate`).
@@ -176,6 +180,8 @@ pub struct Config {
     pub admin_api: bool,
     /// Certificate chain and key files: serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where the OTLP gRPC receiver listens; `None` when disabled.
+    pub otlp_grpc_listen: Option<SocketAddr>,
 }
 
 fn duration(name: &str, v: Option<String>, default: &str) -> anyhow::Result<Duration> {
@@ -297,6 +303,11 @@ impl Config {
             )?,
             log_format,
             admin_api: cli.enable_admin_api || file.enable_admin_api.unwrap_or(false),
+            otlp_grpc_listen: match cli.otlp_grpc_listen.or(file.otlp_grpc_listen).as_deref() {
+                None => Some("0.0.0.0:4317".parse().expect("a valid address")),
+                Some("") => None,
+                Some(addr) => Some(addr.parse().with_context(|| format!("invalid otlp_grpc_listen {addr:?}"))?),
+            },
             tls: match (cli.tls_cert_file.or(file.tls_cert_file), cli.tls_key_file.or(file.tls_key_file)) {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 (None, None) => None,

@@ -19,15 +19,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance = tokio::spawn(maintain(storage.clone(), config.maintenance_interval, stop_rx));
 
-    let app = amber_api::router(
-        amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone()),
-        config.admin_api,
-    );
+    let state =
+        amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone());
+    let app = amber_api::router(state.clone(), config.admin_api);
+    // One signal stops every listener.
+    let (stopping_tx, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stopping_tx.send(true).ok();
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|&v| v).await;
+    };
+    let grpc = match config.otlp_grpc_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the OTLP gRPC listener on {addr} (--otlp-grpc-listen)"))?;
+            tracing::info!(addr = %listener.local_addr()?, "listening (OTLP gRPC)");
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let server = tonic::transport::Server::builder()
+                .add_service(amber_api::otlp::grpc::service(state.clone()))
+                .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
     match &config.tls {
         None => {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "listening");
-            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+            axum::serve(listener, app).with_graceful_shutdown(stopped(stopping.clone())).await?;
         }
         Some((cert, key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -35,8 +57,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
             let handle = axum_server::Handle::new();
             let stopper = handle.clone();
+            let stop = stopped(stopping.clone());
             tokio::spawn(async move {
-                shutdown_signal().await;
+                stop.await;
                 stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
             });
             tracing::info!(addr = %config.listen, "listening (TLS)");
@@ -44,6 +67,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(grpc) = grpc {
+        grpc.await??;
+    }
     tracing::info!("shutting down");
     stop_tx.send(true).ok();
     maintenance.await?;

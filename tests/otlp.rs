@@ -238,3 +238,42 @@ fn bodies_that_are_not_otlp_protobuf_get_a_status_naming_the_problem() {
         "unsupported Content-Type \"application/json\": send OTLP metrics as application/x-protobuf (OTLP/JSON is not supported yet)"
     );
 }
+
+#[test]
+fn otlp_over_grpc_is_written_like_otlp_over_http_and_honours_the_tenant() {
+    use amber_api::otlp::proto::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let t = common::now_ms() - 60_000;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (answer, tenant_answer) = runtime.block_on(async {
+        let endpoint = format!("http://127.0.0.1:{}", amber.grpc_port);
+        let mut client = MetricsServiceClient::connect(endpoint).await.unwrap();
+        let answer = client.export(export(t as u64 * 1_000_000)).await.unwrap().into_inner();
+        let mut request = tonic::Request::new(export(t as u64 * 1_000_000));
+        request.metadata_mut().insert("x-scope-orgid", "team-g".parse().unwrap());
+        (answer, client.export(request).await.unwrap().into_inner())
+    });
+    for a in [answer, tenant_answer] {
+        assert_eq!(a.partial_success.unwrap().rejected_data_points, 2);
+    }
+    assert_eq!(
+        amber.data(&format!("/api/v1/query?query=http_server_requests_total&time={}", t / 1000))["result"][0]["value"]
+            [1],
+        "42"
+    );
+    let traced = amber.data("/api/v1/exemplars/trace/4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(traced.as_array().unwrap().len(), 2, "{traced}");
+    // The other tenant's copy is its own.
+    let r = reqwest::blocking::Client::new()
+        .get(amber.url("/api/v1/series?match[]=target_info"))
+        .header("X-Scope-OrgID", "team-g")
+        .send()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(
+        body["data"],
+        json!([{"__name__": "target_info", "host_name": "node-a", "instance": "pod-1", "job": "shop/checkout"}])
+    );
+}

@@ -60,7 +60,15 @@ impl System {
             Kind::Amber => {
                 let mut c = Command::new(amber_bin);
                 c.args(["--data-dir".as_ref(), data.as_os_str()]);
-                c.args(["--listen", &listen, "--enable-admin-api", "--maintenance-interval", "10s"]);
+                c.args([
+                    "--listen",
+                    &listen,
+                    "--enable-admin-api",
+                    "--maintenance-interval",
+                    "10s",
+                    "--otlp-grpc-listen",
+                    "",
+                ]);
                 c.env("RUST_LOG", "warn");
                 c
             }

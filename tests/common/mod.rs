@@ -19,6 +19,8 @@ pub fn free_port() -> u16 {
 pub struct Amber {
     pub data_dir: PathBuf,
     pub port: u16,
+    /// Port of the OTLP gRPC receiver.
+    pub grpc_port: u16,
     pub extra_args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
@@ -49,6 +51,7 @@ impl Amber {
         let mut amber = Amber {
             data_dir: dir.join("data"),
             port: free_port(),
+            grpc_port: free_port(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
             log: dir.join("amber.log"),
@@ -66,6 +69,8 @@ impl Amber {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--otlp-grpc-listen")
+            .arg(format!("127.0.0.1:{}", self.grpc_port))
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)

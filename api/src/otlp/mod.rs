@@ -1,5 +1,6 @@
-//! `POST /otlp/v1/metrics` (also `/api/v1/otlp/v1/metrics`, Prometheus 3's path): the OTLP/HTTP
-//! metrics receiver.
+//! The OTLP metrics receiver: over HTTP at `POST /otlp/v1/metrics` (also
+//! `/api/v1/otlp/v1/metrics`, Prometheus 3's path), and over gRPC as
+//! `opentelemetry.proto.collector.metrics.v1.MetricsService/Export` (`grpc`, port 4317 by default).
 //!
 //! Request: a protobuf `ExportMetricsServiceRequest`, optionally gzip-compressed. It is translated
 //! to Prometheus series (`translate`) and written exactly as a remote write is, under the same
@@ -8,6 +9,7 @@
 //! data points that were refused; `400` for a body that is not OTLP; `413`, `415`; retryable
 //! `429`/`503`/`507`/`5xx` as for remote write. Error bodies are `google.rpc.Status` messages.
 
+pub mod grpc;
 pub mod proto;
 pub mod translate;
 
@@ -96,12 +98,22 @@ async fn export(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
     let bytes = decompress(headers, &body, state.limits.max_decoded_bytes)?;
     let req = ExportMetricsServiceRequest::decode(bytes.as_slice())
         .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("invalid OTLP ExportMetricsServiceRequest: {e}")))?;
+    let body = write(state, &tenant, req).await?.encode_to_vec();
+    Ok((StatusCode::OK, [("content-type", PROTOBUF)], body).into_response())
+}
+
+/// Translates and writes one export, for either transport; refused points are reported in
+/// `partial_success`.
+pub(crate) async fn write(
+    state: &AppState,
+    tenant: &crate::tenant::WriteTenant,
+    req: ExportMetricsServiceRequest,
+) -> Result<ExportMetricsServiceResponse, WriteError> {
     let translated = translate::translate(req, &state.limits.otlp);
-    let done = ingest(state, &tenant, translated.request, translated.refused).await?;
+    let done = ingest(state, tenant, translated.request, translated.refused).await?;
     let partial_success = (!done.errors.is_empty()).then(|| ExportMetricsPartialSuccess {
-        rejected_data_points: (done.samples_rejected) as i64,
+        rejected_data_points: done.samples_rejected as i64,
         error_message: done.summary(),
     });
-    let body = ExportMetricsServiceResponse { partial_success }.encode_to_vec();
-    Ok((StatusCode::OK, [("content-type", PROTOBUF)], body).into_response())
+    Ok(ExportMetricsServiceResponse { partial_success })
 }
