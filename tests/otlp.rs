@@ -201,6 +201,27 @@ fn otlp_metrics_with_exemplars_are_stored_as_prometheus_translates_them() {
         {"seriesLabels": with("http_server_requests_total", &[]), "exemplars": [exemplar("1")]},
     ]);
     assert_eq!(amber.data("/api/v1/exemplars/trace/4bf92f3577b34da6a3ce929d0e0e4736"), by_trace);
+
+    // Diagnostics: per family and source, what arrived and when the last exemplar came.
+    let (secs, ex_secs) = (json!(t / 1000), json!((t - 1000) / 1000));
+    let row = |family: &str, samples: u64, exemplars: u64| {
+        let last = if exemplars > 0 { ex_secs.clone() } else { serde_json::Value::Null };
+        json!({"family": family, "source": "otlp", "samples": samples, "exemplars": exemplars,
+               "lastSample": secs, "lastExemplar": last})
+    };
+    assert_eq!(
+        amber.data("/api/v1/status/exemplars"),
+        json!([
+            row("http_server_duration_milliseconds", 6, 1),
+            row("http_server_requests_total", 1, 1),
+            row("process_memory_usage_bytes", 1, 0),
+            row("target_info", 1, 0),
+        ])
+    );
+    let metrics = reqwest::blocking::get(amber.url("/metrics")).unwrap().text().unwrap();
+    let line =
+        "amber_family_exemplars_arrived{tenant=\"anonymous\",family=\"http_server_requests_total\",source=\"otlp\"} 1";
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
     amber.kill9();
     amber.restart();
     assert_eq!(amber.data("/api/v1/exemplars/trace/4bf92f3577b34da6a3ce929d0e0e4736"), by_trace);

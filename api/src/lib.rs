@@ -16,6 +16,7 @@
 //! (the JSON envelope and float/timestamp formatting), [`error`] (errors → status and JSON).
 
 pub mod admin;
+pub mod diagnostics;
 pub mod error;
 pub mod exemplars;
 pub mod metadata;
@@ -98,6 +99,8 @@ pub struct AppState {
     pub query_permits: Arc<tokio::sync::Semaphore>,
     /// Per-tenant token buckets of the ingestion rate limit.
     pub ingestion: Arc<rate_limit::IngestionLimiter>,
+    /// What arrived per metric family and source, for exemplar diagnostics.
+    pub diagnostics: Arc<diagnostics::Diagnostics>,
 }
 
 impl AppState {
@@ -113,6 +116,7 @@ impl AppState {
             write_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_writes)),
             query_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_queries)),
             ingestion: Arc::new(rate_limit::IngestionLimiter::default()),
+            diagnostics: Arc::new(diagnostics::Diagnostics::default()),
             limits: Arc::new(limits),
             tenants: Arc::new(tenants),
             metrics: Arc::new(metrics::Metrics::new()),
@@ -138,6 +142,7 @@ pub fn router(state: AppState, admin_api: bool) -> Router {
         .route("/api/v1/label/{name}/values", get(series::label_values))
         .route("/api/v1/metadata", get(metadata::metadata))
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/exemplars", get(diagnostics::exemplars))
         .route("/-/healthy", get(status::healthy))
         .route("/-/ready", get(status::ready))
         .route("/metrics", get(metrics::handle))

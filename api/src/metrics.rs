@@ -24,6 +24,13 @@ struct Limit {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FamilyLabels {
+    tenant: String,
+    family: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Code {
     code: String,
 }
@@ -42,6 +49,9 @@ pub struct Metrics {
     exemplars_rejected: Family<Reason, Counter>,
     write_requests: Family<Code, Counter>,
     limits_exceeded: Family<Limit, Counter>,
+    family_samples: Family<FamilyLabels, Gauge>,
+    family_exemplars: Family<FamilyLabels, Gauge>,
+    family_last_exemplar: Family<FamilyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     write_duration: Histogram,
     series: Gauge,
     sst_bytes: Family<ColumnFamily, Gauge>,
@@ -65,6 +75,9 @@ impl Metrics {
             exemplars_rejected: Family::default(),
             write_requests: Family::default(),
             limits_exceeded: Family::default(),
+            family_samples: Family::default(),
+            family_exemplars: Family::default(),
+            family_last_exemplar: Family::default(),
             write_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             series: Gauge::default(),
             sst_bytes: Family::default(),
@@ -88,6 +101,21 @@ impl Metrics {
             m.write_duration.clone(),
         );
         registry.register("series", "Series in the index", m.series.clone());
+        registry.register(
+            "family_samples_arrived",
+            "Samples that arrived since start, by tenant, metric family and source (remote_write, otlp)",
+            m.family_samples.clone(),
+        );
+        registry.register(
+            "family_exemplars_arrived",
+            "Exemplars that arrived since start, by tenant, metric family and source",
+            m.family_exemplars.clone(),
+        );
+        registry.register(
+            "family_last_exemplar_timestamp_seconds",
+            "Timestamp of the newest exemplar that arrived, by tenant, metric family and source",
+            m.family_last_exemplar.clone(),
+        );
         registry.register("rocksdb_sst_bytes", "Bytes of RocksDB SST files, by column family", m.sst_bytes.clone());
         registry.register(
             "rocksdb_memtable_bytes",
@@ -109,6 +137,16 @@ impl Metrics {
         }
         let family = if exemplar { &self.exemplars_rejected } else { &self.samples_rejected };
         family.get_or_create(&Reason { reason: reason.to_string() }).inc_by(n);
+    }
+
+    /// Publishes one family's running totals.
+    pub fn family(&self, tenant: &str, family: &str, source: &str, stats: &crate::diagnostics::FamilyStats) {
+        let labels = FamilyLabels { tenant: tenant.into(), family: family.into(), source: source.into() };
+        self.family_samples.get_or_create(&labels).set(stats.samples as i64);
+        self.family_exemplars.get_or_create(&labels).set(stats.exemplars as i64);
+        if let Some(ms) = stats.last_exemplar_ms {
+            self.family_last_exemplar.get_or_create(&labels).set(ms as f64 / 1000.0);
+        }
     }
 
     /// Counts one breach of the limit named as in the configuration (e.g. `query_max_samples`).

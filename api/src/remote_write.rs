@@ -205,7 +205,7 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Resp
     let _permit = write_permit(state)?;
     let body = read_body(state, body).await?;
     let req = decode(&body, state.limits.max_decoded_bytes)?;
-    let done = ingest(state, &tenant, req, Vec::new()).await?;
+    let done = ingest(state, &tenant, req, Vec::new(), crate::diagnostics::Source::RemoteWrite).await?;
     if done.errors.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -270,9 +270,13 @@ pub(crate) async fn ingest(
     tenant: &crate::tenant::WriteTenant,
     req: prompb::WriteRequest,
     refused: Vec<String>,
+    source: crate::diagnostics::Source,
 ) -> Result<Ingested, WriteError> {
     check_free_space(state)?;
     let Converted { series, metadata, mut errors, samples_refused, exemplars_refused } = convert(req, state);
+    for (family, stats) in state.diagnostics.record(tenant.id, source, &series) {
+        state.metrics.family(&tenant.name, &family, source.as_str(), &stats);
+    }
     if tenant.ingestion_rate > 0.0 {
         let entries: usize = series.iter().map(|s| s.samples.len() + s.exemplars.len()).sum();
         let burst = state.limits.ingestion_burst.max(tenant.ingestion_rate);

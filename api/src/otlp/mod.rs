@@ -110,7 +110,8 @@ pub(crate) async fn write(
     req: ExportMetricsServiceRequest,
 ) -> Result<ExportMetricsServiceResponse, WriteError> {
     let translated = translate::translate(req, &state.limits.otlp);
-    let done = ingest(state, tenant, translated.request, translated.refused).await?;
+    let source = crate::diagnostics::Source::Otlp;
+    let done = ingest(state, tenant, translated.request, translated.refused, source).await?;
     let partial_success = (!done.errors.is_empty()).then(|| ExportMetricsPartialSuccess {
         rejected_data_points: done.samples_rejected as i64,
         error_message: done.summary(),
