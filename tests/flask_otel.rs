@@ -1,0 +1,137 @@
+//! The Flask example end to end: the app in `examples/flask-otel/`, auto-instrumented by
+//! `opentelemetry-instrument` with the pinned Python SDK, exports metrics over OTLP gRPC to Amber.
+//! The trace ids of its requests come back as exemplars — by trace id and through
+//! `query_exemplars` — and again after Amber is killed and restarted. The Python packages are
+//! installed by `examples/flask-otel/setup.sh` into a virtualenv outside the repository.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Amber, free_port, urlencode};
+use serde_json::Value;
+
+struct App(Child);
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn example_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/flask-otel")
+}
+
+/// One request to `/checkout`: the trace id it answers with.
+fn checkout(port: u16) -> Option<String> {
+    let r = reqwest::blocking::get(format!("http://127.0.0.1:{port}/checkout")).ok()?;
+    let body: Value = serde_json::from_str(&r.text().ok()?).ok()?;
+    body["trace_id"].as_str().map(str::to_string)
+}
+
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Trace ids of the exemplars Amber answers for `trace`, with the series they hang on.
+fn by_trace(amber: &Amber, trace: &str) -> Value {
+    amber.data(&format!("/api/v1/exemplars/trace/{trace}"))
+}
+
+#[test]
+fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restart() {
+    let setup = Command::new(example_dir().join("setup.sh")).stderr(Stdio::inherit()).output().unwrap();
+    assert!(setup.status.success(), "examples/flask-otel/setup.sh failed");
+    let venv = String::from_utf8(setup.stdout).unwrap().trim().to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut amber = Amber::start(dir.path(), &[]);
+    let started = common::now_ms() / 1000 - 5;
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("app.log")).unwrap();
+    let _app = App(Command::new(format!("{venv}/bin/opentelemetry-instrument"))
+        .args([&format!("{venv}/bin/flask"), "--app", "app", "run", "--port", &port.to_string()])
+        .current_dir(example_dir())
+        .env("OTEL_SERVICE_NAME", "shop")
+        .env("OTEL_METRICS_EXPORTER", "otlp")
+        .env("OTEL_TRACES_EXPORTER", "console")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{}", amber.grpc_port))
+        .env("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
+        .env("OTEL_EXEMPLAR_FILTER", "trace_based")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap());
+    let mut ours: BTreeSet<String> = BTreeSet::new();
+    ours.insert(eventually("the Flask app to answer", || checkout(port)));
+    for _ in 0..30 {
+        ours.insert(checkout(port).expect("the app answers"));
+    }
+
+    // Both histograms get exemplars: the auto-instrumented request duration and the business one.
+    let families = ["http_server_duration_milliseconds", "shop_basket_value_EUR"];
+    eventually("exemplars of both histograms", || {
+        let rows = amber.data("/api/v1/status/exemplars");
+        let with_exemplars = |f: &str| {
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["family"] == f && r["source"] == "otlp" && r["exemplars"].as_u64() > Some(0))
+        };
+        families.iter().all(|f| with_exemplars(f)).then_some(())
+    });
+    let now = common::now_ms() / 1000 + 5;
+    let stored: Vec<(String, Value)> = families
+        .iter()
+        .map(|f| {
+            let q = format!(
+                "/api/v1/query_exemplars?query={}&start={started}&end={now}",
+                urlencode(&format!("{f}_bucket"))
+            );
+            let data = amber.data(&q);
+            let traces: Vec<String> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|s| s["exemplars"].as_array().unwrap().iter())
+                .map(|e| e["labels"]["trace_id"].as_str().unwrap().to_string())
+                .collect();
+            assert!(!traces.is_empty(), "{f}: no exemplars from query_exemplars");
+            // Every exemplar is one of our requests' traces.
+            for t in &traces {
+                assert!(ours.contains(t), "{f}: exemplar trace {t} is not one of the app's requests");
+            }
+            (f.to_string(), Value::String(traces[0].clone()))
+        })
+        .collect();
+    let looked_up: Vec<(String, Value)> = stored
+        .iter()
+        .map(|(family, trace)| {
+            let found = by_trace(&amber, trace.as_str().unwrap());
+            let series: Vec<&str> =
+                found.as_array().unwrap().iter().map(|s| s["seriesLabels"]["__name__"].as_str().unwrap()).collect();
+            assert!(series.contains(&format!("{family}_bucket").as_str()), "{trace}: {found}");
+            (trace.as_str().unwrap().to_string(), found)
+        })
+        .collect();
+
+    drop(_app);
+    amber.kill9();
+    amber.restart();
+    for (trace, found) in looked_up {
+        assert_eq!(by_trace(&amber, &trace), found, "trace {trace} after a restart");
+    }
+}
