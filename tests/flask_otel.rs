@@ -128,6 +128,20 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
         })
         .collect();
 
+    // The example's dashboard shows data, with exemplars on its latency panels.
+    // Rates need two exports of the cumulative histograms: wait for them.
+    for expr in common::dashboard_queries("shop.json") {
+        eventually(&format!("data for {expr}"), || {
+            let end = common::now_ms() / 1000 + 5;
+            let q = format!("/api/v1/query_range?query={}&start={started}&end={end}&step=1", urlencode(&expr));
+            (!amber.data(&q)["result"].as_array().unwrap().is_empty()).then_some(())
+        });
+        if expr.contains("_bucket") {
+            let q = format!("/api/v1/query_exemplars?query={}&start={started}&end={now}", urlencode(&expr));
+            assert!(!amber.data(&q).as_array().unwrap().is_empty(), "{expr}: no exemplars");
+        }
+    }
+
     drop(_app);
     amber.kill9();
     amber.restart();

@@ -31,6 +31,11 @@ struct FamilyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Code {
     code: String,
 }
@@ -53,6 +58,7 @@ pub struct Metrics {
     family_exemplars: Family<FamilyLabels, Gauge>,
     family_last_exemplar: Family<FamilyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     write_duration: Histogram,
+    query_duration: Family<Kind, Histogram, fn() -> Histogram>,
     series: Gauge,
     sst_bytes: Family<ColumnFamily, Gauge>,
     memtable_bytes: Family<ColumnFamily, Gauge>,
@@ -79,6 +85,7 @@ impl Metrics {
             family_exemplars: Family::default(),
             family_last_exemplar: Family::default(),
             write_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            query_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 16))),
             series: Gauge::default(),
             sst_bytes: Family::default(),
             memtable_bytes: Family::default(),
@@ -99,6 +106,11 @@ impl Metrics {
             "remote_write_duration_seconds",
             "Time to answer a remote-write request",
             m.write_duration.clone(),
+        );
+        registry.register(
+            "query_duration_seconds",
+            "Time to answer a PromQL query, by kind (instant, range)",
+            m.query_duration.clone(),
         );
         registry.register("series", "Series in the index", m.series.clone());
         registry.register(
@@ -152,6 +164,10 @@ impl Metrics {
     /// Counts one breach of the limit named as in the configuration (e.g. `query_max_samples`).
     pub fn limit_exceeded(&self, limit: &str) {
         self.limits_exceeded.get_or_create(&Limit { limit: limit.to_string() }).inc();
+    }
+
+    pub fn observe_query(&self, kind: &str, elapsed: Duration) {
+        self.query_duration.get_or_create(&Kind { kind: kind.to_string() }).observe(elapsed.as_secs_f64());
     }
 
     pub fn observe_write(&self, status: u16, elapsed: Duration) {

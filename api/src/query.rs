@@ -222,10 +222,12 @@ pub async fn instant(
         TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(&state, &headers)? };
     let engine = state.engine.clone();
     let _permit = query_permit(&state)?;
+    let started = std::time::Instant::now();
     let out = tokio::task::spawn_blocking(move || engine.instant_query(&storage, &query, t, &ctx))
         .await
-        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
-        .map_err(|e| query_error(&state, e))?;
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
+    state.metrics.observe_query("instant", started.elapsed());
+    let out = out.map_err(|e| query_error(&state, e))?;
     Ok(respond(apply_limit(out, limit)))
 }
 
@@ -267,10 +269,12 @@ pub async fn range(
         TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(&state, &headers)? };
     let engine = state.engine.clone();
     let _permit = query_permit(&state)?;
+    let started = std::time::Instant::now();
     let out = tokio::task::spawn_blocking(move || engine.range_query(&storage, &query, start, end, step, &ctx))
         .await
-        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
-        .map_err(|e| query_error(&state, e))?;
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
+    state.metrics.observe_query("range", started.elapsed());
+    let out = out.map_err(|e| query_error(&state, e))?;
     Ok(respond(apply_limit(out, limit)))
 }
 

@@ -216,3 +216,15 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Every query of a provisioned Grafana dashboard (`grafana/dashboards/<file>`).
+pub fn dashboard_queries(file: &str) -> Vec<String> {
+    let path = format!("{}/grafana/dashboards/{file}", env!("CARGO_MANIFEST_DIR"));
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect()
+}
