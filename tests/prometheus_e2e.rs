@@ -81,15 +81,19 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(dir: &std::path::Path, target_port: u16, amber_port: u16) -> Prometheus {
-        assert!(
-            std::path::Path::new(PROMETHEUS).exists(),
-            "{PROMETHEUS} is missing: install Debian's prometheus package (scripts/install-deps)"
-        );
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: e2e\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n\
              remote_write:\n  - url: http://127.0.0.1:{amber_port}/api/v1/write\n    send_exemplars: true\n    \
              queue_config:\n      batch_send_deadline: 1s\n    metadata_config:\n      send: true\n      send_interval: 1s\n"
+        );
+        Prometheus::start_with_config(dir, &config)
+    }
+
+    fn start_with_config(dir: &std::path::Path, config: &str) -> Prometheus {
+        assert!(
+            std::path::Path::new(PROMETHEUS).exists(),
+            "{PROMETHEUS} is missing: install Debian's prometheus package (scripts/install-deps)"
         );
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -228,4 +232,57 @@ fn amber_answers_what_prometheus_answers_for_the_same_scrapes() {
             .collect();
         assert_eq!(got, want, "{}", series["metric"]);
     }
+}
+
+/// Amber's own `/metrics` follows Prometheus's conventions: real Prometheus scrapes it, remote-
+/// writes it back into Amber (the setup `grafana/README.md` describes), and every query of the
+/// Amber dashboard returns data, in Prometheus and in Amber alike.
+#[test]
+fn the_amber_dashboard_works_when_prometheus_scrapes_amber() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &["--max-body-bytes", "100000"]);
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n\
+         scrape_configs:\n  - job_name: amber\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n\
+         remote_write:\n  - url: http://127.0.0.1:{port}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n",
+        port = amber.port
+    );
+    let prometheus = Prometheus::start_with_config(dir.path(), &config);
+    // Something for every panel: samples with an exemplar, a rejected sample and exemplar, a
+    // breached limit, a query.
+    let t = common::now_ms() - 60_000;
+    let req = common::request(vec![common::series(
+        &[("__name__", "x_bucket"), ("le", "1")],
+        &[(t, 1.0)],
+        &[(t, 1.0, &[("trace_id", "ab")])],
+    )]);
+    assert_eq!(amber.write(&req), (204, String::new()));
+    let conflicting = common::request(vec![common::series(&[("__name__", "x_bucket"), ("le", "1")], &[(t, 2.0)], &[])]);
+    assert_eq!(amber.write(&conflicting).0, 400);
+    let long = "f".repeat(200);
+    let bad_exemplar =
+        common::request(vec![common::series(&[("__name__", "y")], &[], &[(t, 1.0, &[("trace_id", &long)])])]);
+    assert_eq!(amber.write(&bad_exemplar).0, 400);
+    assert_eq!(amber.write_raw(vec![0; 200_000]).0, 413);
+    amber.data(&format!("/api/v1/query?query=x_bucket&time={}", t / 1000));
+
+    let exprs = common::dashboard_queries("amber.json");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for expr in exprs {
+        let path = format!("/api/v1/query?query={}", common::urlencode(&expr));
+        loop {
+            // Keep the write and query rates above zero while Prometheus scrapes.
+            amber.write(&req);
+            amber.data(&format!("/api/v1/query?query=x_bucket&time={}", t / 1000));
+            let in_prometheus = get(prometheus.port, &path);
+            let (status, in_amber) = amber.get(&path);
+            let has_data = |v: &Value| v["data"]["result"].as_array().is_some_and(|r| !r.is_empty());
+            if has_data(&in_prometheus) && status == 200 && has_data(&in_amber) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{expr}: no data (Prometheus {in_prometheus}, Amber {in_amber})");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    prometheus.stop();
 }
