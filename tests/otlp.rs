@@ -252,12 +252,54 @@ fn bodies_that_are_not_otlp_protobuf_get_a_status_naming_the_problem() {
     let s = Status::decode(body.as_slice()).unwrap();
     assert_eq!(s.code, 3);
     assert!(s.message.starts_with("invalid OTLP ExportMetricsServiceRequest: "), "{}", s.message);
-    let (status, body) = post(&amber, "/otlp/v1/metrics", "application/json", false, b"{}".to_vec());
+    let (status, body) = post(&amber, "/otlp/v1/metrics", "text/plain", false, b"x".to_vec());
     assert_eq!(status, 415);
     assert_eq!(
         Status::decode(body.as_slice()).unwrap().message,
-        "unsupported Content-Type \"application/json\": send OTLP metrics as application/x-protobuf (OTLP/JSON is not supported yet)"
+        "unsupported Content-Type \"text/plain\": send OTLP metrics as application/x-protobuf or application/json"
     );
+    let (status, body) =
+        post(&amber, "/otlp/v1/metrics", "application/json", false, b"{\"resourceMetrics\": 7}".to_vec());
+    assert_eq!(status, 400);
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], 3);
+    assert!(
+        error["message"].as_str().unwrap().starts_with("invalid OTLP/JSON ExportMetricsServiceRequest: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn otlp_json_with_hex_ids_and_string_integers_is_stored_like_protobuf() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let t = common::now_ms() - 60_000;
+    let nanos = (t as u64 * 1_000_000).to_string();
+    let body = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "queue.size", "unit": "1", "gauge": {"dataPoints": [
+                {"timeUnixNano": nanos, "asInt": "17", "attributes": [{"key": "queue", "value": {"stringValue": "orders"}}]}]}},
+            {"name": "http.server.duration", "unit": "ms", "histogram": {"aggregationTemporality": 2, "dataPoints": [{
+                "timeUnixNano": nanos, "count": "3", "sum": 12.5, "bucketCounts": ["1", "2"], "explicitBounds": [10],
+                "exemplars": [{"timeUnixNano": nanos, "asDouble": 9.5,
+                               "traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "00f067aa0ba902b7"}]}]}},
+            {"name": "jobs.done", "sum": {"aggregationTemporality": 1, "isMonotonic": true, "dataPoints": [{"timeUnixNano": nanos, "asInt": 1}]}}
+        ]}]
+    }]});
+    let (status, answer) = post(&amber, "/otlp/v1/metrics", "application/json", false, body.to_string().into_bytes());
+    assert_eq!(status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["partialSuccess"]["rejectedDataPoints"], "1");
+    let value = |q: &str| {
+        amber.data(&format!("/api/v1/query?query={}&time={}", urlencode(q), t / 1000))["result"][0]["value"][1].clone()
+    };
+    assert_eq!(value("queue_size_ratio{job=\"checkout\",queue=\"orders\"}"), "17");
+    assert_eq!(value("http_server_duration_milliseconds_bucket{le=\"10\"}"), "1");
+    assert_eq!(value("http_server_duration_milliseconds_count"), "3");
+    let traced = amber.data("/api/v1/exemplars/trace/4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(traced[0]["seriesLabels"]["le"], "10", "{traced}");
+    assert_eq!(traced[0]["exemplars"][0]["labels"]["span_id"], "00f067aa0ba902b7");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! `/api/v1/otlp/v1/metrics`, Prometheus 3's path), and over gRPC as
 //! `opentelemetry.proto.collector.metrics.v1.MetricsService/Export` (`grpc`, port 4317 by default).
 //!
-//! Request: a protobuf `ExportMetricsServiceRequest`, optionally gzip-compressed. It is translated
+//! Request: an `ExportMetricsServiceRequest`, protobuf or JSON (`json`), optionally
+//! gzip-compressed; the answer uses the request's encoding. It is translated
 //! to Prometheus series (`translate`) and written exactly as a remote write is, under the same
 //! tenant, limits and durability. Answers follow the OTLP specification: `200` with an
 //! `ExportMetricsServiceResponse` once written, whose `partial_success` counts and explains the
@@ -10,6 +11,7 @@
 //! `429`/`503`/`507`/`5xx` as for remote write. Error bodies are `google.rpc.Status` messages.
 
 pub mod grpc;
+pub mod json;
 pub mod proto;
 pub mod translate;
 
@@ -28,6 +30,7 @@ use proto::collector::metrics::v1::{
 };
 
 const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses.
 #[derive(Clone, PartialEq, Message)]
@@ -38,9 +41,13 @@ pub struct Status {
     pub message: String,
 }
 
-fn error_response(e: WriteError) -> Response {
+fn error_response(e: WriteError, is_json: bool) -> Response {
     // gRPC codes: INVALID_ARGUMENT for what cannot succeed, UNAVAILABLE for what may on retry.
     let code = if e.status.is_client_error() && e.status != StatusCode::TOO_MANY_REQUESTS { 3 } else { 14 };
+    if is_json {
+        let body = serde_json::json!({"code": code, "message": e.message}).to_string();
+        return (e.status, [("content-type", JSON)], body).into_response();
+    }
     let body = Status { code, message: e.message }.encode_to_vec();
     (e.status, [("content-type", PROTOBUF)], body).into_response()
 }
@@ -51,7 +58,9 @@ fn bad(status: StatusCode, message: String) -> WriteError {
 
 pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = std::time::Instant::now();
-    let response = export(&state, &headers, body).await.unwrap_or_else(error_response);
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_json = content_type.starts_with(JSON);
+    let response = export(&state, &headers, body, is_json).await.unwrap_or_else(|e| error_response(e, is_json));
     state.metrics.observe_write(response.status().as_u16(), started.elapsed());
     response
 }
@@ -82,24 +91,30 @@ fn decompress(headers: &HeaderMap, body: &[u8], max: usize) -> Result<Vec<u8>, W
     }
 }
 
-async fn export(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, WriteError> {
+async fn export(state: &AppState, headers: &HeaderMap, body: Body, is_json: bool) -> Result<Response, WriteError> {
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.starts_with(PROTOBUF) {
+    if !is_json && !content_type.starts_with(PROTOBUF) {
         return Err(bad(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "unsupported Content-Type {content_type:?}: send OTLP metrics as {PROTOBUF} (OTLP/JSON is not supported yet)"
-            ),
+            format!("unsupported Content-Type {content_type:?}: send OTLP metrics as {PROTOBUF} or {JSON}"),
         ));
     }
     let tenant = crate::tenant::for_write(state, headers)?;
     let _permit = write_permit(state)?;
     let body = read_body(state, body).await?;
     let bytes = decompress(headers, &body, state.limits.max_decoded_bytes)?;
-    let req = ExportMetricsServiceRequest::decode(bytes.as_slice())
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("invalid OTLP ExportMetricsServiceRequest: {e}")))?;
-    let body = write(state, &tenant, req).await?.encode_to_vec();
-    Ok((StatusCode::OK, [("content-type", PROTOBUF)], body).into_response())
+    let req = if is_json {
+        json::decode(&bytes)
+            .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("invalid OTLP/JSON ExportMetricsServiceRequest: {e}")))?
+    } else {
+        ExportMetricsServiceRequest::decode(bytes.as_slice())
+            .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("invalid OTLP ExportMetricsServiceRequest: {e}")))?
+    };
+    let answer = write(state, &tenant, req).await?;
+    if is_json {
+        return Ok((StatusCode::OK, [("content-type", JSON)], json::encode_response(&answer)).into_response());
+    }
+    Ok((StatusCode::OK, [("content-type", PROTOBUF)], answer.encode_to_vec()).into_response())
 }
 
 /// Translates and writes one export, for either transport; refused points are reported in
