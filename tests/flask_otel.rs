@@ -1,8 +1,10 @@
 //! The Flask example end to end: the app in `examples/flask-otel/`, auto-instrumented by
-//! `opentelemetry-instrument` with the pinned Python SDK, exports metrics over OTLP gRPC to Amber.
-//! The trace ids of its requests come back as exemplars — by trace id and through
-//! `query_exemplars` — and again after Amber is killed and restarted. The Python packages are
-//! installed by `examples/flask-otel/setup.sh` into a virtualenv outside the repository.
+//! `opentelemetry-instrument` with the pinned Python SDK, exports metrics over OTLP gRPC to Amber,
+//! and real Prometheus scrapes its OpenMetrics `/metrics` (exemplar storage on) and remote-writes
+//! to Amber with `send_exemplars: true`. The trace ids of its requests come back as exemplars from
+//! both paths — by trace id and through `query_exemplars` — and again after Amber is killed and
+//! restarted. The Python packages are installed by `examples/flask-otel/setup.sh` into a
+//! virtualenv outside the repository.
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Amber, free_port, urlencode};
 use serde_json::Value;
 
+/// A child process killed when dropped (the app, Prometheus).
 struct App(Child);
 
 impl Drop for App {
@@ -75,28 +78,49 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
         .stderr(log)
         .spawn()
         .unwrap());
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n\
+         scrape_configs:\n  - job_name: shop-prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n\
+         remote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    send_exemplars: true\n    queue_config:\n      batch_send_deadline: 1s\n",
+        amber.port
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let prometheus = App(Command::new("/usr/bin/prometheus")
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("prometheus-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+        .arg("--enable-feature=exemplar-storage")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+        .spawn()
+        .expect("starting prometheus (scripts/install-deps installs it)"));
     let mut ours: BTreeSet<String> = BTreeSet::new();
     ours.insert(eventually("the Flask app to answer", || checkout(port)));
     for _ in 0..30 {
         ours.insert(checkout(port).expect("the app answers"));
     }
 
-    // Both histograms get exemplars: the auto-instrumented request duration and the business one.
-    let families = ["http_server_duration_milliseconds", "shop_basket_value_EUR"];
-    eventually("exemplars of both histograms", || {
+    // Every histogram gets exemplars: over OTLP the auto-instrumented request duration and the
+    // business one, through Prometheus the client library's.
+    let families = [
+        ("http_server_duration_milliseconds", "otlp"),
+        ("shop_basket_value_EUR", "otlp"),
+        ("shop_checkout_duration_seconds", "remote_write"),
+    ];
+    eventually("exemplars of every histogram", || {
         let rows = amber.data("/api/v1/status/exemplars");
-        let with_exemplars = |f: &str| {
+        let with_exemplars = |(f, source): &(&str, &str)| {
             rows.as_array()
                 .unwrap()
                 .iter()
-                .any(|r| r["family"] == f && r["source"] == "otlp" && r["exemplars"].as_u64() > Some(0))
+                .any(|r| r["family"] == *f && r["source"] == *source && r["exemplars"].as_u64() > Some(0))
         };
-        families.iter().all(|f| with_exemplars(f)).then_some(())
+        families.iter().all(with_exemplars).then_some(())
     });
     let now = common::now_ms() / 1000 + 5;
     let stored: Vec<(String, Value)> = families
         .iter()
-        .map(|f| {
+        .map(|(f, _)| {
             let q = format!(
                 "/api/v1/query_exemplars?query={}&start={started}&end={now}",
                 urlencode(&format!("{f}_bucket"))
@@ -142,6 +166,7 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
         }
     }
 
+    drop(prometheus);
     drop(_app);
     amber.kill9();
     amber.restart();

@@ -244,7 +244,7 @@ fn otlp_metrics_with_exemplars_are_stored_as_prometheus_translates_them() {
 }
 
 #[test]
-fn bodies_that_are_not_otlp_protobuf_get_a_status_naming_the_problem() {
+fn bodies_that_are_not_otlp_get_a_status_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let amber = Amber::start(dir.path(), &[]);
     let (status, body) = post(&amber, "/otlp/v1/metrics", "application/x-protobuf", false, b"\xff\xff\xff".to_vec());
