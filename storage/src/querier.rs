@@ -1,8 +1,6 @@
 //! Reading data back: a series' samples or exemplars in a time range (sealed blocks merged with
 //! the head), and every exemplar that carries a trace id.
 
-use std::collections::BTreeMap;
-
 use rocksdb::{Direction, IteratorMode};
 
 use crate::block;
@@ -64,37 +62,32 @@ impl Storage {
 
     /// A series' samples with `mint <= ts <= maxt`, sorted by timestamp, stale markers included.
     pub fn samples(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Sample>> {
-        let mut merged: BTreeMap<i64, f64> = BTreeMap::new();
+        let mut sealed = Vec::new();
         for b in self.blocks_overlapping(keys::CF_BLOCKS, id, mint, maxt)? {
             let samples = block::decode_samples(&b).map_err(|source| Error::CorruptBlock {
                 what: "sample block",
                 series: id,
                 source,
             })?;
-            merged.extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt).map(|s| (s.ts, s.value)));
+            sealed.extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt));
         }
-        // Head entries win over a block at the same timestamp (the write path keeps them equal).
-        for (ts, s) in self.head_range(keys::CF_HEAD, id, mint, maxt, decode_head_sample)? {
-            merged.insert(ts, s.value);
-        }
-        Ok(merged.into_iter().map(|(ts, value)| Sample { ts, value }).collect())
+        let head = self.head_range(keys::CF_HEAD, id, mint, maxt, decode_head_sample)?;
+        Ok(merge_by_time(sealed, head.into_iter().map(|(_, s)| s).collect(), |s| s.ts))
     }
 
     /// A series' exemplars with `mint <= ts <= maxt`, sorted by timestamp.
     pub fn exemplars(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Exemplar>> {
-        let mut merged: BTreeMap<i64, Exemplar> = BTreeMap::new();
+        let mut sealed = Vec::new();
         for b in self.blocks_overlapping(keys::CF_EXEMPLAR_BLOCKS, id, mint, maxt)? {
             let exemplars = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
                 what: "exemplar block",
                 series: id,
                 source,
             })?;
-            merged.extend(exemplars.into_iter().filter(|e| e.ts >= mint && e.ts <= maxt).map(|e| (e.ts, e)));
+            sealed.extend(exemplars.into_iter().filter(|e| e.ts >= mint && e.ts <= maxt));
         }
-        for (ts, e) in self.head_range(keys::CF_EXEMPLAR_HEAD, id, mint, maxt, decode_head_exemplar)? {
-            merged.insert(ts, e);
-        }
-        Ok(merged.into_values().collect())
+        let head = self.head_range(keys::CF_EXEMPLAR_HEAD, id, mint, maxt, decode_head_exemplar)?;
+        Ok(merge_by_time(sealed, head.into_iter().map(|(_, e)| e).collect(), |e| e.ts))
     }
 
     /// Every exemplar of `tenant` whose trace-id label equals `trace_id`, oldest first.
@@ -126,5 +119,37 @@ impl Storage {
         out.sort_by(|a, b| a.exemplar.ts.cmp(&b.exemplar.ts).then_with(|| a.series.cmp(&b.series)));
         out.dedup();
         Ok(out)
+    }
+}
+
+/// Merges sealed entries (blocks of disjoint windows, read in window order, so already sorted)
+/// with head entries (sorted by key); at the same timestamp the head entry wins, as the write
+/// path keeps them equal. Linear, where a map would cost a tree insert per sample.
+fn merge_by_time<T>(sealed: Vec<T>, head: Vec<T>, ts: impl Fn(&T) -> i64) -> Vec<T> {
+    if head.is_empty() {
+        return sealed;
+    }
+    let mut out = Vec::with_capacity(sealed.len() + head.len());
+    let mut head = head.into_iter().peekable();
+    for entry in sealed {
+        while let Some(h) = head.next_if(|h| ts(h) < ts(&entry)) {
+            out.push(h);
+        }
+        match head.peek() {
+            Some(h) if ts(h) == ts(&entry) => out.push(head.next().expect("peeked")),
+            _ => out.push(entry),
+        }
+    }
+    out.extend(head);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn merge_keeps_time_order_and_prefers_the_head() {
+        let merged =
+            super::merge_by_time(vec![(1, 'b'), (3, 'b'), (5, 'b')], vec![(0, 'h'), (3, 'h'), (6, 'h')], |e| e.0);
+        assert_eq!(merged, vec![(0, 'h'), (1, 'b'), (3, 'h'), (5, 'b'), (6, 'h')]);
     }
 }
