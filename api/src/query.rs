@@ -85,7 +85,7 @@ fn matrix_body(series: &[Series], warnings: &[String], infos: &[String]) -> serd
             out.push_str(if j > 0 { ",[" } else { "[" });
             write_timestamp(&mut out, p.t);
             out.push_str(",\"");
-            out.push_str(&format_value(p.v));
+            amber_promql::value::write_float(&mut out, p.v);
             out.push_str("\"]");
         }
         out.push_str("]}");

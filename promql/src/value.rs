@@ -51,15 +51,30 @@ impl Value {
 /// A float as Prometheus prints it: Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with `NaN`,
 /// `+Inf` and `-Inf` for the special values.
 pub fn format_float(v: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, v);
+    out
+}
+
+/// Appends [`format_float`]'s text to `out` (range queries write millions of values).
+pub fn write_float(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
     } else {
-        // Rust's Display is the shortest string that round-trips and never uses an exponent.
-        format!("{v}")
+        // Ryu's shortest round-trip digits, when it writes them without an exponent, are Go's
+        // 'f' -1 digits (less a trailing ".0"); otherwise Rust's Display, which never uses one.
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(v);
+        if text.contains('e') {
+            use std::fmt::Write;
+            write!(out, "{v}").expect("writing to a String cannot fail");
+        } else {
+            out.push_str(text.strip_suffix(".0").unwrap_or(text));
+        }
     }
 }
 
@@ -75,6 +90,10 @@ mod tests {
             (-0.0, "-0"),
             (1e21, "1000000000000000000000"),
             (1.5e-7, "0.00000015"),
+            (123456.789, "123456.789"),
+            (1e15, "1000000000000000"),
+            (0.001, "0.001"),
+            (-2.5, "-2.5"),
             (f64::NAN, "NaN"),
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),
