@@ -140,12 +140,20 @@ fn ingest(system: &System, w: &Workload) -> (f64, Latency, usize, Option<String>
     (w.samples as f64 / elapsed, latency(times), errors, first)
 }
 
-fn get_json(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<serde_json::Value> {
+/// Fetches `url`, timing until the whole body has arrived; the JSON is parsed after the clock
+/// stops, so the client's parsing does not count against the system measured.
+fn timed_get(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<(Duration, serde_json::Value)> {
+    let started = Instant::now();
     let r = http.get(url).send()?;
     let status = r.status();
-    let body = r.text()?;
-    anyhow::ensure!(status.is_success(), "{url}: {status} {body}");
-    Ok(serde_json::from_str(&body)?)
+    let body = r.bytes()?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(status.is_success(), "{url}: {status} {}", String::from_utf8_lossy(&body));
+    Ok((elapsed, serde_json::from_slice(&body)?))
+}
+
+fn get_json(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(timed_get(http, url)?.1)
 }
 
 fn encode(q: &str) -> String {
@@ -176,9 +184,7 @@ pub fn system(kind: Kind, amber_bin: &Path, w: &Workload, queries: bool, runs: u
             let url = system.url(&format!("/api/v1/query_range?query={}&start={start}&end={end}&step=60", encode(q)));
             let mut times = Vec::with_capacity(runs);
             for _ in 0..runs {
-                let t = Instant::now();
-                get_json(&http, &url)?;
-                times.push(t.elapsed());
+                times.push(timed_get(&http, &url)?.0);
             }
             latencies.push(latency(times));
         }
@@ -190,9 +196,8 @@ pub fn system(kind: Kind, amber_bin: &Path, w: &Workload, queries: bool, runs: u
             ));
             let (mut times, mut returned) = (Vec::with_capacity(runs), 0);
             for _ in 0..runs {
-                let t = Instant::now();
-                let body = get_json(&http, &url)?;
-                times.push(t.elapsed());
+                let (elapsed, body) = timed_get(&http, &url)?;
+                times.push(elapsed);
                 returned = body["data"]
                     .as_array()
                     .map_or(0, |a| a.iter().map(|s| s["exemplars"].as_array().map_or(0, Vec::len)).sum());
