@@ -53,6 +53,12 @@ fn range_rate(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    g.bench_function("sum by (instance) (rate(x[5m])) 1000 series x 24h, step 60s", |b| {
+        b.iter(|| {
+            let q = "sum by (instance) (rate(http_requests_total[5m]))";
+            engine.range_query(&storage, q, 0, DAY_MS, 60_000, &QueryContext::default()).unwrap()
+        })
+    });
     g.finish();
 }
 

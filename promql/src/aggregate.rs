@@ -127,9 +127,18 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
     }
 
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: rustc_hash::FxHashMap<Labels, usize> = Default::default();
+    let node = a as *const AggregateExpr as usize;
     for s in input {
-        let key = grouping_labels(&s.labels, modifier);
+        // A range query groups the same series at every step: compute each group key once.
+        let key = match ev.group_keys.get(&(node, s.labels.clone())) {
+            Some(k) => k.clone(),
+            None => {
+                let k = grouping_labels(&s.labels, modifier);
+                ev.group_keys.insert((node, s.labels.clone()), k.clone());
+                k
+            }
+        };
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push(Group {
                 labels: key,

@@ -57,6 +57,8 @@ pub(crate) struct Evaluator<'a> {
     without_name: FxHashMap<Labels, Labels>,
     /// Per matrix selector, where each series' window started and ended at the last step.
     range_cursors: HashMap<usize, Vec<(usize, usize)>>,
+    /// Group labels by (aggregation node, input labels), reused across the steps of a query.
+    pub(crate) group_keys: FxHashMap<(usize, Labels), Labels>,
 }
 
 /// The index of the first point after `bound`, searching forward from `hint` when the hint is
@@ -133,6 +135,7 @@ impl<'a> Evaluator<'a> {
             infos: BTreeSet::new(),
             without_name: FxHashMap::default(),
             range_cursors: HashMap::new(),
+            group_keys: FxHashMap::default(),
         }
     }
 
