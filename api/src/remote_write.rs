@@ -125,10 +125,10 @@ fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted {
     let metrics = &state.metrics;
     for ts in req.timeseries {
         let raw = to_labels(ts.labels);
-        let shown = labels::format_list(&raw);
-        let series_labels = match labels::validate_series(raw, &state.limits.labels) {
-            Ok(l) => l,
+        let series_labels = match labels::check_series(&raw, &state.limits.labels) {
+            Ok(()) => labels::validate_series(raw, &state.limits.labels).expect("checked just above"),
             Err(e) => {
+                let shown = labels::format_list(&raw);
                 metrics.rejected(false, e.reason(), ts.samples.len() as u64);
                 metrics.rejected(true, e.reason(), ts.exemplars.len() as u64);
                 out.samples_refused += ts.samples.len() as u64;

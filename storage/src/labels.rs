@@ -193,8 +193,15 @@ fn is_valid_label_name(name: &str) -> bool {
 /// the stored label set. Labels with an empty value are dropped: in Prometheus's data model an empty
 /// value is the same as an absent label.
 pub fn validate_series(labels: Vec<Label>, limits: &LabelLimits) -> Result<Labels, LabelError> {
+    check_series(&labels, limits)?;
+    Ok(Labels(labels.into_iter().filter(|l| !l.value.is_empty()).collect()))
+}
+
+/// The checks of [`validate_series`] without taking the labels, so a caller can still show them
+/// in its error message (and need not format them when they are valid).
+pub fn check_series(labels: &[Label], limits: &LabelLimits) -> Result<(), LabelError> {
     let mut prev: Option<&str> = None;
-    for l in &labels {
+    for l in labels {
         if let Some(p) = prev {
             match p.cmp(l.name.as_str()) {
                 std::cmp::Ordering::Equal => return Err(LabelError::DuplicateLabelName(l.name.clone())),
@@ -226,14 +233,15 @@ pub fn validate_series(labels: Vec<Label>, limits: &LabelLimits) -> Result<Label
             return Err(LabelError::InvalidMetricName(l.value.clone()));
         }
     }
-    let labels: Vec<Label> = labels.into_iter().filter(|l| !l.value.is_empty()).collect();
-    if !labels.iter().any(|l| l.name == METRIC_NAME) {
+    let kept = || labels.iter().filter(|l| !l.value.is_empty());
+    if !kept().any(|l| l.name == METRIC_NAME) {
         return Err(LabelError::MissingMetricName);
     }
-    if labels.len() > limits.max_labels_per_series {
-        return Err(LabelError::TooManyLabels { count: labels.len(), limit: limits.max_labels_per_series });
+    let count = kept().count();
+    if count > limits.max_labels_per_series {
+        return Err(LabelError::TooManyLabels { count, limit: limits.max_labels_per_series });
     }
-    Ok(Labels(labels))
+    Ok(())
 }
 
 /// Prometheus's limit on an exemplar's label set: names plus values, in UTF-8 characters.
