@@ -14,18 +14,6 @@ fn exceeded(amber: &Amber, limit: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.trim().parse().unwrap())
 }
 
-fn write_as(amber: &Amber, tenant: &str, req: &amber_api::prompb::WriteRequest) -> (u16, String) {
-    let r = reqwest::blocking::Client::new()
-        .post(amber.url("/api/v1/write"))
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Scope-OrgID", tenant)
-        .body(common::encode(req))
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.text().unwrap())
-}
-
 #[test]
 fn ingestion_rate_refuses_bursts_beyond_the_bucket_per_tenant_with_a_429() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,8 +26,8 @@ fn ingestion_rate_refuses_bursts_beyond_the_bucket_per_tenant_with_a_429() {
         let samples: Vec<(i64, f64)> = (0..n).map(|i| (t + (from + i) * 1000, i as f64)).collect();
         request(vec![series(&[("__name__", "x"), ("job", "a")], &samples, &[])])
     };
-    assert_eq!(write_as(&amber, "small", &batch(0, 50)), (204, String::new()));
-    let (status, body) = write_as(&amber, "small", &batch(50, 40));
+    assert_eq!(amber.write_with(&[("X-Scope-OrgID", "small")], &batch(0, 50)), (204, String::new()));
+    let (status, body) = amber.write_with(&[("X-Scope-OrgID", "small")], &batch(50, 40));
     assert_eq!(status, 429, "{body}");
     assert_eq!(
         body,
@@ -48,7 +36,7 @@ fn ingestion_rate_refuses_bursts_beyond_the_bucket_per_tenant_with_a_429() {
     );
     assert_eq!(exceeded(&amber, "ingestion_rate"), 1);
     // Another tenant has its own bucket and its own rate.
-    assert_eq!(write_as(&amber, "big", &batch(0, 90)), (204, String::new()));
+    assert_eq!(amber.write_with(&[("X-Scope-OrgID", "big")], &batch(0, 90)), (204, String::new()));
     // Nothing of the refused request was written.
     let q = format!("/api/v1/query?query={}&time={}", urlencode("count_over_time(x[1h])"), (t + 100_000) / 1000);
     let get = |tenant: &str| {

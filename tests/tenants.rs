@@ -5,7 +5,7 @@
 mod common;
 
 use amber_api::prompb;
-use common::{Amber, encode, request, series, urlencode};
+use common::{Amber, request, series, urlencode};
 use serde_json::{Value, json};
 
 const CONFIG: &str = r#"
@@ -26,12 +26,6 @@ fn send(amber: &Amber, method: &str, path: &str, headers: &[(&str, &str)], body:
     }
     let r = req.send().unwrap();
     (r.status().as_u16(), r.text().unwrap())
-}
-
-fn write_as(amber: &Amber, headers: &[(&str, &str)], req: &prompb::WriteRequest) -> (u16, String) {
-    let mut all = vec![("Content-Encoding", "snappy"), ("Content-Type", "application/x-protobuf")];
-    all.extend_from_slice(headers);
-    send(amber, "POST", "/api/v1/write", &all, encode(req))
 }
 
 fn read_as(amber: &Amber, headers: &[(&str, &str)], path: &str) -> Value {
@@ -64,8 +58,8 @@ fn tenants_are_isolated_on_every_read_endpoint_and_credentials_are_enforced() {
     let t = common::now_ms() - 60_000;
     let a = [("X-Scope-OrgID", "team-a")];
     let b = [("X-Scope-OrgID", "team-b"), ("Authorization", "Bearer s3cret")];
-    assert_eq!(write_as(&amber, &a, &tenant_data("a", "aaaa", t)), (204, String::new()));
-    assert_eq!(write_as(&amber, &b, &tenant_data("b", "bbbb", t)), (204, String::new()));
+    assert_eq!(amber.write_with(&a, &tenant_data("a", "aaaa", t)), (204, String::new()));
+    assert_eq!(amber.write_with(&b, &tenant_data("b", "bbbb", t)), (204, String::new()));
 
     for (headers, own, other) in [(&a[..], "a", "b"), (&b[..], "b", "a")] {
         let when = format!("time={}", t / 1000 + 1);
@@ -105,11 +99,11 @@ fn tenants_are_isolated_on_every_read_endpoint_and_credentials_are_enforced() {
     let wrong = [("X-Scope-OrgID", "team-b"), ("Authorization", "Bearer nope")];
     assert_eq!(send(&amber, "GET", "/api/v1/labels", &wrong, Vec::new()).0, 401);
     assert_eq!(
-        write_as(&amber, &wrong, &tenant_data("b", "b2", t)),
+        amber.write_with(&wrong, &tenant_data("b", "b2", t)),
         (401, "missing or wrong credentials for tenant \"team-b\"".to_string())
     );
     let carol = [("X-Scope-OrgID", "team-c"), ("Authorization", "Basic Y2Fyb2w6cGE1NQ==")];
-    assert_eq!(write_as(&amber, &carol, &tenant_data("c", "cccc", t)).0, 204);
+    assert_eq!(amber.write_with(&carol, &tenant_data("c", "cccc", t)).0, 204);
     let mallory = [("X-Scope-OrgID", "team-c"), ("Authorization", "Basic bWFsbG9yeTpwYTU1")];
     assert_eq!(send(&amber, "GET", "/api/v1/labels", &mallory, Vec::new()).0, 401);
 
@@ -146,7 +140,7 @@ fn series_limit_is_per_tenant_names_its_value_and_keeps_existing_series_writable
         request(names.iter().map(|n| series(&[("__name__", "up"), ("job", n)], &[(ts, 1.0)], &[])).collect())
     };
     let small = [("X-Scope-OrgID", "small")];
-    let (status, body) = write_as(&amber, &small, &batch(t));
+    let (status, body) = amber.write_with(&small, &batch(t));
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body,
@@ -157,9 +151,9 @@ fn series_limit_is_per_tenant_names_its_value_and_keeps_existing_series_writable
     );
     // Series that exist keep taking samples at the limit.
     let existing = request(vec![series(&[("__name__", "up"), ("job", "one")], &[(t + 15_000, 2.0)], &[])]);
-    assert_eq!(write_as(&amber, &small, &existing), (204, String::new()));
+    assert_eq!(amber.write_with(&small, &existing), (204, String::new()));
     // Another tenant has the global limit and its own count.
-    assert_eq!(write_as(&amber, &[("X-Scope-OrgID", "big")], &batch(t)), (204, String::new()));
+    assert_eq!(amber.write_with(&[("X-Scope-OrgID", "big")], &batch(t)), (204, String::new()));
     let series_of =
         |headers: &[(&str, &str)]| read_as(&amber, headers, "/api/v1/series?match[]=up").as_array().unwrap().len();
     assert_eq!(series_of(&small), 2);

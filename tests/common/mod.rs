@@ -131,14 +131,25 @@ impl Amber {
 
     /// Like [`Amber::write_raw`], but a failed connection is returned rather than a panic.
     pub fn try_write_raw(&self, body: Vec<u8>) -> reqwest::Result<(u16, String)> {
-        let r = self
+        self.post_write(body, &[])
+    }
+
+    /// A remote write with extra headers (tenant, credentials); returns status and body.
+    pub fn write_with(&self, headers: &[(&str, &str)], req: &prompb::WriteRequest) -> (u16, String) {
+        self.post_write(encode(req), headers).expect("remote write request")
+    }
+
+    fn post_write(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> reqwest::Result<(u16, String)> {
+        let mut request = self
             .http
             .post(self.url("/api/v1/write"))
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body)
-            .send()?;
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let r = request.body(body).send()?;
         Ok((r.status().as_u16(), r.text()?))
     }
 
