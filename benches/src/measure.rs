@@ -157,12 +157,7 @@ fn get_json(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<serde
 }
 
 fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    form_urlencoded::byte_serialize(q.as_bytes()).collect()
 }
 
 pub fn system(kind: Kind, amber_bin: &Path, w: &Workload, queries: bool, runs: usize) -> anyhow::Result<SystemResult> {

@@ -220,12 +220,7 @@ pub fn now_ms() -> i64 {
 
 /// Percent-encodes a query parameter.
 pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Every query of a provisioned Grafana dashboard (`grafana/dashboards/<file>`).
