@@ -214,21 +214,10 @@ pub async fn instant(
     let params = Params::from_request(&uri, &headers, &body);
     let query = query_string(&params)?;
     let t = params.time("time", amber_storage::now_ms())?;
-    let limit = params.limit("limit")?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let ctx = context(&params, &cancel)?;
-    let _guard = CancelOnDrop(cancel);
-    let storage =
-        TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(&state, &headers)? };
-    let engine = state.engine.clone();
-    let _permit = query_permit(&state)?;
-    let started = std::time::Instant::now();
-    let out = tokio::task::spawn_blocking(move || engine.instant_query(&storage, &query, t, &ctx))
-        .await
-        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
-    state.metrics.observe_query("instant", started.elapsed());
-    let out = out.map_err(|e| query_error(&state, e))?;
-    Ok(respond(apply_limit(out, limit)))
+    evaluate(&state, &headers, &params, "instant", move |engine, storage, ctx| {
+        engine.instant_query(storage, &query, t, ctx)
+    })
+    .await
 }
 
 pub async fn range(
@@ -261,20 +250,36 @@ pub async fn range(
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
+    evaluate(&state, &headers, &params, "range", move |engine, storage, ctx| {
+        engine.range_query(storage, &query, start, end, step, ctx)
+    })
+    .await
+}
+
+/// Runs a parsed request's query for its tenant under the query limits (a concurrency slot,
+/// timeout, cancellation when the client goes away), times it, and answers with its result.
+async fn evaluate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    kind: &'static str,
+    run: impl FnOnce(&amber_promql::Engine, &TenantQueryable, &QueryContext) -> amber_promql::Result<QueryOutput>
+    + Send
+    + 'static,
+) -> Result<Response, ApiError> {
     let limit = params.limit("limit")?;
     let cancel = Arc::new(AtomicBool::new(false));
-    let ctx = context(&params, &cancel)?;
+    let ctx = context(params, &cancel)?;
     let _guard = CancelOnDrop(cancel);
-    let storage =
-        TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(&state, &headers)? };
+    let storage = TenantQueryable { storage: state.storage.clone(), tenant: crate::tenant::for_read(state, headers)? };
     let engine = state.engine.clone();
-    let _permit = query_permit(&state)?;
+    let _permit = query_permit(state)?;
     let started = std::time::Instant::now();
-    let out = tokio::task::spawn_blocking(move || engine.range_query(&storage, &query, start, end, step, &ctx))
+    let out = tokio::task::spawn_blocking(move || run(&engine, &storage, &ctx))
         .await
         .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
-    state.metrics.observe_query("range", started.elapsed());
-    let out = out.map_err(|e| query_error(&state, e))?;
+    state.metrics.observe_query(kind, started.elapsed());
+    let out = out.map_err(|e| query_error(state, e))?;
     Ok(respond(apply_limit(out, limit)))
 }
 

@@ -258,6 +258,33 @@ fn point_value(flags: u32, v: f64) -> f64 {
     if flags & NO_RECORDED_VALUE != 0 { f64::from_bits(STALE_NAN) } else { v }
 }
 
+/// Adds gauge or sum points as samples of `name`.
+fn add_numbers(
+    out: &mut Series,
+    base: &BTreeMap<String, String>,
+    name: &str,
+    points: Vec<otlp::NumberDataPoint>,
+    newest: &mut Option<i64>,
+) {
+    for p in points {
+        let mut labels = base.clone();
+        attribute_labels(&p.attributes, &mut labels);
+        let ts = ms(p.time_unix_nano);
+        *newest = (*newest).max(Some(ts));
+        let ex = p.exemplars.iter().map(exemplar).collect();
+        out.add(with(&labels, name, &[]), ts, point_value(p.flags, value_of(&p.value)), ex);
+    }
+}
+
+/// Refuses each of `points` points of a metric with delta temporality.
+fn refuse_delta(refused: &mut Vec<String>, metric: &str, kind: &str, points: usize) {
+    for _ in 0..points {
+        refused.push(format!(
+            "metric {metric:?}: only cumulative {kind} are supported; set the exporter's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)"
+        ));
+    }
+}
+
 /// Translates an export request; what cannot be translated is listed in `refused`, one entry
 /// per data point.
 pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Translated {
@@ -301,23 +328,11 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
                     Data::Gauge(g) => {
                         let name = metric_name(&metric.name, &metric.unit, false, true);
                         meta(&name, prompb::metric_metadata::MetricType::Gauge);
-                        for p in g.data_points {
-                            let mut labels = base.clone();
-                            attribute_labels(&p.attributes, &mut labels);
-                            let ts = ms(p.time_unix_nano);
-                            newest = newest.max(Some(ts));
-                            let ex = p.exemplars.iter().map(exemplar).collect();
-                            out.add(with(&labels, &name, &[]), ts, point_value(p.flags, value_of(&p.value)), ex);
-                        }
+                        add_numbers(&mut out, &base, &name, g.data_points, &mut newest);
                     }
                     Data::Sum(s) => {
                         if s.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
-                            for _ in &s.data_points {
-                                refused.push(format!(
-                                    "metric {:?}: only cumulative sums are supported; set the exporter's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)",
-                                    metric.name
-                                ));
-                            }
+                            refuse_delta(&mut refused, &metric.name, "sums", s.data_points.len());
                             continue;
                         }
                         let counter = s.is_monotonic;
@@ -328,23 +343,11 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
                             prompb::metric_metadata::MetricType::Gauge
                         };
                         meta(&name, kind);
-                        for p in s.data_points {
-                            let mut labels = base.clone();
-                            attribute_labels(&p.attributes, &mut labels);
-                            let ts = ms(p.time_unix_nano);
-                            newest = newest.max(Some(ts));
-                            let ex = p.exemplars.iter().map(exemplar).collect();
-                            out.add(with(&labels, &name, &[]), ts, point_value(p.flags, value_of(&p.value)), ex);
-                        }
+                        add_numbers(&mut out, &base, &name, s.data_points, &mut newest);
                     }
                     Data::Histogram(h) => {
                         if h.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
-                            for _ in &h.data_points {
-                                refused.push(format!(
-                                    "metric {:?}: only cumulative histograms are supported; set the exporter's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)",
-                                    metric.name
-                                ));
-                            }
+                            refuse_delta(&mut refused, &metric.name, "histograms", h.data_points.len());
                             continue;
                         }
                         let name = metric_name(&metric.name, &metric.unit, false, false);
