@@ -35,7 +35,8 @@ impl Drop for Tmpfs {
     }
 }
 
-/// 100 series × 60 samples of incompressible values, at minute `batch` of the last hours.
+/// 1,000 series × 60 samples of incompressible values, at minute `batch` of the last hours
+/// (600 KB of log a batch: the disk fills within the three hours of timestamps).
 fn batch(base: i64, batch: i64) -> amber_api::prompb::WriteRequest {
     let mut x = (batch as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut next = || {
@@ -46,7 +47,7 @@ fn batch(base: i64, batch: i64) -> amber_api::prompb::WriteRequest {
     };
     let ts = |i: i64| base + batch * 60_000 + i * 1000;
     request(
-        (0..100)
+        (0..1000)
             .map(|s| {
                 let samples: Vec<(i64, f64)> = (0..60).map(|i| (ts(i), next())).collect();
                 series(&[("__name__", "noise"), ("series", &s.to_string())], &samples, &[])
@@ -91,7 +92,7 @@ fn a_full_disk_gets_retryable_errors_reads_keep_working_and_writes_resume_when_s
         urlencode("sum(count_over_time(noise[1d]))"),
         (base + acked * 60_000) / 1000 + 60
     );
-    assert_eq!(amber.data(&count)["result"][0]["value"][1], (acked * 6000).to_string());
+    assert_eq!(amber.data(&count)["result"][0]["value"][1], (acked * 60_000).to_string());
 
     // Space returns: the refused batch is taken on retry, without a restart.
     mnt.resize("512m");
@@ -116,5 +117,5 @@ fn a_full_disk_gets_retryable_errors_reads_keep_working_and_writes_resume_when_s
         urlencode("sum(count_over_time(noise[1d]))"),
         (base + acked * 60_000) / 1000 + 60
     );
-    assert_eq!(amber.data(&count)["result"][0]["value"][1], (acked * 6000).to_string());
+    assert_eq!(amber.data(&count)["result"][0]["value"][1], (acked * 60_000).to_string());
 }

@@ -62,6 +62,11 @@ pub struct Metrics {
     series: Gauge,
     sst_bytes: Family<ColumnFamily, Gauge>,
     memtable_bytes: Family<ColumnFamily, Gauge>,
+    head_series: Gauge,
+    head_samples: Gauge,
+    head_exemplars: Gauge,
+    head_chunk_bytes: Gauge,
+    wal_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +94,11 @@ impl Metrics {
             series: Gauge::default(),
             sst_bytes: Family::default(),
             memtable_bytes: Family::default(),
+            head_series: Gauge::default(),
+            head_samples: Gauge::default(),
+            head_exemplars: Gauge::default(),
+            head_chunk_bytes: Gauge::default(),
+            wal_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("samples_ingested", "Samples written durably", m.samples_ingested.clone());
@@ -134,6 +144,23 @@ impl Metrics {
             "Bytes of RocksDB memtables, by column family",
             m.memtable_bytes.clone(),
         );
+        registry.register(
+            "head_series",
+            "Series with data or write state in the in-memory head",
+            m.head_series.clone(),
+        );
+        registry.register("head_samples", "Samples in the in-memory head, not yet sealed", m.head_samples.clone());
+        registry.register(
+            "head_exemplars",
+            "Exemplars in the in-memory head, not yet sealed",
+            m.head_exemplars.clone(),
+        );
+        registry.register(
+            "head_chunk_bytes",
+            "Bytes of compressed closed chunks in the in-memory head",
+            m.head_chunk_bytes.clone(),
+        );
+        registry.register("wal_bytes", "Bytes of the head's write-ahead log on disk", m.wal_bytes.clone());
         Metrics { registry, ..m }
     }
 
@@ -187,6 +214,11 @@ pub async fn handle(State(state): State<AppState>) -> Response {
     for (cf, bytes) in stats.memtable_bytes {
         m.memtable_bytes.get_or_create(&ColumnFamily { cf: cf.to_string() }).set(bytes as i64);
     }
+    m.head_series.set(stats.head.series as i64);
+    m.head_samples.set(stats.head.samples as i64);
+    m.head_exemplars.set(stats.head.exemplars as i64);
+    m.head_chunk_bytes.set(stats.head.chunk_bytes as i64);
+    m.wal_bytes.set(stats.wal_bytes as i64);
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
         return crate::error::ApiError::internal(format!("encoding metrics: {e}")).into_response();

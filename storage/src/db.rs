@@ -14,12 +14,14 @@ use rocksdb::{
 use crate::SeriesId;
 use crate::chunkenc::varint::Reader;
 use crate::error::{Error, Result};
-use crate::head::HeadState;
+use crate::head::{Head, HeadStats};
 use crate::keys::{self, prefix};
 use crate::tenant::TenantId;
+use crate::wal::Wal;
 
-/// The on-disk format version of the key layouts in `docs/format/`.
-pub const STORE_FORMAT_VERSION: u8 = 1;
+/// The on-disk format version of the key layouts in `docs/format/`. Version 2 moved the head
+/// from RocksDB (`head`, `exemplar_head` column families) to memory and the WAL.
+pub const STORE_FORMAT_VERSION: u8 = 2;
 
 /// How the store behaves. `block_duration_ms` is fixed when a store is created (it is part of
 /// the key layout); the others may change between runs.
@@ -66,8 +68,10 @@ pub struct Storage {
     pub(crate) series_cache: RwLock<HashMap<Vec<u8>, SeriesId>>,
     /// Held while new series are created, so two writers never give one label set two ids.
     pub(crate) next_series_id: Mutex<SeriesId>,
-    /// Per-series newest timestamps, for ordering and duplicate checks on the write path.
-    pub(crate) heads: Mutex<HashMap<SeriesId, HeadState>>,
+    /// Samples and exemplars not yet sealed, in memory, with each series' write state.
+    pub(crate) head: Head,
+    /// What makes the head durable.
+    pub(crate) wal: Wal,
     /// Start of every window that holds data, for any tenant.
     pub(crate) windows: RwLock<BTreeSet<i64>>,
     /// Series already added to each recent window's activity set, so a series costs one merge
@@ -88,6 +92,9 @@ pub struct StorageStats {
     pub sst_bytes: Vec<(&'static str, u64)>,
     /// (column family, bytes of live memtables).
     pub memtable_bytes: Vec<(&'static str, u64)>,
+    pub head: HeadStats,
+    /// Bytes of the head's write-ahead log on disk.
+    pub wal_bytes: u64,
 }
 
 /// Merge operator of postings and activity keys: the union of serialized roaring treemaps.
@@ -140,12 +147,24 @@ impl Storage {
         db_opts.set_db_write_buffer_size(opts.memtable_bytes);
         let cfs = keys::ALL_CFS.iter().map(|&name| ColumnFamilyDescriptor::new(name, cf_options(name, &cache)));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        let head = Head::new(opts.block_duration_ms);
+        let wal = Wal::open(&path.join("wal"), |s| {
+            let series = head.get_or_create(s.id);
+            let mut series = series.lock();
+            for sample in s.samples {
+                series.insert_sample(sample);
+            }
+            for e in &s.exemplars {
+                series.insert_exemplar(e);
+            }
+        })?;
         let mut storage = Storage {
             db,
             opts,
             series_cache: RwLock::new(HashMap::new()),
             next_series_id: Mutex::new(0),
-            heads: Mutex::new(HashMap::new()),
+            head,
+            wal,
             windows: RwLock::new(BTreeSet::new()),
             activity_written: Mutex::new(HashMap::new()),
             tenants: RwLock::new(HashMap::new()),
@@ -154,7 +173,38 @@ impl Storage {
         storage.check_options(path)?;
         storage.load_state()?;
         storage.load_tenants()?;
+        storage.index_replayed_head()?;
         Ok(storage)
+    }
+
+    /// Rewrites the trace-index keys and window activity of everything replayed into the head:
+    /// they were written unsynced, so a crash may have lost them.
+    fn index_replayed_head(&self) -> Result<()> {
+        let ids = self.head.ids();
+        let tenants = self.series_labels(&ids)?;
+        let trace_cf = self.cf(keys::CF_TRACE_INDEX);
+        let mut activity: HashMap<(i64, TenantId), RoaringTreemap> = HashMap::new();
+        let mut batch = WriteBatch::default();
+        for (&id, (tenant, _)) in ids.iter().zip(&tenants) {
+            let Some(series) = self.head.get(id) else { continue };
+            let series = series.lock();
+            for window in series.windows() {
+                activity.entry((window, *tenant)).or_default().insert(id);
+            }
+            for e in series.exemplars(i64::MIN, i64::MAX) {
+                self.put_trace_keys(&mut batch, trace_cf, *tenant, id, &e);
+            }
+        }
+        let index = self.cf(keys::CF_INDEX);
+        for ((window, tenant), set) in &activity {
+            batch.merge_cf(index, keys::activity(*window, *tenant), crate::index::encode_postings(set));
+        }
+        self.write_synced(batch)?;
+        self.windows.write().extend(activity.keys().map(|(w, _)| *w));
+        if !ids.is_empty() {
+            tracing::info!(series = ids.len(), "head replayed from the WAL");
+        }
+        Ok(())
     }
 
     pub fn options(&self) -> &Options {
@@ -244,6 +294,8 @@ impl Storage {
     pub fn stats(&self) -> StorageStats {
         let prop = |cf: &str, name: &str| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0);
         StorageStats {
+            head: self.head.stats(),
+            wal_bytes: self.wal.disk_bytes(),
             series: *self.next_series_id.lock(),
             sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.live-sst-files-size"))).collect(),
             memtable_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.cur-size-all-mem-tables"))).collect(),

@@ -14,6 +14,10 @@ pub enum Error {
     CorruptBlock { what: &'static str, series: u64, source: BlockError },
     #[error("corrupt index entry {what}: {source}")]
     CorruptIndex { what: &'static str, source: DecodeError },
+    #[error("write-ahead log: {0}")]
+    Wal(String),
+    #[error("the write-ahead log failed earlier ({0}); writes are refused until Amber restarts and replays it")]
+    WalFailed(String),
     #[error("the store at {path} was created with {stored}, but was opened with {requested}")]
     IncompatibleOptions { path: String, stored: String, requested: String },
 }

@@ -1,455 +1,470 @@
-//! The write path: accepting samples and exemplars into the head.
+//! The head: samples and exemplars not yet sealed into blocks, held in memory.
 //!
-//! Each accepted sample is one `head` key (`series ts` → value), each exemplar one
-//! `exemplar_head` key plus its trace-index keys, and every window touched gets the series added to
-//! its activity set. All of a request's accepted data goes into one RocksDB write batch whose WAL
-//! is fsynced before [`Storage::append`] returns: a caller that is told "written" can crash the next
-//! instant and lose nothing. The same key for the same timestamp makes retries idempotent.
+//! Each series has a [`MemSeries`]: closed chunks of up to [`CHUNK_SAMPLES`] samples compressed
+//! with the block codecs (delta-of-delta timestamps, XOR values; about 1.5 bytes a sample for
+//! scrape data), an open chunk of the newest samples kept as plain values, and its exemplars
+//! (labels kept in their binary form). A chunk never spans two windows, so sealing a window takes
+//! whole chunks. Chunks of a series are disjoint and in time order; an out-of-order sample older
+//! than the open chunk is put into the chunk covering its time (decoded and re-encoded: rare).
 //!
-//! Ordering and duplicate checks use a small per-series [`HeadState`] in memory (newest timestamp
-//! and value), loaded from disk the first time a series is written after a restart. A sample newer
-//! than the series' newest needs no disk read; an older one (out of order, or a retry) is looked
-//! up in the head and, failing that, in its window's sealed block.
+//! The head is made durable by the write-ahead log ([`crate::wal`]), not by RocksDB, and rebuilt
+//! from it on open. What the write path remembers per series for ordering and duplicate checks
+//! ([`HeadState`]) lives beside the data.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use roaring::RoaringTreemap;
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use parking_lot::{Mutex, RwLock};
 
-use crate::block;
 use crate::chunkenc::varint::Reader;
-use crate::db::Storage;
-use crate::error::{Error, Result};
-use crate::index::encode_postings;
-use crate::keys;
+use crate::chunkenc::{timestamp, value};
 use crate::labels::Labels;
-use crate::metadata::MetricMetadata;
-use crate::tenant::TenantId;
 use crate::{Exemplar, Sample, SeriesId};
 
-/// One series' data in a write request; `labels` must already be validated.
-#[derive(Debug, Clone)]
-pub struct SeriesWrite {
-    pub labels: Labels,
-    pub samples: Vec<Sample>,
-    pub exemplars: Vec<Exemplar>,
-}
-
-/// Why one sample or exemplar was refused. The rest of its request is still written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    /// Older than the series' newest sample by more than the out-of-order window.
-    OutOfOrder,
-    /// A sample already exists at this timestamp with a different value.
-    DuplicateTimestamp,
-    /// An exemplar already exists at this timestamp with a different value or labels.
-    ConflictingExemplar,
-    /// Older than the retention period.
-    TooOld,
-    /// A new series would take its tenant past this many series.
-    SeriesLimit(u64),
-    /// The series already has this many exemplars in the exemplar's block window.
-    ExemplarLimit(u64),
-    /// Further in the future than allowed.
-    TooFarInFuture,
-}
-
-impl RejectReason {
-    /// A short, stable name for metrics (`reason` label).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RejectReason::OutOfOrder => "out_of_order",
-            RejectReason::DuplicateTimestamp => "duplicate_timestamp",
-            RejectReason::ConflictingExemplar => "conflicting_exemplar",
-            RejectReason::TooOld => "too_old",
-            RejectReason::TooFarInFuture => "too_far_in_future",
-            RejectReason::SeriesLimit(_) => "series_limit",
-            RejectReason::ExemplarLimit(_) => "exemplar_limit",
-        }
-    }
-}
-
-/// One refused sample or exemplar.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    pub series: Labels,
-    pub ts: i64,
-    pub exemplar: bool,
-    pub reason: RejectReason,
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = if self.exemplar { "exemplar" } else { "sample" };
-        if let RejectReason::SeriesLimit(limit) = self.reason {
-            return write!(
-                f,
-                "{what} at {} for series {}: the tenant has reached its limit of {limit} series (max_series_per_tenant)",
-                self.ts, self.series
-            );
-        }
-        if let RejectReason::ExemplarLimit(limit) = self.reason {
-            return write!(
-                f,
-                "{what} at {} for series {}: the series has reached its limit of {limit} exemplars in this block window (max_exemplars_per_series_per_window)",
-                self.ts, self.series
-            );
-        }
-        let why = match self.reason {
-            RejectReason::OutOfOrder => {
-                "out of order: older than the series' newest sample by more than the out-of-order window"
-            }
-            RejectReason::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
-            RejectReason::ConflictingExemplar => {
-                "an exemplar with a different value or labels exists at this timestamp"
-            }
-            RejectReason::TooOld => "too old: before the retention period",
-            RejectReason::TooFarInFuture => "too far in the future",
-            RejectReason::SeriesLimit(_) | RejectReason::ExemplarLimit(_) => unreachable!("written above"),
-        };
-        write!(f, "{what} at {} for series {}: {why}", self.ts, self.series)
-    }
-}
-
-/// What [`Storage::append`] did.
-#[derive(Debug, Clone, Default)]
-pub struct AppendReport {
-    pub samples_written: u64,
-    pub exemplars_written: u64,
-    /// Samples and exemplars already stored with the same value (retries); not written again.
-    pub duplicates_ignored: u64,
-    pub rejected: Vec<Rejection>,
-    /// Series created by this request.
-    pub series_created: u64,
-}
+/// Samples per closed chunk: enough that the codecs reach their ratio (Prometheus uses 120 too),
+/// few enough that an out-of-order insert re-encodes little.
+pub const CHUNK_SAMPLES: usize = 120;
 
 /// What the write path remembers about a series between requests.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeadState {
-    sample_max_ts: i64,
-    sample_max_bits: u64,
-    exemplar_max_ts: i64,
+    pub sample_max_ts: i64,
+    pub sample_max_bits: u64,
+    pub exemplar_max_ts: i64,
     /// The window of the newest exemplar and how many exemplars that window holds, for
     /// `Options::max_exemplars_per_series_per_window`.
-    exemplar_window: i64,
-    exemplars_in_window: u64,
+    pub exemplar_window: i64,
+    pub exemplars_in_window: u64,
 }
 
-const NONE_YET: i64 = i64::MIN;
+/// "No sample (or exemplar) yet" in a [`HeadState`].
+pub(crate) const NONE_YET: i64 = i64::MIN;
 
-pub(crate) fn decode_head_sample(ts: i64, v: &[u8]) -> Option<Sample> {
-    Some(Sample { ts, value: f64::from_bits(u64::from_be_bytes(v.try_into().ok()?)) })
+impl HeadState {
+    pub const NEW_SERIES: HeadState = HeadState {
+        sample_max_ts: NONE_YET,
+        sample_max_bits: 0,
+        exemplar_max_ts: NONE_YET,
+        exemplar_window: NONE_YET,
+        exemplars_in_window: 0,
+    };
 }
 
-pub(crate) fn encode_head_exemplar(e: &Exemplar) -> Vec<u8> {
-    let mut v = e.value.to_bits().to_be_bytes().to_vec();
-    e.labels.encode_into(&mut v);
-    v
+/// Every series with data (or write state) in the head.
+pub(crate) struct Head {
+    block_ms: i64,
+    series: RwLock<HashMap<SeriesId, Arc<Mutex<MemSeries>>>>,
 }
 
-pub(crate) fn decode_head_exemplar(ts: i64, v: &[u8]) -> Option<Exemplar> {
-    let mut r = Reader::new(v);
-    let value = f64::from_bits(r.u64_be().ok()?);
-    let labels = Labels::decode(&mut r).ok()?;
-    Some(Exemplar { ts, value, labels })
-}
-
-impl Storage {
-    /// Writes a request's series, samples, exemplars and metadata, durably.
-    ///
-    /// Returns `Err` only for failures of the store (the caller should retry); samples or
-    /// exemplars that can never be written are listed in [`AppendReport::rejected`] while the rest
-    /// of the request is written. New series beyond `max_series` for the tenant are refused.
-    pub fn append(
-        &self,
-        tenant: TenantId,
-        series: &[SeriesWrite],
-        metadata: &[MetricMetadata],
-        max_series: Option<u64>,
-    ) -> Result<AppendReport> {
-        let now = crate::now_ms();
-        let min_ts = now.saturating_sub(self.opts.retention_ms);
-        let max_ts = now.saturating_add(self.opts.max_future_ms);
-        let mut report = AppendReport::default();
-        let next_before = *self.next_series_id.lock();
-        let labels: Vec<&Labels> = series.iter().map(|s| &s.labels).collect();
-        let ids = self.resolve_series(tenant, &labels, max_series)?;
-
-        let mut batch = WriteBatch::default();
-        let head_cf = self.cf(keys::CF_HEAD);
-        let exemplar_cf = self.cf(keys::CF_EXEMPLAR_HEAD);
-        let trace_cf = self.cf(keys::CF_TRACE_INDEX);
-        let mut touched: HashMap<i64, RoaringTreemap> = HashMap::new();
-        let mut heads = self.heads.lock();
-        for (write, &id) in series.iter().zip(&ids) {
-            let Some(id) = id else {
-                let reason = RejectReason::SeriesLimit(max_series.unwrap_or(0));
-                let samples = write.samples.iter().map(|s| (s.ts, false));
-                for (ts, exemplar) in samples.chain(write.exemplars.iter().map(|e| (e.ts, true))) {
-                    report.rejected.push(Rejection { series: write.labels.clone(), ts, exemplar, reason });
-                }
-                continue;
-            };
-            let state = match heads.get(&id) {
-                Some(s) => *s,
-                None if id >= next_before => HeadState {
-                    sample_max_ts: NONE_YET,
-                    sample_max_bits: 0,
-                    exemplar_max_ts: NONE_YET,
-                    exemplar_window: NONE_YET,
-                    exemplars_in_window: 0,
-                },
-                None => self.load_head_state(id)?,
-            };
-            let mut state = state;
-            // Out-of-order samples of this request, so a batch cannot contradict itself.
-            let mut pending: HashMap<i64, u64> = HashMap::new();
-            for s in &write.samples {
-                let bits = s.value.to_bits();
-                let reject = |reason| Rejection { series: write.labels.clone(), ts: s.ts, exemplar: false, reason };
-                if s.ts < min_ts {
-                    report.rejected.push(reject(RejectReason::TooOld));
-                    continue;
-                }
-                if s.ts > max_ts {
-                    report.rejected.push(reject(RejectReason::TooFarInFuture));
-                    continue;
-                }
-                if s.ts > state.sample_max_ts {
-                    state.sample_max_ts = s.ts;
-                    state.sample_max_bits = bits;
-                } else if s.ts == state.sample_max_ts {
-                    if bits != state.sample_max_bits {
-                        report.rejected.push(reject(RejectReason::DuplicateTimestamp));
-                    } else {
-                        report.duplicates_ignored += 1;
-                    }
-                    continue;
-                } else if s.ts < state.sample_max_ts.saturating_sub(self.opts.out_of_order_window_ms) {
-                    report.rejected.push(reject(RejectReason::OutOfOrder));
-                    continue;
-                } else {
-                    let existing = match pending.get(&s.ts) {
-                        Some(&b) => Some(b),
-                        None => self.stored_sample(id, s.ts)?.map(|v| v.to_bits()),
-                    };
-                    match existing {
-                        Some(b) if b == bits => {
-                            report.duplicates_ignored += 1;
-                            continue;
-                        }
-                        Some(_) => {
-                            report.rejected.push(reject(RejectReason::DuplicateTimestamp));
-                            continue;
-                        }
-                        None => {
-                            pending.insert(s.ts, bits);
-                        }
-                    }
-                }
-                batch.put_cf(head_cf, keys::head(id, s.ts), bits.to_be_bytes());
-                touched.entry(self.window_of(s.ts)).or_default().insert(id);
-                report.samples_written += 1;
-            }
-            let mut pending_exemplars: HashMap<i64, &Exemplar> = HashMap::new();
-            for e in &write.exemplars {
-                let reject = |reason| Rejection { series: write.labels.clone(), ts: e.ts, exemplar: true, reason };
-                if e.ts < min_ts {
-                    report.rejected.push(reject(RejectReason::TooOld));
-                    continue;
-                }
-                if e.ts > max_ts {
-                    report.rejected.push(reject(RejectReason::TooFarInFuture));
-                    continue;
-                }
-                if e.ts <= state.exemplar_max_ts {
-                    let existing = match pending_exemplars.get(&e.ts) {
-                        Some(&p) => Some(p.clone()),
-                        None => self.stored_exemplar(id, e.ts)?,
-                    };
-                    match existing {
-                        Some(x) if x.value.to_bits() == e.value.to_bits() && x.labels == e.labels => {
-                            report.duplicates_ignored += 1;
-                            continue;
-                        }
-                        Some(_) => {
-                            report.rejected.push(reject(RejectReason::ConflictingExemplar));
-                            continue;
-                        }
-                        None => {}
-                    }
-                }
-                // Checked after duplicates, so a retried batch is still recognised as written.
-                let window = self.window_of(e.ts);
-                let limit = self.opts.max_exemplars_per_series_per_window;
-                if window == state.exemplar_window && state.exemplars_in_window >= limit {
-                    report.rejected.push(reject(RejectReason::ExemplarLimit(limit)));
-                    continue;
-                }
-                state.exemplar_max_ts = state.exemplar_max_ts.max(e.ts);
-                pending_exemplars.insert(e.ts, e);
-                if window > state.exemplar_window {
-                    state.exemplar_window = window;
-                    state.exemplars_in_window = 0;
-                }
-                if window == state.exemplar_window {
-                    state.exemplars_in_window += 1;
-                }
-                batch.put_cf(exemplar_cf, keys::head(id, e.ts), encode_head_exemplar(e));
-                for l in e.labels.iter().filter(|l| self.opts.trace_id_labels.contains(&l.name)) {
-                    if let Some(key) = keys::trace(window, tenant, &l.value, id, e.ts) {
-                        batch.put_cf(trace_cf, key, []);
-                    }
-                }
-                touched.entry(window).or_default().insert(id);
-                report.exemplars_written += 1;
-            }
-            heads.insert(id, state);
-        }
-        drop(heads);
-
-        let index = self.cf(keys::CF_INDEX);
-        {
-            let written = self.activity_written.lock();
-            for (window, set) in touched.iter_mut() {
-                if let Some(already) = written.get(&(*window, tenant)) {
-                    *set -= already;
-                }
-                if !set.is_empty() {
-                    batch.merge_cf(index, keys::activity(*window, tenant), encode_postings(set));
-                }
-            }
-        }
-        self.put_metadata(&mut batch, tenant, metadata);
-        report.series_created = ids.iter().flatten().filter(|&&id| id >= next_before).count() as u64;
-        if !batch.is_empty() {
-            if let Err(e) = self.write_synced(batch) {
-                // What we remembered as written was not: forget it so a retry is checked afresh.
-                let mut heads = self.heads.lock();
-                for id in ids.iter().flatten() {
-                    heads.remove(id);
-                }
-                return Err(e);
-            }
-        }
-        if !touched.is_empty() {
-            self.windows.write().extend(touched.keys().copied());
-            let mut written = self.activity_written.lock();
-            for (window, set) in touched {
-                *written.entry((window, tenant)).or_default() |= set;
-            }
-        }
-        Ok(report)
+impl Head {
+    pub fn new(block_ms: i64) -> Head {
+        Head { block_ms, series: RwLock::new(HashMap::new()) }
     }
 
-    /// Reads a series' newest sample and exemplar timestamps from disk (first write after start).
-    fn load_head_state(&self, id: SeriesId) -> Result<HeadState> {
-        let (sample_max_ts, sample_max_bits) = match self.newest(id, keys::CF_HEAD, keys::CF_BLOCKS)? {
-            Some((ts, v)) => {
-                let s = match v {
-                    Newest::Head(v) => decode_head_sample(ts, &v),
-                    Newest::Block(b) => block::decode_samples(&b)
-                        .map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })?
-                        .last()
-                        .copied(),
-                };
-                let s = s.ok_or(Error::CorruptIndex {
-                    what: "head sample",
-                    source: crate::chunkenc::DecodeError::Invalid("not 8 bytes"),
-                })?;
-                (s.ts, s.value.to_bits())
+    pub fn get(&self, id: SeriesId) -> Option<Arc<Mutex<MemSeries>>> {
+        self.series.read().get(&id).cloned()
+    }
+
+    pub fn get_or_create(&self, id: SeriesId) -> Arc<Mutex<MemSeries>> {
+        if let Some(s) = self.get(id) {
+            return s;
+        }
+        let block_ms = self.block_ms;
+        self.series.write().entry(id).or_insert_with(|| Arc::new(Mutex::new(MemSeries::new(block_ms)))).clone()
+    }
+
+    /// Ids of every series in the head, ascending.
+    pub fn ids(&self) -> Vec<SeriesId> {
+        let mut ids: Vec<SeriesId> = self.series.read().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Forgets series that hold no data; their write state is reloaded from blocks if they return.
+    /// A series a writer or reader holds right now stays (it may be about to get data).
+    pub fn remove_empty(&self) {
+        self.series.write().retain(|_, s| Arc::strong_count(s) > 1 || !s.lock().is_empty());
+    }
+
+    /// Bytes of chunk data and exemplars held, for `/metrics`.
+    pub fn stats(&self) -> HeadStats {
+        let mut stats = HeadStats::default();
+        for s in self.series.read().values() {
+            let s = s.lock();
+            stats.series += 1;
+            stats.samples += s.chunks.iter().map(|c| c.len as u64).sum::<u64>() + s.open.len() as u64;
+            stats.exemplars += s.exemplars.len() as u64;
+            stats.chunk_bytes += s.chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>();
+        }
+        stats
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeadStats {
+    pub series: u64,
+    pub samples: u64,
+    pub exemplars: u64,
+    pub chunk_bytes: u64,
+}
+
+/// A closed, compressed run of one series' samples within one window.
+#[derive(Debug, Clone, PartialEq)]
+struct Chunk {
+    min_ts: i64,
+    max_ts: i64,
+    len: u32,
+    /// Timestamp column then value column, as in sealed blocks.
+    bytes: Box<[u8]>,
+}
+
+impl Chunk {
+    fn encode(samples: &[Sample]) -> Chunk {
+        let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
+        let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+        let mut bytes = Vec::with_capacity(samples.len() * 2);
+        timestamp::encode(&ts, &mut bytes);
+        value::encode(&values, &mut bytes);
+        Chunk { min_ts: ts[0], max_ts: ts[ts.len() - 1], len: samples.len() as u32, bytes: bytes.into_boxed_slice() }
+    }
+
+    fn decode_into(&self, out: &mut Vec<Sample>) {
+        let n = self.len as usize;
+        let mut r = Reader::new(&self.bytes);
+        // Encoded by this process a moment ago: failing to decode would be a bug, not corruption.
+        let ts = timestamp::decode(&mut r, n).expect("head chunks decode");
+        let values = value::decode(r.remaining(), n).expect("head chunks decode");
+        out.extend(ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value }));
+    }
+
+    fn decode(&self) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.decode_into(&mut out);
+        out
+    }
+}
+
+/// An exemplar as the head keeps it: labels in their binary form, a fraction of the size of
+/// owned strings.
+#[derive(Debug, Clone)]
+struct HeadExemplar {
+    ts: i64,
+    value: f64,
+    labels: Box<[u8]>,
+}
+
+/// Bit-for-bit, so that an exemplar with a NaN value equals itself.
+impl PartialEq for HeadExemplar {
+    fn eq(&self, other: &Self) -> bool {
+        self.ts == other.ts && self.value.to_bits() == other.value.to_bits() && self.labels == other.labels
+    }
+}
+
+impl HeadExemplar {
+    fn new(e: &Exemplar) -> HeadExemplar {
+        HeadExemplar { ts: e.ts, value: e.value, labels: e.labels.encode().into_boxed_slice() }
+    }
+
+    fn to_exemplar(&self) -> Exemplar {
+        let labels = Labels::decode(&mut Reader::new(&self.labels)).expect("head exemplar labels decode");
+        Exemplar { ts: self.ts, value: self.value, labels }
+    }
+}
+
+/// One series' head data.
+#[derive(Debug)]
+pub(crate) struct MemSeries {
+    block_ms: i64,
+    /// `None` until the first write after the series (re)entered the head: loaded then.
+    pub state: Option<HeadState>,
+    chunks: Vec<Chunk>,
+    /// The newest samples, after every closed chunk, all in one window.
+    open: Vec<Sample>,
+    exemplars: Vec<HeadExemplar>,
+}
+
+/// Sealable data of one series in one window, as read from the head.
+pub(crate) struct SealGroup<T> {
+    pub window: i64,
+    pub items: Vec<T>,
+}
+
+/// What sealing took from one series, to remove once the blocks are written.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    chunks: Vec<Chunk>,
+    exemplars: Vec<HeadExemplar>,
+}
+
+impl MemSeries {
+    fn new(block_ms: i64) -> MemSeries {
+        MemSeries { block_ms, state: None, chunks: Vec::new(), open: Vec::new(), exemplars: Vec::new() }
+    }
+
+    fn window_of(&self, ts: i64) -> i64 {
+        ts.div_euclid(self.block_ms).saturating_mul(self.block_ms)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.open.is_empty() && self.exemplars.is_empty()
+    }
+
+    fn cut_open(&mut self) {
+        if !self.open.is_empty() {
+            self.chunks.push(Chunk::encode(&self.open));
+            self.open.clear();
+        }
+    }
+
+    /// Adds a sample; at an existing timestamp the new value replaces the old (the write path
+    /// only does that on WAL replay, where the later record is the one that was accepted).
+    pub fn insert_sample(&mut self, s: Sample) {
+        let newest = self.open.last().map(|o| o.ts).or_else(|| self.chunks.last().map(|c| c.max_ts));
+        if newest.is_none_or(|n| s.ts > n) {
+            if self.open.first().is_some_and(|o| self.window_of(o.ts) != self.window_of(s.ts))
+                || self.open.len() >= CHUNK_SAMPLES
+            {
+                self.cut_open();
             }
-            None => (NONE_YET, 0),
+            self.open.push(s);
+            return;
+        }
+        if self.open.first().is_some_and(|first| s.ts >= first.ts) {
+            match self.open.binary_search_by_key(&s.ts, |o| o.ts) {
+                Ok(i) => self.open[i] = s,
+                Err(i) => self.open.insert(i, s),
+            }
+            return;
+        }
+        // Older than the open chunk: into the closed chunk covering it, or the one before it if
+        // in the same window, or a new chunk of its own.
+        let after = self.chunks.partition_point(|c| c.min_ts <= s.ts);
+        let window = self.window_of(s.ts);
+        if after > 0 {
+            let c = &self.chunks[after - 1];
+            if c.max_ts >= s.ts || (self.window_of(c.min_ts) == window && (c.len as usize) < 2 * CHUNK_SAMPLES) {
+                let mut samples = c.decode();
+                match samples.binary_search_by_key(&s.ts, |o| o.ts) {
+                    Ok(i) => samples[i] = s,
+                    Err(i) => samples.insert(i, s),
+                }
+                self.chunks[after - 1] = Chunk::encode(&samples);
+                return;
+            }
+        }
+        self.chunks.insert(after, Chunk::encode(&[s]));
+    }
+
+    /// The value at exactly `ts`, if the head holds one.
+    pub fn sample_at(&self, ts: i64) -> Option<f64> {
+        if self.open.first().is_some_and(|o| ts >= o.ts) {
+            return self.open.binary_search_by_key(&ts, |o| o.ts).ok().map(|i| self.open[i].value);
+        }
+        let c = self.chunks.iter().find(|c| c.min_ts <= ts && ts <= c.max_ts)?;
+        let samples = c.decode();
+        samples.binary_search_by_key(&ts, |o| o.ts).ok().map(|i| samples[i].value)
+    }
+
+    pub fn newest_sample(&self) -> Option<Sample> {
+        self.open.last().copied().or_else(|| self.chunks.last().and_then(|c| c.decode().last().copied()))
+    }
+
+    /// Appends the samples with `mint <= ts <= maxt` to `out`, in time order.
+    pub fn samples_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        for c in self.chunks.iter().filter(|c| c.max_ts >= mint && c.min_ts <= maxt) {
+            let start = out.len();
+            c.decode_into(out);
+            if c.min_ts < mint || c.max_ts > maxt {
+                let mut kept = start;
+                for i in start..out.len() {
+                    if out[i].ts >= mint && out[i].ts <= maxt {
+                        out[kept] = out[i];
+                        kept += 1;
+                    }
+                }
+                out.truncate(kept);
+            }
+        }
+        out.extend(self.open.iter().filter(|s| s.ts >= mint && s.ts <= maxt));
+    }
+
+    /// Adds an exemplar; at an existing timestamp the new one replaces the old.
+    pub fn insert_exemplar(&mut self, e: &Exemplar) {
+        let e = HeadExemplar::new(e);
+        if self.exemplars.last().is_none_or(|l| e.ts > l.ts) {
+            self.exemplars.push(e);
+            return;
+        }
+        match self.exemplars.binary_search_by_key(&e.ts, |x| x.ts) {
+            Ok(i) => self.exemplars[i] = e,
+            Err(i) => self.exemplars.insert(i, e),
+        }
+    }
+
+    pub fn exemplar_at(&self, ts: i64) -> Option<Exemplar> {
+        let i = self.exemplars.binary_search_by_key(&ts, |x| x.ts).ok()?;
+        Some(self.exemplars[i].to_exemplar())
+    }
+
+    pub fn newest_exemplar_ts(&self) -> Option<i64> {
+        self.exemplars.last().map(|e| e.ts)
+    }
+
+    /// How many exemplars lie in `[from, to)`.
+    pub fn exemplars_between(&self, from: i64, to: i64) -> u64 {
+        let lo = self.exemplars.partition_point(|e| e.ts < from);
+        let hi = self.exemplars.partition_point(|e| e.ts < to);
+        (hi - lo) as u64
+    }
+
+    /// The exemplars with `mint <= ts <= maxt`, in time order.
+    pub fn exemplars(&self, mint: i64, maxt: i64) -> Vec<Exemplar> {
+        let lo = self.exemplars.partition_point(|e| e.ts < mint);
+        let hi = self.exemplars.partition_point(|e| e.ts <= maxt);
+        self.exemplars[lo..hi].iter().map(HeadExemplar::to_exemplar).collect()
+    }
+
+    /// Every window the series has head data in, ascending.
+    pub fn windows(&self) -> Vec<i64> {
+        let sample_ts = self.chunks.iter().map(|c| c.min_ts).chain(self.open.first().map(|s| s.ts));
+        let mut windows: Vec<i64> =
+            sample_ts.chain(self.exemplars.iter().map(|e| e.ts)).map(|ts| self.window_of(ts)).collect();
+        windows.sort_unstable();
+        windows.dedup();
+        windows
+    }
+
+    /// Drops everything older than `before` (retention).
+    pub fn drop_before(&mut self, before: i64) {
+        if self.open.first().is_some_and(|o| o.ts < before) {
+            self.open.retain(|s| s.ts >= before);
+        }
+        let mut i = 0;
+        while i < self.chunks.len() {
+            let c = &self.chunks[i];
+            if c.max_ts < before {
+                self.chunks.remove(i);
+            } else if c.min_ts < before {
+                let kept: Vec<Sample> = c.decode().into_iter().filter(|s| s.ts >= before).collect();
+                self.chunks[i] = Chunk::encode(&kept);
+                i += 1;
+            } else {
+                i += 1;
+            }
+        }
+        self.exemplars.retain(|e| e.ts >= before);
+    }
+
+    /// Copies out the samples and exemplars older than `before` (a window start), grouped by
+    /// window, and what to remove once they are sealed ([`MemSeries::remove_sealed`]).
+    pub fn sealable(&mut self, before: i64) -> (Vec<SealGroup<Sample>>, Vec<SealGroup<Exemplar>>, Taken) {
+        if self.open.first().is_some_and(|o| o.ts < before) {
+            self.cut_open();
+        }
+        let mut taken = Taken::default();
+        let mut samples: Vec<SealGroup<Sample>> = Vec::new();
+        for c in self.chunks.iter().take_while(|c| c.min_ts < before) {
+            let window = self.window_of(c.min_ts);
+            match samples.last_mut() {
+                Some(g) if g.window == window => c.decode_into(&mut g.items),
+                _ => samples.push(SealGroup { window, items: c.decode() }),
+            }
+            taken.chunks.push(c.clone());
+        }
+        let mut exemplars: Vec<SealGroup<Exemplar>> = Vec::new();
+        for e in self.exemplars.iter().take_while(|e| e.ts < before) {
+            let window = self.window_of(e.ts);
+            match exemplars.last_mut() {
+                Some(g) if g.window == window => g.items.push(e.to_exemplar()),
+                _ => exemplars.push(SealGroup { window, items: vec![e.to_exemplar()] }),
+            }
+            taken.exemplars.push(e.clone());
+        }
+        (samples, exemplars, taken)
+    }
+
+    /// Removes what [`MemSeries::sealable`] copied out, unless a write changed it since (then it
+    /// stays, and the next pass seals it again over the block just written).
+    pub fn remove_sealed(&mut self, taken: &Taken) {
+        // Both lists are sorted by time, so each lookup is a binary search.
+        let sealed_chunk =
+            |c: &Chunk| taken.chunks.binary_search_by_key(&c.min_ts, |t| t.min_ts).is_ok_and(|i| taken.chunks[i] == *c);
+        self.chunks.retain(|c| !sealed_chunk(c));
+        let sealed_exemplar = |e: &HeadExemplar| {
+            taken.exemplars.binary_search_by_key(&e.ts, |t| t.ts).is_ok_and(|i| taken.exemplars[i] == *e)
         };
-        let exemplar_max_ts = match self.newest(id, keys::CF_EXEMPLAR_HEAD, keys::CF_EXEMPLAR_BLOCKS)? {
-            Some((ts, Newest::Head(_))) => ts,
-            Some((_, Newest::Block(b))) => block::decode_exemplars(&b)
-                .map_err(|source| Error::CorruptBlock { what: "exemplar block", series: id, source })?
-                .last()
-                .map_or(NONE_YET, |e| e.ts),
-            None => NONE_YET,
-        };
-        let (exemplar_window, exemplars_in_window) = match exemplar_max_ts {
-            NONE_YET => (NONE_YET, 0),
-            ts => {
-                let window = self.window_of(ts);
-                (window, self.head_entries(keys::CF_EXEMPLAR_HEAD, id, window, window + self.opts.block_duration_ms))
-            }
-        };
-        Ok(HeadState { sample_max_ts, sample_max_bits, exemplar_max_ts, exemplar_window, exemplars_in_window })
-    }
-
-    /// How many head entries of series `id` in column family `cf` lie in `[from, to)`.
-    fn head_entries(&self, cf: &str, id: SeriesId, from: i64, to: i64) -> u64 {
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_upper_bound(keys::head(id, to));
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
-        iter.seek(keys::head(id, from));
-        let mut n = 0;
-        while iter.valid() {
-            n += 1;
-            iter.next();
-        }
-        n
-    }
-
-    /// The newest head entry of a series, or else its newest sealed block.
-    fn newest(&self, id: SeriesId, head_cf: &str, blocks_cf: &str) -> Result<Option<(i64, Newest)>> {
-        let last = keys::head(id, i64::MAX);
-        let mut iter = self.db.iterator_cf(self.cf(head_cf), IteratorMode::From(&last, Direction::Reverse));
-        if let Some(item) = iter.next() {
-            let (k, v) = item?;
-            if k[..8] == id.to_be_bytes() {
-                return Ok(Some((keys::read_ordered_i64(&k[8..]), Newest::Head(v.to_vec()))));
-            }
-        }
-        let windows: Vec<i64> = self.windows.read().iter().rev().copied().collect();
-        for w in windows {
-            if let Some(b) = self.db.get_cf(self.cf(blocks_cf), keys::block(w, id))? {
-                return Ok(Some((w, Newest::Block(b))));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The value stored for a series at exactly `ts`, in the head or a sealed block.
-    fn stored_sample(&self, id: SeriesId, ts: i64) -> Result<Option<f64>> {
-        if let Some(v) = self.db.get_pinned_cf(self.cf(keys::CF_HEAD), keys::head(id, ts))? {
-            return Ok(decode_head_sample(ts, &v).map(|s| s.value));
-        }
-        match self.db.get_pinned_cf(self.cf(keys::CF_BLOCKS), keys::block(self.window_of(ts), id))? {
-            Some(b) => {
-                let samples = block::decode_samples(&b).map_err(|source| Error::CorruptBlock {
-                    what: "sample block",
-                    series: id,
-                    source,
-                })?;
-                Ok(samples.binary_search_by_key(&ts, |s| s.ts).ok().map(|i| samples[i].value))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// The exemplar stored for a series at exactly `ts`, in the head or a sealed block.
-    fn stored_exemplar(&self, id: SeriesId, ts: i64) -> Result<Option<Exemplar>> {
-        if let Some(v) = self.db.get_pinned_cf(self.cf(keys::CF_EXEMPLAR_HEAD), keys::head(id, ts))? {
-            return Ok(decode_head_exemplar(ts, &v));
-        }
-        match self.db.get_pinned_cf(self.cf(keys::CF_EXEMPLAR_BLOCKS), keys::block(self.window_of(ts), id))? {
-            Some(b) => {
-                let mut exemplars = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
-                    what: "exemplar block",
-                    series: id,
-                    source,
-                })?;
-                Ok(exemplars.binary_search_by_key(&ts, |e| e.ts).ok().map(|i| exemplars.swap_remove(i)))
-            }
-            None => Ok(None),
-        }
+        self.exemplars.retain(|e| !sealed_exemplar(e));
     }
 }
 
-enum Newest {
-    Head(Vec<u8>),
-    Block(Vec<u8>),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn samples(s: &MemSeries) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        s.samples_into(i64::MIN, i64::MAX, &mut out);
+        out.into_iter().map(|s| (s.ts, s.value)).collect()
+    }
+
+    #[test]
+    fn chunks_close_at_the_size_limit_and_at_window_ends() {
+        let mut s = MemSeries::new(2 * HOUR);
+        let first = 2 * HOUR - 200 * 15_000;
+        for i in 0..300 {
+            s.insert_sample(Sample { ts: first + i * 15_000, value: i as f64 });
+        }
+        // 200 samples before the window boundary: one full chunk and 80 cut at the boundary.
+        assert_eq!(s.chunks.iter().map(|c| c.len).collect::<Vec<_>>(), vec![120, 80]);
+        assert_eq!(s.open.len(), 100);
+        assert_eq!(samples(&s), (0..300).map(|i| (first + i * 15_000, i as f64)).collect::<Vec<_>>());
+        assert_eq!(s.sample_at(first + 150 * 15_000), Some(150.0));
+        assert_eq!(s.sample_at(first + 150 * 15_000 + 1), None);
+        let mut part = Vec::new();
+        s.samples_into(first + 119 * 15_000, first + 121 * 15_000, &mut part);
+        assert_eq!(part.iter().map(|s| s.value).collect::<Vec<_>>(), vec![119.0, 120.0, 121.0]);
+    }
+
+    #[test]
+    fn out_of_order_samples_land_in_time_order_and_replace_equal_timestamps() {
+        let mut s = MemSeries::new(2 * HOUR);
+        for i in 0..130 {
+            s.insert_sample(Sample { ts: 10_000 + i * 10, value: 1.0 });
+        }
+        s.insert_sample(Sample { ts: 10_005, value: 2.0 }); // inside the closed chunk
+        s.insert_sample(Sample { ts: 11_255, value: 3.0 }); // inside the open chunk
+        s.insert_sample(Sample { ts: 5, value: 4.0 }); // before everything, same window
+        s.insert_sample(Sample { ts: 10_000, value: 5.0 }); // replaces
+        let got = samples(&s);
+        assert_eq!(got.len(), 133);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(got[0], (5, 4.0));
+        assert_eq!(got[1], (10_000, 5.0));
+        assert_eq!(got[2], (10_005, 2.0));
+        assert_eq!(s.sample_at(11_255), Some(3.0));
+    }
+
+    #[test]
+    fn sealing_takes_whole_windows_and_leaves_what_changed_meanwhile() {
+        let mut s = MemSeries::new(2 * HOUR);
+        for ts in [HOUR, HOUR + 1, 2 * HOUR + 5] {
+            s.insert_sample(Sample { ts, value: 1.0 });
+        }
+        let e = Exemplar { ts: HOUR, value: 0.5, labels: Labels::default() };
+        s.insert_exemplar(&e);
+        let (groups, exemplar_groups, taken) = s.sealable(2 * HOUR);
+        assert_eq!(groups.len(), 1);
+        assert_eq!((groups[0].window, groups[0].items.len()), (0, 2));
+        assert_eq!(exemplar_groups[0].items, vec![e]);
+        // A late write into the window being sealed re-encodes its chunk: it must stay.
+        s.insert_sample(Sample { ts: HOUR + 2, value: 1.0 });
+        s.remove_sealed(&taken);
+        assert_eq!(samples(&s), vec![(HOUR, 1.0), (HOUR + 1, 1.0), (HOUR + 2, 1.0), (2 * HOUR + 5, 1.0)]);
+        assert!(s.exemplars.is_empty());
+        let (_, _, taken) = s.sealable(2 * HOUR);
+        s.remove_sealed(&taken);
+        assert_eq!(samples(&s), vec![(2 * HOUR + 5, 1.0)]);
+    }
 }

@@ -9,18 +9,16 @@ use crate::tenant::TenantId;
 
 /// Column family of the series index, postings, per-window activity, metadata and options.
 pub const CF_INDEX: &str = "index";
-/// Column family of float samples not yet sealed into a block: one key per sample.
-pub const CF_HEAD: &str = "head";
 /// Column family of sealed float-sample blocks.
 pub const CF_BLOCKS: &str = "blocks";
-/// Column family of exemplars not yet sealed into a block: one key per exemplar.
-pub const CF_EXEMPLAR_HEAD: &str = "exemplar_head";
 /// Column family of sealed exemplar blocks.
 pub const CF_EXEMPLAR_BLOCKS: &str = "exemplar_blocks";
 /// Column family mapping trace ids to the exemplars that carry them.
 pub const CF_TRACE_INDEX: &str = "trace_index";
 
-pub const ALL_CFS: [&str; 6] = [CF_INDEX, CF_HEAD, CF_BLOCKS, CF_EXEMPLAR_HEAD, CF_EXEMPLAR_BLOCKS, CF_TRACE_INDEX];
+/// Every column family. Names are never reused: `head` and `exemplar_head` held the head before
+/// format version 2.
+pub const ALL_CFS: [&str; 4] = [CF_INDEX, CF_BLOCKS, CF_EXEMPLAR_BLOCKS, CF_TRACE_INDEX];
 
 /// `index` key prefixes. Numbers are never reused.
 pub mod prefix {
@@ -117,14 +115,6 @@ pub fn activity(window: i64, tenant: TenantId) -> [u8; 13] {
     k[0] = prefix::ACTIVITY;
     k[1..9].copy_from_slice(&ordered_i64(window));
     k[9..].copy_from_slice(&tenant.0.to_be_bytes());
-    k
-}
-
-/// `series ts`: the key of one sample in `head` or one exemplar in `exemplar_head`.
-pub fn head(series: SeriesId, ts: i64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&series.to_be_bytes());
-    k[8..].copy_from_slice(&ordered_i64(ts));
     k
 }
 

@@ -11,12 +11,15 @@
 //! - [`keys`] — every RocksDB key layout and column family.
 //! - [`labels`] — label sets, their encoding and validation rules.
 //! - [`index`] — series ids, postings, matchers, label names and values.
-//! - [`head`] — the write path: accepting samples and exemplars into the head.
+//! - [`append`] — the write path: checking samples and exemplars and accepting them into the head.
+//! - [`head`] — samples and exemplars not yet sealed, in memory.
+//! - [`wal`] — the head's write-ahead log.
 //! - [`querier`] — reading samples and exemplars back, and trace-id lookups.
 //! - [`seal`] — moving head data into sealed blocks.
 //! - [`retention`] — deleting whole windows older than the retention period.
 //! - [`metadata`] — metric metadata (type, help, unit).
 
+pub mod append;
 pub mod block;
 pub mod chunkenc;
 mod db;
@@ -30,10 +33,12 @@ pub mod querier;
 pub mod retention;
 pub mod seal;
 pub mod tenant;
+mod wal;
 
+pub use append::{AppendReport, RejectReason, Rejection, SeriesWrite};
 pub use db::{Options, Storage, StorageStats};
 pub use error::{Error, Result};
-pub use head::{AppendReport, RejectReason, Rejection, SeriesWrite};
+pub use head::HeadStats;
 pub use index::{MatchOp, Matcher};
 pub use labels::{Label, Labels};
 pub use metadata::{MetricMetadata, MetricType};

@@ -6,7 +6,6 @@ use rocksdb::{Direction, IteratorMode};
 use crate::block;
 use crate::db::Storage;
 use crate::error::{Error, Result};
-use crate::head::{decode_head_exemplar, decode_head_sample};
 use crate::keys;
 use crate::labels::Labels;
 use crate::tenant::TenantId;
@@ -20,32 +19,6 @@ pub struct TracedExemplar {
 }
 
 impl Storage {
-    /// Head entries of one series with `mint <= ts <= maxt`, decoded by `decode`.
-    fn head_range<T>(
-        &self,
-        cf: &str,
-        id: SeriesId,
-        mint: i64,
-        maxt: i64,
-        decode: impl Fn(i64, &[u8]) -> Option<T>,
-    ) -> Result<Vec<(i64, T)>> {
-        let start = keys::head(id, mint);
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::From(&start, Direction::Forward)) {
-            let (k, v) = item?;
-            let ts = keys::read_ordered_i64(&k[8..]);
-            if k[..8] != id.to_be_bytes() || ts > maxt {
-                break;
-            }
-            let value = decode(ts, &v).ok_or(Error::CorruptIndex {
-                what: "head entry",
-                source: crate::chunkenc::DecodeError::Invalid("undecodable head value"),
-            })?;
-            out.push((ts, value));
-        }
-        Ok(out)
-    }
-
     /// Sealed blocks of one series overlapping `[mint, maxt]`, in window order.
     fn blocks_overlapping(&self, cf: &str, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Vec<u8>>> {
         let windows = self.windows_overlapping(mint, maxt);
@@ -61,7 +34,14 @@ impl Storage {
     }
 
     /// A series' samples with `mint <= ts <= maxt`, sorted by timestamp, stale markers included.
+    ///
+    /// The head is read before the blocks: sealing writes a block before it removes the data from
+    /// the head, so whatever the interleaving, each sample is found in one or the other.
     pub fn samples(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Sample>> {
+        let mut head = Vec::new();
+        if let Some(series) = self.head.get(id) {
+            series.lock().samples_into(mint, maxt, &mut head);
+        }
         let mut sealed = Vec::new();
         for b in self.blocks_overlapping(keys::CF_BLOCKS, id, mint, maxt)? {
             let samples = block::decode_samples(&b).map_err(|source| Error::CorruptBlock {
@@ -71,12 +51,13 @@ impl Storage {
             })?;
             sealed.extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt));
         }
-        let head = self.head_range(keys::CF_HEAD, id, mint, maxt, decode_head_sample)?;
-        Ok(merge_by_time(sealed, head.into_iter().map(|(_, s)| s).collect(), |s| s.ts))
+        Ok(merge_by_time(sealed, head, |s| s.ts))
     }
 
-    /// A series' exemplars with `mint <= ts <= maxt`, sorted by timestamp.
+    /// A series' exemplars with `mint <= ts <= maxt`, sorted by timestamp (head first, as for
+    /// samples).
     pub fn exemplars(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Exemplar>> {
+        let head = self.head.get(id).map(|s| s.lock().exemplars(mint, maxt)).unwrap_or_default();
         let mut sealed = Vec::new();
         for b in self.blocks_overlapping(keys::CF_EXEMPLAR_BLOCKS, id, mint, maxt)? {
             let exemplars = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
@@ -86,8 +67,7 @@ impl Storage {
             })?;
             sealed.extend(exemplars.into_iter().filter(|e| e.ts >= mint && e.ts <= maxt));
         }
-        let head = self.head_range(keys::CF_EXEMPLAR_HEAD, id, mint, maxt, decode_head_exemplar)?;
-        Ok(merge_by_time(sealed, head.into_iter().map(|(_, e)| e).collect(), |e| e.ts))
+        Ok(merge_by_time(sealed, head, |e| e.ts))
     }
 
     /// Every exemplar of `tenant` whose trace-id label equals `trace_id`, oldest first.

@@ -2,10 +2,10 @@
 //!
 //! Blocks, exemplar blocks, trace-index keys and activity sets all start with their window, so
 //! dropping everything before a window is four range deletes in one atomic batch, whatever the
-//! number of series. Head entries are keyed by series first, so those older than the cutoff
-//! (normally sealed long before; not when the out-of-order window is longer than retention) are
-//! range-deleted series by series. The series index itself is kept (series garbage collection is
-//! not implemented yet).
+//! number of series. Head data older than the cutoff (normally sealed long before; not when the
+//! out-of-order window is longer than retention) is dropped from memory, and log segments holding
+//! only such data are deleted. The series index itself is kept (series garbage collection is not
+//! implemented yet).
 
 use rocksdb::WriteBatch;
 
@@ -25,10 +25,14 @@ impl Storage {
         if doomed == 0 {
             return Ok(0);
         }
-        let mut batch = WriteBatch::default();
-        for cf in [keys::CF_HEAD, keys::CF_EXEMPLAR_HEAD] {
-            self.delete_old_head_entries(&mut batch, cf, keep_from)?;
+        let first_open_segment = self.wal.rotate_if_older(keep_from)?;
+        for id in self.head.ids() {
+            if let Some(series) = self.head.get(id) {
+                series.lock().drop_before(keep_from);
+            }
         }
+        self.head.remove_empty();
+        let mut batch = WriteBatch::default();
         let ranges = [
             (keys::CF_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
             (keys::CF_EXEMPLAR_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
@@ -44,29 +48,11 @@ impl Storage {
         }
         self.write_synced(batch)?;
         self.windows.write().retain(|&w| w >= keep_from);
+        self.wal.delete_sealed(first_open_segment, keep_from)?;
         for (cf, from, to) in &ranges {
             self.compact_range(cf, Some(from), Some(to));
         }
         tracing::info!(windows = doomed, before = keep_from, "retention deleted windows");
         Ok(doomed)
-    }
-
-    /// Adds to `batch` a range delete of every head entry older than `before`, per series.
-    fn delete_old_head_entries(&self, batch: &mut WriteBatch, cf: &str, before: i64) -> Result<()> {
-        let cf = self.cf(cf);
-        let mut iter = self.db.raw_iterator_cf(cf);
-        iter.seek_to_first();
-        while let Some(k) = iter.key() {
-            let id = keys::read_u64(&k[..8]);
-            if keys::read_ordered_i64(&k[8..16]) < before {
-                batch.delete_range_cf(cf, keys::head(id, i64::MIN), keys::head(id, before));
-            }
-            match id.checked_add(1) {
-                Some(next) => iter.seek(keys::head(next, i64::MIN)),
-                None => break,
-            }
-        }
-        iter.status()?;
-        Ok(())
     }
 }

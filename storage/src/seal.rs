@@ -1,19 +1,24 @@
-//! Sealing: moving head entries of windows that can no longer change much into columnar blocks.
+//! Sealing: moving head data of windows that can no longer change much into columnar blocks.
 //!
 //! A window is sealed once its end is older than the wall clock minus the out-of-order window.
-//! For each (series, window) in the head past that horizon, the sealer merges the head entries
-//! with the window's existing block, if any (late out-of-order writes land in the head like any
-//! other), and writes one atomic batch: the new block, and a delete of exactly the head keys it
-//! read. A crash before the batch leaves the head as it was; after it, the block holds every
-//! entry. A write racing the sealer adds a head key the sealer did not read, so it survives and
-//! is sealed on the next pass. Readers merge blocks with the head, so nothing is seen twice.
+//! For each series with head data in such windows, the sealer copies that data out of the head,
+//! merges it with the window's existing block, if any (late out-of-order writes land in the head
+//! like any other), and writes the blocks in a synced batch. Only then does it remove what it
+//! copied from the head, so a reader (which reads the head before the blocks) always finds the
+//! data in one or the other; data a write changed meanwhile stays and is sealed again next pass.
+//!
+//! The head's log segments are deleted last: a segment closed before the pass started, whose
+//! data all lies in sealed windows, is no longer needed once the blocks (and RocksDB's own log,
+//! which holds the unsynced trace-index and activity writes) are on disk. A crash anywhere in
+//! between replays the segments into the head, and the next pass merges the same data into
+//! the same blocks again.
 
 use rocksdb::WriteBatch;
 
 use crate::block;
 use crate::db::Storage;
 use crate::error::{Error, Result};
-use crate::head::{decode_head_exemplar, decode_head_sample};
+use crate::head::{SealGroup, Taken};
 use crate::keys;
 use crate::{Exemplar, Sample, SeriesId};
 
@@ -24,140 +29,120 @@ pub struct SealReport {
     pub samples_sealed: u64,
     pub exemplar_blocks_written: u64,
     pub exemplars_sealed: u64,
+    pub wal_segments_deleted: u64,
 }
 
-/// How one kind of entry (sample or exemplar) moves from head keys to blocks.
+/// How one kind of entry (sample or exemplar) is merged into its block.
 struct Kind<T> {
-    head_cf: &'static str,
     blocks_cf: &'static str,
     what: &'static str,
     ts: fn(&T) -> i64,
-    decode_head: fn(i64, &[u8]) -> Option<T>,
     decode_block: fn(&[u8]) -> Result<Vec<T>, block::BlockError>,
     encode_block: fn(&[T]) -> Vec<u8>,
 }
 
 const SAMPLES: Kind<Sample> = Kind {
-    head_cf: keys::CF_HEAD,
     blocks_cf: keys::CF_BLOCKS,
     what: "sample block",
     ts: |s| s.ts,
-    decode_head: decode_head_sample,
     decode_block: block::decode_samples,
     encode_block: block::encode_samples,
 };
 
 const EXEMPLARS: Kind<Exemplar> = Kind {
-    head_cf: keys::CF_EXEMPLAR_HEAD,
     blocks_cf: keys::CF_EXEMPLAR_BLOCKS,
     what: "exemplar block",
     ts: |e| e.ts,
-    decode_head: decode_head_exemplar,
     decode_block: block::decode_exemplars,
     encode_block: |e| block::encode_exemplars(e),
 };
 
-/// Groups written per batch: bounds the memory of one batch and the work a crash throws away.
-const GROUPS_PER_BATCH: usize = 256;
+/// Series written per batch: bounds the memory of one batch and the work a crash throws away.
+const SERIES_PER_BATCH: usize = 256;
 
 impl Storage {
     /// Seals every window that ended before `now` minus the out-of-order window.
     pub fn seal(&self, now: i64) -> Result<SealReport> {
         let horizon = now.saturating_sub(self.opts.out_of_order_window_ms);
+        // Every window starting before this one has ended by the horizon.
+        let sealed_before = self.window_of(horizon);
         // Windows this old are rarely written again: stop remembering which series they hold.
-        let forget_before = horizon.saturating_sub(self.opts.block_duration_ms);
+        let forget_before = sealed_before.saturating_sub(self.opts.block_duration_ms);
         self.activity_written.lock().retain(|&(w, _), _| w >= forget_before);
-        let (sample_blocks_written, samples_sealed) = self.seal_kind(&SAMPLES, horizon)?;
-        let (exemplar_blocks_written, exemplars_sealed) = self.seal_kind(&EXEMPLARS, horizon)?;
-        Ok(SealReport { sample_blocks_written, samples_sealed, exemplar_blocks_written, exemplars_sealed })
-    }
+        // Segments closed now hold only data already in the head, which this pass will see.
+        let first_open_segment = self.wal.rotate_if_older(sealed_before)?;
 
-    fn seal_kind<T>(&self, kind: &Kind<T>, horizon: i64) -> Result<(u64, u64)> {
-        let head_cf = self.cf(kind.head_cf);
-        let dur = self.opts.block_duration_ms;
-        let mut iter = self.db.raw_iterator_cf(head_cf);
-        iter.seek_to_first();
+        let mut report = SealReport::default();
         let mut batch = WriteBatch::default();
-        let mut groups_in_batch = 0;
-        let (mut blocks, mut entries) = (0u64, 0u64);
-        // The (series, window) being collected, its entries and their keys.
-        let mut group: Option<(SeriesId, i64)> = None;
-        let mut items: Vec<T> = Vec::new();
-        let mut item_keys: Vec<Vec<u8>> = Vec::new();
-        loop {
-            let next = match (iter.key(), iter.value()) {
-                (Some(k), Some(v)) if k.len() == 16 => {
-                    let id = keys::read_u64(&k[..8]);
-                    let ts = keys::read_ordered_i64(&k[8..]);
-                    Some((id, ts, k.to_vec(), v.to_vec()))
-                }
-                _ => None,
-            };
-            let next_group = next.as_ref().map(|(id, ts, _, _)| (*id, self.window_of(*ts)));
-            if group.is_some() && group != next_group {
-                let (id, window) = group.take().expect("checked");
-                entries += items.len() as u64;
-                self.seal_group(kind, &mut batch, id, window, std::mem::take(&mut items), &item_keys)?;
-                item_keys.clear();
-                blocks += 1;
-                groups_in_batch += 1;
-                if groups_in_batch >= GROUPS_PER_BATCH {
-                    self.write_synced(std::mem::take(&mut batch))?;
-                    groups_in_batch = 0;
-                }
-            }
-            let Some((id, ts, k, v)) = next else { break };
-            let window = self.window_of(ts);
-            if window.saturating_add(dur) > horizon {
-                // This series has nothing more to seal: skip to the next series.
-                match id.checked_add(1) {
-                    Some(next_id) => iter.seek(keys::head(next_id, i64::MIN)),
-                    None => break,
-                }
+        let mut pending: Vec<(SeriesId, Taken)> = Vec::new();
+        for id in self.head.ids() {
+            let Some(series) = self.head.get(id) else { continue };
+            let (samples, exemplars, taken) = series.lock().sealable(sealed_before);
+            if samples.is_empty() && exemplars.is_empty() {
                 continue;
             }
-            let item = (kind.decode_head)(ts, &v).ok_or(Error::CorruptIndex {
-                what: "head entry",
-                source: crate::chunkenc::DecodeError::Invalid("undecodable head value"),
-            })?;
-            group = Some((id, window));
-            items.push(item);
-            item_keys.push(k);
-            iter.next();
+            for group in samples {
+                report.samples_sealed += group.items.len() as u64;
+                report.sample_blocks_written += 1;
+                self.merge_into_block(&SAMPLES, &mut batch, id, group)?;
+            }
+            for group in exemplars {
+                report.exemplars_sealed += group.items.len() as u64;
+                report.exemplar_blocks_written += 1;
+                self.merge_into_block(&EXEMPLARS, &mut batch, id, group)?;
+            }
+            pending.push((id, taken));
+            if pending.len() >= SERIES_PER_BATCH {
+                self.write_blocks(std::mem::take(&mut batch), &mut pending)?;
+            }
         }
-        iter.status()?;
+        self.write_blocks(batch, &mut pending)?;
+        self.head.remove_empty();
+        // The trace-index and activity writes of the data in those segments must be durable
+        // before the segments go; a synced flush of RocksDB's log makes them so.
+        self.db.flush_wal(true)?;
+        report.wal_segments_deleted = self.wal.delete_sealed(first_open_segment, sealed_before)? as u64;
+        Ok(report)
+    }
+
+    /// Writes a batch of blocks, then removes what they hold from the head.
+    fn write_blocks(&self, batch: WriteBatch, pending: &mut Vec<(SeriesId, Taken)>) -> Result<()> {
         if !batch.is_empty() {
             self.write_synced(batch)?;
         }
-        Ok((blocks, entries))
+        for (id, taken) in pending.drain(..) {
+            if let Some(series) = self.head.get(id) {
+                series.lock().remove_sealed(&taken);
+            }
+        }
+        Ok(())
     }
 
-    fn seal_group<T>(
+    fn merge_into_block<T>(
         &self,
         kind: &Kind<T>,
         batch: &mut WriteBatch,
         id: SeriesId,
-        window: i64,
-        head_items: Vec<T>,
-        head_keys: &[Vec<u8>],
+        group: SealGroup<T>,
     ) -> Result<()> {
         let blocks_cf = self.cf(kind.blocks_cf);
-        let block_key = keys::block(window, id);
+        let block_key = keys::block(group.window, id);
+        let head_items = group.items;
         let mut merged: Vec<T> = match self.db.get_pinned_cf(blocks_cf, block_key)? {
             Some(b) => {
                 (kind.decode_block)(&b).map_err(|source| Error::CorruptBlock { what: kind.what, series: id, source })?
             }
             None => Vec::new(),
         };
-        // Head entries win at equal timestamps, as they do for readers.
-        merged.retain(|old| head_items.binary_search_by_key(&(kind.ts)(old), kind.ts).is_err());
-        merged.extend(head_items);
-        merged.sort_by_key(kind.ts);
-        batch.put_cf(blocks_cf, block_key, (kind.encode_block)(&merged));
-        let head_cf = self.cf(kind.head_cf);
-        for k in head_keys {
-            batch.delete_cf(head_cf, k);
+        if merged.is_empty() {
+            merged = head_items;
+        } else {
+            // Head entries win at equal timestamps, as they do for readers.
+            merged.retain(|old| head_items.binary_search_by_key(&(kind.ts)(old), kind.ts).is_err());
+            merged.extend(head_items);
+            merged.sort_by_key(kind.ts);
         }
+        batch.put_cf(blocks_cf, block_key, (kind.encode_block)(&merged));
         Ok(())
     }
 }

@@ -1,0 +1,478 @@
+//! The write path: validating a request's samples and exemplars against what each series already
+//! holds, putting the accepted ones into the head, and making them durable.
+//!
+//! All of a request's accepted data becomes one write-ahead-log record, appended while the
+//! append lock is held (so record order is head order) and fsynced, shared with concurrent
+//! requests, before [`Storage::append`] returns: a caller that is told "written" can crash the
+//! next instant and lose nothing. The same timestamp with the same value is a duplicate, ignored,
+//! so retries are idempotent.
+//!
+//! Ordering and duplicate checks use each series' [`HeadState`] (newest timestamp and value),
+//! loaded from the head and the newest sealed block the first time a series is written after it
+//! entered the head. A sample newer than the series' newest needs no lookup; an older one (out of
+//! order, or a retry) is looked up in the head and, failing that, in its window's sealed block.
+//! Trace-index keys, window activity and metadata go to RocksDB unsynced: replay rewrites the
+//! first two from the log, and sealing syncs RocksDB's log before a WAL segment is deleted.
+
+use std::collections::HashMap;
+
+use roaring::RoaringTreemap;
+use rocksdb::{WriteBatch, WriteOptions};
+
+use crate::block;
+use crate::db::Storage;
+use crate::error::{Error, Result};
+use crate::head::{HeadState, MemSeries, NONE_YET};
+use crate::index::encode_postings;
+use crate::keys;
+use crate::labels::Labels;
+use crate::metadata::MetricMetadata;
+use crate::tenant::TenantId;
+use crate::wal::SeriesData;
+use crate::{Exemplar, Sample, SeriesId};
+
+/// One series' data in a write request; `labels` must already be validated.
+#[derive(Debug, Clone)]
+pub struct SeriesWrite {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// Why one sample or exemplar was refused. The rest of its request is still written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Older than the series' newest sample by more than the out-of-order window.
+    OutOfOrder,
+    /// A sample already exists at this timestamp with a different value.
+    DuplicateTimestamp,
+    /// An exemplar already exists at this timestamp with a different value or labels.
+    ConflictingExemplar,
+    /// Older than the retention period.
+    TooOld,
+    /// A new series would take its tenant past this many series.
+    SeriesLimit(u64),
+    /// The series already has this many exemplars in the exemplar's block window.
+    ExemplarLimit(u64),
+    /// Further in the future than allowed.
+    TooFarInFuture,
+}
+
+impl RejectReason {
+    /// A short, stable name for metrics (`reason` label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out_of_order",
+            RejectReason::DuplicateTimestamp => "duplicate_timestamp",
+            RejectReason::ConflictingExemplar => "conflicting_exemplar",
+            RejectReason::TooOld => "too_old",
+            RejectReason::TooFarInFuture => "too_far_in_future",
+            RejectReason::SeriesLimit(_) => "series_limit",
+            RejectReason::ExemplarLimit(_) => "exemplar_limit",
+        }
+    }
+}
+
+/// One refused sample or exemplar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub series: Labels,
+    pub ts: i64,
+    pub exemplar: bool,
+    pub reason: RejectReason,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.exemplar { "exemplar" } else { "sample" };
+        if let RejectReason::SeriesLimit(limit) = self.reason {
+            return write!(
+                f,
+                "{what} at {} for series {}: the tenant has reached its limit of {limit} series (max_series_per_tenant)",
+                self.ts, self.series
+            );
+        }
+        if let RejectReason::ExemplarLimit(limit) = self.reason {
+            return write!(
+                f,
+                "{what} at {} for series {}: the series has reached its limit of {limit} exemplars in this block window (max_exemplars_per_series_per_window)",
+                self.ts, self.series
+            );
+        }
+        let why = match self.reason {
+            RejectReason::OutOfOrder => {
+                "out of order: older than the series' newest sample by more than the out-of-order window"
+            }
+            RejectReason::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
+            RejectReason::ConflictingExemplar => {
+                "an exemplar with a different value or labels exists at this timestamp"
+            }
+            RejectReason::TooOld => "too old: before the retention period",
+            RejectReason::TooFarInFuture => "too far in the future",
+            RejectReason::SeriesLimit(_) | RejectReason::ExemplarLimit(_) => unreachable!("written above"),
+        };
+        write!(f, "{what} at {} for series {}: {why}", self.ts, self.series)
+    }
+}
+
+/// What [`Storage::append`] did.
+#[derive(Debug, Clone, Default)]
+pub struct AppendReport {
+    pub samples_written: u64,
+    pub exemplars_written: u64,
+    /// Samples and exemplars already stored with the same value (retries); not written again.
+    pub duplicates_ignored: u64,
+    pub rejected: Vec<Rejection>,
+    /// Series created by this request.
+    pub series_created: u64,
+}
+
+/// One series' accepted data, waiting for the log record.
+struct Accepted<'a> {
+    id: SeriesId,
+    samples: Vec<Sample>,
+    exemplars: Vec<&'a Exemplar>,
+}
+
+impl Storage {
+    /// Writes a request's series, samples, exemplars and metadata, durably.
+    ///
+    /// Returns `Err` only for failures of the store (the caller should retry); samples or
+    /// exemplars that can never be written are listed in [`AppendReport::rejected`] while the rest
+    /// of the request is written. New series beyond `max_series` for the tenant are refused.
+    pub fn append(
+        &self,
+        tenant: TenantId,
+        series: &[SeriesWrite],
+        metadata: &[MetricMetadata],
+        max_series: Option<u64>,
+    ) -> Result<AppendReport> {
+        let mut report = AppendReport::default();
+        let next_before = *self.next_series_id.lock();
+        let labels: Vec<&Labels> = series.iter().map(|s| &s.labels).collect();
+        let ids = self.resolve_series(tenant, &labels, max_series)?;
+        report.series_created = ids.iter().flatten().filter(|&&id| id >= next_before).count() as u64;
+
+        let mut touched: HashMap<i64, RoaringTreemap> = HashMap::new();
+        let mut batch = WriteBatch::default();
+        let mut accepted: Vec<Accepted<'_>> = Vec::new();
+        let mut wal = self.wal.writer()?;
+        // Whatever went into the head goes into the log, even when a later series fails: the head
+        // must never hold data a retry would take as already written but that is not durable.
+        let checked = self.accept(
+            tenant,
+            series,
+            &ids,
+            max_series,
+            next_before,
+            &mut report,
+            &mut accepted,
+            &mut touched,
+            &mut batch,
+        );
+        let data: Vec<SeriesData<'_>> = accepted
+            .iter()
+            .filter(|a| !a.samples.is_empty() || !a.exemplars.is_empty())
+            .map(|a| SeriesData { id: a.id, samples: &a.samples, exemplars: &a.exemplars })
+            .collect();
+        if !data.is_empty() {
+            self.wal.append(&mut wal, &data)?;
+        }
+        // Duplicates count as written only once the record that wrote them is durable: sync up
+        // to the newest record, ours or not.
+        let upto = wal.appended();
+        drop(wal);
+        checked?;
+
+        let index = self.cf(keys::CF_INDEX);
+        {
+            let written = self.activity_written.lock();
+            for (window, set) in touched.iter_mut() {
+                if let Some(already) = written.get(&(*window, tenant)) {
+                    *set -= already;
+                }
+                if !set.is_empty() {
+                    batch.merge_cf(index, keys::activity(*window, tenant), encode_postings(set));
+                }
+            }
+        }
+        self.put_metadata(&mut batch, tenant, metadata);
+        if !batch.is_empty() {
+            let mut opts = WriteOptions::default();
+            // Metadata is not in the head's log: make it durable on its own (Prometheus sends it
+            // in requests of its own, about once a minute).
+            opts.set_sync(!metadata.is_empty());
+            self.db.write_opt(batch, &opts)?;
+        }
+        self.wal.sync(upto)?;
+        if !touched.is_empty() {
+            self.windows.write().extend(touched.keys().copied());
+            let mut written = self.activity_written.lock();
+            for (window, set) in touched {
+                *written.entry((window, tenant)).or_default() |= set;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Checks every sample and exemplar of a request and puts the accepted ones into the head,
+    /// collecting them for the log, the windows they touch, and their trace-index keys.
+    #[allow(clippy::too_many_arguments)]
+    fn accept<'a>(
+        &self,
+        tenant: TenantId,
+        series: &'a [SeriesWrite],
+        ids: &[Option<SeriesId>],
+        max_series: Option<u64>,
+        next_before: SeriesId,
+        report: &mut AppendReport,
+        accepted: &mut Vec<Accepted<'a>>,
+        touched: &mut HashMap<i64, RoaringTreemap>,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        for (write, &id) in series.iter().zip(ids) {
+            let Some(id) = id else {
+                let reason = RejectReason::SeriesLimit(max_series.unwrap_or(0));
+                let samples = write.samples.iter().map(|s| (s.ts, false));
+                for (ts, exemplar) in samples.chain(write.exemplars.iter().map(|e| (e.ts, true))) {
+                    report.rejected.push(Rejection { series: write.labels.clone(), ts, exemplar, reason });
+                }
+                continue;
+            };
+            let mem = self.head.get_or_create(id);
+            let mut mem = mem.lock();
+            accepted.push(Accepted { id, samples: Vec::new(), exemplars: Vec::new() });
+            let out = accepted.last_mut().expect("just pushed");
+            let state = match mem.state {
+                Some(s) => s,
+                None if id >= next_before => HeadState::NEW_SERIES,
+                None => self.load_head_state(id, &mem)?,
+            };
+            let checked = self.accept_series(tenant, write, id, state, &mut mem, out, report, touched, batch);
+            // After a failure part-way, what the head holds is the truth: reload it next time.
+            mem.state = checked.as_ref().ok().copied();
+            checked?;
+        }
+        Ok(())
+    }
+
+    /// [`Storage::accept`] for one series, starting from its write state; returns the new state.
+    #[allow(clippy::too_many_arguments)]
+    fn accept_series<'a>(
+        &self,
+        tenant: TenantId,
+        write: &'a SeriesWrite,
+        id: SeriesId,
+        mut state: HeadState,
+        mem: &mut MemSeries,
+        out: &mut Accepted<'a>,
+        report: &mut AppendReport,
+        touched: &mut HashMap<i64, RoaringTreemap>,
+        batch: &mut WriteBatch,
+    ) -> Result<HeadState> {
+        let now = crate::now_ms();
+        let min_ts = now.saturating_sub(self.opts.retention_ms);
+        let max_ts = now.saturating_add(self.opts.max_future_ms);
+        let trace_cf = self.cf(keys::CF_TRACE_INDEX);
+        {
+            for s in &write.samples {
+                let bits = s.value.to_bits();
+                let reject = |reason| Rejection { series: write.labels.clone(), ts: s.ts, exemplar: false, reason };
+                if s.ts < min_ts {
+                    report.rejected.push(reject(RejectReason::TooOld));
+                    continue;
+                }
+                if s.ts > max_ts {
+                    report.rejected.push(reject(RejectReason::TooFarInFuture));
+                    continue;
+                }
+                if s.ts > state.sample_max_ts {
+                    state.sample_max_ts = s.ts;
+                    state.sample_max_bits = bits;
+                } else if s.ts == state.sample_max_ts {
+                    if bits != state.sample_max_bits {
+                        report.rejected.push(reject(RejectReason::DuplicateTimestamp));
+                    } else {
+                        report.duplicates_ignored += 1;
+                    }
+                    continue;
+                } else if s.ts < state.sample_max_ts.saturating_sub(self.opts.out_of_order_window_ms) {
+                    report.rejected.push(reject(RejectReason::OutOfOrder));
+                    continue;
+                } else {
+                    let existing = match mem.sample_at(s.ts) {
+                        Some(v) => Some(v),
+                        None => self.sealed_sample(id, s.ts)?,
+                    };
+                    match existing.map(f64::to_bits) {
+                        Some(b) if b == bits => {
+                            report.duplicates_ignored += 1;
+                            continue;
+                        }
+                        Some(_) => {
+                            report.rejected.push(reject(RejectReason::DuplicateTimestamp));
+                            continue;
+                        }
+                        None => {}
+                    }
+                }
+                mem.insert_sample(*s);
+                out.samples.push(*s);
+                touched.entry(self.window_of(s.ts)).or_default().insert(id);
+                report.samples_written += 1;
+            }
+            for e in &write.exemplars {
+                let reject = |reason| Rejection { series: write.labels.clone(), ts: e.ts, exemplar: true, reason };
+                if e.ts < min_ts {
+                    report.rejected.push(reject(RejectReason::TooOld));
+                    continue;
+                }
+                if e.ts > max_ts {
+                    report.rejected.push(reject(RejectReason::TooFarInFuture));
+                    continue;
+                }
+                if e.ts <= state.exemplar_max_ts {
+                    let existing = match mem.exemplar_at(e.ts) {
+                        Some(x) => Some(x),
+                        None => self.sealed_exemplar(id, e.ts)?,
+                    };
+                    match existing {
+                        Some(x) if x.value.to_bits() == e.value.to_bits() && x.labels == e.labels => {
+                            report.duplicates_ignored += 1;
+                            continue;
+                        }
+                        Some(_) => {
+                            report.rejected.push(reject(RejectReason::ConflictingExemplar));
+                            continue;
+                        }
+                        None => {}
+                    }
+                }
+                // Checked after duplicates, so a retried batch is still recognised as written.
+                let window = self.window_of(e.ts);
+                let limit = self.opts.max_exemplars_per_series_per_window;
+                if window == state.exemplar_window && state.exemplars_in_window >= limit {
+                    report.rejected.push(reject(RejectReason::ExemplarLimit(limit)));
+                    continue;
+                }
+                state.exemplar_max_ts = state.exemplar_max_ts.max(e.ts);
+                if window > state.exemplar_window {
+                    state.exemplar_window = window;
+                    state.exemplars_in_window = 0;
+                }
+                if window == state.exemplar_window {
+                    state.exemplars_in_window += 1;
+                }
+                mem.insert_exemplar(e);
+                out.exemplars.push(e);
+                self.put_trace_keys(batch, trace_cf, tenant, id, e);
+                touched.entry(window).or_default().insert(id);
+                report.exemplars_written += 1;
+            }
+        }
+        Ok(state)
+    }
+
+    /// Adds the trace-index keys of an exemplar (one per trace-id label it carries) to `batch`.
+    pub(crate) fn put_trace_keys(
+        &self,
+        batch: &mut WriteBatch,
+        trace_cf: &rocksdb::ColumnFamily,
+        tenant: TenantId,
+        id: SeriesId,
+        e: &Exemplar,
+    ) {
+        let window = self.window_of(e.ts);
+        for l in e.labels.iter().filter(|l| self.opts.trace_id_labels.contains(&l.name)) {
+            if let Some(key) = keys::trace(window, tenant, &l.value, id, e.ts) {
+                batch.put_cf(trace_cf, key, []);
+            }
+        }
+    }
+
+    /// Works out a series' write state from its head data and its newest sealed blocks (the
+    /// first write after the series entered the head).
+    fn load_head_state(&self, id: SeriesId, mem: &MemSeries) -> Result<HeadState> {
+        let mut state = HeadState::NEW_SERIES;
+        if let Some(s) = mem.newest_sample() {
+            state.sample_max_ts = s.ts;
+            state.sample_max_bits = s.value.to_bits();
+        }
+        // A sealed block can only hold something newer if its window is no older than the head's.
+        let from = if state.sample_max_ts == NONE_YET { i64::MIN } else { self.window_of(state.sample_max_ts) };
+        if let Some((_, b)) = self.newest_block(keys::CF_BLOCKS, id, from)? {
+            let newest = block::decode_samples(&b)
+                .map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })?
+                .last()
+                .copied();
+            if let Some(s) = newest.filter(|s| s.ts > state.sample_max_ts) {
+                state.sample_max_ts = s.ts;
+                state.sample_max_bits = s.value.to_bits();
+            }
+        }
+        state.exemplar_max_ts = mem.newest_exemplar_ts().unwrap_or(NONE_YET);
+        let from = if state.exemplar_max_ts == NONE_YET { i64::MIN } else { self.window_of(state.exemplar_max_ts) };
+        let mut sealed_in_window = 0;
+        if let Some((window, b)) = self.newest_block(keys::CF_EXEMPLAR_BLOCKS, id, from)? {
+            let sealed = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
+                what: "exemplar block",
+                series: id,
+                source,
+            })?;
+            if let Some(newest) = sealed.last().filter(|e| e.ts > state.exemplar_max_ts) {
+                state.exemplar_max_ts = newest.ts;
+            }
+            if window == self.window_of(state.exemplar_max_ts) {
+                sealed_in_window = sealed.len() as u64;
+            }
+        }
+        if state.exemplar_max_ts != NONE_YET {
+            let window = self.window_of(state.exemplar_max_ts);
+            state.exemplar_window = window;
+            state.exemplars_in_window =
+                sealed_in_window + mem.exemplars_between(window, window.saturating_add(self.opts.block_duration_ms));
+        }
+        Ok(state)
+    }
+
+    /// The newest sealed block of a series in a window starting at or after `from`.
+    fn newest_block(&self, cf: &str, id: SeriesId, from: i64) -> Result<Option<(i64, Vec<u8>)>> {
+        let windows: Vec<i64> = self.windows.read().range(from..).rev().copied().collect();
+        for w in windows {
+            if let Some(b) = self.db.get_cf(self.cf(cf), keys::block(w, id))? {
+                return Ok(Some((w, b)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The value sealed for a series at exactly `ts`.
+    fn sealed_sample(&self, id: SeriesId, ts: i64) -> Result<Option<f64>> {
+        match self.db.get_pinned_cf(self.cf(keys::CF_BLOCKS), keys::block(self.window_of(ts), id))? {
+            Some(b) => {
+                let samples = block::decode_samples(&b).map_err(|source| Error::CorruptBlock {
+                    what: "sample block",
+                    series: id,
+                    source,
+                })?;
+                Ok(samples.binary_search_by_key(&ts, |s| s.ts).ok().map(|i| samples[i].value))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The exemplar sealed for a series at exactly `ts`.
+    fn sealed_exemplar(&self, id: SeriesId, ts: i64) -> Result<Option<Exemplar>> {
+        match self.db.get_pinned_cf(self.cf(keys::CF_EXEMPLAR_BLOCKS), keys::block(self.window_of(ts), id))? {
+            Some(b) => {
+                let mut exemplars = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
+                    what: "exemplar block",
+                    series: id,
+                    source,
+                })?;
+                Ok(exemplars.binary_search_by_key(&ts, |e| e.ts).ok().map(|i| exemplars.swap_remove(i)))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The head's write-ahead log: what makes in-memory head data durable.
+//!
+//! Every write request that accepts anything appends one record (the accepted samples and
+//! exemplars of every series in it) to the current segment file and waits until the file is
+//! fsynced past that record. Concurrent requests share one fsync: whoever syncs covers every
+//! record appended before it started (group commit), so a busy store pays one `fdatasync` per
+//! batch of requests, not per request, and never one per sample.
+//!
+//! Segments are files `wal/<number>` (ten decimal digits), appended to in number order and
+//! replaced by a new one at [`SEGMENT_BYTES`] or when sealing wants the older data in a closed
+//! segment. A closed segment is deleted once every sample and exemplar in it is in a sealed block
+//! (see [`crate::seal`]). The layout is in `docs/format/wal.md`.
+//!
+//! On open, every segment is read in order; a record that is cut short or fails its checksum
+//! ends its segment (it can only be the tail of a write that was never acknowledged, since
+//! acknowledged records were fsynced, and appends are sequential). Replay never refuses what it
+//! reads: a record only holds data that was accepted when it was written.
+//!
+//! A failed append or fsync leaves the head holding data that may not be on disk, so the log
+//! refuses every later append with [`Error::WalFailed`] until the process restarts and rebuilds
+//! the head from what is on disk. Writes are refused before the disk fills (`min_free_disk_bytes`
+//! in the server), so this is for failing disks, not full ones.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::chunkenc::varint::{Reader, put_uvarint, put_varint};
+use crate::error::{Error, Result};
+use crate::labels::Labels;
+use crate::{Exemplar, Sample, SeriesId};
+
+/// A segment is closed and a new one started once it holds this many bytes.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Record type of a write request's accepted data. Numbers are never reused.
+const RECORD_SERIES_DATA: u8 = 1;
+
+/// Bytes before each record's payload: `len u32 | crc32 u32`.
+const FRAME_HEADER: usize = 8;
+
+/// The time span of what one segment holds, for deciding when it may be deleted.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    min_ts: i64,
+    max_ts: i64,
+}
+
+impl Span {
+    const EMPTY: Span = Span { min_ts: i64::MAX, max_ts: i64::MIN };
+
+    fn is_empty(&self) -> bool {
+        self.min_ts > self.max_ts
+    }
+
+    fn add(&mut self, other: Span) {
+        self.min_ts = self.min_ts.min(other.min_ts);
+        self.max_ts = self.max_ts.max(other.max_ts);
+    }
+}
+
+/// The segment being appended to. Guarded by [`Wal::writer`], which the write path holds from
+/// its first head insert to its append, so record order is head order.
+pub(crate) struct Writer {
+    dir: PathBuf,
+    file: Arc<File>,
+    number: u64,
+    bytes: u64,
+    span: Span,
+    /// Closed segments and the span of what they hold.
+    closed: BTreeMap<u64, Span>,
+    /// Records appended so far (over the life of the process).
+    appended: u64,
+    buf: Vec<u8>,
+}
+
+pub(crate) struct Wal {
+    writer: Mutex<Writer>,
+    /// The file to fsync and the record count it will cover, updated at every append; kept apart
+    /// from `writer` so a sync never waits for a request's in-memory work.
+    tail: Mutex<(Arc<File>, u64)>,
+    /// Held by the thread running an fsync; others queue behind it and usually find their record
+    /// already covered when they get it.
+    syncing: Mutex<()>,
+    synced: AtomicU64,
+    failed: Mutex<Option<String>>,
+}
+
+/// One series' accepted data in a record.
+pub(crate) struct SeriesData<'a> {
+    pub id: SeriesId,
+    pub samples: &'a [Sample],
+    pub exemplars: &'a [&'a Exemplar],
+}
+
+/// One series' data read back from a record.
+pub(crate) struct ReplayedSeries {
+    pub id: SeriesId,
+    pub samples: Vec<Sample>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:010}"))
+}
+
+fn wal_error(what: &str, e: io::Error) -> Error {
+    Error::Wal(format!("{what}: {e}"))
+}
+
+impl Wal {
+    /// Opens the log in `dir`, calling `apply` with every series' data of every intact record,
+    /// oldest first, then starts a new segment for appends.
+    pub(crate) fn open(dir: &Path, mut apply: impl FnMut(ReplayedSeries)) -> Result<Wal> {
+        fs::create_dir_all(dir).map_err(|e| wal_error("creating the WAL directory", e))?;
+        let mut numbers: Vec<u64> = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| wal_error("listing the WAL directory", e))? {
+            let entry = entry.map_err(|e| wal_error("listing the WAL directory", e))?;
+            if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
+                numbers.push(n);
+            }
+        }
+        numbers.sort_unstable();
+        let mut closed = BTreeMap::new();
+        for &n in &numbers {
+            let span = replay_segment(&segment_path(dir, n), &mut apply)?;
+            if span.is_empty() {
+                // Nothing durable in it: an empty segment from a previous start, or a torn first write.
+                fs::remove_file(segment_path(dir, n)).map_err(|e| wal_error("removing an empty segment", e))?;
+            } else {
+                closed.insert(n, span);
+            }
+        }
+        let number = numbers.last().map_or(1, |n| n + 1);
+        let file = Arc::new(create_segment(dir, number)?);
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            file: file.clone(),
+            number,
+            bytes: 0,
+            span: Span::EMPTY,
+            closed,
+            appended: 0,
+            buf: Vec::new(),
+        };
+        Ok(Wal {
+            writer: Mutex::new(writer),
+            tail: Mutex::new((file, 0)),
+            syncing: Mutex::new(()),
+            synced: AtomicU64::new(0),
+            failed: Mutex::new(None),
+        })
+    }
+
+    /// The append lock. Hold it while inserting into the head, then [`Writer::append`].
+    pub(crate) fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        self.check()?;
+        Ok(self.writer.lock())
+    }
+
+    fn check(&self) -> Result<()> {
+        match &*self.failed.lock() {
+            Some(why) => Err(Error::WalFailed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, e: &Error) {
+        self.failed.lock().get_or_insert_with(|| e.to_string());
+    }
+
+    /// Appends one record holding `series` (already inserted into the head); returns its
+    /// sequence number for [`Wal::sync`]. Call with the guard from [`Wal::writer`].
+    pub(crate) fn append(&self, w: &mut Writer, series: &[SeriesData<'_>]) -> Result<u64> {
+        let result = w.append(series);
+        match &result {
+            Ok(seq) => *self.tail.lock() = (w.file.clone(), *seq),
+            Err(e) => self.fail(e),
+        }
+        result
+    }
+
+    /// Returns once record `seq` and every record before it are on disk.
+    pub(crate) fn sync(&self, seq: u64) -> Result<()> {
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let _syncing = self.syncing.lock();
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        self.check()?;
+        let (file, upto) = self.tail.lock().clone();
+        if let Err(e) = file.sync_data() {
+            let e = wal_error("fsync of a WAL segment", e);
+            self.fail(&e);
+            return Err(e);
+        }
+        self.synced.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Closes the current segment if it holds anything older than `before`, so that it can be
+    /// deleted once that data is sealed. Returns the number of the first segment not closed.
+    pub(crate) fn rotate_if_older(&self, before: i64) -> Result<u64> {
+        let mut w = self.writer()?;
+        if !w.span.is_empty() && w.span.min_ts < before {
+            if let Err(e) = w.rotate() {
+                self.fail(&e);
+                return Err(e);
+            }
+            *self.tail.lock() = (w.file.clone(), w.appended);
+        }
+        Ok(w.number)
+    }
+
+    /// Deletes closed segments numbered below `below` whose data all lies before `before`.
+    pub(crate) fn delete_sealed(&self, below: u64, before: i64) -> Result<usize> {
+        let mut w = self.writer.lock();
+        let doomed: Vec<u64> =
+            w.closed.range(..below).filter(|(_, span)| span.max_ts < before).map(|(&n, _)| n).collect();
+        for n in &doomed {
+            fs::remove_file(segment_path(&w.dir, *n)).map_err(|e| wal_error("deleting a sealed segment", e))?;
+            w.closed.remove(n);
+        }
+        Ok(doomed.len())
+    }
+
+    /// Bytes in segment files (closed and current).
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        let w = self.writer.lock();
+        let closed: u64 =
+            w.closed.keys().filter_map(|&n| fs::metadata(segment_path(&w.dir, n)).ok()).map(|m| m.len()).sum();
+        closed + w.bytes
+    }
+}
+
+fn create_segment(dir: &Path, number: u64) -> Result<File> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(segment_path(dir, number))
+        .map_err(|e| wal_error("creating a WAL segment", e))?;
+    // The new name must survive a crash too, or a synced record could vanish with its file.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| wal_error("fsync of the WAL directory", e))?;
+    Ok(file)
+}
+
+impl Writer {
+    /// Records appended so far: [`Wal::sync`] to this covers everything in the head.
+    pub(crate) fn appended(&self) -> u64 {
+        self.appended
+    }
+
+    fn append(&mut self, series: &[SeriesData<'_>]) -> Result<u64> {
+        let mut span = Span::EMPTY;
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.extend_from_slice(&[0; FRAME_HEADER]);
+        buf.push(RECORD_SERIES_DATA);
+        put_uvarint(buf, series.len() as u64);
+        for s in series {
+            put_uvarint(buf, s.id);
+            put_uvarint(buf, s.samples.len() as u64);
+            let mut prev = 0i64;
+            for sample in s.samples {
+                put_varint(buf, sample.ts.wrapping_sub(prev));
+                buf.extend_from_slice(&sample.value.to_bits().to_le_bytes());
+                prev = sample.ts;
+                span.add(Span { min_ts: sample.ts, max_ts: sample.ts });
+            }
+            put_uvarint(buf, s.exemplars.len() as u64);
+            for e in s.exemplars {
+                put_varint(buf, e.ts);
+                buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
+                e.labels.encode_into(buf);
+                span.add(Span { min_ts: e.ts, max_ts: e.ts });
+            }
+        }
+        let payload_len = (buf.len() - FRAME_HEADER) as u32;
+        let crc = crc32fast::hash(&buf[FRAME_HEADER..]);
+        buf[..4].copy_from_slice(&payload_len.to_le_bytes());
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        if self.bytes > 0 && self.bytes + buf.len() as u64 > SEGMENT_BYTES {
+            self.rotate()?;
+        }
+        let buf = &self.buf;
+        (&*self.file).write_all(buf).map_err(|e| wal_error("appending to the WAL", e))?;
+        self.bytes += buf.len() as u64;
+        self.span.add(span);
+        self.appended += 1;
+        Ok(self.appended)
+    }
+
+    /// Syncs and closes the current segment and starts the next.
+    fn rotate(&mut self) -> Result<()> {
+        // Records in the old file must be durable before any record in the new one is reported
+        // synced, since syncs from now on only cover the new file.
+        self.file.sync_data().map_err(|e| wal_error("fsync of a WAL segment", e))?;
+        let next = self.number + 1;
+        self.file = Arc::new(create_segment(&self.dir, next)?);
+        if self.span.is_empty() {
+            fs::remove_file(segment_path(&self.dir, self.number))
+                .map_err(|e| wal_error("removing an empty segment", e))?;
+        } else {
+            self.closed.insert(self.number, self.span);
+        }
+        self.number = next;
+        self.bytes = 0;
+        self.span = Span::EMPTY;
+        Ok(())
+    }
+}
+
+/// Reads one segment, applying every intact record; returns the span of what it held.
+fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result<Span> {
+    let mut bytes = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| wal_error("reading a WAL segment", e))?;
+    let mut span = Span::EMPTY;
+    let mut rest = bytes.as_slice();
+    while rest.len() >= FRAME_HEADER {
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else { break };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        let Ok(series) = decode_record(payload) else {
+            return Err(Error::Wal(format!("{}: a record with a valid checksum does not decode", path.display())));
+        };
+        for s in series {
+            for ts in s.samples.iter().map(|x| x.ts).chain(s.exemplars.iter().map(|e| e.ts)) {
+                span.add(Span { min_ts: ts, max_ts: ts });
+            }
+            apply(s);
+        }
+        rest = &rest[FRAME_HEADER + len..];
+    }
+    if !rest.is_empty() {
+        tracing::warn!(segment = %path.display(), bytes = rest.len(), "WAL segment ends in an incomplete record (an unacknowledged write); ignored");
+    }
+    Ok(span)
+}
+
+fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, crate::chunkenc::DecodeError> {
+    let mut r = Reader::new(payload);
+    if r.u8()? != RECORD_SERIES_DATA {
+        return Err(crate::chunkenc::DecodeError::Invalid("unknown WAL record type"));
+    }
+    let n = r.len()?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.uvarint()?;
+        let n_samples = r.len()?;
+        let mut samples = Vec::with_capacity(n_samples);
+        let mut prev = 0i64;
+        for _ in 0..n_samples {
+            let ts = prev.wrapping_add(r.varint()?);
+            let value = f64::from_bits(u64::from_le_bytes(r.bytes(8)?.try_into().expect("8 bytes")));
+            samples.push(Sample { ts, value });
+            prev = ts;
+        }
+        let n_exemplars = r.len()?;
+        let mut exemplars = Vec::with_capacity(n_exemplars);
+        for _ in 0..n_exemplars {
+            let ts = r.varint()?;
+            let value = f64::from_bits(u64::from_le_bytes(r.bytes(8)?.try_into().expect("8 bytes")));
+            let labels = Labels::decode(&mut r)?;
+            exemplars.push(Exemplar { ts, value, labels });
+        }
+        out.push(ReplayedSeries { id, samples, exemplars });
+    }
+    if !r.is_empty() {
+        return Err(crate::chunkenc::DecodeError::Invalid("trailing bytes in a WAL record"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Label;
+
+    fn replay(dir: &Path) -> (Wal, Vec<ReplayedSeries>) {
+        let mut got = Vec::new();
+        let wal = Wal::open(dir, |s| got.push(s)).unwrap();
+        (wal, got)
+    }
+
+    #[test]
+    fn records_survive_reopen_in_order_and_a_torn_tail_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let exemplar = Exemplar {
+            ts: 1_500,
+            value: 0.25,
+            labels: Labels::from_unsorted(vec![Label::new("trace_id", "4bf92f3577b34da6")]),
+        };
+        let samples = [Sample { ts: 1_000, value: 1.5 }, Sample { ts: 16_000, value: f64::NAN }];
+        {
+            let (wal, got) = replay(dir.path());
+            assert!(got.is_empty());
+            let mut w = wal.writer().unwrap();
+            let seq = wal.append(&mut w, &[SeriesData { id: 7, samples: &samples, exemplars: &[&exemplar] }]).unwrap();
+            let seq2 = wal.append(&mut w, &[SeriesData { id: 3, samples: &samples[..1], exemplars: &[] }]).unwrap();
+            drop(w);
+            assert_eq!((seq, seq2), (1, 2));
+            wal.sync(seq2).unwrap();
+        }
+        // A write cut short by a crash: a frame header promising more bytes than follow.
+        let segment = segment_path(dir.path(), 1);
+        let mut f = OpenOptions::new().append(true).open(&segment).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 9]).unwrap();
+        drop(f);
+
+        let (wal, got) = replay(dir.path());
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].id, 7);
+        assert_eq!(got[0].samples[0], samples[0]);
+        assert!(got[0].samples[1].value.is_nan() && got[0].samples[1].ts == 16_000);
+        assert_eq!(got[0].exemplars, vec![exemplar]);
+        assert_eq!((got[1].id, got[1].samples.clone()), (3, vec![samples[0]]));
+        // The next appends go to a new segment, after the one holding the torn tail.
+        let mut w = wal.writer().unwrap();
+        assert_eq!(w.number, 2);
+        assert_eq!(w.closed.keys().copied().collect::<Vec<_>>(), vec![1]);
+        wal.append(&mut w, &[SeriesData { id: 9, samples: &samples[1..], exemplars: &[] }]).unwrap();
+    }
+
+    #[test]
+    fn only_closed_segments_holding_sealed_data_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = replay(dir.path());
+        let old = [Sample { ts: 1_000, value: 1.0 }];
+        let new = [Sample { ts: 9_000, value: 2.0 }];
+        let mut w = wal.writer().unwrap();
+        wal.append(&mut w, &[SeriesData { id: 1, samples: &old, exemplars: &[] }]).unwrap();
+        drop(w);
+        // Segment 1 holds data before 5,000: closed, so it can go once that is sealed.
+        assert_eq!(wal.rotate_if_older(5_000).unwrap(), 2);
+        let mut w = wal.writer().unwrap();
+        wal.append(&mut w, &[SeriesData { id: 1, samples: &new, exemplars: &[] }]).unwrap();
+        drop(w);
+        // Segment 2 holds only newer data: it stays open.
+        assert_eq!(wal.rotate_if_older(5_000).unwrap(), 2);
+        assert_eq!(wal.delete_sealed(2, 500).unwrap(), 0, "segment 1 holds data at 1,000, not yet sealed");
+        assert_eq!(wal.delete_sealed(2, 5_000).unwrap(), 1);
+        assert!(!segment_path(dir.path(), 1).exists());
+        drop(wal);
+        let (_, got) = replay(dir.path());
+        assert_eq!(got.iter().map(|g| g.samples.clone()).collect::<Vec<_>>(), vec![new.to_vec()]);
+    }
+}
