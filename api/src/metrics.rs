@@ -157,7 +157,7 @@ impl Metrics {
         );
         registry.register(
             "head_chunk_bytes",
-            "Bytes of compressed closed chunks in the in-memory head",
+            "Bytes of compressed sample chunks in the in-memory head",
             m.head_chunk_bytes.clone(),
         );
         registry.register("wal_bytes", "Bytes of the head's write-ahead log on disk", m.wal_bytes.clone());

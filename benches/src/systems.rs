@@ -195,7 +195,7 @@ impl System {
         for line in metrics.lines() {
             if let Some(rest) = line.strip_prefix("amber_rocksdb_sst_bytes{cf=\"") {
                 let (cf, value) = rest.split_once("\"} ").context("sst line")?;
-                if ["exemplar_head", "exemplar_blocks", "trace_index"].contains(&cf) {
+                if ["exemplar_blocks", "trace_index"].contains(&cf) {
                     total += value.trim().parse::<u64>()?;
                 }
             }

@@ -274,101 +274,105 @@ impl Storage {
         let min_ts = now.saturating_sub(self.opts.retention_ms);
         let max_ts = now.saturating_add(self.opts.max_future_ms);
         let trace_cf = self.cf(keys::CF_TRACE_INDEX);
-        {
-            for s in &write.samples {
-                let bits = s.value.to_bits();
-                let reject = |reason| Rejection { series: write.labels.clone(), ts: s.ts, exemplar: false, reason };
-                if s.ts < min_ts {
-                    report.rejected.push(reject(RejectReason::TooOld));
-                    continue;
-                }
-                if s.ts > max_ts {
-                    report.rejected.push(reject(RejectReason::TooFarInFuture));
-                    continue;
-                }
-                if s.ts > state.sample_max_ts {
-                    state.sample_max_ts = s.ts;
-                    state.sample_max_bits = bits;
-                } else if s.ts == state.sample_max_ts {
-                    if bits != state.sample_max_bits {
-                        report.rejected.push(reject(RejectReason::DuplicateTimestamp));
-                    } else {
-                        report.duplicates_ignored += 1;
-                    }
-                    continue;
-                } else if s.ts < state.sample_max_ts.saturating_sub(self.opts.out_of_order_window_ms) {
-                    report.rejected.push(reject(RejectReason::OutOfOrder));
-                    continue;
+        // The window the series was last added to `touched` for: once per window, not per sample.
+        let mut last_window = NONE_YET;
+        for s in &write.samples {
+            let bits = s.value.to_bits();
+            let reject = |reason| Rejection { series: write.labels.clone(), ts: s.ts, exemplar: false, reason };
+            if s.ts < min_ts {
+                report.rejected.push(reject(RejectReason::TooOld));
+                continue;
+            }
+            if s.ts > max_ts {
+                report.rejected.push(reject(RejectReason::TooFarInFuture));
+                continue;
+            }
+            if s.ts > state.sample_max_ts {
+                state.sample_max_ts = s.ts;
+                state.sample_max_bits = bits;
+            } else if s.ts == state.sample_max_ts {
+                if bits != state.sample_max_bits {
+                    report.rejected.push(reject(RejectReason::DuplicateTimestamp));
                 } else {
-                    let existing = match mem.sample_at(s.ts) {
-                        Some(v) => Some(v),
-                        None => self.sealed_sample(id, s.ts)?,
-                    };
-                    match existing.map(f64::to_bits) {
-                        Some(b) if b == bits => {
-                            report.duplicates_ignored += 1;
-                            continue;
-                        }
-                        Some(_) => {
-                            report.rejected.push(reject(RejectReason::DuplicateTimestamp));
-                            continue;
-                        }
-                        None => {}
-                    }
+                    report.duplicates_ignored += 1;
                 }
-                mem.insert_sample(*s);
-                out.samples.push(*s);
-                touched.entry(self.window_of(s.ts)).or_default().insert(id);
-                report.samples_written += 1;
+                continue;
+            } else if s.ts < state.sample_max_ts.saturating_sub(self.opts.out_of_order_window_ms) {
+                report.rejected.push(reject(RejectReason::OutOfOrder));
+                continue;
+            } else {
+                let existing = match mem.sample_at(s.ts) {
+                    Some(v) => Some(v),
+                    None => self.sealed_sample(id, s.ts)?,
+                };
+                match existing.map(f64::to_bits) {
+                    Some(b) if b == bits => {
+                        report.duplicates_ignored += 1;
+                        continue;
+                    }
+                    Some(_) => {
+                        report.rejected.push(reject(RejectReason::DuplicateTimestamp));
+                        continue;
+                    }
+                    None => {}
+                }
             }
-            for e in &write.exemplars {
-                let reject = |reason| Rejection { series: write.labels.clone(), ts: e.ts, exemplar: true, reason };
-                if e.ts < min_ts {
-                    report.rejected.push(reject(RejectReason::TooOld));
-                    continue;
-                }
-                if e.ts > max_ts {
-                    report.rejected.push(reject(RejectReason::TooFarInFuture));
-                    continue;
-                }
-                if e.ts <= state.exemplar_max_ts {
-                    let existing = match mem.exemplar_at(e.ts) {
-                        Some(x) => Some(x),
-                        None => self.sealed_exemplar(id, e.ts)?,
-                    };
-                    match existing {
-                        Some(x) if x.value.to_bits() == e.value.to_bits() && x.labels == e.labels => {
-                            report.duplicates_ignored += 1;
-                            continue;
-                        }
-                        Some(_) => {
-                            report.rejected.push(reject(RejectReason::ConflictingExemplar));
-                            continue;
-                        }
-                        None => {}
-                    }
-                }
-                // Checked after duplicates, so a retried batch is still recognised as written.
-                let window = self.window_of(e.ts);
-                let limit = self.opts.max_exemplars_per_series_per_window;
-                if window == state.exemplar_window && state.exemplars_in_window >= limit {
-                    report.rejected.push(reject(RejectReason::ExemplarLimit(limit)));
-                    continue;
-                }
-                state.exemplar_max_ts = state.exemplar_max_ts.max(e.ts);
-                if window > state.exemplar_window {
-                    state.exemplar_window = window;
-                    state.exemplars_in_window = 0;
-                }
-                if window == state.exemplar_window {
-                    state.exemplars_in_window += 1;
-                }
-                mem.insert_exemplar(e);
-                out.exemplars.push(e);
-                self.put_trace_keys(batch, trace_cf, tenant, id, e);
+            mem.insert_sample(*s);
+            out.samples.push(*s);
+            let window = self.window_of(s.ts);
+            if window != last_window {
                 touched.entry(window).or_default().insert(id);
-                report.exemplars_written += 1;
+                last_window = window;
             }
+            report.samples_written += 1;
+        }
+        for e in &write.exemplars {
+            let reject = |reason| Rejection { series: write.labels.clone(), ts: e.ts, exemplar: true, reason };
+            if e.ts < min_ts {
+                report.rejected.push(reject(RejectReason::TooOld));
+                continue;
+            }
+            if e.ts > max_ts {
+                report.rejected.push(reject(RejectReason::TooFarInFuture));
+                continue;
+            }
+            if e.ts <= state.exemplar_max_ts {
+                let existing = match mem.exemplar_at(e.ts) {
+                    Some(x) => Some(x),
+                    None => self.sealed_exemplar(id, e.ts)?,
+                };
+                match existing {
+                    Some(x) if x.value.to_bits() == e.value.to_bits() && x.labels == e.labels => {
+                        report.duplicates_ignored += 1;
+                        continue;
+                    }
+                    Some(_) => {
+                        report.rejected.push(reject(RejectReason::ConflictingExemplar));
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            // Checked after duplicates, so a retried batch is still recognised as written.
+            let window = self.window_of(e.ts);
+            let limit = self.opts.max_exemplars_per_series_per_window;
+            if window == state.exemplar_window && state.exemplars_in_window >= limit {
+                report.rejected.push(reject(RejectReason::ExemplarLimit(limit)));
+                continue;
+            }
+            state.exemplar_max_ts = state.exemplar_max_ts.max(e.ts);
+            if window > state.exemplar_window {
+                state.exemplar_window = window;
+                state.exemplars_in_window = 0;
+            }
+            if window == state.exemplar_window {
+                state.exemplars_in_window += 1;
+            }
+            mem.insert_exemplar(e);
+            out.exemplars.push(e);
+            self.put_trace_keys(batch, trace_cf, tenant, id, e);
+            touched.entry(window).or_default().insert(id);
+            report.exemplars_written += 1;
         }
         Ok(state)
     }

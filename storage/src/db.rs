@@ -10,6 +10,7 @@ use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor, CompactOptions, DB,
     DBCompressionType, Direction, IteratorMode, MergeOperands, Options as RocksOptions, WriteBatch, WriteOptions,
 };
+use rustc_hash::FxHashMap;
 
 use crate::SeriesId;
 use crate::chunkenc::varint::Reader;
@@ -65,7 +66,7 @@ pub struct Storage {
     pub(crate) db: DB,
     pub(crate) opts: Options,
     /// Series ids by their `SERIES_BY_LABELS` key, filled as series are written or looked up.
-    pub(crate) series_cache: RwLock<HashMap<Vec<u8>, SeriesId>>,
+    pub(crate) series_cache: RwLock<FxHashMap<Vec<u8>, SeriesId>>,
     /// Held while new series are created, so two writers never give one label set two ids.
     pub(crate) next_series_id: Mutex<SeriesId>,
     /// Samples and exemplars not yet sealed, in memory, with each series' write state.
@@ -120,15 +121,20 @@ fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_bloom_filter(10.0, false);
+    if name == keys::CF_BLOCKS {
+        table.set_block_size(16 << 10);
+        o.set_compression_options(-14, 9, 0, 0);
+    }
     o.set_block_based_table_factory(&table);
+    // Small memtables for the column families written on ingest (new series, trace ids): they
+    // count in resident memory until flushed, and flushing a few MiB costs little.
+    o.set_write_buffer_size(4 << 20);
     match name {
         keys::CF_INDEX => {
             o.set_merge_operator_associative("roaring_union", union_merge);
-            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_compression_type(DBCompressionType::Zstd);
         }
-        // Sealed blocks are already compressed by Amber's own codecs.
-        keys::CF_BLOCKS | keys::CF_EXEMPLAR_BLOCKS => o.set_compression_type(DBCompressionType::None),
-        _ => o.set_compression_type(DBCompressionType::Lz4),
+        _ => o.set_compression_type(DBCompressionType::Zstd),
     }
     o
 }
@@ -142,6 +148,7 @@ impl Storage {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
+        db_opts.set_log_level(rocksdb::LogLevel::Warn);
         // One memtable budget for all column families (RocksDB's default is 64 MiB × 2 per family,
         // which let resident memory grow with ingest volume rather than with active series).
         db_opts.set_db_write_buffer_size(opts.memtable_bytes);
@@ -161,7 +168,7 @@ impl Storage {
         let mut storage = Storage {
             db,
             opts,
-            series_cache: RwLock::new(HashMap::new()),
+            series_cache: RwLock::new(FxHashMap::default()),
             next_series_id: Mutex::new(0),
             head,
             wal,

@@ -1,9 +1,9 @@
 //! The head: samples and exemplars not yet sealed into blocks, held in memory.
 //!
-//! Each series has a [`MemSeries`]: closed chunks of up to [`CHUNK_SAMPLES`] samples compressed
-//! with the block codecs (delta-of-delta timestamps, XOR values; about 1.5 bytes a sample for
-//! scrape data), an open chunk of the newest samples kept as plain values, and its exemplars
-//! (labels kept in their binary form). A chunk never spans two windows, so sealing a window takes
+//! Each series has a [`MemSeries`]: chunks of up to [`CHUNK_SAMPLES`] samples compressed with
+//! the block codecs (delta-of-delta timestamps, XOR values; a few bytes a sample for scrape data)
+//! as they arrive, the newest of them still open for appends, and its exemplars (labels kept in
+//! their binary form). A chunk never spans two windows, so sealing a window takes
 //! whole chunks. Chunks of a series are disjoint and in time order; an out-of-order sample older
 //! than the open chunk is put into the chunk covering its time (decoded and re-encoded: rare).
 //!
@@ -11,10 +11,10 @@
 //! from it on open. What the write path remembers per series for ordering and duplicate checks
 //! ([`HeadState`]) lives beside the data.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 
 use crate::chunkenc::varint::Reader;
 use crate::chunkenc::{timestamp, value};
@@ -53,12 +53,12 @@ impl HeadState {
 /// Every series with data (or write state) in the head.
 pub(crate) struct Head {
     block_ms: i64,
-    series: RwLock<HashMap<SeriesId, Arc<Mutex<MemSeries>>>>,
+    series: RwLock<FxHashMap<SeriesId, Arc<Mutex<MemSeries>>>>,
 }
 
 impl Head {
     pub fn new(block_ms: i64) -> Head {
-        Head { block_ms, series: RwLock::new(HashMap::new()) }
+        Head { block_ms, series: RwLock::new(FxHashMap::default()) }
     }
 
     pub fn get(&self, id: SeriesId) -> Option<Arc<Mutex<MemSeries>>> {
@@ -92,9 +92,10 @@ impl Head {
         for s in self.series.read().values() {
             let s = s.lock();
             stats.series += 1;
-            stats.samples += s.chunks.iter().map(|c| c.len as u64).sum::<u64>() + s.open.len() as u64;
+            stats.samples += s.chunks.iter().map(|c| c.len as u64).sum::<u64>() + u64::from(s.open.len);
             stats.exemplars += s.exemplars.len() as u64;
-            stats.chunk_bytes += s.chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>();
+            stats.chunk_bytes += s.chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>()
+                + (s.open.ts_bytes.len() + s.open.values.bytes().len()) as u64;
         }
         stats
     }
@@ -118,14 +119,60 @@ struct Chunk {
     bytes: Box<[u8]>,
 }
 
+/// The newest samples of a series, compressed as they arrive.
+#[derive(Debug, Clone, Default)]
+struct OpenChunk {
+    len: u32,
+    min_ts: i64,
+    max_ts: i64,
+    ts_bytes: Vec<u8>,
+    ts: timestamp::Encoder,
+    values: value::Encoder,
+}
+
+impl OpenChunk {
+    fn from_samples(samples: &[Sample]) -> OpenChunk {
+        let mut c = OpenChunk::default();
+        for s in samples {
+            c.push(*s);
+        }
+        c
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a sample newer than every sample in the chunk.
+    fn push(&mut self, s: Sample) {
+        if self.len == 0 {
+            self.min_ts = s.ts;
+        }
+        self.max_ts = s.ts;
+        self.ts.push(s.ts, &mut self.ts_bytes);
+        self.values.push(s.value);
+        self.len += 1;
+    }
+
+    fn decode(&self) -> Vec<Sample> {
+        let n = self.len as usize;
+        let ts = timestamp::decode(&mut Reader::new(&self.ts_bytes), n).expect("head chunks decode");
+        let values = value::decode(self.values.bytes(), n).expect("head chunks decode");
+        ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value }).collect()
+    }
+
+    /// Turns the chunk into a closed one and leaves it empty.
+    fn close(&mut self) -> Chunk {
+        let open = std::mem::take(self);
+        let mut bytes = open.ts_bytes;
+        bytes.extend_from_slice(open.values.bytes());
+        Chunk { min_ts: open.min_ts, max_ts: open.max_ts, len: open.len, bytes: bytes.into_boxed_slice() }
+    }
+}
+
 impl Chunk {
     fn encode(samples: &[Sample]) -> Chunk {
-        let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
-        let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
-        let mut bytes = Vec::with_capacity(samples.len() * 2);
-        timestamp::encode(&ts, &mut bytes);
-        value::encode(&values, &mut bytes);
-        Chunk { min_ts: ts[0], max_ts: ts[ts.len() - 1], len: samples.len() as u32, bytes: bytes.into_boxed_slice() }
+        OpenChunk::from_samples(samples).close()
     }
 
     fn decode_into(&self, out: &mut Vec<Sample>) {
@@ -179,7 +226,7 @@ pub(crate) struct MemSeries {
     pub state: Option<HeadState>,
     chunks: Vec<Chunk>,
     /// The newest samples, after every closed chunk, all in one window.
-    open: Vec<Sample>,
+    open: OpenChunk,
     exemplars: Vec<HeadExemplar>,
 }
 
@@ -198,7 +245,7 @@ pub(crate) struct Taken {
 
 impl MemSeries {
     fn new(block_ms: i64) -> MemSeries {
-        MemSeries { block_ms, state: None, chunks: Vec::new(), open: Vec::new(), exemplars: Vec::new() }
+        MemSeries { block_ms, state: None, chunks: Vec::new(), open: OpenChunk::default(), exemplars: Vec::new() }
     }
 
     fn window_of(&self, ts: i64) -> i64 {
@@ -211,29 +258,31 @@ impl MemSeries {
 
     fn cut_open(&mut self) {
         if !self.open.is_empty() {
-            self.chunks.push(Chunk::encode(&self.open));
-            self.open.clear();
+            let closed = self.open.close();
+            self.chunks.push(closed);
         }
     }
 
     /// Adds a sample; at an existing timestamp the new value replaces the old (the write path
     /// only does that on WAL replay, where the later record is the one that was accepted).
     pub fn insert_sample(&mut self, s: Sample) {
-        let newest = self.open.last().map(|o| o.ts).or_else(|| self.chunks.last().map(|c| c.max_ts));
+        let newest = if self.open.is_empty() { self.chunks.last().map(|c| c.max_ts) } else { Some(self.open.max_ts) };
         if newest.is_none_or(|n| s.ts > n) {
-            if self.open.first().is_some_and(|o| self.window_of(o.ts) != self.window_of(s.ts))
-                || self.open.len() >= CHUNK_SAMPLES
+            if !self.open.is_empty()
+                && (self.window_of(self.open.min_ts) != self.window_of(s.ts) || self.open.len as usize >= CHUNK_SAMPLES)
             {
                 self.cut_open();
             }
             self.open.push(s);
             return;
         }
-        if self.open.first().is_some_and(|first| s.ts >= first.ts) {
-            match self.open.binary_search_by_key(&s.ts, |o| o.ts) {
-                Ok(i) => self.open[i] = s,
-                Err(i) => self.open.insert(i, s),
+        if !self.open.is_empty() && s.ts >= self.open.min_ts {
+            let mut samples = self.open.decode();
+            match samples.binary_search_by_key(&s.ts, |o| o.ts) {
+                Ok(i) => samples[i] = s,
+                Err(i) => samples.insert(i, s),
             }
+            self.open = OpenChunk::from_samples(&samples);
             return;
         }
         // Older than the open chunk: into the closed chunk covering it, or the one before it if
@@ -257,8 +306,9 @@ impl MemSeries {
 
     /// The value at exactly `ts`, if the head holds one.
     pub fn sample_at(&self, ts: i64) -> Option<f64> {
-        if self.open.first().is_some_and(|o| ts >= o.ts) {
-            return self.open.binary_search_by_key(&ts, |o| o.ts).ok().map(|i| self.open[i].value);
+        if !self.open.is_empty() && ts >= self.open.min_ts {
+            let samples = self.open.decode();
+            return samples.binary_search_by_key(&ts, |o| o.ts).ok().map(|i| samples[i].value);
         }
         let c = self.chunks.iter().find(|c| c.min_ts <= ts && ts <= c.max_ts)?;
         let samples = c.decode();
@@ -266,7 +316,10 @@ impl MemSeries {
     }
 
     pub fn newest_sample(&self) -> Option<Sample> {
-        self.open.last().copied().or_else(|| self.chunks.last().and_then(|c| c.decode().last().copied()))
+        if !self.open.is_empty() {
+            return self.open.decode().last().copied();
+        }
+        self.chunks.last().and_then(|c| c.decode().last().copied())
     }
 
     /// Appends the samples with `mint <= ts <= maxt` to `out`, in time order.
@@ -285,7 +338,9 @@ impl MemSeries {
                 out.truncate(kept);
             }
         }
-        out.extend(self.open.iter().filter(|s| s.ts >= mint && s.ts <= maxt));
+        if !self.open.is_empty() && self.open.max_ts >= mint && self.open.min_ts <= maxt {
+            out.extend(self.open.decode().into_iter().filter(|s| s.ts >= mint && s.ts <= maxt));
+        }
     }
 
     /// Adds an exemplar; at an existing timestamp the new one replaces the old.
@@ -326,7 +381,8 @@ impl MemSeries {
 
     /// Every window the series has head data in, ascending.
     pub fn windows(&self) -> Vec<i64> {
-        let sample_ts = self.chunks.iter().map(|c| c.min_ts).chain(self.open.first().map(|s| s.ts));
+        let open = (!self.open.is_empty()).then_some(self.open.min_ts);
+        let sample_ts = self.chunks.iter().map(|c| c.min_ts).chain(open);
         let mut windows: Vec<i64> =
             sample_ts.chain(self.exemplars.iter().map(|e| e.ts)).map(|ts| self.window_of(ts)).collect();
         windows.sort_unstable();
@@ -336,8 +392,9 @@ impl MemSeries {
 
     /// Drops everything older than `before` (retention).
     pub fn drop_before(&mut self, before: i64) {
-        if self.open.first().is_some_and(|o| o.ts < before) {
-            self.open.retain(|s| s.ts >= before);
+        if !self.open.is_empty() && self.open.min_ts < before {
+            let kept: Vec<Sample> = self.open.decode().into_iter().filter(|s| s.ts >= before).collect();
+            self.open = OpenChunk::from_samples(&kept);
         }
         let mut i = 0;
         while i < self.chunks.len() {
@@ -358,7 +415,7 @@ impl MemSeries {
     /// Copies out the samples and exemplars older than `before` (a window start), grouped by
     /// window, and what to remove once they are sealed ([`MemSeries::remove_sealed`]).
     pub fn sealable(&mut self, before: i64) -> (Vec<SealGroup<Sample>>, Vec<SealGroup<Exemplar>>, Taken) {
-        if self.open.first().is_some_and(|o| o.ts < before) {
+        if !self.open.is_empty() && self.open.min_ts < before {
             self.cut_open();
         }
         let mut taken = Taken::default();
@@ -418,7 +475,7 @@ mod tests {
         }
         // 200 samples before the window boundary: one full chunk and 80 cut at the boundary.
         assert_eq!(s.chunks.iter().map(|c| c.len).collect::<Vec<_>>(), vec![120, 80]);
-        assert_eq!(s.open.len(), 100);
+        assert_eq!(s.open.len, 100);
         assert_eq!(samples(&s), (0..300).map(|i| (first + i * 15_000, i as f64)).collect::<Vec<_>>());
         assert_eq!(s.sample_at(first + 150 * 15_000), Some(150.0));
         assert_eq!(s.sample_at(first + 150 * 15_000 + 1), None);

@@ -263,11 +263,15 @@ impl Writer {
         buf.clear();
         buf.extend_from_slice(&[0; FRAME_HEADER]);
         buf.push(RECORD_SERIES_DATA);
+        // Timestamps are written relative to the record's first one: a request's samples are
+        // usually from the same few scrapes, so most cost a byte or two instead of six.
+        let base = series.iter().find_map(|s| s.samples.first().map(|x| x.ts)).unwrap_or(0);
+        put_varint(buf, base);
         put_uvarint(buf, series.len() as u64);
         for s in series {
             put_uvarint(buf, s.id);
             put_uvarint(buf, s.samples.len() as u64);
-            let mut prev = 0i64;
+            let mut prev = base;
             for sample in s.samples {
                 put_varint(buf, sample.ts.wrapping_sub(prev));
                 buf.extend_from_slice(&sample.value.to_bits().to_le_bytes());
@@ -276,7 +280,7 @@ impl Writer {
             }
             put_uvarint(buf, s.exemplars.len() as u64);
             for e in s.exemplars {
-                put_varint(buf, e.ts);
+                put_varint(buf, e.ts.wrapping_sub(base));
                 buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
                 e.labels.encode_into(buf);
                 span.add(Span { min_ts: e.ts, max_ts: e.ts });
@@ -352,13 +356,14 @@ fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, cra
     if r.u8()? != RECORD_SERIES_DATA {
         return Err(crate::chunkenc::DecodeError::Invalid("unknown WAL record type"));
     }
+    let base = r.varint()?;
     let n = r.len()?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let id = r.uvarint()?;
         let n_samples = r.len()?;
         let mut samples = Vec::with_capacity(n_samples);
-        let mut prev = 0i64;
+        let mut prev = base;
         for _ in 0..n_samples {
             let ts = prev.wrapping_add(r.varint()?);
             let value = f64::from_bits(u64::from_le_bytes(r.bytes(8)?.try_into().expect("8 bytes")));
@@ -368,7 +373,7 @@ fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, cra
         let n_exemplars = r.len()?;
         let mut exemplars = Vec::with_capacity(n_exemplars);
         for _ in 0..n_exemplars {
-            let ts = r.varint()?;
+            let ts = base.wrapping_add(r.varint()?);
             let value = f64::from_bits(u64::from_le_bytes(r.bytes(8)?.try_into().expect("8 bytes")));
             let labels = Labels::decode(&mut r)?;
             exemplars.push(Exemplar { ts, value, labels });

@@ -2,7 +2,7 @@
 
 use super::DecodeError;
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BitWriter {
     bytes: Vec<u8>,
     /// Bits still free in the last byte of `bytes` (0 means a new byte is needed).
@@ -31,8 +31,8 @@ impl BitWriter {
         }
     }
 
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -86,9 +86,9 @@ mod tests {
         w.write_bits(u64::MAX, 64);
         w.write_bits(0, 3);
         w.write_bits(0x1234_5678, 32);
-        let bytes = w.into_bytes();
+        let bytes = w.bytes();
         assert_eq!(bytes.len(), (1 + 4 + 64 + 3 + 32usize).div_ceil(8));
-        let mut r = BitReader::new(&bytes);
+        let mut r = BitReader::new(bytes);
         assert!(r.read_bit().unwrap());
         assert_eq!(r.read_bits(4).unwrap(), 0b1011);
         assert_eq!(r.read_bits(64).unwrap(), u64::MAX);

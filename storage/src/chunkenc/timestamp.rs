@@ -12,22 +12,37 @@ use super::varint::{Reader, put_varint};
 
 /// Encodes `ts` (any order, though sorted input is what compresses).
 pub fn encode(ts: &[i64], out: &mut Vec<u8>) {
-    let mut prev = 0i64;
-    let mut prev_delta = 0i64;
-    for (i, &t) in ts.iter().enumerate() {
-        match i {
+    let mut e = Encoder::default();
+    for &t in ts {
+        e.push(t, out);
+    }
+}
+
+/// The state of an encoding in progress, so a column can grow one timestamp at a time (the
+/// head's open chunk) and still be byte-for-byte what [`encode`] writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Encoder {
+    n: u64,
+    prev: i64,
+    prev_delta: i64,
+}
+
+impl Encoder {
+    pub fn push(&mut self, t: i64, out: &mut Vec<u8>) {
+        match self.n {
             0 => put_varint(out, t),
             1 => {
-                prev_delta = t.wrapping_sub(prev);
-                put_varint(out, prev_delta);
+                self.prev_delta = t.wrapping_sub(self.prev);
+                put_varint(out, self.prev_delta);
             }
             _ => {
-                let delta = t.wrapping_sub(prev);
-                put_varint(out, delta.wrapping_sub(prev_delta));
-                prev_delta = delta;
+                let delta = t.wrapping_sub(self.prev);
+                put_varint(out, delta.wrapping_sub(self.prev_delta));
+                self.prev_delta = delta;
             }
         }
-        prev = t;
+        self.prev = t;
+        self.n += 1;
     }
 }
 

@@ -12,41 +12,69 @@ use super::bitstream::{BitReader, BitWriter};
 
 /// Encodes `values`; the count is stored by the block.
 pub fn encode(values: &[f64], out: &mut Vec<u8>) {
-    let mut w = BitWriter::default();
-    let mut prev = 0u64;
-    let mut leading = u8::MAX; // u8::MAX: no window yet.
-    let mut trailing = 0u8;
-    for (i, v) in values.iter().enumerate() {
+    let mut e = Encoder::default();
+    for &v in values {
+        e.push(v);
+    }
+    out.extend_from_slice(e.bytes());
+}
+
+/// The state of an encoding in progress, so a column can grow one value at a time (the head's
+/// open chunk) and still be bit-for-bit what [`encode`] writes.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    w: BitWriter,
+    n: u64,
+    prev: u64,
+    /// `u8::MAX`: no window yet.
+    leading: u8,
+    trailing: u8,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder { w: BitWriter::default(), n: 0, prev: 0, leading: u8::MAX, trailing: 0 }
+    }
+}
+
+impl Encoder {
+    pub fn push(&mut self, v: f64) {
         let bits = v.to_bits();
-        if i == 0 {
-            w.write_bits(bits, 64);
-            prev = bits;
-            continue;
+        let first = self.n == 0;
+        self.n += 1;
+        if first {
+            self.w.write_bits(bits, 64);
+            self.prev = bits;
+            return;
         }
-        let xor = bits ^ prev;
-        prev = bits;
+        let xor = bits ^ self.prev;
+        self.prev = bits;
         if xor == 0 {
-            w.write_bit(false);
-            continue;
+            self.w.write_bit(false);
+            return;
         }
-        w.write_bit(true);
+        self.w.write_bit(true);
         // The 5-bit field holds at most 31 leading zeros.
         let lz = (xor.leading_zeros() as u8).min(31);
         let tz = xor.trailing_zeros() as u8;
-        if leading != u8::MAX && lz >= leading && tz >= trailing {
-            w.write_bit(false);
-            w.write_bits(xor >> trailing, 64 - leading - trailing);
+        if self.leading != u8::MAX && lz >= self.leading && tz >= self.trailing {
+            self.w.write_bit(false);
+            self.w.write_bits(xor >> self.trailing, 64 - self.leading - self.trailing);
         } else {
-            leading = lz;
-            trailing = tz;
+            self.leading = lz;
+            self.trailing = tz;
             let sig = 64 - lz - tz;
-            w.write_bit(true);
-            w.write_bits(u64::from(lz), 5);
-            w.write_bits(u64::from(sig % 64), 6);
-            w.write_bits(xor >> tz, sig);
+            self.w.write_bit(true);
+            self.w.write_bits(u64::from(lz), 5);
+            self.w.write_bits(u64::from(sig % 64), 6);
+            self.w.write_bits(xor >> tz, sig);
         }
     }
-    out.extend_from_slice(&w.into_bytes());
+
+    /// The column so far (a partial last byte is padded with zero bits).
+    pub fn bytes(&self) -> &[u8] {
+        self.w.bytes()
+    }
 }
 
 /// Decodes `n` values from `bytes`.
