@@ -26,15 +26,11 @@ impl Queryable for TenantQueryable {
         let Some(tenant) = self.tenant else { return Ok(Vec::new()) };
         let matchers: Vec<Matcher> = matchers.iter().map(convert).collect();
         let found = self.storage.select_labels(tenant, &[matchers], mint, maxt).map_err(|e| e.to_string())?;
+        let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
+        let samples = self.storage.samples_of(&ids, mint, maxt).map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(found.len());
-        for (id, labels) in found {
-            let points: Vec<Point> = self
-                .storage
-                .samples(id, mint, maxt)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|s| Point { t: s.ts, v: s.value })
-                .collect();
+        for ((_, labels), samples) in found.into_iter().zip(samples) {
+            let points: Vec<Point> = samples.into_iter().map(|s| Point { t: s.ts, v: s.value }).collect();
             if points.is_empty() {
                 continue;
             }

@@ -10,7 +10,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
-use crate::labels::Labels;
+use crate::labels::{Labels, LabelsMap};
 use crate::numeric::{RunningMean, kahan_sum_inc, quantile};
 use crate::value::{Sample, Value};
 
@@ -26,6 +26,14 @@ struct Group {
     values: Vec<f64>,
     /// Whether any input still had a metric name to drop (it matters when grouping by it).
     drop_name: bool,
+}
+
+/// The groups of one aggregation's input series, kept across the steps of a range query.
+#[derive(Debug, Default)]
+pub(crate) struct Grouping {
+    /// Input series → index into `groups`.
+    series: LabelsMap<usize>,
+    groups: LabelsMap<()>,
 }
 
 fn grouping_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
@@ -127,21 +135,21 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
     }
 
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: rustc_hash::FxHashMap<Labels, usize> = Default::default();
+    // Index into `groups` by group id, for this step.
+    let mut slot: Vec<usize> = Vec::new();
     let node = a as *const AggregateExpr as usize;
+    let grouping = ev.groupings.entry(node).or_default();
     for s in input {
-        // A range query groups the same series at every step: compute each group key once.
-        let key = match ev.group_keys.get(&(node, s.labels.clone())) {
-            Some(k) => k.clone(),
-            None => {
-                let k = grouping_labels(&s.labels, modifier);
-                ev.group_keys.insert((node, s.labels.clone()), k.clone());
-                k
-            }
-        };
-        let i = *index.entry(key.clone()).or_insert_with(|| {
+        let Grouping { series, groups: keys } = &mut *grouping;
+        let id = *series
+            .get_or_insert_with(&s.labels, || keys.index_or_insert_with(&grouping_labels(&s.labels, modifier), || ()));
+        if slot.len() <= id {
+            slot.resize(id + 1, usize::MAX);
+        }
+        if slot[id] == usize::MAX {
+            slot[id] = groups.len();
             groups.push(Group {
-                labels: key,
+                labels: keys.entry_at(id).0.clone(),
                 count: 0.0,
                 value: 0.0,
                 kahan_c: 0.0,
@@ -151,8 +159,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
                 samples: Vec::new(),
                 values: Vec::new(),
             });
-            groups.len() - 1
-        });
+        }
+        let i = slot[id];
         let g = &mut groups[i];
         g.count += 1.0;
         g.drop_name |= s.drop_name;

@@ -177,16 +177,16 @@ impl Engine {
         let mut ev = self.evaluator(storage, ctx, start, end, step);
         ev.query_step = step;
         ev.prepare(expr, start, end)?;
-        let mut series: rustc_hash::FxHashMap<crate::labels::Labels, Vec<Point>> = Default::default();
+        let mut series: crate::labels::LabelsMap<Vec<Point>> = Default::default();
         let mut t = start;
         while t <= end {
             ev.check_deadline("expression evaluation")?;
             match ev.eval(expr, t)? {
-                Value::Scalar(p) => series.entry(Default::default()).or_default().push(Point { t, v: p.v }),
+                Value::Scalar(p) => series.get_or_insert_with(&Default::default(), Vec::new).push(Point { t, v: p.v }),
                 Value::Vector(samples) => {
                     for s in samples {
                         let s = ev.result_labels(s);
-                        let points = series.entry(s.labels).or_default();
+                        let points = series.get_or_insert_with(&s.labels, Vec::new);
                         if points.last().is_some_and(|p| p.t == t) {
                             return Err(Error::Execution(
                                 "vector cannot contain metrics with the same labelset".into(),
@@ -199,8 +199,11 @@ impl Engine {
             }
             t += step;
         }
-        let mut matrix: Vec<Series> =
-            series.into_iter().map(|(labels, points)| Series { labels, points, drop_name: false }).collect();
+        let mut matrix: Vec<Series> = series
+            .into_entries()
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points, drop_name: false })
+            .collect();
         matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(ev.output(Value::Matrix(matrix)))
     }

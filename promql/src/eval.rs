@@ -17,7 +17,7 @@ use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryEx
 
 use crate::engine::{EngineOptions, QueryOutput};
 use crate::error::{Error, Result};
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::{Labels, LabelsMap, METRIC_NAME};
 use crate::storage::{MatchOp, Matcher, Queryable};
 use crate::value::{Point, Sample, Series, Value};
 use crate::{aggregate, binary, functions, is_stale};
@@ -54,11 +54,12 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) infos: BTreeSet<String>,
     /// Label sets without their metric name, by label set: a range query drops the name of the
     /// same series at every step.
-    without_name: FxHashMap<Labels, Labels>,
+    without_name: LabelsMap<Labels>,
     /// Per matrix selector, where each series' window started and ended at the last step.
     range_cursors: HashMap<usize, Vec<(usize, usize)>>,
-    /// Group labels by (aggregation node, input labels), reused across the steps of a query.
-    pub(crate) group_keys: FxHashMap<(usize, Labels), Labels>,
+    /// Per aggregation node (by address in the expression tree), the group of each input
+    /// series, worked out once for all the steps of a query.
+    pub(crate) groupings: FxHashMap<usize, crate::aggregate::Grouping>,
 }
 
 /// The index of the first point after `bound`, searching forward from `hint` when the hint is
@@ -133,9 +134,9 @@ impl<'a> Evaluator<'a> {
             cancel,
             warnings: BTreeSet::new(),
             infos: BTreeSet::new(),
-            without_name: FxHashMap::default(),
+            without_name: LabelsMap::default(),
             range_cursors: HashMap::new(),
-            group_keys: FxHashMap::default(),
+            groupings: FxHashMap::default(),
         }
     }
 
@@ -392,14 +393,7 @@ impl<'a> Evaluator<'a> {
         if !s.drop_name {
             return s;
         }
-        let labels = match self.without_name.get(&s.labels) {
-            Some(l) => l.clone(),
-            None => {
-                let l = s.labels.without_metric_name();
-                self.without_name.insert(s.labels, l.clone());
-                l
-            }
-        };
+        let labels = self.without_name.get_or_insert_with(&s.labels, || s.labels.without_metric_name()).clone();
         Sample { labels, drop_name: false, ..s }
     }
 

@@ -11,6 +11,11 @@ pub const METRIC_NAME: &str = "__name__";
 pub struct Labels(Arc<Vec<(String, String)>>);
 
 impl Labels {
+    /// The address of the shared label list: equal addresses mean equal label sets.
+    fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// Sorts by name; with repeated names the last one wins; empty values are dropped.
     pub fn new(mut pairs: Vec<(String, String)>) -> Self {
         pairs.reverse();
@@ -93,4 +98,72 @@ pub fn hash(labels: &Labels) -> u64 {
         buf.push(0xff);
     }
     xxhash_rust::xxh64::xxh64(&buf, 0)
+}
+
+/// A map keyed by label set, in insertion order, that looks keys up by the address of their
+/// shared list first. A range query hands the engine the same series' labels (the same `Arc`) at
+/// every step; hashing an address instead of every name and value was most of the per-step
+/// cost of aggregations and of assembling the result.
+///
+/// Only the address of the key kept in the map is remembered: it cannot be reused for another
+/// label set while the map holds it. Equal label sets behind other addresses are found by value.
+#[derive(Debug)]
+pub(crate) struct LabelsMap<V> {
+    by_addr: rustc_hash::FxHashMap<usize, usize>,
+    by_value: rustc_hash::FxHashMap<Labels, usize>,
+    entries: Vec<(Labels, V)>,
+}
+
+impl<V> Default for LabelsMap<V> {
+    fn default() -> Self {
+        LabelsMap { by_addr: Default::default(), by_value: Default::default(), entries: Vec::new() }
+    }
+}
+
+impl<V> LabelsMap<V> {
+    /// The position of `labels` in insertion order, inserting `make()` if it is new.
+    pub fn index_or_insert_with(&mut self, labels: &Labels, make: impl FnOnce() -> V) -> usize {
+        if let Some(&i) = self.by_addr.get(&labels.addr()) {
+            return i;
+        }
+        if let Some(&i) = self.by_value.get(labels) {
+            return i;
+        }
+        let i = self.entries.len();
+        self.entries.push((labels.clone(), make()));
+        self.by_addr.insert(labels.addr(), i);
+        self.by_value.insert(labels.clone(), i);
+        i
+    }
+
+    pub fn get_or_insert_with(&mut self, labels: &Labels, make: impl FnOnce() -> V) -> &mut V {
+        let i = self.index_or_insert_with(labels, make);
+        &mut self.entries[i].1
+    }
+
+    pub fn entry_at(&self, i: usize) -> &(Labels, V) {
+        &self.entries[i]
+    }
+
+    pub fn into_entries(self) -> Vec<(Labels, V)> {
+        self.entries
+    }
+}
+
+#[cfg(test)]
+mod labels_map_tests {
+    use super::*;
+
+    #[test]
+    fn finds_keys_by_address_and_by_value_in_insertion_order() {
+        let mut m: LabelsMap<u32> = LabelsMap::default();
+        let a = Labels::from_pairs(&[("job", "a")]);
+        let b = Labels::from_pairs(&[("job", "b")]);
+        *m.get_or_insert_with(&a, || 0) += 1;
+        *m.get_or_insert_with(&b, || 10) += 1;
+        *m.get_or_insert_with(&a.clone(), || 0) += 1;
+        // An equal label set in another allocation is the same key.
+        *m.get_or_insert_with(&Labels::from_pairs(&[("job", "a")]), || 0) += 1;
+        assert_eq!(m.into_entries(), vec![(a, 3), (b, 11)]);
+    }
 }

@@ -34,24 +34,65 @@ impl Storage {
     }
 
     /// A series' samples with `mint <= ts <= maxt`, sorted by timestamp, stale markers included.
+    pub fn samples(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Sample>> {
+        Ok(self.samples_of(&[id], mint, maxt)?.pop().expect("one list per id"))
+    }
+
+    /// The samples of each series in `ids` (any order) with `mint <= ts <= maxt`, sorted by
+    /// timestamp, stale markers included; one list per id, in the order of `ids`.
     ///
     /// The head is read before the blocks: sealing writes a block before it removes the data from
-    /// the head, so whatever the interleaving, each sample is found in one or the other.
-    pub fn samples(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Sample>> {
-        let mut head = Vec::new();
-        if let Some(series) = self.head.get(id) {
-            series.lock().samples_into(mint, maxt, &mut head);
+    /// the head, so whatever the interleaving, each sample is found in one or the other. Blocks
+    /// are read window by window with one iterator walking the series in id order (a selector's
+    /// series sit close together in a window, so most steps are a `next`, not a lookup), then
+    /// decoded on up to [`DECODE_THREADS`] threads.
+    pub fn samples_of(&self, ids: &[SeriesId], mint: i64, maxt: i64) -> Result<Vec<Vec<Sample>>> {
+        let mut heads: Vec<Vec<Sample>> = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let mut head = Vec::new();
+            if let Some(series) = self.head.get(id) {
+                series.lock().samples_into(mint, maxt, &mut head);
+            }
+            heads.push(head);
         }
-        let mut sealed = Vec::new();
-        for b in self.blocks_overlapping(keys::CF_BLOCKS, id, mint, maxt)? {
-            let samples = block::decode_samples(&b).map_err(|source| Error::CorruptBlock {
-                what: "sample block",
-                series: id,
-                source,
-            })?;
-            sealed.extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt));
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_unstable_by_key(|&i| ids[i]);
+        // (position in `ids`, block bytes), in window order for each series.
+        let mut raw: Vec<(usize, Vec<u8>)> = Vec::new();
+        let cf = self.cf(keys::CF_BLOCKS);
+        for window in self.windows_overlapping(mint, maxt) {
+            let (Some(&first), Some(&last)) = (order.first(), order.last()) else { break };
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.set_iterate_upper_bound(keys::block(window, ids[last].saturating_add(1)).to_vec());
+            let mut iter = self.db.raw_iterator_cf_opt(cf, opts);
+            iter.seek(keys::block(window, ids[first]));
+            for &i in &order {
+                let want = keys::block(window, ids[i]);
+                // A few `next`s are cheaper than a seek; further away, seek.
+                let mut steps = 0;
+                while iter.key().is_some_and(|k| k < want.as_slice()) {
+                    if steps == 8 {
+                        iter.seek(want);
+                        break;
+                    }
+                    iter.next();
+                    steps += 1;
+                }
+                match (iter.key(), iter.value()) {
+                    (Some(k), Some(v)) if k == want.as_slice() => raw.push((i, v.to_vec())),
+                    (Some(_), _) => {}
+                    _ => break,
+                }
+            }
+            iter.status()?;
         }
-        Ok(merge_by_time(sealed, head, |s| s.ts))
+        raw.sort_by_key(|(i, _)| *i);
+        let decoded = decode_blocks(&raw, ids)?;
+        let mut sealed: Vec<Vec<Sample>> = vec![Vec::new(); ids.len()];
+        for ((i, _), samples) in raw.iter().zip(decoded) {
+            sealed[*i].extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt));
+        }
+        Ok(sealed.into_iter().zip(heads).map(|(sealed, head)| merge_by_time(sealed, head, |s| s.ts)).collect())
     }
 
     /// A series' exemplars with `mint <= ts <= maxt`, sorted by timestamp (head first, as for
@@ -100,6 +141,41 @@ impl Storage {
         out.dedup();
         Ok(out)
     }
+}
+
+/// Threads that decode the blocks of one read: decoding is most of a large query's storage time,
+/// and a query is otherwise single-threaded.
+pub const DECODE_THREADS: usize = 4;
+
+/// Reads below this many blocks are decoded on the calling thread alone.
+const PARALLEL_DECODE_BLOCKS: usize = 256;
+
+/// Decodes sample blocks, in parallel when there are many.
+fn decode_blocks(raw: &[(usize, Vec<u8>)], ids: &[SeriesId]) -> Result<Vec<Vec<Sample>>> {
+    let decode = |part: &[(usize, Vec<u8>)]| -> Result<Vec<Vec<Sample>>> {
+        part.iter()
+            .map(|(i, b)| {
+                block::decode_samples(b).map_err(|source| Error::CorruptBlock {
+                    what: "sample block",
+                    series: ids[*i],
+                    source,
+                })
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(DECODE_THREADS);
+    if raw.len() < PARALLEL_DECODE_BLOCKS || threads < 2 {
+        return decode(raw);
+    }
+    let per_thread = raw.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = raw.chunks(per_thread).map(|part| scope.spawn(move || decode(part))).collect();
+        let mut out = Vec::with_capacity(raw.len());
+        for part in parts {
+            out.extend(part.join().expect("decoding does not panic")?);
+        }
+        Ok(out)
+    })
 }
 
 /// Merges sealed entries (blocks of disjoint windows, read in window order, so already sorted)
