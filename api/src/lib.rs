@@ -101,6 +101,8 @@ pub struct AppState {
     pub ingestion: Arc<rate_limit::IngestionLimiter>,
     /// What arrived per metric family and source, for exemplar diagnostics.
     pub diagnostics: Arc<diagnostics::Diagnostics>,
+    /// Series labels as the PromQL engine uses them, shared by all queries.
+    pub series_labels: Arc<queryable::SeriesLabelsCache>,
 }
 
 impl AppState {
@@ -117,6 +119,7 @@ impl AppState {
             query_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_queries)),
             ingestion: Arc::new(rate_limit::IngestionLimiter::default()),
             diagnostics: Arc::new(diagnostics::Diagnostics::default()),
+            series_labels: Arc::new(queryable::SeriesLabelsCache::default()),
             limits: Arc::new(limits),
             tenants: Arc::new(tenants),
             metrics: Arc::new(metrics::Metrics::new()),

@@ -3,12 +3,46 @@
 use std::sync::Arc;
 
 use amber_promql::{Labels, MatchOp as PromMatchOp, Matcher as PromMatcher, Point, Queryable, Series};
-use amber_storage::{MatchOp, Matcher, Storage, TenantId};
+use amber_storage::{MatchOp, Matcher, SeriesId, Storage, TenantId};
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
 
 pub struct TenantQueryable {
     pub storage: Arc<Storage>,
     /// `None` for a tenant that never wrote: it sees no series.
     pub tenant: Option<TenantId>,
+    pub labels: Arc<SeriesLabelsCache>,
+}
+
+/// Series label sets by id, as the engine uses them. A series' labels never change and ids are
+/// never reused, so an entry never goes stale. Reading and decoding them from the index for
+/// every query was as costly as reading the samples of a large selector.
+#[derive(Default)]
+pub struct SeriesLabelsCache(RwLock<FxHashMap<SeriesId, Labels>>);
+
+impl SeriesLabelsCache {
+    /// The labels of each id, in order, reading the ones not cached yet from the store.
+    fn get(&self, storage: &Storage, ids: &[SeriesId]) -> amber_storage::Result<Vec<Labels>> {
+        let mut out: Vec<Option<Labels>> = {
+            let cache = self.0.read();
+            ids.iter().map(|id| cache.get(id).cloned()).collect()
+        };
+        let missing: Vec<SeriesId> = ids.iter().zip(&out).filter(|(_, l)| l.is_none()).map(|(id, _)| *id).collect();
+        if !missing.is_empty() {
+            let read = storage.series_labels(&missing)?;
+            let mut cache = self.0.write();
+            for (id, (_, labels)) in missing.iter().zip(read) {
+                let labels = Labels::new(labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect());
+                cache.insert(*id, labels);
+            }
+            for (slot, id) in out.iter_mut().zip(ids) {
+                if slot.is_none() {
+                    *slot = cache.get(id).cloned();
+                }
+            }
+        }
+        Ok(out.into_iter().map(|l| l.expect("every id was read")).collect())
+    }
 }
 
 fn convert(m: &PromMatcher) -> Matcher {
@@ -25,16 +59,20 @@ impl Queryable for TenantQueryable {
     fn select(&self, matchers: &[PromMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>, String> {
         let Some(tenant) = self.tenant else { return Ok(Vec::new()) };
         let matchers: Vec<Matcher> = matchers.iter().map(convert).collect();
-        let found = self.storage.select_labels(tenant, &[matchers], mint, maxt).map_err(|e| e.to_string())?;
-        let ids: Vec<_> = found.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<SeriesId> =
+            self.storage.select(tenant, &[matchers], mint, maxt).map_err(|e| e.to_string())?.iter().collect();
+        let labels = self.labels.get(&self.storage, &ids).map_err(|e| e.to_string())?;
+        // Sorted by labels, as Prometheus's storage returns series.
+        let mut found: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels).collect();
+        found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        let ids: Vec<SeriesId> = found.iter().map(|(id, _)| *id).collect();
         let samples = self.storage.samples_of(&ids, mint, maxt).map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(found.len());
         for ((_, labels), samples) in found.into_iter().zip(samples) {
-            let points: Vec<Point> = samples.into_iter().map(|s| Point { t: s.ts, v: s.value }).collect();
-            if points.is_empty() {
+            if samples.is_empty() {
                 continue;
             }
-            let labels = Labels::new(labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect());
+            let points: Vec<Point> = samples.into_iter().map(|s| Point { t: s.ts, v: s.value }).collect();
             out.push(Series { labels, points, drop_name: false });
         }
         Ok(out)

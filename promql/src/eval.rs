@@ -34,6 +34,13 @@ fn offset_ms(offset: Option<&Offset>) -> i64 {
     }
 }
 
+/// Where one series' window of a matrix selector was at the last step.
+struct RangeCursor {
+    from: usize,
+    to: usize,
+    has_stale: bool,
+}
+
 pub(crate) struct Evaluator<'a> {
     storage: &'a dyn Queryable,
     pub(crate) opts: &'a EngineOptions,
@@ -56,7 +63,7 @@ pub(crate) struct Evaluator<'a> {
     /// same series at every step.
     without_name: LabelsMap<Labels>,
     /// Per matrix selector, where each series' window started and ended at the last step.
-    range_cursors: HashMap<usize, Vec<(usize, usize)>>,
+    range_cursors: HashMap<usize, Vec<RangeCursor>>,
     /// Per aggregation node (by address in the expression tree), the group of each input
     /// series, worked out once for all the steps of a query.
     pub(crate) groupings: FxHashMap<usize, crate::aggregate::Grouping>,
@@ -303,15 +310,21 @@ impl<'a> Evaluator<'a> {
         let key = selector_key(vs);
         let Some(series) = self.loaded.get(&key) else { return };
         // Steps mostly move forward: each series' window starts where the last one was found.
+        // Whether a series has stale markers at all is worked out once, not per window.
         let cursors = self.range_cursors.entry(key).or_default();
-        cursors.resize(series.len(), (0, 0));
+        if cursors.len() != series.len() {
+            *cursors = series
+                .iter()
+                .map(|s| RangeCursor { from: 0, to: 0, has_stale: s.points.iter().any(|p| is_stale(p.v)) })
+                .collect();
+        }
         let mut scratch = Vec::new();
         for (s, cursor) in series.iter().zip(cursors.iter_mut()) {
-            let from = advance(&s.points, cursor.0, lo);
-            let to = advance(&s.points, cursor.1.max(from), eval_t);
-            *cursor = (from, to);
+            let from = advance(&s.points, cursor.from, lo);
+            let to = advance(&s.points, cursor.to.max(from), eval_t);
+            (cursor.from, cursor.to) = (from, to);
             let window = &s.points[from..to];
-            if window.iter().any(|p| is_stale(p.v)) {
+            if cursor.has_stale && window.iter().any(|p| is_stale(p.v)) {
                 scratch.clear();
                 scratch.extend(window.iter().filter(|p| !is_stale(p.v)));
                 if !scratch.is_empty() {

@@ -148,7 +148,7 @@ impl Storage {
 pub const DECODE_THREADS: usize = 4;
 
 /// Reads below this many blocks are decoded on the calling thread alone.
-const PARALLEL_DECODE_BLOCKS: usize = 256;
+const PARALLEL_DECODE_BLOCKS: usize = 1024;
 
 /// Decodes sample blocks, in parallel when there are many.
 fn decode_blocks(raw: &[(usize, Vec<u8>)], ids: &[SeriesId]) -> Result<Vec<Vec<Sample>>> {
