@@ -230,6 +230,10 @@ impl Storage {
         touched: &mut HashMap<i64, RoaringTreemap>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
+        let now = crate::now_ms();
+        // The oldest and newest timestamps accepted.
+        let bounds = (now.saturating_sub(self.opts.retention_ms), now.saturating_add(self.opts.max_future_ms));
+        let head = self.head.series_for_write(ids.iter().flatten().copied());
         for (write, &id) in series.iter().zip(ids) {
             let Some(id) = id else {
                 let reason = RejectReason::SeriesLimit(max_series.unwrap_or(0));
@@ -239,7 +243,7 @@ impl Storage {
                 }
                 continue;
             };
-            let mem = self.head.get_or_create(id);
+            let mem = head.get(&id).expect("series_for_write added every id");
             let mut mem = mem.lock();
             accepted.push(Accepted { id, samples: Vec::new(), exemplars: Vec::new() });
             let out = accepted.last_mut().expect("just pushed");
@@ -248,7 +252,7 @@ impl Storage {
                 None if id >= next_before => HeadState::NEW_SERIES,
                 None => self.load_head_state(id, &mem)?,
             };
-            let checked = self.accept_series(tenant, write, id, state, &mut mem, out, report, touched, batch);
+            let checked = self.accept_series(tenant, write, id, bounds, state, &mut mem, out, report, touched, batch);
             // After a failure part-way, what the head holds is the truth: reload it next time.
             mem.state = checked.as_ref().ok().copied();
             checked?;
@@ -263,6 +267,7 @@ impl Storage {
         tenant: TenantId,
         write: &'a SeriesWrite,
         id: SeriesId,
+        bounds: (i64, i64),
         mut state: HeadState,
         mem: &mut MemSeries,
         out: &mut Accepted<'a>,
@@ -270,9 +275,7 @@ impl Storage {
         touched: &mut HashMap<i64, RoaringTreemap>,
         batch: &mut WriteBatch,
     ) -> Result<HeadState> {
-        let now = crate::now_ms();
-        let min_ts = now.saturating_sub(self.opts.retention_ms);
-        let max_ts = now.saturating_add(self.opts.max_future_ms);
+        let (min_ts, max_ts) = bounds;
         let trace_cf = self.cf(keys::CF_TRACE_INDEX);
         // The window the series was last added to `touched` for: once per window, not per sample.
         let mut last_window = NONE_YET;

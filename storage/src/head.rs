@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rustc_hash::FxHashMap;
 
 use crate::chunkenc::varint::Reader;
@@ -50,10 +50,13 @@ impl HeadState {
     };
 }
 
+/// The head's series by id.
+pub(crate) type SeriesMap = FxHashMap<SeriesId, Arc<Mutex<MemSeries>>>;
+
 /// Every series with data (or write state) in the head.
 pub(crate) struct Head {
     block_ms: i64,
-    series: RwLock<FxHashMap<SeriesId, Arc<Mutex<MemSeries>>>>,
+    series: RwLock<SeriesMap>,
 }
 
 impl Head {
@@ -71,6 +74,22 @@ impl Head {
         }
         let block_ms = self.block_ms;
         self.series.write().entry(id).or_insert_with(|| Arc::new(Mutex::new(MemSeries::new(block_ms)))).clone()
+    }
+
+    /// Read access to the series map with every id in `ids` present, for a write request: one
+    /// lock for the whole request rather than a lookup and a reference count per series.
+    pub fn series_for_write(&self, ids: impl Iterator<Item = SeriesId> + Clone) -> RwLockReadGuard<'_, SeriesMap> {
+        {
+            let map = self.series.read();
+            if ids.clone().all(|id| map.contains_key(&id)) {
+                return map;
+            }
+        }
+        let mut map = self.series.write();
+        for id in ids {
+            map.entry(id).or_insert_with(|| Arc::new(Mutex::new(MemSeries::new(self.block_ms))));
+        }
+        RwLockWriteGuard::downgrade(map)
     }
 
     /// Ids of every series in the head, ascending.
@@ -95,7 +114,7 @@ impl Head {
             stats.samples += s.chunks.iter().map(|c| c.len as u64).sum::<u64>() + u64::from(s.open.len);
             stats.exemplars += s.exemplars.len() as u64;
             stats.chunk_bytes += s.chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>()
-                + (s.open.ts_bytes.len() + s.open.values.bytes().len()) as u64;
+                + (s.open.ts_bytes.len() + s.open.values.encoded_len()) as u64;
         }
         stats
     }
@@ -157,7 +176,9 @@ impl OpenChunk {
     fn decode(&self) -> Vec<Sample> {
         let n = self.len as usize;
         let ts = timestamp::decode(&mut Reader::new(&self.ts_bytes), n).expect("head chunks decode");
-        let values = value::decode(self.values.bytes(), n).expect("head chunks decode");
+        let mut bytes = Vec::with_capacity(self.values.encoded_len());
+        self.values.write_to(&mut bytes);
+        let values = value::decode(&bytes, n).expect("head chunks decode");
         ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value }).collect()
     }
 
@@ -165,7 +186,7 @@ impl OpenChunk {
     fn close(&mut self) -> Chunk {
         let open = std::mem::take(self);
         let mut bytes = open.ts_bytes;
-        bytes.extend_from_slice(open.values.bytes());
+        open.values.write_to(&mut bytes);
         Chunk { min_ts: open.min_ts, max_ts: open.max_ts, len: open.len, bytes: bytes.into_boxed_slice() }
     }
 }

@@ -16,7 +16,7 @@ pub fn encode(values: &[f64], out: &mut Vec<u8>) {
     for &v in values {
         e.push(v);
     }
-    out.extend_from_slice(e.bytes());
+    e.write_to(out);
 }
 
 /// The state of an encoding in progress, so a column can grow one value at a time (the head's
@@ -71,9 +71,14 @@ impl Encoder {
         }
     }
 
-    /// The column so far (a partial last byte is padded with zero bits).
-    pub fn bytes(&self) -> &[u8] {
-        self.w.bytes()
+    /// Appends the column so far (a partial last byte is padded with zero bits).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        self.w.write_to(out);
+    }
+
+    /// Bytes of the column so far.
+    pub fn encoded_len(&self) -> usize {
+        self.w.encoded_len()
     }
 }
 
