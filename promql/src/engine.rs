@@ -9,6 +9,7 @@ use promql_parser::parser::{self, Expr};
 
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
+use crate::labels::LabelsMap;
 use crate::storage::Queryable;
 use crate::value::{Point, Series, Value};
 
@@ -20,6 +21,9 @@ pub struct EngineOptions {
     /// Step of a subquery that names none (Prometheus: the global evaluation interval, 1m).
     pub default_subquery_step_ms: i64,
     pub limits: QueryLimits,
+    /// Range queries that load at least this many samples split their steps between threads
+    /// (`usize::MAX`: never).
+    pub parallel_min_samples: usize,
 }
 
 /// Per-query limits; each breach is a clear error.
@@ -42,6 +46,7 @@ impl Default for EngineOptions {
                 timeout: Duration::from_secs(120),
                 max_points_per_series: 11_000,
             },
+            parallel_min_samples: 100_000,
         }
     }
 }
@@ -177,28 +182,40 @@ impl Engine {
         let mut ev = self.evaluator(storage, ctx, start, end, step);
         ev.query_step = step;
         ev.prepare(expr, start, end)?;
-        let mut series: crate::labels::LabelsMap<Vec<Point>> = Default::default();
-        let mut t = start;
-        while t <= end {
-            ev.check_deadline("expression evaluation")?;
-            match ev.eval(expr, t)? {
-                Value::Scalar(p) => series.get_or_insert_with(&Default::default(), Vec::new).push(Point { t, v: p.v }),
-                Value::Vector(samples) => {
-                    for s in samples {
-                        let s = ev.result_labels(s);
-                        let points = series.get_or_insert_with(&s.labels, Vec::new);
-                        if points.last().is_some_and(|p| p.t == t) {
-                            return Err(Error::Execution(
-                                "vector cannot contain metrics with the same labelset".into(),
-                            ));
-                        }
-                        points.push(Point { t, v: s.v });
-                    }
+        let steps: Vec<i64> = (0..points).map(|i| start + i * step).collect();
+        // Steps are independent: large queries split them between threads, each with its own
+        // evaluator over the loaded data, and the series' points are joined in step order.
+        let threads = if ev.samples_loaded() >= self.options.parallel_min_samples {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(EVAL_THREADS).min(steps.len())
+        } else {
+            1
+        };
+        let series = if threads < 2 {
+            eval_steps(&mut ev, expr, &steps)?
+        } else {
+            let per_thread = steps.len().div_ceil(threads);
+            let parts: Vec<(Evaluator<'_>, Result<LabelsMap<Vec<Point>>>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = steps
+                    .chunks(per_thread)
+                    .map(|part| {
+                        let mut fork = ev.fork();
+                        scope.spawn(move || {
+                            let out = eval_steps(&mut fork, expr, part);
+                            (fork, out)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("evaluation does not panic")).collect()
+            });
+            let mut series: LabelsMap<Vec<Point>> = LabelsMap::default();
+            for (fork, part) in parts {
+                ev.absorb(fork);
+                for (labels, points) in part?.into_entries() {
+                    series.get_or_insert_with(&labels, Vec::new).extend(points);
                 }
-                other => return Err(Error::Execution(format!("unexpected {} in range query", other.type_name()))),
             }
-            t += step;
-        }
+            series
+        };
         let mut matrix: Vec<Series> = series
             .into_entries()
             .into_iter()
@@ -207,4 +224,30 @@ impl Engine {
         matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(ev.output(Value::Matrix(matrix)))
     }
+}
+
+/// Threads that share the steps of one range query.
+const EVAL_THREADS: usize = 4;
+
+/// Evaluates `expr` at each of `steps` (ascending), collecting each result series' points.
+fn eval_steps(ev: &mut Evaluator<'_>, expr: &Expr, steps: &[i64]) -> Result<LabelsMap<Vec<Point>>> {
+    let mut series: LabelsMap<Vec<Point>> = LabelsMap::default();
+    for &t in steps {
+        ev.check_deadline("expression evaluation")?;
+        match ev.eval(expr, t)? {
+            Value::Scalar(p) => series.get_or_insert_with(&Default::default(), Vec::new).push(Point { t, v: p.v }),
+            Value::Vector(samples) => {
+                for s in samples {
+                    let s = ev.result_labels(s);
+                    let points = series.get_or_insert_with(&s.labels, Vec::new);
+                    if points.last().is_some_and(|p| p.t == t) {
+                        return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+                    }
+                    points.push(Point { t, v: s.v });
+                }
+            }
+            other => return Err(Error::Execution(format!("unexpected {} in range query", other.type_name()))),
+        }
+    }
+    Ok(series)
 }

@@ -52,8 +52,9 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) step: i64,
     /// What `step()` answers: the step of a range query, 0 for an instant query.
     pub(crate) query_step: i64,
-    /// Loaded series by the address of their selector in the expression tree.
-    loaded: HashMap<usize, Vec<Series>>,
+    /// Loaded series by the address of their selector in the expression tree; shared with
+    /// [`Evaluator::fork`]s once loading is done.
+    loaded: Arc<HashMap<usize, Vec<Series>>>,
     samples_loaded: usize,
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
@@ -135,7 +136,7 @@ impl<'a> Evaluator<'a> {
             end,
             step,
             query_step: 0,
-            loaded: HashMap::new(),
+            loaded: Arc::new(HashMap::new()),
             samples_loaded: 0,
             deadline,
             cancel,
@@ -145,6 +146,37 @@ impl<'a> Evaluator<'a> {
             range_cursors: HashMap::new(),
             groupings: FxHashMap::default(),
         }
+    }
+
+    /// An evaluator over the same loaded data for another thread's share of a range query's
+    /// steps. Its caches and warnings start empty; [`Evaluator::absorb`] takes the warnings back.
+    pub(crate) fn fork(&self) -> Evaluator<'a> {
+        Evaluator {
+            loaded: self.loaded.clone(),
+            samples_loaded: self.samples_loaded,
+            query_step: self.query_step,
+            ..Evaluator::new(
+                self.storage,
+                self.opts,
+                self.lookback_ms,
+                self.start,
+                self.end,
+                self.step,
+                self.deadline,
+                self.cancel.clone(),
+            )
+        }
+    }
+
+    /// Takes the warnings and infos of a fork.
+    pub(crate) fn absorb(&mut self, fork: Evaluator<'a>) {
+        self.warnings.extend(fork.warnings);
+        self.infos.extend(fork.infos);
+    }
+
+    /// Samples loaded by [`Evaluator::prepare`].
+    pub(crate) fn samples_loaded(&self) -> usize {
+        self.samples_loaded
     }
 
     pub(crate) fn check_deadline(&self, stage: &'static str) -> Result<()> {
@@ -230,7 +262,7 @@ impl<'a> Evaluator<'a> {
             found.extend(selected.into_iter().filter(|s| !known.contains(&s.labels)));
         }
         // The same selector can be reached twice (e.g. a subquery inside another): keep the union.
-        let entry = self.loaded.entry(key).or_default();
+        let entry = Arc::make_mut(&mut self.loaded).entry(key).or_default();
         let mut position: HashMap<Labels, usize> =
             entry.iter().enumerate().map(|(i, e)| (e.labels.clone(), i)).collect();
         for s in found {
