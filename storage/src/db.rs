@@ -122,19 +122,21 @@ fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_bloom_filter(10.0, false);
     if name == keys::CF_BLOCKS {
+        // zstd over Amber's own column codecs: series scraped together sit side by side (their
+        // ids are adjacent) and share timestamp columns and value patterns that one series' codec
+        // cannot see. Level 9, 16 KiB table blocks and a dictionary trained per file took
+        // amber-bench from 2.7 to 1.21 bytes per sample; larger blocks or levels gained < 1 %.
         table.set_block_size(16 << 10);
-        o.set_compression_options(-14, 9, 0, 0);
+        o.set_compression_options(-14, 9, 0, 16 << 10);
+        o.set_zstd_max_train_bytes(100 * (16 << 10));
     }
     o.set_block_based_table_factory(&table);
     // Small memtables for the column families written on ingest (new series, trace ids): they
     // count in resident memory until flushed, and flushing a few MiB costs little.
     o.set_write_buffer_size(4 << 20);
-    match name {
-        keys::CF_INDEX => {
-            o.set_merge_operator_associative("roaring_union", union_merge);
-            o.set_compression_type(DBCompressionType::Zstd);
-        }
-        _ => o.set_compression_type(DBCompressionType::Zstd),
+    o.set_compression_type(DBCompressionType::Zstd);
+    if name == keys::CF_INDEX {
+        o.set_merge_operator_associative("roaring_union", union_merge);
     }
     o
 }
