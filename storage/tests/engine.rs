@@ -230,3 +230,40 @@ fn exemplar_limit_counts_per_series_and_window() {
     // The next window has its own count.
     assert_eq!(s.append(T, &series(&[ex(60_001)]), &[], None).unwrap().exemplars_written, 1);
 }
+
+/// Unsealed data lives in memory and the write-ahead log: a reopen replays it (trace index
+/// included), and once sealing has put everything in blocks the log's segments are deleted.
+#[test]
+fn the_wal_brings_back_the_head_and_sealing_deletes_its_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { block_duration_ms: HOUR, out_of_order_window_ms: HOUR, ..Options::default() };
+    let now = amber_storage::now_ms();
+    let start = (now - 3 * HOUR) / HOUR * HOUR;
+    let series: Vec<(i64, f64)> = (0..180).map(|i| (start + i * 60_000, i as f64 * 0.5)).collect();
+    {
+        let s = Storage::open(dir.path(), opts.clone()).unwrap();
+        s.append(T, &[write(labels(&[("__name__", "w")]), &series, &[(start + 90 * 60_000, "abc123")])], &[], None)
+            .unwrap();
+        let stats = s.stats();
+        assert_eq!((stats.head.series, stats.head.samples, stats.head.exemplars), (1, 180, 1));
+        assert!(stats.wal_bytes > 180 * 9, "{} bytes of log", stats.wal_bytes);
+    }
+    let s = Storage::open(dir.path(), opts.clone()).unwrap();
+    let id = id_of(&s, "w");
+    let want: Vec<(i64, u64)> = series.iter().map(|&(ts, v)| (ts, v.to_bits())).collect();
+    assert_eq!(samples(&s, id), want);
+    assert_eq!(s.exemplars_by_trace(T, "abc123").unwrap()[0].exemplar.ts, start + 90 * 60_000);
+    assert_eq!(s.stats().head.samples, 180);
+
+    // Three hours on, every window of the series is sealed and the log holds nothing needed.
+    let report = s.seal(now + 3 * HOUR).unwrap();
+    assert_eq!((report.samples_sealed, report.exemplars_sealed), (180, 1));
+    assert!(report.wal_segments_deleted >= 1, "{report:?}");
+    let stats = s.stats();
+    assert_eq!((stats.head.series, stats.head.samples, stats.wal_bytes), (0, 0, 0));
+    drop(s);
+    let s = Storage::open(dir.path(), opts).unwrap();
+    assert_eq!(s.stats().head.samples, 0, "nothing replayed");
+    assert_eq!(samples(&s, id), want);
+    assert_eq!(s.exemplars_by_trace(T, "abc123").unwrap().len(), 1);
+}
