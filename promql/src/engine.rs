@@ -232,14 +232,21 @@ const EVAL_THREADS: usize = 4;
 /// Evaluates `expr` at each of `steps` (ascending), collecting each result series' points.
 fn eval_steps(ev: &mut Evaluator<'_>, expr: &Expr, steps: &[i64]) -> Result<LabelsMap<Vec<Point>>> {
     let mut series: LabelsMap<Vec<Point>> = LabelsMap::default();
+    // The output series of each input label set, one map for samples whose metric name is to be
+    // dropped and one for the rest: found by the labels' address at every later step, without
+    // computing or cloning the result's labels again.
+    let mut output_of: [LabelsMap<usize>; 2] = Default::default();
     for &t in steps {
         ev.check_deadline("expression evaluation")?;
         match ev.eval(expr, t)? {
             Value::Scalar(p) => series.get_or_insert_with(&Default::default(), Vec::new).push(Point { t, v: p.v }),
             Value::Vector(samples) => {
                 for s in samples {
-                    let s = ev.result_labels(s);
-                    let points = series.get_or_insert_with(&s.labels, Vec::new);
+                    let i = *output_of[usize::from(s.drop_name)].get_or_insert_with(&s.labels, || {
+                        let labels = if s.drop_name { s.labels.without_metric_name() } else { s.labels.clone() };
+                        series.index_or_insert_with(&labels, Vec::new)
+                    });
+                    let points = series.value_at_mut(i);
                     if points.last().is_some_and(|p| p.t == t) {
                         return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
                     }

@@ -145,6 +145,10 @@ impl<V> LabelsMap<V> {
         &self.entries[i]
     }
 
+    pub fn value_at_mut(&mut self, i: usize) -> &mut V {
+        &mut self.entries[i].1
+    }
+
     pub fn into_entries(self) -> Vec<(Labels, V)> {
         self.entries
     }
