@@ -261,12 +261,23 @@ impl<'a> Evaluator<'a> {
             let known: HashSet<Labels> = found.iter().map(|f| f.labels.clone()).collect();
             found.extend(selected.into_iter().filter(|s| !known.contains(&s.labels)));
         }
-        // The same selector can be reached twice (e.g. a subquery inside another): keep the union.
+        if sets.len() > 1 {
+            found.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        self.samples_loaded += found.iter().map(|s| s.points.len()).sum::<usize>();
+        if self.samples_loaded > self.opts.limits.max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
         let entry = Arc::make_mut(&mut self.loaded).entry(key).or_default();
+        if entry.is_empty() {
+            // Sorted by labels: by storage, or just above.
+            *entry = found;
+            return Ok(());
+        }
+        // The same selector can be reached twice (e.g. a subquery inside another): keep the union.
         let mut position: HashMap<Labels, usize> =
             entry.iter().enumerate().map(|(i, e)| (e.labels.clone(), i)).collect();
         for s in found {
-            self.samples_loaded += s.points.len();
             match position.get(&s.labels) {
                 Some(&i) => {
                     let e = &mut entry[i];
@@ -280,14 +291,11 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        if self.samples_loaded > self.opts.limits.max_samples {
-            return Err(Error::TooManySamples("query execution"));
-        }
         entry.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(())
     }
 
-    fn series_of(&self, vs: &VectorSelector) -> &[Series] {
+    pub(crate) fn series_of(&self, vs: &VectorSelector) -> &[Series] {
         self.loaded.get(&selector_key(vs)).map(Vec::as_slice).unwrap_or(&[])
     }
 

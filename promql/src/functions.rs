@@ -73,7 +73,7 @@ pub(crate) fn per_series(
     }
     if let Expr::MatrixSelector(ms) = inner {
         // Borrow the loaded points instead of building a matrix for this step.
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(ev.series_of(&ms.vs).len());
         ev.for_each_range(ms, t, |s, points| {
             if let Some(v) = f(points) {
                 let drop_name = if keeps_name { s.drop_name } else { true };
