@@ -158,8 +158,8 @@ impl Storage {
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         let head = Head::new(opts.block_duration_ms);
         let wal = Wal::open(&path.join("wal"), |s| {
-            let series = head.get_or_create(s.id);
-            let mut series = series.lock();
+            let map = head.series_for_write(std::iter::once(s.id));
+            let mut series = map[&s.id].lock();
             for sample in s.samples {
                 series.insert_sample(sample);
             }

@@ -68,14 +68,6 @@ impl Head {
         self.series.read().get(&id).cloned()
     }
 
-    pub fn get_or_create(&self, id: SeriesId) -> Arc<Mutex<MemSeries>> {
-        if let Some(s) = self.get(id) {
-            return s;
-        }
-        let block_ms = self.block_ms;
-        self.series.write().entry(id).or_insert_with(|| Arc::new(Mutex::new(MemSeries::new(block_ms)))).clone()
-    }
-
     /// Read access to the series map with every id in `ids` present, for a write request: one
     /// lock for the whole request rather than a lookup and a reference count per series.
     pub fn series_for_write(&self, ids: impl Iterator<Item = SeriesId> + Clone) -> RwLockReadGuard<'_, SeriesMap> {
@@ -105,7 +97,7 @@ impl Head {
         self.series.write().retain(|_, s| Arc::strong_count(s) > 1 || !s.lock().is_empty());
     }
 
-    /// Bytes of chunk data and exemplars held, for `/metrics`.
+    /// How much the head holds, for `/metrics`.
     pub fn stats(&self) -> HeadStats {
         let mut stats = HeadStats::default();
         for s in self.series.read().values() {
