@@ -190,7 +190,9 @@ impl Engine {
         } else {
             1
         };
-        let series = if threads < 2 {
+        let series = if let Some(by_series) = crate::functions::range_by_series(&mut ev, expr, &steps, threads) {
+            by_series?
+        } else if threads < 2 {
             eval_steps(&mut ev, expr, &steps)?
         } else {
             let per_thread = steps.len().div_ceil(threads);

@@ -72,6 +72,17 @@ pub(crate) struct Evaluator<'a> {
 
 /// The index of the first point after `bound`, searching forward from `hint` when the hint is
 /// at or before it (the common case in a range query) and from the start otherwise.
+/// A range window without its stale markers (copied into `scratch` only when it has any);
+/// `None` when nothing is left.
+fn live_window<'p>(window: &'p [Point], may_be_stale: bool, scratch: &'p mut Vec<Point>) -> Option<&'p [Point]> {
+    if may_be_stale && window.iter().any(|p| is_stale(p.v)) {
+        scratch.clear();
+        scratch.extend(window.iter().filter(|p| !is_stale(p.v)));
+        return (!scratch.is_empty()).then_some(scratch.as_slice());
+    }
+    (!window.is_empty()).then_some(window)
+}
+
 fn advance(points: &[Point], hint: usize, bound: i64) -> usize {
     if hint > points.len() || (hint > 0 && points[hint - 1].t > bound) {
         return points.partition_point(|p| p.t <= bound);
@@ -363,17 +374,43 @@ impl<'a> Evaluator<'a> {
             let from = advance(&s.points, cursor.from, lo);
             let to = advance(&s.points, cursor.to.max(from), eval_t);
             (cursor.from, cursor.to) = (from, to);
-            let window = &s.points[from..to];
-            if cursor.has_stale && window.iter().any(|p| is_stale(p.v)) {
-                scratch.clear();
-                scratch.extend(window.iter().filter(|p| !is_stale(p.v)));
-                if !scratch.is_empty() {
-                    f(s, &scratch);
-                }
-            } else if !window.is_empty() {
+            if let Some(window) = live_window(&s.points[from..to], cursor.has_stale, &mut scratch) {
                 f(s, window);
             }
         }
+    }
+
+    /// [`Evaluator::for_each_range`] over all the steps of a range query at once, series by
+    /// series, as Prometheus evaluates range functions over a selector: a series' points stay in
+    /// cache from one step to the next. Covers the series at positions `which` of
+    /// [`Evaluator::series_of`]; `f` gets the position, the step and the window.
+    pub(crate) fn for_each_series_range(
+        &self,
+        ms: &MatrixSelector,
+        steps: &[i64],
+        which: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, i64, &[Point]),
+    ) -> Result<()> {
+        let vs = &ms.vs;
+        let range = duration_ms(&ms.range);
+        let Some(series) = self.loaded.get(&selector_key(vs)) else { return Ok(()) };
+        let mut scratch = Vec::new();
+        for (i, s) in series.iter().enumerate().take(which.end).skip(which.start) {
+            if i % 256 == 0 {
+                self.check_deadline("expression evaluation")?;
+            }
+            let has_stale = s.points.iter().any(|p| is_stale(p.v));
+            let (mut from, mut to) = (0, 0);
+            for &t in steps {
+                let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
+                from = advance(&s.points, from, eval_t - range);
+                to = advance(&s.points, to.max(from), eval_t);
+                if let Some(window) = live_window(&s.points[from..to], has_stale, &mut scratch) {
+                    f(i, t, window);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Each series' samples in `(t - range, t]`, stale markers left out.

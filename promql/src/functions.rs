@@ -57,6 +57,30 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     }
 }
 
+/// A whole range query of `expr` evaluated series by series on up to `threads` threads, for the
+/// shapes that allow it (a `rate`-family function over a plain matrix selector); `None` for every
+/// other expression.
+pub(crate) fn range_by_series(
+    ev: &mut Evaluator<'_>,
+    expr: &Expr,
+    steps: &[i64],
+    threads: usize,
+) -> Option<Result<crate::labels::LabelsMap<Vec<Point>>>> {
+    let mut inner = expr;
+    while let Expr::Paren(p) = inner {
+        inner = &p.expr;
+    }
+    match inner {
+        Expr::Call(c) if c.args.args.len() == 1 => match c.func.name {
+            name @ ("rate" | "increase" | "delta" | "irate" | "idelta") => {
+                rate::range_by_series(ev, name, &c.args.args[0], steps, threads)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Applies `f` to every series of a range-vector argument; `None` drops the series.
 /// `keeps_name` is for the few functions (`last_over_time`, `first_over_time`) whose result is
 /// still a sample of the input metric.

@@ -145,6 +145,10 @@ impl<V> LabelsMap<V> {
         &self.entries[i]
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub fn value_at_mut(&mut self, i: usize) -> &mut V {
         &mut self.entries[i].1
     }

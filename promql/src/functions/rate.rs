@@ -6,6 +6,7 @@ use promql_parser::parser::Expr;
 use super::per_series;
 use crate::error::Result;
 use crate::eval::{Evaluator, duration_ms};
+use crate::labels::LabelsMap;
 use crate::value::{Point, Value};
 
 /// The range of a range-vector argument in milliseconds (a selector's or a subquery's).
@@ -41,13 +42,95 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
     if matches!(name, "rate" | "increase") {
         warn_if_not_counter(ev, arg, t, name)?;
     }
+    per_series(ev, arg, t, false, |p| compute(name, p, end - range, end))
+}
+
+/// The function `name` of this family over one window that lies in `(range_start, range_end]`.
+fn compute(name: &str, points: &[Point], range_start: i64, range_end: i64) -> Option<f64> {
     match name {
-        "rate" => per_series(ev, arg, t, false, |p| extrapolated_rate(p, end - range, end, true, true)),
-        "increase" => per_series(ev, arg, t, false, |p| extrapolated_rate(p, end - range, end, true, false)),
-        "delta" => per_series(ev, arg, t, false, |p| extrapolated_rate(p, end - range, end, false, false)),
-        "irate" => per_series(ev, arg, t, false, |p| instant_value(p, true)),
-        _ => per_series(ev, arg, t, false, |p| instant_value(p, false)),
+        "rate" => extrapolated_rate(points, range_start, range_end, true, true),
+        "increase" => extrapolated_rate(points, range_start, range_end, true, false),
+        "delta" => extrapolated_rate(points, range_start, range_end, false, false),
+        "irate" => instant_value(points, true),
+        _ => instant_value(points, false),
     }
+}
+
+/// A whole range query of one of these functions over a plain matrix selector, series by series
+/// across all steps (see [`Evaluator::for_each_series_range`]), the series shared out between
+/// `threads`: the result series by labels. `None` when the query has another shape, or when two
+/// input series would have the same labels once the metric name is dropped (the step-by-step path
+/// then reports the collision).
+pub(crate) fn range_by_series(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    arg: &Expr,
+    steps: &[i64],
+    threads: usize,
+) -> Option<Result<LabelsMap<Vec<Point>>>> {
+    let mut inner = arg;
+    while let Expr::Paren(p) = inner {
+        inner = &p.expr;
+    }
+    let Expr::MatrixSelector(ms) = inner else { return None };
+    if ms.vs.at.is_some() {
+        return None;
+    }
+    if matches!(name, "rate" | "increase") {
+        if let Err(e) = warn_if_not_counter(ev, arg, steps.first().copied().unwrap_or_default(), name) {
+            return Some(Err(e));
+        }
+    }
+    let mut out: LabelsMap<Vec<Point>> = LabelsMap::default();
+    let series = ev.series_of(&ms.vs);
+    let output: Vec<usize> =
+        series.iter().map(|s| out.index_or_insert_with(&s.labels.without_metric_name(), Vec::new)).collect();
+    if out.len() != series.len() {
+        return None;
+    }
+    let range = duration_ms(&ms.range);
+    let ev: &Evaluator<'_> = ev;
+    // The points of the series at positions `which`, in that order.
+    let points_of = |which: std::ops::Range<usize>| -> Result<Vec<Vec<Point>>> {
+        let first = which.start;
+        let mut points = vec![Vec::new(); which.len()];
+        ev.for_each_series_range(ms, steps, which, |i, t, window| {
+            let end = range_end(ev, arg, t);
+            if let Some(v) = compute(name, window, end - range, end) {
+                points[i - first].push(Point { t, v });
+            }
+        })?;
+        Ok(points)
+    };
+    let n = output.len();
+    let parts: Vec<Result<Vec<Vec<Point>>>> = if threads < 2 || n < 2 {
+        vec![points_of(0..n)]
+    } else {
+        let per_thread = n.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .step_by(per_thread)
+                .map(|lo| {
+                    let points_of = &points_of;
+                    scope.spawn(move || points_of(lo..(lo + per_thread).min(n)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("evaluation does not panic")).collect()
+        })
+    };
+    let mut position = 0;
+    for part in parts {
+        match part {
+            Ok(points) => {
+                for p in points {
+                    *out.value_at_mut(output[position]) = p;
+                    position += 1;
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok(out))
 }
 
 /// The info Prometheus gives when `rate`/`increase` is applied to a metric whose name does not
