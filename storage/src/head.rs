@@ -130,6 +130,15 @@ struct Chunk {
     bytes: Box<[u8]>,
 }
 
+/// Appends the `n` samples of a head chunk's columns (timestamps, then values) to `out`.
+fn decode_columns(bytes: &[u8], n: usize, out: &mut Vec<Sample>) {
+    let mut r = Reader::new(bytes);
+    // Encoded by this process a moment ago: failing to decode would be a bug, not corruption.
+    let ts = timestamp::decode(&mut r, n).expect("head chunks decode");
+    let values = value::decode(r.remaining(), n).expect("head chunks decode");
+    out.extend(ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value }));
+}
+
 /// The newest samples of a series, compressed as they arrive.
 #[derive(Debug, Clone, Default)]
 struct OpenChunk {
@@ -166,12 +175,12 @@ impl OpenChunk {
     }
 
     fn decode(&self) -> Vec<Sample> {
-        let n = self.len as usize;
-        let ts = timestamp::decode(&mut Reader::new(&self.ts_bytes), n).expect("head chunks decode");
-        let mut bytes = Vec::with_capacity(self.values.encoded_len());
+        let mut bytes = Vec::with_capacity(self.ts_bytes.len() + self.values.encoded_len());
+        bytes.extend_from_slice(&self.ts_bytes);
         self.values.write_to(&mut bytes);
-        let values = value::decode(&bytes, n).expect("head chunks decode");
-        ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value }).collect()
+        let mut out = Vec::with_capacity(self.len as usize);
+        decode_columns(&bytes, self.len as usize, &mut out);
+        out
     }
 
     /// Turns the chunk into a closed one and leaves it empty.
@@ -189,12 +198,7 @@ impl Chunk {
     }
 
     fn decode_into(&self, out: &mut Vec<Sample>) {
-        let n = self.len as usize;
-        let mut r = Reader::new(&self.bytes);
-        // Encoded by this process a moment ago: failing to decode would be a bug, not corruption.
-        let ts = timestamp::decode(&mut r, n).expect("head chunks decode");
-        let values = value::decode(r.remaining(), n).expect("head chunks decode");
-        out.extend(ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value }));
+        decode_columns(&self.bytes, self.len as usize, out);
     }
 
     fn decode(&self) -> Vec<Sample> {
