@@ -19,14 +19,14 @@ use std::collections::HashMap;
 use roaring::RoaringTreemap;
 use rocksdb::{WriteBatch, WriteOptions};
 
-use crate::block;
 use crate::db::Storage;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::head::{HeadState, MemSeries, NONE_YET};
 use crate::index::encode_postings;
 use crate::keys;
 use crate::labels::Labels;
 use crate::metadata::MetricMetadata;
+use crate::querier::{decode_exemplar_block, decode_sample_block};
 use crate::tenant::TenantId;
 use crate::wal::SeriesData;
 use crate::{Exemplar, Sample, SeriesId};
@@ -408,10 +408,7 @@ impl Storage {
         // A sealed block can only hold something newer if its window is no older than the head's.
         let from = if state.sample_max_ts == NONE_YET { i64::MIN } else { self.window_of(state.sample_max_ts) };
         if let Some((_, b)) = self.newest_block(keys::CF_BLOCKS, id, from)? {
-            let newest = block::decode_samples(&b)
-                .map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })?
-                .last()
-                .copied();
+            let newest = decode_sample_block(&b, id)?.last().copied();
             if let Some(s) = newest.filter(|s| s.ts > state.sample_max_ts) {
                 state.sample_max_ts = s.ts;
                 state.sample_max_bits = s.value.to_bits();
@@ -421,11 +418,7 @@ impl Storage {
         let from = if state.exemplar_max_ts == NONE_YET { i64::MIN } else { self.window_of(state.exemplar_max_ts) };
         let mut sealed_in_window = 0;
         if let Some((window, b)) = self.newest_block(keys::CF_EXEMPLAR_BLOCKS, id, from)? {
-            let sealed = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
-                what: "exemplar block",
-                series: id,
-                source,
-            })?;
+            let sealed = decode_exemplar_block(&b, id)?;
             if let Some(newest) = sealed.last().filter(|e| e.ts > state.exemplar_max_ts) {
                 state.exemplar_max_ts = newest.ts;
             }
@@ -457,11 +450,7 @@ impl Storage {
     fn sealed_sample(&self, id: SeriesId, ts: i64) -> Result<Option<f64>> {
         match self.db.get_pinned_cf(self.cf(keys::CF_BLOCKS), keys::block(self.window_of(ts), id))? {
             Some(b) => {
-                let samples = block::decode_samples(&b).map_err(|source| Error::CorruptBlock {
-                    what: "sample block",
-                    series: id,
-                    source,
-                })?;
+                let samples = decode_sample_block(&b, id)?;
                 Ok(samples.binary_search_by_key(&ts, |s| s.ts).ok().map(|i| samples[i].value))
             }
             None => Ok(None),
@@ -472,11 +461,7 @@ impl Storage {
     fn sealed_exemplar(&self, id: SeriesId, ts: i64) -> Result<Option<Exemplar>> {
         match self.db.get_pinned_cf(self.cf(keys::CF_EXEMPLAR_BLOCKS), keys::block(self.window_of(ts), id))? {
             Some(b) => {
-                let mut exemplars = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
-                    what: "exemplar block",
-                    series: id,
-                    source,
-                })?;
+                let mut exemplars = decode_exemplar_block(&b, id)?;
                 Ok(exemplars.binary_search_by_key(&ts, |e| e.ts).ok().map(|i| exemplars.swap_remove(i)))
             }
             None => Ok(None),

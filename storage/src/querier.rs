@@ -101,11 +101,7 @@ impl Storage {
         let head = self.head.get(id).map(|s| s.lock().exemplars(mint, maxt)).unwrap_or_default();
         let mut sealed = Vec::new();
         for b in self.blocks_overlapping(keys::CF_EXEMPLAR_BLOCKS, id, mint, maxt)? {
-            let exemplars = block::decode_exemplars(&b).map_err(|source| Error::CorruptBlock {
-                what: "exemplar block",
-                series: id,
-                source,
-            })?;
+            let exemplars = decode_exemplar_block(&b, id)?;
             sealed.extend(exemplars.into_iter().filter(|e| e.ts >= mint && e.ts <= maxt));
         }
         Ok(merge_by_time(sealed, head, |e| e.ts))
@@ -143,6 +139,16 @@ impl Storage {
     }
 }
 
+/// A sealed sample block of series `id`, decoded; corruption is an error naming the series.
+pub(crate) fn decode_sample_block(bytes: &[u8], id: SeriesId) -> Result<Vec<Sample>> {
+    block::decode_samples(bytes).map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })
+}
+
+/// A sealed exemplar block of series `id`, decoded; corruption is an error naming the series.
+pub(crate) fn decode_exemplar_block(bytes: &[u8], id: SeriesId) -> Result<Vec<Exemplar>> {
+    block::decode_exemplars(bytes).map_err(|source| Error::CorruptBlock { what: "exemplar block", series: id, source })
+}
+
 /// Threads that decode the blocks of one read: decoding is most of a large query's storage time,
 /// and a query is otherwise single-threaded.
 pub const DECODE_THREADS: usize = 4;
@@ -153,15 +159,7 @@ const PARALLEL_DECODE_BLOCKS: usize = 1024;
 /// Decodes sample blocks, in parallel when there are many.
 fn decode_blocks(raw: &[(usize, Vec<u8>)], ids: &[SeriesId]) -> Result<Vec<Vec<Sample>>> {
     let decode = |part: &[(usize, Vec<u8>)]| -> Result<Vec<Vec<Sample>>> {
-        part.iter()
-            .map(|(i, b)| {
-                block::decode_samples(b).map_err(|source| Error::CorruptBlock {
-                    what: "sample block",
-                    series: ids[*i],
-                    source,
-                })
-            })
-            .collect()
+        part.iter().map(|(i, b)| decode_sample_block(b, ids[*i])).collect()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(DECODE_THREADS);
     if raw.len() < PARALLEL_DECODE_BLOCKS || threads < 2 {

@@ -17,9 +17,10 @@ use rocksdb::WriteBatch;
 
 use crate::block;
 use crate::db::Storage;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::head::{SealGroup, Taken};
 use crate::keys;
+use crate::querier::{decode_exemplar_block, decode_sample_block};
 use crate::{Exemplar, Sample, SeriesId};
 
 /// What one sealing pass did.
@@ -35,25 +36,22 @@ pub struct SealReport {
 /// How one kind of entry (sample or exemplar) is merged into its block.
 struct Kind<T> {
     blocks_cf: &'static str,
-    what: &'static str,
     ts: fn(&T) -> i64,
-    decode_block: fn(&[u8]) -> Result<Vec<T>, block::BlockError>,
+    decode_block: fn(&[u8], SeriesId) -> Result<Vec<T>>,
     encode_block: fn(&[T]) -> Vec<u8>,
 }
 
 const SAMPLES: Kind<Sample> = Kind {
     blocks_cf: keys::CF_BLOCKS,
-    what: "sample block",
     ts: |s| s.ts,
-    decode_block: block::decode_samples,
+    decode_block: decode_sample_block,
     encode_block: block::encode_samples,
 };
 
 const EXEMPLARS: Kind<Exemplar> = Kind {
     blocks_cf: keys::CF_EXEMPLAR_BLOCKS,
-    what: "exemplar block",
     ts: |e| e.ts,
-    decode_block: block::decode_exemplars,
+    decode_block: decode_exemplar_block,
     encode_block: |e| block::encode_exemplars(e),
 };
 
@@ -129,9 +127,7 @@ impl Storage {
         let block_key = keys::block(group.window, id);
         let head_items = group.items;
         let mut merged: Vec<T> = match self.db.get_pinned_cf(blocks_cf, block_key)? {
-            Some(b) => {
-                (kind.decode_block)(&b).map_err(|source| Error::CorruptBlock { what: kind.what, series: id, source })?
-            }
+            Some(b) => (kind.decode_block)(&b, id)?,
             None => Vec::new(),
         };
         if merged.is_empty() {
