@@ -57,6 +57,14 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     }
 }
 
+/// `expr` without the parentheses around it.
+pub(crate) fn without_parens(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(p) = expr {
+        expr = &p.expr;
+    }
+    expr
+}
+
 /// A whole range query of `expr` evaluated series by series on up to `threads` threads, for the
 /// shapes that allow it (a `rate`-family function over a plain matrix selector); `None` for every
 /// other expression.
@@ -66,11 +74,7 @@ pub(crate) fn range_by_series(
     steps: &[i64],
     threads: usize,
 ) -> Option<Result<crate::labels::LabelsMap<Vec<Point>>>> {
-    let mut inner = expr;
-    while let Expr::Paren(p) = inner {
-        inner = &p.expr;
-    }
-    match inner {
+    match without_parens(expr) {
         Expr::Call(c) if c.args.args.len() == 1 => match c.func.name {
             name @ ("rate" | "increase" | "delta" | "irate" | "idelta") => {
                 rate::range_by_series(ev, name, &c.args.args[0], steps, threads)
@@ -91,11 +95,7 @@ pub(crate) fn per_series(
     keeps_name: bool,
     mut f: impl FnMut(&[Point]) -> Option<f64>,
 ) -> Result<Value> {
-    let mut inner = arg;
-    while let Expr::Paren(p) = inner {
-        inner = &p.expr;
-    }
-    if let Expr::MatrixSelector(ms) = inner {
+    if let Expr::MatrixSelector(ms) = without_parens(arg) {
         // Borrow the loaded points instead of building a matrix for this step.
         let mut out = Vec::with_capacity(ev.series_of(&ms.vs).len());
         ev.for_each_range(ms, t, |s, points| {

@@ -3,7 +3,7 @@
 
 use promql_parser::parser::Expr;
 
-use super::per_series;
+use super::{per_series, without_parens};
 use crate::error::Result;
 use crate::eval::{Evaluator, duration_ms};
 use crate::labels::LabelsMap;
@@ -68,11 +68,7 @@ pub(crate) fn range_by_series(
     steps: &[i64],
     threads: usize,
 ) -> Option<Result<LabelsMap<Vec<Point>>>> {
-    let mut inner = arg;
-    while let Expr::Paren(p) = inner {
-        inner = &p.expr;
-    }
-    let Expr::MatrixSelector(ms) = inner else { return None };
+    let Expr::MatrixSelector(ms) = without_parens(arg) else { return None };
     if ms.vs.at.is_some() {
         return None;
     }
