@@ -62,6 +62,10 @@ impl Span {
         self.min_ts = self.min_ts.min(other.min_ts);
         self.max_ts = self.max_ts.max(other.max_ts);
     }
+
+    fn include(&mut self, ts: i64) {
+        self.add(Span { min_ts: ts, max_ts: ts });
+    }
 }
 
 /// The segment being appended to. Guarded by [`Wal::writer`], which the write path holds from
@@ -276,14 +280,14 @@ impl Writer {
                 put_varint(buf, sample.ts.wrapping_sub(prev));
                 buf.extend_from_slice(&sample.value.to_bits().to_le_bytes());
                 prev = sample.ts;
-                span.add(Span { min_ts: sample.ts, max_ts: sample.ts });
+                span.include(sample.ts);
             }
             put_uvarint(buf, s.exemplars.len() as u64);
             for e in s.exemplars {
                 put_varint(buf, e.ts.wrapping_sub(base));
                 buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
                 e.labels.encode_into(buf);
-                span.add(Span { min_ts: e.ts, max_ts: e.ts });
+                span.include(e.ts);
             }
         }
         let payload_len = (buf.len() - FRAME_HEADER) as u32;
@@ -339,7 +343,7 @@ fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result
         };
         for s in series {
             for ts in s.samples.iter().map(|x| x.ts).chain(s.exemplars.iter().map(|e| e.ts)) {
-                span.add(Span { min_ts: ts, max_ts: ts });
+                span.include(ts);
             }
             apply(s);
         }
