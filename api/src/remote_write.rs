@@ -154,7 +154,7 @@ fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted {
                 }
             }
         }
-        out.series.push(SeriesWrite { labels: series_labels, samples, exemplars });
+        out.series.push(SeriesWrite { labels: series_labels, samples, histograms: Vec::new(), exemplars });
     }
     out.metadata = req
         .metadata

@@ -95,6 +95,7 @@ fn postings(c: &mut Criterion) {
                 labels: Labels::from_unsorted(ts.labels.into_iter().map(|l| Label::new(l.name, l.value)).collect()),
                 samples: ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value }).collect(),
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             })
             .collect();
         storage.append(TenantId::DEFAULT, &series, &[], None).unwrap();

@@ -29,13 +29,15 @@ use crate::metadata::MetricMetadata;
 use crate::querier::{decode_exemplar_block, decode_sample_block};
 use crate::tenant::TenantId;
 use crate::wal::SeriesData;
-use crate::{Exemplar, Sample, SeriesId};
+use crate::{Exemplar, HistogramSample, Sample, SeriesId};
 
 /// One series' data in a write request; `labels` must already be validated.
 #[derive(Debug, Clone)]
 pub struct SeriesWrite {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+    /// Native histogram samples; each must pass [`amber_histogram::Histogram::validate`].
+    pub histograms: Vec<HistogramSample>,
     pub exemplars: Vec<Exemplar>,
 }
 

@@ -35,6 +35,7 @@ pub mod seal;
 pub mod tenant;
 mod wal;
 
+pub use amber_histogram::Histogram;
 pub use append::{AppendReport, RejectReason, Rejection, SeriesWrite};
 pub use db::{Options, Storage, StorageStats};
 pub use error::{Error, Result};
@@ -61,6 +62,13 @@ impl Sample {
     pub fn is_stale_marker(&self) -> bool {
         self.value.to_bits() == STALE_NAN_BITS
     }
+}
+
+/// One native histogram sample. `ts` is milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    pub ts: i64,
+    pub h: Histogram,
 }
 
 /// One exemplar: a sample of the request that produced it, with labels such as `trace_id`.

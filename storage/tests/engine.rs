@@ -15,6 +15,7 @@ fn write(labels: Labels, samples: &[(i64, f64)], exemplars: &[(i64, &str)]) -> S
     SeriesWrite {
         labels,
         samples: samples.iter().map(|&(ts, value)| Sample { ts, value }).collect(),
+        histograms: Vec::new(),
         exemplars: exemplars
             .iter()
             .map(|&(ts, trace)| Exemplar { ts, value: 1.0, labels: self::labels(&[("trace_id", trace)]) })
