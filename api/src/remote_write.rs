@@ -318,8 +318,9 @@ pub(crate) async fn ingest(
         metrics.limit_exceeded("max_exemplars_per_series_per_window");
     }
     for r in &report.rejected {
-        metrics.rejected(r.exemplar, r.reason.as_str(), 1);
-        if r.exemplar {
+        let exemplar = r.kind == amber_storage::DataKind::Exemplar;
+        metrics.rejected(exemplar, r.reason.as_str(), 1);
+        if exemplar {
             done.exemplars_rejected += 1;
         } else {
             done.samples_rejected += 1;

@@ -79,11 +79,15 @@ pub struct Histogram {
 pub enum HistogramError {
     #[error("histogram has unsupported schema {0} (valid: -4 to 8, or -53 for custom buckets)")]
     SchemaOutOfRange(i32),
-    #[error("{side} side: spans need {spans} buckets, have {buckets} buckets: histogram spans specify different number of buckets than provided")]
+    #[error(
+        "{side} side: spans need {spans} buckets, have {buckets} buckets: histogram spans specify different number of buckets than provided"
+    )]
     SpanBucketMismatch { side: &'static str, spans: u64, buckets: usize },
     #[error("{side} side: span number {span} with offset {offset}: histogram has a span whose offset is negative")]
     NegativeSpanOffset { side: &'static str, span: usize, offset: i32 },
-    #[error("{side} side: bucket {bucket} has count {count}: histogram has a bucket whose observation count is negative or NaN")]
+    #[error(
+        "{side} side: bucket {bucket} has count {count}: histogram has a bucket whose observation count is negative or NaN"
+    )]
     BadBucketCount { side: &'static str, bucket: usize, count: f64 },
     #[error("zero bucket count {0} is negative or NaN")]
     BadZeroCount(f64),
@@ -91,9 +95,13 @@ pub enum HistogramError {
     BadZeroThreshold(f64),
     #[error("observation count {0} is negative or NaN")]
     BadCount(f64),
-    #[error("{count} observations found in buckets, but the Count field is {field}: histogram's observation count should be at least the number of observations found in the buckets")]
+    #[error(
+        "{count} observations found in buckets, but the Count field is {field}: histogram's observation count should be at least the number of observations found in the buckets"
+    )]
     CountBelowBuckets { count: f64, field: f64 },
-    #[error("{count} observations found in buckets, but the Count field is {field}: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)")]
+    #[error(
+        "{count} observations found in buckets, but the Count field is {field}: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
+    )]
     CountNotBuckets { count: f64, field: f64 },
     #[error("custom buckets: must be ascending, and at least one custom bound is needed per bucket ({0})")]
     BadCustomBounds(String),

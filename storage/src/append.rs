@@ -75,18 +75,36 @@ impl RejectReason {
     }
 }
 
-/// One refused sample or exemplar.
+/// What a refused entry was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    Sample,
+    Histogram,
+    Exemplar,
+}
+
+impl DataKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DataKind::Sample => "sample",
+            DataKind::Histogram => "histogram sample",
+            DataKind::Exemplar => "exemplar",
+        }
+    }
+}
+
+/// One refused sample, histogram sample or exemplar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub series: Labels,
     pub ts: i64,
-    pub exemplar: bool,
+    pub kind: DataKind,
     pub reason: RejectReason,
 }
 
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = if self.exemplar { "exemplar" } else { "sample" };
+        let what = self.kind.as_str();
         if let RejectReason::SeriesLimit(limit) = self.reason {
             return write!(
                 f,
@@ -121,6 +139,7 @@ impl std::fmt::Display for Rejection {
 #[derive(Debug, Clone, Default)]
 pub struct AppendReport {
     pub samples_written: u64,
+    pub histograms_written: u64,
     pub exemplars_written: u64,
     /// Samples and exemplars already stored with the same value (retries); not written again.
     pub duplicates_ignored: u64,
@@ -239,9 +258,11 @@ impl Storage {
         for (write, &id) in series.iter().zip(ids) {
             let Some(id) = id else {
                 let reason = RejectReason::SeriesLimit(max_series.unwrap_or(0));
-                let samples = write.samples.iter().map(|s| (s.ts, false));
-                for (ts, exemplar) in samples.chain(write.exemplars.iter().map(|e| (e.ts, true))) {
-                    report.rejected.push(Rejection { series: write.labels.clone(), ts, exemplar, reason });
+                let samples = write.samples.iter().map(|s| (s.ts, DataKind::Sample));
+                let histograms = write.histograms.iter().map(|h| (h.ts, DataKind::Histogram));
+                let exemplars = write.exemplars.iter().map(|e| (e.ts, DataKind::Exemplar));
+                for (ts, kind) in samples.chain(histograms).chain(exemplars) {
+                    report.rejected.push(Rejection { series: write.labels.clone(), ts, kind, reason });
                 }
                 continue;
             };
@@ -283,7 +304,7 @@ impl Storage {
         let mut last_window = NONE_YET;
         for s in &write.samples {
             let bits = s.value.to_bits();
-            let reject = |reason| Rejection { series: write.labels.clone(), ts: s.ts, exemplar: false, reason };
+            let reject = |reason| Rejection { series: write.labels.clone(), ts: s.ts, kind: DataKind::Sample, reason };
             if s.ts < min_ts {
                 report.rejected.push(reject(RejectReason::TooOld));
                 continue;
@@ -332,7 +353,8 @@ impl Storage {
             report.samples_written += 1;
         }
         for e in &write.exemplars {
-            let reject = |reason| Rejection { series: write.labels.clone(), ts: e.ts, exemplar: true, reason };
+            let reject =
+                |reason| Rejection { series: write.labels.clone(), ts: e.ts, kind: DataKind::Exemplar, reason };
             if e.ts < min_ts {
                 report.rejected.push(reject(RejectReason::TooOld));
                 continue;
