@@ -459,3 +459,49 @@ pub fn encode_response(r: &collector::ExportMetricsServiceResponse) -> Vec<u8> {
     };
     body.to_string().into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_histogram_points_decode_every_field() {
+        let body = br#"{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "d", "exponentialHistogram": {
+            "aggregationTemporality": 2, "dataPoints": [{"timeUnixNano": "5000000000", "count": "6", "sum": 2.5,
+            "scale": -2, "zeroCount": "1", "zeroThreshold": 0.001, "min": 0, "max": "Infinity", "flags": 1,
+            "positive": {"offset": 3, "bucketCounts": ["2", 3]}, "negative": {"bucketCounts": ["0"]},
+            "exemplars": [{"timeUnixNano": "4000000000", "asInt": "7", "traceId": "0a0b", "spanId": "0c"}]}]}}]}]}]}"#;
+        let req = decode(body).unwrap();
+        let Some(metrics::metric::Data::ExponentialHistogram(h)) =
+            &req.resource_metrics[0].scope_metrics[0].metrics[0].data
+        else {
+            panic!("{req:?}")
+        };
+        use metrics::exponential_histogram_data_point::Buckets;
+        assert_eq!(h.aggregation_temporality, 2);
+        assert_eq!(
+            h.data_points,
+            [metrics::ExponentialHistogramDataPoint {
+                time_unix_nano: 5_000_000_000,
+                count: 6,
+                sum: Some(2.5),
+                scale: -2,
+                zero_count: 1,
+                zero_threshold: 0.001,
+                min: Some(0.0),
+                max: Some(f64::INFINITY),
+                flags: 1,
+                positive: Some(Buckets { offset: 3, bucket_counts: vec![2, 3] }),
+                negative: Some(Buckets { offset: 0, bucket_counts: vec![0] }),
+                exemplars: vec![metrics::Exemplar {
+                    time_unix_nano: 4_000_000_000,
+                    value: Some(metrics::exemplar::Value::AsInt(7)),
+                    trace_id: vec![0x0a, 0x0b],
+                    span_id: vec![0x0c],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }]
+        );
+    }
+}
