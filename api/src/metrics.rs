@@ -169,7 +169,8 @@ impl Metrics {
         registry.register("wal_bytes", "Bytes of the head's write-ahead log on disk", m.wal_bytes.clone());
         registry.register(
             "seal_passes",
-            "Sealing passes that finished: each writes every head window past the out-of-order window into blocks",
+            "Sealing passes that finished (maintenance loop and admin API): each writes every head window past the \
+             out-of-order window into blocks",
             m.seal_passes.clone(),
         );
         registry.register(

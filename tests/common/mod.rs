@@ -77,7 +77,9 @@ impl Amber {
             .spawn()
             .expect("starting amber");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Opening replays the WAL: generous for a debug build on a loaded machine; the loop ends
+        // as soon as the server answers.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = self.http.get(self.url("/-/ready")).send() {
                 if r.status().is_success() {
