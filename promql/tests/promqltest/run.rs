@@ -54,7 +54,7 @@ struct Runner {
 }
 
 impl Default for Runner {
-    /// The upstream test engine's settings (FORMAT.md §9).
+    /// The upstream test engine's settings (testdata/FORMAT.md §9).
     fn default() -> Self {
         let options = EngineOptions {
             lookback_delta_ms: 5 * 60_000,
@@ -187,7 +187,7 @@ fn unsupported_syntax(expr: &str, error: &str) -> Option<&'static str> {
     }
 }
 
-/// Float equality of the reference runner (FORMAT.md §6.1).
+/// Float equality of the reference runner (testdata/FORMAT.md §6.1).
 fn float_eq(expected: f64, got: f64) -> bool {
     let stale = |v: f64| v.to_bits() == amber_promql::STALE_NAN_BITS;
     if stale(expected) || stale(got) {

@@ -1,4 +1,4 @@
-//! Parsing of the `.test` script language (`../shared/promqltest/FORMAT.md`): commands, durations,
+//! Parsing of the `.test` script language (`testdata/FORMAT.md`): commands, durations,
 //! series descriptions, value sequences and expectations.
 
 use amber_promql::Labels;
