@@ -48,9 +48,11 @@ struct ColumnFamily {
 pub struct Metrics {
     registry: Registry,
     samples_ingested: Counter,
+    histograms_ingested: Counter,
     exemplars_ingested: Counter,
     series_created: Counter,
     samples_rejected: Family<Reason, Counter>,
+    histograms_rejected: Family<Reason, Counter>,
     exemplars_rejected: Family<Reason, Counter>,
     write_requests: Family<Code, Counter>,
     limits_exceeded: Family<Limit, Counter>,
@@ -84,9 +86,11 @@ impl Metrics {
         let mut registry = Registry::with_prefix("amber");
         let m = Metrics {
             samples_ingested: Counter::default(),
+            histograms_ingested: Counter::default(),
             exemplars_ingested: Counter::default(),
             series_created: Counter::default(),
             samples_rejected: Family::default(),
+            histograms_rejected: Family::default(),
             exemplars_rejected: Family::default(),
             write_requests: Family::default(),
             limits_exceeded: Family::default(),
@@ -110,9 +114,19 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("samples_ingested", "Samples written durably", m.samples_ingested.clone());
+        registry.register(
+            "histograms_ingested",
+            "Native histogram samples written durably",
+            m.histograms_ingested.clone(),
+        );
         registry.register("exemplars_ingested", "Exemplars written durably", m.exemplars_ingested.clone());
         registry.register("series_created", "Series created", m.series_created.clone());
         registry.register("samples_rejected", "Samples refused, by reason", m.samples_rejected.clone());
+        registry.register(
+            "histograms_rejected",
+            "Native histogram samples refused, by reason",
+            m.histograms_rejected.clone(),
+        );
         registry.register("exemplars_rejected", "Exemplars refused, by reason", m.exemplars_rejected.clone());
         registry.register("remote_write_requests", "Remote-write requests, by status code", m.write_requests.clone());
         registry.register(
@@ -193,17 +207,22 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    pub fn ingested(&self, samples: u64, exemplars: u64, series_created: u64) {
-        self.samples_ingested.inc_by(samples);
-        self.exemplars_ingested.inc_by(exemplars);
-        self.series_created.inc_by(series_created);
+    pub fn ingested(&self, report: &amber_storage::AppendReport) {
+        self.samples_ingested.inc_by(report.samples_written);
+        self.histograms_ingested.inc_by(report.histograms_written);
+        self.exemplars_ingested.inc_by(report.exemplars_written);
+        self.series_created.inc_by(report.series_created);
     }
 
-    pub fn rejected(&self, exemplar: bool, reason: &str, n: u64) {
+    pub fn rejected(&self, kind: amber_storage::DataKind, reason: &str, n: u64) {
         if n == 0 {
             return;
         }
-        let family = if exemplar { &self.exemplars_rejected } else { &self.samples_rejected };
+        let family = match kind {
+            amber_storage::DataKind::Sample => &self.samples_rejected,
+            amber_storage::DataKind::Histogram => &self.histograms_rejected,
+            amber_storage::DataKind::Exemplar => &self.exemplars_rejected,
+        };
         family.get_or_create(&Reason { reason: reason.to_string() }).inc_by(n);
     }
 
