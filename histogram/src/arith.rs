@@ -492,6 +492,28 @@ impl Histogram {
         (0..=shared.len() as i32).any(|i| now.get(&i).map_or(0.0, |v| v.0) < before.get(&i).map_or(0.0, |v| v.0))
     }
 
+    /// Whether both hold the same data (Prometheus's `Equals`, which the `==` operator uses on
+    /// compacted histograms): counts and sum compared bit for bit, the same non-empty buckets.
+    pub fn equals(&self, other: &Histogram) -> bool {
+        let bits = |v: f64| v.to_bits();
+        let buckets = |spans: &[Span], counts: &[f64]| -> Vec<(i32, u64)> {
+            indexed(spans, counts).filter(|&(_, v)| v != 0.0).map(|(i, v)| (i, bits(v))).collect()
+        };
+        self.schema == other.schema
+            && bits(self.count) == bits(other.count)
+            && bits(self.sum) == bits(other.sum)
+            && if self.uses_custom_buckets() {
+                self.custom_values == other.custom_values
+            } else {
+                self.zero_threshold == other.zero_threshold
+                    && bits(self.zero_count) == bits(other.zero_count)
+                    && buckets(&self.negative_spans, &self.negative_buckets)
+                        == buckets(&other.negative_spans, &other.negative_buckets)
+            }
+            && buckets(&self.positive_spans, &self.positive_buckets)
+                == buckets(&other.positive_spans, &other.positive_buckets)
+    }
+
     /// Whether any count, the sum or a custom bound is infinite (an aggregation overflowed).
     pub fn has_overflow(&self) -> bool {
         [self.zero_count, self.count, self.sum].iter().any(|v| v.is_infinite())
