@@ -73,7 +73,7 @@ impl Queryable for TenantQueryable {
                 continue;
             }
             let points: Vec<Point> = samples.into_iter().map(|s| Point { t: s.ts, v: s.value }).collect();
-            out.push(Series { labels, points, drop_name: false });
+            out.push(Series::floats(labels, points, false));
         }
         Ok(out)
     }
