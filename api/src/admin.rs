@@ -23,6 +23,8 @@ pub async fn seal(State(state): State<AppState>) -> Response {
             serde_json::json!({
                 "sampleBlocksWritten": r.sample_blocks_written,
                 "samplesSealed": r.samples_sealed,
+                "histogramBlocksWritten": r.histogram_blocks_written,
+                "histogramsSealed": r.histograms_sealed,
                 "exemplarBlocksWritten": r.exemplar_blocks_written,
                 "exemplarsSealed": r.exemplars_sealed,
             }),

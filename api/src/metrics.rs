@@ -64,6 +64,7 @@ pub struct Metrics {
     memtable_bytes: Family<ColumnFamily, Gauge>,
     head_series: Gauge,
     head_samples: Gauge,
+    head_histograms: Gauge,
     head_exemplars: Gauge,
     head_chunk_bytes: Gauge,
     wal_bytes: Gauge,
@@ -96,6 +97,7 @@ impl Metrics {
             memtable_bytes: Family::default(),
             head_series: Gauge::default(),
             head_samples: Gauge::default(),
+            head_histograms: Gauge::default(),
             head_exemplars: Gauge::default(),
             head_chunk_bytes: Gauge::default(),
             wal_bytes: Gauge::default(),
@@ -150,6 +152,11 @@ impl Metrics {
             m.head_series.clone(),
         );
         registry.register("head_samples", "Samples in the in-memory head, not yet sealed", m.head_samples.clone());
+        registry.register(
+            "head_histograms",
+            "Native histogram samples in the in-memory head, not yet sealed",
+            m.head_histograms.clone(),
+        );
         registry.register(
             "head_exemplars",
             "Exemplars in the in-memory head, not yet sealed",
@@ -216,6 +223,7 @@ pub async fn handle(State(state): State<AppState>) -> Response {
     }
     m.head_series.set(stats.head.series as i64);
     m.head_samples.set(stats.head.samples as i64);
+    m.head_histograms.set(stats.head.histograms as i64);
     m.head_exemplars.set(stats.head.exemplars as i64);
     m.head_chunk_bytes.set(stats.head.chunk_bytes as i64);
     m.wal_bytes.set(stats.wal_bytes as i64);

@@ -30,16 +30,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::chunkenc::histogram as hcodec;
 use crate::chunkenc::varint::{Reader, put_uvarint, put_varint};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
-use crate::{Exemplar, Sample, SeriesId};
+use crate::{Exemplar, HistogramSample, Sample, SeriesId};
 
 /// A segment is closed and a new one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Record type of a write request's accepted data. Numbers are never reused.
 const RECORD_SERIES_DATA: u8 = 1;
+/// The same with each series' native histogram samples after its exemplars; written only when
+/// the request has histograms, so float-only records stay as they were.
+const RECORD_SERIES_DATA_HISTOGRAMS: u8 = 2;
 
 /// Bytes before each record's payload: `len u32 | crc32 u32`.
 const FRAME_HEADER: usize = 8;
@@ -99,6 +103,7 @@ pub(crate) struct Wal {
 pub(crate) struct SeriesData<'a> {
     pub id: SeriesId,
     pub samples: &'a [Sample],
+    pub histograms: &'a [HistogramSample],
     pub exemplars: &'a [&'a Exemplar],
 }
 
@@ -106,6 +111,7 @@ pub(crate) struct SeriesData<'a> {
 pub(crate) struct ReplayedSeries {
     pub id: SeriesId,
     pub samples: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
     pub exemplars: Vec<Exemplar>,
 }
 
@@ -266,10 +272,15 @@ impl Writer {
         let buf = &mut self.buf;
         buf.clear();
         buf.extend_from_slice(&[0; FRAME_HEADER]);
-        buf.push(RECORD_SERIES_DATA);
+        let with_histograms = series.iter().any(|s| !s.histograms.is_empty());
+        buf.push(if with_histograms { RECORD_SERIES_DATA_HISTOGRAMS } else { RECORD_SERIES_DATA });
         // Timestamps are written relative to the record's first one: a request's samples are
         // usually from the same few scrapes, so most cost a byte or two instead of six.
-        let base = series.iter().find_map(|s| s.samples.first().map(|x| x.ts)).unwrap_or(0);
+        let base = series
+            .iter()
+            .find_map(|s| s.samples.first().map(|x| x.ts))
+            .or_else(|| series.iter().find_map(|s| s.histograms.first().map(|x| x.ts)))
+            .unwrap_or(0);
         put_varint(buf, base);
         put_uvarint(buf, series.len() as u64);
         for s in series {
@@ -288,6 +299,14 @@ impl Writer {
                 buf.extend_from_slice(&e.value.to_bits().to_le_bytes());
                 e.labels.encode_into(buf);
                 span.include(e.ts);
+            }
+            if with_histograms {
+                put_uvarint(buf, s.histograms.len() as u64);
+                for h in s.histograms {
+                    put_varint(buf, h.ts.wrapping_sub(base));
+                    hcodec::encode(buf, &h.h);
+                    span.include(h.ts);
+                }
             }
         }
         let payload_len = (buf.len() - FRAME_HEADER) as u32;
@@ -342,7 +361,8 @@ fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result
             return Err(Error::Wal(format!("{}: a record with a valid checksum does not decode", path.display())));
         };
         for s in series {
-            for ts in s.samples.iter().map(|x| x.ts).chain(s.exemplars.iter().map(|e| e.ts)) {
+            let histogram_ts = s.histograms.iter().map(|h| h.ts);
+            for ts in s.samples.iter().map(|x| x.ts).chain(s.exemplars.iter().map(|e| e.ts)).chain(histogram_ts) {
                 span.include(ts);
             }
             apply(s);
@@ -357,9 +377,11 @@ fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result
 
 fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, crate::chunkenc::DecodeError> {
     let mut r = Reader::new(payload);
-    if r.u8()? != RECORD_SERIES_DATA {
-        return Err(crate::chunkenc::DecodeError::Invalid("unknown WAL record type"));
-    }
+    let with_histograms = match r.u8()? {
+        RECORD_SERIES_DATA => false,
+        RECORD_SERIES_DATA_HISTOGRAMS => true,
+        _ => return Err(crate::chunkenc::DecodeError::Invalid("unknown WAL record type")),
+    };
     let base = r.varint()?;
     let n = r.len()?;
     let mut out = Vec::with_capacity(n);
@@ -382,7 +404,16 @@ fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, cra
             let labels = Labels::decode(&mut r)?;
             exemplars.push(Exemplar { ts, value, labels });
         }
-        out.push(ReplayedSeries { id, samples, exemplars });
+        let mut histograms = Vec::new();
+        if with_histograms {
+            let n_histograms = r.len()?;
+            histograms.reserve(n_histograms);
+            for _ in 0..n_histograms {
+                let ts = base.wrapping_add(r.varint()?);
+                histograms.push(HistogramSample { ts, h: hcodec::decode(&mut r)? });
+            }
+        }
+        out.push(ReplayedSeries { id, samples, histograms, exemplars });
     }
     if !r.is_empty() {
         return Err(crate::chunkenc::DecodeError::Invalid("trailing bytes in a WAL record"));
@@ -414,8 +445,12 @@ mod tests {
             let (wal, got) = replay(dir.path());
             assert!(got.is_empty());
             let mut w = wal.writer().unwrap();
-            let seq = wal.append(&mut w, &[SeriesData { id: 7, samples: &samples, exemplars: &[&exemplar] }]).unwrap();
-            let seq2 = wal.append(&mut w, &[SeriesData { id: 3, samples: &samples[..1], exemplars: &[] }]).unwrap();
+            let seq = wal
+                .append(&mut w, &[SeriesData { id: 7, samples: &samples, histograms: &[], exemplars: &[&exemplar] }])
+                .unwrap();
+            let seq2 = wal
+                .append(&mut w, &[SeriesData { id: 3, samples: &samples[..1], histograms: &[], exemplars: &[] }])
+                .unwrap();
             drop(w);
             assert_eq!((seq, seq2), (1, 2));
             wal.sync(seq2).unwrap();
@@ -437,7 +472,31 @@ mod tests {
         let mut w = wal.writer().unwrap();
         assert_eq!(w.number, 2);
         assert_eq!(w.closed.keys().copied().collect::<Vec<_>>(), vec![1]);
-        wal.append(&mut w, &[SeriesData { id: 9, samples: &samples[1..], exemplars: &[] }]).unwrap();
+        wal.append(&mut w, &[SeriesData { id: 9, samples: &samples[1..], histograms: &[], exemplars: &[] }]).unwrap();
+    }
+
+    #[test]
+    fn histogram_records_replay_bit_for_bit_beside_float_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let shapes = crate::chunkenc::histogram::tests::shapes();
+        let histograms: Vec<HistogramSample> =
+            shapes.iter().enumerate().map(|(i, h)| HistogramSample { ts: 5_000 + i as i64, h: h.clone() }).collect();
+        let floats = [Sample { ts: 1_000, value: 1.0 }];
+        {
+            let (wal, _) = replay(dir.path());
+            let mut w = wal.writer().unwrap();
+            wal.append(&mut w, &[SeriesData { id: 1, samples: &floats, histograms: &[], exemplars: &[] }]).unwrap();
+            let only_histograms = SeriesData { id: 2, samples: &[], histograms: &histograms, exemplars: &[] };
+            let seq = wal.append(&mut w, &[only_histograms]).unwrap();
+            drop(w);
+            wal.sync(seq).unwrap();
+        }
+        let (_, got) = replay(dir.path());
+        assert_eq!((got[0].id, got[0].samples.clone(), got[0].histograms.len()), (1, floats.to_vec(), 0));
+        assert_eq!(got[1].id, 2);
+        assert_eq!(got[1].histograms.iter().map(|h| h.ts).collect::<Vec<_>>(), vec![5_000, 5_001, 5_002, 5_003]);
+        let back: Vec<_> = got[1].histograms.iter().map(|h| h.h.clone()).collect();
+        crate::chunkenc::histogram::tests::assert_same(&back, &shapes);
     }
 
     #[test]
@@ -447,12 +506,12 @@ mod tests {
         let old = [Sample { ts: 1_000, value: 1.0 }];
         let new = [Sample { ts: 9_000, value: 2.0 }];
         let mut w = wal.writer().unwrap();
-        wal.append(&mut w, &[SeriesData { id: 1, samples: &old, exemplars: &[] }]).unwrap();
+        wal.append(&mut w, &[SeriesData { id: 1, samples: &old, histograms: &[], exemplars: &[] }]).unwrap();
         drop(w);
         // Segment 1 holds data before 5,000: closed, so it can go once that is sealed.
         assert_eq!(wal.rotate_if_older(5_000).unwrap(), 2);
         let mut w = wal.writer().unwrap();
-        wal.append(&mut w, &[SeriesData { id: 1, samples: &new, exemplars: &[] }]).unwrap();
+        wal.append(&mut w, &[SeriesData { id: 1, samples: &new, histograms: &[], exemplars: &[] }]).unwrap();
         drop(w);
         // Segment 2 holds only newer data: it stays open.
         assert_eq!(wal.rotate_if_older(5_000).unwrap(), 2);
