@@ -379,8 +379,8 @@ mod tests {
         assert_eq!(bucket_bounds(0, 1, &[]), (1.0, 2.0));
         assert_eq!(bucket_bounds(0, 0, &[]), (0.5, 1.0));
         assert_eq!(bucket_bounds(-1, 1, &[]), (1.0, 4.0));
-        // Prometheus's table, not `2f64.sqrt()`: 0.7071067811865475 · 2.
-        assert_eq!(bucket_bounds(1, 2, &[]), (1.414213562373095, 2.0));
+        // Prometheus's table, one ulp below `SQRT_2`: 0.7071067811865475 · 2.
+        assert_eq!(bucket_bounds(1, 2, &[]), (f64::from_bits(std::f64::consts::SQRT_2.to_bits() - 1), 2.0));
         assert_eq!(exponential_upper_bound(0, 1024), f64::MAX);
         assert_eq!(exponential_upper_bound(0, 1025), f64::INFINITY);
         assert_eq!(exponential_upper_bound(-2, 256), f64::MAX);

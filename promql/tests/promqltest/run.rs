@@ -586,7 +586,7 @@ fn nhcb_series(lines: &[&SeriesLine]) -> Vec<(Labels, Vec<Option<Histogram>>)> {
         let parts = groups.entry(labels).or_default();
         match suffix {
             "_bucket" => {
-                let Some(le) = line.labels.get("le").and_then(|le| crate::script::float(le)) else { continue };
+                let Some(le) = line.labels.get("le").and_then(crate::script::float) else { continue };
                 if le.is_nan() {
                     continue;
                 }
