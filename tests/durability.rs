@@ -100,6 +100,11 @@ fn kill_9_during_sealing_loses_and_duplicates_nothing() {
     let mut acked = Acked::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let cycles = 12;
+    // How long a start-up pass takes to seal one cycle's data with this build on this machine,
+    // measured in the first cycle: later kills are spread over twice that, so about half of them
+    // land inside the pass however fast or slow the machine is.
+    let mut pass_ms: Option<u64> = None;
+    let mut kills_in_pass = 0;
     for cycle in 0..cycles {
         // Each cycle adds 40 series with 60 s of 100 ms samples: 30 windows each to seal.
         let end = common::now_ms() - 2_000;
@@ -118,28 +123,40 @@ fn kill_9_during_sealing_loses_and_duplicates_nothing() {
             acked.exemplars.insert(name, exemplars.into_iter().collect());
         }
         assert_eq!(amber.write(&request(batch)).0, 204, "{}", amber.log_tail());
-        // The restart seals at once; kill it somewhere in the middle of that. The random delay is
-        // the behaviour under test (a kill at an arbitrary moment), not a wait for a condition.
+        // The restart seals at once.
         amber.restart();
-        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        match pass_ms {
+            None => {
+                wait_until_head_sealed(&amber);
+                let seconds = amber.metric("amber_seal_duration_seconds_sum").unwrap();
+                pass_ms = Some(((seconds * 1000.0) as u64).max(1));
+            }
+            Some(ms) => {
+                // Kill it at a random moment: the delay is the behaviour under test, not a wait
+                // for a condition.
+                std::thread::sleep(Duration::from_millis(rng.below(2 * ms)));
+                // The start-up pass finishes first: none finished yet means this kill lands in it.
+                kills_in_pass += usize::from(amber.metric("amber_seal_passes_total") == Some(0.0));
+            }
+        }
         amber.restart();
     }
-    // Let the last server finish sealing everything (its head is empty once every window is past
-    // the out-of-order window and sealed), then crash it one more time. A debug build on two
-    // loaded cores takes many seconds for these 14,400 (series, window) pairs: the deadline is
-    // generous, the wait ends as soon as the head is empty.
-    common::eventually("the last server to seal its whole head", Duration::from_secs(600), || {
+    // Let the last server seal everything, then crash it one more time.
+    wait_until_head_sealed(&amber);
+    amber.kill9();
+    println!("a start-up pass takes {} ms; {kills_in_pass} of {} kills landed in one", pass_ms.unwrap(), cycles - 1);
+    assert!(kills_in_pass > 0, "no kill landed in a sealing pass:\n{}", amber.log_tail());
+    acked.verify_on_disk(&amber.data_dir, 2_000);
+}
+
+/// Waits until a sealing pass has finished and the head is empty: every window is past the
+/// out-of-order window and sealed. A debug build on two loaded cores can take many seconds for a
+/// large head: the deadline is generous, the wait ends as soon as the head is empty.
+fn wait_until_head_sealed(amber: &Amber) {
+    common::eventually("the server to seal its whole head", Duration::from_secs(600), || {
         let sealed = amber.metric("amber_seal_passes_total").is_some_and(|n| n >= 1.0)
             && amber.metric("amber_head_samples") == Some(0.0)
             && amber.metric("amber_head_exemplars") == Some(0.0);
         sealed.then_some(())
     });
-    amber.kill9();
-    let log = std::fs::read_to_string(dir.path().join("amber.log")).unwrap();
-    let passes = log.lines().filter(|l| l.contains("maintenance")).count();
-    let starts = log.lines().filter(|l| l.contains("store open")).count();
-    // Each start seals at once; passes < starts means kills landed before a pass could finish.
-    println!("{starts} starts, {passes} sealing passes finished");
-    assert!(passes > 0, "no sealing pass ever finished:\n{}", amber.log_tail());
-    acked.verify_on_disk(&amber.data_dir, 2_000);
 }
