@@ -6,7 +6,8 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let remote_write = protox::compile(["remote.proto", "types.proto", "io/prometheus/write/v2/types.proto"], ["proto"])?;
+    let remote_write =
+        protox::compile(["remote.proto", "types.proto", "io/prometheus/write/v2/types.proto"], ["proto"])?;
     prost_build::Config::new().compile_fds(remote_write)?;
     let otlp = protox::compile(["opentelemetry/proto/collector/metrics/v1/metrics_service.proto"], ["proto"])?;
     tonic_build::configure().build_server(true).build_client(true).compile_fds(otlp)?;

@@ -303,10 +303,8 @@ mod tests {
             h,
             "positive side: bucket 2 has count -1: histogram has a bucket whose observation count is negative or NaN",
         ));
-        let nan_count = prompb::Histogram {
-            count: Some(prompb::histogram::Count::CountFloat(f64::NAN)),
-            ..Default::default()
-        };
+        let nan_count =
+            prompb::Histogram { count: Some(prompb::histogram::Count::CountFloat(f64::NAN)), ..Default::default() };
         cases.push((nan_count, "observation count NaN is negative or NaN"));
         let nan_bucket = prompb::Histogram {
             count: Some(prompb::histogram::Count::CountFloat(1.0)),

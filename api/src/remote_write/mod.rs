@@ -159,7 +159,12 @@ impl Converted {
 
     /// Converts a series' histogram samples, refusing (with a message naming the series) those
     /// that can never be stored.
-    fn histograms<'a, H>(&mut self, metrics: &crate::metrics::Metrics, labels: &Labels, wire: &'a [H]) -> Vec<HistogramSample>
+    fn histograms<'a, H>(
+        &mut self,
+        metrics: &crate::metrics::Metrics,
+        labels: &Labels,
+        wire: &'a [H],
+    ) -> Vec<HistogramSample>
     where
         histogram::WireHistogram<'a>: From<&'a H>,
     {
@@ -347,7 +352,12 @@ impl Ingested {
         } else {
             format!(
                 "{} samples, {} histogram samples and {} exemplars rejected; {} samples, {} histogram samples and {} exemplars written. ",
-                self.samples_rejected, self.histograms_rejected, self.exemplars_rejected, w.samples, w.histograms, w.exemplars
+                self.samples_rejected,
+                self.histograms_rejected,
+                self.exemplars_rejected,
+                w.samples,
+                w.histograms,
+                w.exemplars
             )
         };
         message.push_str(&self.errors[..listed].join("; "));
@@ -381,8 +391,7 @@ async fn store(
     refused: Vec<String>,
     source: crate::diagnostics::Source,
 ) -> Result<Ingested, WriteError> {
-    let Converted { series, metadata, mut errors, samples_refused, histograms_refused, exemplars_refused } =
-        converted;
+    let Converted { series, metadata, mut errors, samples_refused, histograms_refused, exemplars_refused } = converted;
     for (family, stats) in state.diagnostics.record(tenant.id, source, &series) {
         state.metrics.family(&tenant.name, &family, source.as_str(), &stats);
     }

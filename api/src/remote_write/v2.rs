@@ -13,19 +13,26 @@ use super::{Converted, WriteError};
 use crate::AppState;
 use crate::prompb::writev2;
 
+/// Remote write 2.0 allows any UTF-8 metric and label names.
+const NAMES: labels::NameRules = labels::NameRules::Utf8;
+
 /// Resolves symbol references, naming the bad one.
 struct Symbols<'a>(&'a [String]);
 
 impl<'a> Symbols<'a> {
     fn get(&self, field: &dyn std::fmt::Display, r: u32) -> Result<&'a str, String> {
         self.0.get(r as usize).map(String::as_str).ok_or_else(|| {
-            format!("{field} = {r} is not a symbol: the request has {} symbols (0 to {})", self.0.len(), self.0.len().saturating_sub(1))
+            format!(
+                "{field} = {r} is not a symbol: the request has {} symbols (0 to {})",
+                self.0.len(),
+                self.0.len().saturating_sub(1)
+            )
         })
     }
 
     /// `labels_refs` (name/value pairs) as labels, in the order sent.
     fn labels(&self, field: &str, refs: &[u32]) -> Result<Vec<Label>, String> {
-        if refs.len() % 2 != 0 {
+        if !refs.len().is_multiple_of(2) {
             return Err(format!("{field} has odd length {}: it must hold name/value reference pairs", refs.len()));
         }
         let mut out = Vec::with_capacity(refs.len() / 2);
@@ -40,11 +47,7 @@ impl<'a> Symbols<'a> {
 
 /// A series' metadata as a metric family's: histogram and summary series (`_bucket`, `_count`,
 /// `_sum`) belong to their family's name. `None` when the sender said nothing.
-fn metadata(
-    symbols: &Symbols<'_>,
-    m: &writev2::Metadata,
-    metric_name: &str,
-) -> Result<Option<MetricMetadata>, String> {
+fn metadata(symbols: &Symbols<'_>, m: &writev2::Metadata, metric_name: &str) -> Result<Option<MetricMetadata>, String> {
     let help = symbols.get(&"metadata.help_ref", m.help_ref)?;
     let unit = symbols.get(&"metadata.unit_ref", m.unit_ref)?;
     let metric_type = MetricType::from_i32(m.r#type);
@@ -101,8 +104,8 @@ pub(super) fn convert(req: writev2::Request, state: &AppState) -> Result<Convert
         // Senders need not sort (the compliance suite's do not); a stable sort keeps duplicate
         // names adjacent for the check to name.
         raw.sort_by(|a, b| a.name.cmp(&b.name));
-        let series_labels = match labels::check_series(&raw, &state.limits.labels) {
-            Ok(()) => labels::validate_series(raw, &state.limits.labels).expect("checked just above"),
+        let series_labels = match labels::check_series(&raw, &state.limits.labels, NAMES) {
+            Ok(()) => labels::validate_series(raw, &state.limits.labels, NAMES).expect("checked just above"),
             Err(e) => {
                 let message = format!("timeseries[{index}]: series {}: {e}", labels::format_list(&raw));
                 out.refuse_series(metrics, e.reason(), counts, message);
