@@ -11,9 +11,11 @@ use crate::error::ApiError;
 use crate::response::success;
 
 pub async fn seal(State(state): State<AppState>) -> Response {
-    let storage = state.storage.clone();
+    let (storage, metrics) = (state.storage.clone(), state.metrics.clone());
     let result = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let report = storage.seal(amber_storage::now_ms())?;
+        metrics.observe_seal(started.elapsed());
         storage.compact();
         Ok::<_, amber_storage::Error>(report)
     })
@@ -23,6 +25,8 @@ pub async fn seal(State(state): State<AppState>) -> Response {
             serde_json::json!({
                 "sampleBlocksWritten": r.sample_blocks_written,
                 "samplesSealed": r.samples_sealed,
+                "histogramBlocksWritten": r.histogram_blocks_written,
+                "histogramsSealed": r.histograms_sealed,
                 "exemplarBlocksWritten": r.exemplar_blocks_written,
                 "exemplarsSealed": r.exemplars_sealed,
             }),

@@ -66,9 +66,13 @@ pub struct Metrics {
     memtable_bytes: Family<ColumnFamily, Gauge>,
     head_series: Gauge,
     head_samples: Gauge,
+    head_histograms: Gauge,
     head_exemplars: Gauge,
     head_chunk_bytes: Gauge,
     wal_bytes: Gauge,
+    seal_passes: Counter,
+    seal_duration: Histogram,
+    queries_in_progress: Gauge,
 }
 
 impl Default for Metrics {
@@ -100,9 +104,13 @@ impl Metrics {
             memtable_bytes: Family::default(),
             head_series: Gauge::default(),
             head_samples: Gauge::default(),
+            head_histograms: Gauge::default(),
             head_exemplars: Gauge::default(),
             head_chunk_bytes: Gauge::default(),
             wal_bytes: Gauge::default(),
+            seal_passes: Counter::default(),
+            seal_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            queries_in_progress: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("samples_ingested", "Samples written durably", m.samples_ingested.clone());
@@ -165,6 +173,11 @@ impl Metrics {
         );
         registry.register("head_samples", "Samples in the in-memory head, not yet sealed", m.head_samples.clone());
         registry.register(
+            "head_histograms",
+            "Native histogram samples in the in-memory head, not yet sealed",
+            m.head_histograms.clone(),
+        );
+        registry.register(
             "head_exemplars",
             "Exemplars in the in-memory head, not yet sealed",
             m.head_exemplars.clone(),
@@ -175,6 +188,22 @@ impl Metrics {
             m.head_chunk_bytes.clone(),
         );
         registry.register("wal_bytes", "Bytes of the head's write-ahead log on disk", m.wal_bytes.clone());
+        registry.register(
+            "seal_passes",
+            "Sealing passes that finished (maintenance loop and admin API): each writes every head window past the \
+             out-of-order window into blocks",
+            m.seal_passes.clone(),
+        );
+        registry.register(
+            "seal_duration_seconds",
+            "Time one sealing pass took, from reading the head to deleting the WAL segments it made redundant",
+            m.seal_duration.clone(),
+        );
+        registry.register(
+            "queries_in_progress",
+            "PromQL queries being evaluated now (each holds one of max_concurrent_queries)",
+            m.queries_in_progress.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -216,6 +245,12 @@ impl Metrics {
         self.query_duration.get_or_create(&Kind { kind: kind.to_string() }).observe(elapsed.as_secs_f64());
     }
 
+    /// Counts one finished sealing pass and how long it took.
+    pub fn observe_seal(&self, elapsed: Duration) {
+        self.seal_passes.inc();
+        self.seal_duration.observe(elapsed.as_secs_f64());
+    }
+
     pub fn observe_write(&self, status: u16, elapsed: Duration) {
         self.write_requests.get_or_create(&Code { code: status.to_string() }).inc();
         self.write_duration.observe(elapsed.as_secs_f64());
@@ -235,9 +270,12 @@ pub async fn handle(State(state): State<AppState>) -> Response {
     }
     m.head_series.set(stats.head.series as i64);
     m.head_samples.set(stats.head.samples as i64);
+    m.head_histograms.set(stats.head.histograms as i64);
     m.head_exemplars.set(stats.head.exemplars as i64);
     m.head_chunk_bytes.set(stats.head.chunk_bytes as i64);
     m.wal_bytes.set(stats.wal_bytes as i64);
+    let free_query_slots = state.query_permits.available_permits();
+    m.queries_in_progress.set(state.limits.max_concurrent_queries.saturating_sub(free_query_slots) as i64);
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
         return crate::error::ApiError::internal(format!("encoding metrics: {e}")).into_response();

@@ -26,7 +26,7 @@ use crate::index::encode_postings;
 use crate::keys;
 use crate::labels::Labels;
 use crate::metadata::MetricMetadata;
-use crate::querier::{decode_exemplar_block, decode_sample_block};
+use crate::querier::{decode_exemplar_block, decode_histogram_block, decode_sample_block};
 use crate::tenant::TenantId;
 use crate::wal::SeriesData;
 use crate::{Exemplar, HistogramSample, Sample, SeriesId};
@@ -152,6 +152,7 @@ pub struct AppendReport {
 struct Accepted<'a> {
     id: SeriesId,
     samples: Vec<Sample>,
+    histograms: Vec<HistogramSample>,
     exemplars: Vec<&'a Exemplar>,
 }
 
@@ -193,8 +194,8 @@ impl Storage {
         );
         let data: Vec<SeriesData<'_>> = accepted
             .iter()
-            .filter(|a| !a.samples.is_empty() || !a.exemplars.is_empty())
-            .map(|a| SeriesData { id: a.id, samples: &a.samples, exemplars: &a.exemplars })
+            .filter(|a| !a.samples.is_empty() || !a.histograms.is_empty() || !a.exemplars.is_empty())
+            .map(|a| SeriesData { id: a.id, samples: &a.samples, histograms: &a.histograms, exemplars: &a.exemplars })
             .collect();
         if !data.is_empty() {
             self.wal.append(&mut wal, &data)?;
@@ -268,7 +269,7 @@ impl Storage {
             };
             let mem = head.get(&id).expect("series_for_write added every id");
             let mut mem = mem.lock();
-            accepted.push(Accepted { id, samples: Vec::new(), exemplars: Vec::new() });
+            accepted.push(Accepted { id, samples: Vec::new(), histograms: Vec::new(), exemplars: Vec::new() });
             let out = accepted.last_mut().expect("just pushed");
             let state = match mem.state {
                 Some(s) => s,
@@ -327,11 +328,7 @@ impl Storage {
                 report.rejected.push(reject(RejectReason::OutOfOrder));
                 continue;
             } else {
-                let existing = match mem.sample_at(s.ts) {
-                    Some(v) => Some(v),
-                    None => self.sealed_sample(id, s.ts)?,
-                };
-                match existing.map(f64::to_bits) {
+                match self.float_at(id, mem, s.ts)?.map(f64::to_bits) {
                     Some(b) if b == bits => {
                         report.duplicates_ignored += 1;
                         continue;
@@ -343,6 +340,10 @@ impl Storage {
                     None => {}
                 }
             }
+            if s.ts <= state.histogram_max_ts && self.histogram_at(id, mem, s.ts)?.is_some() {
+                report.rejected.push(reject(RejectReason::DuplicateTimestamp));
+                continue;
+            }
             mem.insert_sample(*s);
             out.samples.push(*s);
             let window = self.window_of(s.ts);
@@ -351,6 +352,54 @@ impl Storage {
                 last_window = window;
             }
             report.samples_written += 1;
+        }
+        for h in &write.histograms {
+            let reject =
+                |reason| Rejection { series: write.labels.clone(), ts: h.ts, kind: DataKind::Histogram, reason };
+            if h.ts < min_ts {
+                report.rejected.push(reject(RejectReason::TooOld));
+                continue;
+            }
+            if h.ts > max_ts {
+                report.rejected.push(reject(RejectReason::TooFarInFuture));
+                continue;
+            }
+            if h.ts <= state.histogram_max_ts {
+                if h.ts < state.histogram_max_ts.saturating_sub(self.opts.out_of_order_window_ms) {
+                    report.rejected.push(reject(RejectReason::OutOfOrder));
+                    continue;
+                }
+                match self.histogram_at(id, mem, h.ts)? {
+                    Some(bytes) if bytes == crate::head::encode_histogram(&h.h) => {
+                        report.duplicates_ignored += 1;
+                        continue;
+                    }
+                    Some(_) => {
+                        report.rejected.push(reject(RejectReason::DuplicateTimestamp));
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            // A series switching between float and histogram samples, as Prometheus allows, but
+            // never both at one timestamp.
+            if h.ts <= state.sample_max_ts && self.float_at(id, mem, h.ts)?.is_some() {
+                report.rejected.push(reject(RejectReason::DuplicateTimestamp));
+                continue;
+            }
+            if state.histogram_max_ts == NONE_YET && !self.histogram_series.read().contains(id) {
+                // Before the head holds it, so that no reader skips the series.
+                self.histogram_series.write().insert(id);
+            }
+            state.histogram_max_ts = state.histogram_max_ts.max(h.ts);
+            mem.insert_histogram(h);
+            out.histograms.push(h.clone());
+            let window = self.window_of(h.ts);
+            if window != last_window {
+                touched.entry(window).or_default().insert(id);
+                last_window = window;
+            }
+            report.histograms_written += 1;
         }
         for e in &write.exemplars {
             let reject =
@@ -438,6 +487,16 @@ impl Storage {
                 state.sample_max_bits = s.value.to_bits();
             }
         }
+        state.histogram_max_ts = mem.newest_histogram_ts().unwrap_or(NONE_YET);
+        if self.histogram_series.read().contains(id) {
+            let from =
+                if state.histogram_max_ts == NONE_YET { i64::MIN } else { self.window_of(state.histogram_max_ts) };
+            if let Some((_, b)) = self.newest_block(keys::CF_HISTOGRAM_BLOCKS, id, from)? {
+                if let Some(newest) = decode_histogram_block(&b, id)?.last().filter(|h| h.ts > state.histogram_max_ts) {
+                    state.histogram_max_ts = newest.ts;
+                }
+            }
+        }
         state.exemplar_max_ts = mem.newest_exemplar_ts().unwrap_or(NONE_YET);
         let from = if state.exemplar_max_ts == NONE_YET { i64::MIN } else { self.window_of(state.exemplar_max_ts) };
         let mut sealed_in_window = 0;
@@ -468,6 +527,31 @@ impl Storage {
             }
         }
         Ok(None)
+    }
+
+    /// The float value a series holds at exactly `ts`: in the head, else in its sealed block.
+    fn float_at(&self, id: SeriesId, mem: &MemSeries, ts: i64) -> Result<Option<f64>> {
+        match mem.sample_at(ts) {
+            Some(v) => Ok(Some(v)),
+            None => self.sealed_sample(id, ts),
+        }
+    }
+
+    /// The histogram a series holds at exactly `ts`, encoded as the head encodes it (equal bytes,
+    /// equal histograms): in the head, else in its sealed block.
+    fn histogram_at(&self, id: SeriesId, mem: &MemSeries, ts: i64) -> Result<Option<Vec<u8>>> {
+        if let Some(bytes) = mem.histogram_bytes_at(ts) {
+            return Ok(Some(bytes.to_vec()));
+        }
+        let key = keys::block(self.window_of(ts), id);
+        match self.db.get_pinned_cf(self.cf(keys::CF_HISTOGRAM_BLOCKS), key)? {
+            Some(b) => {
+                let sealed = decode_histogram_block(&b, id)?;
+                let found = sealed.binary_search_by_key(&ts, |h| h.ts).ok();
+                Ok(found.map(|i| crate::head::encode_histogram(&sealed[i].h)))
+            }
+            None => Ok(None),
+        }
     }
 
     /// The value sealed for a series at exactly `ts`.

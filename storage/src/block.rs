@@ -5,22 +5,32 @@
 //! corruption instead of panicking, and a CRC32 over the whole block catches bit rot that would
 //! otherwise decode to wrong values.
 
-use crate::chunkenc::varint::{Reader, put_uvarint};
+use crate::chunkenc::histogram as hcodec;
+use crate::chunkenc::varint::{Reader, put_uvarint, put_varint};
 use crate::chunkenc::{self, CODEC_TIMESTAMP_DOD, CODEC_TIMESTAMP_PCO, CODEC_VALUE_PCO, CODEC_VALUE_XOR, DecodeError};
 use crate::labels::{Label, Labels};
-use crate::{Exemplar, Sample};
+use crate::{Exemplar, HistogramSample, Sample};
+use amber_histogram::Histogram;
 
 /// The block format version written by this code. A new layout gets a new number.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// What a block holds. Numbers are never reused; 3 is reserved for native histograms.
+/// What a block holds. Numbers are never reused.
 pub mod kind {
     pub const FLOAT_SAMPLES: u8 = 1;
     pub const EXEMPLARS: u8 = 2;
+    pub const HISTOGRAMS: u8 = 3;
 }
 
 /// Codec number of the exemplar label column: a string dictionary and references into it.
 pub const CODEC_LABELS_DICT: u8 = 3;
+/// Codec number of the histogram layout column: one row per sample, most of them one byte.
+pub const CODEC_HISTOGRAM_LAYOUTS: u8 = 6;
+/// Codec number of the histogram bucket column.
+pub const CODEC_HISTOGRAM_BUCKETS: u8 = 7;
+
+/// Set in a layout row's header when the sample's layout equals the previous sample's.
+const SAME_LAYOUT: u8 = 0x80;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
@@ -78,6 +88,11 @@ fn column<'a>(r: &mut Reader<'a>, codec: u8) -> Result<&'a [u8], DecodeError> {
 /// Writes each column with whichever codec makes it smaller: Pcodec wins on full windows, the
 /// classic codecs on a handful of samples, where Pcodec's header dominates.
 fn put_time_and_value_columns(out: &mut Vec<u8>, ts: &[i64], values: &[f64]) {
+    put_timestamp_column(out, ts);
+    put_value_column(out, values);
+}
+
+fn put_timestamp_column(out: &mut Vec<u8>, ts: &[i64]) {
     let mut dod = Vec::with_capacity(ts.len() + 16);
     chunkenc::timestamp::encode(ts, &mut dod);
     let pco = chunkenc::pco::encode_timestamps(ts);
@@ -86,6 +101,9 @@ fn put_time_and_value_columns(out: &mut Vec<u8>, ts: &[i64], values: &[f64]) {
     } else {
         put_column(out, CODEC_TIMESTAMP_DOD, &dod);
     }
+}
+
+fn put_value_column(out: &mut Vec<u8>, values: &[f64]) {
     let mut xor = Vec::with_capacity(values.len() * 2 + 16);
     chunkenc::value::encode(values, &mut xor);
     match chunkenc::pco::encode_values(values) {
@@ -101,6 +119,11 @@ fn any_column<'a>(r: &mut Reader<'a>) -> Result<(u8, &'a [u8]), DecodeError> {
 }
 
 fn read_time_and_value_columns(r: &mut Reader<'_>, n: usize) -> Result<(Vec<i64>, Vec<f64>), DecodeError> {
+    let ts = read_timestamp_column(r, n)?;
+    Ok((ts, read_value_column(r, n)?))
+}
+
+fn read_timestamp_column(r: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, DecodeError> {
     let ts = match any_column(r)? {
         (CODEC_TIMESTAMP_DOD, col) => {
             let mut ts_reader = Reader::new(col);
@@ -116,12 +139,15 @@ fn read_time_and_value_columns(r: &mut Reader<'_>, n: usize) -> Result<(Vec<i64>
     if ts.windows(2).any(|w| w[0] >= w[1]) {
         return Err(DecodeError::Invalid("timestamps not strictly increasing"));
     }
-    let values = match any_column(r)? {
-        (CODEC_VALUE_XOR, col) => chunkenc::value::decode(col, n)?,
-        (CODEC_VALUE_PCO, col) => chunkenc::pco::decode_values(col, n)?,
-        (other, _) => return Err(DecodeError::UnknownCodec(other)),
-    };
-    Ok((ts, values))
+    Ok(ts)
+}
+
+fn read_value_column(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, DecodeError> {
+    match any_column(r)? {
+        (CODEC_VALUE_XOR, col) => chunkenc::value::decode(col, n),
+        (CODEC_VALUE_PCO, col) => chunkenc::pco::decode_values(col, n),
+        (other, _) => Err(DecodeError::UnknownCodec(other)),
+    }
 }
 
 /// Encodes samples sorted by strictly increasing timestamp.
@@ -234,6 +260,123 @@ pub fn decode_exemplars(bytes: &[u8]) -> Result<Vec<Exemplar>, BlockError> {
     Ok(out)
 }
 
+/// Encodes native histogram samples sorted by strictly increasing timestamp, column by column:
+/// timestamps, sums, counts and zero counts as value columns; then the layouts (schema, zero
+/// threshold, spans, custom bounds), written once and then marked "same as before" while they
+/// do not change; then the bucket counts. Integer counts of a sample whose layout repeats are
+/// stored as their difference from the previous sample's same bucket: buckets of a cumulative
+/// histogram grow a little per scrape, so most cost a byte.
+pub fn encode_histograms(samples: &[HistogramSample]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + samples.len() * 16);
+    out.push(FORMAT_VERSION);
+    out.push(kind::HISTOGRAMS);
+    put_uvarint(&mut out, samples.len() as u64);
+    put_timestamp_column(&mut out, &samples.iter().map(|s| s.ts).collect::<Vec<_>>());
+    for field in [|h: &Histogram| h.sum, |h: &Histogram| h.count, |h: &Histogram| h.zero_count] {
+        put_value_column(&mut out, &samples.iter().map(|s| field(&s.h)).collect::<Vec<_>>());
+    }
+    let mut layouts = Vec::with_capacity(samples.len() + 32);
+    let mut buckets = Vec::with_capacity(samples.len() * 8);
+    let mut prev: Option<(&Histogram, bool)> = None;
+    for s in samples {
+        let integer = s.h.is_integer();
+        let same = prev.is_some_and(|(p, _)| hcodec::same_layout(p, &s.h));
+        let header = hcodec::header(&s.h, integer);
+        if same {
+            layouts.push(header | SAME_LAYOUT);
+        } else {
+            layouts.push(header);
+            hcodec::put_layout(&mut layouts, &s.h);
+        }
+        match prev {
+            Some((p, true)) if same && integer => {
+                let pairs = p.positive_buckets.iter().zip(&s.h.positive_buckets);
+                for (a, b) in pairs.chain(p.negative_buckets.iter().zip(&s.h.negative_buckets)) {
+                    put_varint(&mut buckets, (*b as i64).wrapping_sub(*a as i64));
+                }
+            }
+            _ => {
+                hcodec::put_buckets(&mut buckets, &s.h.positive_buckets, integer);
+                hcodec::put_buckets(&mut buckets, &s.h.negative_buckets, integer);
+            }
+        }
+        prev = Some((&s.h, integer));
+    }
+    put_column(&mut out, CODEC_HISTOGRAM_LAYOUTS, &layouts);
+    put_column(&mut out, CODEC_HISTOGRAM_BUCKETS, &buckets);
+    finish(out)
+}
+
+pub fn decode_histograms(bytes: &[u8]) -> Result<Vec<HistogramSample>, BlockError> {
+    let mut r = open(bytes, kind::HISTOGRAMS)?;
+    let n = r.uvarint()? as usize;
+    let ts = read_timestamp_column(&mut r, n)?;
+    let sums = read_value_column(&mut r, n)?;
+    let counts = read_value_column(&mut r, n)?;
+    let zero_counts = read_value_column(&mut r, n)?;
+    let mut layouts = Reader::new(column(&mut r, CODEC_HISTOGRAM_LAYOUTS)?);
+    let mut buckets = Reader::new(column(&mut r, CODEC_HISTOGRAM_BUCKETS)?);
+    if !r.is_empty() {
+        return Err(DecodeError::Invalid("trailing bytes after the bucket column").into());
+    }
+    let mut out: Vec<HistogramSample> = Vec::with_capacity(n);
+    let mut prev_integer = false;
+    for i in 0..n {
+        let row = layouts.u8()?;
+        let (integer, hint) = hcodec::read_header(row & !SAME_LAYOUT)?;
+        let same = row & SAME_LAYOUT != 0;
+        let mut h = match (same, out.last()) {
+            (true, Some(p)) => Histogram {
+                schema: p.h.schema,
+                zero_threshold: p.h.zero_threshold,
+                positive_spans: p.h.positive_spans.clone(),
+                negative_spans: p.h.negative_spans.clone(),
+                custom_values: p.h.custom_values.clone(),
+                ..Default::default()
+            },
+            (true, None) => return Err(DecodeError::Invalid("first histogram repeats a layout").into()),
+            (false, _) => {
+                let mut h = Histogram::default();
+                hcodec::read_layout(&mut layouts, &mut h)?;
+                h
+            }
+        };
+        h.counter_reset_hint = hint;
+        h.sum = sums[i];
+        h.count = counts[i];
+        h.zero_count = zero_counts[i];
+        let (n_pos, n_neg) = (hcodec::span_buckets(&h.positive_spans), hcodec::span_buckets(&h.negative_spans));
+        match out.last() {
+            Some(p) if same && integer && prev_integer => {
+                let mut next = |prev: &[f64]| -> Result<Vec<f64>, DecodeError> {
+                    prev.iter()
+                        .map(|&a| {
+                            let v = (a as i64).wrapping_add(buckets.varint()?);
+                            if v < 0 {
+                                Err(DecodeError::Invalid("negative histogram bucket count"))
+                            } else {
+                                Ok(v as f64)
+                            }
+                        })
+                        .collect()
+                };
+                h.positive_buckets = next(&p.h.positive_buckets)?;
+                h.negative_buckets = next(&p.h.negative_buckets)?;
+            }
+            _ => {
+                h.positive_buckets = hcodec::read_buckets(&mut buckets, n_pos, integer)?;
+                h.negative_buckets = hcodec::read_buckets(&mut buckets, n_neg, integer)?;
+            }
+        }
+        prev_integer = integer;
+        out.push(HistogramSample { ts: ts[i], h });
+    }
+    if !layouts.is_empty() || !buckets.is_empty() {
+        return Err(DecodeError::Invalid("trailing bytes in the histogram columns").into());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +444,75 @@ mod tests {
         assert!(matches!(decode_exemplars(&bytes), Err(BlockError::Kind { found: 1, expected: 2 })));
     }
 
+    /// A cumulative histogram scraped every 15 s: the layout repeats, buckets grow.
+    fn scraped_histograms(n: i64) -> Vec<HistogramSample> {
+        let span = |offset, length| amber_histogram::Span { offset, length };
+        (0..n)
+            .map(|i| {
+                let buckets: Vec<f64> = (0..8).map(|b| (i * (b + 1)) as f64).collect();
+                HistogramSample {
+                    ts: 1_700_000_000_000 + i * 15_000,
+                    h: Histogram {
+                        schema: 3,
+                        zero_threshold: 1e-128,
+                        zero_count: i as f64,
+                        count: buckets.iter().sum::<f64>() + i as f64,
+                        sum: i as f64 * 1.25,
+                        positive_spans: vec![span(2, 5), span(4, 3)],
+                        positive_buckets: buckets,
+                        ..Default::default()
+                    },
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn histogram_block_round_trips_every_shape_bit_for_bit() {
+        let mut samples: Vec<HistogramSample> = crate::chunkenc::histogram::tests::shapes()
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| HistogramSample { ts: i as i64 * 1000, h })
+            .collect();
+        // A repeat of the last layout, then scraped data with a float histogram in the middle.
+        let last = samples.last().unwrap().h.clone();
+        samples.push(HistogramSample { ts: 10_000, h: last });
+        let mut scraped = scraped_histograms(5);
+        scraped[2].h.positive_buckets[0] += 0.5;
+        scraped[2].h.count += 0.5;
+        for (i, mut s) in scraped.into_iter().enumerate() {
+            s.ts = 20_000 + i as i64;
+            samples.push(s);
+        }
+        let got = decode_histograms(&encode_histograms(&samples)).unwrap();
+        assert_eq!(got.iter().map(|s| s.ts).collect::<Vec<_>>(), samples.iter().map(|s| s.ts).collect::<Vec<_>>());
+        let (a, b): (Vec<Histogram>, Vec<Histogram>) =
+            (got.into_iter().map(|s| s.h).collect(), samples.into_iter().map(|s| s.h).collect());
+        crate::chunkenc::histogram::tests::assert_same(&a, &b);
+    }
+
+    #[test]
+    fn histogram_block_compresses_a_scraped_histogram() {
+        let samples = scraped_histograms(480);
+        let bytes = encode_histograms(&samples);
+        assert_eq!(decode_histograms(&bytes).unwrap(), samples);
+        // Eight buckets, sum, count and zero count per sample, in a few bytes.
+        assert!(bytes.len() < 480 * 16, "{} bytes for 480 histograms", bytes.len());
+    }
+
+    #[test]
+    fn corrupt_histogram_blocks_are_errors() {
+        let bytes = encode_histograms(&scraped_histograms(3));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(decode_histograms(&bad).is_err(), "flipped byte {i} went unnoticed");
+        }
+        for len in 0..bytes.len() {
+            assert!(decode_histograms(&bytes[..len]).is_err());
+        }
+    }
+
     #[test]
     fn well_checksummed_garbage_is_an_error_not_a_panic() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -315,6 +527,9 @@ mod tests {
             let bytes = finish(body);
             let _ = decode_samples(&bytes);
             let _ = decode_exemplars(&bytes);
+            let mut as_histograms = bytes[..bytes.len() - 4].to_vec();
+            as_histograms[1] = kind::HISTOGRAMS;
+            let _ = decode_histograms(&finish(as_histograms));
         }
     }
 }

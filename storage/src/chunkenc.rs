@@ -8,6 +8,7 @@
 
 mod bitstream;
 pub mod hex;
+pub mod histogram;
 pub mod pco;
 pub mod timestamp;
 pub mod value;

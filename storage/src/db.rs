@@ -83,6 +83,11 @@ pub struct Storage {
     pub(crate) series_counts: Mutex<HashMap<TenantId, u64>>,
     /// Registered tenants by name (the default tenant is not among them).
     pub(crate) tenants: RwLock<HashMap<String, TenantId>>,
+    /// Series that hold native histogram samples (in the head or in blocks), so reads of the
+    /// many float-only series never look for histograms. Rebuilt at open from the histogram
+    /// blocks' keys and the replayed head; only grows while running (retention may leave ids of
+    /// series whose histograms are gone, which costs a lookup, never a wrong answer).
+    pub(crate) histogram_series: RwLock<RoaringTreemap>,
 }
 
 /// Sizes for `/metrics`.
@@ -121,7 +126,7 @@ fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_bloom_filter(10.0, false);
-    if name == keys::CF_BLOCKS {
+    if name == keys::CF_BLOCKS || name == keys::CF_HISTOGRAM_BLOCKS {
         // zstd over Amber's own column codecs: series scraped together sit side by side (their
         // ids are adjacent) and share timestamp columns and value patterns that one series' codec
         // cannot see. Level 9, 16 KiB table blocks and a dictionary trained per file took
@@ -157,11 +162,18 @@ impl Storage {
         let cfs = keys::ALL_CFS.iter().map(|&name| ColumnFamilyDescriptor::new(name, cf_options(name, &cache)));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         let head = Head::new(opts.block_duration_ms);
+        let mut histogram_series = RoaringTreemap::new();
         let wal = Wal::open(&path.join("wal"), |s| {
             let map = head.series_for_write(std::iter::once(s.id));
             let mut series = map[&s.id].lock();
             for sample in s.samples {
                 series.insert_sample(sample);
+            }
+            if !s.histograms.is_empty() {
+                histogram_series.insert(s.id);
+            }
+            for h in &s.histograms {
+                series.insert_histogram(h);
             }
             for e in &s.exemplars {
                 series.insert_exemplar(e);
@@ -178,6 +190,7 @@ impl Storage {
             activity_written: Mutex::new(HashMap::new()),
             tenants: RwLock::new(HashMap::new()),
             series_counts: Mutex::new(HashMap::new()),
+            histogram_series: RwLock::new(histogram_series),
         };
         storage.check_options(path)?;
         storage.load_state()?;
@@ -267,6 +280,14 @@ impl Storage {
             windows.insert(keys::read_ordered_i64(&k[1..9]));
         }
         *self.windows.get_mut() = windows;
+        let mut histogram_series = RoaringTreemap::new();
+        for item in self.db.iterator_cf(self.cf(keys::CF_HISTOGRAM_BLOCKS), IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() == 16 {
+                histogram_series.insert(keys::read_u64(&k[8..16]));
+            }
+        }
+        *self.histogram_series.get_mut() |= histogram_series;
         if let Some(id) = next_series_id {
             *self.next_series_id.get_mut() = id;
         }

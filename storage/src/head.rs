@@ -17,9 +17,9 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rustc_hash::FxHashMap;
 
 use crate::chunkenc::varint::Reader;
-use crate::chunkenc::{timestamp, value};
+use crate::chunkenc::{histogram as hcodec, timestamp, value};
 use crate::labels::Labels;
-use crate::{Exemplar, Sample, SeriesId};
+use crate::{Exemplar, Histogram, HistogramSample, Sample, SeriesId};
 
 /// Samples per closed chunk: enough that the codecs reach their ratio (Prometheus uses 120 too),
 /// few enough that an out-of-order insert re-encodes little.
@@ -30,6 +30,9 @@ pub const CHUNK_SAMPLES: usize = 120;
 pub(crate) struct HeadState {
     pub sample_max_ts: i64,
     pub sample_max_bits: u64,
+    /// The newest histogram sample's timestamp: histogram samples are ordered on their own, and
+    /// a float sample at or before it must not land on a histogram's timestamp.
+    pub histogram_max_ts: i64,
     pub exemplar_max_ts: i64,
     /// The window of the newest exemplar and how many exemplars that window holds, for
     /// `Options::max_exemplars_per_series_per_window`.
@@ -44,6 +47,7 @@ impl HeadState {
     pub const NEW_SERIES: HeadState = HeadState {
         sample_max_ts: NONE_YET,
         sample_max_bits: 0,
+        histogram_max_ts: NONE_YET,
         exemplar_max_ts: NONE_YET,
         exemplar_window: NONE_YET,
         exemplars_in_window: 0,
@@ -104,9 +108,11 @@ impl Head {
             let s = s.lock();
             stats.series += 1;
             stats.samples += s.chunks.iter().map(|c| c.len as u64).sum::<u64>() + u64::from(s.open.len);
+            stats.histograms += s.histograms.len() as u64;
             stats.exemplars += s.exemplars.len() as u64;
             stats.chunk_bytes += s.chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>()
-                + (s.open.ts_bytes.len() + s.open.values.encoded_len()) as u64;
+                + (s.open.ts_bytes.len() + s.open.values.encoded_len()) as u64
+                + s.histograms.iter().map(|h| h.bytes.len() as u64).sum::<u64>();
         }
         stats
     }
@@ -116,6 +122,7 @@ impl Head {
 pub struct HeadStats {
     pub series: u64,
     pub samples: u64,
+    pub histograms: u64,
     pub exemplars: u64,
     pub chunk_bytes: u64,
 }
@@ -235,6 +242,34 @@ impl HeadExemplar {
     }
 }
 
+/// A native histogram sample as the head keeps it: encoded (`chunkenc::histogram`), a fraction
+/// of the size of the decoded spans and bucket vectors. Equal bytes mean bit-for-bit equal
+/// histograms, which is what duplicate detection needs.
+#[derive(Debug, Clone, PartialEq)]
+struct HeadHistogram {
+    ts: i64,
+    bytes: Box<[u8]>,
+}
+
+impl HeadHistogram {
+    fn new(s: &HistogramSample) -> HeadHistogram {
+        HeadHistogram { ts: s.ts, bytes: encode_histogram(&s.h).into_boxed_slice() }
+    }
+
+    fn to_sample(&self) -> HistogramSample {
+        // Encoded by this process: failing to decode would be a bug, not corruption.
+        let h = hcodec::decode(&mut Reader::new(&self.bytes)).expect("head histograms decode");
+        HistogramSample { ts: self.ts, h }
+    }
+}
+
+/// A histogram's bytes in the head's (and the log's) form; equal bytes, equal histograms.
+pub(crate) fn encode_histogram(h: &Histogram) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + 2 * (h.positive_buckets.len() + h.negative_buckets.len()));
+    hcodec::encode(&mut out, h);
+    out
+}
+
 /// One series' head data.
 #[derive(Debug)]
 pub(crate) struct MemSeries {
@@ -244,6 +279,8 @@ pub(crate) struct MemSeries {
     chunks: Vec<Chunk>,
     /// The newest samples, after every closed chunk, all in one window.
     open: OpenChunk,
+    /// Native histogram samples, in time order.
+    histograms: Vec<HeadHistogram>,
     exemplars: Vec<HeadExemplar>,
 }
 
@@ -257,12 +294,43 @@ pub(crate) struct SealGroup<T> {
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
     chunks: Vec<Chunk>,
+    histograms: Vec<HeadHistogram>,
     exemplars: Vec<HeadExemplar>,
+}
+
+/// A series' data in windows ready to seal, grouped by window ([`MemSeries::sealable`]).
+#[derive(Default)]
+pub(crate) struct Sealable {
+    pub samples: Vec<SealGroup<Sample>>,
+    pub histograms: Vec<SealGroup<HistogramSample>>,
+    pub exemplars: Vec<SealGroup<Exemplar>>,
+    pub taken: Taken,
+}
+
+impl Sealable {
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.histograms.is_empty() && self.exemplars.is_empty()
+    }
+}
+
+/// Appends `item` to the group of `window`, the last one when items come in time order.
+fn push_grouped<T>(groups: &mut Vec<SealGroup<T>>, window: i64, item: T) {
+    match groups.last_mut() {
+        Some(g) if g.window == window => g.items.push(item),
+        _ => groups.push(SealGroup { window, items: vec![item] }),
+    }
 }
 
 impl MemSeries {
     fn new(block_ms: i64) -> MemSeries {
-        MemSeries { block_ms, state: None, chunks: Vec::new(), open: OpenChunk::default(), exemplars: Vec::new() }
+        MemSeries {
+            block_ms,
+            state: None,
+            chunks: Vec::new(),
+            open: OpenChunk::default(),
+            histograms: Vec::new(),
+            exemplars: Vec::new(),
+        }
     }
 
     fn window_of(&self, ts: i64) -> i64 {
@@ -270,7 +338,7 @@ impl MemSeries {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.open.is_empty() && self.exemplars.is_empty()
+        self.chunks.is_empty() && self.open.is_empty() && self.histograms.is_empty() && self.exemplars.is_empty()
     }
 
     fn cut_open(&mut self) {
@@ -360,6 +428,37 @@ impl MemSeries {
         }
     }
 
+    /// Adds a histogram sample; at an existing timestamp the new one replaces the old (only on
+    /// WAL replay, as for float samples).
+    pub fn insert_histogram(&mut self, s: &HistogramSample) {
+        let h = HeadHistogram::new(s);
+        if self.histograms.last().is_none_or(|l| h.ts > l.ts) {
+            self.histograms.push(h);
+            return;
+        }
+        match self.histograms.binary_search_by_key(&h.ts, |x| x.ts) {
+            Ok(i) => self.histograms[i] = h,
+            Err(i) => self.histograms.insert(i, h),
+        }
+    }
+
+    /// The encoded histogram at exactly `ts` ([`encode_histogram`]'s form), if the head holds one.
+    pub fn histogram_bytes_at(&self, ts: i64) -> Option<&[u8]> {
+        let i = self.histograms.binary_search_by_key(&ts, |x| x.ts).ok()?;
+        Some(&self.histograms[i].bytes)
+    }
+
+    pub fn newest_histogram_ts(&self) -> Option<i64> {
+        self.histograms.last().map(|h| h.ts)
+    }
+
+    /// The histogram samples with `mint <= ts <= maxt`, in time order.
+    pub fn histograms(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+        let lo = self.histograms.partition_point(|h| h.ts < mint);
+        let hi = self.histograms.partition_point(|h| h.ts <= maxt);
+        self.histograms[lo..hi].iter().map(HeadHistogram::to_sample).collect()
+    }
+
     /// Adds an exemplar; at an existing timestamp the new one replaces the old.
     pub fn insert_exemplar(&mut self, e: &Exemplar) {
         let e = HeadExemplar::new(e);
@@ -399,7 +498,7 @@ impl MemSeries {
     /// Every window the series has head data in, ascending.
     pub fn windows(&self) -> Vec<i64> {
         let open = (!self.open.is_empty()).then_some(self.open.min_ts);
-        let sample_ts = self.chunks.iter().map(|c| c.min_ts).chain(open);
+        let sample_ts = self.chunks.iter().map(|c| c.min_ts).chain(open).chain(self.histograms.iter().map(|h| h.ts));
         let mut windows: Vec<i64> =
             sample_ts.chain(self.exemplars.iter().map(|e| e.ts)).map(|ts| self.window_of(ts)).collect();
         windows.sort_unstable();
@@ -426,35 +525,35 @@ impl MemSeries {
                 i += 1;
             }
         }
+        self.histograms.retain(|h| h.ts >= before);
         self.exemplars.retain(|e| e.ts >= before);
     }
 
-    /// Copies out the samples and exemplars older than `before` (a window start), grouped by
-    /// window, and what to remove once they are sealed ([`MemSeries::remove_sealed`]).
-    pub fn sealable(&mut self, before: i64) -> (Vec<SealGroup<Sample>>, Vec<SealGroup<Exemplar>>, Taken) {
+    /// Copies out the samples, histogram samples and exemplars older than `before` (a window
+    /// start), grouped by window, and what to remove once they are sealed
+    /// ([`MemSeries::remove_sealed`]).
+    pub fn sealable(&mut self, before: i64) -> Sealable {
         if !self.open.is_empty() && self.open.min_ts < before {
             self.cut_open();
         }
-        let mut taken = Taken::default();
-        let mut samples: Vec<SealGroup<Sample>> = Vec::new();
+        let mut out = Sealable::default();
         for c in self.chunks.iter().take_while(|c| c.min_ts < before) {
             let window = self.window_of(c.min_ts);
-            match samples.last_mut() {
+            match out.samples.last_mut() {
                 Some(g) if g.window == window => c.decode_into(&mut g.items),
-                _ => samples.push(SealGroup { window, items: c.decode() }),
+                _ => out.samples.push(SealGroup { window, items: c.decode() }),
             }
-            taken.chunks.push(c.clone());
+            out.taken.chunks.push(c.clone());
         }
-        let mut exemplars: Vec<SealGroup<Exemplar>> = Vec::new();
+        for h in self.histograms.iter().take_while(|h| h.ts < before) {
+            push_grouped(&mut out.histograms, self.window_of(h.ts), h.to_sample());
+            out.taken.histograms.push(h.clone());
+        }
         for e in self.exemplars.iter().take_while(|e| e.ts < before) {
-            let window = self.window_of(e.ts);
-            match exemplars.last_mut() {
-                Some(g) if g.window == window => g.items.push(e.to_exemplar()),
-                _ => exemplars.push(SealGroup { window, items: vec![e.to_exemplar()] }),
-            }
-            taken.exemplars.push(e.clone());
+            push_grouped(&mut out.exemplars, self.window_of(e.ts), e.to_exemplar());
+            out.taken.exemplars.push(e.clone());
         }
-        (samples, exemplars, taken)
+        out
     }
 
     /// Removes what [`MemSeries::sealable`] copied out, unless a write changed it since (then it
@@ -464,6 +563,10 @@ impl MemSeries {
         let sealed_chunk =
             |c: &Chunk| taken.chunks.binary_search_by_key(&c.min_ts, |t| t.min_ts).is_ok_and(|i| taken.chunks[i] == *c);
         self.chunks.retain(|c| !sealed_chunk(c));
+        let sealed_histogram = |h: &HeadHistogram| {
+            taken.histograms.binary_search_by_key(&h.ts, |t| t.ts).is_ok_and(|i| taken.histograms[i] == *h)
+        };
+        self.histograms.retain(|h| !sealed_histogram(h));
         let sealed_exemplar = |e: &HeadExemplar| {
             taken.exemplars.binary_search_by_key(&e.ts, |t| t.ts).is_ok_and(|i| taken.exemplars[i] == *e)
         };
@@ -528,16 +631,20 @@ mod tests {
         }
         let e = Exemplar { ts: HOUR, value: 0.5, labels: Labels::default() };
         s.insert_exemplar(&e);
-        let (groups, exemplar_groups, taken) = s.sealable(2 * HOUR);
+        let h = HistogramSample { ts: HOUR + 3, h: Histogram { count: 1.0, sum: 2.0, ..Default::default() } };
+        s.insert_histogram(&h);
+        let sealable = s.sealable(2 * HOUR);
+        let (groups, taken) = (&sealable.samples, &sealable.taken);
         assert_eq!(groups.len(), 1);
         assert_eq!((groups[0].window, groups[0].items.len()), (0, 2));
-        assert_eq!(exemplar_groups[0].items, vec![e]);
+        assert_eq!(sealable.exemplars[0].items, vec![e]);
+        assert_eq!(sealable.histograms[0].items, vec![h]);
         // A late write into the window being sealed re-encodes its chunk: it must stay.
         s.insert_sample(Sample { ts: HOUR + 2, value: 1.0 });
-        s.remove_sealed(&taken);
+        s.remove_sealed(taken);
         assert_eq!(samples(&s), vec![(HOUR, 1.0), (HOUR + 1, 1.0), (HOUR + 2, 1.0), (2 * HOUR + 5, 1.0)]);
-        assert!(s.exemplars.is_empty());
-        let (_, _, taken) = s.sealable(2 * HOUR);
+        assert!(s.exemplars.is_empty() && s.histograms.is_empty());
+        let taken = s.sealable(2 * HOUR).taken;
         s.remove_sealed(&taken);
         assert_eq!(samples(&s), vec![(2 * HOUR + 5, 1.0)]);
     }

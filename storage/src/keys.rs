@@ -13,12 +13,14 @@ pub const CF_INDEX: &str = "index";
 pub const CF_BLOCKS: &str = "blocks";
 /// Column family of sealed exemplar blocks.
 pub const CF_EXEMPLAR_BLOCKS: &str = "exemplar_blocks";
+/// Column family of sealed native-histogram blocks.
+pub const CF_HISTOGRAM_BLOCKS: &str = "histogram_blocks";
 /// Column family mapping trace ids to the exemplars that carry them.
 pub const CF_TRACE_INDEX: &str = "trace_index";
 
 /// Every column family. Names are never reused: `head` and `exemplar_head` held the head before
 /// format version 2.
-pub const ALL_CFS: [&str; 4] = [CF_INDEX, CF_BLOCKS, CF_EXEMPLAR_BLOCKS, CF_TRACE_INDEX];
+pub const ALL_CFS: [&str; 5] = [CF_INDEX, CF_BLOCKS, CF_EXEMPLAR_BLOCKS, CF_TRACE_INDEX, CF_HISTOGRAM_BLOCKS];
 
 /// `index` key prefixes. Numbers are never reused.
 pub mod prefix {

@@ -35,7 +35,7 @@ pub mod seal;
 pub mod tenant;
 mod wal;
 
-pub use amber_histogram::Histogram;
+pub use amber_histogram::{self as histogram, Histogram};
 pub use append::{AppendReport, DataKind, RejectReason, Rejection, SeriesWrite};
 pub use db::{Options, Storage, StorageStats};
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::labels::Labels;
 use crate::tenant::TenantId;
-use crate::{Exemplar, Sample, SeriesId};
+use crate::{Exemplar, HistogramSample, Sample, SeriesId};
 
 /// An exemplar found by trace id, with the series it belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +95,29 @@ impl Storage {
         Ok(sealed.into_iter().zip(heads).map(|(sealed, head)| merge_by_time(sealed, head, |s| s.ts)).collect())
     }
 
+    /// The native histogram samples of each series in `ids` with `mint <= ts <= maxt`, sorted by
+    /// timestamp, stale markers included; one list per id, in the order of `ids`. The head is read
+    /// before the blocks, as for float samples. Series that never held a histogram cost a bit-set
+    /// lookup.
+    pub fn histograms_of(&self, ids: &[SeriesId], mint: i64, maxt: i64) -> Result<Vec<Vec<HistogramSample>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let with_histograms = self.histogram_series.read();
+        for &id in ids {
+            if !with_histograms.contains(id) {
+                out.push(Vec::new());
+                continue;
+            }
+            let head = self.head.get(id).map(|s| s.lock().histograms(mint, maxt)).unwrap_or_default();
+            let mut sealed = Vec::new();
+            for b in self.blocks_overlapping(keys::CF_HISTOGRAM_BLOCKS, id, mint, maxt)? {
+                let samples = decode_histogram_block(&b, id)?;
+                sealed.extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt));
+            }
+            out.push(merge_by_time(sealed, head, |s| s.ts));
+        }
+        Ok(out)
+    }
+
     /// A series' exemplars with `mint <= ts <= maxt`, sorted by timestamp (head first, as for
     /// samples).
     pub fn exemplars(&self, id: SeriesId, mint: i64, maxt: i64) -> Result<Vec<Exemplar>> {
@@ -142,6 +165,15 @@ impl Storage {
 /// A sealed sample block of series `id`, decoded; corruption is an error naming the series.
 pub(crate) fn decode_sample_block(bytes: &[u8], id: SeriesId) -> Result<Vec<Sample>> {
     block::decode_samples(bytes).map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })
+}
+
+/// A sealed histogram block of series `id`, decoded; corruption is an error naming the series.
+pub(crate) fn decode_histogram_block(bytes: &[u8], id: SeriesId) -> Result<Vec<HistogramSample>> {
+    block::decode_histograms(bytes).map_err(|source| Error::CorruptBlock {
+        what: "histogram block",
+        series: id,
+        source,
+    })
 }
 
 /// A sealed exemplar block of series `id`, decoded; corruption is an error naming the series.

@@ -36,6 +36,7 @@ impl Storage {
         let ranges = [
             (keys::CF_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
             (keys::CF_EXEMPLAR_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
+            (keys::CF_HISTOGRAM_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
             (keys::CF_TRACE_INDEX, keys::ordered_i64(i64::MIN).to_vec(), keys::ordered_i64(keep_from).to_vec()),
             (
                 keys::CF_INDEX,

@@ -20,14 +20,16 @@ use crate::db::Storage;
 use crate::error::Result;
 use crate::head::{SealGroup, Taken};
 use crate::keys;
-use crate::querier::{decode_exemplar_block, decode_sample_block};
-use crate::{Exemplar, Sample, SeriesId};
+use crate::querier::{decode_exemplar_block, decode_histogram_block, decode_sample_block};
+use crate::{Exemplar, HistogramSample, Sample, SeriesId};
 
 /// What one sealing pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SealReport {
     pub sample_blocks_written: u64,
     pub samples_sealed: u64,
+    pub histogram_blocks_written: u64,
+    pub histograms_sealed: u64,
     pub exemplar_blocks_written: u64,
     pub exemplars_sealed: u64,
     pub wal_segments_deleted: u64,
@@ -46,6 +48,13 @@ const SAMPLES: Kind<Sample> = Kind {
     ts: |s| s.ts,
     decode_block: decode_sample_block,
     encode_block: block::encode_samples,
+};
+
+const HISTOGRAMS: Kind<HistogramSample> = Kind {
+    blocks_cf: keys::CF_HISTOGRAM_BLOCKS,
+    ts: |s| s.ts,
+    decode_block: decode_histogram_block,
+    encode_block: block::encode_histograms,
 };
 
 const EXEMPLARS: Kind<Exemplar> = Kind {
@@ -75,21 +84,26 @@ impl Storage {
         let mut pending: Vec<(SeriesId, Taken)> = Vec::new();
         for id in self.head.ids() {
             let Some(series) = self.head.get(id) else { continue };
-            let (samples, exemplars, taken) = series.lock().sealable(sealed_before);
-            if samples.is_empty() && exemplars.is_empty() {
+            let sealable = series.lock().sealable(sealed_before);
+            if sealable.is_empty() {
                 continue;
             }
-            for group in samples {
+            for group in sealable.samples {
                 report.samples_sealed += group.items.len() as u64;
                 report.sample_blocks_written += 1;
                 self.merge_into_block(&SAMPLES, &mut batch, id, group)?;
             }
-            for group in exemplars {
+            for group in sealable.histograms {
+                report.histograms_sealed += group.items.len() as u64;
+                report.histogram_blocks_written += 1;
+                self.merge_into_block(&HISTOGRAMS, &mut batch, id, group)?;
+            }
+            for group in sealable.exemplars {
                 report.exemplars_sealed += group.items.len() as u64;
                 report.exemplar_blocks_written += 1;
                 self.merge_into_block(&EXEMPLARS, &mut batch, id, group)?;
             }
-            pending.push((id, taken));
+            pending.push((id, sealable.taken));
             if pending.len() >= SERIES_PER_BATCH {
                 self.write_blocks(std::mem::take(&mut batch), &mut pending)?;
             }

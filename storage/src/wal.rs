@@ -30,16 +30,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::chunkenc::histogram as hcodec;
 use crate::chunkenc::varint::{Reader, put_uvarint, put_varint};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
-use crate::{Exemplar, Sample, SeriesId};
+use crate::{Exemplar, HistogramSample, Sample, SeriesId};
 
 /// A segment is closed and a new one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Record type of a write request's accepted data. Numbers are never reused.
 const RECORD_SERIES_DATA: u8 = 1;
+/// The same with each series' native histogram samples after its exemplars; written only when
+/// the request has histograms, so float-only records stay as they were.
+const RECORD_SERIES_DATA_HISTOGRAMS: u8 = 2;
+/// A record of type 1 or 2, zstd-compressed: `3 │ raw length <uvarint> │ zstd frame`.
+const RECORD_COMPRESSED: u8 = 3;
+
+/// zstd level of WAL records: level 1 takes a 2,000-sample record from ~10 to ~3 bytes a sample
+/// for about 2 % of the ingest CPU; higher levels cost more than the bytes they save while the
+/// record is only kept until its window is sealed.
+const COMPRESSION_LEVEL: i32 = 1;
+/// No record decompresses to more than this: a corrupt length must not allocate without bound.
+const MAX_RECORD_BYTES: usize = 1 << 30;
 
 /// Bytes before each record's payload: `len u32 | crc32 u32`.
 const FRAME_HEADER: usize = 8;
@@ -81,6 +94,9 @@ pub(crate) struct Writer {
     /// Records appended so far (over the life of the process).
     appended: u64,
     buf: Vec<u8>,
+    /// The compressed form of `buf`'s record, framed.
+    framed: Vec<u8>,
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 pub(crate) struct Wal {
@@ -99,6 +115,7 @@ pub(crate) struct Wal {
 pub(crate) struct SeriesData<'a> {
     pub id: SeriesId,
     pub samples: &'a [Sample],
+    pub histograms: &'a [HistogramSample],
     pub exemplars: &'a [&'a Exemplar],
 }
 
@@ -106,6 +123,7 @@ pub(crate) struct SeriesData<'a> {
 pub(crate) struct ReplayedSeries {
     pub id: SeriesId,
     pub samples: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
     pub exemplars: Vec<Exemplar>,
 }
 
@@ -151,6 +169,9 @@ impl Wal {
             closed,
             appended: 0,
             buf: Vec::new(),
+            framed: Vec::new(),
+            compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)
+                .map_err(|e| wal_error("creating the WAL's zstd compressor", e))?,
         };
         Ok(Wal {
             writer: Mutex::new(writer),
@@ -266,10 +287,15 @@ impl Writer {
         let buf = &mut self.buf;
         buf.clear();
         buf.extend_from_slice(&[0; FRAME_HEADER]);
-        buf.push(RECORD_SERIES_DATA);
+        let with_histograms = series.iter().any(|s| !s.histograms.is_empty());
+        buf.push(if with_histograms { RECORD_SERIES_DATA_HISTOGRAMS } else { RECORD_SERIES_DATA });
         // Timestamps are written relative to the record's first one: a request's samples are
         // usually from the same few scrapes, so most cost a byte or two instead of six.
-        let base = series.iter().find_map(|s| s.samples.first().map(|x| x.ts)).unwrap_or(0);
+        let base = series
+            .iter()
+            .find_map(|s| s.samples.first().map(|x| x.ts))
+            .or_else(|| series.iter().find_map(|s| s.histograms.first().map(|x| x.ts)))
+            .unwrap_or(0);
         put_varint(buf, base);
         put_uvarint(buf, series.len() as u64);
         for s in series {
@@ -289,15 +315,39 @@ impl Writer {
                 e.labels.encode_into(buf);
                 span.include(e.ts);
             }
+            if with_histograms {
+                put_uvarint(buf, s.histograms.len() as u64);
+                for h in s.histograms {
+                    put_varint(buf, h.ts.wrapping_sub(base));
+                    hcodec::encode(buf, &h.h);
+                    span.include(h.ts);
+                }
+            }
         }
-        let payload_len = (buf.len() - FRAME_HEADER) as u32;
-        let crc = crc32fast::hash(&buf[FRAME_HEADER..]);
-        buf[..4].copy_from_slice(&payload_len.to_le_bytes());
-        buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        if self.bytes > 0 && self.bytes + buf.len() as u64 > SEGMENT_BYTES {
+        // Compress the record into its frame; a record too small to gain is written as it is.
+        let raw_len = buf.len() - FRAME_HEADER;
+        let framed = &mut self.framed;
+        framed.clear();
+        framed.extend_from_slice(&[0; FRAME_HEADER]);
+        framed.push(RECORD_COMPRESSED);
+        put_uvarint(framed, raw_len as u64);
+        let header_len = framed.len();
+        framed.resize(header_len + zstd::zstd_safe::compress_bound(raw_len), 0);
+        let written = self
+            .compressor
+            .compress_to_buffer(&buf[FRAME_HEADER..], &mut framed[header_len..])
+            .map_err(|e| wal_error("compressing a WAL record", e))?;
+        framed.truncate(header_len + written);
+        let out = if framed.len() < buf.len() { &mut self.framed } else { &mut self.buf };
+        let payload_len = (out.len() - FRAME_HEADER) as u32;
+        let crc = crc32fast::hash(&out[FRAME_HEADER..]);
+        out[..4].copy_from_slice(&payload_len.to_le_bytes());
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
+        let frame_len = out.len() as u64;
+        if self.bytes > 0 && self.bytes + frame_len > SEGMENT_BYTES {
             self.rotate()?;
         }
-        let buf = &self.buf;
+        let buf = if self.framed.len() < self.buf.len() { &self.framed } else { &self.buf };
         (&*self.file).write_all(buf).map_err(|e| wal_error("appending to the WAL", e))?;
         self.bytes += buf.len() as u64;
         self.span.add(span);
@@ -342,7 +392,8 @@ fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result
             return Err(Error::Wal(format!("{}: a record with a valid checksum does not decode", path.display())));
         };
         for s in series {
-            for ts in s.samples.iter().map(|x| x.ts).chain(s.exemplars.iter().map(|e| e.ts)) {
+            let histogram_ts = s.histograms.iter().map(|h| h.ts);
+            for ts in s.samples.iter().map(|x| x.ts).chain(s.exemplars.iter().map(|e| e.ts)).chain(histogram_ts) {
                 span.include(ts);
             }
             apply(s);
@@ -356,10 +407,29 @@ fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result
 }
 
 fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, crate::chunkenc::DecodeError> {
-    let mut r = Reader::new(payload);
-    if r.u8()? != RECORD_SERIES_DATA {
-        return Err(crate::chunkenc::DecodeError::Invalid("unknown WAL record type"));
+    if payload.first() == Some(&RECORD_COMPRESSED) {
+        let mut r = Reader::new(&payload[1..]);
+        let raw_len = usize::try_from(r.uvarint()?).unwrap_or(usize::MAX);
+        if raw_len > MAX_RECORD_BYTES {
+            return Err(crate::chunkenc::DecodeError::Invalid("WAL record too long"));
+        }
+        let raw = zstd::bulk::decompress(r.remaining(), raw_len)
+            .map_err(|_| crate::chunkenc::DecodeError::Invalid("WAL record does not decompress"))?;
+        if raw.len() != raw_len || raw.first() == Some(&RECORD_COMPRESSED) {
+            return Err(crate::chunkenc::DecodeError::Invalid("WAL record decompresses to the wrong length or type"));
+        }
+        return decode_plain_record(&raw);
     }
+    decode_plain_record(payload)
+}
+
+fn decode_plain_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, crate::chunkenc::DecodeError> {
+    let mut r = Reader::new(payload);
+    let with_histograms = match r.u8()? {
+        RECORD_SERIES_DATA => false,
+        RECORD_SERIES_DATA_HISTOGRAMS => true,
+        _ => return Err(crate::chunkenc::DecodeError::Invalid("unknown WAL record type")),
+    };
     let base = r.varint()?;
     let n = r.len()?;
     let mut out = Vec::with_capacity(n);
@@ -382,7 +452,16 @@ fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, cra
             let labels = Labels::decode(&mut r)?;
             exemplars.push(Exemplar { ts, value, labels });
         }
-        out.push(ReplayedSeries { id, samples, exemplars });
+        let mut histograms = Vec::new();
+        if with_histograms {
+            let n_histograms = r.len()?;
+            histograms.reserve(n_histograms);
+            for _ in 0..n_histograms {
+                let ts = base.wrapping_add(r.varint()?);
+                histograms.push(HistogramSample { ts, h: hcodec::decode(&mut r)? });
+            }
+        }
+        out.push(ReplayedSeries { id, samples, histograms, exemplars });
     }
     if !r.is_empty() {
         return Err(crate::chunkenc::DecodeError::Invalid("trailing bytes in a WAL record"));
@@ -414,8 +493,12 @@ mod tests {
             let (wal, got) = replay(dir.path());
             assert!(got.is_empty());
             let mut w = wal.writer().unwrap();
-            let seq = wal.append(&mut w, &[SeriesData { id: 7, samples: &samples, exemplars: &[&exemplar] }]).unwrap();
-            let seq2 = wal.append(&mut w, &[SeriesData { id: 3, samples: &samples[..1], exemplars: &[] }]).unwrap();
+            let seq = wal
+                .append(&mut w, &[SeriesData { id: 7, samples: &samples, histograms: &[], exemplars: &[&exemplar] }])
+                .unwrap();
+            let seq2 = wal
+                .append(&mut w, &[SeriesData { id: 3, samples: &samples[..1], histograms: &[], exemplars: &[] }])
+                .unwrap();
             drop(w);
             assert_eq!((seq, seq2), (1, 2));
             wal.sync(seq2).unwrap();
@@ -437,7 +520,72 @@ mod tests {
         let mut w = wal.writer().unwrap();
         assert_eq!(w.number, 2);
         assert_eq!(w.closed.keys().copied().collect::<Vec<_>>(), vec![1]);
-        wal.append(&mut w, &[SeriesData { id: 9, samples: &samples[1..], exemplars: &[] }]).unwrap();
+        wal.append(&mut w, &[SeriesData { id: 9, samples: &samples[1..], histograms: &[], exemplars: &[] }]).unwrap();
+    }
+
+    #[test]
+    fn histogram_records_replay_bit_for_bit_beside_float_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let shapes = crate::chunkenc::histogram::tests::shapes();
+        let histograms: Vec<HistogramSample> =
+            shapes.iter().enumerate().map(|(i, h)| HistogramSample { ts: 5_000 + i as i64, h: h.clone() }).collect();
+        let floats = [Sample { ts: 1_000, value: 1.0 }];
+        {
+            let (wal, _) = replay(dir.path());
+            let mut w = wal.writer().unwrap();
+            wal.append(&mut w, &[SeriesData { id: 1, samples: &floats, histograms: &[], exemplars: &[] }]).unwrap();
+            let only_histograms = SeriesData { id: 2, samples: &[], histograms: &histograms, exemplars: &[] };
+            let seq = wal.append(&mut w, &[only_histograms]).unwrap();
+            drop(w);
+            wal.sync(seq).unwrap();
+        }
+        let (_, got) = replay(dir.path());
+        assert_eq!((got[0].id, got[0].samples.clone(), got[0].histograms.len()), (1, floats.to_vec(), 0));
+        assert_eq!(got[1].id, 2);
+        assert_eq!(got[1].histograms.iter().map(|h| h.ts).collect::<Vec<_>>(), vec![5_000, 5_001, 5_002, 5_003]);
+        let back: Vec<_> = got[1].histograms.iter().map(|h| h.h.clone()).collect();
+        crate::chunkenc::histogram::tests::assert_same(&back, &shapes);
+    }
+
+    /// A scrape's worth of counters (one sample each of 2,000 series, as Prometheus batches them)
+    /// is compressed to a fraction of its raw size and replays exactly.
+    #[test]
+    fn large_records_are_compressed_and_replay_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples: Vec<[Sample; 1]> = (0..2000)
+            .map(|i| [Sample { ts: 1_700_000_000_000, value: (1000.0 + i as f64 * 13.37 * 100.0).round() / 100.0 }])
+            .collect();
+        let data: Vec<SeriesData<'_>> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SeriesData { id: 5000 + i as u64, samples: s, histograms: &[], exemplars: &[] })
+            .collect();
+        {
+            let (wal, _) = replay(dir.path());
+            let mut w = wal.writer().unwrap();
+            let seq = wal.append(&mut w, &data).unwrap();
+            drop(w);
+            wal.sync(seq).unwrap();
+            // Raw, each sample takes an id of 2 bytes, two counts, a timestamp delta and 8 bytes.
+            let bytes = wal.disk_bytes();
+            assert!(bytes < 2000 * 13 / 2, "{bytes} bytes for 2000 samples");
+        }
+        let (_, got) = replay(dir.path());
+        assert_eq!(got.len(), 2000);
+        for (g, (i, s)) in got.iter().zip(samples.iter().enumerate()) {
+            assert_eq!((g.id, g.samples.as_slice()), (5000 + i as u64, s.as_slice()));
+        }
+    }
+
+    #[test]
+    fn a_compressed_record_that_does_not_decompress_is_an_error() {
+        let mut payload = vec![RECORD_COMPRESSED];
+        put_uvarint(&mut payload, 100);
+        payload.extend_from_slice(b"not zstd");
+        assert!(decode_record(&payload).is_err());
+        let mut huge = vec![RECORD_COMPRESSED];
+        put_uvarint(&mut huge, u64::MAX);
+        assert!(decode_record(&huge).is_err());
     }
 
     #[test]
@@ -447,12 +595,12 @@ mod tests {
         let old = [Sample { ts: 1_000, value: 1.0 }];
         let new = [Sample { ts: 9_000, value: 2.0 }];
         let mut w = wal.writer().unwrap();
-        wal.append(&mut w, &[SeriesData { id: 1, samples: &old, exemplars: &[] }]).unwrap();
+        wal.append(&mut w, &[SeriesData { id: 1, samples: &old, histograms: &[], exemplars: &[] }]).unwrap();
         drop(w);
         // Segment 1 holds data before 5,000: closed, so it can go once that is sealed.
         assert_eq!(wal.rotate_if_older(5_000).unwrap(), 2);
         let mut w = wal.writer().unwrap();
-        wal.append(&mut w, &[SeriesData { id: 1, samples: &new, exemplars: &[] }]).unwrap();
+        wal.append(&mut w, &[SeriesData { id: 1, samples: &new, histograms: &[], exemplars: &[] }]).unwrap();
         drop(w);
         // Segment 2 holds only newer data: it stays open.
         assert_eq!(wal.rotate_if_older(5_000).unwrap(), 2);
