@@ -344,7 +344,6 @@ fn with_nhcb_conversion_explicit_histograms_are_one_series_with_their_exemplars(
 }
 
 #[test]
-#[ignore = "needs remote write's conversion of prompb native histograms (rw2 branch): until it is on main, ingest refuses the histogram samples"]
 fn exponential_histograms_over_protobuf_and_json_are_not_refused() {
     let dir = tempfile::tempdir().unwrap();
     let amber = Amber::start(dir.path(), &[]);
