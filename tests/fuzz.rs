@@ -63,7 +63,7 @@ fn run(target: &str, data: &[u8]) {
             if let Ok(req) = amber_api::remote_write::decode(&body, 1 << 20) {
                 for ts in req.timeseries {
                     let raw = ts.labels.into_iter().map(|l| Label::new(l.name, l.value)).collect();
-                    let _ = labels::validate_series(raw, &LabelLimits::default());
+                    let _ = labels::validate_series(raw, &LabelLimits::default(), labels::NameRules::Legacy);
                     for e in ts.exemplars {
                         let _ = labels::validate_exemplar(
                             e.labels.into_iter().map(|l| Label::new(l.name, l.value)).collect(),

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! One module per endpoint family, like mini-redis's one file per command:
-//! - [`remote_write`] — `POST /api/v1/write` (Prometheus remote write 1.0).
+//! - [`remote_write`] — `POST /api/v1/write` (Prometheus remote write 1.0 and 2.0).
 //! - [`query`] — `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` (PromQL, through
 //!   [`queryable`], the engine's view of the store).
 //! - [`exemplars`] — `/api/v1/query_exemplars` and `/api/v1/exemplars/trace/<trace_id>`.

@@ -140,6 +140,16 @@ impl Default for LabelLimits {
     }
 }
 
+/// Which metric and label names a sender may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRules {
+    /// Metric names `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names `[a-zA-Z_][a-zA-Z0-9_]*`, as remote
+    /// write 1.0 requires.
+    Legacy,
+    /// Any non-empty UTF-8 string, as remote write 2.0 requires (and Prometheus 3 accepts).
+    Utf8,
+}
+
 /// Why a series' label set was refused. Messages name the rule and the offending label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
@@ -149,6 +159,8 @@ pub enum LabelError {
     InvalidMetricName(String),
     #[error("invalid label name {0:?}: must match [a-zA-Z_][a-zA-Z0-9_]*")]
     InvalidLabelName(String),
+    #[error("empty label name")]
+    EmptyLabelName,
     #[error("label names are not sorted: {after:?} comes after {before:?}")]
     Unsorted { before: String, after: String },
     #[error("duplicate label name {0:?}")]
@@ -167,7 +179,7 @@ impl LabelError {
         match self {
             LabelError::MissingMetricName => "missing_metric_name",
             LabelError::InvalidMetricName(_) => "invalid_metric_name",
-            LabelError::InvalidLabelName(_) => "invalid_label_name",
+            LabelError::InvalidLabelName(_) | LabelError::EmptyLabelName => "invalid_label_name",
             LabelError::Unsorted { .. } => "unsorted_labels",
             LabelError::DuplicateLabelName(_) => "duplicate_label_name",
             LabelError::LabelNameTooLong { .. } => "label_name_too_long",
@@ -189,17 +201,17 @@ fn is_valid_label_name(name: &str) -> bool {
         && bytes.all(|b| matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_'))
 }
 
-/// Checks a series' labels as a sender gave them (remote write 1.0 rules plus `limits`) and returns
-/// the stored label set. Labels with an empty value are dropped: in Prometheus's data model an empty
-/// value is the same as an absent label.
-pub fn validate_series(labels: Vec<Label>, limits: &LabelLimits) -> Result<Labels, LabelError> {
-    check_series(&labels, limits)?;
+/// Checks a series' labels as a sender gave them (sorted, no duplicates, names by `names`, within
+/// `limits`) and returns the stored label set. Labels with an empty value are dropped: in
+/// Prometheus's data model an empty value is the same as an absent label.
+pub fn validate_series(labels: Vec<Label>, limits: &LabelLimits, names: NameRules) -> Result<Labels, LabelError> {
+    check_series(&labels, limits, names)?;
     Ok(Labels(labels.into_iter().filter(|l| !l.value.is_empty()).collect()))
 }
 
 /// The checks of [`validate_series`] without taking the labels, so a caller can still show them
 /// in its error message (and need not format them when they are valid).
-pub fn check_series(labels: &[Label], limits: &LabelLimits) -> Result<(), LabelError> {
+pub fn check_series(labels: &[Label], limits: &LabelLimits, names: NameRules) -> Result<(), LabelError> {
     let mut prev: Option<&str> = None;
     for l in labels {
         if let Some(p) = prev {
@@ -219,8 +231,12 @@ pub fn check_series(labels: &[Label], limits: &LabelLimits) -> Result<(), LabelE
                 limit: limits.max_label_name_length,
             });
         }
-        if !is_valid_label_name(&l.name) {
-            return Err(LabelError::InvalidLabelName(l.name.clone()));
+        match names {
+            NameRules::Legacy if !is_valid_label_name(&l.name) => {
+                return Err(LabelError::InvalidLabelName(l.name.clone()));
+            }
+            NameRules::Utf8 if l.name.is_empty() => return Err(LabelError::EmptyLabelName),
+            _ => {}
         }
         if l.value.len() > limits.max_label_value_length {
             return Err(LabelError::LabelValueTooLong {
@@ -229,7 +245,8 @@ pub fn check_series(labels: &[Label], limits: &LabelLimits) -> Result<(), LabelE
                 limit: limits.max_label_value_length,
             });
         }
-        if l.name == METRIC_NAME && !l.value.is_empty() && !is_valid_metric_name(&l.value) {
+        if names == NameRules::Legacy && l.name == METRIC_NAME && !l.value.is_empty() && !is_valid_metric_name(&l.value)
+        {
             return Err(LabelError::InvalidMetricName(l.value.clone()));
         }
     }
@@ -278,7 +295,11 @@ mod tests {
 
     #[test]
     fn valid_series_keeps_order_and_drops_empty_values() {
-        let got = validate_series(l(&[("__name__", "up"), ("empty", ""), ("job", "node")]), &LabelLimits::default());
+        let got = validate_series(
+            l(&[("__name__", "up"), ("empty", ""), ("job", "node")]),
+            &LabelLimits::default(),
+            NameRules::Legacy,
+        );
         assert_eq!(got.unwrap().to_string(), r#"{__name__="up", job="node"}"#);
     }
 
@@ -300,8 +321,20 @@ mod tests {
             (l(&[("__name__", "up"), ("a", "x"), ("b", "y")]), "series has 3 labels, over the limit of 2"),
         ];
         for (labels, want) in cases {
-            assert_eq!(validate_series(labels, &limits).unwrap_err().to_string(), want);
+            assert_eq!(validate_series(labels, &limits, NameRules::Legacy).unwrap_err().to_string(), want);
         }
+    }
+
+    #[test]
+    fn utf8_names_take_any_non_empty_string() {
+        let limits = LabelLimits::default();
+        let dotted = l(&[("__name__", "resource.cpu.usage"), ("job name", "x")]);
+        assert_eq!(
+            validate_series(dotted, &limits, NameRules::Utf8).unwrap().to_string(),
+            r#"{__name__="resource.cpu.usage", job name="x"}"#
+        );
+        let empty = l(&[("", "x"), ("__name__", "up")]);
+        assert_eq!(validate_series(empty, &limits, NameRules::Utf8), Err(LabelError::EmptyLabelName));
     }
 
     #[test]

@@ -8,6 +8,9 @@ use super::Converted;
 use crate::AppState;
 use crate::prompb;
 
+/// Remote write 1.0 requires Prometheus's classic metric and label names.
+const NAMES: labels::NameRules = labels::NameRules::Legacy;
+
 fn to_labels(labels: Vec<prompb::Label>) -> Vec<Label> {
     labels.into_iter().map(|l| Label { name: l.name, value: l.value }).collect()
 }
@@ -17,8 +20,8 @@ pub(super) fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted 
     let metrics = &state.metrics;
     for ts in req.timeseries {
         let raw = to_labels(ts.labels);
-        let series_labels = match labels::check_series(&raw, &state.limits.labels) {
-            Ok(()) => labels::validate_series(raw, &state.limits.labels).expect("checked just above"),
+        let series_labels = match labels::check_series(&raw, &state.limits.labels, NAMES) {
+            Ok(()) => labels::validate_series(raw, &state.limits.labels, NAMES).expect("checked just above"),
             Err(e) => {
                 let counts = [ts.samples.len() as u64, ts.histograms.len() as u64, ts.exemplars.len() as u64];
                 let message = format!("series {}: {e}", labels::format_list(&raw));

@@ -13,6 +13,9 @@ use super::{Converted, WriteError};
 use crate::AppState;
 use crate::prompb::writev2;
 
+/// Remote write 2.0 allows any UTF-8 metric and label names.
+const NAMES: labels::NameRules = labels::NameRules::Utf8;
+
 /// Resolves symbol references, naming the bad one.
 struct Symbols<'a>(&'a [String]);
 
@@ -101,8 +104,8 @@ pub(super) fn convert(req: writev2::Request, state: &AppState) -> Result<Convert
         // Senders need not sort (the compliance suite's do not); a stable sort keeps duplicate
         // names adjacent for the check to name.
         raw.sort_by(|a, b| a.name.cmp(&b.name));
-        let series_labels = match labels::check_series(&raw, &state.limits.labels) {
-            Ok(()) => labels::validate_series(raw, &state.limits.labels).expect("checked just above"),
+        let series_labels = match labels::check_series(&raw, &state.limits.labels, NAMES) {
+            Ok(()) => labels::validate_series(raw, &state.limits.labels, NAMES).expect("checked just above"),
             Err(e) => {
                 let message = format!("timeseries[{index}]: series {}: {e}", labels::format_list(&raw));
                 out.refuse_series(metrics, e.reason(), counts, message);
