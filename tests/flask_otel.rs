@@ -221,6 +221,10 @@ fn trace_ids_of_exponential_histograms_come_back_from_the_native_histogram_serie
         .collect();
     let buckets = amber.data(&format!("/api/v1/series?match[]={}", urlencode("{__name__=~\".+_bucket\"}")));
     assert_eq!(buckets, serde_json::json!([]));
+    // The native-histogram dashboard's panels find their exemplars.
+    for expr in common::dashboard_queries("shop-native.json") {
+        assert!(!exemplar_traces(&amber, &expr, started).is_empty(), "{expr}: no exemplars");
+    }
 
     drop(app);
     amber.kill9();
