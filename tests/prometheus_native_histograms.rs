@@ -63,7 +63,7 @@ struct Series {
     /// `(bucket index, count per unit)`, by ascending index.
     positive: &'static [(i32, u64)],
     negative: &'static [(i32, u64)],
-    /// Sum per unit; a multiple of a power of two, so that sums and differences are exact.
+    /// Sum per unit; a multiple of a power of two, so that sums and their differences are exact.
     sum: f64,
 }
 
@@ -120,19 +120,34 @@ fn upper_bound(schema: i32, index: i32) -> f64 {
     2f64.powf(index as f64 * 2f64.powi(-schema))
 }
 
-/// The spans and count deltas of buckets `(index, count per unit)` at `units`.
-fn spans_and_deltas(buckets: &[(i32, u64)], units: u64) -> (Vec<BucketSpan>, Vec<i64>) {
+/// Bucket counts of sample `k`: each bucket's count per unit times [`scale`]. The highest
+/// positive bucket holds `scale²/100` more, so that the shape of the distribution, and with it every
+/// quantile, changes over time and differs after the reset.
+fn counts(buckets: &[(i32, u64)], k: usize, positive: bool) -> Vec<(i32, u64)> {
+    let units = scale(k);
+    let mut counts: Vec<(i32, u64)> = buckets.iter().map(|&(index, per_unit)| (index, per_unit * units)).collect();
+    if let Some(highest) = counts.last_mut().filter(|_| positive) {
+        highest.1 += skew(k);
+    }
+    counts
+}
+
+fn skew(k: usize) -> u64 {
+    scale(k) * scale(k) / 100
+}
+
+/// The spans and count deltas of buckets `(index, count)`, by ascending index.
+fn spans_and_deltas(buckets: &[(i32, u64)]) -> (Vec<BucketSpan>, Vec<i64>) {
     let mut spans: Vec<BucketSpan> = Vec::new();
     let mut deltas = Vec::new();
     let (mut next_index, mut previous) = (0, 0);
-    for (n, &(index, per_unit)) in buckets.iter().enumerate() {
+    for (n, &(index, count)) in buckets.iter().enumerate() {
         match spans.last_mut() {
             Some(span) if index == next_index => span.length += 1,
             _ => spans.push(BucketSpan { offset: if n == 0 { index } else { index - next_index }, length: 1 }),
         }
-        let count = (per_unit * units) as i64;
-        deltas.push(count - previous);
-        (next_index, previous) = (index + 1, count);
+        deltas.push(count as i64 - previous);
+        (next_index, previous) = (index + 1, count as i64);
     }
     (spans, deltas)
 }
@@ -144,9 +159,10 @@ fn label_pairs(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
 /// Sample `k` of series `s` (the `n`-th of [`SERIES`]), with its exemplar in a positive bucket.
 fn metric(n: usize, s: &Series, k: usize, base_s: i64) -> Metric {
     let units = scale(k);
-    let (positive_span, positive_delta) = spans_and_deltas(s.positive, units);
-    let (negative_span, negative_delta) = spans_and_deltas(s.negative, units);
-    let per_unit: u64 = s.zero + s.positive.iter().chain(s.negative).map(|b| b.1).sum::<u64>();
+    let (positive, negative) = (counts(s.positive, k, true), counts(s.negative, k, false));
+    let count = s.zero * units + positive.iter().chain(&negative).map(|b| b.1).sum::<u64>();
+    let (positive_span, positive_delta) = spans_and_deltas(&positive);
+    let (negative_span, negative_delta) = spans_and_deltas(&negative);
     let t = base_s + k as i64 * SPACING_S;
     let (index, _) = s.positive[k % s.positive.len()];
     let exemplar = Exemplar {
@@ -155,8 +171,8 @@ fn metric(n: usize, s: &Series, k: usize, base_s: i64) -> Metric {
         timestamp: Some(Timestamp { seconds: t, nanos: 0 }),
     };
     let histogram = client_model::Histogram {
-        sample_count: per_unit * units,
-        sample_sum: s.sum * units as f64,
+        sample_count: count,
+        sample_sum: s.sum * units as f64 + skew(k) as f64,
         bucket: vec![Bucket { cumulative_count: 0, upper_bound: exemplar.value, exemplar: Some(exemplar.clone()) }],
         schema: s.schema,
         zero_threshold: s.zero_threshold,
@@ -207,21 +223,21 @@ fn serve_target(listener: TcpListener, base_s: i64, scrapes: Arc<AtomicUsize>) {
 /// The JSON Prometheus answers for sample `k` of a schema-0 series without a zero bucket (whose
 /// bucket bounds are powers of two, so the expected strings are plain).
 fn sample_json(s: &Series, k: usize) -> Value {
-    let units = scale(k);
-    let count: u64 = s.positive.iter().map(|b| b.1).sum::<u64>() * units;
-    let buckets: Vec<Value> = s
-        .positive
+    let positive = counts(s.positive, k, true);
+    let count: u64 = positive.iter().map(|b| b.1).sum();
+    let buckets: Vec<Value> = positive
         .iter()
-        .map(|&(index, per_unit)| {
+        .map(|&(index, count)| {
             json!([
                 0,
                 format_value(upper_bound(s.schema, index - 1)),
                 format_value(upper_bound(s.schema, index)),
-                format_value((per_unit * units) as f64)
+                format_value(count as f64)
             ])
         })
         .collect();
-    json!({"count": format_value(count as f64), "sum": format_value(s.sum * units as f64), "buckets": buckets})
+    let sum = s.sum * scale(k) as f64 + skew(k) as f64;
+    json!({"count": format_value(count as f64), "sum": format_value(sum), "buckets": buckets})
 }
 
 fn parse(v: &Value) -> f64 {
