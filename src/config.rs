@@ -89,6 +89,10 @@ pub struct Cli {
     /// OTLP resource attributes to add as labels to every series of the resource (comma-separated).
     #[arg(long, env = "AMBER_OTLP_PROMOTE_RESOURCE_ATTRIBUTES", value_delimiter = ',')]
     pub otlp_promote_resource_attributes: Option<Vec<String>>,
+    /// Write OTLP histograms with explicit buckets as native histograms with custom buckets
+    /// (NHCB, schema -53) instead of classic `_bucket`/`_sum`/`_count` series.
+    #[arg(long, env = "AMBER_OTLP_CONVERT_HISTOGRAMS_TO_NHCB")]
+    pub otlp_convert_histograms_to_nhcb: bool,
     /// PEM certificate chain to serve HTTPS with (needs --tls-key-file).
     #[arg(long, env = "AMBER_TLS_CERT_FILE")]
     pub tls_cert_file: Option<PathBuf>,
@@ -130,6 +134,7 @@ struct FileConfig {
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     otlp_promote_resource_attributes: Option<Vec<String>>,
+    otlp_convert_histograms_to_nhcb: Option<bool>,
     otlp_grpc_listen: Option<String>,
     /// Per-tenant settings: `[tenants.NAME]` with credentials (`bearer_token`, or
     /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`,
@@ -245,6 +250,8 @@ impl Config {
         if let Some(v) = cli.otlp_promote_resource_attributes.or(file.otlp_promote_resource_attributes) {
             api.otlp.promote_resource_attributes = v;
         }
+        api.otlp.convert_histograms_to_nhcb =
+            cli.otlp_convert_histograms_to_nhcb || file.otlp_convert_histograms_to_nhcb.unwrap_or(false);
         if let Some(v) = cli.max_labels_per_series.or(file.max_labels_per_series) {
             api.labels.max_labels_per_series = v;
         }
@@ -348,6 +355,7 @@ mod tests {
         assert_eq!(c.storage.block_duration_ms, 2 * 3600 * 1000);
         assert_eq!(c.storage.out_of_order_window_ms, 3600 * 1000);
         assert_eq!(c.maintenance_interval, Duration::from_secs(60));
+        assert!(!c.api.otlp.convert_histograms_to_nhcb);
     }
 
     #[test]
@@ -356,7 +364,7 @@ mod tests {
         let file = dir.path().join("amber.toml");
         std::fs::write(
             &file,
-            "data_dir = \"/var/lib/amber\"\nlisten = \"127.0.0.1:1234\"\nretention = \"30d\"\nmax_labels_per_series = 40\n",
+            "data_dir = \"/var/lib/amber\"\nlisten = \"127.0.0.1:1234\"\nretention = \"30d\"\nmax_labels_per_series = 40\notlp_convert_histograms_to_nhcb = true\n",
         )
         .unwrap();
         let c = load(&["--config", file.to_str().unwrap(), "--listen", "127.0.0.1:5678"]).unwrap();
@@ -364,6 +372,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:5678".parse().unwrap());
         assert_eq!(c.storage.retention_ms, 30 * 24 * 3600 * 1000);
         assert_eq!(c.api.labels.max_labels_per_series, 40);
+        assert!(c.api.otlp.convert_histograms_to_nhcb);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! and real Prometheus scrapes its OpenMetrics `/metrics` (exemplar storage on) and remote-writes
 //! to Amber with `send_exemplars: true`. The trace ids of its requests come back as exemplars from
 //! both paths — by trace id and through `query_exemplars` — and again after Amber is killed and
-//! restarted. The Python packages are installed by `examples/flask-otel/setup.sh` into a
-//! virtualenv outside the repository.
+//! restarted. With the SDK's exponential aggregation
+//! (`OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=base2_exponential_bucket_histogram`)
+//! the same holds for the native histograms the OTLP histograms become. The Python packages are
+//! installed by `examples/flask-otel/setup.sh` into a virtualenv outside the repository.
 
 mod common;
 
@@ -52,18 +54,18 @@ fn by_trace(amber: &Amber, trace: &str) -> Value {
     amber.data(&format!("/api/v1/exemplars/trace/{trace}"))
 }
 
-#[test]
-fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restart() {
+/// The example's virtualenv, made by its `setup.sh`.
+fn venv() -> String {
     let setup = Command::new(example_dir().join("setup.sh")).stderr(Stdio::inherit()).output().unwrap();
     assert!(setup.status.success(), "examples/flask-otel/setup.sh failed");
-    let venv = String::from_utf8(setup.stdout).unwrap().trim().to_string();
+    String::from_utf8(setup.stdout).unwrap().trim().to_string()
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut amber = Amber::start(dir.path(), &[]);
-    let started = common::now_ms() / 1000 - 5;
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("app.log")).unwrap();
-    let _app = App(Command::new(format!("{venv}/bin/opentelemetry-instrument"))
+/// The app on `port`, auto-instrumented, exporting its metrics every second over OTLP gRPC to
+/// `amber`, with `env` added to its environment; its output goes to `app.log` in `dir`.
+fn start_app(venv: &str, dir: &std::path::Path, amber: &Amber, port: u16, env: &[(&str, &str)]) -> App {
+    let log = std::fs::File::create(dir.join("app.log")).unwrap();
+    App(Command::new(format!("{venv}/bin/opentelemetry-instrument"))
         .args([&format!("{venv}/bin/flask"), "--app", "app", "run", "--port", &port.to_string()])
         .current_dir(example_dir())
         .env("OTEL_SERVICE_NAME", "shop")
@@ -74,10 +76,47 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
         .env("OTEL_EXPORTER_OTLP_INSECURE", "true")
         .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
         .env("OTEL_EXEMPLAR_FILTER", "trace_based")
+        .envs(env.iter().copied())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .unwrap());
+        .unwrap())
+}
+
+/// Trace ids of the exemplars `query_exemplars` answers for `query` since `start`.
+fn exemplar_traces(amber: &Amber, query: &str, start: i64) -> Vec<String> {
+    let end = common::now_ms() / 1000 + 5;
+    let data = amber.data(&format!("/api/v1/query_exemplars?query={}&start={start}&end={end}", urlencode(query)));
+    data.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["exemplars"].as_array().unwrap().iter())
+        .map(|e| e["labels"]["trace_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until Amber has exemplars of each of `families` (family, source).
+fn wait_for_exemplars(amber: &Amber, families: &[(&str, &str)]) {
+    eventually("exemplars of every histogram", || {
+        let rows = amber.data("/api/v1/status/exemplars");
+        let with_exemplars = |(f, source): &(&str, &str)| {
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["family"] == *f && r["source"] == *source && r["exemplars"].as_u64() > Some(0))
+        };
+        families.iter().all(with_exemplars).then_some(())
+    });
+}
+
+#[test]
+fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restart() {
+    let venv = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let mut amber = Amber::start(dir.path(), &[]);
+    let started = common::now_ms() / 1000 - 5;
+    let port = free_port();
+    let _app = start_app(&venv, dir.path(), &amber, port, &[]);
     let config = format!(
         "global:\n  scrape_interval: 1s\n\
          scrape_configs:\n  - job_name: shop-prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n\
@@ -107,32 +146,12 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
         ("shop_basket_value_EUR", "otlp"),
         ("shop_checkout_duration_seconds", "remote_write"),
     ];
-    eventually("exemplars of every histogram", || {
-        let rows = amber.data("/api/v1/status/exemplars");
-        let with_exemplars = |(f, source): &(&str, &str)| {
-            rows.as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["family"] == *f && r["source"] == *source && r["exemplars"].as_u64() > Some(0))
-        };
-        families.iter().all(with_exemplars).then_some(())
-    });
+    wait_for_exemplars(&amber, &families);
     let now = common::now_ms() / 1000 + 5;
     let stored: Vec<(String, Value)> = families
         .iter()
         .map(|(f, _)| {
-            let q = format!(
-                "/api/v1/query_exemplars?query={}&start={started}&end={now}",
-                urlencode(&format!("{f}_bucket"))
-            );
-            let data = amber.data(&q);
-            let traces: Vec<String> = data
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|s| s["exemplars"].as_array().unwrap().iter())
-                .map(|e| e["labels"]["trace_id"].as_str().unwrap().to_string())
-                .collect();
+            let traces = exemplar_traces(&amber, &format!("{f}_bucket"), started);
             assert!(!traces.is_empty(), "{f}: no exemplars from query_exemplars");
             // Every exemplar is one of our requests' traces.
             for t in &traces {
@@ -172,5 +191,49 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
     amber.restart();
     for (trace, found) in looked_up {
         assert_eq!(by_trace(&amber, &trace), found, "trace {trace} after a restart");
+    }
+}
+
+#[test]
+fn trace_ids_of_exponential_histograms_come_back_from_the_native_histogram_series_across_a_crash() {
+    let venv = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let mut amber = Amber::start(dir.path(), &[]);
+    let started = common::now_ms() / 1000 - 5;
+    let port = free_port();
+    let aggregation =
+        [("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")];
+    let app = start_app(&venv, dir.path(), &amber, port, &aggregation);
+    let mut ours: BTreeSet<String> = BTreeSet::new();
+    ours.insert(eventually("the Flask app to answer", || checkout(port)));
+    for _ in 0..30 {
+        ours.insert(checkout(port).expect("the app answers"));
+    }
+    let families = [("http_server_duration_milliseconds", "otlp"), ("shop_basket_value_EUR", "otlp")];
+    wait_for_exemplars(&amber, &families);
+    // The exemplars hang on the histogram series itself: no `_bucket` series exist.
+    let looked_up: Vec<(String, Value)> = families
+        .iter()
+        .map(|(family, _)| {
+            let traces = exemplar_traces(&amber, family, started);
+            assert!(!traces.is_empty(), "{family}: no exemplars from query_exemplars");
+            for t in &traces {
+                assert!(ours.contains(t), "{family}: exemplar trace {t} is not one of the app's requests");
+            }
+            let found = by_trace(&amber, &traces[0]);
+            let series: Vec<&str> =
+                found.as_array().unwrap().iter().map(|s| s["seriesLabels"]["__name__"].as_str().unwrap()).collect();
+            assert!(series.contains(family), "{}: {found}", traces[0]);
+            (traces[0].clone(), found)
+        })
+        .collect();
+    let buckets = amber.data(&format!("/api/v1/series?match[]={}", urlencode("{__name__=~\".+_bucket\"}")));
+    assert_eq!(buckets, serde_json::json!([]));
+
+    drop(app);
+    amber.kill9();
+    amber.restart();
+    for (trace, found) in looked_up {
+        assert_eq!(by_trace(&amber, &trace), found, "trace {trace} after kill -9");
     }
 }

@@ -86,8 +86,10 @@ fn the_requests_grafanas_prometheus_data_source_sends_get_the_answers_it_parses(
 fn dashboard_queries_parse_and_read_metrics_amber_exposes() {
     let exprs = dashboard_queries("amber.json");
     assert!(exprs.len() >= 9, "{exprs:?}");
-    for expr in dashboard_queries("shop.json") {
-        promql_parser::parser::parse(&expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    for file in ["shop.json", "shop-native.json"] {
+        for expr in dashboard_queries(file) {
+            promql_parser::parser::parse(&expr).unwrap_or_else(|e| panic!("{file}: {expr}: {e}"));
+        }
     }
 
     let dir = tempfile::tempdir().unwrap();

@@ -12,8 +12,8 @@ use amber_api::otlp::proto::collector::metrics::v1::{ExportMetricsServiceRequest
 use amber_api::otlp::proto::common::v1::{AnyValue, KeyValue, any_value};
 use amber_api::otlp::proto::metrics::v1::{
     AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
-    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar, metric::Data,
-    number_data_point,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar,
+    exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
 };
 use amber_api::otlp::proto::resource::v1::Resource;
 use common::{Amber, urlencode};
@@ -99,14 +99,6 @@ fn export(t_nanos: u64) -> ExportMetricsServiceRequest {
                 is_monotonic: true,
             }),
         ),
-        metric(
-            "latency.exp",
-            "s",
-            Data::ExponentialHistogram(ExponentialHistogram {
-                data_points: vec![ExponentialHistogramDataPoint { time_unix_nano: t_nanos, ..Default::default() }],
-                aggregation_temporality: cumulative,
-            }),
-        ),
     ];
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -149,13 +141,8 @@ fn otlp_metrics_with_exemplars_are_stored_as_prometheus_translates_them() {
     assert_eq!(status, 200);
     let answer = ExportMetricsServiceResponse::decode(answer.as_slice()).unwrap();
     let partial = answer.partial_success.expect("refused points are reported");
-    assert_eq!(partial.rejected_data_points, 2);
-    assert!(partial.error_message.starts_with("2 samples and 0 exemplars rejected; 9 samples and 2 exemplars written. metric \"queue.depth.delta\": only cumulative sums are supported"), "{}", partial.error_message);
-    assert!(
-        partial.error_message.contains("metric \"latency.exp\": exponential histograms need native histograms"),
-        "{}",
-        partial.error_message
-    );
+    assert_eq!(partial.rejected_data_points, 1);
+    assert!(partial.error_message.starts_with("1 samples and 0 exemplars rejected; 9 samples and 2 exemplars written. metric \"queue.depth.delta\": only cumulative sums are supported"), "{}", partial.error_message);
 
     let base = json!({"http_route": "/pay", "instance": "pod-1", "job": "shop/checkout"});
     let with = |name: &str, extra: &[(&str, &str)]| {
@@ -243,6 +230,133 @@ fn otlp_metrics_with_exemplars_are_stored_as_prometheus_translates_them() {
     );
 }
 
+/// The trace of the JSON export's exemplar.
+const JSON_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+/// An exponential histogram (scale 2, positive and negative buckets, a zero bucket) with one
+/// exemplar, as protobuf.
+fn exponential_export(t_nanos: u64) -> ExportMetricsServiceRequest {
+    let point = ExponentialHistogramDataPoint {
+        attributes: vec![kv("rpc.method", "Pay")],
+        time_unix_nano: t_nanos,
+        count: 9,
+        sum: Some(4.5),
+        scale: 2,
+        zero_count: 1,
+        positive: Some(Buckets { offset: -1, bucket_counts: vec![2, 0, 3, 1] }),
+        negative: Some(Buckets { offset: 0, bucket_counts: vec![2] }),
+        min: Some(-1.1),
+        max: Some(1.6),
+        exemplars: vec![Exemplar {
+            time_unix_nano: t_nanos - 1_000_000_000,
+            trace_id: TRACE.to_vec(),
+            span_id: SPAN.to_vec(),
+            value: Some(exemplar::Value::AsDouble(1.2)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let histogram = ExponentialHistogram {
+        data_points: vec![point],
+        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+    };
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource { attributes: vec![kv("service.name", "checkout")], ..Default::default() }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![metric("rpc.server.duration", "s", Data::ExponentialHistogram(histogram))],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The same kind of point as OTLP/JSON, with 64-bit integers as strings and a scale above 8.
+fn exponential_json(t_nanos: u64) -> Vec<u8> {
+    let nanos = t_nanos.to_string();
+    let exemplar_nanos = (t_nanos - 1_000_000_000).to_string();
+    json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+        "scopeMetrics": [{"metrics": [{"name": "db.query.duration", "unit": "s", "exponentialHistogram": {
+            "aggregationTemporality": 2,
+            "dataPoints": [{"timeUnixNano": nanos, "count": "4", "sum": 0.8, "scale": 10, "zeroCount": "0",
+                "positive": {"offset": -40, "bucketCounts": ["1", "1", "2"]},
+                "exemplars": [{"timeUnixNano": exemplar_nanos, "asDouble": 0.2,
+                               "traceId": JSON_TRACE, "spanId": "b7ad6b7169203331"}]}]}}]}]
+    }]})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn exemplars_of_exponential_histograms_are_found_on_the_histogram_series_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut amber = Amber::start(dir.path(), &[]);
+    let t = common::now_ms() - 60_000;
+    let nanos = t as u64 * 1_000_000;
+    let (status, _) =
+        post(&amber, "/otlp/v1/metrics", "application/x-protobuf", true, exponential_export(nanos).encode_to_vec());
+    assert_eq!(status, 200);
+    let (status, _) = post(&amber, "/otlp/v1/metrics", "application/json", false, exponential_json(nanos));
+    assert_eq!(status, 200);
+
+    // Prometheus puts them on the histogram's own series: no `_bucket` suffix, no `le`.
+    let protobuf_series = json!({"__name__": "rpc_server_duration_seconds", "job": "checkout", "rpc_method": "Pay"});
+    let json_series = json!({"__name__": "db_query_duration_seconds", "job": "checkout"});
+    let exemplar = |trace: &str, span: &str, value: &str| json!({"labels": {"span_id": span, "trace_id": trace}, "value": value, "timestamp": (t - 1000) / 1000});
+    let protobuf_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let by_protobuf_trace =
+        json!([{"seriesLabels": protobuf_series, "exemplars": [exemplar(protobuf_trace, "00f067aa0ba902b7", "1.2")]}]);
+    let by_json_trace =
+        json!([{"seriesLabels": json_series, "exemplars": [exemplar(JSON_TRACE, "b7ad6b7169203331", "0.2")]}]);
+    let query_exemplars = |amber: &Amber| {
+        let q = urlencode("{job=\"checkout\"}");
+        amber.data(&format!("/api/v1/query_exemplars?query={q}&start={}&end={}", t / 1000 - 60, t / 1000 + 60))
+    };
+    let both = json!([by_json_trace[0], by_protobuf_trace[0]]);
+    let check = |amber: &Amber| {
+        assert_eq!(amber.data(&format!("/api/v1/exemplars/trace/{protobuf_trace}")), by_protobuf_trace);
+        assert_eq!(amber.data(&format!("/api/v1/exemplars/trace/{JSON_TRACE}")), by_json_trace);
+        assert_eq!(query_exemplars(amber), both);
+    };
+    check(&amber);
+    amber.kill9();
+    amber.restart();
+    check(&amber);
+}
+
+#[test]
+fn with_nhcb_conversion_explicit_histograms_are_one_series_with_their_exemplars() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &["--otlp-convert-histograms-to-nhcb"]);
+    let t = common::now_ms() - 60_000;
+    let (status, _) =
+        post(&amber, "/otlp/v1/metrics", "application/x-protobuf", false, export(t as u64 * 1_000_000).encode_to_vec());
+    assert_eq!(status, 200);
+    let traced = amber.data("/api/v1/exemplars/trace/4bf92f3577b34da6a3ce929d0e0e4736");
+    let series: Vec<&serde_json::Value> = traced.as_array().unwrap().iter().map(|s| &s["seriesLabels"]).collect();
+    let labels =
+        |name: &str| json!({"__name__": name, "http_route": "/pay", "instance": "pod-1", "job": "shop/checkout"});
+    assert_eq!(series, [&labels("http_server_duration_milliseconds"), &labels("http_server_requests_total")]);
+    let q = format!("/api/v1/series?match[]={}", urlencode("{__name__=~\"http_server_duration.*\"}"));
+    assert_eq!(amber.data(&q), json!([labels("http_server_duration_milliseconds")]));
+}
+
+#[test]
+#[ignore = "needs remote write's conversion of prompb native histograms (rw2 branch): until it is on main, ingest refuses the histogram samples"]
+fn exponential_histograms_over_protobuf_and_json_are_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let nanos = (common::now_ms() - 60_000) as u64 * 1_000_000;
+    let (status, answer) =
+        post(&amber, "/otlp/v1/metrics", "application/x-protobuf", false, exponential_export(nanos).encode_to_vec());
+    assert_eq!(status, 200);
+    assert_eq!(ExportMetricsServiceResponse::decode(answer.as_slice()).unwrap().partial_success, None);
+    let (status, answer) = post(&amber, "/otlp/v1/metrics", "application/json", false, exponential_json(nanos));
+    assert_eq!((status, serde_json::from_slice::<serde_json::Value>(&answer).unwrap()), (200, json!({})));
+}
+
 #[test]
 fn bodies_that_are_not_otlp_get_a_status_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -319,7 +433,7 @@ fn otlp_over_grpc_is_written_like_otlp_over_http_and_honours_the_tenant() {
         (answer, client.export(request).await.unwrap().into_inner())
     });
     for a in [answer, tenant_answer] {
-        assert_eq!(a.partial_success.unwrap().rejected_data_points, 2);
+        assert_eq!(a.partial_success.unwrap().rejected_data_points, 1);
     }
     assert_eq!(
         amber.data(&format!("/api/v1/query?query=http_server_requests_total&time={}", t / 1000))["result"][0]["value"]

@@ -17,14 +17,6 @@ pub enum Mode {
     All,
 }
 
-/// The range queries timed on every system, over the whole ingested window at a 60 s step.
-pub const QUERIES: [(&str, &str); 4] = [
-    ("rate", "rate(node_cpu_seconds_total[5m])"),
-    ("sum by rate", "sum by (mode) (rate(node_cpu_seconds_total[5m]))"),
-    ("histogram_quantile", "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"),
-    ("selector", "node_memory_MemFree_bytes"),
-];
-
 pub struct Latency {
     pub p50: Duration,
     pub p99: Duration,
@@ -175,7 +167,7 @@ pub fn system(kind: Kind, amber_bin: &Path, w: &Workload, queries: bool, runs: u
     let mut latencies = Vec::new();
     let mut exemplars = None;
     if queries {
-        for (_, q) in QUERIES {
+        for (_, q) in w.queries {
             let url = system.url(&format!("/api/v1/query_range?query={}&start={start}&end={end}&step=60", encode(q)));
             let mut times = Vec::with_capacity(runs);
             for _ in 0..runs {
@@ -186,7 +178,8 @@ pub fn system(kind: Kind, amber_bin: &Path, w: &Workload, queries: bool, runs: u
         if kind != Kind::VictoriaMetrics {
             // An exemplar comes from within the scrape interval before its sample.
             let url = system.url(&format!(
-                "/api/v1/query_exemplars?query=http_request_duration_seconds_bucket&start={}&end={end}",
+                "/api/v1/query_exemplars?query={}&start={}&end={end}",
+                w.exemplar_metric,
                 start - 15.0
             ));
             let (mut times, mut returned) = (Vec::with_capacity(runs), 0);
@@ -243,19 +236,20 @@ pub fn table(w: &Workload, decode: f64, results: &[SystemResult], mode: Mode) ->
         results.iter().filter(|r| r.kind != Kind::Amber).map(|r| format!("amber ÷ {}", r.kind.name())).collect();
     out.push_str(&format!("| measure | {} | {} |\n", names.join(" | "), peers.join(" | ")));
     out.push_str(&format!("|---|{}{}\n", "---:|".repeat(names.len()), "---:|".repeat(peers.len())));
-    row(&mut out, results, "ingest samples/s", |r| Some(r.samples_per_s));
+    let kind = w.sample_kind;
+    row(&mut out, results, &format!("ingest {kind}s/s"), |r| Some(r.samples_per_s));
     row(&mut out, results, "ingest ÷ decode-only limit", |r| Some(r.samples_per_s / decode));
     row(&mut out, results, "write p50 ms", |r| Some(ms(r.write.p50)));
     row(&mut out, results, "write p99 ms", |r| Some(ms(r.write.p99)));
     row(&mut out, results, "failed writes", |r| Some(r.write_errors as f64));
-    row(&mut out, results, "bytes on disk per sample", |r| {
+    row(&mut out, results, &format!("bytes on disk per {kind}"), |r| {
         Some((r.persisted_bytes - r.exemplar_bytes.unwrap_or(0)) as f64 / w.samples as f64)
     });
     row(&mut out, results, "bytes on disk per exemplar", |r| r.exemplar_bytes.map(|b| b as f64 / w.exemplars as f64));
     row(&mut out, results, "RSS bytes per active series", |r| Some(r.rss_bytes as f64 / w.series as f64));
     row(&mut out, results, "series visible", |r| Some(r.series_visible));
     if mode != Mode::Ingest {
-        for (i, (name, _)) in QUERIES.iter().enumerate() {
+        for (i, (name, _)) in w.queries.iter().enumerate() {
             row(&mut out, results, &format!("{name} p50 ms"), |r| r.queries.get(i).map(|l| ms(l.p50)));
             row(&mut out, results, &format!("{name} p99 ms"), |r| r.queries.get(i).map(|l| ms(l.p99)));
         }
@@ -263,7 +257,7 @@ pub fn table(w: &Workload, decode: f64, results: &[SystemResult], mode: Mode) ->
         row(&mut out, results, "exemplars returned", |r| r.exemplars.as_ref().map(|e| e.1 as f64));
     }
     out.push_str(&format!(
-        "\ndecode-only limit (snappy + protobuf, {} threads): {decode:.0} samples/s\n",
+        "\ndecode-only limit (snappy + protobuf, {} threads): {decode:.0} {kind}s/s\n",
         w.payloads.len()
     ));
     for r in results {
@@ -287,7 +281,7 @@ pub fn check_complete(w: &Workload, results: &[SystemResult], mode: Mode) -> any
         );
         anyhow::ensure!(r.persisted_bytes > 0, "{name}: nothing on disk");
         if mode != Mode::Ingest {
-            anyhow::ensure!(r.queries.len() == QUERIES.len(), "{name}: queries missing");
+            anyhow::ensure!(r.queries.len() == w.queries.len(), "{name}: queries missing");
         }
     }
     if mode != Mode::Ingest

@@ -90,7 +90,7 @@ impl System {
                 c.args([
                     "--web.enable-remote-write-receiver",
                     "--web.enable-admin-api",
-                    "--enable-feature=exemplar-storage",
+                    "--enable-feature=exemplar-storage,native-histograms",
                     "--log.level=error",
                 ]);
                 c

@@ -60,6 +60,7 @@ struct Histogram {
 
 pub struct Workload {
     pub series: usize,
+    /// Samples sent: float samples, or native histogram samples in a native-histogram workload.
     pub samples: u64,
     pub exemplars: u64,
     pub scrapes: usize,
@@ -68,7 +69,28 @@ pub struct Workload {
     /// Per client, the snappy-compressed requests it sends, in order. Each client owns whole
     /// targets, so every series' samples arrive in time order.
     pub payloads: Vec<Vec<Vec<u8>>>,
+    /// What a sample is here, for the table: "sample" or "native histogram sample".
+    pub sample_kind: &'static str,
+    /// The range queries timed on every system (name, PromQL).
+    pub queries: &'static [(&'static str, &'static str)],
+    /// The metric whose exemplars `query_exemplars` reads.
+    pub exemplar_metric: &'static str,
 }
+
+/// The range queries of the node-exporter workload, over the whole ingested window at a 60 s step.
+pub const QUERIES: [(&str, &str); 4] = [
+    ("rate", "rate(node_cpu_seconds_total[5m])"),
+    ("sum by rate", "sum by (mode) (rate(node_cpu_seconds_total[5m]))"),
+    ("histogram_quantile", "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"),
+    ("selector", "node_memory_MemFree_bytes"),
+];
+
+/// The range queries of the native-histogram workload.
+pub const NATIVE_QUERIES: [(&str, &str); 3] = [
+    ("histogram_quantile", "histogram_quantile(0.99, sum by (handler) (rate(http_request_duration_seconds[5m])))"),
+    ("histogram_count rate", "histogram_count(rate(http_request_duration_seconds[5m]))"),
+    ("selector", "http_request_duration_seconds{handler=\"/api/orders\"}"),
+];
 
 fn label(name: &str, value: &str) -> prompb::Label {
     prompb::Label { name: name.into(), value: value.into() }
@@ -224,5 +246,208 @@ pub fn generate(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> 
             }
         }
     }
-    Workload { series: targets * per_target, samples, exemplars, scrapes, start_ms, end_ms, payloads }
+    Workload {
+        series: targets * per_target,
+        samples,
+        exemplars,
+        scrapes,
+        start_ms,
+        end_ms,
+        payloads,
+        sample_kind: "sample",
+        queries: &QUERIES,
+        exemplar_metric: "http_request_duration_seconds_bucket",
+    }
+}
+
+/// Native histogram families per target, each observed per handler.
+const NATIVE_FAMILIES: [(&str, f64); 4] = [
+    ("http_request_duration_seconds", 0.1),
+    ("http_request_size_bytes", 2000.0),
+    ("http_response_size_bytes", 20000.0),
+    ("db_query_duration_seconds", 0.005),
+];
+/// The schema instrumented services use by default (client_golang's factor 1.1 gives 3).
+const NATIVE_SCHEMA: i32 = 3;
+
+/// Native histogram series per target.
+pub fn native_series_per_target() -> usize {
+    NATIVE_FAMILIES.len() * HANDLERS.len()
+}
+
+/// One native histogram series' cumulative state: count per bucket index of schema 3.
+#[derive(Default)]
+struct NativeState {
+    buckets: std::collections::BTreeMap<i32, u64>,
+    zero: u64,
+    count: u64,
+    sum: f64,
+}
+
+impl NativeState {
+    fn observe(&mut self, v: f64) {
+        self.count += 1;
+        self.sum += v;
+        if v <= 1e-128 {
+            self.zero += 1;
+            return;
+        }
+        let index = (v.log2() * f64::from(1 << NATIVE_SCHEMA)).ceil() as i32;
+        *self.buckets.entry(index).or_default() += 1;
+    }
+
+    /// The remote-write form: integer counts as deltas, spans joining runs separated by at most
+    /// two empty buckets (as client_golang does).
+    fn to_prompb(&self, ts: i64) -> prompb::Histogram {
+        let mut spans: Vec<prompb::BucketSpan> = Vec::new();
+        let mut deltas = Vec::new();
+        let (mut prev_index, mut prev_count) = (None::<i32>, 0i64);
+        for (&index, &count) in &self.buckets {
+            match prev_index {
+                Some(p) if index - p <= 3 => {
+                    for _ in p + 1..index {
+                        deltas.push(-prev_count);
+                        prev_count = 0;
+                    }
+                    spans.last_mut().expect("a span is open").length += (index - p) as u32;
+                }
+                Some(p) => spans.push(prompb::BucketSpan { offset: index - p - 1, length: 1 }),
+                None => spans.push(prompb::BucketSpan { offset: index, length: 1 }),
+            }
+            deltas.push(count as i64 - prev_count);
+            prev_count = count as i64;
+            prev_index = Some(index);
+        }
+        prompb::Histogram {
+            count: Some(prompb::histogram::Count::CountInt(self.count)),
+            sum: self.sum,
+            schema: NATIVE_SCHEMA,
+            zero_threshold: 1e-128,
+            zero_count: Some(prompb::histogram::ZeroCount::ZeroCountInt(self.zero)),
+            positive_spans: spans,
+            positive_deltas: deltas,
+            timestamp: ts,
+            ..Default::default()
+        }
+    }
+}
+
+/// Like [`generate`], with native histograms instead of node-exporter series: per target, four
+/// histogram families × two handlers, schema 3, a few dozen observations per scrape drawn from
+/// exponential distributions, one exemplar per series and scrape.
+pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> Workload {
+    let mut rng = SmallRng::seed_from_u64(42);
+    let end_ms = (now_ms - 4 * 3_600_000) / SCRAPE_INTERVAL_MS * SCRAPE_INTERVAL_MS;
+    let start_ms = end_ms - (scrapes as i64 - 1) * SCRAPE_INTERVAL_MS;
+    let per_target = native_series_per_target();
+    let labels: Vec<Vec<Vec<prompb::Label>>> = (0..targets)
+        .map(|target| {
+            let instance = format!("10.{}.{}.{}:8080", target / 65536, (target / 256) % 256, target % 256);
+            NATIVE_FAMILIES
+                .iter()
+                .flat_map(|(name, _)| HANDLERS.iter().map(move |h| (name, h)))
+                .map(|(name, handler)| {
+                    vec![
+                        label("__name__", name),
+                        label("handler", handler),
+                        label("instance", &instance),
+                        label("job", "node"),
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    let mut state: Vec<Vec<NativeState>> =
+        (0..targets).map(|_| (0..per_target).map(|_| NativeState::default()).collect()).collect();
+    // Prometheus's default of 2000 samples per request counts a histogram as one.
+    let targets_per_request = (SAMPLES_PER_REQUEST / per_target).max(1);
+    let mut payloads = vec![Vec::new(); clients];
+    let (mut samples, mut exemplars) = (0u64, 0u64);
+    let encoder = &mut snap::raw::Encoder::new();
+    for scrape in 0..scrapes {
+        let ts = start_ms + scrape as i64 * SCRAPE_INTERVAL_MS;
+        let mut scraped: Vec<Vec<prompb::TimeSeries>> = Vec::with_capacity(targets);
+        for target in 0..targets {
+            let mut out = Vec::with_capacity(per_target);
+            for (i, series) in state[target].iter_mut().enumerate() {
+                let mean = NATIVE_FAMILIES[i / HANDLERS.len()].1;
+                let mut exemplar = Vec::new();
+                for k in 0..rng.gen_range(1..40) {
+                    let v = -mean * (1.0 - rng.r#gen::<f64>()).ln();
+                    series.observe(v);
+                    if k == 0 {
+                        exemplar.push(prompb::Exemplar {
+                            labels: vec![label("span_id", &hex(&mut rng, 8)), label("trace_id", &hex(&mut rng, 16))],
+                            value: v,
+                            timestamp: ts - rng.gen_range(1..SCRAPE_INTERVAL_MS),
+                        });
+                    }
+                }
+                samples += 1;
+                exemplars += exemplar.len() as u64;
+                out.push(prompb::TimeSeries {
+                    labels: labels[target][i].clone(),
+                    samples: Vec::new(),
+                    exemplars: exemplar,
+                    histograms: vec![series.to_prompb(ts)],
+                });
+            }
+            scraped.push(out);
+        }
+        for (client, client_payloads) in payloads.iter_mut().enumerate() {
+            let owned: Vec<usize> = (client..targets).step_by(clients).collect();
+            for group in owned.chunks(targets_per_request) {
+                let timeseries = group.iter().flat_map(|&t| std::mem::take(&mut scraped[t])).collect();
+                let req = prompb::WriteRequest { timeseries, metadata: Vec::new() };
+                client_payloads.push(encoder.compress_vec(&req.encode_to_vec()).expect("snappy compresses"));
+            }
+        }
+    }
+    Workload {
+        series: targets * per_target,
+        samples,
+        exemplars,
+        scrapes,
+        start_ms,
+        end_ms,
+        payloads,
+        sample_kind: "native histogram sample",
+        queries: &NATIVE_QUERIES,
+        exemplar_metric: "http_request_duration_seconds",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The remote-write form spells the same buckets as the state: spans cover the deltas, and
+    /// summing the deltas gives each bucket's count (zero for the filled gaps).
+    #[test]
+    fn native_histograms_are_encoded_as_spans_and_deltas() {
+        let mut s = NativeState::default();
+        for v in [0.0, 1.0, 1.0, 1.1, 1.5, 3.0, 100.0] {
+            s.observe(v);
+        }
+        let h = s.to_prompb(0);
+        assert_eq!(h.positive_spans.iter().map(|s| s.length as usize).sum::<usize>(), h.positive_deltas.len());
+        let mut decoded = std::collections::BTreeMap::new();
+        let (mut index, mut count) = (0, 0i64);
+        let mut deltas = h.positive_deltas.iter();
+        for (n, span) in h.positive_spans.iter().enumerate() {
+            index = if n == 0 { span.offset } else { index + span.offset };
+            for _ in 0..span.length {
+                count += deltas.next().unwrap();
+                if count > 0 {
+                    decoded.insert(index, count as u64);
+                }
+                index += 1;
+            }
+        }
+        assert_eq!(decoded, s.buckets);
+        assert_eq!((s.zero, s.count), (1, 7));
+        // 1.0 is the upper bound of bucket 0, 100 falls in bucket ceil(log2(100) * 8) = 54.
+        assert_eq!(s.buckets.get(&0), Some(&2));
+        assert_eq!(s.buckets.get(&54), Some(&1));
+    }
 }

@@ -158,6 +158,37 @@ struct HistogramDataPoint {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ExponentialBuckets {
+    offset: i32,
+    #[serde(deserialize_with = "u64s_of")]
+    bucket_counts: Vec<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ExponentialHistogramDataPoint {
+    attributes: Vec<KeyValue>,
+    #[serde(deserialize_with = "u64_of")]
+    start_time_unix_nano: u64,
+    #[serde(deserialize_with = "u64_of")]
+    time_unix_nano: u64,
+    #[serde(deserialize_with = "u64_of")]
+    count: u64,
+    sum: Option<Num>,
+    scale: i32,
+    #[serde(deserialize_with = "u64_of")]
+    zero_count: u64,
+    positive: Option<ExponentialBuckets>,
+    negative: Option<ExponentialBuckets>,
+    flags: u32,
+    exemplars: Vec<Exemplar>,
+    min: Option<Num>,
+    max: Option<Num>,
+    zero_threshold: Option<Num>,
+}
+
+#[derive(Deserialize, Default)]
 #[serde(default)]
 struct Quantile {
     quantile: Option<Num>,
@@ -196,7 +227,7 @@ struct Metric {
     gauge: Option<Points<NumberDataPoint>>,
     sum: Option<Points<NumberDataPoint>>,
     histogram: Option<Points<HistogramDataPoint>>,
-    exponential_histogram: Option<Points<serde_json::Value>>,
+    exponential_histogram: Option<Points<ExponentialHistogramDataPoint>>,
     summary: Option<Points<SummaryDataPoint>>,
 }
 
@@ -328,8 +359,31 @@ fn metric(m: Metric) -> Result<metrics::Metric, String> {
             .collect::<Result<_, String>>()?;
         Some(Data::Histogram(metrics::Histogram { data_points, aggregation_temporality: h.aggregation_temporality }))
     } else if let Some(e) = m.exponential_histogram {
-        // Refused by the translation; only the number of points matters.
-        let data_points = e.data_points.iter().map(|_| metrics::ExponentialHistogramDataPoint::default()).collect();
+        use metrics::exponential_histogram_data_point::Buckets;
+        let buckets =
+            |b: Option<ExponentialBuckets>| b.map(|b| Buckets { offset: b.offset, bucket_counts: b.bucket_counts });
+        let data_points = e
+            .data_points
+            .into_iter()
+            .map(|p| {
+                Ok(metrics::ExponentialHistogramDataPoint {
+                    attributes: key_values(p.attributes)?,
+                    start_time_unix_nano: p.start_time_unix_nano,
+                    time_unix_nano: p.time_unix_nano,
+                    count: p.count,
+                    sum: p.sum.map(|s| s.as_f64()).transpose()?,
+                    scale: p.scale,
+                    zero_count: p.zero_count,
+                    positive: buckets(p.positive),
+                    negative: buckets(p.negative),
+                    flags: p.flags,
+                    exemplars: exemplars(p.exemplars)?,
+                    min: p.min.map(|v| v.as_f64()).transpose()?,
+                    max: p.max.map(|v| v.as_f64()).transpose()?,
+                    zero_threshold: p.zero_threshold.map_or(Ok(0.0), |v| v.as_f64())?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
         Some(Data::ExponentialHistogram(metrics::ExponentialHistogram {
             data_points,
             aggregation_temporality: e.aggregation_temporality,
@@ -404,4 +458,50 @@ pub fn encode_response(r: &collector::ExportMetricsServiceResponse) -> Vec<u8> {
         None => serde_json::json!({}),
     };
     body.to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_histogram_points_decode_every_field() {
+        let body = br#"{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "d", "exponentialHistogram": {
+            "aggregationTemporality": 2, "dataPoints": [{"timeUnixNano": "5000000000", "count": "6", "sum": 2.5,
+            "scale": -2, "zeroCount": "1", "zeroThreshold": 0.001, "min": 0, "max": "Infinity", "flags": 1,
+            "positive": {"offset": 3, "bucketCounts": ["2", 3]}, "negative": {"bucketCounts": ["0"]},
+            "exemplars": [{"timeUnixNano": "4000000000", "asInt": "7", "traceId": "0a0b", "spanId": "0c"}]}]}}]}]}]}"#;
+        let req = decode(body).unwrap();
+        let Some(metrics::metric::Data::ExponentialHistogram(h)) =
+            &req.resource_metrics[0].scope_metrics[0].metrics[0].data
+        else {
+            panic!("{req:?}")
+        };
+        use metrics::exponential_histogram_data_point::Buckets;
+        assert_eq!(h.aggregation_temporality, 2);
+        assert_eq!(
+            h.data_points,
+            [metrics::ExponentialHistogramDataPoint {
+                time_unix_nano: 5_000_000_000,
+                count: 6,
+                sum: Some(2.5),
+                scale: -2,
+                zero_count: 1,
+                zero_threshold: 0.001,
+                min: Some(0.0),
+                max: Some(f64::INFINITY),
+                flags: 1,
+                positive: Some(Buckets { offset: 3, bucket_counts: vec![2, 3] }),
+                negative: Some(Buckets { offset: 0, bucket_counts: vec![0] }),
+                exemplars: vec![metrics::Exemplar {
+                    time_unix_nano: 4_000_000_000,
+                    value: Some(metrics::exemplar::Value::AsInt(7)),
+                    trace_id: vec![0x0a, 0x0b],
+                    span_id: vec![0x0c],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }]
+        );
+    }
 }

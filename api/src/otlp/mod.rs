@@ -12,6 +12,7 @@
 
 pub mod grpc;
 pub mod json;
+mod native_histograms;
 pub mod proto;
 pub mod translate;
 

@@ -1,20 +1,23 @@
 //! OTLP metrics to Prometheus series, as Prometheus's own OTLP receiver translates them
 //! (`UnderscoreEscapingWithSuffixes`): names get unit and `_total` suffixes, attributes become
 //! labels, `service.name`/`service.namespace`/`service.instance.id` become `job` and `instance`,
-//! the other resource attributes go to a `target_info` series, histograms become classic
-//! `_bucket`/`_sum`/`_count` series, and exemplars keep their trace and span ids as lower-case hex
-//! `trace_id`/`span_id` labels.
+//! the other resource attributes go to a `target_info` series, histograms with explicit buckets
+//! become classic `_bucket`/`_sum`/`_count` series (or, with `convert_histograms_to_nhcb`, native
+//! histograms with custom buckets), exponential histograms become native histograms
+//! (`native_histograms`), and exemplars keep their trace and span ids as lower-case hex
+//! `trace_id`/`span_id` labels. A native histogram's exemplars belong to its own series.
 
 use std::collections::BTreeMap;
 
+use super::native_histograms;
 use super::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use super::proto::common::v1::{AnyValue, KeyValue, any_value};
 use super::proto::metrics::v1::{self as otlp, AggregationTemporality, metric::Data};
 use crate::prompb;
 
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`: the point marks the end of a series.
-const NO_RECORDED_VALUE: u32 = 1;
-const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+pub(super) const NO_RECORDED_VALUE: u32 = 1;
+pub(super) const STALE_NAN: u64 = amber_histogram::STALE_NAN_BITS;
 
 /// A translated request and the points that could not be translated, each with its reason.
 pub struct Translated {
@@ -27,6 +30,9 @@ pub struct Translated {
 pub struct Translation {
     /// Resource attributes also added as labels to every series of the resource.
     pub promote_resource_attributes: Vec<String>,
+    /// Histograms with explicit buckets become native histograms with custom buckets (schema
+    /// −53) instead of classic series: Prometheus's `convert_histograms_to_nhcb`.
+    pub convert_histograms_to_nhcb: bool,
 }
 
 fn unit_word(unit: &str) -> Option<&'static str> {
@@ -193,7 +199,7 @@ fn attribute(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).map(|kv| value_text(&kv.value)).filter(|v| !v.is_empty())
 }
 
-fn ms(nanos: u64) -> i64 {
+pub(super) fn ms(nanos: u64) -> i64 {
     (nanos / 1_000_000) as i64
 }
 
@@ -234,13 +240,27 @@ struct Series {
 }
 
 impl Series {
-    fn add(&mut self, labels: BTreeMap<String, String>, ts: i64, value: f64, exemplars: Vec<prompb::Exemplar>) {
+    fn series(&mut self, labels: BTreeMap<String, String>) -> &mut prompb::TimeSeries {
         let key: Vec<(String, String)> = labels.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-        let series = self
-            .by_labels
+        self.by_labels
             .entry(key)
-            .or_insert_with(|| prompb::TimeSeries { labels: to_prompb(&labels), ..Default::default() });
+            .or_insert_with(|| prompb::TimeSeries { labels: to_prompb(&labels), ..Default::default() })
+    }
+
+    fn add(&mut self, labels: BTreeMap<String, String>, ts: i64, value: f64, exemplars: Vec<prompb::Exemplar>) {
+        let series = self.series(labels);
         series.samples.push(prompb::Sample { value, timestamp: ts });
+        series.exemplars.extend(exemplars);
+    }
+
+    fn add_histogram(
+        &mut self,
+        labels: BTreeMap<String, String>,
+        h: prompb::Histogram,
+        exemplars: Vec<prompb::Exemplar>,
+    ) {
+        let series = self.series(labels);
+        series.histograms.push(h);
         series.exemplars.extend(exemplars);
     }
 }
@@ -365,6 +385,17 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
                             let mut labels = base.clone();
                             attribute_labels(&p.attributes, &mut labels);
                             let ts = ms(p.time_unix_nano);
+                            if settings.convert_histograms_to_nhcb {
+                                match native_histograms::from_explicit(&p) {
+                                    Ok(h) => {
+                                        newest = newest.max(Some(ts));
+                                        let ex = p.exemplars.iter().map(exemplar).collect();
+                                        out.add_histogram(with(&labels, &name, &[]), h, ex);
+                                    }
+                                    Err(e) => refused.push(format!("metric {:?}: {e}", metric.name)),
+                                }
+                                continue;
+                            }
                             newest = newest.max(Some(ts));
                             let value = |v: f64| point_value(p.flags, v);
                             // Each exemplar goes to the bucket its value falls in.
@@ -429,11 +460,25 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
                         }
                     }
                     Data::ExponentialHistogram(h) => {
-                        for _ in &h.data_points {
-                            refused.push(format!(
-                                "metric {:?}: exponential histograms need native histograms, which Amber does not store yet; use explicit-bucket histograms (OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram)",
-                                metric.name
-                            ));
+                        if h.aggregation_temporality != AggregationTemporality::Cumulative as i32 {
+                            refuse_delta(&mut refused, &metric.name, "exponential histograms", h.data_points.len());
+                            continue;
+                        }
+                        let name = metric_name(&metric.name, &metric.unit, false, false);
+                        meta(&name, prompb::metric_metadata::MetricType::Histogram);
+                        for p in h.data_points {
+                            let h = match native_histograms::from_exponential(&p) {
+                                Ok(h) => h,
+                                Err(e) => {
+                                    refused.push(format!("metric {:?}: {e}", metric.name));
+                                    continue;
+                                }
+                            };
+                            let mut labels = base.clone();
+                            attribute_labels(&p.attributes, &mut labels);
+                            newest = newest.max(Some(h.timestamp));
+                            let ex = p.exemplars.iter().map(exemplar).collect();
+                            out.add_histogram(with(&labels, &name, &[]), h, ex);
                         }
                     }
                 }
@@ -452,6 +497,7 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
     let mut timeseries: Vec<prompb::TimeSeries> = out.by_labels.into_values().collect();
     for ts in &mut timeseries {
         ts.samples.sort_by_key(|s| s.timestamp);
+        ts.histograms.sort_by_key(|h| h.timestamp);
         ts.exemplars.sort_by_key(|e| e.timestamp);
     }
     Translated { request: prompb::WriteRequest { timeseries, metadata }, refused }
@@ -479,5 +525,114 @@ mod tests {
         assert_eq!(label_name("2xx"), "key_2xx");
         assert_eq!(label_name("_private"), "key_private");
         assert_eq!(label_name("__reserved"), "__reserved");
+    }
+
+    fn export(data: Data) -> ExportMetricsServiceRequest {
+        use super::super::proto::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
+        let metric = Metric { name: "rpc.duration".into(), unit: "s".into(), data: Some(data), ..Default::default() };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn traced_exemplar(value: f64) -> otlp::Exemplar {
+        otlp::Exemplar {
+            time_unix_nano: 4_000_000_000,
+            trace_id: vec![0xab; 16],
+            span_id: vec![0xcd; 8],
+            value: Some(otlp::exemplar::Value::AsDouble(value)),
+            ..Default::default()
+        }
+    }
+
+    fn labels(ts: &prompb::TimeSeries) -> Vec<(&str, &str)> {
+        ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect()
+    }
+
+    #[test]
+    fn exponential_histograms_are_one_native_histogram_series_with_the_exemplars() {
+        let point = otlp::ExponentialHistogramDataPoint {
+            time_unix_nano: 5_000_000_000,
+            count: 3,
+            sum: Some(0.7),
+            scale: 1,
+            positive: Some(otlp::exponential_histogram_data_point::Buckets { offset: 0, bucket_counts: vec![1, 2] }),
+            exemplars: vec![traced_exemplar(0.2), traced_exemplar(0.4)],
+            ..Default::default()
+        };
+        let cumulative = AggregationTemporality::Cumulative as i32;
+        let data = Data::ExponentialHistogram(otlp::ExponentialHistogram {
+            data_points: vec![point.clone()],
+            aggregation_temporality: cumulative,
+        });
+        let out = translate(export(data), &Translation::default());
+        assert_eq!(out.refused, Vec::<String>::new());
+        let [series] = out.request.timeseries.as_slice() else { panic!("{:?}", out.request.timeseries) };
+        assert_eq!(labels(series), [("__name__", "rpc_duration_seconds")]);
+        assert_eq!(series.samples, []);
+        assert_eq!(series.histograms, [native_histograms::from_exponential(&point).unwrap()]);
+        let trace: Vec<_> = series.exemplars.iter().map(|e| (e.value, e.timestamp, labels_of(&e.labels))).collect();
+        let ids = vec![("span_id".to_string(), "cd".repeat(8)), ("trace_id".to_string(), "ab".repeat(16))];
+        assert_eq!(trace, [(0.2, 4000, ids.clone()), (0.4, 4000, ids)]);
+        assert_eq!(out.request.metadata[0].r#type, prompb::metric_metadata::MetricType::Histogram as i32);
+        assert_eq!(out.request.metadata[0].metric_family_name, "rpc_duration_seconds");
+
+        let delta = Data::ExponentialHistogram(otlp::ExponentialHistogram {
+            data_points: vec![point],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        });
+        let out = translate(export(delta), &Translation::default());
+        assert_eq!(out.request.timeseries, []);
+        assert_eq!(
+            out.refused,
+            [
+                "metric \"rpc.duration\": only cumulative exponential histograms are supported; set the exporter's temporality preference to cumulative (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative)"
+            ]
+        );
+    }
+
+    fn labels_of(l: &[prompb::Label]) -> Vec<(String, String)> {
+        l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+    }
+
+    #[test]
+    fn explicit_histograms_become_custom_buckets_when_configured() {
+        let point = otlp::HistogramDataPoint {
+            time_unix_nano: 5_000_000_000,
+            count: 3,
+            sum: Some(4.0),
+            bucket_counts: vec![1, 2],
+            explicit_bounds: vec![1.0],
+            exemplars: vec![traced_exemplar(2.5)],
+            ..Default::default()
+        };
+        let data = || {
+            Data::Histogram(otlp::Histogram {
+                data_points: vec![point.clone()],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })
+        };
+        let nhcb = Translation { convert_histograms_to_nhcb: true, ..Default::default() };
+        let out = translate(export(data()), &nhcb);
+        let [series] = out.request.timeseries.as_slice() else { panic!("{:?}", out.request.timeseries) };
+        assert_eq!(labels(series), [("__name__", "rpc_duration_seconds")]);
+        assert_eq!(series.histograms, [native_histograms::from_explicit(&point).unwrap()]);
+        assert_eq!(series.exemplars.len(), 1);
+        // Without the setting: classic series, the exemplar on the bucket it falls in.
+        let out = translate(export(data()), &Translation::default());
+        let names: Vec<_> = out.request.timeseries.iter().map(|ts| labels(ts)).collect();
+        assert_eq!(
+            names,
+            [
+                vec![("__name__", "rpc_duration_seconds_bucket"), ("le", "+Inf")],
+                vec![("__name__", "rpc_duration_seconds_bucket"), ("le", "1")],
+                vec![("__name__", "rpc_duration_seconds_count")],
+                vec![("__name__", "rpc_duration_seconds_sum")],
+            ]
+        );
+        assert_eq!(out.request.timeseries[0].exemplars.len(), 1);
     }
 }
