@@ -446,21 +446,38 @@ fn amber_answers_native_histogram_queries_as_prometheus_does() {
         expected.push((query_range(&outer), quantile_of(0.9, &prometheus.get(&query_range(inner))["data"])));
     }
 
-    // Remote write is asynchronous: wait until Amber has caught up, then demand equality.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Remote write is asynchronous: wait until Amber has caught up, then demand equality of every
+    // answer, naming all that differ.
+    let expected: Vec<(String, Value)> = expected.into_iter().map(|(path, want)| (path, normalised(want))).collect();
     for (path, want) in &expected {
-        let want = normalised(want.clone());
         let non_empty = want["result"].as_array().or(want.as_array()).is_some_and(|r| !r.is_empty());
         assert!(non_empty, "Prometheus has nothing for {path}: {want}");
-        loop {
-            let got = normalised(get_json(amber.port, path)["data"].clone());
-            if got == want {
-                println!("equal to Prometheus ({} bytes of JSON): {path}", want.to_string().len());
-                break;
-            }
-            assert!(Instant::now() < deadline, "{path}\nprometheus: {want}\namber:      {got}\n{}", amber.log_tail());
-            std::thread::sleep(Duration::from_millis(500));
-        }
     }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pending: Vec<&(String, Value)> = expected.iter().collect();
+    loop {
+        pending.retain(|(path, want)| normalised(get_json(amber.port, path)["data"].clone()) != *want);
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let report: Vec<String> = pending
+                .iter()
+                .map(|(path, want)| {
+                    let got = normalised(get_json(amber.port, path)["data"].clone());
+                    format!("{path}\n  prometheus: {want}\n  amber:      {got}")
+                })
+                .collect();
+            panic!(
+                "{} of {} answers differ from Prometheus's:\n{}\n{}",
+                pending.len(),
+                expected.len(),
+                report.join("\n"),
+                amber.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("all {} answers equal to Prometheus's", expected.len());
     prometheus.stop();
 }
