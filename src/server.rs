@@ -16,11 +16,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir, options)).await??);
     tracing::info!(data_dir = %config.data_dir.display(), "store open");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let maintenance = tokio::spawn(maintain(storage.clone(), config.maintenance_interval, stop_rx));
-
     let state =
         amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let maintenance =
+        tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx));
+
     let app = amber_api::router(state.clone(), config.admin_api);
     // One signal stops every listener.
     let (stopping_tx, stopping) = watch::channel(false);
@@ -78,8 +79,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seals head data into blocks and enforces retention every `interval` until told to stop.
-async fn maintain(storage: Arc<Storage>, interval: std::time::Duration, mut stop: watch::Receiver<bool>) {
+/// Seals head data into blocks and enforces retention every `interval` until told to stop; each
+/// finished sealing pass is counted on `/metrics` (`amber_seal_passes_total`, with its duration).
+async fn maintain(
+    storage: Arc<Storage>,
+    metrics: Arc<amber_api::metrics::Metrics>,
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -88,10 +95,12 @@ async fn maintain(storage: Arc<Storage>, interval: std::time::Duration, mut stop
             _ = stop.changed() => return,
         }
         let s = storage.clone();
+        let metrics = metrics.clone();
         let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let now = amber_storage::now_ms();
             let sealed = s.seal(now)?;
+            metrics.observe_seal(started.elapsed());
             let deleted = s.enforce_retention(now)?;
             Ok::<_, amber_storage::Error>((sealed, deleted))
         })

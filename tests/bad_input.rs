@@ -3,6 +3,7 @@
 
 mod common;
 
+use amber_api::prompb;
 use common::{Amber, encode, request, series};
 use prost::Message;
 use serde_json::json;
@@ -152,15 +153,15 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_the_store_is_unaffected() {
             content_type: "application/x-protobuf",
             content_encoding: "gzip",
             status: 415,
-            expected: Expected::Exact(r#"unsupported Content-Encoding "gzip": remote write 1.0 bodies must be snappy-compressed"#.into()),
+            expected: Expected::Exact(r#"unsupported Content-Encoding "gzip": remote write bodies must be snappy-compressed"#.into()),
         },
         Case {
-            name: "remote write 2.0 message",
+            name: "unknown protobuf message",
             body: encode(&good_req),
-            content_type: "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            content_type: "application/x-protobuf;proto=io.prometheus.write.v3.Request",
             content_encoding: "snappy",
             status: 415,
-            expected: Expected::Exact(r#"unsupported remote write protobuf message "io.prometheus.write.v2.Request": only prometheus.WriteRequest (remote write 1.0) is accepted"#.into()),
+            expected: Expected::Exact(r#"unsupported remote write protobuf message "io.prometheus.write.v3.Request": accepted are prometheus.WriteRequest (remote write 1.0) and io.prometheus.write.v2.Request (remote write 2.0)"#.into()),
         },
     ];
 
@@ -211,6 +212,99 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_the_store_is_unaffected() {
         json!([{"seriesLabels": {"__name__": "good", "job": "x"}, "exemplars": [{"labels": {"trace_id": "aa"}, "value": "1", "timestamp": t0 / 1000}]}])
     );
     assert_eq!(amber.data("/api/v1/label/__name__/values"), json!(["fine", "good", "v_nan", "v_ninf", "v_pinf"]));
+}
+
+/// A valid integer histogram: positive counts 1,3,4,7,8 and negative 1,2 (delta-encoded), zero
+/// count 1 (the remote write compliance suite's layout).
+fn histogram(ts: i64) -> prompb::Histogram {
+    let span = |offset, length| prompb::BucketSpan { offset, length };
+    prompb::Histogram {
+        count: Some(prompb::histogram::Count::CountInt(27)),
+        sum: 1.0,
+        schema: 0,
+        zero_threshold: 1e-128,
+        zero_count: Some(prompb::histogram::ZeroCount::ZeroCountInt(1)),
+        negative_spans: vec![span(0, 2)],
+        negative_deltas: vec![1, 1],
+        positive_spans: vec![span(0, 3), span(2, 2)],
+        positive_deltas: vec![1, 2, 1, 3, 1],
+        timestamp: ts,
+        ..Default::default()
+    }
+}
+
+/// Bad native histograms over remote write 1.0: each refused with a 400 naming its series and
+/// the problem, while the rest of the request is written.
+#[test]
+fn bad_native_histograms_are_refused_and_the_rest_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let t0 = common::now_ms() - 600_000;
+    let with_histogram = |name: &str, h: prompb::Histogram| {
+        let mut s = series(&[("__name__", name)], &[], &[]);
+        s.histograms.push(h);
+        s
+    };
+    let mut mismatch = histogram(t0);
+    mismatch.positive_deltas.pop();
+    let mut negative_length = histogram(t0);
+    negative_length.negative_spans[0].length = -1i32 as u32;
+    let mut schema = histogram(t0);
+    schema.schema = 9;
+    let nan_count = prompb::Histogram {
+        count: Some(prompb::histogram::Count::CountFloat(f64::NAN)),
+        timestamp: t0,
+        ..Default::default()
+    };
+    let mut negative_count = histogram(t0);
+    negative_count.positive_deltas = vec![1, 2, -4, 3, 1];
+    let mut clash = series(&[("__name__", "h_clash")], &[(t0, 1.0)], &[]);
+    clash.histograms.push(histogram(t0));
+    let req = request(vec![
+        with_histogram("h_mismatch", mismatch),
+        with_histogram("h_negative_length", negative_length),
+        with_histogram("h_schema", schema),
+        with_histogram("h_nan", nan_count),
+        with_histogram("h_negative_count", negative_count),
+        clash,
+        series(&[("__name__", "fine")], &[(t0, 1.0)], &[(t0, 2.0, &[("trace_id", "cc")])]),
+    ]);
+    let r = reqwest::blocking::Client::new()
+        .post(amber.url("/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .body(encode(&req))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let written = |kind: &str| r.headers()[format!("x-prometheus-remote-write-{kind}-written")].to_str().unwrap().to_string();
+    assert_eq!([written("samples"), written("histograms"), written("exemplars")], ["1", "0", "1"]);
+    let expected = [
+        format!("histogram sample at {t0} for series {{__name__=\"h_mismatch\"}}: positive side: spans need 5 buckets, have 4 buckets: histogram spans specify different number of buckets than provided"),
+        format!("histogram sample at {t0} for series {{__name__=\"h_negative_length\"}}: negative side: span number 1 has length 4294967295, more buckets than a bucket index can address (a negative length?)"),
+        format!("histogram sample at {t0} for series {{__name__=\"h_schema\"}}: histogram has unsupported schema 9 (valid: -4 to 8, or -53 for custom buckets)"),
+        format!("histogram sample at {t0} for series {{__name__=\"h_nan\"}}: observation count NaN is negative or NaN"),
+        format!("histogram sample at {t0} for series {{__name__=\"h_negative_count\"}}: positive side: bucket 2 has count -1: histogram has a bucket whose observation count is negative or NaN"),
+        format!("float sample and histogram sample at {t0} for series {{__name__=\"h_clash\"}}: a series holds one or the other at a timestamp"),
+    ];
+    assert_eq!(
+        r.text().unwrap(),
+        format!(
+            "1 samples, 6 histogram samples and 0 exemplars rejected; 1 samples, 0 histogram samples and 1 exemplars written. {}",
+            expected.join("; ")
+        )
+    );
+    assert_eq!(amber.data("/api/v1/exemplars/trace/cc")[0]["seriesLabels"], json!({"__name__": "fine"}));
+    let metrics = reqwest::blocking::get(amber.url("/metrics")).unwrap().text().unwrap();
+    assert!(metrics.contains("amber_histograms_rejected_total{reason=\"invalid_histogram\"} 5\n"), "{metrics}");
+    assert!(
+        metrics.contains("amber_histograms_rejected_total{reason=\"float_and_histogram_at_same_timestamp\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("amber_samples_rejected_total{reason=\"float_and_histogram_at_same_timestamp\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 /// The read API's own bad input: Prometheus's error JSON and status codes.

@@ -79,10 +79,12 @@ fn client(port: u16, id: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acked>>)
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
+                    // A sender's pause between retries, as Prometheus backs off; not a wait for a condition.
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
         }
+        // The sender's pace: about a hundred batches a second from each client.
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -120,6 +122,7 @@ fn acknowledged_writes_survive_a_crash_loop_under_load() {
         .collect();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..cycles {
+        // Load for a random while, then crash: the random moment is the behaviour under test.
         std::thread::sleep(Duration::from_millis(100 + next(&mut seed) % 500));
         amber.restart();
     }

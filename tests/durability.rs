@@ -118,13 +118,22 @@ fn kill_9_during_sealing_loses_and_duplicates_nothing() {
             acked.exemplars.insert(name, exemplars.into_iter().collect());
         }
         assert_eq!(amber.write(&request(batch)).0, 204, "{}", amber.log_tail());
-        // The restart seals at once; kill it somewhere in the middle of that.
+        // The restart seals at once; kill it somewhere in the middle of that. The random delay is
+        // the behaviour under test (a kill at an arbitrary moment), not a wait for a condition.
         amber.restart();
         std::thread::sleep(Duration::from_millis(rng.below(400)));
         amber.restart();
     }
-    // Let the last server finish sealing everything, then crash it one more time.
-    std::thread::sleep(Duration::from_secs(3));
+    // Let the last server finish sealing everything (its head is empty once every window is past
+    // the out-of-order window and sealed), then crash it one more time. A debug build on two
+    // loaded cores takes many seconds for these 14,400 (series, window) pairs: the deadline is
+    // generous, the wait ends as soon as the head is empty.
+    common::eventually("the last server to seal its whole head", Duration::from_secs(600), || {
+        let sealed = amber.metric("amber_seal_passes_total").is_some_and(|n| n >= 1.0)
+            && amber.metric("amber_head_samples") == Some(0.0)
+            && amber.metric("amber_head_exemplars") == Some(0.0);
+        sealed.then_some(())
+    });
     amber.kill9();
     let log = std::fs::read_to_string(dir.path().join("amber.log")).unwrap();
     let passes = log.lines().filter(|l| l.contains("maintenance")).count();

@@ -12,10 +12,13 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Amber, free_port, urlencode};
+use common::{Amber, eventually, free_port, urlencode};
 use serde_json::Value;
+
+/// How long each step may take: the app, the SDK's export interval, Prometheus's scrapes.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A child process killed when dropped (the app, Prometheus).
 struct App(Child);
@@ -36,17 +39,6 @@ fn checkout(port: u16) -> Option<String> {
     let r = reqwest::blocking::get(format!("http://127.0.0.1:{port}/checkout")).ok()?;
     let body: Value = serde_json::from_str(&r.text().ok()?).ok()?;
     body["trace_id"].as_str().map(str::to_string)
-}
-
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// Trace ids of the exemplars Amber answers for `trace`, with the series they hang on.
@@ -97,7 +89,7 @@ fn exemplar_traces(amber: &Amber, query: &str, start: i64) -> Vec<String> {
 
 /// Waits until Amber has exemplars of each of `families` (family, source).
 fn wait_for_exemplars(amber: &Amber, families: &[(&str, &str)]) {
-    eventually("exemplars of every histogram", || {
+    eventually("exemplars of every histogram", WAIT, || {
         let rows = amber.data("/api/v1/status/exemplars");
         let with_exemplars = |(f, source): &(&str, &str)| {
             rows.as_array()
@@ -134,7 +126,7 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
         .spawn()
         .expect("starting prometheus (scripts/install-deps installs it)"));
     let mut ours: BTreeSet<String> = BTreeSet::new();
-    ours.insert(eventually("the Flask app to answer", || checkout(port)));
+    ours.insert(eventually("the Flask app to answer", WAIT, || checkout(port)));
     for _ in 0..30 {
         ours.insert(checkout(port).expect("the app answers"));
     }
@@ -174,7 +166,7 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
     // The example's dashboard shows data, with exemplars on its latency panels.
     // Rates need two exports of the cumulative histograms: wait for them.
     for expr in common::dashboard_queries("shop.json") {
-        eventually(&format!("data for {expr}"), || {
+        eventually(&format!("data for {expr}"), WAIT, || {
             let end = common::now_ms() / 1000 + 5;
             let q = format!("/api/v1/query_range?query={}&start={started}&end={end}&step=1", urlencode(&expr));
             (!amber.data(&q)["result"].as_array().unwrap().is_empty()).then_some(())
@@ -205,7 +197,7 @@ fn trace_ids_of_exponential_histograms_come_back_from_the_native_histogram_serie
         [("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")];
     let app = start_app(&venv, dir.path(), &amber, port, &aggregation);
     let mut ours: BTreeSet<String> = BTreeSet::new();
-    ours.insert(eventually("the Flask app to answer", || checkout(port)));
+    ours.insert(eventually("the Flask app to answer", WAIT, || checkout(port)));
     for _ in 0..30 {
         ours.insert(checkout(port).expect("the app answers"));
     }

@@ -4,14 +4,14 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Amber, request, series, urlencode};
 use serde_json::json;
 
 /// The value of `amber_limits_exceeded_total{limit="<limit>"}`, 0 when absent.
 fn exceeded(amber: &Amber, limit: &str) -> u64 {
-    let text = reqwest::blocking::get(amber.url("/metrics")).unwrap().text().unwrap();
-    let prefix = format!("amber_limits_exceeded_total{{limit=\"{limit}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.trim().parse().unwrap())
+    amber.metric(&format!("amber_limits_exceeded_total{{limit=\"{limit}\"}}")).map_or(0, |n| n as u64)
 }
 
 #[test]
@@ -57,7 +57,9 @@ fn queries_beyond_max_concurrent_queries_get_a_503_naming_the_limit() {
     let slow = format!("/api/v1/query?query={}&time={}", urlencode("count_over_time(up[3h:1ms])"), t / 1000);
     let url = amber.url(&slow);
     let busy = std::thread::spawn(move || reqwest::blocking::get(url).unwrap().status().as_u16());
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    common::eventually("the slow query to take the only slot", Duration::from_secs(60), || {
+        (amber.metric("amber_queries_in_progress") == Some(1.0)).then_some(())
+    });
     let (status, body) = amber.get(&format!("/api/v1/query?query=up&time={}", t / 1000));
     assert_eq!(status, 503, "{body}");
     assert_eq!(

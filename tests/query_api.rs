@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Amber, request, series, urlencode};
 use serde_json::json;
 
@@ -149,6 +151,10 @@ fn admin_seal_is_served_only_when_enabled_and_keeps_every_sample() {
     let t = common::now_ms() - 4 * 3_600_000;
     let samples: Vec<(i64, f64)> = (0..10).map(|i| (t + i * 15_000, i as f64)).collect();
     let req = request(vec![series(&[("__name__", "old"), ("job", "a")], &samples, &[(t, 7.0, &[("trace_id", "ab")])])]);
+    // The maintenance loop's pass at start-up, then none for an hour.
+    common::eventually("the start-up sealing pass", Duration::from_secs(60), || {
+        (amber.metric("amber_seal_passes_total") == Some(1.0)).then_some(())
+    });
     assert_eq!(amber.write(&req), (204, String::new()));
     let r = reqwest::blocking::Client::new().post(amber.url("/api/v1/admin/tsdb/seal")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -159,6 +165,8 @@ fn admin_seal_is_served_only_when_enabled_and_keeps_every_sample() {
             "sampleBlocksWritten": 1, "samplesSealed": 10, "exemplarBlocksWritten": 1, "exemplarsSealed": 1
         }})
     );
+    assert_eq!(amber.metric("amber_seal_passes_total"), Some(2.0));
+    assert_eq!(amber.metric("amber_seal_duration_seconds_count"), Some(2.0));
     let end = secs(t) + 150;
     let data = amber.data(&format!("/api/v1/query?query=count_over_time(old[3m])&time={end}"));
     assert_eq!(data["result"][0]["value"][1], "10");

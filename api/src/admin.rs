@@ -11,9 +11,11 @@ use crate::error::ApiError;
 use crate::response::success;
 
 pub async fn seal(State(state): State<AppState>) -> Response {
-    let storage = state.storage.clone();
+    let (storage, metrics) = (state.storage.clone(), state.metrics.clone());
     let result = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let report = storage.seal(amber_storage::now_ms())?;
+        metrics.observe_seal(started.elapsed());
         storage.compact();
         Ok::<_, amber_storage::Error>(report)
     })

@@ -48,9 +48,11 @@ struct ColumnFamily {
 pub struct Metrics {
     registry: Registry,
     samples_ingested: Counter,
+    histograms_ingested: Counter,
     exemplars_ingested: Counter,
     series_created: Counter,
     samples_rejected: Family<Reason, Counter>,
+    histograms_rejected: Family<Reason, Counter>,
     exemplars_rejected: Family<Reason, Counter>,
     write_requests: Family<Code, Counter>,
     limits_exceeded: Family<Limit, Counter>,
@@ -68,6 +70,9 @@ pub struct Metrics {
     head_exemplars: Gauge,
     head_chunk_bytes: Gauge,
     wal_bytes: Gauge,
+    seal_passes: Counter,
+    seal_duration: Histogram,
+    queries_in_progress: Gauge,
 }
 
 impl Default for Metrics {
@@ -81,9 +86,11 @@ impl Metrics {
         let mut registry = Registry::with_prefix("amber");
         let m = Metrics {
             samples_ingested: Counter::default(),
+            histograms_ingested: Counter::default(),
             exemplars_ingested: Counter::default(),
             series_created: Counter::default(),
             samples_rejected: Family::default(),
+            histograms_rejected: Family::default(),
             exemplars_rejected: Family::default(),
             write_requests: Family::default(),
             limits_exceeded: Family::default(),
@@ -101,12 +108,25 @@ impl Metrics {
             head_exemplars: Gauge::default(),
             head_chunk_bytes: Gauge::default(),
             wal_bytes: Gauge::default(),
+            seal_passes: Counter::default(),
+            seal_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            queries_in_progress: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("samples_ingested", "Samples written durably", m.samples_ingested.clone());
+        registry.register(
+            "histograms_ingested",
+            "Native histogram samples written durably",
+            m.histograms_ingested.clone(),
+        );
         registry.register("exemplars_ingested", "Exemplars written durably", m.exemplars_ingested.clone());
         registry.register("series_created", "Series created", m.series_created.clone());
         registry.register("samples_rejected", "Samples refused, by reason", m.samples_rejected.clone());
+        registry.register(
+            "histograms_rejected",
+            "Native histogram samples refused, by reason",
+            m.histograms_rejected.clone(),
+        );
         registry.register("exemplars_rejected", "Exemplars refused, by reason", m.exemplars_rejected.clone());
         registry.register("remote_write_requests", "Remote-write requests, by status code", m.write_requests.clone());
         registry.register(
@@ -168,20 +188,41 @@ impl Metrics {
             m.head_chunk_bytes.clone(),
         );
         registry.register("wal_bytes", "Bytes of the head's write-ahead log on disk", m.wal_bytes.clone());
+        registry.register(
+            "seal_passes",
+            "Sealing passes that finished (maintenance loop and admin API): each writes every head window past the \
+             out-of-order window into blocks",
+            m.seal_passes.clone(),
+        );
+        registry.register(
+            "seal_duration_seconds",
+            "Time one sealing pass took, from reading the head to deleting the WAL segments it made redundant",
+            m.seal_duration.clone(),
+        );
+        registry.register(
+            "queries_in_progress",
+            "PromQL queries being evaluated now (each holds one of max_concurrent_queries)",
+            m.queries_in_progress.clone(),
+        );
         Metrics { registry, ..m }
     }
 
-    pub fn ingested(&self, samples: u64, exemplars: u64, series_created: u64) {
-        self.samples_ingested.inc_by(samples);
-        self.exemplars_ingested.inc_by(exemplars);
-        self.series_created.inc_by(series_created);
+    pub fn ingested(&self, report: &amber_storage::AppendReport) {
+        self.samples_ingested.inc_by(report.samples_written);
+        self.histograms_ingested.inc_by(report.histograms_written);
+        self.exemplars_ingested.inc_by(report.exemplars_written);
+        self.series_created.inc_by(report.series_created);
     }
 
-    pub fn rejected(&self, exemplar: bool, reason: &str, n: u64) {
+    pub fn rejected(&self, kind: amber_storage::DataKind, reason: &str, n: u64) {
         if n == 0 {
             return;
         }
-        let family = if exemplar { &self.exemplars_rejected } else { &self.samples_rejected };
+        let family = match kind {
+            amber_storage::DataKind::Sample => &self.samples_rejected,
+            amber_storage::DataKind::Histogram => &self.histograms_rejected,
+            amber_storage::DataKind::Exemplar => &self.exemplars_rejected,
+        };
         family.get_or_create(&Reason { reason: reason.to_string() }).inc_by(n);
     }
 
@@ -202,6 +243,12 @@ impl Metrics {
 
     pub fn observe_query(&self, kind: &str, elapsed: Duration) {
         self.query_duration.get_or_create(&Kind { kind: kind.to_string() }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one finished sealing pass and how long it took.
+    pub fn observe_seal(&self, elapsed: Duration) {
+        self.seal_passes.inc();
+        self.seal_duration.observe(elapsed.as_secs_f64());
     }
 
     pub fn observe_write(&self, status: u16, elapsed: Duration) {
@@ -227,6 +274,8 @@ pub async fn handle(State(state): State<AppState>) -> Response {
     m.head_exemplars.set(stats.head.exemplars as i64);
     m.head_chunk_bytes.set(stats.head.chunk_bytes as i64);
     m.wal_bytes.set(stats.wal_bytes as i64);
+    let free_query_slots = state.query_permits.available_permits();
+    m.queries_in_progress.set(state.limits.max_concurrent_queries.saturating_sub(free_query_slots) as i64);
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
         return crate::error::ApiError::internal(format!("encoding metrics: {e}")).into_response();

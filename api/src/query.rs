@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorType};
 use crate::params::{Params, parse_duration_ms};
 use crate::queryable::TenantQueryable;
-use crate::response::{format_value, timestamp, write_timestamp};
+use crate::response::{format_value, histogram, timestamp, write_histogram, write_timestamp};
 
 /// Sets the query's cancel flag when dropped: axum drops the handler when the client disconnects.
 struct CancelOnDrop(Arc<AtomicBool>);
@@ -50,10 +50,14 @@ fn query_error(state: &AppState, e: QueryError) -> ApiError {
     ApiError { kind, message: e.to_string() }
 }
 
+/// One element of a vector answer: a float `value` or a native `histogram`.
 #[derive(Serialize)]
 struct VectorItem {
     metric: BTreeMap<String, String>,
-    value: (Box<RawValue>, String),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<(Box<RawValue>, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    histogram: Option<(Box<RawValue>, Box<RawValue>)>,
 }
 
 #[derive(Serialize)]
@@ -80,15 +84,30 @@ fn matrix_body(series: &[Series], warnings: &[String], infos: &[String]) -> serd
         }
         out.push_str(r#"{"metric":"#);
         out.push_str(&serde_json::to_string(&metric(&s.labels))?);
-        out.push_str(r#","values":["#);
-        for (j, p) in s.points.iter().enumerate() {
-            out.push_str(if j > 0 { ",[" } else { "[" });
-            write_timestamp(&mut out, p.t);
-            out.push_str(",\"");
-            amber_promql::value::write_float(&mut out, p.v);
-            out.push_str("\"]");
+        // As Prometheus: `values` for float points, `histograms` for histogram points.
+        if !s.points.is_empty() || s.histograms.is_empty() {
+            out.push_str(r#","values":["#);
+            for (j, p) in s.points.iter().enumerate() {
+                out.push_str(if j > 0 { ",[" } else { "[" });
+                write_timestamp(&mut out, p.t);
+                out.push_str(",\"");
+                amber_promql::value::write_float(&mut out, p.v);
+                out.push_str("\"]");
+            }
+            out.push(']');
         }
-        out.push_str("]}");
+        if !s.histograms.is_empty() {
+            out.push_str(r#","histograms":["#);
+            for (j, p) in s.histograms.iter().enumerate() {
+                out.push_str(if j > 0 { ",[" } else { "[" });
+                write_timestamp(&mut out, p.t);
+                out.push(',');
+                write_histogram(&mut out, &p.h);
+                out.push(']');
+            }
+            out.push(']');
+        }
+        out.push('}');
     }
     out.push_str("]}");
     for (key, list) in [("warnings", warnings), ("infos", infos)] {
@@ -132,7 +151,11 @@ fn respond(out: QueryOutput) -> Response {
                 result_type: "vector",
                 result: samples
                     .iter()
-                    .map(|s| VectorItem { metric: metric(&s.labels), value: (timestamp(s.t), format_value(s.v)) })
+                    .map(|s| VectorItem {
+                        metric: metric(&s.labels),
+                        value: s.h.is_none().then(|| (timestamp(s.t), format_value(s.v))),
+                        histogram: s.h.as_deref().map(|h| (timestamp(s.t), histogram(h))),
+                    })
                     .collect::<Vec<_>>(),
             },
             warnings,

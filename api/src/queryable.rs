@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use amber_promql::{Labels, MatchOp as PromMatchOp, Matcher as PromMatcher, Point, Queryable, Series};
+use amber_promql::{HistogramPoint, Labels, MatchOp as PromMatchOp, Matcher as PromMatcher, Point, Queryable, Series};
 use amber_storage::{MatchOp, Matcher, SeriesId, Storage, TenantId};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
@@ -67,13 +67,16 @@ impl Queryable for TenantQueryable {
         found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         let ids: Vec<SeriesId> = found.iter().map(|(id, _)| *id).collect();
         let samples = self.storage.samples_of(&ids, mint, maxt).map_err(|e| e.to_string())?;
+        let histograms = self.storage.histograms_of(&ids, mint, maxt).map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(found.len());
-        for ((_, labels), samples) in found.into_iter().zip(samples) {
-            if samples.is_empty() {
+        for (((_, labels), samples), histograms) in found.into_iter().zip(samples).zip(histograms) {
+            if samples.is_empty() && histograms.is_empty() {
                 continue;
             }
             let points: Vec<Point> = samples.into_iter().map(|s| Point { t: s.ts, v: s.value }).collect();
-            out.push(Series { labels, points, drop_name: false });
+            let histograms: Vec<HistogramPoint> =
+                histograms.into_iter().map(|s| HistogramPoint { t: s.ts, h: Arc::new(s.h) }).collect();
+            out.push(Series { labels, points, histograms, drop_name: false });
         }
         Ok(out)
     }

@@ -11,6 +11,13 @@
 
 use thiserror::Error;
 
+mod arith;
+mod bounds_table;
+mod quantile;
+
+pub use arith::{Combined, IncompatibleSchemas, kahan_inc};
+pub use quantile::EstimateNotes;
+
 /// The lowest and highest standard exponential schemas.
 pub const MIN_SCHEMA: i32 = -4;
 pub const MAX_SCHEMA: i32 = 8;
@@ -178,28 +185,43 @@ impl Histogram {
         Ok(())
     }
 
-    /// Every bucket with its boundaries and count, in the order Prometheus's API lists them:
-    /// negative buckets from the most negative, the zero bucket (if its threshold or count is not
-    /// zero), then positive buckets upwards. Empty buckets inside spans are included.
+    /// Every bucket with its boundaries and count, from the lowest up, as Prometheus's
+    /// `AllBucketIterator` gives them (the API, quantiles and fractions walk this list): negative
+    /// buckets from the most negative, the zero bucket when it has a count, then positive buckets.
+    /// Empty buckets inside spans are included; a bucket reaching into the zero bucket ends at
+    /// the zero threshold.
     pub fn buckets(&self) -> Vec<Bucket> {
         let mut out = Vec::with_capacity(self.positive_buckets.len() + self.negative_buckets.len() + 1);
+        let custom = self.uses_custom_buckets();
+        let threshold = self.zero_threshold;
         let negative: Vec<(i32, f64)> = indexed(&self.negative_spans, &self.negative_buckets).collect();
         for &(index, count) in negative.iter().rev() {
             let (lower, upper) = bucket_bounds(self.schema, index, &self.custom_values);
-            out.push(Bucket { lower: -upper, upper: -lower, lower_inclusive: true, upper_inclusive: false, count });
+            let (lower, mut upper) = (-upper, -lower);
+            if upper < 0.0 && upper > -threshold {
+                upper = -threshold;
+            }
+            out.push(Bucket { lower, upper, lower_inclusive: lower < 0.0, upper_inclusive: upper > 0.0, count });
         }
-        if !self.uses_custom_buckets() && (self.zero_threshold != 0.0 || self.zero_count != 0.0) {
+        if !custom && self.zero_count > 0.0 {
             out.push(Bucket {
-                lower: -self.zero_threshold,
-                upper: self.zero_threshold,
+                lower: -threshold,
+                upper: threshold,
                 lower_inclusive: true,
                 upper_inclusive: true,
                 count: self.zero_count,
             });
         }
         for (index, count) in indexed(&self.positive_spans, &self.positive_buckets) {
-            let (lower, upper) = bucket_bounds(self.schema, index, &self.custom_values);
-            out.push(Bucket { lower, upper, lower_inclusive: false, upper_inclusive: true, count });
+            let (mut lower, upper) = bucket_bounds(self.schema, index, &self.custom_values);
+            if custom {
+                out.push(Bucket { lower, upper, lower_inclusive: index == 0, upper_inclusive: true, count });
+                continue;
+            }
+            if lower > 0.0 && lower < threshold {
+                lower = threshold;
+            }
+            out.push(Bucket { lower, upper, lower_inclusive: lower < 0.0, upper_inclusive: upper > 0.0, count });
         }
         out
     }
@@ -256,37 +278,39 @@ pub fn bucket_bounds(schema: i32, index: i32, custom: &[f64]) -> (f64, f64) {
     (exponential_upper_bound(schema, index - 1), exponential_upper_bound(schema, index))
 }
 
-/// The upper bound of exponential bucket `index`: `2^(index · 2^-schema)`, computed as Prometheus's
-/// `getBound` does (exact powers of two where they exist, so boundaries compare equal).
+/// The upper bound of exponential bucket `index`: `2^(index · 2^-schema)`, exactly as
+/// Prometheus's `getBoundExponential` computes it (a fraction from its table, scaled by a power of
+/// two), so boundaries equal Prometheus's to the bit. The last bucket of finite numbers ends at
+/// `f64::MAX` rather than `+Inf`, which only the bucket of infinite observations reaches.
 pub fn exponential_upper_bound(schema: i32, index: i32) -> f64 {
     if schema < 0 {
-        let exp = (index as i64) << (-schema) as u32;
-        if exp > 1024 {
-            return f64::INFINITY;
+        let exp = i64::from(index) << (-schema) as u32;
+        if exp == 1024 {
+            return f64::MAX;
         }
-        if exp < -1074 {
-            return 0.0;
-        }
-        return ldexp(1.0, exp as i32);
+        return ldexp(1.0, exp);
     }
-    // index = fracIdx + expIdx·2^schema, with the fraction taken from the schema's table.
-    let per = 1i32 << schema;
-    let frac_idx = index.rem_euclid(per);
-    let exp = index.div_euclid(per);
-    let frac = 2f64.powf(frac_idx as f64 / per as f64) / 2.0;
-    // Prometheus stores frac in [0.5, 1) and the bound is frac·2^(exp+1).
-    let bound = ldexp(frac, exp + 1);
-    if frac_idx == 0 { ldexp(1.0, exp) } else { bound }
+    let frac_idx = index & ((1 << schema) - 1);
+    let frac = bounds_table::EXPONENTIAL_BOUNDS[schema as usize][frac_idx as usize];
+    let exp = i64::from(index >> schema) + 1;
+    if frac == 0.5 && exp == 1025 {
+        return f64::MAX;
+    }
+    ldexp(frac, exp)
 }
 
-fn ldexp(frac: f64, exp: i32) -> f64 {
+/// `frac · 2^exp` rounded once, as Go's `math.Ldexp`: infinite above the largest float, zero
+/// below the smallest subnormal.
+fn ldexp(frac: f64, exp: i64) -> f64 {
+    let pow2 = |e: i64| f64::from_bits(((e + 1023) as u64) << 52);
     if exp > 1023 {
-        return frac * 2f64.powi(1023) * 2f64.powi(exp - 1023);
+        return if exp > 1100 { f64::INFINITY } else { frac * pow2(1023) * pow2(exp - 1023) };
     }
     if exp < -1022 {
-        return frac * 2f64.powi(-1022) * 2f64.powi(exp + 1022);
+        // Scale into the normal range first so that the one rounding is the last multiply.
+        return if exp < -1200 { 0.0 } else { frac * pow2(exp + 1074) * f64::from_bits(1) };
     }
-    frac * 2f64.powi(exp)
+    frac * pow2(exp)
 }
 
 fn negative_or_nan(v: f64) -> bool {
@@ -355,7 +379,13 @@ mod tests {
         assert_eq!(bucket_bounds(0, 1, &[]), (1.0, 2.0));
         assert_eq!(bucket_bounds(0, 0, &[]), (0.5, 1.0));
         assert_eq!(bucket_bounds(-1, 1, &[]), (1.0, 4.0));
-        assert_eq!(bucket_bounds(1, 2, &[]), (std::f64::consts::SQRT_2, 2.0));
+        // Prometheus's table, one ulp below `SQRT_2`: 0.7071067811865475 · 2.
+        assert_eq!(bucket_bounds(1, 2, &[]), (f64::from_bits(std::f64::consts::SQRT_2.to_bits() - 1), 2.0));
+        assert_eq!(exponential_upper_bound(0, 1024), f64::MAX);
+        assert_eq!(exponential_upper_bound(0, 1025), f64::INFINITY);
+        assert_eq!(exponential_upper_bound(-2, 256), f64::MAX);
+        assert_eq!(exponential_upper_bound(0, -1074), 5e-324);
+        assert_eq!(exponential_upper_bound(3, -1), 0.9170040432046711);
         assert_eq!(bucket_bounds(CUSTOM_BUCKETS_SCHEMA, 0, &[1.0, 5.0]), (f64::NEG_INFINITY, 1.0));
         assert_eq!(bucket_bounds(CUSTOM_BUCKETS_SCHEMA, 2, &[1.0, 5.0]), (5.0, f64::INFINITY));
     }

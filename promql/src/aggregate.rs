@@ -5,6 +5,9 @@
 //! Kahan-Neumaier compensation, because Prometheus does and its tests compare exactly.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use amber_histogram::{CounterResetHint, Histogram};
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
@@ -26,6 +29,28 @@ struct Group {
     values: Vec<f64>,
     /// Whether any input still had a metric name to drop (it matters when grouping by it).
     drop_name: bool,
+    histograms: Option<HistogramSum>,
+    has_float: bool,
+}
+
+/// The running sum of a group's native histograms (`sum`, `avg`).
+struct HistogramSum {
+    sum: Histogram,
+    compensation: Histogram,
+    /// Mixed exponential and custom buckets: the group has no result.
+    incompatible: bool,
+    reset_seen: bool,
+    not_reset_seen: bool,
+}
+
+impl HistogramSum {
+    fn note_hint(&mut self, h: &Histogram) {
+        match h.counter_reset_hint {
+            CounterResetHint::Reset => self.reset_seen = true,
+            CounterResetHint::NotReset => self.not_reset_seen = true,
+            _ => {}
+        }
+    }
 }
 
 /// The groups of one aggregation's input series, kept across the steps of a range query.
@@ -78,9 +103,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             });
             *c += 1.0;
         }
-        return Ok(Value::Vector(
-            order.into_iter().map(|l| Sample { v: counts[&l], labels: l, t, drop_name: false }).collect(),
-        ));
+        return Ok(Value::Vector(order.into_iter().map(|l| Sample::float(l.clone(), t, counts[&l], false)).collect()));
     }
 
     let k = match op.as_str() {
@@ -139,7 +162,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
     let mut slot: Vec<usize> = Vec::new();
     let node = a as *const AggregateExpr as usize;
     let grouping = ev.groupings.entry(node).or_default();
+    let mut notes: Vec<String> = Vec::new();
     for s in input {
+        if s.h.is_some() && matches!(op.as_str(), "min" | "max" | "stddev" | "stdvar" | "quantile" | "topk" | "bottomk")
+        {
+            notes.push(format!("PromQL info: ignored histogram in {op} aggregation"));
+            continue;
+        }
         let Grouping { series, groups: keys } = &mut *grouping;
         let id = *series
             .get_or_insert_with(&s.labels, || keys.index_or_insert_with(&grouping_labels(&s.labels, modifier), || ()));
@@ -158,6 +187,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
                 drop_name: false,
                 samples: Vec::new(),
                 values: Vec::new(),
+                histograms: None,
+                has_float: false,
             });
         }
         let i = slot[id];
@@ -165,9 +196,48 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         g.count += 1.0;
         g.drop_name |= s.drop_name;
         let v = s.v;
+        if let (Some(h), "sum" | "avg") = (&s.h, op.as_str()) {
+            match &mut g.histograms {
+                None => {
+                    let mut sum = HistogramSum {
+                        sum: Histogram::clone(h),
+                        compensation: Histogram::default(),
+                        incompatible: false,
+                        reset_seen: false,
+                        not_reset_seen: false,
+                    };
+                    sum.note_hint(h);
+                    g.histograms = Some(sum);
+                }
+                Some(sum) if sum.incompatible => {}
+                Some(sum) => {
+                    sum.note_hint(h);
+                    match sum.sum.kahan_add(h, &mut sum.compensation) {
+                        Ok(combined) if combined.custom_bounds_reconciled => notes.push(
+                            "PromQL info: mismatched custom buckets were reconciled during aggregation".to_string(),
+                        ),
+                        Ok(_) => {}
+                        Err(_) => {
+                            sum.incompatible = true;
+                            notes.push(format!(
+                                "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}",
+                                crate::functions::metric_name(&s.labels)
+                            ));
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         match op.as_str() {
-            "sum" => (g.value, g.kahan_c) = kahan_sum_inc(v, g.value, g.kahan_c),
-            "avg" => g.running_mean.add(v),
+            "sum" => {
+                g.has_float = true;
+                (g.value, g.kahan_c) = kahan_sum_inc(v, g.value, g.kahan_c)
+            }
+            "avg" => {
+                g.has_float = true;
+                g.running_mean.add(v)
+            }
             "count" | "group" => {}
             "max" => {
                 if g.count == 1.0 || g.value < v || g.value.is_nan() {
@@ -192,6 +262,26 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
 
     let mut out = Vec::new();
     for mut g in groups {
+        if let Some(mut sum) = g.histograms.take() {
+            if g.has_float {
+                notes.push("PromQL warning: encountered a mix of histograms and floats for aggregation".to_string());
+                continue;
+            }
+            if sum.incompatible {
+                continue;
+            }
+            if sum.reset_seen && sum.not_reset_seen {
+                notes.push("PromQL warning: conflicting counter resets during histogram aggregation".to_string());
+            }
+            if op == "avg" {
+                sum.sum.div(g.count);
+                sum.compensation.div(g.count);
+            }
+            sum.sum.add_compensation(&sum.compensation);
+            sum.sum.compact();
+            out.push(Sample { labels: g.labels, t, v: 0.0, h: Some(Arc::new(sum.sum)), drop_name: g.drop_name });
+            continue;
+        }
         let v = match op.as_str() {
             "sum" => g.value + g.kahan_c,
             "avg" => g.running_mean.value(),
@@ -228,8 +318,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             }
             _ => unreachable!("checked above"),
         };
-        out.push(Sample { labels: g.labels, t, v, drop_name: g.drop_name });
+        out.push(Sample::float(g.labels, t, v, g.drop_name));
     }
+    ev.annotate(notes);
     Ok(Value::Vector(out))
 }
 

@@ -2,6 +2,9 @@
 //! matching with `on`/`ignoring` and `group_left`/`group_right`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use amber_histogram::{CounterResetHint, Histogram};
 
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
@@ -84,8 +87,95 @@ fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// One operand of an element-wise operation: a float or a histogram.
+type Operand<'a> = (f64, Option<&'a Arc<Histogram>>);
+
+/// The outcome of an element-wise operation where either side may be a histogram.
+struct Applied {
+    v: f64,
+    h: Option<Arc<Histogram>>,
+    keep: bool,
+    /// An info that goes with the result.
+    info: Option<String>,
+}
+
+/// `lhs op rhs` as Prometheus's `vectorElemBinop`. `Err` is the annotation of a pair Prometheus
+/// drops: the operator is not defined for these types, the bucket schemas cannot be combined,
+/// or counter-reset hints collide (the warnings among these, vector-scalar operations keep).
+fn apply_sample(
+    op: Op,
+    token: &str,
+    l: Operand<'_>,
+    r: Operand<'_>,
+) -> std::result::Result<Applied, (String, Applied)> {
+    let type_name = |h: Option<&Arc<Histogram>>| if h.is_some() { "histogram" } else { "float" };
+    let dropped = Applied { v: 0.0, h: None, keep: false, info: None };
+    let incompatible = || {
+        let text = format!(
+            "PromQL info: incompatible sample types encountered for binary operator {token:?}: {} {token} {}",
+            type_name(l.1),
+            type_name(r.1)
+        );
+        Err((text, Applied { v: 0.0, h: None, keep: false, info: None }))
+    };
+    let scaled = |h: &Histogram, f: &dyn Fn(&mut Histogram)| {
+        let mut h = h.clone();
+        f(&mut h);
+        h.compact();
+        Ok(Applied { v: 0.0, h: Some(Arc::new(h)), keep: true, info: None })
+    };
+    match (l.1, r.1) {
+        (None, None) => {
+            let (v, keep) = apply(op, l.0, r.0);
+            Ok(Applied { v, h: None, keep, info: None })
+        }
+        (None, Some(h)) => match op {
+            Op::Mul => scaled(h, &|h| _ = h.mul(l.0)),
+            _ => incompatible(),
+        },
+        (Some(h), None) => match op {
+            Op::Mul => scaled(h, &|h| _ = h.mul(r.0)),
+            Op::Div => scaled(h, &|h| _ = h.div(r.0)),
+            _ => incompatible(),
+        },
+        (Some(a), Some(b)) => match op {
+            Op::Add | Op::Sub => {
+                let mut h = Histogram::clone(a);
+                let combined = if op == Op::Add { h.add(b) } else { h.sub(b) };
+                let Ok(combined) = combined else {
+                    let text =
+                        format!("PromQL warning: incompatible bucket layout encountered for binary operator {token}");
+                    return Err((text, dropped));
+                };
+                let operation = if op == Op::Add { "addition" } else { "subtraction" };
+                if op == Op::Sub {
+                    h.counter_reset_hint = CounterResetHint::Gauge;
+                }
+                h.compact();
+                let info = combined
+                    .custom_bounds_reconciled
+                    .then(|| format!("PromQL info: mismatched custom buckets were reconciled during {operation}"));
+                let applied = Applied { v: 0.0, h: Some(Arc::new(h)), keep: true, info };
+                if combined.counter_reset_collision {
+                    return Err((
+                        format!("PromQL warning: conflicting counter resets during histogram {operation}"),
+                        applied,
+                    ));
+                }
+                Ok(applied)
+            }
+            Op::Eq | Op::Ne => {
+                let equal = a.equals(b);
+                Ok(Applied { v: 0.0, h: Some(a.clone()), keep: equal == (op == Op::Eq), info: None })
+            }
+            _ => incompatible(),
+        },
+    }
+}
+
 pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Value> {
-    let op = Op::parse(&b.op.to_string())?;
+    let token = b.op.to_string();
+    let op = Op::parse(&token)?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let lhs = ev.eval(&b.lhs, t)?;
     let rhs = ev.eval(&b.rhs, t)?;
@@ -95,8 +185,18 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
             let v = if op.is_comparison() { if keep { 1.0 } else { 0.0 } } else { v };
             Ok(Value::Scalar(Point { t, v }))
         }
-        (Value::Vector(l), Value::Scalar(r)) => Ok(Value::Vector(vector_scalar(op, l, r.v, false, return_bool))),
-        (Value::Scalar(l), Value::Vector(r)) => Ok(Value::Vector(vector_scalar(op, r, l.v, true, return_bool))),
+        (Value::Vector(l), Value::Scalar(r)) => {
+            let mut notes = Vec::new();
+            let out = vector_scalar(op, &token, l, r.v, false, return_bool, &mut notes);
+            ev.annotate(notes);
+            Ok(Value::Vector(out))
+        }
+        (Value::Scalar(l), Value::Vector(r)) => {
+            let mut notes = Vec::new();
+            let out = vector_scalar(op, &token, r, l.v, true, return_bool, &mut notes);
+            ev.annotate(notes);
+            Ok(Value::Vector(out))
+        }
         (Value::Vector(l), Value::Vector(r)) => {
             let default = BinModifier {
                 card: VectorMatchCardinality::OneToOne,
@@ -107,7 +207,12 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
             let m = b.modifier.as_ref().unwrap_or(&default);
             match op {
                 Op::And | Op::Or | Op::Unless => Ok(Value::Vector(set_op(op, l, r, m))),
-                _ => Ok(Value::Vector(vector_vector(op, l, r, m, return_bool)?)),
+                _ => {
+                    let mut notes = Vec::new();
+                    let out = vector_vector(op, &token, l, r, m, return_bool, &mut notes)?;
+                    ev.annotate(notes);
+                    Ok(Value::Vector(out))
+                }
             }
         }
         (l, r) => Err(Error::Execution(format!(
@@ -119,22 +224,47 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
     }
 }
 
-fn vector_scalar(op: Op, vector: Vec<Sample>, scalar: f64, scalar_on_left: bool, return_bool: bool) -> Vec<Sample> {
+fn vector_scalar(
+    op: Op,
+    token: &str,
+    vector: Vec<Sample>,
+    scalar: f64,
+    scalar_on_left: bool,
+    return_bool: bool,
+    notes: &mut Vec<String>,
+) -> Vec<Sample> {
     let mut out = Vec::with_capacity(vector.len());
     for s in vector {
-        let (l, r) = if scalar_on_left { (scalar, s.v) } else { (s.v, scalar) };
-        let (mut v, mut keep) = apply(op, l, r);
+        let (mut v, mut h, mut keep) = if s.h.is_none() {
+            let (l, r) = if scalar_on_left { (scalar, s.v) } else { (s.v, scalar) };
+            let (v, keep) = apply(op, l, r);
+            (v, None, keep)
+        } else {
+            let (sample, scalar) = ((s.v, s.h.as_ref()), (scalar, None));
+            let (l, r) = if scalar_on_left { (scalar, sample) } else { (sample, scalar) };
+            match apply_sample(op, token, l, r) {
+                Ok(a) => (a.v, a.h, a.keep),
+                // Warnings do not drop the element here, and are not reported.
+                Err((note, a)) if note.starts_with("PromQL warning") => (a.v, a.h, a.keep),
+                Err((note, _)) => {
+                    notes.push(note);
+                    continue;
+                }
+            }
+        };
         // A comparison keeps the vector's value, whichever side it is on.
         if op.is_comparison() && scalar_on_left {
-            v = r;
+            v = s.v;
+            h = s.h.clone();
         }
         if return_bool {
             v = if keep { 1.0 } else { 0.0 };
+            h = None;
             keep = true;
         }
         if keep {
             let drop_name = s.drop_name || op.drops_name() || return_bool;
-            out.push(Sample { v, drop_name, ..s });
+            out.push(Sample { v, h, drop_name, ..s });
         }
     }
     out
@@ -175,10 +305,12 @@ fn set_op(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, m: &BinModifier) -> Vec<Sa
 
 fn vector_vector(
     op: Op,
+    token: &str,
     lhs: Vec<Sample>,
     rhs: Vec<Sample>,
     m: &BinModifier,
     return_bool: bool,
+    notes: &mut Vec<String>,
 ) -> Result<Vec<Sample>> {
     let matching = m.matching.as_ref();
     let (include, one_to_many) = match &m.card {
@@ -224,13 +356,13 @@ fn vector_vector(
     let (fill_many, fill_one) = (fill.rhs, fill.lhs);
     for ms in &many {
         let sig = signature(&ms.labels, matching);
-        let (one_value, one_labels) = match one_by_sig.get(&sig) {
+        let (one_value, one_histogram, one_labels) = match one_by_sig.get(&sig) {
             Some(os) => {
                 used_one.insert(sig.clone());
-                (os.v, Some(&os.labels))
+                (os.v, os.h.as_ref(), Some(&os.labels))
             }
             None => match fill_many {
-                Some(v) => (v, None),
+                Some(v) => (v, None, None),
                 None => continue,
             },
         };
@@ -249,32 +381,50 @@ fn vector_vector(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
         }
-        let (l, r) = if one_to_many { (one_value, ms.v) } else { (ms.v, one_value) };
-        let (mut v, keep) = apply(op, l, r);
+        let (one, many) = ((one_value, one_histogram), (ms.v, ms.h.as_ref()));
+        let (l, r) = if one_to_many { (one, many) } else { (many, one) };
+        let Applied { mut v, mut h, keep, info } = match apply_sample(op, token, l, r) {
+            Ok(a) => a,
+            Err((note, _)) => {
+                notes.push(note);
+                continue;
+            }
+        };
+        notes.extend(info);
         if return_bool {
             v = if keep { 1.0 } else { 0.0 };
+            h = None;
         } else if !keep {
             seen.insert(labels);
             continue;
         }
         seen.insert(labels.clone());
         let drop_name = ms.drop_name || op.drops_name() || return_bool;
-        out.push(Sample { labels, t: ms.t, v, drop_name });
+        out.push(Sample { labels, t: ms.t, v, h, drop_name });
     }
     if let Some(fill_value) = fill_one {
         for (sig, os) in &one_by_sig {
             if used_one.contains(sig) {
                 continue;
             }
-            let (l, r) = if one_to_many { (os.v, fill_value) } else { (fill_value, os.v) };
-            let (mut v, keep) = apply(op, l, r);
+            let (one, fill) = ((os.v, os.h.as_ref()), (fill_value, None));
+            let (l, r) = if one_to_many { (one, fill) } else { (fill, one) };
+            let Applied { mut v, mut h, keep, info } = match apply_sample(op, token, l, r) {
+                Ok(a) => a,
+                Err((note, _)) => {
+                    notes.push(note);
+                    continue;
+                }
+            };
+            notes.extend(info);
             if return_bool {
                 v = if keep { 1.0 } else { 0.0 };
+                h = None;
             } else if !keep {
                 continue;
             }
             // There is no "many"-side series to name the result: it gets the match group's labels.
-            out.push(Sample { labels: sig.clone(), t: os.t, v, drop_name: false });
+            out.push(Sample { labels: sig.clone(), t: os.t, v, h, drop_name: false });
         }
     }
     Ok(out)

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::labels::LabelsMap;
 use crate::storage::Queryable;
-use crate::value::{Point, Series, Value};
+use crate::value::{HistogramPoint, Point, Series, Value};
 
 /// Settings of the engine, fixed for its life.
 #[derive(Debug, Clone)]
@@ -191,12 +191,18 @@ impl Engine {
             1
         };
         let series = if let Some(by_series) = crate::functions::range_by_series(&mut ev, expr, &steps, threads) {
-            by_series?
+            let floats = by_series?;
+            let mut series = LabelsMap::default();
+            for (labels, points) in floats.into_entries() {
+                *series.get_or_insert_with(&labels, StepPoints::default) =
+                    StepPoints { points, histograms: Vec::new() };
+            }
+            series
         } else if threads < 2 {
             eval_steps(&mut ev, expr, &steps)?
         } else {
             let per_thread = steps.len().div_ceil(threads);
-            let parts: Vec<(Evaluator<'_>, Result<LabelsMap<Vec<Point>>>)> = std::thread::scope(|scope| {
+            let parts: Vec<(Evaluator<'_>, Result<LabelsMap<StepPoints>>)> = std::thread::scope(|scope| {
                 let handles: Vec<_> = steps
                     .chunks(per_thread)
                     .map(|part| {
@@ -209,11 +215,13 @@ impl Engine {
                     .collect();
                 handles.into_iter().map(|h| h.join().expect("evaluation does not panic")).collect()
             });
-            let mut series: LabelsMap<Vec<Point>> = LabelsMap::default();
+            let mut series: LabelsMap<StepPoints> = LabelsMap::default();
             for (fork, part) in parts {
                 ev.absorb(fork);
                 for (labels, points) in part?.into_entries() {
-                    series.get_or_insert_with(&labels, Vec::new).extend(points);
+                    let all = series.get_or_insert_with(&labels, StepPoints::default);
+                    all.points.extend(points.points);
+                    all.histograms.extend(points.histograms);
                 }
             }
             series
@@ -221,7 +229,7 @@ impl Engine {
         let mut matrix: Vec<Series> = series
             .into_entries()
             .into_iter()
-            .map(|(labels, points)| Series { labels, points, drop_name: false })
+            .map(|(labels, StepPoints { points, histograms })| Series { labels, points, histograms, drop_name: false })
             .collect();
         matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(ev.output(Value::Matrix(matrix)))
@@ -231,9 +239,16 @@ impl Engine {
 /// Threads that share the steps of one range query.
 const EVAL_THREADS: usize = 4;
 
+/// One result series' points of a range query, gathered step by step.
+#[derive(Default)]
+struct StepPoints {
+    points: Vec<Point>,
+    histograms: Vec<HistogramPoint>,
+}
+
 /// Evaluates `expr` at each of `steps` (ascending), collecting each result series' points.
-fn eval_steps(ev: &mut Evaluator<'_>, expr: &Expr, steps: &[i64]) -> Result<LabelsMap<Vec<Point>>> {
-    let mut series: LabelsMap<Vec<Point>> = LabelsMap::default();
+fn eval_steps(ev: &mut Evaluator<'_>, expr: &Expr, steps: &[i64]) -> Result<LabelsMap<StepPoints>> {
+    let mut series: LabelsMap<StepPoints> = LabelsMap::default();
     // The output series of each input label set, one map for samples whose metric name is to be
     // dropped and one for the rest: found by the labels' address at every later step, without
     // computing or cloning the result's labels again.
@@ -241,18 +256,23 @@ fn eval_steps(ev: &mut Evaluator<'_>, expr: &Expr, steps: &[i64]) -> Result<Labe
     for &t in steps {
         ev.check_deadline("expression evaluation")?;
         match ev.eval(expr, t)? {
-            Value::Scalar(p) => series.get_or_insert_with(&Default::default(), Vec::new).push(Point { t, v: p.v }),
+            Value::Scalar(p) => {
+                series.get_or_insert_with(&Default::default(), StepPoints::default).points.push(Point { t, v: p.v })
+            }
             Value::Vector(samples) => {
                 for s in samples {
                     let i = *output_of[usize::from(s.drop_name)].get_or_insert_with(&s.labels, || {
                         let labels = if s.drop_name { s.labels.without_metric_name() } else { s.labels.clone() };
-                        series.index_or_insert_with(&labels, Vec::new)
+                        series.index_or_insert_with(&labels, StepPoints::default)
                     });
-                    let points = series.value_at_mut(i);
-                    if points.last().is_some_and(|p| p.t == t) {
+                    let out = series.value_at_mut(i);
+                    if out.points.last().is_some_and(|p| p.t == t) || out.histograms.last().is_some_and(|p| p.t == t) {
                         return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
                     }
-                    points.push(Point { t, v: s.v });
+                    match s.h {
+                        Some(h) => out.histograms.push(HistogramPoint { t, h }),
+                        None => out.points.push(Point { t, v: s.v }),
+                    }
                 }
             }
             other => return Err(Error::Execution(format!("unexpected {} in range query", other.type_name()))),

@@ -19,7 +19,7 @@ use crate::engine::{EngineOptions, QueryOutput};
 use crate::error::{Error, Result};
 use crate::labels::{Labels, LabelsMap, METRIC_NAME};
 use crate::storage::{MatchOp, Matcher, Queryable};
-use crate::value::{Point, Sample, Series, Value};
+use crate::value::{HistogramPoint, Point, Sample, Series, Value};
 use crate::{aggregate, binary, functions, is_stale};
 
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
@@ -81,6 +81,52 @@ fn live_window<'p>(window: &'p [Point], may_be_stale: bool, scratch: &'p mut Vec
         return (!scratch.is_empty()).then_some(scratch.as_slice());
     }
     (!window.is_empty()).then_some(window)
+}
+
+/// The histograms of a series in `(lo, hi]` without stale markers (copied into `scratch` only
+/// when it has any).
+fn histogram_window<'p>(
+    histograms: &'p [HistogramPoint],
+    lo: i64,
+    hi: i64,
+    scratch: &'p mut Vec<HistogramPoint>,
+) -> &'p [HistogramPoint] {
+    if histograms.is_empty() {
+        return &[];
+    }
+    let from = histograms.partition_point(|p| p.t <= lo);
+    let to = histograms.partition_point(|p| p.t <= hi);
+    let window = &histograms[from..to];
+    if window.iter().any(|p| p.h.is_stale_marker()) {
+        scratch.clear();
+        scratch.extend(window.iter().filter(|p| !p.h.is_stale_marker()).cloned());
+        return scratch.as_slice();
+    }
+    window
+}
+
+/// The newest sample of a series in `(t - lookback, t]`, float or histogram, with its
+/// timestamp; `None` when there is none or it is a stale marker.
+fn newest_sample(s: &Series, t: i64, lookback: i64) -> Option<(i64, f64, Option<std::sync::Arc<crate::Histogram>>)> {
+    let idx = s.points.partition_point(|p| p.t <= t);
+    let float = (idx > 0).then(|| s.points[idx - 1]);
+    let newest_histogram = if s.histograms.is_empty() {
+        None
+    } else {
+        let idx = s.histograms.partition_point(|p| p.t <= t);
+        (idx > 0).then(|| &s.histograms[idx - 1])
+    };
+    let (sample_t, v, h) = match (float, newest_histogram) {
+        (Some(p), Some(hp)) if hp.t > p.t => (hp.t, 0.0, Some(hp.h.clone())),
+        (Some(p), _) => (p.t, p.v, None),
+        (None, Some(hp)) => (hp.t, 0.0, Some(hp.h.clone())),
+        (None, None) => return None,
+    };
+    let stale = match &h {
+        Some(h) => h.is_stale_marker(),
+        None => is_stale(v),
+    };
+    (sample_t > t - lookback && !stale).then_some((sample_t, v, h))
 }
 
 fn advance(points: &[Point], hint: usize, bound: i64) -> usize {
@@ -176,6 +222,17 @@ impl<'a> Evaluator<'a> {
                 self.deadline,
                 self.cancel.clone(),
             )
+        }
+    }
+
+    /// Files annotation texts under warnings or infos by their prefix.
+    pub(crate) fn annotate(&mut self, notes: Vec<String>) {
+        for note in notes {
+            if note.starts_with("PromQL info") {
+                self.infos.insert(note);
+            } else {
+                self.warnings.insert(note);
+            }
         }
     }
 
@@ -275,7 +332,7 @@ impl<'a> Evaluator<'a> {
         if sets.len() > 1 {
             found.sort_by(|a, b| a.labels.cmp(&b.labels));
         }
-        self.samples_loaded += found.iter().map(|s| s.points.len()).sum::<usize>();
+        self.samples_loaded += found.iter().map(|s| s.points.len() + s.histograms.len()).sum::<usize>();
         if self.samples_loaded > self.opts.limits.max_samples {
             return Err(Error::TooManySamples("query execution"));
         }
@@ -295,6 +352,9 @@ impl<'a> Evaluator<'a> {
                     e.points.extend(s.points);
                     e.points.sort_by_key(|p| p.t);
                     e.points.dedup_by_key(|p| p.t);
+                    e.histograms.extend(s.histograms);
+                    e.histograms.sort_by_key(|p| p.t);
+                    e.histograms.dedup_by_key(|p| p.t);
                 }
                 None => {
                     position.insert(s.labels.clone(), entry.len());
@@ -318,9 +378,18 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 Value::Scalar(p) => Ok(Value::Scalar(Point { t: p.t, v: -p.v })),
-                Value::Vector(v) => {
-                    Ok(Value::Vector(v.into_iter().map(|s| Sample { v: -s.v, drop_name: true, ..s }).collect()))
-                }
+                Value::Vector(v) => Ok(Value::Vector(
+                    v.into_iter()
+                        .map(|s| {
+                            let h = s.h.map(|h| {
+                                let mut h = Arc::unwrap_or_clone(h);
+                                h.mul(-1.0);
+                                Arc::new(h)
+                            });
+                            Sample { v: -s.v, h, drop_name: true, ..s }
+                        })
+                        .collect(),
+                )),
                 other => Err(Error::Execution(format!("unary minus on {}", other.type_name()))),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_selector(vs, t))),
@@ -338,15 +407,9 @@ impl<'a> Evaluator<'a> {
         let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
         let mut out = Vec::new();
         for s in self.series_of(vs) {
-            let idx = s.points.partition_point(|p| p.t <= eval_t);
-            if idx == 0 {
-                continue;
+            if let Some((_, v, h)) = newest_sample(s, eval_t, self.lookback_ms) {
+                out.push(Sample { labels: s.labels.clone(), t, v, h, drop_name: false });
             }
-            let p = s.points[idx - 1];
-            if p.t <= eval_t - self.lookback_ms || is_stale(p.v) {
-                continue;
-            }
-            out.push(Sample { labels: s.labels.clone(), t, v: p.v, drop_name: false });
         }
         out
     }
@@ -354,7 +417,12 @@ impl<'a> Evaluator<'a> {
     /// Calls `f` with each series of a matrix selector and its samples in `(t - range, t]`, stale
     /// markers left out, borrowing the loaded points rather than copying them (the hot path of
     /// `rate(x[5m])` and the `*_over_time` functions in range queries).
-    pub(crate) fn for_each_range(&mut self, ms: &MatrixSelector, t: i64, mut f: impl FnMut(&Series, &[Point])) {
+    pub(crate) fn for_each_range(
+        &mut self,
+        ms: &MatrixSelector,
+        t: i64,
+        mut f: impl FnMut(&Series, &[Point], &[HistogramPoint]),
+    ) {
         let vs = &ms.vs;
         let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
         let lo = eval_t - duration_ms(&ms.range);
@@ -370,12 +438,16 @@ impl<'a> Evaluator<'a> {
                 .collect();
         }
         let mut scratch = Vec::new();
+        let mut histogram_scratch = Vec::new();
         for (s, cursor) in series.iter().zip(cursors.iter_mut()) {
             let from = advance(&s.points, cursor.from, lo);
             let to = advance(&s.points, cursor.to.max(from), eval_t);
             (cursor.from, cursor.to) = (from, to);
-            if let Some(window) = live_window(&s.points[from..to], cursor.has_stale, &mut scratch) {
-                f(s, window);
+            let histograms = histogram_window(&s.histograms, lo, eval_t, &mut histogram_scratch);
+            match live_window(&s.points[from..to], cursor.has_stale, &mut scratch) {
+                Some(window) => f(s, window, histograms),
+                None if !histograms.is_empty() => f(s, &[], histograms),
+                None => {}
             }
         }
     }
@@ -419,12 +491,15 @@ impl<'a> Evaluator<'a> {
         let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
         let lo = eval_t - duration_ms(&ms.range);
         let mut out = Vec::new();
+        let mut scratch = Vec::new();
         for s in self.series_of(vs) {
             let from = s.points.partition_point(|p| p.t <= lo);
             let to = s.points.partition_point(|p| p.t <= eval_t);
             let points: Vec<Point> = s.points[from..to].iter().filter(|p| !is_stale(p.v)).copied().collect();
-            if !points.is_empty() {
-                out.push(Series { labels: s.labels.clone(), points, drop_name: false });
+            let histograms = histogram_window(&s.histograms, lo, eval_t, &mut scratch).to_vec();
+            let series = Series { labels: s.labels.clone(), points, histograms, drop_name: false };
+            if !series.is_empty() {
+                out.push(series);
             }
         }
         out
@@ -448,20 +523,19 @@ impl<'a> Evaluator<'a> {
             match self.eval(&sq.expr, inner_t)? {
                 Value::Vector(samples) => {
                     for s in samples {
-                        let entry = by_labels.entry(s.labels.clone()).or_insert_with(|| Series {
-                            labels: s.labels,
-                            points: Vec::new(),
-                            drop_name: s.drop_name,
-                        });
-                        entry.points.push(Point { t: inner_t, v: s.v });
+                        let entry = by_labels
+                            .entry(s.labels.clone())
+                            .or_insert_with(|| Series::floats(s.labels, Vec::new(), s.drop_name));
+                        match s.h {
+                            Some(h) => entry.histograms.push(HistogramPoint { t: inner_t, h }),
+                            None => entry.points.push(Point { t: inner_t, v: s.v }),
+                        }
                     }
                 }
                 Value::Scalar(p) => {
-                    let entry = by_labels.entry(Labels::default()).or_insert_with(|| Series {
-                        labels: Labels::default(),
-                        points: Vec::new(),
-                        drop_name: false,
-                    });
+                    let entry = by_labels
+                        .entry(Labels::default())
+                        .or_insert_with(|| Series::floats(Labels::default(), Vec::new(), false));
                     entry.points.push(Point { t: inner_t, v: p.v });
                 }
                 other => return Err(Error::Execution(format!("subquery of a {}", other.type_name()))),
@@ -554,8 +628,8 @@ impl<'a> Evaluator<'a> {
                     .into_iter()
                     .map(|s| {
                         let series = self.series_of(vs).iter().find(|x| x.labels == s.labels).expect("selected");
-                        let idx = series.points.partition_point(|p| p.t <= eval_t);
-                        let sample_t = series.points[idx - 1].t;
+                        let (sample_t, _, _) =
+                            newest_sample(series, eval_t, self.lookback_ms).expect("the selector found it");
                         (s, sample_t)
                     })
                     .collect())

@@ -4,6 +4,7 @@ mod absent;
 mod histogram;
 mod labels;
 mod math;
+mod native;
 mod over_time;
 mod rate;
 mod regression;
@@ -12,9 +13,12 @@ mod time;
 
 use promql_parser::parser::{Call, Expr};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
-use crate::value::{Point, Sample, Series, Value};
+use crate::labels::{Labels, METRIC_NAME};
+use crate::value::{Histogram, HistogramPoint, Point, Sample, Series, Value};
 
 pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
@@ -53,6 +57,9 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort::eval(ev, name, &args, t),
         "absent" | "absent_over_time" => absent::eval(ev, name, &args, t),
         "histogram_quantile" | "histogram_fraction" => histogram::eval(ev, name, &args, t),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
+            native::eval(ev, name, &args, t)
+        }
         other => Err(Error::Execution(format!("function {other:?} is not supported by Amber yet"))),
     }
 }
@@ -85,9 +92,30 @@ pub(crate) fn range_by_series(
     }
 }
 
+/// What a function gives for one series or sample.
+pub(crate) enum Out {
+    Float(f64),
+    Histogram(Histogram),
+}
+
+impl Out {
+    fn sample(self, labels: Labels, t: i64, drop_name: bool) -> Sample {
+        match self {
+            Out::Float(v) => Sample::float(labels, t, v, drop_name),
+            Out::Histogram(h) => Sample { labels, t, v: 0.0, h: Some(Arc::new(h)), drop_name },
+        }
+    }
+}
+
+/// The metric name of a label set, for annotations.
+pub(crate) fn metric_name(labels: &Labels) -> &str {
+    labels.get(METRIC_NAME).unwrap_or("")
+}
+
 /// Applies `f` to every series of a range-vector argument; `None` drops the series.
 /// `keeps_name` is for the few functions (`last_over_time`, `first_over_time`) whose result is
-/// still a sample of the input metric.
+/// still a sample of the input metric. Only float samples are looked at; series without any are
+/// left out.
 pub(crate) fn per_series(
     ev: &mut Evaluator<'_>,
     arg: &Expr,
@@ -95,32 +123,58 @@ pub(crate) fn per_series(
     keeps_name: bool,
     mut f: impl FnMut(&[Point]) -> Option<f64>,
 ) -> Result<Value> {
+    per_series_mixed(
+        ev,
+        arg,
+        t,
+        keeps_name,
+        |_, points, _, _| {
+            if points.is_empty() { None } else { f(points).map(Out::Float) }
+        },
+    )
+}
+
+/// Like [`per_series`] for functions defined on histograms too: `f` gets the series' labels, its
+/// float and histogram samples in the range, and a list for the annotations it gives.
+pub(crate) fn per_series_mixed(
+    ev: &mut Evaluator<'_>,
+    arg: &Expr,
+    t: i64,
+    keeps_name: bool,
+    mut f: impl FnMut(&Labels, &[Point], &[HistogramPoint], &mut Vec<String>) -> Option<Out>,
+) -> Result<Value> {
+    let mut notes = Vec::new();
+    let mut out = Vec::new();
     if let Expr::MatrixSelector(ms) = without_parens(arg) {
         // Borrow the loaded points instead of building a matrix for this step.
-        let mut out = Vec::with_capacity(ev.series_of(&ms.vs).len());
-        ev.for_each_range(ms, t, |s, points| {
-            if let Some(v) = f(points) {
+        out.reserve(ev.series_of(&ms.vs).len());
+        ev.for_each_range(ms, t, |s, points, histograms| {
+            if let Some(v) = f(&s.labels, points, histograms, &mut notes) {
                 let drop_name = if keeps_name { s.drop_name } else { true };
-                out.push(Sample { labels: s.labels.clone(), t, v, drop_name });
+                out.push(v.sample(s.labels.clone(), t, drop_name));
             }
         });
-        return Ok(Value::Vector(out));
-    }
-    let matrix: Vec<Series> = ev.eval_matrix(arg, t)?;
-    let mut out = Vec::with_capacity(matrix.len());
-    for s in matrix {
-        if let Some(v) = f(&s.points) {
-            let drop_name = if keeps_name { s.drop_name } else { true };
-            out.push(Sample { labels: s.labels, t, v, drop_name });
+    } else {
+        let matrix: Vec<Series> = ev.eval_matrix(arg, t)?;
+        out.reserve(matrix.len());
+        for s in matrix {
+            if let Some(v) = f(&s.labels, &s.points, &s.histograms, &mut notes) {
+                let drop_name = if keeps_name { s.drop_name } else { true };
+                out.push(v.sample(s.labels, t, drop_name));
+            }
         }
     }
+    ev.annotate(notes);
     Ok(Value::Vector(out))
 }
 
 /// Applies `f` to every sample of an instant-vector argument, dropping the metric name.
+/// Histogram samples are left out, as Prometheus's float functions leave them.
 pub(crate) fn per_sample(ev: &mut Evaluator<'_>, arg: &Expr, t: i64, f: impl Fn(f64) -> f64) -> Result<Value> {
     let samples = ev.eval_vector(arg, t)?;
-    Ok(Value::Vector(samples.into_iter().map(|s| Sample { v: f(s.v), drop_name: true, ..s }).collect()))
+    Ok(Value::Vector(
+        samples.into_iter().filter(|s| s.h.is_none()).map(|s| Sample { v: f(s.v), drop_name: true, ..s }).collect(),
+    ))
 }
 
 /// The value of a string argument (a literal).

@@ -4,7 +4,9 @@
 use regex::Regex;
 
 use crate::labels::Labels;
-use crate::value::{Point, Series};
+use std::sync::Arc;
+
+use crate::value::{Histogram, HistogramPoint, Point, Series};
 
 /// How a [`Matcher`] compares a label's value.
 #[derive(Debug, Clone)]
@@ -41,8 +43,8 @@ impl Matcher {
 
 /// Read access to stored series.
 pub trait Queryable: Send + Sync {
-    /// Series matching every matcher, each with its samples in `[mint, maxt]` (stale markers
-    /// included), sorted by labels.
+    /// Series matching every matcher, each with its float and histogram samples in
+    /// `[mint, maxt]` (stale markers included), sorted by labels.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, String>;
 }
 
@@ -55,13 +57,24 @@ pub struct MemoryStorage {
 impl MemoryStorage {
     /// Adds points to a series (creating it); points must be appended in time order.
     pub fn add(&mut self, labels: Labels, points: &[Point]) {
-        match self.series.iter_mut().find(|s| s.labels == labels) {
-            Some(s) => s.points.extend_from_slice(points),
-            None => {
-                self.series.push(Series { labels, points: points.to_vec(), drop_name: false });
-                self.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self.series_mut(labels).points.extend_from_slice(points);
+    }
+
+    /// Adds histogram samples to a series (creating it), in time order.
+    pub fn add_histograms(&mut self, labels: Labels, histograms: impl IntoIterator<Item = (i64, Histogram)>) {
+        let series = self.series_mut(labels);
+        series.histograms.extend(histograms.into_iter().map(|(t, h)| HistogramPoint { t, h: Arc::new(h) }));
+    }
+
+    fn series_mut(&mut self, labels: Labels) -> &mut Series {
+        let i = match self.series.binary_search_by(|s| s.labels.cmp(&labels)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.series.insert(i, Series::floats(labels, Vec::new(), false));
+                i
             }
-        }
+        };
+        &mut self.series[i]
     }
 
     pub fn clear(&mut self) {
@@ -78,9 +91,10 @@ impl Queryable for MemoryStorage {
             .map(|s| Series {
                 labels: s.labels.clone(),
                 points: s.points.iter().filter(|p| p.t >= mint && p.t <= maxt).copied().collect(),
+                histograms: s.histograms.iter().filter(|p| p.t >= mint && p.t <= maxt).cloned().collect(),
                 drop_name: false,
             })
-            .filter(|s| !s.points.is_empty())
+            .filter(|s| !s.is_empty())
             .collect())
     }
 }

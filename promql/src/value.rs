@@ -1,5 +1,9 @@
 //! What expressions evaluate to.
 
+use std::sync::Arc;
+
+pub use amber_histogram::Histogram;
+
 use crate::labels::Labels;
 
 /// One float sample in time. `t` is milliseconds since the Unix epoch.
@@ -9,23 +13,54 @@ pub struct Point {
     pub v: f64,
 }
 
-/// One element of an instant vector.
+/// One native histogram sample in time. Shared: selectors hand the stored histogram to every
+/// step that reads it without copying its buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramPoint {
+    pub t: i64,
+    pub h: Arc<Histogram>,
+}
+
+/// One element of an instant vector: a float, or a native histogram when `h` is set (`v` is then
+/// meaningless).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub labels: Labels,
     pub t: i64,
     pub v: f64,
+    pub h: Option<Arc<Histogram>>,
     /// Set when the metric name must be dropped once the enclosing expression is done
     /// (Prometheus 3's delayed name removal).
     pub drop_name: bool,
 }
 
-/// A series with points: an element of a range vector or of a range query's result.
+/// A series with points: an element of a range vector or of a range query's result. Float and
+/// histogram samples are kept apart, each list in time order, so that float-only work never
+/// looks at histograms (the histogram list is empty and costs nothing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub labels: Labels,
     pub points: Vec<Point>,
+    pub histograms: Vec<HistogramPoint>,
     pub drop_name: bool,
+}
+
+impl Sample {
+    /// A float sample.
+    pub fn float(labels: Labels, t: i64, v: f64, drop_name: bool) -> Sample {
+        Sample { labels, t, v, h: None, drop_name }
+    }
+}
+
+impl Series {
+    /// A series of float points only.
+    pub fn floats(labels: Labels, points: Vec<Point>, drop_name: bool) -> Series {
+        Series { labels, points, histograms: Vec::new(), drop_name }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.histograms.is_empty()
+    }
 }
 
 /// The value of an expression.

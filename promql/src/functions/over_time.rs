@@ -3,11 +3,11 @@
 
 use promql_parser::parser::Expr;
 
-use super::per_series;
+use super::{Out, metric_name, per_series, per_series_mixed};
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::numeric::{RunningMean, kahan_sum_inc, quantile};
-use crate::value::{Point, Value, format_float};
+use crate::value::{Histogram, HistogramPoint, Point, Value, format_float};
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
     match name {
@@ -21,10 +21,123 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             }
             per_series(ev, args[1], t, false, |p| Some(quantile(q, &mut values(p))))
         }
-        "last_over_time" => per_series(ev, args[0], t, true, |p| p.last().map(|p| p.v)),
-        "first_over_time" => per_series(ev, args[0], t, true, |p| p.first().map(|p| p.v)),
-        _ => per_series(ev, args[0], t, false, |p| over(name, p)),
+        "last_over_time" => per_series_mixed(ev, args[0], t, true, |_, p, h, _| match (p.last(), h.last()) {
+            (Some(p), Some(h)) if h.t > p.t => Some(Out::Histogram(Histogram::clone(&h.h))),
+            (Some(p), _) => Some(Out::Float(p.v)),
+            (None, h) => h.map(|h| Out::Histogram(Histogram::clone(&h.h))),
+        }),
+        "first_over_time" => per_series_mixed(ev, args[0], t, true, |_, p, h, _| match (p.first(), h.first()) {
+            (Some(p), Some(h)) if h.t < p.t => Some(Out::Histogram(Histogram::clone(&h.h))),
+            (Some(p), _) => Some(Out::Float(p.v)),
+            (None, h) => h.map(|h| Out::Histogram(Histogram::clone(&h.h))),
+        }),
+        "count_over_time" | "present_over_time" => per_series_mixed(ev, args[0], t, false, |_, p, h, _| {
+            let n = p.len() + h.len();
+            (n > 0).then(|| Out::Float(if name == "count_over_time" { n as f64 } else { 1.0 }))
+        }),
+        "sum_over_time" | "avg_over_time" => per_series_mixed(ev, args[0], t, false, |labels, p, h, notes| {
+            if h.is_empty() {
+                return if p.is_empty() { None } else { over(name, p).map(Out::Float) };
+            }
+            let metric = metric_name(labels);
+            if !p.is_empty() {
+                notes.push(format!(
+                    "PromQL warning: encountered a mix of histograms and floats for metric name {metric:?}"
+                ));
+                return None;
+            }
+            sum_histograms(h, name == "avg_over_time", metric, notes).map(Out::Histogram)
+        }),
+        "changes" | "resets" => per_series_mixed(ev, args[0], t, false, |_, p, h, _| {
+            if h.is_empty() {
+                return if p.is_empty() { None } else { over(name, p).map(Out::Float) };
+            }
+            Some(Out::Float(transitions(name == "resets", p, h)))
+        }),
+        _ => per_series_mixed(ev, args[0], t, false, |labels, p, h, notes| {
+            if p.is_empty() {
+                return None;
+            }
+            if !h.is_empty() {
+                notes.push(format!(
+                    "PromQL info: ignored histograms in a range containing both floats and histograms for metric name {:?}",
+                    metric_name(labels)
+                ));
+            }
+            over(name, p).map(Out::Float)
+        }),
     }
+}
+
+/// `sum_over_time` (or with `mean`, `avg_over_time`) of histograms, Kahan-compensated as in
+/// Prometheus.
+fn sum_histograms(points: &[HistogramPoint], mean: bool, metric: &str, notes: &mut Vec<String>) -> Option<Histogram> {
+    let mut sum = Histogram::clone(&points[0].h);
+    let mut compensation = Histogram::default();
+    let (mut reset_seen, mut not_reset_seen) = (false, false);
+    let mut note_hint = |h: &Histogram| match h.counter_reset_hint {
+        amber_histogram::CounterResetHint::Reset => reset_seen = true,
+        amber_histogram::CounterResetHint::NotReset => not_reset_seen = true,
+        _ => {}
+    };
+    note_hint(&sum);
+    let mut reconciled = false;
+    for p in &points[1..] {
+        note_hint(&p.h);
+        match sum.kahan_add(&p.h, &mut compensation) {
+            Ok(c) => reconciled |= c.custom_bounds_reconciled,
+            Err(_) => {
+                notes.push(format!(
+                    "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+                ));
+                return None;
+            }
+        }
+    }
+    if reset_seen && not_reset_seen {
+        notes.push("PromQL warning: conflicting counter resets during histogram aggregation".into());
+    }
+    if reconciled {
+        notes.push("PromQL info: mismatched custom buckets were reconciled during aggregation".into());
+    }
+    if mean {
+        let n = points.len() as f64;
+        sum.div(n);
+        compensation.div(n);
+    }
+    sum.add_compensation(&compensation);
+    Some(sum)
+}
+
+/// `changes` or `resets` over a range holding histograms (and maybe floats), in time order: a
+/// change of sample type counts as both.
+fn transitions(resets: bool, floats: &[Point], histograms: &[HistogramPoint]) -> f64 {
+    let (mut i, mut j) = (0, 0);
+    let mut previous: Option<(Option<f64>, Option<&Histogram>)> = None;
+    let mut n = 0.0;
+    while i < floats.len() || j < histograms.len() {
+        let current = if j >= histograms.len() || (i < floats.len() && floats[i].t < histograms[j].t) {
+            i += 1;
+            (Some(floats[i - 1].v), None)
+        } else {
+            j += 1;
+            (None, Some(histograms[j - 1].h.as_ref()))
+        };
+        if let Some(prev) = previous {
+            let counted = match (prev, current) {
+                ((Some(a), _), (Some(b), _)) if resets => b < a,
+                ((Some(a), _), (Some(b), _)) => b != a && !(a.is_nan() && b.is_nan()),
+                ((_, Some(a)), (_, Some(b))) if resets => b.detect_reset(a),
+                ((_, Some(a)), (_, Some(b))) => !b.equals(a),
+                _ => true,
+            };
+            if counted {
+                n += 1.0;
+            }
+        }
+        previous = Some(current);
+    }
+    n
 }
 
 fn values(points: &[Point]) -> Vec<f64> {

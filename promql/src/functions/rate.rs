@@ -3,11 +3,13 @@
 
 use promql_parser::parser::Expr;
 
-use super::{per_series, without_parens};
+use super::{Out, metric_name, per_series_mixed, without_parens};
 use crate::error::Result;
 use crate::eval::{Evaluator, duration_ms};
 use crate::labels::LabelsMap;
+use crate::value::{Histogram, HistogramPoint};
 use crate::value::{Point, Value};
+use amber_histogram::CounterResetHint;
 
 /// The range of a range-vector argument in milliseconds (a selector's or a subquery's).
 pub(crate) fn range_ms(arg: &Expr) -> i64 {
@@ -42,7 +44,199 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
     if matches!(name, "rate" | "increase") {
         warn_if_not_counter(ev, arg, t, name)?;
     }
-    per_series(ev, arg, t, false, |p| compute(name, p, end - range, end))
+    per_series_mixed(ev, arg, t, false, |labels, points, histograms, notes| {
+        if histograms.is_empty() {
+            return compute(name, points, end - range, end).map(Out::Float);
+        }
+        let metric = metric_name(labels);
+        if !points.is_empty() {
+            notes
+                .push(format!("PromQL warning: encountered a mix of histograms and floats for metric name {metric:?}"));
+            return None;
+        }
+        let h = match name {
+            "rate" => histogram_extrapolated_rate(histograms, end - range, end, true, true, metric, notes),
+            "increase" => histogram_extrapolated_rate(histograms, end - range, end, true, false, metric, notes),
+            "delta" => histogram_extrapolated_rate(histograms, end - range, end, false, false, metric, notes),
+            "irate" => histogram_instant_value(histograms, true, metric, notes),
+            _ => histogram_instant_value(histograms, false, metric, notes),
+        };
+        h.map(Out::Histogram)
+    })
+}
+
+fn not_counter(metric: &str) -> String {
+    format!("PromQL warning: this native histogram metric is not a counter: {metric:?}")
+}
+
+fn not_gauge(metric: &str) -> String {
+    format!("PromQL warning: this native histogram metric is not a gauge: {metric:?}")
+}
+
+fn mixed_schemas(metric: &str) -> String {
+    format!(
+        "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+    )
+}
+
+/// Prometheus's `histogramRate`: the last histogram less the first, counter resets added back.
+fn histogram_rate(
+    points: &[HistogramPoint],
+    is_counter: bool,
+    metric: &str,
+    notes: &mut Vec<String>,
+) -> Option<Histogram> {
+    let mut prev: Histogram = Histogram::clone(&points[0].h);
+    let last = &points[points.len() - 1].h;
+    let mut custom = prev.uses_custom_buckets();
+    if is_counter && (prev.is_gauge() || last.is_gauge()) {
+        notes.push(not_counter(metric));
+    }
+    if is_counter {
+        let second = &points[1].h;
+        if second.detect_reset(&prev) {
+            prev =
+                Histogram { schema: second.schema, custom_values: second.custom_values.clone(), ..Default::default() };
+            custom = second.uses_custom_buckets();
+        }
+    }
+    if last.uses_custom_buckets() != custom {
+        notes.push(mixed_schemas(metric));
+        return None;
+    }
+    let mut min_schema = last.schema.min(prev.schema);
+    for p in &points[1..points.len() - 1] {
+        if !is_counter {
+            continue;
+        }
+        if p.h.is_gauge() {
+            notes.push(not_counter(metric));
+        }
+        min_schema = min_schema.min(p.h.schema);
+        if p.h.uses_custom_buckets() != custom {
+            notes.push(mixed_schemas(metric));
+            return None;
+        }
+    }
+    let mut h = Histogram::clone(last);
+    h.reduce_resolution(min_schema);
+    match h.sub(&prev) {
+        Err(_) => {
+            notes.push(mixed_schemas(metric));
+            return None;
+        }
+        Ok(c) if c.custom_bounds_reconciled => {
+            notes.push("PromQL info: mismatched custom buckets were reconciled during subtraction".into())
+        }
+        Ok(_) => {}
+    }
+    if is_counter {
+        for p in &points[1..] {
+            if p.h.detect_reset(&prev) {
+                match h.add(&prev) {
+                    Err(_) => {
+                        notes.push(mixed_schemas(metric));
+                        return None;
+                    }
+                    Ok(c) if c.custom_bounds_reconciled => {
+                        notes.push("PromQL info: mismatched custom buckets were reconciled during addition".into())
+                    }
+                    Ok(_) => {}
+                }
+            }
+            prev = Histogram::clone(&p.h);
+        }
+    } else if !points[0].h.is_gauge() || !last.is_gauge() {
+        notes.push(not_gauge(metric));
+    }
+    h.counter_reset_hint = CounterResetHint::Gauge;
+    h.compact();
+    Some(h)
+}
+
+/// Prometheus's `extrapolatedRate` over histograms.
+fn histogram_extrapolated_rate(
+    points: &[HistogramPoint],
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+    metric: &str,
+    notes: &mut Vec<String>,
+) -> Option<Histogram> {
+    if points.len() < 2 {
+        return None;
+    }
+    let mut result = histogram_rate(points, is_counter, metric, notes)?;
+    let (first, last) = (&points[0], &points[points.len() - 1]);
+    let mut to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let average_gap = sampled / (points.len() - 1) as f64;
+    let threshold = average_gap * 1.1;
+    if to_start >= threshold {
+        to_start = average_gap / 2.0;
+    }
+    if is_counter {
+        let mut to_zero = to_start;
+        if result.count > 0.0 && first.h.count >= 0.0 {
+            to_zero = sampled * (first.h.count / result.count);
+        }
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = average_gap / 2.0;
+    }
+    let mut factor = if sampled != 0.0 { (sampled + to_start + to_end) / sampled } else { 1.0 };
+    if is_rate {
+        factor /= (range_end - range_start) as f64 / 1000.0;
+    }
+    result.mul(factor);
+    Some(result)
+}
+
+/// Prometheus's `instantValue` over the last two histograms.
+fn histogram_instant_value(
+    points: &[HistogramPoint],
+    is_rate: bool,
+    metric: &str,
+    notes: &mut Vec<String>,
+) -> Option<Histogram> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (&points[points.len() - 2], &points[points.len() - 1]);
+    let interval = last.t - prev.t;
+    if interval == 0 {
+        return None;
+    }
+    let mut h = Histogram::clone(&last.h);
+    if is_rate && (last.h.is_gauge() || prev.h.is_gauge()) {
+        notes.push(not_counter(metric));
+    }
+    if !is_rate && (!last.h.is_gauge() || !prev.h.is_gauge()) {
+        notes.push(not_gauge(metric));
+    }
+    if !is_rate || !last.h.detect_reset(&prev.h) {
+        match h.sub(&prev.h) {
+            Err(_) => {
+                notes.push(mixed_schemas(metric));
+                return None;
+            }
+            Ok(c) if c.custom_bounds_reconciled => {
+                notes.push("PromQL info: mismatched custom buckets were reconciled during subtraction".into())
+            }
+            Ok(_) => {}
+        }
+    }
+    h.counter_reset_hint = CounterResetHint::Gauge;
+    h.compact();
+    if is_rate {
+        h.div(interval as f64 / 1000.0);
+    }
+    Some(h)
 }
 
 /// The function `name` of this family over one window that lies in `(range_start, range_end]`.
@@ -69,7 +263,8 @@ pub(crate) fn range_by_series(
     threads: usize,
 ) -> Option<Result<LabelsMap<Vec<Point>>>> {
     let Expr::MatrixSelector(ms) = without_parens(arg) else { return None };
-    if ms.vs.at.is_some() {
+    // Histograms go step by step.
+    if ms.vs.at.is_some() || ev.series_of(&ms.vs).iter().any(|s| !s.histograms.is_empty()) {
         return None;
     }
     if matches!(name, "rate" | "increase") {

@@ -21,17 +21,23 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             Ok(Value::Vector(
                 samples
                     .into_iter()
-                    .map(|(s, sample_t)| Sample { v: sample_t as f64 / 1000.0, drop_name: true, ..s })
+                    .map(|(s, sample_t)| Sample { v: sample_t as f64 / 1000.0, h: None, drop_name: true, ..s })
                     .collect(),
             ))
         }
         _ => {
             let samples = match args.first() {
                 Some(arg) => ev.eval_vector(arg, t)?,
-                None => vec![Sample { labels: Labels::default(), t, v: t as f64 / 1000.0, drop_name: false }],
+                None => vec![Sample::float(Labels::default(), t, t as f64 / 1000.0, false)],
             };
             let f = calendar(name);
-            Ok(Value::Vector(samples.into_iter().map(|s| Sample { v: f(s.v), drop_name: true, ..s }).collect()))
+            Ok(Value::Vector(
+                samples
+                    .into_iter()
+                    .filter(|s| s.h.is_none())
+                    .map(|s| Sample { v: f(s.v), drop_name: true, ..s })
+                    .collect(),
+            ))
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Prometheus's PromQL conformance suite, run against Amber's engine on in-memory data.
 //!
-//! Every `*.test` file in `../shared/promqltest/` (or `$AMBER_PROMQLTEST_DIR`) is executed the way
-//! Prometheus's own runner does it (`FORMAT.md` there): loads, instant evals with their `@`
-//! variants and range-mode cross-checks, range evals, expected failures and annotations. The report
-//! lists per-file pass counts, the evals Amber does not support yet and why, and ends with
-//! `promqltest: P/T evals passed`. The test fails when P drops below the floor checked in at
-//! `promql/tests/promqltest-floor.txt`: raise the floor as the engine gets better, never lower it.
+//! Every `*.test` file in `testdata/` (vendored from Prometheus; `$AMBER_PROMQLTEST_DIR` overrides
+//! it) is executed the way Prometheus's own runner does it (`testdata/FORMAT.md`): loads, instant
+//! evals with their `@` variants and range-mode cross-checks, range evals, expected failures and
+//! annotations. The report lists per-file pass counts, the evals Amber does not support yet and why,
+//! and ends with `promqltest: P/T evals passed`. The test fails when P drops below the floor checked
+//! in at `promql/tests/promqltest-floor.txt`: raise the floor as the engine gets better, never lower
+//! it.
 //!
 //! Set `AMBER_PROMQLTEST_VERBOSE=1` to print every failing eval with its reason.
 
@@ -32,7 +33,7 @@ const EXPERIMENTAL_FILES: [&str; 7] = [
 fn suite_dir() -> PathBuf {
     match std::env::var_os("AMBER_PROMQLTEST_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/promqltest"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest/testdata"),
     }
 }
 

@@ -2,7 +2,12 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use amber_promql::{Engine, EngineOptions, Labels, MemoryStorage, Point, QueryContext, QueryLimits, Value};
+use std::collections::BTreeMap;
+
+use amber_histogram::{CounterResetHint, Span};
+use amber_promql::{
+    Engine, EngineOptions, Histogram, Labels, MemoryStorage, Point, QueryContext, QueryLimits, Sample, Value,
+};
 use promql_parser::parser::{self, AtModifier, Expr};
 
 use crate::script::{self, Command, Eval, EvalKind, Expected, MessageMatch, SeriesLine, Slot};
@@ -46,15 +51,12 @@ pub fn file(text: &str) -> Vec<(usize, Outcome)> {
 struct Runner {
     storage: MemoryStorage,
     engine: Engine,
-    /// Series that hold native histograms, which are not loaded (for NHCB: the histogram's
-    /// labels, built from the classic series).
-    histogram_series: Vec<Labels>,
     /// Whether a load carried `@st` start timestamps, which are not kept.
     start_timestamps: bool,
 }
 
 impl Default for Runner {
-    /// The upstream test engine's settings (FORMAT.md §9).
+    /// The upstream test engine's settings (testdata/FORMAT.md §9).
     fn default() -> Self {
         let options = EngineOptions {
             lookback_delta_ms: 5 * 60_000,
@@ -68,12 +70,7 @@ impl Default for Runner {
             // that forked evaluators agree with one evaluating every step.
             parallel_min_samples: 0,
         };
-        Runner {
-            storage: MemoryStorage::default(),
-            engine: Engine::new(options),
-            histogram_series: Vec::new(),
-            start_timestamps: false,
-        }
+        Runner { storage: MemoryStorage::default(), engine: Engine::new(options), start_timestamps: false }
     }
 }
 
@@ -132,36 +129,6 @@ fn pin_at(expr: &mut Expr, t: i64) {
     }
 }
 
-/// Whether any selector of `expr` selects one of `series`.
-fn selects_any(expr: &Expr, series: &[Labels]) -> bool {
-    let selects = |vs: &promql_parser::parser::VectorSelector| {
-        series.iter().any(|l| {
-            let name_ok = vs.name.as_ref().is_none_or(|n| l.get("__name__") == Some(n.as_str()));
-            let all = vs.matchers.matchers.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or("")));
-            let any_or = vs.matchers.or_matchers.is_empty()
-                || vs
-                    .matchers
-                    .or_matchers
-                    .iter()
-                    .any(|set| set.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or(""))));
-            name_ok && all && any_or
-        })
-    };
-    match expr {
-        Expr::VectorSelector(vs) => selects(vs),
-        Expr::MatrixSelector(ms) => selects(&ms.vs),
-        Expr::Call(c) => c.args.args.iter().any(|a| selects_any(a, series)),
-        Expr::Aggregate(a) => {
-            selects_any(&a.expr, series) || a.param.as_deref().is_some_and(|p| selects_any(p, series))
-        }
-        Expr::Unary(u) => selects_any(&u.expr, series),
-        Expr::Binary(b) => selects_any(&b.lhs, series) || selects_any(&b.rhs, series),
-        Expr::Paren(p) => selects_any(&p.expr, series),
-        Expr::Subquery(s) => selects_any(&s.expr, series),
-        _ => false,
-    }
-}
-
 /// The feature an expression the parser rejects relies on, when it is one Amber lacks.
 fn unsupported_syntax(expr: &str, error: &str) -> Option<&'static str> {
     let has = |s: &str| expr.contains(s);
@@ -187,7 +154,7 @@ fn unsupported_syntax(expr: &str, error: &str) -> Option<&'static str> {
     }
 }
 
-/// Float equality of the reference runner (FORMAT.md §6.1).
+/// Float equality of the reference runner (testdata/FORMAT.md §6.1).
 fn float_eq(expected: f64, got: f64) -> bool {
     let stale = |v: f64| v.to_bits() == amber_promql::STALE_NAN_BITS;
     if stale(expected) || stale(got) {
@@ -235,46 +202,42 @@ impl Runner {
             lines.retain(|l| l.labels != s.labels);
             lines.push(s);
         }
-        for s in lines {
-            if s.slots.contains(&Slot::Histogram) {
-                self.histogram_series.push(s.labels.clone());
-                continue;
-            }
-            let name = s.labels.get("__name__").unwrap_or("");
-            if with_nhcb && let Some(base) = ["_bucket", "_count", "_sum"].iter().find_map(|x| name.strip_suffix(x)) {
-                let mut labels = s.labels.clone();
-                labels.set("__name__", base);
-                labels.set("le", "");
-                self.histogram_series.push(labels);
-            }
+        for s in &lines {
+            let at = |k: usize| k as i64 * interval;
             let points: Vec<Point> = s
                 .slots
                 .iter()
                 .enumerate()
                 .filter_map(|(k, slot)| match slot {
-                    Slot::Float(v) => Some(Point { t: k as i64 * interval, v: *v }),
+                    Slot::Float(v) => Some(Point { t: at(k), v: *v }),
                     _ => None,
                 })
                 .collect();
             if !points.is_empty() {
                 self.storage.add(s.labels.clone(), &points);
             }
+            let histograms = read_back_hints(&s.slots);
+            if !histograms.is_empty() {
+                self.storage.add_histograms(
+                    s.labels.clone(),
+                    histograms.into_iter().map(|(k, h)| (at(k), h)).collect::<Vec<_>>(),
+                );
+            }
+        }
+        if with_nhcb {
+            for (labels, histograms) in nhcb_series(&lines) {
+                let slots: Vec<Slot> = histograms
+                    .into_iter()
+                    .map(|h| h.map_or(Slot::Empty, |h| Slot::Histogram { h: Box::new(h), hint_set: false }))
+                    .collect();
+                let histograms = read_back_hints(&slots);
+                self.storage.add_histograms(labels, histograms.into_iter().map(|(k, h)| (k as i64 * interval, h)));
+            }
         }
     }
 
     /// The feature missing for this eval, if its data or expectations need one.
-    fn missing_feature(&self, ev: &Eval) -> Option<String> {
-        let expects_histogram = match &ev.expected {
-            Expected::Series(lines) => lines.iter().any(|l| l.slots.contains(&Slot::Histogram)),
-            _ => false,
-        };
-        let reads_histograms = match parser::parse(&ev.expr) {
-            Ok(expr) => selects_any(&expr, &self.histogram_series),
-            Err(_) => self.histogram_series.iter().any(|l| l.get("__name__").is_some_and(|n| ev.expr.contains(n))),
-        };
-        if expects_histogram || reads_histograms {
-            return Some("native histograms".into());
-        }
+    fn missing_feature(&self, _ev: &Eval) -> Option<String> {
         if self.start_timestamps {
             return Some("start timestamps (@st) in rate/increase".into());
         }
@@ -356,7 +319,7 @@ impl Runner {
                 }
             }
             (Expected::Series(lines), Value::Vector(samples)) if ev.range_vector.is_none() => {
-                let got: Vec<(&Labels, f64)> = samples.iter().map(|s| (&s.labels, s.v)).collect();
+                let got: Vec<(&Labels, Got<'_>)> = samples.iter().map(|s| (&s.labels, got(s))).collect();
                 check_vector(lines, &got, ev.ordered)?;
             }
             (Expected::Series(_), Value::Matrix(series)) if ev.range_vector.is_some() => {
@@ -388,11 +351,17 @@ impl Runner {
             return Err(format!("range-mode cross-check gave a {}", out.value.type_name()).into());
         };
         check_sorted(&series)?;
-        let at_t: Vec<(&Labels, f64)> =
-            series.iter().filter_map(|s| s.points.iter().find(|p| p.t == t).map(|p| (&s.labels, p.v))).collect();
+        let at_t: Vec<(&Labels, Got<'_>)> = series
+            .iter()
+            .filter_map(|s| {
+                let float = s.points.iter().find(|p| p.t == t).map(|p| Got::Float(p.v));
+                let histogram = || s.histograms.iter().find(|p| p.t == t).map(|p| Got::Histogram(&p.h));
+                float.or_else(histogram).map(|g| (&s.labels, g))
+            })
+            .collect();
         let checked = match (instant, &ev.expected) {
             (Value::Scalar(_), Expected::Scalar(want)) => match at_t.first() {
-                Some((_, v)) if float_eq(*want, *v) => Ok(()),
+                Some((_, Got::Float(v))) if float_eq(*want, *v) => Ok(()),
                 got => Err(format!("expected scalar {want}, got {got:?}")),
             },
             (_, Expected::Series(lines)) => check_vector(lines, &at_t, false),
@@ -473,12 +442,28 @@ fn strip_position(s: &str) -> &str {
     s
 }
 
+/// A value of a result: a float or a histogram.
+#[derive(Debug, Clone, Copy)]
+enum Got<'a> {
+    Float(f64),
+    Histogram(&'a Histogram),
+}
+
+fn got(s: &Sample) -> Got<'_> {
+    match &s.h {
+        Some(h) => Got::Histogram(h),
+        None => Got::Float(s.v),
+    }
+}
+
 /// An instant vector against the expected series lines (§6.2).
-fn check_vector(lines: &[SeriesLine], got: &[(&Labels, f64)], ordered: bool) -> Result<(), String> {
+fn check_vector(lines: &[SeriesLine], got: &[(&Labels, Got<'_>)], ordered: bool) -> Result<(), String> {
     let mut seen = vec![false; lines.len()];
     for (pos, (labels, v)) in got.iter().enumerate() {
-        let i =
-            lines.iter().position(|l| &l.labels == *labels).ok_or_else(|| format!("unexpected series {labels} {v}"))?;
+        let i = lines
+            .iter()
+            .position(|l| &l.labels == *labels)
+            .ok_or_else(|| format!("unexpected series {labels} {v:?}"))?;
         if seen[i] {
             return Err(format!("series {labels} appears twice"));
         }
@@ -486,17 +471,187 @@ fn check_vector(lines: &[SeriesLine], got: &[(&Labels, f64)], ordered: bool) -> 
         if ordered && i != pos {
             return Err(format!("series {labels} at position {}, expected at {}", pos + 1, i + 1));
         }
-        match lines[i].slots.as_slice() {
-            [Slot::Float(want)] if float_eq(*want, *v) => {}
-            [Slot::Float(want)] => return Err(format!("{labels}: expected {want}, got {v}")),
-            [Slot::Histogram] => return Err(format!("{labels}: expected a histogram, got float {v}")),
-            other => return Err(format!("{labels}: an instant result line needs one value, has {other:?}")),
+        match (lines[i].slots.as_slice(), v) {
+            ([Slot::Float(want)], Got::Float(v)) if float_eq(*want, *v) => {}
+            ([Slot::Histogram { h, hint_set }], Got::Histogram(g)) => {
+                histogram_eq(h, *hint_set, g).map_err(|why| format!("{labels}: expected {h:?}, got {g:?}: {why}"))?
+            }
+            ([want], v) => return Err(format!("{labels}: expected {want:?}, got {v:?}")),
+            (other, _) => return Err(format!("{labels}: an instant result line needs one value, has {other:?}")),
         }
     }
     if let Some(i) = seen.iter().position(|s| !s) {
         return Err(format!("missing series {}", lines[i].labels));
     }
     Ok(())
+}
+
+/// Histogram equality of the reference runner (§6.4), on compacted histograms.
+fn histogram_eq(want: &Histogram, hint_set: bool, got: &Histogram) -> Result<(), String> {
+    let buckets = |spans: &[Span], counts: &[f64]| -> BTreeMap<i32, f64> {
+        amber_histogram::indexed(spans, counts).filter(|&(_, v)| v != 0.0).collect()
+    };
+    let same = |a: &BTreeMap<i32, f64>, b: &BTreeMap<i32, f64>| {
+        a.len() == b.len() && a.iter().zip(b).all(|((ia, va), (ib, vb))| ia == ib && float_eq(*va, *vb))
+    };
+    if want.schema != got.schema {
+        return Err("schema".into());
+    }
+    if !float_eq(want.count, got.count) || !float_eq(want.sum, got.sum) || !float_eq(want.zero_count, got.zero_count) {
+        return Err("count, sum or zero count".into());
+    }
+    if want.zero_threshold != got.zero_threshold {
+        return Err("zero threshold".into());
+    }
+    if want.uses_custom_buckets() && want.custom_values != got.custom_values {
+        return Err("custom bounds".into());
+    }
+    if !same(
+        &buckets(&want.positive_spans, &want.positive_buckets),
+        &buckets(&got.positive_spans, &got.positive_buckets),
+    ) || !same(
+        &buckets(&want.negative_spans, &want.negative_buckets),
+        &buckets(&got.negative_spans, &got.negative_buckets),
+    ) {
+        return Err("buckets".into());
+    }
+    if hint_set && want.counter_reset_hint != got.counter_reset_hint {
+        return Err("counter reset hint".into());
+    }
+    Ok(())
+}
+
+/// The histograms of a value sequence (slot index, histogram) with the counter-reset hints the
+/// TSDB reads back (FORMAT.md §9): a new chunk starts at a detected reset, a change of schema,
+/// zero threshold or custom bounds, a float or gauge in between; in a gauge chunk every histogram
+/// is a gauge, otherwise the first of a chunk is "unknown" and the rest "not reset".
+fn read_back_hints(slots: &[Slot]) -> Vec<(usize, Histogram)> {
+    let mut out: Vec<(usize, Histogram)> = Vec::new();
+    // The previous sample, when it was a histogram.
+    let mut previous: Option<Histogram> = None;
+    for (k, slot) in slots.iter().enumerate() {
+        match slot {
+            Slot::Float(_) => previous = None,
+            Slot::Empty => {}
+            Slot::Histogram { h, .. } => {
+                let mut h = Histogram::clone(h);
+                if h.is_stale_marker() {
+                    previous = None;
+                    out.push((k, h));
+                    continue;
+                }
+                let gauge = h.counter_reset_hint == CounterResetHint::Gauge;
+                let continues = previous.as_ref().is_some_and(|p| {
+                    let same_layout = p.schema == h.schema
+                        && p.zero_threshold == h.zero_threshold
+                        && p.custom_values == h.custom_values
+                        && p.is_gauge() == gauge;
+                    let mut probe = h.clone();
+                    probe.counter_reset_hint = CounterResetHint::Unknown;
+                    same_layout
+                        && (gauge || (h.counter_reset_hint != CounterResetHint::Reset && !probe.detect_reset(p)))
+                });
+                if !gauge {
+                    h.counter_reset_hint =
+                        if continues { CounterResetHint::NotReset } else { CounterResetHint::Unknown };
+                }
+                previous = Some(h.clone());
+                out.push((k, h));
+            }
+        }
+    }
+    out
+}
+
+/// `load_with_nhcb`: the native histograms with custom buckets built from the classic histogram
+/// series among `lines` (§3), by labels, one optional histogram per slot.
+fn nhcb_series(lines: &[&SeriesLine]) -> Vec<(Labels, Vec<Option<Histogram>>)> {
+    #[derive(Default)]
+    struct Parts<'a> {
+        buckets: Vec<(f64, &'a [Slot])>,
+        count: Option<&'a [Slot]>,
+        sum: Option<&'a [Slot]>,
+    }
+    let mut groups: BTreeMap<Labels, Parts<'_>> = BTreeMap::new();
+    for line in lines {
+        let name = line.labels.get("__name__").unwrap_or("");
+        let Some((base, suffix)) =
+            ["_bucket", "_count", "_sum"].iter().find_map(|x| name.strip_suffix(x).map(|b| (b.to_string(), *x)))
+        else {
+            continue;
+        };
+        let mut labels = line.labels.clone();
+        labels.set("__name__", &base);
+        labels.set("le", "");
+        let parts = groups.entry(labels).or_default();
+        match suffix {
+            "_bucket" => {
+                let Some(le) = line.labels.get("le").and_then(crate::script::float) else { continue };
+                if le.is_nan() {
+                    continue;
+                }
+                parts.buckets.push((le, &line.slots));
+            }
+            "_count" => parts.count = Some(&line.slots),
+            _ => parts.sum = Some(&line.slots),
+        }
+    }
+    let value = |slots: &[Slot], k: usize| match slots.get(k) {
+        Some(Slot::Float(v)) => Some(*v),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (labels, mut parts) in groups {
+        if parts.buckets.is_empty() {
+            continue;
+        }
+        parts.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let len = parts
+            .buckets
+            .iter()
+            .map(|b| b.1.len())
+            .chain(parts.count.map(<[Slot]>::len))
+            .chain(parts.sum.map(<[Slot]>::len))
+            .max()
+            .unwrap_or(0);
+        let histograms = (0..len)
+            .map(|k| {
+                let mut cumulative: Vec<(f64, f64)> =
+                    parts.buckets.iter().filter_map(|(le, slots)| value(slots, k).map(|v| (*le, v))).collect();
+                let count = parts.count.and_then(|c| value(c, k));
+                let sum = parts.sum.and_then(|s| value(s, k));
+                if cumulative.is_empty() && count.is_none() && sum.is_none() {
+                    return None;
+                }
+                if cumulative.last().is_none_or(|b| b.0 != f64::INFINITY) {
+                    let total = count.or(cumulative.last().map(|b| b.1)).unwrap_or(0.0);
+                    cumulative.push((f64::INFINITY, total));
+                }
+                let mut h = Histogram {
+                    schema: amber_histogram::CUSTOM_BUCKETS_SCHEMA,
+                    count: count.unwrap_or(cumulative[cumulative.len() - 1].1),
+                    sum: sum.unwrap_or(0.0),
+                    custom_values: cumulative.iter().map(|b| b.0).filter(|le| le.is_finite()).collect(),
+                    ..Default::default()
+                };
+                let mut previous = 0.0;
+                let counts: Vec<f64> = cumulative
+                    .iter()
+                    .map(|&(_, c)| {
+                        let d = c - previous;
+                        previous = c;
+                        d
+                    })
+                    .collect();
+                h.positive_spans = vec![Span { offset: 0, length: counts.len() as u32 }];
+                h.positive_buckets = counts;
+                h.compact();
+                Some(h)
+            })
+            .collect();
+        out.push((labels, histograms));
+    }
+    out
 }
 
 /// Series must be sorted by label set, compared pair by pair.
@@ -526,23 +681,40 @@ fn check_matrix(ev: &Eval, series: &[amber_promql::Series], start: i64, step: i6
             .position(|l| l.labels == s.labels)
             .ok_or_else(|| format!("unexpected series {} {:?}", s.labels, s.points))?;
         seen[i] = true;
+        let at = |k: usize| start + k as i64 * step;
         let want: Vec<(i64, f64)> = lines[i]
             .slots
             .iter()
             .enumerate()
             .filter_map(|(k, slot)| match slot {
-                Slot::Float(v) => Some((start + k as i64 * step, *v)),
+                Slot::Float(v) => Some((at(k), *v)),
                 _ => None,
             })
             .collect();
-        if lines[i].slots.contains(&Slot::Histogram) {
-            return Err(format!("{}: expected histograms", s.labels).into());
-        }
         let same = want.len() == s.points.len()
             && want.iter().zip(&s.points).all(|((t, v), p)| *t == p.t && float_eq(*v, p.v));
         if !same {
             let got: Vec<(i64, f64)> = s.points.iter().map(|p| (p.t, p.v)).collect();
             return Err(format!("{}: expected {want:?}, got {got:?}", s.labels).into());
+        }
+        let want: Vec<(i64, &Histogram, bool)> = lines[i]
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(k, slot)| match slot {
+                Slot::Histogram { h, hint_set } => Some((at(k), h.as_ref(), *hint_set)),
+                _ => None,
+            })
+            .collect();
+        if want.len() != s.histograms.len() {
+            return Err(format!("{}: expected {} histograms, got {}", s.labels, want.len(), s.histograms.len()).into());
+        }
+        for ((t, h, hint_set), p) in want.iter().zip(&s.histograms) {
+            if *t != p.t {
+                return Err(format!("{}: expected a histogram at {t}, got one at {}", s.labels, p.t).into());
+            }
+            histogram_eq(h, *hint_set, &p.h)
+                .map_err(|why| format!("{} at {t}: expected {h:?}, got {:?}: {why}", s.labels, p.h))?;
         }
     }
     if let Some(i) = seen.iter().position(|s| !s) {

@@ -1,15 +1,20 @@
-//! Parsing of the `.test` script language (`../shared/promqltest/FORMAT.md`): commands, durations,
+//! Parsing of the `.test` script language (`testdata/FORMAT.md`): commands, durations,
 //! series descriptions, value sequences and expectations.
 
-use amber_promql::Labels;
+use amber_histogram::{CounterResetHint, Span};
+use amber_promql::{Histogram, Labels};
 use regex::Regex;
 
 /// One slot of a value sequence.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Slot {
     Float(f64),
-    /// A native histogram literal; Amber has no native histograms yet.
-    Histogram,
+    /// A native histogram literal; `hint_set` when it names its counter-reset hint, which only
+    /// then is compared (FORMAT.md §6.4).
+    Histogram {
+        h: Box<Histogram>,
+        hint_set: bool,
+    },
     /// `_`: no sample here.
     Empty,
 }
@@ -293,16 +298,111 @@ fn items(text: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
+/// A bucket list `[1 2 3]`.
+fn float_list(text: &str) -> Result<Vec<f64>, String> {
+    let inner = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).ok_or_else(|| format!("bad list {text:?}"))?;
+    inner.split_whitespace().map(|v| float(v).ok_or_else(|| format!("bad number {v:?} in {text:?}"))).collect()
+}
+
+/// A native histogram literal `{{schema:0 sum:5 count:4 buckets:[1 2 1]}}` (§3.2); whether it set
+/// its counter-reset hint.
+pub fn histogram(text: &str) -> Result<(Histogram, bool), String> {
+    let inner =
+        text.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")).ok_or_else(|| format!("bad histogram {text:?}"))?;
+    let mut h = Histogram::default();
+    let mut hint_set = false;
+    let (mut buckets, mut offset, mut n_buckets, mut n_offset) = (Vec::new(), 0, Vec::new(), 0);
+    let mut seen: Vec<String> = Vec::new();
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once(':').ok_or_else(|| format!("bad histogram {text:?}"))?;
+        let key = key.trim().to_ascii_lowercase();
+        if seen.contains(&key) {
+            return Err(format!("duplicate key {key:?} in {text:?}"));
+        }
+        seen.push(key.clone());
+        let after = after.trim_start();
+        let end = if after.starts_with('[') {
+            after.find(']').ok_or_else(|| format!("unterminated list in {text:?}"))? + 1
+        } else {
+            after.find(char::is_whitespace).unwrap_or(after.len())
+        };
+        let value = &after[..end];
+        rest = after[end..].trim_start();
+        let number = || float(value).ok_or_else(|| format!("bad {key} {value:?}"));
+        let int = || value.parse::<i32>().map_err(|_| format!("bad {key} {value:?}"));
+        match key.as_str() {
+            "schema" => h.schema = int()?,
+            "sum" => h.sum = number()?,
+            "count" => h.count = number()?,
+            "z_bucket" => h.zero_count = number()?,
+            "z_bucket_w" => h.zero_threshold = number()?,
+            "buckets" => buckets = float_list(value)?,
+            "offset" => offset = int()?,
+            "n_buckets" => n_buckets = float_list(value)?,
+            "n_offset" => n_offset = int()?,
+            "custom_values" => h.custom_values = float_list(value)?,
+            "counter_reset_hint" => {
+                hint_set = true;
+                h.counter_reset_hint = match value {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::Reset,
+                    "not_reset" => CounterResetHint::NotReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    other => return Err(format!("bad counter_reset_hint {other:?}")),
+                }
+            }
+            other => return Err(format!("unknown histogram key {other:?}")),
+        }
+    }
+    if !buckets.is_empty() {
+        h.positive_spans = vec![Span { offset, length: buckets.len() as u32 }];
+        h.positive_buckets = buckets;
+    }
+    if !n_buckets.is_empty() {
+        h.negative_spans = vec![Span { offset: n_offset, length: n_buckets.len() as u32 }];
+        h.negative_buckets = n_buckets;
+    }
+    Ok((h, hint_set))
+}
+
+/// A histogram item: `{{H}}`, `{{H}}xK`, `{{H}}+{{D}}xK`, `{{H}}-{{D}}xK`.
+fn histogram_item(item: &str, slots: &mut Vec<Slot>) -> Result<(), String> {
+    let first_end = item.find("}}").ok_or_else(|| format!("bad histogram {item:?}"))? + 2;
+    let (first, hint_set) = histogram(&item[..first_end])?;
+    let tail = &item[first_end..];
+    let (step, times) = match tail.chars().next() {
+        None => (None, 0),
+        Some('x') => (None, tail[1..].parse::<usize>().map_err(|_| format!("bad repeat in {item:?}"))?),
+        Some(sign @ ('+' | '-')) => {
+            let end = tail.find("}}").ok_or_else(|| format!("bad histogram {item:?}"))? + 2;
+            let (step, _) = histogram(&tail[1..end])?;
+            let times = tail[end..]
+                .strip_prefix('x')
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| format!("bad repeat in {item:?}"))?;
+            (Some((sign, step)), times)
+        }
+        Some(_) => return Err(format!("bad histogram item {item:?}")),
+    };
+    let mut h = first;
+    slots.push(Slot::Histogram { h: Box::new(h.clone()), hint_set });
+    for _ in 0..times {
+        if let Some((sign, step)) = &step {
+            let combined = if *sign == '+' { h.add(step) } else { h.sub(step) };
+            combined.map_err(|e| format!("{item:?}: {e}"))?;
+        }
+        slots.push(Slot::Histogram { h: Box::new(h.clone()), hint_set });
+    }
+    Ok(())
+}
+
 /// Expands a value sequence (§3.1) into slots.
 pub fn values(text: &str) -> Result<Vec<Slot>, String> {
     let mut slots = Vec::new();
     for item in items(text)? {
         if item.starts_with("{{") {
-            let times = match item.rfind("}}x") {
-                Some(i) => item[i + 3..].parse::<usize>().map_err(|_| format!("bad repeat in {item:?}"))? + 1,
-                None => 1,
-            };
-            slots.extend(std::iter::repeat_n(Slot::Histogram, times));
+            histogram_item(item, &mut slots)?;
             continue;
         }
         match item {
@@ -517,7 +617,12 @@ mod tests {
             floats("-2+4x2 _x2 _ 5x1"),
             vec![Float(-2.0), Float(2.0), Float(6.0), Empty, Empty, Empty, Float(5.0), Float(5.0)]
         );
-        assert_eq!(floats("{{schema:0 sum:1 buckets:[1 2]}}x2 {{}}+{{count:1}}x1"), vec![Histogram; 5]);
+        let histograms = floats("{{schema:0 sum:1 buckets:[1 2]}}x2 {{}}+{{count:1}}x1");
+        assert_eq!(histograms.len(), 5);
+        match &histograms[4] {
+            Slot::Histogram { h, hint_set: false } => assert_eq!(h.count, 1.0),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(duration("1m30s").unwrap(), 90_000);
         assert_eq!(duration("10s53ms").unwrap(), 10_053);
         assert!(duration("30s1m").is_err());

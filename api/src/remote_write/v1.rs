@@ -1,0 +1,56 @@
+//! Remote write 1.0's `prometheus.WriteRequest` turned into storage writes: labels sent in full
+//! with every series, metadata per metric family in a list of its own.
+
+use amber_storage::labels::{self, Label};
+use amber_storage::{Exemplar, MetricMetadata, MetricType, Sample, SeriesWrite};
+
+use super::Converted;
+use crate::AppState;
+use crate::prompb;
+
+fn to_labels(labels: Vec<prompb::Label>) -> Vec<Label> {
+    labels.into_iter().map(|l| Label { name: l.name, value: l.value }).collect()
+}
+
+pub(super) fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted {
+    let mut out = Converted { series: Vec::with_capacity(req.timeseries.len()), ..Converted::default() };
+    let metrics = &state.metrics;
+    for ts in req.timeseries {
+        let raw = to_labels(ts.labels);
+        let series_labels = match labels::check_series(&raw, &state.limits.labels) {
+            Ok(()) => labels::validate_series(raw, &state.limits.labels).expect("checked just above"),
+            Err(e) => {
+                let counts = [ts.samples.len() as u64, ts.histograms.len() as u64, ts.exemplars.len() as u64];
+                let message = format!("series {}: {e}", labels::format_list(&raw));
+                out.refuse_series(metrics, e.reason(), counts, message);
+                continue;
+            }
+        };
+        let histograms = out.histograms(metrics, &series_labels, &ts.histograms);
+        let samples = ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value }).collect();
+        let mut exemplars = Vec::with_capacity(ts.exemplars.len());
+        for e in ts.exemplars {
+            match labels::validate_exemplar(to_labels(e.labels)) {
+                Ok(l) => exemplars.push(Exemplar { ts: e.timestamp, value: e.value, labels: l }),
+                Err(err) => {
+                    metrics.rejected(amber_storage::DataKind::Exemplar, "invalid_exemplar_labels", 1);
+                    out.exemplars_refused += 1;
+                    out.errors.push(format!("exemplar at {} for series {series_labels}: {err}", e.timestamp));
+                }
+            }
+        }
+        out.series.push(SeriesWrite { labels: series_labels, samples, histograms, exemplars });
+    }
+    out.refuse_float_histogram_clashes(metrics);
+    out.metadata = req
+        .metadata
+        .into_iter()
+        .map(|m| MetricMetadata {
+            metric_family: m.metric_family_name,
+            metric_type: MetricType::from_i32(m.r#type),
+            help: m.help,
+            unit: m.unit,
+        })
+        .collect();
+    out
+}
