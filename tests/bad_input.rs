@@ -277,15 +277,26 @@ fn bad_native_histograms_are_refused_and_the_rest_is_written() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let written = |kind: &str| r.headers()[format!("x-prometheus-remote-write-{kind}-written")].to_str().unwrap().to_string();
+    let written =
+        |kind: &str| r.headers()[format!("x-prometheus-remote-write-{kind}-written")].to_str().unwrap().to_string();
     assert_eq!([written("samples"), written("histograms"), written("exemplars")], ["1", "0", "1"]);
     let expected = [
-        format!("histogram sample at {t0} for series {{__name__=\"h_mismatch\"}}: positive side: spans need 5 buckets, have 4 buckets: histogram spans specify different number of buckets than provided"),
-        format!("histogram sample at {t0} for series {{__name__=\"h_negative_length\"}}: negative side: span number 1 has length 4294967295, more buckets than a bucket index can address (a negative length?)"),
-        format!("histogram sample at {t0} for series {{__name__=\"h_schema\"}}: histogram has unsupported schema 9 (valid: -4 to 8, or -53 for custom buckets)"),
+        format!(
+            "histogram sample at {t0} for series {{__name__=\"h_mismatch\"}}: positive side: spans need 5 buckets, have 4 buckets: histogram spans specify different number of buckets than provided"
+        ),
+        format!(
+            "histogram sample at {t0} for series {{__name__=\"h_negative_length\"}}: negative side: span number 1 has length 4294967295, more buckets than a bucket index can address (a negative length?)"
+        ),
+        format!(
+            "histogram sample at {t0} for series {{__name__=\"h_schema\"}}: histogram has unsupported schema 9 (valid: -4 to 8, or -53 for custom buckets)"
+        ),
         format!("histogram sample at {t0} for series {{__name__=\"h_nan\"}}: observation count NaN is negative or NaN"),
-        format!("histogram sample at {t0} for series {{__name__=\"h_negative_count\"}}: positive side: bucket 2 has count -1: histogram has a bucket whose observation count is negative or NaN"),
-        format!("float sample and histogram sample at {t0} for series {{__name__=\"h_clash\"}}: a series holds one or the other at a timestamp"),
+        format!(
+            "histogram sample at {t0} for series {{__name__=\"h_negative_count\"}}: positive side: bucket 2 has count -1: histogram has a bucket whose observation count is negative or NaN"
+        ),
+        format!(
+            "float sample and histogram sample at {t0} for series {{__name__=\"h_clash\"}}: a series holds one or the other at a timestamp"
+        ),
     ];
     assert_eq!(
         r.text().unwrap(),
