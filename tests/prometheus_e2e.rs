@@ -7,16 +7,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use amber_storage::{Options, Storage, TenantId};
-use common::{Amber, free_port};
+use common::Amber;
+use common::prometheus::{Prometheus, get_json, sorted_by_series};
 use serde_json::Value;
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 /// The OpenMetrics page of scrape `n`: counters grow, and every exemplar has a new trace id.
 fn page(n: u64) -> String {
@@ -74,71 +72,15 @@ fn serve_target(listener: TcpListener, up: Arc<AtomicBool>, scrapes: Arc<AtomicU
     }
 }
 
-struct Prometheus {
-    child: Child,
-    port: u16,
-}
-
-impl Prometheus {
-    fn start(dir: &std::path::Path, target_port: u16, amber_port: u16) -> Prometheus {
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: e2e\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n\
-             remote_write:\n  - url: http://127.0.0.1:{amber_port}/api/v1/write\n    send_exemplars: true\n    \
-             queue_config:\n      batch_send_deadline: 1s\n    metadata_config:\n      send: true\n      send_interval: 1s\n"
-        );
-        Prometheus::start_with_config(dir, &config)
-    }
-
-    fn start_with_config(dir: &std::path::Path, config: &str) -> Prometheus {
-        assert!(
-            std::path::Path::new(PROMETHEUS).exists(),
-            "{PROMETHEUS} is missing: install Debian's prometheus package (scripts/install-deps)"
-        );
-        let config_path = dir.join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--enable-feature=exemplar-storage")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting prometheus");
-        Prometheus { child, port }
-    }
-}
-
-impl Prometheus {
-    /// SIGTERM: Prometheus flushes its remote-write queues before it exits.
-    fn stop(mut self) {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get(port: u16, path: &str) -> Value {
-    let url = format!("http://127.0.0.1:{port}{path}");
-    let text = reqwest::blocking::get(&url).and_then(|r| r.text()).unwrap_or_default();
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-/// `data` of a query_exemplars answer with series in label order (Prometheus does not sort them).
-fn sorted_by_series(mut data: Value) -> Value {
-    if let Some(list) = data.as_array_mut() {
-        list.sort_by_key(|s| s["seriesLabels"].to_string());
-    }
-    data
+/// Prometheus scraping the OpenMetrics target with exemplar storage on, remote-writing to Amber.
+fn start_prometheus(dir: &std::path::Path, target_port: u16, amber_port: u16) -> Prometheus {
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         scrape_configs:\n  - job_name: e2e\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n\
+         remote_write:\n  - url: http://127.0.0.1:{amber_port}/api/v1/write\n    send_exemplars: true\n    \
+         queue_config:\n      batch_send_deadline: 1s\n    metadata_config:\n      send: true\n      send_interval: 1s\n"
+    );
+    Prometheus::start(dir, &config, &["--enable-feature=exemplar-storage"])
 }
 
 #[test]
@@ -153,7 +95,7 @@ fn amber_answers_what_prometheus_answers_for_the_same_scrapes() {
         std::thread::spawn(move || serve_target(target, up, scrapes));
     }
     let start = common::now_ms() / 1000 - 60;
-    let prometheus = Prometheus::start(dir.path(), target_port, amber.port);
+    let prometheus = start_prometheus(dir.path(), target_port, amber.port);
     let deadline = Instant::now() + Duration::from_secs(60);
     while scrapes.load(Ordering::SeqCst) < 8 {
         assert!(Instant::now() < deadline, "prometheus scraped {} times", scrapes.load(Ordering::SeqCst));
@@ -181,8 +123,8 @@ fn amber_answers_what_prometheus_answers_for_the_same_scrapes() {
     let deadline = Instant::now() + Duration::from_secs(60);
     for path in &paths {
         loop {
-            let want = sorted_by_series(get(prometheus.port, path)["data"].clone());
-            let got = sorted_by_series(get(amber.port, path)["data"].clone());
+            let want = sorted_by_series(prometheus.get(path)["data"].clone());
+            let got = sorted_by_series(get_json(amber.port, path)["data"].clone());
             let non_empty =
                 want.as_array().is_some_and(|a| !a.is_empty()) || want.as_object().is_some_and(|o| !o.is_empty());
             if non_empty && want == got {
@@ -193,14 +135,14 @@ fn amber_answers_what_prometheus_answers_for_the_same_scrapes() {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-    let exemplars = get(amber.port, &paths[0])["data"].clone();
+    let exemplars = get_json(amber.port, &paths[0])["data"].clone();
     let n: usize = exemplars.as_array().unwrap().iter().map(|s| s["exemplars"].as_array().unwrap().len()).sum();
     assert!(n >= 3 * 8, "only {n} bucket exemplars arrived");
 
     // Every raw sample Prometheus holds for the job is in Amber's store, value for value. Prometheus
     // keeps scraping (`up` of the downed target), so compare up to the newest sample it returned,
     // once it has flushed its remote-write queue on shutdown.
-    let raw = get(prometheus.port, &format!("/api/v1/query?query=%7Bjob%3D%22e2e%22%7D%5B10m%5D&time={end}"));
+    let raw = prometheus.get(&format!("/api/v1/query?query=%7Bjob%3D%22e2e%22%7D%5B10m%5D&time={end}"));
     prometheus.stop();
     let mut amber = amber;
     amber.stop();
@@ -247,7 +189,7 @@ fn the_amber_dashboard_works_when_prometheus_scrapes_amber() {
          remote_write:\n  - url: http://127.0.0.1:{port}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n",
         port = amber.port
     );
-    let prometheus = Prometheus::start_with_config(dir.path(), &config);
+    let prometheus = Prometheus::start(dir.path(), &config, &[]);
     // Something for every panel: samples with an exemplar, a rejected sample and exemplar, a
     // breached limit, a query.
     let t = common::now_ms() - 60_000;
@@ -274,7 +216,7 @@ fn the_amber_dashboard_works_when_prometheus_scrapes_amber() {
             // Keep the write and query rates above zero while Prometheus scrapes.
             amber.write(&req);
             amber.data(&format!("/api/v1/query?query=x_bucket&time={}", t / 1000));
-            let in_prometheus = get(prometheus.port, &path);
+            let in_prometheus = prometheus.get(&path);
             let (status, in_amber) = amber.get(&path);
             let has_data = |v: &Value| v["data"]["result"].as_array().is_some_and(|r| !r.is_empty());
             if has_data(&in_prometheus) && status == 200 && has_data(&in_amber) {

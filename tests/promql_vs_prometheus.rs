@@ -12,55 +12,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use amber_api::prompb;
-use common::{Amber, free_port, request, urlencode};
+use common::prometheus::Prometheus;
+use common::{Amber, request, urlencode};
 use serde_json::Value;
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-}
-
-impl Prometheus {
-    fn start(dir: &std::path::Path) -> Prometheus {
-        let bin = "/usr/bin/prometheus";
-        assert!(
-            std::path::Path::new(bin).exists(),
-            "{bin} is missing: install Debian's prometheus (scripts/install-deps)"
-        );
-        let config = dir.join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
-        let port = free_port();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("starting prometheus");
-        let p = Prometheus { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let ready =
-            || reqwest::blocking::get(format!("http://127.0.0.1:{port}/-/ready")).is_ok_and(|r| r.status() == 200);
-        while !ready() {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// xorshift64: repeatable data without a dependency.
 struct Rng(u64);
@@ -285,7 +241,8 @@ fn same(a: &BTreeMap<String, Vec<(i64, f64)>>, b: &BTreeMap<String, Vec<(i64, f6
 fn promql_answers_match_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let amber = Amber::start(dir.path(), &[]);
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus =
+        Prometheus::start(dir.path(), "global:\n  scrape_interval: 1h\n", &["--web.enable-remote-write-receiver"]);
     let now = common::now_ms();
     let t0 = now - now % 60_000 - 3 * 3_600_000;
     let body = common::encode(&request(dataset(t0)));

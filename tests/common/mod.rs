@@ -11,6 +11,9 @@ use amber_api::prompb;
 use prost::Message;
 use serde_json::Value;
 
+pub mod client_model;
+pub mod prometheus;
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
