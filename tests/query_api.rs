@@ -162,7 +162,8 @@ fn admin_seal_is_served_only_when_enabled_and_keeps_every_sample() {
     assert_eq!(
         body,
         json!({"status": "success", "data": {
-            "sampleBlocksWritten": 1, "samplesSealed": 10, "exemplarBlocksWritten": 1, "exemplarsSealed": 1
+            "sampleBlocksWritten": 1, "samplesSealed": 10, "histogramBlocksWritten": 0, "histogramsSealed": 0,
+            "exemplarBlocksWritten": 1, "exemplarsSealed": 1
         }})
     );
     assert_eq!(amber.metric("amber_seal_passes_total"), Some(2.0));
