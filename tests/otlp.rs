@@ -1,7 +1,9 @@
 //! The OTLP/HTTP metrics receiver over the real wire: a gzip-compressed protobuf export with a
 //! counter, a gauge and a histogram (with exemplars) comes back from the Prometheus API with
 //! Prometheus's OTLP names and labels, its exemplars are found by trace id (also after a crash),
-//! and what cannot be stored is refused in `partial_success`, not silently dropped.
+//! and what cannot be stored is refused in `partial_success`, not silently dropped. Exponential
+//! histograms (protobuf and JSON) and, with `--otlp-convert-histograms-to-nhcb`, explicit-bucket
+//! ones are native histograms carrying their exemplars on their own series.
 
 mod common;
 
