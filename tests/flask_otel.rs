@@ -221,8 +221,14 @@ fn trace_ids_of_exponential_histograms_come_back_from_the_native_histogram_serie
         .collect();
     let buckets = amber.data(&format!("/api/v1/series?match[]={}", urlencode("{__name__=~\".+_bucket\"}")));
     assert_eq!(buckets, serde_json::json!([]));
-    // The native-histogram dashboard's panels find their exemplars.
+    // The native-histogram dashboard's panels show data (rates need two exports) and find their
+    // exemplars.
     for expr in common::dashboard_queries("shop-native.json") {
+        eventually(&format!("data for {expr}"), WAIT, || {
+            let end = common::now_ms() / 1000 + 5;
+            let q = format!("/api/v1/query_range?query={}&start={started}&end={end}&step=1", urlencode(&expr));
+            (!amber.data(&q)["result"].as_array().unwrap().is_empty()).then_some(())
+        });
         assert!(!exemplar_traces(&amber, &expr, started).is_empty(), "{expr}: no exemplars");
     }
 

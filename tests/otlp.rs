@@ -1,7 +1,9 @@
 //! The OTLP/HTTP metrics receiver over the real wire: a gzip-compressed protobuf export with a
 //! counter, a gauge and a histogram (with exemplars) comes back from the Prometheus API with
 //! Prometheus's OTLP names and labels, its exemplars are found by trace id (also after a crash),
-//! and what cannot be stored is refused in `partial_success`, not silently dropped.
+//! and what cannot be stored is refused in `partial_success`, not silently dropped. Exponential
+//! histograms (protobuf and JSON) and, with `--otlp-convert-histograms-to-nhcb`, explicit-bucket
+//! ones are native histograms carrying their exemplars on their own series.
 
 mod common;
 
@@ -341,19 +343,68 @@ fn with_nhcb_conversion_explicit_histograms_are_one_series_with_their_exemplars(
     assert_eq!(series, [&labels("http_server_duration_milliseconds"), &labels("http_server_requests_total")]);
     let q = format!("/api/v1/series?match[]={}", urlencode("{__name__=~\"http_server_duration.*\"}"));
     assert_eq!(amber.data(&q), json!([labels("http_server_duration_milliseconds")]));
+    // One histogram with the explicit bounds as its custom buckets.
+    let histogram = json!({"count": "10", "sum": "123.5", "buckets": [
+        [3, "-Inf", "5", "1"], [0, "5", "10", "2"], [0, "10", "25", "3"], [0, "25", "+Inf", "4"],
+    ]});
+    assert_eq!(
+        amber.data(&format!("/api/v1/query?query=http_server_duration_milliseconds&time={}", t / 1000)),
+        json!({"resultType": "vector", "result": [{"metric": labels("http_server_duration_milliseconds"), "histogram": [t / 1000, histogram]}]})
+    );
 }
 
 #[test]
-fn exponential_histograms_over_protobuf_and_json_are_not_refused() {
+fn exponential_histograms_over_protobuf_and_json_are_stored_as_native_histograms_across_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let amber = Amber::start(dir.path(), &[]);
-    let nanos = (common::now_ms() - 60_000) as u64 * 1_000_000;
+    let mut amber = Amber::start(dir.path(), &[]);
+    let t = common::now_ms() - 60_000;
+    let nanos = t as u64 * 1_000_000;
     let (status, answer) =
         post(&amber, "/otlp/v1/metrics", "application/x-protobuf", false, exponential_export(nanos).encode_to_vec());
     assert_eq!(status, 200);
     assert_eq!(ExportMetricsServiceResponse::decode(answer.as_slice()).unwrap().partial_success, None);
     let (status, answer) = post(&amber, "/otlp/v1/metrics", "application/json", false, exponential_json(nanos));
     assert_eq!((status, serde_json::from_slice::<serde_json::Value>(&answer).unwrap()), (200, json!({})));
+
+    // Scale 2: OTLP bucket i is Prometheus bucket i + 1, so the positive OTLP buckets −1, 1, 2
+    // are (2^-¼, 1], (2^¼, 2^½], (2^½, 2^¾] and the negative bucket 0 is [−2^¼, −1); the zero
+    // bucket has Prometheus's threshold 1e-128; min and max are gone.
+    let threshold = format!("0.{}1", "0".repeat(127));
+    let protobuf_histogram = json!({"count": "9", "sum": "4.5", "buckets": [
+        [1, "-1.189207115002721", "-1", "2"],
+        [3, format!("-{threshold}"), threshold, "1"],
+        [0, "0.8408964152537144", "1", "2"],
+        [0, "1.189207115002721", "1.414213562373095", "3"],
+        [0, "1.414213562373095", "1.6817928305074288", "1"],
+    ]});
+    // Scale 10 is merged down to schema 8: OTLP buckets −40…−38 all fall in Prometheus bucket −9.
+    let json_histogram =
+        json!({"count": "4", "sum": "0.8", "buckets": [[0, "0.9732872087896164", "0.9759260581154889", "4"]]});
+    let expected = [
+        (
+            "rpc_server_duration_seconds",
+            json!({"__name__": "rpc_server_duration_seconds", "job": "checkout", "rpc_method": "Pay"}),
+            protobuf_histogram,
+        ),
+        (
+            "db_query_duration_seconds",
+            json!({"__name__": "db_query_duration_seconds", "job": "checkout"}),
+            json_histogram,
+        ),
+    ];
+    let check = |amber: &Amber| {
+        for (query, metric, histogram) in &expected {
+            assert_eq!(
+                amber.data(&format!("/api/v1/query?query={query}&time={}", t / 1000)),
+                json!({"resultType": "vector", "result": [{"metric": metric, "histogram": [t / 1000, histogram]}]}),
+                "{query}"
+            );
+        }
+    };
+    check(&amber);
+    amber.kill9();
+    amber.restart();
+    check(&amber);
 }
 
 #[test]
