@@ -147,8 +147,9 @@ fn admin_seal_is_served_only_when_enabled_and_keeps_every_sample() {
 
     let dir = tempfile::tempdir().unwrap();
     let amber = Amber::start(dir.path(), &["--enable-admin-api", "--maintenance-interval", "1h"]);
-    // Four hours back, so the window is closed and past the out-of-order window.
-    let t = common::now_ms() - 4 * 3_600_000;
+    // At the start of a (2 h) window at least four hours back, so the window is closed and past
+    // the out-of-order window, and the ten samples fall in that one window.
+    let t = (common::now_ms() - 4 * 3_600_000).div_euclid(7_200_000) * 7_200_000;
     let samples: Vec<(i64, f64)> = (0..10).map(|i| (t + i * 15_000, i as f64)).collect();
     let req = request(vec![series(&[("__name__", "old"), ("job", "a")], &samples, &[(t, 7.0, &[("trace_id", "ab")])])]);
     // The maintenance loop's pass at start-up, then none for an hour.
