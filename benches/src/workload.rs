@@ -162,6 +162,25 @@ fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
+/// Appends one scrape's requests to each client's payloads. Client c owns targets c,
+/// c + clients, …, so every series' samples arrive in time order; a request groups whole targets.
+fn add_requests(
+    payloads: &mut [Vec<Vec<u8>>],
+    mut scraped: Vec<Vec<prompb::TimeSeries>>,
+    targets_per_request: usize,
+    encoder: &mut snap::raw::Encoder,
+) {
+    let (clients, targets) = (payloads.len(), scraped.len());
+    for (client, client_payloads) in payloads.iter_mut().enumerate() {
+        let owned: Vec<usize> = (client..targets).step_by(clients).collect();
+        for group in owned.chunks(targets_per_request) {
+            let timeseries = group.iter().flat_map(|&t| std::mem::take(&mut scraped[t])).collect();
+            let req = prompb::WriteRequest { timeseries, metadata: Vec::new() };
+            client_payloads.push(encoder.compress_vec(&req.encode_to_vec()).expect("snappy compresses"));
+        }
+    }
+}
+
 /// Generates `targets` targets × `scrapes` scrapes, the last one four hours ago (so every system
 /// takes them as ordinary past data and Amber can seal them), split over `clients`.
 pub fn generate(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> Workload {
@@ -236,15 +255,7 @@ pub fn generate(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> 
             }
             scraped.push(out);
         }
-        // Client c owns targets c, c + clients, …; its requests group whole targets.
-        for (client, client_payloads) in payloads.iter_mut().enumerate() {
-            let owned: Vec<usize> = (client..targets).step_by(clients).collect();
-            for group in owned.chunks(targets_per_request) {
-                let timeseries = group.iter().flat_map(|&t| std::mem::take(&mut scraped[t])).collect();
-                let req = prompb::WriteRequest { timeseries, metadata: Vec::new() };
-                client_payloads.push(encoder.compress_vec(&req.encode_to_vec()).expect("snappy compresses"));
-            }
-        }
+        add_requests(&mut payloads, scraped, targets_per_request, encoder);
     }
     Workload {
         series: targets * per_target,
@@ -394,14 +405,7 @@ pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize
             }
             scraped.push(out);
         }
-        for (client, client_payloads) in payloads.iter_mut().enumerate() {
-            let owned: Vec<usize> = (client..targets).step_by(clients).collect();
-            for group in owned.chunks(targets_per_request) {
-                let timeseries = group.iter().flat_map(|&t| std::mem::take(&mut scraped[t])).collect();
-                let req = prompb::WriteRequest { timeseries, metadata: Vec::new() };
-                client_payloads.push(encoder.compress_vec(&req.encode_to_vec()).expect("snappy compresses"));
-            }
-        }
+        add_requests(&mut payloads, scraped, targets_per_request, encoder);
     }
     Workload {
         series: targets * per_target,

@@ -135,6 +135,18 @@ impl std::fmt::Display for Rejection {
     }
 }
 
+/// Why a timestamp is outside what the store takes now — `bounds` are the oldest and newest
+/// accepted — if it is.
+fn outside_bounds(ts: i64, (min_ts, max_ts): (i64, i64)) -> Option<RejectReason> {
+    if ts < min_ts {
+        Some(RejectReason::TooOld)
+    } else if ts > max_ts {
+        Some(RejectReason::TooFarInFuture)
+    } else {
+        None
+    }
+}
+
 /// What [`Storage::append`] did.
 #[derive(Debug, Clone, Default)]
 pub struct AppendReport {
@@ -299,19 +311,14 @@ impl Storage {
         touched: &mut HashMap<i64, RoaringTreemap>,
         batch: &mut WriteBatch,
     ) -> Result<HeadState> {
-        let (min_ts, max_ts) = bounds;
         let trace_cf = self.cf(keys::CF_TRACE_INDEX);
         // The window the series was last added to `touched` for: once per window, not per sample.
         let mut last_window = NONE_YET;
         for s in &write.samples {
             let bits = s.value.to_bits();
             let reject = |reason| Rejection { series: write.labels.clone(), ts: s.ts, kind: DataKind::Sample, reason };
-            if s.ts < min_ts {
-                report.rejected.push(reject(RejectReason::TooOld));
-                continue;
-            }
-            if s.ts > max_ts {
-                report.rejected.push(reject(RejectReason::TooFarInFuture));
+            if let Some(reason) = outside_bounds(s.ts, bounds) {
+                report.rejected.push(reject(reason));
                 continue;
             }
             if s.ts > state.sample_max_ts {
@@ -356,12 +363,8 @@ impl Storage {
         for h in &write.histograms {
             let reject =
                 |reason| Rejection { series: write.labels.clone(), ts: h.ts, kind: DataKind::Histogram, reason };
-            if h.ts < min_ts {
-                report.rejected.push(reject(RejectReason::TooOld));
-                continue;
-            }
-            if h.ts > max_ts {
-                report.rejected.push(reject(RejectReason::TooFarInFuture));
+            if let Some(reason) = outside_bounds(h.ts, bounds) {
+                report.rejected.push(reject(reason));
                 continue;
             }
             if h.ts <= state.histogram_max_ts {
@@ -404,12 +407,8 @@ impl Storage {
         for e in &write.exemplars {
             let reject =
                 |reason| Rejection { series: write.labels.clone(), ts: e.ts, kind: DataKind::Exemplar, reason };
-            if e.ts < min_ts {
-                report.rejected.push(reject(RejectReason::TooOld));
-                continue;
-            }
-            if e.ts > max_ts {
-                report.rejected.push(reject(RejectReason::TooFarInFuture));
+            if let Some(reason) = outside_bounds(e.ts, bounds) {
+                report.rejected.push(reject(reason));
                 continue;
             }
             if e.ts <= state.exemplar_max_ts {

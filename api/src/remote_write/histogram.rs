@@ -37,75 +37,50 @@ pub(super) struct WireHistogram<'a> {
     custom_values: &'a [f64],
 }
 
-impl<'a> From<&'a prompb::Histogram> for WireHistogram<'a> {
-    fn from(h: &'a prompb::Histogram) -> Self {
-        use prompb::histogram::{Count as C, ZeroCount as Z};
-        let spans = |s: &[prompb::BucketSpan]| s.iter().map(|s| Span { offset: s.offset, length: s.length }).collect();
-        WireHistogram {
-            timestamp: h.timestamp,
-            count: h.count.map(|c| match c {
-                C::CountInt(n) => Count::Int(n),
-                C::CountFloat(v) => Count::Float(v),
-            }),
-            zero_count: h.zero_count.map(|c| match c {
-                Z::ZeroCountInt(n) => Count::Int(n),
-                Z::ZeroCountFloat(v) => Count::Float(v),
-            }),
-            sum: h.sum,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            negative: Side {
-                name: "negative",
-                spans: spans(&h.negative_spans),
-                deltas: &h.negative_deltas,
-                counts: &h.negative_counts,
-            },
-            positive: Side {
-                name: "positive",
-                spans: spans(&h.positive_spans),
-                deltas: &h.positive_deltas,
-                counts: &h.positive_counts,
-            },
-            reset_hint: h.reset_hint,
-            custom_values: &h.custom_values,
+/// Remote write 1.0 and 2.0 generate one `Histogram` message each, with the same fields: one
+/// conversion for both.
+macro_rules! wire_histogram_from {
+    ($proto:ident) => {
+        impl<'a> From<&'a $proto::Histogram> for WireHistogram<'a> {
+            fn from(h: &'a $proto::Histogram) -> Self {
+                use $proto::histogram::{Count as C, ZeroCount as Z};
+                let spans =
+                    |s: &[$proto::BucketSpan]| s.iter().map(|s| Span { offset: s.offset, length: s.length }).collect();
+                WireHistogram {
+                    timestamp: h.timestamp,
+                    count: h.count.map(|c| match c {
+                        C::CountInt(n) => Count::Int(n),
+                        C::CountFloat(v) => Count::Float(v),
+                    }),
+                    zero_count: h.zero_count.map(|c| match c {
+                        Z::ZeroCountInt(n) => Count::Int(n),
+                        Z::ZeroCountFloat(v) => Count::Float(v),
+                    }),
+                    sum: h.sum,
+                    schema: h.schema,
+                    zero_threshold: h.zero_threshold,
+                    negative: Side {
+                        name: "negative",
+                        spans: spans(&h.negative_spans),
+                        deltas: &h.negative_deltas,
+                        counts: &h.negative_counts,
+                    },
+                    positive: Side {
+                        name: "positive",
+                        spans: spans(&h.positive_spans),
+                        deltas: &h.positive_deltas,
+                        counts: &h.positive_counts,
+                    },
+                    reset_hint: h.reset_hint,
+                    custom_values: &h.custom_values,
+                }
+            }
         }
-    }
+    };
 }
 
-impl<'a> From<&'a writev2::Histogram> for WireHistogram<'a> {
-    fn from(h: &'a writev2::Histogram) -> Self {
-        use writev2::histogram::{Count as C, ZeroCount as Z};
-        let spans = |s: &[writev2::BucketSpan]| s.iter().map(|s| Span { offset: s.offset, length: s.length }).collect();
-        WireHistogram {
-            timestamp: h.timestamp,
-            count: h.count.map(|c| match c {
-                C::CountInt(n) => Count::Int(n),
-                C::CountFloat(v) => Count::Float(v),
-            }),
-            zero_count: h.zero_count.map(|c| match c {
-                Z::ZeroCountInt(n) => Count::Int(n),
-                Z::ZeroCountFloat(v) => Count::Float(v),
-            }),
-            sum: h.sum,
-            schema: h.schema,
-            zero_threshold: h.zero_threshold,
-            negative: Side {
-                name: "negative",
-                spans: spans(&h.negative_spans),
-                deltas: &h.negative_deltas,
-                counts: &h.negative_counts,
-            },
-            positive: Side {
-                name: "positive",
-                spans: spans(&h.positive_spans),
-                deltas: &h.positive_deltas,
-                counts: &h.positive_counts,
-            },
-            reset_hint: h.reset_hint,
-            custom_values: &h.custom_values,
-        }
-    }
-}
+wire_histogram_from!(prompb);
+wire_histogram_from!(writev2);
 
 impl WireHistogram<'_> {
     /// The stored sample, or why it can never be stored. A histogram is a float histogram when
