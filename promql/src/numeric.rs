@@ -1,18 +1,9 @@
 //! Float arithmetic as Prometheus does it, so results match bit for bit: compensated sums,
 //! running means that survive overflow, quantiles by rank interpolation.
 
-/// One step of compensated summation; returns the new sum and compensation.
-pub(crate) fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
+/// One step of compensated summation (Prometheus's `kahansum.Inc`); returns the new sum and
+/// compensation. The histogram crate's, so float and histogram sums compensate alike.
+pub(crate) use amber_histogram::kahan_inc as kahan_sum_inc;
 
 /// Prometheus's `quantile`: linear interpolation between the closest ranks.
 pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
