@@ -147,6 +147,15 @@ fn outside_bounds(ts: i64, (min_ts, max_ts): (i64, i64)) -> Option<RejectReason>
     }
 }
 
+/// Adds series `id` to `window`'s activity set, once per run of entries in one window: entries
+/// come in time order, so `last_window` saves a map lookup per sample.
+fn mark_touched(touched: &mut HashMap<i64, RoaringTreemap>, last_window: &mut i64, window: i64, id: SeriesId) {
+    if window != *last_window {
+        touched.entry(window).or_default().insert(id);
+        *last_window = window;
+    }
+}
+
 /// What [`Storage::append`] did.
 #[derive(Debug, Clone, Default)]
 pub struct AppendReport {
@@ -353,11 +362,7 @@ impl Storage {
             }
             mem.insert_sample(*s);
             out.samples.push(*s);
-            let window = self.window_of(s.ts);
-            if window != last_window {
-                touched.entry(window).or_default().insert(id);
-                last_window = window;
-            }
+            mark_touched(touched, &mut last_window, self.window_of(s.ts), id);
             report.samples_written += 1;
         }
         for h in &write.histograms {
@@ -397,11 +402,7 @@ impl Storage {
             state.histogram_max_ts = state.histogram_max_ts.max(h.ts);
             mem.insert_histogram(h);
             out.histograms.push(h.clone());
-            let window = self.window_of(h.ts);
-            if window != last_window {
-                touched.entry(window).or_default().insert(id);
-                last_window = window;
-            }
+            mark_touched(touched, &mut last_window, self.window_of(h.ts), id);
             report.histograms_written += 1;
         }
         for e in &write.exemplars {
