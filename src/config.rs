@@ -47,6 +47,26 @@ pub struct Cli {
     /// Largest burst above the ingestion rate, in samples plus exemplars [default: 10 × the rate].
     #[arg(long, env = "AMBER_INGESTION_BURST")]
     pub ingestion_burst: Option<f64>,
+    /// New series per second a tenant may create, 0 for no limit; samples of further new series
+    /// get a retryable 429 while the rest of the request is written [default: 0].
+    #[arg(long, env = "AMBER_NEW_SERIES_RATE")]
+    pub new_series_rate: Option<f64>,
+    /// Largest burst of new series above the new-series rate [default: 60 × the rate].
+    #[arg(long, env = "AMBER_NEW_SERIES_BURST")]
+    pub new_series_burst: Option<f64>,
+    /// Largest remote-write or OTLP body once decompressed, in bytes [default: 134217728].
+    #[arg(long, env = "AMBER_MAX_DECODED_BODY_BYTES")]
+    pub max_decoded_body_bytes: Option<usize>,
+    /// Bytes of write bodies (compressed plus decoded) held at once; writes beyond get a retryable 503 [default: 536870912].
+    #[arg(long, env = "AMBER_MAX_INFLIGHT_WRITE_BYTES")]
+    pub max_inflight_write_bytes: Option<usize>,
+    /// Longest a client may take to send a request's headers, counted from the connection's start
+    /// or the end of its previous response, so idle keep-alive connections close too [default: 1m].
+    #[arg(long, env = "AMBER_HTTP_HEADER_READ_TIMEOUT")]
+    pub http_header_read_timeout: Option<String>,
+    /// Longest a write's body may take to arrive; slower ones get a 408 [default: 1m].
+    #[arg(long, env = "AMBER_HTTP_BODY_READ_TIMEOUT")]
+    pub http_body_read_timeout: Option<String>,
     /// Queries evaluated at once; more get a retryable 503 [default: 20].
     #[arg(long, env = "AMBER_MAX_CONCURRENT_QUERIES")]
     pub max_concurrent_queries: Option<usize>,
@@ -119,6 +139,12 @@ struct FileConfig {
     max_series_per_tenant: Option<u64>,
     ingestion_rate: Option<f64>,
     ingestion_burst: Option<f64>,
+    new_series_rate: Option<f64>,
+    new_series_burst: Option<f64>,
+    max_decoded_body_bytes: Option<usize>,
+    max_inflight_write_bytes: Option<usize>,
+    http_header_read_timeout: Option<String>,
+    http_body_read_timeout: Option<String>,
     max_concurrent_queries: Option<usize>,
     min_free_disk_bytes: Option<u64>,
     max_exemplars_per_series_per_window: Option<u64>,
@@ -138,7 +164,7 @@ struct FileConfig {
     otlp_grpc_listen: Option<String>,
     /// Per-tenant settings: `[tenants.NAME]` with credentials (`bearer_token`, or
     /// `basic_auth_username` and `basic_auth_password`) and limits (`max_series_per_tenant`,
-    /// `ingestion_rate`).
+    /// `ingestion_rate`, `new_series_rate`).
     #[serde(default)]
     tenants: std::collections::BTreeMap<String, TenantConfig>,
     log_format: Option<String>,
@@ -152,6 +178,7 @@ struct TenantConfig {
     basic_auth_password: Option<String>,
     max_series_per_tenant: Option<u64>,
     ingestion_rate: Option<f64>,
+    new_series_rate: Option<f64>,
 }
 
 impl TenantConfig {
@@ -183,6 +210,9 @@ pub struct Config {
     pub maintenance_interval: Duration,
     pub log_format: String,
     pub admin_api: bool,
+    /// How long a client may take to send a request's headers (or to start the next request on a
+    /// kept-alive connection).
+    pub http_header_read_timeout: Duration,
     /// Certificate chain and key files: serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Where the OTLP gRPC receiver listens; `None` when disabled.
@@ -240,6 +270,28 @@ impl Config {
             api.ingestion_rate = v;
         }
         api.ingestion_burst = cli.ingestion_burst.or(file.ingestion_burst).unwrap_or(10.0 * api.ingestion_rate);
+        if let Some(v) = cli.new_series_rate.or(file.new_series_rate) {
+            anyhow::ensure!(v >= 0.0 && v.is_finite(), "new_series_rate must be a non-negative number");
+            api.new_series_rate = v;
+        }
+        // A restarted target brings all its series at once: a minute's worth by default.
+        api.new_series_burst = cli.new_series_burst.or(file.new_series_burst).unwrap_or(60.0 * api.new_series_rate);
+        if let Some(v) = cli.max_decoded_body_bytes.or(file.max_decoded_body_bytes) {
+            api.max_decoded_bytes = v;
+        }
+        if let Some(v) = cli.max_inflight_write_bytes.or(file.max_inflight_write_bytes) {
+            api.max_inflight_write_bytes = v;
+        }
+        anyhow::ensure!(
+            api.max_inflight_write_bytes >= api.max_body_bytes + api.max_decoded_bytes,
+            "max_inflight_write_bytes ({}) must hold at least one body of max_body_bytes plus max_decoded_body_bytes ({})",
+            api.max_inflight_write_bytes,
+            api.max_body_bytes + api.max_decoded_bytes
+        );
+        api.body_read_timeout =
+            duration("http_body_read_timeout", cli.http_body_read_timeout.or(file.http_body_read_timeout), "1m")?;
+        let http_header_read_timeout =
+            duration("http_header_read_timeout", cli.http_header_read_timeout.or(file.http_header_read_timeout), "1m")?;
         if let Some(v) = cli.max_concurrent_queries.or(file.max_concurrent_queries) {
             anyhow::ensure!(v > 0, "max_concurrent_queries must be at least 1");
             api.max_concurrent_queries = v;
@@ -276,12 +328,20 @@ impl Config {
         let mut credentials = std::collections::HashMap::new();
         let mut max_series = std::collections::HashMap::new();
         let mut ingestion_rate = std::collections::HashMap::new();
+        let mut new_series_rate = std::collections::HashMap::new();
         for (name, tenant) in file.tenants {
             if let Some(c) = tenant.credentials(&name)? {
                 credentials.insert(name.clone(), c);
             }
             if let Some(v) = tenant.ingestion_rate {
                 ingestion_rate.insert(name.clone(), v);
+            }
+            if let Some(v) = tenant.new_series_rate {
+                anyhow::ensure!(
+                    v >= 0.0 && v.is_finite(),
+                    "tenant {name:?}: new_series_rate must be a non-negative number"
+                );
+                new_series_rate.insert(name.clone(), v);
             }
             if let Some(v) = tenant.max_series_per_tenant {
                 max_series.insert(name, v);
@@ -293,6 +353,7 @@ impl Config {
             credentials,
             max_series,
             ingestion_rate,
+            new_series_rate,
         };
         let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");
@@ -310,6 +371,7 @@ impl Config {
             )?,
             log_format,
             admin_api: cli.enable_admin_api || file.enable_admin_api.unwrap_or(false),
+            http_header_read_timeout,
             otlp_grpc_listen: match cli.otlp_grpc_listen.or(file.otlp_grpc_listen).as_deref() {
                 None => Some("0.0.0.0:4317".parse().expect("a valid address")),
                 Some("") => None,

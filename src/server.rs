@@ -46,25 +46,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // One server for HTTP and HTTPS: axum_server exposes hyper's connection settings, and its
+    // handle drains connections on shutdown.
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    let stop = stopped(stopping.clone());
+    tokio::spawn(async move {
+        stop.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    let app = app.into_make_service();
     match &config.tls {
         None => {
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            tracing::info!(addr = %listener.local_addr()?, "listening");
-            axum::serve(listener, app).with_graceful_shutdown(stopped(stopping.clone())).await?;
+            let mut server = axum_server::bind(config.listen).handle(handle);
+            limit_connections(server.http_builder(), config.http_header_read_timeout);
+            tracing::info!(addr = %config.listen, "listening");
+            server.serve(app).await?;
         }
         Some((cert, key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            let stop = stopped(stopping.clone());
-            tokio::spawn(async move {
-                stop.await;
-                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-            });
+            let mut server = axum_server::bind_rustls(config.listen, tls).handle(handle);
+            limit_connections(server.http_builder(), config.http_header_read_timeout);
             tracing::info!(addr = %config.listen, "listening (TLS)");
-            axum_server::bind_rustls(config.listen, tls).handle(handle).serve(app.into_make_service()).await?;
+            server.serve(app).await?;
         }
     }
 
@@ -120,6 +126,16 @@ async fn maintain(
             Err(e) => tracing::error!(error = %e, "maintenance task panicked"),
         }
     }
+}
+
+/// Closes connections whose client takes longer than `header_read_timeout` to send a request's
+/// headers — counted from the connection's start and, on a kept-alive connection, from the end of
+/// the previous response — so slow or idle clients (slowloris) cannot hold sockets and tasks.
+fn limit_connections(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    header_read_timeout: std::time::Duration,
+) {
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout);
 }
 
 async fn shutdown_signal() {

@@ -47,6 +47,8 @@ pub struct ApiLimits {
     pub max_body_bytes: usize,
     /// Largest remote-write body accepted once snappy-decoded.
     pub max_decoded_bytes: usize,
+    /// Longest a write's body may take to arrive once its headers have (408 after it).
+    pub body_read_timeout: std::time::Duration,
     /// Remote-write requests processed at once; more are shed with a retryable 503, so memory
     /// stays bounded (at most this many bodies) however hard senders push.
     pub max_inflight_writes: usize,
@@ -58,6 +60,16 @@ pub struct ApiLimits {
     /// rate in [`tenant::TenantSettings::ingestion_rate`].
     pub ingestion_rate: f64,
     pub ingestion_burst: f64,
+    /// New series per second a tenant may create (0: no limit), with bursts of up to
+    /// `new_series_burst`; samples of series beyond it get a retryable 429 while the rest of the
+    /// request is written, so a cardinality explosion cannot outgrow memory before
+    /// `max_series_per_tenant` stops it. Tenants may have their own rate in
+    /// [`tenant::TenantSettings::new_series_rate`].
+    pub new_series_rate: f64,
+    pub new_series_burst: f64,
+    /// Bytes of write bodies, compressed plus decoded, held at once across all requests; a
+    /// request that would go over waits for none and gets a retryable 503.
+    pub max_inflight_write_bytes: usize,
     /// Queries (instant and range) evaluated at once; more get a retryable 503.
     pub max_concurrent_queries: usize,
     /// How OTLP metrics are translated to series.
@@ -73,10 +85,14 @@ impl Default for ApiLimits {
         ApiLimits {
             max_body_bytes: 32 << 20,
             max_decoded_bytes: 128 << 20,
+            body_read_timeout: std::time::Duration::from_secs(60),
             max_inflight_writes: 16,
             max_series_per_tenant: 1_000_000,
             ingestion_rate: 0.0,
             ingestion_burst: 0.0,
+            new_series_rate: 0.0,
+            new_series_burst: 0.0,
+            max_inflight_write_bytes: 512 << 20,
             max_concurrent_queries: 20,
             min_free_disk_bytes: 256 << 20,
             otlp: otlp::translate::Translation::default(),
@@ -98,7 +114,11 @@ pub struct AppState {
     /// One permit per query being evaluated (`ApiLimits::max_concurrent_queries`).
     pub query_permits: Arc<tokio::sync::Semaphore>,
     /// Per-tenant token buckets of the ingestion rate limit.
-    pub ingestion: Arc<rate_limit::IngestionLimiter>,
+    pub ingestion: Arc<rate_limit::TokenBuckets>,
+    /// Per-tenant token buckets of the new-series rate limit.
+    pub new_series: Arc<rate_limit::TokenBuckets>,
+    /// One permit per KiB of write bodies held (`ApiLimits::max_inflight_write_bytes`).
+    pub write_bytes: Arc<tokio::sync::Semaphore>,
     /// What arrived per metric family and source, for exemplar diagnostics.
     pub diagnostics: Arc<diagnostics::Diagnostics>,
     /// Series labels as the PromQL engine uses them, shared by all queries.
@@ -117,7 +137,9 @@ impl AppState {
             engine: Arc::new(amber_promql::Engine::new(engine)),
             write_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_writes)),
             query_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_queries)),
-            ingestion: Arc::new(rate_limit::IngestionLimiter::default()),
+            ingestion: Arc::new(rate_limit::TokenBuckets::default()),
+            new_series: Arc::new(rate_limit::TokenBuckets::default()),
+            write_bytes: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_write_bytes.div_ceil(1024))),
             diagnostics: Arc::new(diagnostics::Diagnostics::default()),
             series_labels: Arc::new(queryable::SeriesLabelsCache::default()),
             limits: Arc::new(limits),

@@ -51,6 +51,8 @@ pub struct TenantSettings {
     pub max_series: HashMap<String, u64>,
     /// Tenants with their own ingestion rate instead of `ApiLimits::ingestion_rate`.
     pub ingestion_rate: HashMap<String, f64>,
+    /// Tenants with their own new-series rate instead of `ApiLimits::new_series_rate`.
+    pub new_series_rate: HashMap<String, f64>,
 }
 
 impl Default for TenantSettings {
@@ -61,6 +63,7 @@ impl Default for TenantSettings {
             credentials: HashMap::new(),
             max_series: HashMap::new(),
             ingestion_rate: HashMap::new(),
+            new_series_rate: HashMap::new(),
         }
     }
 }
@@ -122,6 +125,8 @@ pub struct WriteTenant {
     pub max_series: u64,
     /// Samples plus exemplars per second; 0 for no limit.
     pub ingestion_rate: f64,
+    /// New series per second; 0 for no limit.
+    pub new_series_rate: f64,
 }
 
 /// The tenant a write goes to, registering it on its first write.
@@ -129,6 +134,7 @@ pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<WriteTenant, T
     let name = name_of(state, headers)?;
     let max_series = state.tenants.max_series.get(name).copied().unwrap_or(state.limits.max_series_per_tenant);
     let ingestion_rate = state.tenants.ingestion_rate.get(name).copied().unwrap_or(state.limits.ingestion_rate);
+    let new_series_rate = state.tenants.new_series_rate.get(name).copied().unwrap_or(state.limits.new_series_rate);
     let id = if name == state.tenants.default_tenant {
         TenantId::DEFAULT
     } else {
@@ -137,7 +143,7 @@ pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<WriteTenant, T
             message: format!("registering tenant {name:?}: {e}"),
         })?
     };
-    Ok(WriteTenant { id, name: name.to_string(), max_series, ingestion_rate })
+    Ok(WriteTenant { id, name: name.to_string(), max_series, ingestion_rate, new_series_rate })
 }
 
 /// The tenant a read looks at; `None` for a tenant that never wrote (it sees no data).

@@ -4,7 +4,9 @@
 
 use amber_bench::workload;
 use amber_storage::chunkenc::{timestamp, value, varint::Reader};
-use amber_storage::{Exemplar, Label, Labels, MatchOp, Matcher, Options, Sample, SeriesWrite, Storage, TenantId};
+use amber_storage::{
+    Exemplar, Label, Labels, MatchOp, Matcher, Options, Sample, SeriesCreation, SeriesWrite, Storage, TenantId,
+};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 fn remote_write_decode(c: &mut Criterion) {
@@ -98,7 +100,7 @@ fn postings(c: &mut Criterion) {
                 histograms: Vec::new(),
             })
             .collect();
-        storage.append(TenantId::DEFAULT, &series, &[], None).unwrap();
+        storage.append(TenantId::DEFAULT, &series, &[], SeriesCreation::UNLIMITED).unwrap();
     }
     let eq = |n: &str, v: &str| Matcher { name: n.into(), op: MatchOp::Equal, value: v.into() };
     let selectors = vec![vec![eq("__name__", "node_cpu_seconds_total"), eq("mode", "idle"), eq("job", "node")]];

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use amber_storage::labels::{Label, Labels};
-use amber_storage::{Exemplar, Options, Sample, SeriesWrite, Storage, TenantId};
+use amber_storage::{Exemplar, Options, Sample, SeriesCreation, SeriesWrite, Storage, TenantId};
 
 const SERIES: usize = 480;
 const RUNS: usize = 3;
@@ -32,7 +32,7 @@ fn head(storage: &Storage, end: i64) {
                     .collect(),
             })
             .collect();
-        storage.append(TenantId::DEFAULT, &writes, &[], None).expect("append");
+        storage.append(TenantId::DEFAULT, &writes, &[], SeriesCreation::UNLIMITED).expect("append");
     }
 }
 

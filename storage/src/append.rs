@@ -54,6 +54,9 @@ pub enum RejectReason {
     TooOld,
     /// A new series would take its tenant past this many series.
     SeriesLimit(u64),
+    /// A new series beyond what the tenant's new-series rate limit lets it create now; the
+    /// same write succeeds later.
+    NewSeriesRate,
     /// The series already has this many exemplars in the exemplar's block window.
     ExemplarLimit(u64),
     /// Further in the future than allowed.
@@ -70,6 +73,7 @@ impl RejectReason {
             RejectReason::TooOld => "too_old",
             RejectReason::TooFarInFuture => "too_far_in_future",
             RejectReason::SeriesLimit(_) => "series_limit",
+            RejectReason::NewSeriesRate => "new_series_rate",
             RejectReason::ExemplarLimit(_) => "exemplar_limit",
         }
     }
@@ -129,6 +133,9 @@ impl std::fmt::Display for Rejection {
             }
             RejectReason::TooOld => "too old: before the retention period",
             RejectReason::TooFarInFuture => "too far in the future",
+            RejectReason::NewSeriesRate => {
+                "a new series beyond the tenant's new-series rate limit (new_series_rate, new_series_burst); retry later"
+            }
             RejectReason::SeriesLimit(_) | RejectReason::ExemplarLimit(_) => unreachable!("written above"),
         };
         write!(f, "{what} at {} for series {}: {why}", self.ts, self.series)
@@ -153,6 +160,27 @@ fn mark_touched(touched: &mut HashMap<i64, RoaringTreemap>, last_window: &mut i6
     if window != *last_window {
         touched.entry(window).or_default().insert(id);
         *last_window = window;
+    }
+}
+
+/// Bounds on the series one [`Storage::append`] may create for its tenant.
+#[derive(Clone, Copy, Default)]
+pub struct SeriesCreation<'a> {
+    /// Series the tenant may have in all (`max_series_per_tenant`); `None`: no limit.
+    pub max_series: Option<u64>,
+    /// Asked, while series creation is serialised, how many of the `n` series the append would
+    /// create it may create now; answers at most `n` and takes them from the tenant's budget
+    /// (the new-series rate limit). `None`: no limit.
+    pub new_series_budget: Option<&'a (dyn Fn(u64) -> u64 + Sync)>,
+}
+
+impl SeriesCreation<'_> {
+    /// No limit on new series.
+    pub const UNLIMITED: SeriesCreation<'static> = SeriesCreation { max_series: None, new_series_budget: None };
+
+    /// At most `max` series for the tenant, created at any rate.
+    pub fn at_most(max: u64) -> Self {
+        SeriesCreation { max_series: Some(max), new_series_budget: None }
     }
 }
 
@@ -182,19 +210,20 @@ impl Storage {
     ///
     /// Returns `Err` only for failures of the store (the caller should retry); samples or
     /// exemplars that can never be written are listed in [`AppendReport::rejected`] while the rest
-    /// of the request is written. New series beyond `max_series` for the tenant are refused.
+    /// of the request is written. New series beyond `limits` for the tenant are refused.
     pub fn append(
         &self,
         tenant: TenantId,
         series: &[SeriesWrite],
         metadata: &[MetricMetadata],
-        max_series: Option<u64>,
+        limits: SeriesCreation<'_>,
     ) -> Result<AppendReport> {
         let mut report = AppendReport::default();
         let next_before = *self.next_series_id.lock();
         let labels: Vec<&Labels> = series.iter().map(|s| &s.labels).collect();
-        let ids = self.resolve_series(tenant, &labels, max_series)?;
-        report.series_created = ids.iter().flatten().filter(|&&id| id >= next_before).count() as u64;
+        let ids = self.resolve_series(tenant, &labels, limits)?;
+        // New ids are handed out in order from `next_before`: the newest one tells how many.
+        report.series_created = ids.iter().flatten().map(|&id| (id + 1).saturating_sub(next_before)).max().unwrap_or(0);
 
         let mut touched: HashMap<i64, RoaringTreemap> = HashMap::new();
         let mut batch = WriteBatch::default();
@@ -202,17 +231,8 @@ impl Storage {
         let mut wal = self.wal.writer()?;
         // Whatever went into the head goes into the log, even when a later series fails: the head
         // must never hold data a retry would take as already written but that is not durable.
-        let checked = self.accept(
-            tenant,
-            series,
-            &ids,
-            max_series,
-            next_before,
-            &mut report,
-            &mut accepted,
-            &mut touched,
-            &mut batch,
-        );
+        let checked =
+            self.accept(tenant, series, &ids, next_before, &mut report, &mut accepted, &mut touched, &mut batch);
         let data: Vec<SeriesData<'_>> = accepted
             .iter()
             .filter(|a| !a.samples.is_empty() || !a.histograms.is_empty() || !a.exemplars.is_empty())
@@ -265,8 +285,7 @@ impl Storage {
         &self,
         tenant: TenantId,
         series: &'a [SeriesWrite],
-        ids: &[Option<SeriesId>],
-        max_series: Option<u64>,
+        ids: &[std::result::Result<SeriesId, RejectReason>],
         next_before: SeriesId,
         report: &mut AppendReport,
         accepted: &mut Vec<Accepted<'a>>,
@@ -278,15 +297,17 @@ impl Storage {
         let bounds = (now.saturating_sub(self.opts.retention_ms), now.saturating_add(self.opts.max_future_ms));
         let head = self.head.series_for_write(ids.iter().flatten().copied());
         for (write, &id) in series.iter().zip(ids) {
-            let Some(id) = id else {
-                let reason = RejectReason::SeriesLimit(max_series.unwrap_or(0));
-                let samples = write.samples.iter().map(|s| (s.ts, DataKind::Sample));
-                let histograms = write.histograms.iter().map(|h| (h.ts, DataKind::Histogram));
-                let exemplars = write.exemplars.iter().map(|e| (e.ts, DataKind::Exemplar));
-                for (ts, kind) in samples.chain(histograms).chain(exemplars) {
-                    report.rejected.push(Rejection { series: write.labels.clone(), ts, kind, reason });
+            let id = match id {
+                Ok(id) => id,
+                Err(reason) => {
+                    let samples = write.samples.iter().map(|s| (s.ts, DataKind::Sample));
+                    let histograms = write.histograms.iter().map(|h| (h.ts, DataKind::Histogram));
+                    let exemplars = write.exemplars.iter().map(|e| (e.ts, DataKind::Exemplar));
+                    for (ts, kind) in samples.chain(histograms).chain(exemplars) {
+                        report.rejected.push(Rejection { series: write.labels.clone(), ts, kind, reason });
+                    }
+                    continue;
                 }
-                continue;
             };
             let mem = head.get(&id).expect("series_for_write added every id");
             let mut mem = mem.lock();

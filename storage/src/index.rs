@@ -12,6 +12,7 @@ use roaring::RoaringTreemap;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::SeriesId;
+use crate::append::{RejectReason, SeriesCreation};
 use crate::chunkenc::varint::Reader;
 use crate::db::Storage;
 use crate::error::{Error, Result};
@@ -73,8 +74,8 @@ pub(crate) fn encode_postings(set: &RoaringTreemap) -> Vec<u8> {
 }
 
 impl Storage {
-    /// Returns the id of every label set, creating the series that don't exist yet; `None` for a
-    /// new series that would take the tenant past `max_series`.
+    /// Returns the id of every label set, creating the series that don't exist yet within
+    /// `limits`; a refused new series gets the reason instead.
     ///
     /// New series are written (index entry, reverse entry, postings, next id) in one synced batch
     /// before any of their samples, so a sample on disk never names a series that isn't.
@@ -82,43 +83,51 @@ impl Storage {
         &self,
         tenant: TenantId,
         series: &[&Labels],
-        max_series: Option<u64>,
-    ) -> Result<Vec<Option<SeriesId>>> {
+        limits: SeriesCreation<'_>,
+    ) -> Result<Vec<std::result::Result<SeriesId, RejectReason>>> {
         let keys: Vec<Vec<u8>> = series.iter().map(|l| keys::series_by_labels(tenant, &l.encode())).collect();
         let mut ids: Vec<Option<SeriesId>> = {
             let cache = self.series_cache.read();
             keys.iter().map(|k| cache.get(k).copied()).collect()
         };
         if ids.iter().all(Option::is_some) {
-            return Ok(ids);
+            return Ok(ids.into_iter().map(|id| Ok(id.expect("all found"))).collect());
         }
+        // Held until the new series are durable: creation is serialised, so the series count
+        // and the rate budget below are exact.
         let mut next = self.next_series_id.lock();
-        let mut count = match max_series {
-            Some(_) => self.series_count(tenant)?,
-            None => 0,
-        };
         let index = self.cf(keys::CF_INDEX);
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| ids[i].is_none()).collect();
         let found = self.db.multi_get_cf(missing.iter().map(|&i| (index, keys[i].as_slice())));
-        let mut batch = WriteBatch::default();
-        let mut created: HashMap<&[u8], SeriesId> = HashMap::new();
-        let mut all = RoaringTreemap::new();
+        // The first request position of each label set that does not exist yet, in request
+        // order, and each such label set's rank in it: the first `granted` are created.
+        let mut new: Vec<usize> = Vec::new();
+        let mut rank: HashMap<&[u8], usize> = HashMap::new();
         for (&i, got) in missing.iter().zip(found) {
-            if let Some(v) = got? {
-                ids[i] = Some(keys::read_u64(&v));
-                continue;
+            match got? {
+                Some(v) => ids[i] = Some(keys::read_u64(&v)),
+                None => {
+                    rank.entry(&keys[i]).or_insert_with(|| {
+                        new.push(i);
+                        new.len() - 1
+                    });
+                }
             }
-            if let Some(&id) = created.get(keys[i].as_slice()) {
-                ids[i] = Some(id);
-                continue;
-            }
-            if max_series.is_some_and(|max| count >= max) {
-                continue;
-            }
-            count += 1;
+        }
+        let room = match limits.max_series {
+            Some(max) => max.saturating_sub(self.series_count(tenant)?),
+            None => u64::MAX,
+        };
+        let wanted = (new.len() as u64).min(room);
+        let granted = match limits.new_series_budget {
+            Some(grant) if wanted > 0 => grant(wanted).min(wanted),
+            _ => wanted,
+        };
+        let mut batch = WriteBatch::default();
+        let mut all = RoaringTreemap::new();
+        for &i in &new[..granted as usize] {
             let id = *next;
             *next += 1;
-            created.insert(&keys[i], id);
             ids[i] = Some(id);
             batch.put_cf(index, &keys[i], id.to_be_bytes());
             let mut reverse = tenant.0.to_be_bytes().to_vec();
@@ -132,20 +141,33 @@ impl Storage {
             }
             all.insert(id);
         }
-        if !created.is_empty() {
+        if granted > 0 {
             batch.merge_cf(index, keys::postings(tenant, "", ""), encode_postings(&all));
             batch.put_cf(index, [prefix::NEXT_SERIES_ID], next.to_be_bytes());
             self.write_synced(batch)?;
-            *self.series_counts.lock().entry(tenant).or_insert(0) += created.len() as u64;
+            *self.series_counts.lock().entry(tenant).or_insert(0) += granted;
         }
         drop(next);
+        let mut out = Vec::with_capacity(keys.len());
         let mut cache = self.series_cache.write();
-        for (k, id) in keys.into_iter().zip(&ids) {
-            if let Some(id) = id {
-                cache.insert(k, *id);
+        for (i, k) in keys.iter().enumerate() {
+            let resolved = match ids[i] {
+                Some(id) => Ok(id),
+                None => {
+                    let r = rank[k.as_slice()];
+                    match ids[new[r]] {
+                        Some(id) => Ok(id),
+                        None if (r as u64) < wanted => Err(RejectReason::NewSeriesRate),
+                        None => Err(RejectReason::SeriesLimit(limits.max_series.unwrap_or(0))),
+                    }
+                }
+            };
+            if let Ok(id) = resolved {
+                cache.insert(k.clone(), id);
             }
+            out.push(resolved);
         }
-        Ok(ids)
+        Ok(out)
     }
 
     /// How many series `tenant` has (counted once from its all-series postings, then kept).

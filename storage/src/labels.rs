@@ -113,10 +113,23 @@ pub fn format_list(labels: &[Label]) -> String {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(&format!("{}={:?}", l.name, l.value));
+        out.push_str(&format!("{}={:?}", clipped(&l.name), clipped(&l.value)));
     }
     out.push('}');
     out
+}
+
+/// Longest label name or value [`format_list`] writes out whole.
+const MAX_FORMATTED_LEN: usize = 4096;
+
+/// `s`, or for one longer than [`MAX_FORMATTED_LEN`] its first 64 bytes and its length: error
+/// messages about a hostile 10 MB label value must not echo it back.
+fn clipped(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_FORMATTED_LEN {
+        return s.into();
+    }
+    let end = (0..=64).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+    format!("{}…({} bytes)", &s[..end], s.len()).into()
 }
 
 impl fmt::Display for Labels {
@@ -216,9 +229,12 @@ pub fn check_series(labels: &[Label], limits: &LabelLimits, names: NameRules) ->
     for l in labels {
         if let Some(p) = prev {
             match p.cmp(l.name.as_str()) {
-                std::cmp::Ordering::Equal => return Err(LabelError::DuplicateLabelName(l.name.clone())),
+                std::cmp::Ordering::Equal => return Err(LabelError::DuplicateLabelName(clipped(&l.name).into_owned())),
                 std::cmp::Ordering::Greater => {
-                    return Err(LabelError::Unsorted { before: p.to_string(), after: l.name.clone() });
+                    return Err(LabelError::Unsorted {
+                        before: clipped(p).into_owned(),
+                        after: clipped(&l.name).into_owned(),
+                    });
                 }
                 std::cmp::Ordering::Less => {}
             }
@@ -226,7 +242,7 @@ pub fn check_series(labels: &[Label], limits: &LabelLimits, names: NameRules) ->
         prev = Some(&l.name);
         if l.name.len() > limits.max_label_name_length {
             return Err(LabelError::LabelNameTooLong {
-                name: l.name.clone(),
+                name: clipped(&l.name).into_owned(),
                 len: l.name.len(),
                 limit: limits.max_label_name_length,
             });
@@ -291,6 +307,28 @@ mod tests {
 
     fn l(pairs: &[(&str, &str)]) -> Vec<Label> {
         pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect()
+    }
+
+    #[test]
+    fn messages_clip_names_and_values_over_4_kib() {
+        let huge = format!("é{}", "x".repeat(10 << 20));
+        let labels = l(&[("__name__", "m"), ("a", &"v".repeat(4096)), ("b", &huge)]);
+        let text = format_list(&labels);
+        // é is two bytes: the cut falls on a character boundary.
+        let want =
+            format!("{{__name__=\"m\", a=\"{}\", b=\"é{}…({} bytes)\"}}", "v".repeat(4096), "x".repeat(62), huge.len());
+        assert_eq!(text, want);
+        let limits = LabelLimits::default();
+        let e = check_series(&l(&[("__name__", "m"), (&huge, "1")]), &limits, NameRules::Legacy).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "label name \"é{}…({} bytes)\" is {} bytes long, over the limit of 1024",
+                "x".repeat(62),
+                huge.len(),
+                huge.len()
+            )
+        );
     }
 
     #[test]

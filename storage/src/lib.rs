@@ -36,7 +36,7 @@ pub mod tenant;
 mod wal;
 
 pub use amber_histogram::{self as histogram, Histogram};
-pub use append::{AppendReport, DataKind, RejectReason, Rejection, SeriesWrite};
+pub use append::{AppendReport, DataKind, RejectReason, Rejection, SeriesCreation, SeriesWrite};
 pub use db::{Options, Storage, StorageStats};
 pub use error::{Error, Result};
 pub use head::HeadStats;

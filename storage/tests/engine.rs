@@ -4,7 +4,7 @@
 use amber_storage::labels::{Label, Labels};
 use amber_storage::{
     DataKind, Exemplar, Histogram, HistogramSample, Matcher, Options, RejectReason, STALE_NAN_BITS, Sample,
-    SeriesWrite, Storage, TenantId,
+    SeriesCreation, SeriesWrite, Storage, TenantId,
 };
 
 const T: TenantId = TenantId::DEFAULT;
@@ -47,7 +47,7 @@ fn matchers_select_like_promql() {
         write(labels(&[("__name__", "a")]), &[(now, 1.0)], &[]),
         write(labels(&[("__name__", "b"), ("env", "prod")]), &[(now, 1.0)], &[]),
     ];
-    s.append(T, &writes, &[], None).unwrap();
+    s.append(T, &writes, &[], SeriesCreation::UNLIMITED).unwrap();
     let names = |m: Vec<Matcher>| -> Vec<String> {
         s.select_labels(T, &[m], i64::MIN, i64::MAX).unwrap().into_iter().map(|(_, l)| l.to_string()).collect()
     };
@@ -82,7 +82,13 @@ fn sealing_merges_late_writes_and_keeps_every_value_bit_exact() {
         let s = Storage::open(dir.path(), opts.clone()).unwrap();
         let series: Vec<(i64, f64)> =
             (0..240).map(|i| (start + i * 60_000, if i == 100 { stale } else { i as f64 })).collect();
-        s.append(T, &[write(labels(&[("__name__", "m")]), &series, &[(start + 60_000, "t1")])], &[], None).unwrap();
+        s.append(
+            T,
+            &[write(labels(&[("__name__", "m")]), &series, &[(start + 60_000, "t1")])],
+            &[],
+            SeriesCreation::UNLIMITED,
+        )
+        .unwrap();
         // Three hours on, windows older than that minus the out-of-order window are sealed.
         let report = s.seal(now + 3 * HOUR).unwrap();
         assert_eq!(report.sample_blocks_written, 4, "{report:?}");
@@ -94,7 +100,7 @@ fn sealing_merges_late_writes_and_keeps_every_value_bit_exact() {
                 T,
                 &[write(labels(&[("__name__", "m")]), &[(start + 30_000, 0.5)], &[(start + 30_000, "t2")])],
                 &[],
-                None,
+                SeriesCreation::UNLIMITED,
             )
             .unwrap();
         assert_eq!((late.samples_written, late.exemplars_written, late.rejected.len()), (1, 1, 0));
@@ -106,7 +112,7 @@ fn sealing_merges_late_writes_and_keeps_every_value_bit_exact() {
                 T,
                 &[write(labels(&[("__name__", "m")]), &[(start + 60_000, 9.0), (start + 120_000, 2.0)], &[])],
                 &[],
-                None,
+                SeriesCreation::UNLIMITED,
             )
             .unwrap();
         assert_eq!(again.rejected.iter().map(|r| r.reason).collect::<Vec<_>>(), [RejectReason::DuplicateTimestamp]);
@@ -151,7 +157,7 @@ fn retention_case(out_of_order_window_ms: i64) {
         T,
         &[write(labels(&[("__name__", "m")]), &[(old, 1.0), (now, 2.0)], &[(old, "old"), (now, "new")])],
         &[],
-        None,
+        SeriesCreation::UNLIMITED,
     )
     .unwrap();
     s.seal(now).unwrap();
@@ -163,7 +169,14 @@ fn retention_case(out_of_order_window_ms: i64) {
     assert!(s.exemplars_by_trace(T, "old").unwrap().is_empty());
     assert_eq!(s.exemplars_by_trace(T, "new").unwrap().len(), 1);
     // Writes older than retention are refused.
-    let r = s.append(T, &[write(labels(&[("__name__", "x")]), &[(now - 11 * HOUR, 1.0)], &[])], &[], None).unwrap();
+    let r = s
+        .append(
+            T,
+            &[write(labels(&[("__name__", "x")]), &[(now - 11 * HOUR, 1.0)], &[])],
+            &[],
+            SeriesCreation::UNLIMITED,
+        )
+        .unwrap();
     assert_eq!(r.rejected[0].reason, RejectReason::TooOld);
 }
 
@@ -185,7 +198,7 @@ fn series_limit_refuses_only_new_series_of_that_tenant() {
     let batch = |names: &[&str], ts: i64| -> Vec<SeriesWrite> {
         names.iter().map(|n| write(labels(&[("__name__", n)]), &[(ts, 1.0)], &[])).collect()
     };
-    let r = s.append(T, &batch(&["a", "b", "c"], now - 2000), &[], Some(2)).unwrap();
+    let r = s.append(T, &batch(&["a", "b", "c"], now - 2000), &[], SeriesCreation::at_most(2)).unwrap();
     assert_eq!(r.samples_written, 2);
     assert_eq!(
         r.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
@@ -194,15 +207,65 @@ fn series_limit_refuses_only_new_series_of_that_tenant() {
             now - 2000
         )]
     );
-    let r = s.append(T, &batch(&["a", "b", "d"], now - 1000), &[], Some(2)).unwrap();
+    let r = s.append(T, &batch(&["a", "b", "d"], now - 1000), &[], SeriesCreation::at_most(2)).unwrap();
     assert_eq!((r.samples_written, r.rejected.len()), (2, 1));
     assert_eq!(s.series_count(T).unwrap(), 2);
     let other = TenantId(7);
-    assert_eq!(s.append(other, &batch(&["x", "y"], now), &[], Some(2)).unwrap().samples_written, 2);
+    assert_eq!(s.append(other, &batch(&["x", "y"], now), &[], SeriesCreation::at_most(2)).unwrap().samples_written, 2);
     drop(s);
     // The count is rebuilt from the index after a restart.
     let s = Storage::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(s.append(T, &batch(&["e"], now), &[], Some(2)).unwrap().rejected.len(), 1);
+    assert_eq!(s.append(T, &batch(&["e"], now), &[], SeriesCreation::at_most(2)).unwrap().rejected.len(), 1);
+}
+
+/// The new-series budget is asked once, for the series the write would really create (a label set
+/// repeated in the request or already stored is not new); series beyond what it grants are refused
+/// with `NewSeriesRate` while their existing neighbours are written, and the series limit is applied
+/// before the budget is asked.
+#[test]
+fn new_series_budget_creates_only_what_it_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(dir.path(), Options::default()).unwrap();
+    let now = amber_storage::now_ms();
+    let batch = |names: &[&str], ts: i64| -> Vec<SeriesWrite> {
+        names.iter().map(|n| write(labels(&[("__name__", n)]), &[(ts, 1.0)], &[])).collect()
+    };
+    s.append(T, &batch(&["old"], now - 3000), &[], SeriesCreation::UNLIMITED).unwrap();
+    let asked = std::sync::Mutex::new(Vec::new());
+    let grant_two = |n: u64| {
+        asked.lock().unwrap().push(n);
+        2
+    };
+    let limits = SeriesCreation { max_series: None, new_series_budget: Some(&grant_two) };
+    let r = s.append(T, &batch(&["old", "a", "b", "a", "c", "d"], now - 2000), &[], limits).unwrap();
+    assert_eq!(*asked.lock().unwrap(), [4], "asked for a, b, c and d once each");
+    // old, a, b and the repeated a are written; c and d wait for budget.
+    assert_eq!(r.samples_written, 3, "{r:?}");
+    assert_eq!(r.duplicates_ignored, 1);
+    assert_eq!(r.series_created, 2);
+    assert_eq!(
+        r.rejected.iter().map(|r| (r.series.to_string(), r.reason)).collect::<Vec<_>>(),
+        [
+            ("{__name__=\"c\"}".to_string(), RejectReason::NewSeriesRate),
+            ("{__name__=\"d\"}".to_string(), RejectReason::NewSeriesRate)
+        ]
+    );
+    assert_eq!(s.series_count(T).unwrap(), 3);
+    // With room for one more series under max_series, the budget is asked for one only and the
+    // rest are refused by the series limit.
+    asked.lock().unwrap().clear();
+    let limits = SeriesCreation { max_series: Some(4), new_series_budget: Some(&grant_two) };
+    let r = s.append(T, &batch(&["c", "d"], now - 1000), &[], limits).unwrap();
+    assert_eq!(*asked.lock().unwrap(), [1]);
+    assert_eq!(
+        r.rejected.iter().map(|r| (r.series.to_string(), r.reason)).collect::<Vec<_>>(),
+        [("{__name__=\"d\"}".to_string(), RejectReason::SeriesLimit(4))]
+    );
+    // Writes to existing series never ask.
+    asked.lock().unwrap().clear();
+    let limits = SeriesCreation { max_series: None, new_series_budget: Some(&grant_two) };
+    assert_eq!(s.append(T, &batch(&["a", "b", "c"], now), &[], limits).unwrap().samples_written, 3);
+    assert!(asked.lock().unwrap().is_empty());
 }
 
 /// At most `max_exemplars_per_series_per_window` exemplars per series per block window; retried
@@ -216,7 +279,7 @@ fn exemplar_limit_counts_per_series_and_window() {
     let window = (amber_storage::now_ms() - 600_000) / 60_000 * 60_000;
     let ex = |ts: i64| (window + ts, "ab");
     let series = |exemplars: &[(i64, &str)]| vec![write(labels(&[("__name__", "h")]), &[], exemplars)];
-    let r = s.append(T, &series(&[ex(1), ex(2), ex(3), ex(4)]), &[], None).unwrap();
+    let r = s.append(T, &series(&[ex(1), ex(2), ex(3), ex(4)]), &[], SeriesCreation::UNLIMITED).unwrap();
     assert_eq!(r.exemplars_written, 3);
     assert_eq!(
         r.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
@@ -226,13 +289,13 @@ fn exemplar_limit_counts_per_series_and_window() {
         )]
     );
     // A retry of what was written is a duplicate, not a breach.
-    let r = s.append(T, &series(&[ex(2), ex(3)]), &[], None).unwrap();
+    let r = s.append(T, &series(&[ex(2), ex(3)]), &[], SeriesCreation::UNLIMITED).unwrap();
     assert_eq!((r.exemplars_written, r.duplicates_ignored, r.rejected.len()), (0, 2, 0));
     drop(s);
     let s = Storage::open(dir.path(), opts()).unwrap();
-    assert_eq!(s.append(T, &series(&[ex(5)]), &[], None).unwrap().rejected.len(), 1);
+    assert_eq!(s.append(T, &series(&[ex(5)]), &[], SeriesCreation::UNLIMITED).unwrap().rejected.len(), 1);
     // The next window has its own count.
-    assert_eq!(s.append(T, &series(&[ex(60_001)]), &[], None).unwrap().exemplars_written, 1);
+    assert_eq!(s.append(T, &series(&[ex(60_001)]), &[], SeriesCreation::UNLIMITED).unwrap().exemplars_written, 1);
 }
 
 /// Unsealed data lives in memory and the write-ahead log: a reopen replays it (trace index
@@ -246,8 +309,13 @@ fn the_wal_brings_back_the_head_and_sealing_deletes_its_segments() {
     let series: Vec<(i64, f64)> = (0..180).map(|i| (start + i * 60_000, i as f64 * 0.5)).collect();
     {
         let s = Storage::open(dir.path(), opts.clone()).unwrap();
-        s.append(T, &[write(labels(&[("__name__", "w")]), &series, &[(start + 90 * 60_000, "abc123")])], &[], None)
-            .unwrap();
+        s.append(
+            T,
+            &[write(labels(&[("__name__", "w")]), &series, &[(start + 90 * 60_000, "abc123")])],
+            &[],
+            SeriesCreation::UNLIMITED,
+        )
+        .unwrap();
         let stats = s.stats();
         assert_eq!((stats.head.series, stats.head.samples, stats.head.exemplars), (1, 180, 1));
         // The record is in the log, compressed: well under the 9 bytes a sample it takes raw.
@@ -312,14 +380,14 @@ fn native_histograms_are_kept_through_the_log_sealing_and_restarts() {
     };
     {
         let s = Storage::open(dir.path(), opts.clone()).unwrap();
-        let r = s.append(T, &[w(Vec::new(), want.clone())], &[], None).unwrap();
+        let r = s.append(T, &[w(Vec::new(), want.clone())], &[], SeriesCreation::UNLIMITED).unwrap();
         assert_eq!((r.histograms_written, r.exemplars_written, r.rejected.len()), (120, 1, 0));
-        let retry = s.append(T, &[w(Vec::new(), want.clone())], &[], None).unwrap();
+        let retry = s.append(T, &[w(Vec::new(), want.clone())], &[], SeriesCreation::UNLIMITED).unwrap();
         assert_eq!((retry.histograms_written, retry.duplicates_ignored, retry.rejected.len()), (0, 121, 0));
         let mut changed = want[5].clone();
         changed.h.sum += 1.0;
         let float_on_histogram = Sample { ts: want[6].ts, value: 1.0 };
-        let r = s.append(T, &[w(vec![float_on_histogram], vec![changed])], &[], None).unwrap();
+        let r = s.append(T, &[w(vec![float_on_histogram], vec![changed])], &[], SeriesCreation::UNLIMITED).unwrap();
         let refused: Vec<(DataKind, RejectReason)> = r.rejected.iter().map(|r| (r.kind, r.reason)).collect();
         assert_eq!(
             refused,
@@ -341,7 +409,7 @@ fn native_histograms_are_kept_through_the_log_sealing_and_restarts() {
     // The series switches to float samples after its histograms; retrying a sealed histogram
     // is still recognised.
     let after = Sample { ts: start + 121 * 60_000, value: 7.0 };
-    let r = s.append(T, &[w(vec![after], vec![want[3].clone()])], &[], None).unwrap();
+    let r = s.append(T, &[w(vec![after], vec![want[3].clone()])], &[], SeriesCreation::UNLIMITED).unwrap();
     assert_eq!((r.samples_written, r.histograms_written, r.rejected.len()), (1, 0, 0));
     drop(s);
     let s = Storage::open(dir.path(), opts).unwrap();

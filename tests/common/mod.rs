@@ -107,6 +107,19 @@ impl Amber {
         format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
+    /// The value of `amber_limits_exceeded_total{limit="<limit>"}`, 0 when absent.
+    pub fn limit_exceeded(&self, limit: &str) -> u64 {
+        self.metric(&format!("amber_limits_exceeded_total{{limit=\"{limit}\"}}")).map_or(0, |n| n as u64)
+    }
+
+    /// The largest resident set the running process has had (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("amber is running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM in /proc/<pid>/status");
+        kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+    }
+
     /// SIGKILL: no shutdown code runs, as in a crash or OOM kill.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

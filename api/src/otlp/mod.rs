@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use prost::Message;
 
 use crate::AppState;
-use crate::remote_write::{WriteError, ingest, read_body, write_permit};
+use crate::remote_write::{WriteError, hold_write_bytes, ingest, read_body, write_permit};
 use proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -104,6 +104,8 @@ async fn export(state: &AppState, headers: &HeaderMap, body: Body, is_json: bool
     let _permit = write_permit(state)?;
     let body = read_body(state, body).await?;
     let bytes = decompress(headers, &body, state.limits.max_decoded_bytes)?;
+    let _held = hold_write_bytes(state, body.len() + bytes.len())?;
+    drop(body);
     let req = if is_json {
         json::decode(&bytes)
             .map_err(|e| bad(StatusCode::BAD_REQUEST, format!("invalid OTLP/JSON ExportMetricsServiceRequest: {e}")))?
@@ -128,6 +130,10 @@ pub(crate) async fn write(
     let translated = translate::translate(req, &state.limits.otlp);
     let source = crate::diagnostics::Source::Otlp;
     let done = ingest(state, tenant, translated.request, translated.refused, source).await?;
+    if done.retry_later {
+        // OTLP senders retry a 429 (UNAVAILABLE over gRPC) and drop a partial success.
+        return Err(bad(StatusCode::TOO_MANY_REQUESTS, done.summary()));
+    }
     let partial_success = (!done.errors.is_empty()).then(|| ExportMetricsPartialSuccess {
         rejected_data_points: done.samples_rejected as i64,
         error_message: done.summary(),

@@ -20,8 +20,10 @@ mod v1;
 mod v2;
 
 use std::collections::{HashMap, HashSet};
+use std::error::Error as _;
+use std::time::Instant;
 
-use amber_storage::{DataKind, HistogramSample, Labels, MetricMetadata, SeriesWrite};
+use amber_storage::{DataKind, HistogramSample, Labels, MetricMetadata, SeriesCreation, SeriesWrite};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -258,7 +260,12 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
     let started = std::time::Instant::now();
     let (mut response, written) = match write(&state, &headers, body).await {
         Ok(done) if done.errors.is_empty() => (StatusCode::NO_CONTENT.into_response(), done.written),
-        Ok(done) => (WriteError::new(StatusCode::BAD_REQUEST, done.summary()).into_response(), done.written),
+        Ok(done) => {
+            // Refused only for now (new-series rate): the sender retries, and what was written
+            // already is a duplicate then.
+            let status = if done.retry_later { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::BAD_REQUEST };
+            (WriteError::new(status, done.summary()).into_response(), done.written)
+        }
         Err(e) => (e.into_response(), Written::default()),
     };
     written.set_headers(response.headers_mut());
@@ -271,7 +278,11 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Inge
     let tenant = crate::tenant::for_write(state, headers)?;
     let _permit = write_permit(state)?;
     let body = read_body(state, body).await?;
+    let decoded_len = snap::raw::decompress_len(&body)
+        .map_err(|e| WriteError::new(StatusCode::BAD_REQUEST, format!("snappy decode error: {e}")))?;
+    let _bytes = hold_write_bytes(state, body.len() + decoded_len.min(state.limits.max_decoded_bytes))?;
     let raw = decompress(&body, state.limits.max_decoded_bytes)?;
+    drop(body);
     let source = crate::diagnostics::Source::RemoteWrite;
     match version {
         Version::V1 => ingest(state, &tenant, decode_message(&raw)?, Vec::new(), source).await,
@@ -282,6 +293,26 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Inge
             store(state, &tenant, converted, Vec::new(), source).await
         }
     }
+}
+
+/// Holds `bytes` of the memory write bodies may take at once (`max_inflight_write_bytes`) until
+/// the permit drops, or a retryable 503 when they are taken: a flood of large bodies is shed
+/// before it is decoded, not after memory ran out.
+pub(crate) fn hold_write_bytes(
+    state: &AppState,
+    bytes: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, WriteError> {
+    let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    state.write_bytes.clone().try_acquire_many_owned(kib).map_err(|_| {
+        state.metrics.limit_exceeded("max_inflight_write_bytes");
+        WriteError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "write bodies in progress hold too much memory to take {bytes} more bytes (limit max_inflight_write_bytes={}); retry later",
+                state.limits.max_inflight_write_bytes
+            ),
+        )
+    })
 }
 
 /// A slot among the writes processed at once, or a retryable 503. Writes are shed rather than
@@ -299,13 +330,29 @@ pub(crate) fn write_permit(state: &AppState) -> Result<tokio::sync::OwnedSemapho
     })
 }
 
-/// The request body, up to `max_body_bytes` (413 beyond).
+/// The request body, up to `max_body_bytes` (413 beyond), received within `body_read_timeout`
+/// (408 after it: a sender trickling its body must not hold a write slot forever).
 pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, WriteError> {
     let limit = state.limits.max_body_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        state.metrics.limit_exceeded("max_body_bytes");
-        WriteError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the limit of {limit} bytes"))
-    })
+    let timeout = state.limits.body_read_timeout;
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if e.source().is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) => {
+            state.metrics.limit_exceeded("max_body_bytes");
+            Err(WriteError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is over the limit of {limit} bytes"),
+            ))
+        }
+        Ok(Err(e)) => Err(WriteError::new(StatusCode::BAD_REQUEST, format!("reading the request body: {e}"))),
+        Err(_) => {
+            state.metrics.limit_exceeded("body_read_timeout");
+            Err(WriteError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within body_read_timeout={}s", timeout.as_secs_f64()),
+            ))
+        }
+    }
 }
 
 /// What a write stored, as the `X-Prometheus-Remote-Write-*-Written` headers report it.
@@ -336,6 +383,8 @@ pub(crate) struct Ingested {
     pub histograms_rejected: u64,
     pub exemplars_rejected: u64,
     pub errors: Vec<String>,
+    /// Some entries were refused only for now, by a rate limit; nothing was refused for good.
+    pub retry_later: bool,
 }
 
 impl Ingested {
@@ -413,13 +462,25 @@ async fn store(
     }
     let storage = state.storage.clone();
     let (id, max_series) = (tenant.id, tenant.max_series);
-    let report = tokio::task::spawn_blocking(move || storage.append(id, &series, &metadata, Some(max_series)))
-        .await
-        .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "write failed in storage");
-            WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"))
-        })?;
+    let new_series = (tenant.new_series_rate > 0.0).then(|| {
+        let rate = tenant.new_series_rate;
+        let burst = state.limits.new_series_burst.max(rate);
+        (state.new_series.clone(), tenant.name.clone(), rate, burst)
+    });
+    let report = tokio::task::spawn_blocking(move || {
+        let grant = |n| match &new_series {
+            Some((buckets, tenant, rate, burst)) => buckets.take_up_to(tenant, n, *rate, *burst, Instant::now()),
+            None => n,
+        };
+        let limits = SeriesCreation { max_series: Some(max_series), new_series_budget: Some(&grant) };
+        storage.append(id, &series, &metadata, limits)
+    })
+    .await
+    .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "write failed in storage");
+        WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error, retry: {e}"))
+    })?;
     let metrics = &state.metrics;
     metrics.ingested(&report);
     let mut done = Ingested {
@@ -432,10 +493,25 @@ async fn store(
         histograms_rejected: histograms_refused,
         exemplars_rejected: exemplars_refused,
         errors: refused,
+        retry_later: false,
     };
     done.errors.append(&mut errors);
     if report.rejected.iter().any(|r| matches!(r.reason, amber_storage::RejectReason::SeriesLimit(_))) {
         metrics.limit_exceeded("max_series_per_tenant");
+    }
+    let for_now = |r: &&amber_storage::Rejection| r.reason == amber_storage::RejectReason::NewSeriesRate;
+    let rate_limited: HashSet<&Labels> = report.rejected.iter().filter(for_now).map(|r| &r.series).collect();
+    if !rate_limited.is_empty() {
+        metrics.limit_exceeded("new_series_rate");
+        // A 429 makes the sender retry the whole request: only when nothing in it can never succeed.
+        done.retry_later = done.errors.is_empty() && report.rejected.iter().all(|r| for_now(&r));
+        done.errors.push(format!(
+            "new-series rate limit of {} series/s with bursts of {} (new_series_rate, new_series_burst) reached by tenant {:?}: {} new series refused, retry later",
+            tenant.new_series_rate,
+            state.limits.new_series_burst.max(tenant.new_series_rate),
+            tenant.name,
+            rate_limited.len()
+        ));
     }
     if report.rejected.iter().any(|r| matches!(r.reason, amber_storage::RejectReason::ExemplarLimit(_))) {
         metrics.limit_exceeded("max_exemplars_per_series_per_window");
