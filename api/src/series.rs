@@ -43,7 +43,7 @@ pub async fn series(
     let mut data: Vec<BTreeMap<String, String>> = blocking(move || {
         let Some(tenant) = tenant else { return Ok(Vec::new()) };
         Ok(storage
-            .select_labels(tenant, &selectors, start, end)?
+            .series_with_data(tenant, &selectors, start, end)?
             .into_iter()
             .map(|(_, labels)| labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect())
             .collect())

@@ -15,6 +15,7 @@
 //! first two from the log, and sealing syncs RocksDB's log before a WAL segment is deleted.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use roaring::RoaringTreemap;
 use rocksdb::{WriteBatch, WriteOptions};
@@ -219,16 +220,23 @@ impl Storage {
         limits: SeriesCreation<'_>,
     ) -> Result<AppendReport> {
         let mut report = AppendReport::default();
-        let next_before = *self.next_series_id.lock();
         let labels: Vec<&Labels> = series.iter().map(|s| &s.labels).collect();
-        let ids = self.resolve_series(tenant, &labels, limits)?;
+        // Ids resolved before a series garbage collection may name removed series: resolve again.
+        let (ids, next_before, mut wal) = loop {
+            let epoch = self.series_gc_epoch.load(Ordering::SeqCst);
+            let next_before = *self.next_series_id.lock();
+            let ids = self.resolve_series(tenant, &labels, limits)?;
+            let wal = self.wal.writer()?;
+            if self.series_gc_epoch.load(Ordering::SeqCst) == epoch {
+                break (ids, next_before, wal);
+            }
+        };
         // New ids are handed out in order from `next_before`: the newest one tells how many.
         report.series_created = ids.iter().flatten().map(|&id| (id + 1).saturating_sub(next_before)).max().unwrap_or(0);
 
         let mut touched: HashMap<i64, RoaringTreemap> = HashMap::new();
         let mut batch = WriteBatch::default();
         let mut accepted: Vec<Accepted<'_>> = Vec::new();
-        let mut wal = self.wal.writer()?;
         // Whatever went into the head goes into the log, even when a later series fails: the head
         // must never hold data a retry would take as already written but that is not durable.
         let checked =

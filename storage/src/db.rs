@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringTreemap;
@@ -88,6 +89,9 @@ pub struct Storage {
     /// blocks' keys and the replayed head; only grows while running (retention may leave ids of
     /// series whose histograms are gone, which costs a lookup, never a wrong answer).
     pub(crate) histogram_series: RwLock<RoaringTreemap>,
+    /// Bumped by every series garbage collection that removed series (see [`crate::gc`]): a
+    /// write whose ids were resolved under an older value resolves them again.
+    pub(crate) series_gc_epoch: AtomicU64,
 }
 
 /// Sizes for `/metrics`.
@@ -163,19 +167,30 @@ impl Storage {
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         let head = Head::new(opts.block_duration_ms);
         let mut histogram_series = RoaringTreemap::new();
+        // Data in windows retention deleted is not brought back: its series may have been
+        // garbage-collected from the index since (a log segment lives until all of it is sealed).
+        let block = opts.block_duration_ms;
+        let keep_from = crate::now_ms().saturating_sub(opts.retention_ms).div_euclid(block).saturating_mul(block);
         let wal = Wal::open(&path.join("wal"), |s| {
+            let retained = |ts: i64| ts >= keep_from;
+            if !s.samples.iter().any(|x| retained(x.ts))
+                && !s.histograms.iter().any(|h| retained(h.ts))
+                && !s.exemplars.iter().any(|e| retained(e.ts))
+            {
+                return;
+            }
             let map = head.series_for_write(std::iter::once(s.id));
             let mut series = map[&s.id].lock();
-            for sample in s.samples {
-                series.insert_sample(sample);
+            for sample in s.samples.iter().filter(|x| retained(x.ts)) {
+                series.insert_sample(*sample);
             }
-            if !s.histograms.is_empty() {
+            if s.histograms.iter().any(|h| retained(h.ts)) {
                 histogram_series.insert(s.id);
             }
-            for h in &s.histograms {
+            for h in s.histograms.iter().filter(|h| retained(h.ts)) {
                 series.insert_histogram(h);
             }
-            for e in &s.exemplars {
+            for e in s.exemplars.iter().filter(|e| retained(e.ts)) {
                 series.insert_exemplar(e);
             }
         })?;
@@ -191,6 +206,7 @@ impl Storage {
             tenants: RwLock::new(HashMap::new()),
             series_counts: Mutex::new(HashMap::new()),
             histogram_series: RwLock::new(histogram_series),
+            series_gc_epoch: AtomicU64::new(0),
         };
         storage.check_options(path)?;
         storage.load_state()?;
@@ -202,12 +218,22 @@ impl Storage {
     /// Rewrites the trace-index keys and window activity of everything replayed into the head:
     /// they were written unsynced, so a crash may have lost them.
     fn index_replayed_head(&self) -> Result<()> {
-        let ids = self.head.ids();
-        let tenants = self.series_labels(&ids)?;
+        let mut ids = self.head.ids();
+        let mut tenants = self.series_labels_if_indexed(&ids)?;
+        // Only a series garbage-collected after its data left retention, with the clock set back
+        // since, has replayed data and no index entry: that data was past retention.
+        let collected: Vec<SeriesId> =
+            ids.iter().zip(&tenants).filter(|(_, t)| t.is_none()).map(|(&id, _)| id).collect();
+        if !collected.is_empty() {
+            tracing::warn!(series = collected.len(), "dropped replayed data of series no longer in the index");
+            self.head.remove(&collected);
+            ids.retain(|id| collected.binary_search(id).is_err());
+            tenants.retain(Option::is_some);
+        }
         let trace_cf = self.cf(keys::CF_TRACE_INDEX);
         let mut activity: HashMap<(i64, TenantId), RoaringTreemap> = HashMap::new();
         let mut batch = WriteBatch::default();
-        for (&id, (tenant, _)) in ids.iter().zip(&tenants) {
+        for (&id, (tenant, _)) in ids.iter().zip(tenants.iter().flatten()) {
             let Some(series) = self.head.get(id) else { continue };
             let series = series.lock();
             for window in series.windows() {
@@ -326,10 +352,16 @@ impl Storage {
         StorageStats {
             head: self.head.stats(),
             wal_bytes: self.wal.disk_bytes(),
-            series: *self.next_series_id.lock(),
+            series: self.series_in_index(),
             sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.live-sst-files-size"))).collect(),
             memtable_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.cur-size-all-mem-tables"))).collect(),
         }
+    }
+
+    /// Series in the index across tenants (series garbage collection makes it shrink); a tenant
+    /// whose count cannot be read is left out.
+    fn series_in_index(&self) -> u64 {
+        self.tenant_ids().into_iter().filter_map(|t| self.series_count(t).ok()).sum()
     }
 
     /// Flushes every memtable to SST files (for measuring bytes on disk, and for tests).

@@ -95,6 +95,14 @@ impl Head {
         ids
     }
 
+    /// Forgets the given series and their data.
+    pub fn remove(&self, ids: &[SeriesId]) {
+        let mut map = self.series.write();
+        for id in ids {
+            map.remove(id);
+        }
+    }
+
     /// Forgets series that hold no data; their write state is reloaded from blocks if they return.
     /// A series a writer or reader holds right now stays (it may be about to get data).
     pub fn remove_empty(&self) {

@@ -60,7 +60,7 @@ impl Matcher {
     }
 }
 
-fn decode_postings(bytes: &[u8]) -> Result<RoaringTreemap> {
+pub(crate) fn decode_postings(bytes: &[u8]) -> Result<RoaringTreemap> {
     RoaringTreemap::deserialize_from(bytes).map_err(|_| Error::CorruptIndex {
         what: "postings",
         source: crate::chunkenc::DecodeError::Invalid("not a roaring set"),
@@ -181,20 +181,36 @@ impl Storage {
 
     /// The tenant and labels of each series id (a missing id is an index corruption).
     pub fn series_labels(&self, ids: &[SeriesId]) -> Result<Vec<(TenantId, Labels)>> {
+        self.series_labels_if_indexed(ids)?
+            .into_iter()
+            .map(|l| {
+                l.ok_or(Error::CorruptIndex {
+                    what: "labels of a series",
+                    source: crate::chunkenc::DecodeError::Invalid("series id without labels"),
+                })
+            })
+            .collect()
+    }
+
+    /// The tenant and labels of each series id, `None` for an id not in the index.
+    pub(crate) fn series_labels_if_indexed(&self, ids: &[SeriesId]) -> Result<Vec<Option<(TenantId, Labels)>>> {
         let index = self.cf(keys::CF_INDEX);
         let keys: Vec<[u8; 9]> = ids.iter().map(|&id| keys::labels_by_series(id)).collect();
         let mut out = Vec::with_capacity(ids.len());
         for got in self.db.multi_get_cf(keys.iter().map(|k| (index, k.as_slice()))) {
             let corrupt = |source| Error::CorruptIndex { what: "labels of a series", source };
-            let v = got?.ok_or(corrupt(crate::chunkenc::DecodeError::Invalid("series id without labels")))?;
+            let Some(v) = got? else {
+                out.push(None);
+                continue;
+            };
             let mut r = Reader::new(&v);
             let tenant = TenantId(u32::from_be_bytes(r.bytes(4).map_err(corrupt)?.try_into().expect("4 bytes")));
-            out.push((tenant, Labels::decode(&mut r).map_err(corrupt)?));
+            out.push(Some((tenant, Labels::decode(&mut r).map_err(corrupt)?)));
         }
         Ok(out)
     }
 
-    fn postings(&self, key: &[u8]) -> Result<RoaringTreemap> {
+    pub(crate) fn postings(&self, key: &[u8]) -> Result<RoaringTreemap> {
         match self.db.get_pinned_cf(self.cf(keys::CF_INDEX), key)? {
             Some(v) => decode_postings(&v),
             None => Ok(RoaringTreemap::new()),
@@ -302,14 +318,78 @@ impl Storage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(SeriesId, Labels)>> {
-        let ids: Vec<SeriesId> = self.select(tenant, selectors, mint, maxt)?.iter().collect();
+        self.sorted_labels(self.select(tenant, selectors, mint, maxt)?)
+    }
+
+    /// The selected series with a float or histogram sample in `[mint, maxt]` itself, not only in
+    /// a window overlapping it, sorted as Prometheus sorts series: `/api/v1/series`.
+    pub fn series_with_data(
+        &self,
+        tenant: TenantId,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(SeriesId, Labels)>> {
+        self.sorted_labels(self.select_with_data(tenant, selectors, mint, maxt)?)
+    }
+
+    fn sorted_labels(&self, ids: RoaringTreemap) -> Result<Vec<(SeriesId, Labels)>> {
+        let ids: Vec<SeriesId> = ids.iter().collect();
         let labels = self.series_labels(&ids)?;
         let mut out: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels.into_iter().map(|(_, l)| l)).collect();
         out.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(out)
     }
 
-    /// Label names used by the selected series, sorted.
+    /// [`Storage::select`] narrowed to series with a float or histogram sample in `[mint, maxt]`.
+    /// A window the range covers whole needs only its activity set; series seen only in windows it
+    /// covers in part have their data looked at, a bounded batch at a time.
+    fn select_with_data(
+        &self,
+        tenant: TenantId,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<RoaringTreemap> {
+        let selected = self.select(tenant, selectors, mint, maxt)?;
+        let block = self.opts.block_duration_ms;
+        let windows = self.windows_overlapping(mint, maxt);
+        let whole: Vec<[u8; 13]> = windows
+            .iter()
+            .filter(|&&w| w >= mint && w.saturating_add(block - 1) <= maxt)
+            .map(|&w| keys::activity(w, tenant))
+            .collect();
+        if whole.len() == windows.len() || selected.is_empty() {
+            return Ok(selected);
+        }
+        let index = self.cf(keys::CF_INDEX);
+        let mut sure = RoaringTreemap::new();
+        for got in self.db.multi_get_cf(whole.iter().map(|k| (index, k.as_slice()))) {
+            if let Some(v) = got? {
+                sure |= decode_postings(&v)?;
+            }
+        }
+        sure &= &selected;
+        let unsure: Vec<SeriesId> = (selected - &sure).iter().collect();
+        for batch in unsure.chunks(1024) {
+            let mut without_floats = Vec::new();
+            for (&id, samples) in batch.iter().zip(self.samples_of(batch, mint, maxt)?) {
+                if samples.is_empty() {
+                    without_floats.push(id);
+                } else {
+                    sure.insert(id);
+                }
+            }
+            for (&id, histograms) in without_floats.iter().zip(self.histograms_of(&without_floats, mint, maxt)?) {
+                if !histograms.is_empty() {
+                    sure.insert(id);
+                }
+            }
+        }
+        Ok(sure)
+    }
+
+    /// Label names used by the selected series with data in `[mint, maxt]`, sorted.
     pub fn label_names(
         &self,
         tenant: TenantId,
@@ -317,7 +397,7 @@ impl Storage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>> {
-        let candidates = self.select(tenant, selectors, mint, maxt)?;
+        let candidates = self.select_with_data(tenant, selectors, mint, maxt)?;
         let mut names = Vec::new();
         if candidates.is_empty() {
             return Ok(names);
@@ -347,7 +427,7 @@ impl Storage {
         Ok(names)
     }
 
-    /// Values of label `name` among the selected series, sorted.
+    /// Values of label `name` among the selected series with data in `[mint, maxt]`, sorted.
     pub fn label_values(
         &self,
         tenant: TenantId,
@@ -356,7 +436,7 @@ impl Storage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>> {
-        let candidates = self.select(tenant, selectors, mint, maxt)?;
+        let candidates = self.select_with_data(tenant, selectors, mint, maxt)?;
         let mut values = Vec::new();
         if candidates.is_empty() || name.is_empty() {
             return Ok(values);

@@ -24,6 +24,7 @@ pub mod block;
 pub mod chunkenc;
 mod db;
 mod error;
+mod gc;
 pub mod head;
 pub mod index;
 pub mod keys;

@@ -4,8 +4,7 @@
 //! dropping everything before a window is four range deletes in one atomic batch, whatever the
 //! number of series. Head data older than the cutoff (normally sealed long before; not when the
 //! out-of-order window is longer than retention) is dropped from memory, and log segments holding
-//! only such data are deleted. The series index itself is kept (series garbage collection is not
-//! implemented yet).
+//! only such data are deleted. Series left without data then leave the index ([`crate::gc`]).
 
 use rocksdb::WriteBatch;
 
@@ -54,6 +53,7 @@ impl Storage {
             self.compact_range(cf, Some(from), Some(to));
         }
         tracing::info!(windows = doomed, before = keep_from, "retention deleted windows");
+        self.collect_dead_series()?;
         Ok(doomed)
     }
 }

@@ -44,6 +44,13 @@ impl Storage {
     }
 
     /// The id of a registered tenant; `None` if it never wrote anything.
+    /// Every tenant: the default one and each registered one.
+    pub(crate) fn tenant_ids(&self) -> Vec<TenantId> {
+        let mut ids: Vec<TenantId> = self.tenants.read().values().copied().collect();
+        ids.push(TenantId::DEFAULT);
+        ids
+    }
+
     pub fn tenant_id(&self, name: &str) -> Option<TenantId> {
         self.tenants.read().get(name).copied()
     }

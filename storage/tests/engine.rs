@@ -218,6 +218,111 @@ fn series_limit_refuses_only_new_series_of_that_tenant() {
     assert_eq!(s.append(T, &batch(&["e"], now), &[], SeriesCreation::at_most(2)).unwrap().rejected.len(), 1);
 }
 
+/// Series churned out by retention leave the index: the series count, label names and values
+/// shrink back to the series that still hold data, a returning label set is a new series, and a
+/// restart does not bring collected series back from old log segments.
+#[test]
+fn series_whose_data_left_retention_leave_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { block_duration_ms: HOUR, retention_ms: 10 * HOUR, ..Options::default() };
+    let s = Storage::open(dir.path(), opts.clone()).unwrap();
+    let now = amber_storage::now_ms();
+    let old = now - 9 * HOUR - HOUR / 2;
+    let generation = |g: &str, n: usize, ts: i64| -> Vec<SeriesWrite> {
+        (0..n)
+            .map(|i| {
+                let i = i.to_string();
+                let mut l = vec![("__name__", "churn"), ("gen", g), ("pod", i.as_str())];
+                if g == "1" {
+                    l.push(("zone", "old"));
+                }
+                write(labels(&l), &[(if g == "1" { old } else { ts }, 1.0)], &[])
+            })
+            .collect()
+    };
+    let keep = write(labels(&[("__name__", "keep")]), &[(old, 1.0), (now, 2.0)], &[]);
+    s.append(T, &[generation("1", 50, old), vec![keep]].concat(), &[], SeriesCreation::UNLIMITED).unwrap();
+    s.append(T, &generation("2", 20, now), &[], SeriesCreation::UNLIMITED).unwrap();
+    s.seal(now).unwrap();
+    let all = (i64::MIN, i64::MAX);
+    assert_eq!(s.series_count(T).unwrap(), 71);
+    assert_eq!(s.label_values(T, "gen", &[], all.0, all.1).unwrap(), ["1", "2"]);
+    let old_ids: Vec<u64> = s
+        .select_labels(T, &[vec![Matcher::equal("gen", "1")]], all.0, all.1)
+        .unwrap()
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(old_ids.len(), 50);
+
+    // Two hours on, the window of generation 1 is past retention, and so are its series.
+    assert_eq!(s.enforce_retention(now + 2 * HOUR).unwrap(), 1);
+    assert_eq!(s.series_count(T).unwrap(), 21);
+    assert_eq!(s.label_values(T, "gen", &[], all.0, all.1).unwrap(), ["2"]);
+    assert_eq!(s.label_names(T, &[], all.0, all.1).unwrap(), ["__name__", "gen", "pod"]);
+    assert!(s.select(T, &[vec![Matcher::equal("gen", "1")]], all.0, all.1).unwrap().is_empty());
+    assert_eq!(samples(&s, id_of(&s, "keep")), [(now, 2.0f64.to_bits())]);
+
+    // A label set that comes back is a new series, and reads as one.
+    let back = write(labels(&[("__name__", "churn"), ("gen", "1"), ("pod", "0"), ("zone", "old")]), &[(now, 3.0)], &[]);
+    let r = s.append(T, &[back], &[], SeriesCreation::UNLIMITED).unwrap();
+    assert_eq!((r.samples_written, r.series_created), (1, 1));
+    let found = s.select_labels(T, &[vec![Matcher::equal("gen", "1")]], all.0, all.1).unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(found[0].0 > *old_ids.iter().max().unwrap(), "ids are never reused");
+    assert_eq!(samples(&s, found[0].0), [(now, 3.0f64.to_bits())]);
+    assert_eq!(s.series_count(T).unwrap(), 22);
+
+    // The log still holds generation 1's records (its segment has unsealed data of later
+    // series); the real clock keeps them within retention, so replay meets series the index no
+    // longer has, and drops them.
+    drop(s);
+    let s = Storage::open(dir.path(), opts).unwrap();
+    assert_eq!(s.series_count(T).unwrap(), 22);
+    assert_eq!(s.label_values(T, "pod", &[vec![Matcher::equal("gen", "1")]], all.0, all.1).unwrap(), ["0"]);
+    assert_eq!(samples(&s, found[0].0), [(now, 3.0f64.to_bits())]);
+    for id in old_ids {
+        assert!(samples(&s, id).is_empty(), "series {id} came back");
+    }
+}
+
+/// Series, label names and label values for a range that covers a window only in part list only
+/// the series with a sample (float or histogram) in the range itself, sealed or in the head.
+#[test]
+fn metadata_reads_list_only_series_with_data_in_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(dir.path(), Options { block_duration_ms: HOUR, ..Options::default() }).unwrap();
+    let now = amber_storage::now_ms();
+    let window = now.div_euclid(HOUR) * HOUR - 2 * HOUR;
+    let at = |name: &str, zone: &str, ts: i64| write(labels(&[("__name__", name), ("zone", zone)]), &[(ts, 1.0)], &[]);
+    let h = Histogram { count: 1.0, zero_count: 1.0, ..Histogram::default() };
+    let mut histogram = write(labels(&[("__name__", "hist"), ("zone", "c")]), &[], &[]);
+    histogram.histograms.push(HistogramSample { ts: window + 40 * 60_000, h });
+    let writes =
+        [at("early", "a", window + 60_000), at("late", "b", window + 50 * 60_000), histogram, at("now", "d", now)];
+    s.append(T, &writes, &[], SeriesCreation::UNLIMITED).unwrap();
+    for sealed in [false, true] {
+        if sealed {
+            s.seal(now).unwrap();
+        }
+        let names = |mint: i64, maxt: i64| -> Vec<String> {
+            s.series_with_data(T, &[vec![Matcher::regex("__name__", ".+", false).unwrap()]], mint, maxt)
+                .unwrap()
+                .into_iter()
+                .map(|(_, l)| l.get("__name__").unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(window + 30 * 60_000, window + 45 * 60_000), ["hist"], "sealed: {sealed}");
+        assert_eq!(names(window + 45 * 60_000, window + 55 * 60_000), ["late"]);
+        assert_eq!(names(window, window + HOUR - 1), ["early", "hist", "late"]);
+        assert_eq!(names(window + 2 * 60_000, window + 3 * 60_000), Vec::<String>::new());
+        let range = (window + 45 * 60_000, window + 55 * 60_000);
+        assert_eq!(s.label_values(T, "zone", &[], range.0, range.1).unwrap(), ["b"]);
+        assert_eq!(s.label_names(T, &[], range.0, range.1).unwrap(), ["__name__", "zone"]);
+        assert!(s.label_names(T, &[], window + 2 * 60_000, window + 3 * 60_000).unwrap().is_empty());
+    }
+}
+
 /// The new-series budget is asked once, for the series the write would really create (a label set
 /// repeated in the request or already stored is not new); series beyond what it grants are refused
 /// with `NewSeriesRate` while their existing neighbours are written, and the series limit is applied
