@@ -4,6 +4,7 @@
 //! # Layout
 //! One module per endpoint family, like mini-redis's one file per command:
 //! - [`remote_write`] — `POST /api/v1/write` (Prometheus remote write 1.0 and 2.0).
+//! - [`remote_read`] — `POST /api/v1/read` (Prometheus remote read: samples or XOR chunks).
 //! - [`query`] — `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` (PromQL, through
 //!   [`queryable`], the engine's view of the store).
 //! - [`exemplars`] — `/api/v1/query_exemplars` and `/api/v1/exemplars/trace/<trace_id>`.
@@ -27,6 +28,7 @@ pub mod prompb;
 pub mod query;
 pub mod queryable;
 pub mod rate_limit;
+pub mod remote_read;
 pub mod remote_write;
 pub mod response;
 pub mod series;
@@ -155,6 +157,7 @@ pub fn router(state: AppState, admin_api: bool) -> Router {
         if admin_api { Router::new().route("/api/v1/admin/tsdb/seal", post(admin::seal)) } else { Router::new() };
     router
         .route("/api/v1/write", post(remote_write::handle))
+        .route("/api/v1/read", post(remote_read::handle))
         .route("/otlp/v1/metrics", post(otlp::handle))
         .route("/api/v1/otlp/v1/metrics", post(otlp::handle))
         .route("/api/v1/query", get(query::instant).post(query::instant))

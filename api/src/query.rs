@@ -170,7 +170,7 @@ fn respond(out: QueryOutput) -> Response {
 }
 
 /// A slot among the queries evaluated at once, or a retryable 503 naming the limit.
-fn query_permit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+pub(crate) fn query_permit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     state.query_permits.clone().try_acquire_owned().map_err(|_| {
         state.metrics.limit_exceeded("max_concurrent_queries");
         ApiError {

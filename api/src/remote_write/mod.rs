@@ -112,7 +112,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Version, WriteError> {
 }
 
 /// The snappy-decoded body, or the 4xx answer saying why not.
-fn decompress(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, WriteError> {
+pub(crate) fn decompress(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, WriteError> {
     let len = snap::raw::decompress_len(body)
         .map_err(|e| WriteError::new(StatusCode::BAD_REQUEST, format!("snappy decode error: {e}")))?;
     if len > max_decoded_bytes {
