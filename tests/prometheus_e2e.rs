@@ -228,3 +228,38 @@ fn the_amber_dashboard_works_when_prometheus_scrapes_amber() {
     }
     prometheus.stop();
 }
+
+/// Amber's own `/metrics` pass `promtool check metrics` (help text, names, types) in the text
+/// format; a scraper that accepts OpenMetrics gets OpenMetrics.
+#[test]
+fn amber_metrics_pass_promtool_check_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    // Something written and something refused, so labelled counters have samples too.
+    let t = common::now_ms();
+    let ok = common::series(&[("__name__", "up")], &[(t, 1.0)], &[]);
+    let too_old = common::series(&[("__name__", "up")], &[(t - 400 * 24 * 3_600_000, 1.0)], &[]);
+    assert_eq!(amber.write(&common::request(vec![ok, too_old])).0, 400);
+    let text = reqwest::blocking::get(amber.url("/metrics")).unwrap();
+    assert_eq!(text.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let text = text.text().unwrap();
+    assert!(text.contains("amber_samples_rejected_total{reason=\"too_old\"} 1"), "{text}");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) is installed");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.is_empty(), "promtool check metrics: {said}");
+    let openmetrics = reqwest::blocking::Client::new()
+        .get(amber.url("/metrics"))
+        .header("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .unwrap();
+    assert_eq!(openmetrics.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert!(openmetrics.text().unwrap().ends_with("# EOF\n"));
+}

@@ -1,8 +1,11 @@
-//! Amber's own metrics, served at `/metrics` in the Prometheus text format.
+//! Amber's own metrics, served at `/metrics`: in OpenMetrics text to scrapers that accept it (as
+//! Prometheus does), else in the Prometheus text format 0.0.4 that `promtool check metrics` and
+//! older clients read.
 
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -257,7 +260,7 @@ impl Metrics {
     }
 }
 
-pub async fn handle(State(state): State<AppState>) -> Response {
+pub async fn handle(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let storage = state.storage.clone();
     let stats = tokio::task::spawn_blocking(move || storage.stats()).await.unwrap_or_default();
     let m = &state.metrics;
@@ -280,5 +283,65 @@ pub async fn handle(State(state): State<AppState>) -> Response {
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &m.registry) {
         return crate::error::ApiError::internal(format!("encoding metrics: {e}")).into_response();
     }
-    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    let accept = headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("application/openmetrics-text") {
+        return ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+            .into_response();
+    }
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text_format(&body)).into_response()
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family's `HELP` and `TYPE`
+/// name its samples' `_total` name, and there is no `# EOF`.
+fn text_format(openmetrics: &str) -> String {
+    let lines: Vec<&str> = openmetrics.lines().collect();
+    let mut counters = std::collections::HashSet::new();
+    for line in &lines {
+        if let Some(name) = line.strip_prefix("# TYPE ").and_then(|rest| rest.strip_suffix(" counter")) {
+            counters.insert(name);
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in lines {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find(|p| line.starts_with(p));
+        match meta.map(|p| (p, &line[p.len()..])) {
+            Some((prefix, rest)) if counters.contains(rest.split(' ').next().unwrap_or("")) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(&format!("{prefix}{name}_total {tail}\n"));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_samples_in_the_text_format() {
+        let openmetrics = "# HELP amber_samples_ingested Samples written durably.\n\
+                           # TYPE amber_samples_ingested counter\n\
+                           amber_samples_ingested_total 3\n\
+                           # HELP amber_series Series in the index.\n\
+                           # TYPE amber_series gauge\n\
+                           amber_series 2\n\
+                           # EOF\n";
+        assert_eq!(
+            text_format(openmetrics),
+            "# HELP amber_samples_ingested_total Samples written durably.\n\
+             # TYPE amber_samples_ingested_total counter\n\
+             amber_samples_ingested_total 3\n\
+             # HELP amber_series Series in the index.\n\
+             # TYPE amber_series gauge\n\
+             amber_series 2\n"
+        );
+    }
 }
