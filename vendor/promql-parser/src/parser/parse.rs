@@ -319,6 +319,36 @@ mod tests {
                 ),
             ),
             (
+                "foo </ 0.5",
+                Expr::new_binary_expr(
+                    Expr::from(VectorSelector::from("foo")),
+                    token::T_TRIM_UPPER,
+                    None,
+                    Expr::from(0.5),
+                ),
+            ),
+            (
+                // Trim operators bind like comparison operators: looser than `+`, left to right.
+                "foo >/ 1 + 2 </ bar",
+                Expr::new_binary_expr(Expr::from(1.0), token::T_ADD, None, Expr::from(2.0))
+                    .and_then(|ex| {
+                        Expr::new_binary_expr(
+                            Expr::from(VectorSelector::from("foo")),
+                            token::T_TRIM_LOWER,
+                            None,
+                            ex,
+                        )
+                    })
+                    .and_then(|ex| {
+                        Expr::new_binary_expr(
+                            ex,
+                            token::T_TRIM_UPPER,
+                            None,
+                            Expr::from(VectorSelector::from("bar")),
+                        )
+                    }),
+            ),
+            (
                 "foo * sum",
                 Expr::new_binary_expr(
                     Expr::from(VectorSelector::from("foo")),

@@ -134,6 +134,8 @@ pub(crate) fn token_display(id: TokenId) -> &'static str {
         T_SUB => "-",
         T_AT => "@",
         T_ATAN2 => "atan2",
+        T_TRIM_UPPER => "</",
+        T_TRIM_LOWER => ">/",
         T_OPERATORS_END => "operators_end",
 
         // Aggregators.
@@ -295,6 +297,8 @@ mod tests {
         assert_eq!(token_display(T_LOR), "or");
         assert_eq!(token_display(T_LSS), "<");
         assert_eq!(token_display(T_LTE), "<=");
+        assert_eq!(token_display(T_TRIM_UPPER), "</");
+        assert_eq!(token_display(T_TRIM_LOWER), ">/");
         assert_eq!(token_display(T_LUNLESS), "unless");
         assert_eq!(token_display(T_MOD), "%");
         assert_eq!(token_display(T_MUL), "*");
@@ -343,13 +347,13 @@ mod tests {
         assert_eq!(token_display(T_PREPROCESSOR_END), "preprocessors_end");
 
         // if new token added in promql.y, this has to be updated
-        for i in 80..=85 {
+        for i in 82..=87 {
             assert_eq!(token_display(i), "not used");
         }
 
         // All tokens are now tested individually above
 
-        for i in 86..=u16::MAX {
+        for i in 88..=u16::MAX {
             assert_eq!(token_display(i), "unknown token");
         }
     }
@@ -464,6 +468,8 @@ mod tests {
         assert!(TokenType(T_SUB).is_operator());
         assert!(TokenType(T_AT).is_operator());
         assert!(TokenType(T_ATAN2).is_operator());
+        assert!(TokenType(T_TRIM_UPPER).is_operator());
+        assert!(TokenType(T_TRIM_LOWER).is_operator());
 
         assert!(!TokenType(T_SUM).is_operator());
         assert!(!TokenType(T_OPERATORS_START).is_operator());
