@@ -505,6 +505,49 @@ impl TryFrom<f64> for AtModifier {
     }
 }
 
+/// Where a node was written in the query text (Prometheus's `posrange.PositionRange`): byte
+/// offsets, `start` inclusive and `end` exclusive.
+///
+/// Positions are not part of what an expression means: any two `PositionRange`s are equal, so
+/// that expressions compare and hash by what they say, not by where they were written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PositionRange {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl PositionRange {
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+
+    /// The `line:column` of `start` in `query`, both counted from 1 and the column in bytes, as
+    /// Prometheus appends it to warnings and errors (`PositionRange.StartPosInput`).
+    pub fn start_pos_input(&self, query: &str) -> String {
+        if query.is_empty() {
+            return "unknown position".into();
+        }
+        if self.start > query.len() {
+            return "invalid position".into();
+        }
+        let before = &query.as_bytes()[..self.start];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        format!("{line}:{}", self.start - line_start + 1)
+    }
+}
+
+impl PartialEq for PositionRange {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PositionRange {}
+
 /// EvalStmt holds an expression and information on the range it should
 /// be evaluated on.
 #[allow(rustdoc::broken_intra_doc_links)]
@@ -557,6 +600,9 @@ pub struct AggregateExpr {
     #[cfg_attr(feature = "ser", serde(flatten))]
     #[cfg_attr(feature = "ser", serde(serialize_with = "serialize_grouping"))]
     pub modifier: Option<LabelModifier>,
+    /// Where the node was written in the query.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub pos_range: PositionRange,
 }
 
 impl AggregateExpr {
@@ -604,6 +650,8 @@ impl Prettier for AggregateExpr {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnaryExpr {
     pub expr: Box<Expr>,
+    /// Where the node was written in the query.
+    pub pos_range: PositionRange,
 }
 
 impl fmt::Display for UnaryExpr {
@@ -719,6 +767,9 @@ impl Prettier for BinaryExpr {
 #[cfg_attr(feature = "ser", derive(serde::Serialize))]
 pub struct ParenExpr {
     pub expr: Box<Expr>,
+    /// Where the node was written in the query.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub pos_range: PositionRange,
 }
 
 impl fmt::Display for ParenExpr {
@@ -762,6 +813,9 @@ pub struct SubqueryExpr {
         serde(serialize_with = "crate::util::duration::serialize_duration_opt")
     )]
     pub step: Option<Duration>,
+    /// Where the node was written in the query.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub pos_range: PositionRange,
 }
 
 impl SubqueryExpr {
@@ -804,11 +858,16 @@ impl Prettier for SubqueryExpr {
 #[derive(Debug, Clone)]
 pub struct NumberLiteral {
     pub val: f64,
+    /// Where the node was written in the query.
+    pub pos_range: PositionRange,
 }
 
 impl NumberLiteral {
     pub fn new(val: f64) -> Self {
-        Self { val }
+        Self {
+            val,
+            pos_range: PositionRange::default(),
+        }
     }
 }
 
@@ -824,7 +883,10 @@ impl Neg for NumberLiteral {
     type Output = Self;
 
     fn neg(self) -> Self::Output {
-        NumberLiteral { val: -self.val }
+        NumberLiteral {
+            val: -self.val,
+            pos_range: self.pos_range,
+        }
     }
 }
 
@@ -866,6 +928,9 @@ impl Prettier for NumberLiteral {
 #[cfg_attr(feature = "ser", derive(serde::Serialize))]
 pub struct StringLiteral {
     pub val: String,
+    /// Where the node was written in the query.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub pos_range: PositionRange,
 }
 
 impl fmt::Display for StringLiteral {
@@ -891,6 +956,9 @@ pub struct VectorSelector {
     #[cfg_attr(feature = "ser", serde(flatten))]
     #[cfg_attr(feature = "ser", serde(serialize_with = "serialize_at_modifier"))]
     pub at: Option<AtModifier>,
+    /// Where the node was written in the query.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub pos_range: PositionRange,
 }
 
 impl VectorSelector {
@@ -900,6 +968,7 @@ impl VectorSelector {
             matchers,
             offset: None,
             at: None,
+            pos_range: PositionRange::default(),
         }
     }
 }
@@ -911,6 +980,7 @@ impl Default for VectorSelector {
             matchers: Matchers::empty(),
             offset: None,
             at: None,
+            pos_range: PositionRange::default(),
         }
     }
 }
@@ -922,6 +992,7 @@ impl From<String> for VectorSelector {
             offset: None,
             at: None,
             matchers: Matchers::empty(),
+            pos_range: PositionRange::default(),
         }
     }
 }
@@ -934,13 +1005,14 @@ impl From<String> for VectorSelector {
 ///
 /// ``` rust
 /// use promql_parser::label::Matchers;
-/// use promql_parser::parser::VectorSelector;
+/// use promql_parser::parser::{PositionRange, VectorSelector};
 ///
 /// let vs = VectorSelector {
 ///     name: Some(String::from("foo")),
 ///     offset: None,
 ///     at: None,
 ///     matchers: Matchers::empty(),
+///     pos_range: PositionRange::default(),
 /// };
 ///
 /// assert_eq!(VectorSelector::from("foo"), vs);
@@ -956,7 +1028,10 @@ impl Neg for VectorSelector {
 
     fn neg(self) -> Self::Output {
         let ex = Expr::VectorSelector(self);
-        UnaryExpr { expr: Box::new(ex) }
+        UnaryExpr {
+            expr: Box::new(ex),
+            pos_range: PositionRange::default(),
+        }
     }
 }
 
@@ -995,6 +1070,9 @@ pub struct MatrixSelector {
         serde(serialize_with = "crate::util::duration::serialize_duration")
     )]
     pub range: Duration,
+    /// Where the node was written in the query.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub pos_range: PositionRange,
 }
 
 impl fmt::Display for MatrixSelector {
@@ -1073,6 +1151,9 @@ pub struct Call {
     pub func: Function,
     #[cfg_attr(feature = "ser", serde(flatten))]
     pub args: FunctionArgs,
+    /// Where the node was written in the query.
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub pos_range: PositionRange,
 }
 
 impl fmt::Display for Call {
@@ -1194,6 +1275,7 @@ impl Expr {
             at: None,
             range,
             step,
+            pos_range: PositionRange::default(),
         });
         Ok(se)
     }
@@ -1201,6 +1283,7 @@ impl Expr {
     pub(crate) fn new_paren_expr(expr: Expr) -> Result<Self, String> {
         let ex = Expr::Paren(ParenExpr {
             expr: Box::new(expr),
+            pos_range: PositionRange::default(),
         });
         Ok(ex)
     }
@@ -1215,7 +1298,11 @@ impl Expr {
                 Err("no @ modifiers allowed before range".into())
             }
             Expr::VectorSelector(vs) => {
-                let ms = Expr::MatrixSelector(MatrixSelector { vs, range });
+                let ms = Expr::MatrixSelector(MatrixSelector {
+                    vs,
+                    range,
+                    pos_range: PositionRange::default(),
+                });
                 Ok(ms)
             }
             _ => Err("ranges only allowed for vector selectors".into()),
@@ -1284,7 +1371,11 @@ impl Expr {
     }
 
     pub(crate) fn new_call(func: Function, args: FunctionArgs) -> Result<Expr, String> {
-        Ok(Expr::Call(Call { func, args }))
+        Ok(Expr::Call(Call {
+            func,
+            args,
+            pos_range: PositionRange::default(),
+        }))
     }
 
     pub(crate) fn new_binary_expr(
@@ -1333,6 +1424,7 @@ impl Expr {
                 expr,
                 param,
                 modifier,
+                pos_range: PositionRange::default(),
             })),
             None => Err(
                 "aggregate operation needs a single instant vector parameter, but found none"
@@ -1365,6 +1457,44 @@ impl Expr {
         }
     }
 
+    /// Where the expression was written in the query (Prometheus's `Node.PositionRange`): a
+    /// binary expression reaches from its left operand to its right one.
+    pub fn position_range(&self) -> PositionRange {
+        match self {
+            Expr::Aggregate(ex) => ex.pos_range,
+            Expr::Unary(ex) => ex.pos_range,
+            Expr::Binary(ex) => {
+                PositionRange::new(ex.lhs.position_range().start, ex.rhs.position_range().end)
+            }
+            Expr::Paren(ex) => ex.pos_range,
+            Expr::Subquery(ex) => ex.pos_range,
+            Expr::NumberLiteral(ex) => ex.pos_range,
+            Expr::StringLiteral(ex) => ex.pos_range,
+            Expr::VectorSelector(ex) => ex.pos_range,
+            Expr::MatrixSelector(ex) => ex.pos_range,
+            Expr::Call(ex) => ex.pos_range,
+            Expr::Extension(_) => PositionRange::default(),
+        }
+    }
+
+    /// Records where the expression was written; a binary expression takes its position from
+    /// its operands, and an extension has none.
+    pub(crate) fn with_position_range(mut self, pos_range: PositionRange) -> Self {
+        match &mut self {
+            Expr::Aggregate(ex) => ex.pos_range = pos_range,
+            Expr::Unary(ex) => ex.pos_range = pos_range,
+            Expr::Paren(ex) => ex.pos_range = pos_range,
+            Expr::Subquery(ex) => ex.pos_range = pos_range,
+            Expr::NumberLiteral(ex) => ex.pos_range = pos_range,
+            Expr::StringLiteral(ex) => ex.pos_range = pos_range,
+            Expr::VectorSelector(ex) => ex.pos_range = pos_range,
+            Expr::MatrixSelector(ex) => ex.pos_range = pos_range,
+            Expr::Call(ex) => ex.pos_range = pos_range,
+            Expr::Binary(_) | Expr::Extension(_) => {}
+        }
+        self
+    }
+
     /// only Some if expr is [Expr::NumberLiteral]
     pub(crate) fn scalar_value(&self) -> Option<f64> {
         match self {
@@ -1380,19 +1510,25 @@ impl Expr {
 
 impl From<String> for Expr {
     fn from(val: String) -> Self {
-        Expr::StringLiteral(StringLiteral { val })
+        Expr::StringLiteral(StringLiteral {
+            val,
+            pos_range: PositionRange::default(),
+        })
     }
 }
 
 impl From<&str> for Expr {
     fn from(s: &str) -> Self {
-        Expr::StringLiteral(StringLiteral { val: s.into() })
+        Expr::StringLiteral(StringLiteral {
+            val: s.into(),
+            pos_range: PositionRange::default(),
+        })
     }
 }
 
 impl From<f64> for Expr {
     fn from(val: f64) -> Self {
-        Expr::NumberLiteral(NumberLiteral { val })
+        Expr::NumberLiteral(NumberLiteral::new(val))
     }
 }
 
@@ -1425,6 +1561,7 @@ impl Neg for Expr {
             Expr::NumberLiteral(nl) => Expr::NumberLiteral(-nl),
             _ => Expr::Unary(UnaryExpr {
                 expr: Box::new(self),
+                pos_range: PositionRange::default(),
             }),
         }
     }
@@ -1838,7 +1975,8 @@ mod tests {
         assert_eq!(
             -VectorSelector::from("foo"),
             UnaryExpr {
-                expr: Box::new(Expr::from(VectorSelector::from("foo")))
+                expr: Box::new(Expr::from(VectorSelector::from("foo"))),
+                pos_range: PositionRange::default(),
             }
         )
     }
@@ -2835,6 +2973,7 @@ or
         Call {
             func,
             args: FunctionArgs { args },
+            pos_range: PositionRange::default(),
         }
     }
 

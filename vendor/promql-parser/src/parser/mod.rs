@@ -30,8 +30,8 @@ pub mod value;
 
 pub use ast::{
     AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, EvalStmt, Expr, Extension,
-    LabelModifier, MatrixSelector, NumberLiteral, Offset, ParenExpr, StringLiteral, SubqueryExpr,
-    UnaryExpr, VectorMatchCardinality, VectorMatchFillValues, VectorSelector,
+    LabelModifier, MatrixSelector, NumberLiteral, Offset, ParenExpr, PositionRange, StringLiteral,
+    SubqueryExpr, UnaryExpr, VectorMatchCardinality, VectorMatchFillValues, VectorSelector,
 };
 pub use function::{clear_extra_functions, register_extra_functions, Function, FunctionArgs};
 pub use lex::lexer;

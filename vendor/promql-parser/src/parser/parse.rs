@@ -2555,4 +2555,49 @@ mod tests {
         parser::parse(case).unwrap();
         assert!(parser::parse(case).is_ok());
     }
+    #[test]
+    fn test_position_ranges() {
+        let range = |expr: &Expr| {
+            let p = expr.position_range();
+            (p.start, p.end)
+        };
+
+        let expr = parser::parse("sum by (x) (rate(foo[5m] offset 1m))").unwrap();
+        assert_eq!(range(&expr), (0, 36));
+        let Expr::Aggregate(agg) = &expr else {
+            panic!("{expr:?}")
+        };
+        assert_eq!(range(&agg.expr), (12, 35));
+        let Expr::Call(call) = agg.expr.as_ref() else {
+            panic!("{expr:?}")
+        };
+        assert_eq!(range(&call.args.args[0]), (17, 34));
+        let Expr::MatrixSelector(ms) = call.args.args[0].as_ref() else {
+            panic!("{expr:?}")
+        };
+        assert_eq!((ms.vs.pos_range.start, ms.vs.pos_range.end), (17, 20));
+
+        // A binary expression reaches from its left operand to its right one; a unary minus
+        // starts at the minus, also when it folds into a number.
+        let expr = parser::parse("(foo)\n  / -bar offset 1m + -1").unwrap();
+        assert_eq!(range(&expr), (0, 29));
+        let Expr::Binary(add) = &expr else {
+            panic!("{expr:?}")
+        };
+        assert_eq!(range(&add.rhs), (27, 29));
+        let Expr::Binary(div) = add.lhs.as_ref() else {
+            panic!("{expr:?}")
+        };
+        assert_eq!(range(&div.lhs), (0, 5));
+        assert_eq!(range(&div.rhs), (10, 24));
+        assert_eq!(
+            div.rhs
+                .position_range()
+                .start_pos_input("(foo)\n  / -bar offset 1m + -1"),
+            "2:5"
+        );
+
+        // Positions are not part of equality.
+        assert_eq!(parser::parse(" foo"), parser::parse("foo"));
+    }
 }

@@ -157,18 +157,21 @@ start -> Result<Expr, String>:
 
 expr -> Result<Expr, String>:
 /* check_ast from bottom to up for nested exprs */
-                aggregate_expr { check_ast($1?) }
-        |       at_expr { check_ast($1?) }
-        |       binary_expr { check_ast($1?) }
-        |       function_call { check_ast($1?) }
-        |       matrix_selector { check_ast($1?) }
-        |       number_literal { check_ast($1?) }
-        |       offset_expr { check_ast($1?) }
-        |       paren_expr { check_ast($1?) }
-        |       string_literal { check_ast($1?) }
-        |       subquery_expr { check_ast($1?) }
-        |       unary_expr  { check_ast($1?) }
-        |       vector_selector  { check_ast($1?) }
+/* placed records where each expr was written: an offset or @ modifier widens the range of
+   the selector it follows, and a unary plus, which returns its operand, moves the operand's
+   start to the plus */
+                aggregate_expr { check_ast(placed($1?, $span)) }
+        |       at_expr { check_ast(placed($1?, $span)) }
+        |       binary_expr { check_ast(placed($1?, $span)) }
+        |       function_call { check_ast(placed($1?, $span)) }
+        |       matrix_selector { check_ast(placed($1?, $span)) }
+        |       number_literal { check_ast(placed($1?, $span)) }
+        |       offset_expr { check_ast(placed($1?, $span)) }
+        |       paren_expr { check_ast(placed($1?, $span)) }
+        |       string_literal { check_ast(placed($1?, $span)) }
+        |       subquery_expr { check_ast(placed($1?, $span)) }
+        |       unary_expr  { check_ast(placed($1?, $span)) }
+        |       vector_selector  { check_ast(placed($1?, $span)) }
 ;
 
 /*
@@ -708,7 +711,8 @@ maybe_duration -> Result<Option<Duration>, String>:
 
 use std::time::Duration;
 use crate::label::{Labels, Matcher, Matchers};
-use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, VectorMatchCardinality, VectorMatchFillValues};
+use lrpar::Span;
+use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, PositionRange, VectorMatchCardinality, VectorMatchFillValues};
 use crate::parser::ast::check_ast;
 use crate::parser::function::get_function;
 use crate::parser::lex::is_label;
@@ -738,4 +742,8 @@ fn update_optional_fill(
 ) -> Option<BinModifier> {
     let modifier = modifier.unwrap_or_default();
     Some(modifier.with_fill_values(fill))
+}
+
+fn placed(expr: Expr, span: Span) -> Expr {
+    expr.with_position_range(PositionRange::new(span.start(), span.end()))
 }

@@ -63,11 +63,11 @@ pub fn walk_expr<V: ExprVisitor>(visitor: &mut V, expr: &Expr) -> Result<bool, V
 
     let recurse = match expr {
         Expr::Aggregate(AggregateExpr { expr, .. }) => walk_expr(visitor, expr)?,
-        Expr::Unary(UnaryExpr { expr }) => walk_expr(visitor, expr)?,
+        Expr::Unary(UnaryExpr { expr, .. }) => walk_expr(visitor, expr)?,
         Expr::Binary(BinaryExpr { lhs, rhs, .. }) => {
             walk_expr(visitor, lhs)? && walk_expr(visitor, rhs)?
         }
-        Expr::Paren(ParenExpr { expr }) => walk_expr(visitor, expr)?,
+        Expr::Paren(ParenExpr { expr, .. }) => walk_expr(visitor, expr)?,
         Expr::Subquery(SubqueryExpr { expr, .. }) => walk_expr(visitor, expr)?,
         Expr::Extension(Extension { expr }) => {
             for child in expr.children() {
@@ -116,11 +116,11 @@ pub fn walk_expr_mut<V: ExprVisitorMut>(
 
     let recurse = match expr {
         Expr::Aggregate(AggregateExpr { expr, .. }) => walk_expr_mut(visitor, expr)?,
-        Expr::Unary(UnaryExpr { expr }) => walk_expr_mut(visitor, expr)?,
+        Expr::Unary(UnaryExpr { expr, .. }) => walk_expr_mut(visitor, expr)?,
         Expr::Binary(BinaryExpr { lhs, rhs, .. }) => {
             walk_expr_mut(visitor, lhs)? && walk_expr_mut(visitor, rhs)?
         }
-        Expr::Paren(ParenExpr { expr }) => walk_expr_mut(visitor, expr)?,
+        Expr::Paren(ParenExpr { expr, .. }) => walk_expr_mut(visitor, expr)?,
         Expr::Subquery(SubqueryExpr { expr, .. }) => walk_expr_mut(visitor, expr)?,
         Expr::Extension(Extension { expr }) => {
             let mut children = expr.children().to_vec();
