@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use amber_histogram::{CounterResetHint, Histogram};
 
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
@@ -83,6 +83,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         }
     };
     let modifier = a.modifier.as_ref();
+    // Prometheus's annotations point at the parameter, the aggregated expression or, for
+    // histograms ignored by `topk`/`bottomk`, the aggregation itself.
+    let param_at = a.param.as_deref().map_or(a.pos_range, Expr::position_range);
+    let notes_at = if matches!(op.as_str(), "topk" | "bottomk") { a.pos_range } else { a.expr.position_range() };
 
     if op == "count_values" {
         let label = match &param {
@@ -129,11 +133,14 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         }
         if !(-1.0..=1.0).contains(&r) {
             let capped = r.clamp(-1.0, 1.0);
-            ev.warnings.insert(format!(
-                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
-                crate::value::format_float(r),
-                crate::value::format_float(capped)
-            ));
+            ev.note(
+                param_at,
+                format!(
+                    "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                    crate::value::format_float(r),
+                    crate::value::format_float(capped)
+                ),
+            );
             Some(capped)
         } else {
             Some(r)
@@ -144,10 +151,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
     let q = if op == "quantile" {
         let q = scalar_param(&op)?;
         if q.is_nan() || !(0.0..=1.0).contains(&q) {
-            ev.warnings.insert(format!(
-                "PromQL warning: quantile value should be between 0 and 1, got {}",
-                crate::value::format_float(q)
-            ));
+            ev.note(
+                param_at,
+                format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    crate::value::format_float(q)
+                ),
+            );
         }
         Some(q)
     } else {
@@ -320,7 +330,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         };
         out.push(Sample::float(g.labels, t, v, g.drop_name));
     }
-    ev.annotate(notes);
+    ev.annotate(notes_at, notes);
     Ok(Value::Vector(out))
 }
 

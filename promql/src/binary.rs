@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use amber_histogram::{CounterResetHint, Histogram, Trim};
 
-use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, PositionRange, VectorMatchCardinality};
 
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
@@ -195,6 +195,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
     let token = b.op.to_string();
     let op = Op::parse(&token)?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    // Annotations point at the whole binary expression, which starts with its left operand.
+    let at = PositionRange::new(b.lhs.position_range().start, b.rhs.position_range().end);
     let lhs = ev.eval(&b.lhs, t)?;
     let rhs = ev.eval(&b.rhs, t)?;
     match (lhs, rhs) {
@@ -209,13 +211,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
         (Value::Vector(l), Value::Scalar(r)) => {
             let mut notes = Vec::new();
             let out = vector_scalar(op, &token, l, r.v, false, return_bool, &mut notes);
-            ev.annotate(notes);
+            ev.annotate(at, notes);
             Ok(Value::Vector(out))
         }
         (Value::Scalar(l), Value::Vector(r)) => {
             let mut notes = Vec::new();
             let out = vector_scalar(op, &token, r, l.v, true, return_bool, &mut notes);
-            ev.annotate(notes);
+            ev.annotate(at, notes);
             Ok(Value::Vector(out))
         }
         (Value::Vector(l), Value::Vector(r)) => {
@@ -231,7 +233,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
                 _ => {
                     let mut notes = Vec::new();
                     let out = vector_vector(op, &token, l, r, m, return_bool, &mut notes)?;
-                    ev.annotate(notes);
+                    ev.annotate(at, notes);
                     Ok(Value::Vector(out))
                 }
             }

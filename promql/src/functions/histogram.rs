@@ -29,14 +29,17 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             let h = s.h.as_deref().expect("native");
             let (v, notes) = h.fraction(lower, upper);
             if notes.nans_excluded {
-                ev.infos.insert(format!(
-                    "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {:?}",
-                    metric_name(&s.labels)
-                ));
+                ev.note(
+                    args[2].position_range(),
+                    format!(
+                        "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {:?}",
+                        metric_name(&s.labels)
+                    ),
+                );
             }
             out.push(Sample { v, h: None, drop_name: true, ..s });
         }
-        let groups = buckets_by_histogram(ev, classic)?;
+        let groups = buckets_by_histogram(ev, args[2], classic)?;
         out.extend(
             groups.into_iter().map(|(labels, mut buckets)| {
                 Sample::float(labels, t, bucket_fraction(lower, upper, &mut buckets), true)
@@ -46,8 +49,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
     }
     let q = ev.eval_scalar(args[0], t)?;
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        ev.warnings
-            .insert(format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)));
+        ev.note(
+            args[0].position_range(),
+            format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)),
+        );
     }
     let (native, classic) = split_native(ev.eval_vector(args[1], t)?);
     let mut out = Vec::with_capacity(native.len());
@@ -55,25 +60,35 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         let h = s.h.as_deref().expect("native");
         let (v, notes) = h.quantile(q);
         let name = metric_name(&s.labels);
+        let at = args[1].position_range();
         if notes.nan_result {
-            ev.infos.insert(format!(
-                "PromQL info: input to histogram_quantile has NaN observations, result is NaN for metric name {name:?}"
-            ));
+            ev.note(
+                at,
+                format!(
+                    "PromQL info: input to histogram_quantile has NaN observations, result is NaN for metric name {name:?}"
+                ),
+            );
         }
         if notes.nan_skew {
-            ev.infos.insert(format!(
-                "PromQL info: input to histogram_quantile has NaN observations, result is skewed higher for metric name {name:?}"
-            ));
+            ev.note(
+                at,
+                format!(
+                    "PromQL info: input to histogram_quantile has NaN observations, result is skewed higher for metric name {name:?}"
+                ),
+            );
         }
         out.push(Sample { v, h: None, drop_name: true, ..s });
     }
-    for (labels, mut buckets) in buckets_by_histogram(ev, classic)? {
+    for (labels, mut buckets) in buckets_by_histogram(ev, args[1], classic)? {
         let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
         let (v, forced_monotonic) = bucket_quantile(q, &mut buckets);
         if forced_monotonic {
-            ev.infos.insert(format!(
-                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
-            ));
+            ev.note(
+                args[1].position_range(),
+                format!(
+                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
+                ),
+            );
         }
         out.push(Sample::float(labels, t, v, true));
     }
@@ -85,18 +100,26 @@ fn split_native(samples: Vec<Sample>) -> (Vec<Sample>, Vec<Sample>) {
     samples.into_iter().partition(|s| s.h.is_some())
 }
 
-/// The buckets of each classic histogram in `arg`, by its labels without `le`, in order of
-/// first appearance; samples without a valid `le` are left out with a warning.
-fn buckets_by_histogram(ev: &mut Evaluator<'_>, samples: Vec<Sample>) -> Result<Vec<(Labels, Vec<Bucket>)>> {
+/// The buckets of each classic histogram among `samples` (the values of `arg`), by its labels
+/// without `le`, in order of first appearance; samples without a valid `le` are left out with a
+/// warning.
+fn buckets_by_histogram(
+    ev: &mut Evaluator<'_>,
+    arg: &Expr,
+    samples: Vec<Sample>,
+) -> Result<Vec<(Labels, Vec<Bucket>)>> {
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<Bucket>> = HashMap::new();
     for s in samples {
         let le = s.labels.get("le").unwrap_or("");
         let Some(upper) = parse_le(le) else {
-            ev.warnings.insert(format!(
-                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
-                s.labels.get(METRIC_NAME).unwrap_or("")
-            ));
+            ev.note(
+                arg.position_range(),
+                format!(
+                    "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
+                    s.labels.get(METRIC_NAME).unwrap_or("")
+                ),
+            );
             continue;
         };
         let key = s.labels.project(&["le".to_string()], false);

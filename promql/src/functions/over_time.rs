@@ -14,10 +14,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         "quantile_over_time" => {
             let q = ev.eval_scalar(args[0], t)?;
             if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                ev.warnings.insert(format!(
-                    "PromQL warning: quantile value should be between 0 and 1, got {}",
-                    format_float(q)
-                ));
+                ev.note(
+                    args[0].position_range(),
+                    format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)),
+                );
             }
             per_series(ev, args[1], t, false, |p| Some(quantile(q, &mut values(p))))
         }
