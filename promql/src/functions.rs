@@ -56,7 +56,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         "label_replace" | "label_join" => labels::eval(ev, name, &args, t),
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort::eval(ev, c, &args, t),
         "absent" | "absent_over_time" => absent::eval(ev, name, &args, t),
-        "histogram_quantile" | "histogram_fraction" => histogram::eval(ev, name, &args, t),
+        "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => histogram::eval(ev, name, &args, t),
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
             native::eval(ev, name, &args, t)
         }

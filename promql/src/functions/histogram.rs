@@ -1,11 +1,11 @@
-//! `histogram_quantile` and `histogram_fraction` over native histograms and over classic ones
-//! (`_bucket` series with an `le` label).
+//! `histogram_quantile`, `histogram_quantiles` and `histogram_fraction` over native histograms and
+//! over classic ones (`_bucket` series with an `le` label).
 
 use std::collections::HashMap;
 
 use promql_parser::parser::Expr;
 
-use super::metric_name;
+use super::{metric_name, string_arg};
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::labels::{Labels, METRIC_NAME};
@@ -47,20 +47,75 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         );
         return Ok(Value::Vector(out));
     }
+    if name == "histogram_quantiles" {
+        // histogram_quantiles(v, "label", q0, q1, ...): one series per histogram and quantile,
+        // named by the quantile in `label`, quantile by quantile.
+        let label = string_arg(ev, args[1], t)?;
+        let mut qs = Vec::with_capacity(args.len() - 2);
+        for arg in &args[2..] {
+            let q = ev.eval_scalar(arg, t)?;
+            check_quantile(ev, arg, q);
+            qs.push(q);
+        }
+        let (native, classic) = split_native(ev.eval_vector(args[0], t)?);
+        let mut classic = buckets_by_histogram(ev, args[0], classic)?;
+        let mut out = Vec::with_capacity(qs.len() * (native.len() + classic.len()));
+        for q in qs {
+            let value = open_metrics_float(q);
+            let with_quantile = |labels: &Labels| {
+                let mut labels = labels.clone();
+                labels.set(&label, &value);
+                labels
+            };
+            quantiles(ev, q, args[0], t, &native, &mut classic, with_quantile, &mut out);
+        }
+        return Ok(Value::Vector(out));
+    }
     let q = ev.eval_scalar(args[0], t)?;
+    check_quantile(ev, args[0], q);
+    let (native, classic) = split_native(ev.eval_vector(args[1], t)?);
+    let mut classic = buckets_by_histogram(ev, args[1], classic)?;
+    let mut out = Vec::with_capacity(native.len() + classic.len());
+    quantiles(ev, q, args[1], t, &native, &mut classic, Labels::clone, &mut out);
+    Ok(Value::Vector(out))
+}
+
+/// Warns of a quantile outside `[0, 1]`, pointing at its argument.
+fn check_quantile(ev: &mut Evaluator<'_>, arg: &Expr, q: f64) {
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
         ev.note(
-            args[0].position_range(),
+            arg.position_range(),
             format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)),
         );
     }
-    let (native, classic) = split_native(ev.eval_vector(args[1], t)?);
-    let mut out = Vec::with_capacity(native.len());
+}
+
+/// A quantile as the label value `histogram_quantiles` gives it (Prometheus's
+/// `FormatOpenMetricsFloat`): like any float, with `.0` after a whole number.
+fn open_metrics_float(q: f64) -> String {
+    let text = format_float(q);
+    if q.is_finite() && !text.contains(['e', '.']) { format!("{text}.0") } else { text }
+}
+
+/// Appends the `q` quantile of every native histogram in `native`, then of every classic one in
+/// `classic`, to `out`, each labelled by `labels` of its input's labels. Annotations point at
+/// `arg`, the histograms' argument.
+#[allow(clippy::too_many_arguments)]
+fn quantiles(
+    ev: &mut Evaluator<'_>,
+    q: f64,
+    arg: &Expr,
+    t: i64,
+    native: &[Sample],
+    classic: &mut [(Labels, Vec<Bucket>)],
+    labels: impl Fn(&Labels) -> Labels,
+    out: &mut Vec<Sample>,
+) {
+    let at = arg.position_range();
     for s in native {
         let h = s.h.as_deref().expect("native");
         let (v, notes) = h.quantile(q);
         let name = metric_name(&s.labels);
-        let at = args[1].position_range();
         if notes.nan_result {
             ev.note(
                 at,
@@ -77,22 +132,21 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
                 ),
             );
         }
-        out.push(Sample { v, h: None, drop_name: true, ..s });
+        out.push(Sample { labels: labels(&s.labels), t: s.t, v, h: None, drop_name: true });
     }
-    for (labels, mut buckets) in buckets_by_histogram(ev, args[1], classic)? {
-        let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
-        let (v, forced_monotonic) = bucket_quantile(q, &mut buckets);
+    for (series, buckets) in classic.iter_mut() {
+        let (v, forced_monotonic) = bucket_quantile(q, buckets);
         if forced_monotonic {
             ev.note(
-                args[1].position_range(),
+                at,
                 format!(
-                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
+                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                    metric_name(series)
                 ),
             );
         }
-        out.push(Sample::float(labels, t, v, true));
+        out.push(Sample::float(labels(series), t, v, true));
     }
-    Ok(Value::Vector(out))
 }
 
 /// Native histogram samples, and the float samples (classic buckets).
