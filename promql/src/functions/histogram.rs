@@ -20,10 +20,13 @@ struct Bucket {
     count: f64,
 }
 
+/// A classic histogram: its labels without `le`, and its buckets.
+type Classic = (Labels, Vec<Bucket>);
+
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
     if name == "histogram_fraction" {
         let (lower, upper) = (ev.eval_scalar(args[0], t)?, ev.eval_scalar(args[1], t)?);
-        let (native, classic) = split_native(ev.eval_vector(args[2], t)?);
+        let (native, classic) = histograms_of(ev, args[2], t)?;
         let mut out = Vec::with_capacity(native.len());
         for s in native {
             let h = s.h.as_deref().expect("native");
@@ -39,9 +42,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             }
             out.push(Sample { v, h: None, drop_name: true, ..s });
         }
-        let groups = buckets_by_histogram(ev, args[2], classic)?;
         out.extend(
-            groups.into_iter().map(|(labels, mut buckets)| {
+            classic.into_iter().map(|(labels, mut buckets)| {
                 Sample::float(labels, t, bucket_fraction(lower, upper, &mut buckets), true)
             }),
         );
@@ -57,8 +59,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             check_quantile(ev, arg, q);
             qs.push(q);
         }
-        let (native, classic) = split_native(ev.eval_vector(args[0], t)?);
-        let mut classic = buckets_by_histogram(ev, args[0], classic)?;
+        let (native, mut classic) = histograms_of(ev, args[0], t)?;
         let mut out = Vec::with_capacity(qs.len() * (native.len() + classic.len()));
         for q in qs {
             let value = open_metrics_float(q);
@@ -73,8 +74,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
     }
     let q = ev.eval_scalar(args[0], t)?;
     check_quantile(ev, args[0], q);
-    let (native, classic) = split_native(ev.eval_vector(args[1], t)?);
-    let mut classic = buckets_by_histogram(ev, args[1], classic)?;
+    let (native, mut classic) = histograms_of(ev, args[1], t)?;
     let mut out = Vec::with_capacity(native.len() + classic.len());
     quantiles(ev, q, args[1], t, &native, &mut classic, Labels::clone, &mut out);
     Ok(Value::Vector(out))
@@ -107,7 +107,7 @@ fn quantiles(
     arg: &Expr,
     t: i64,
     native: &[Sample],
-    classic: &mut [(Labels, Vec<Bucket>)],
+    classic: &mut [Classic],
     labels: impl Fn(&Labels) -> Labels,
     out: &mut Vec<Sample>,
 ) {
@@ -149,22 +149,16 @@ fn quantiles(
     }
 }
 
-/// Native histogram samples, and the float samples (classic buckets).
-fn split_native(samples: Vec<Sample>) -> (Vec<Sample>, Vec<Sample>) {
-    samples.into_iter().partition(|s| s.h.is_some())
-}
-
-/// The buckets of each classic histogram among `samples` (the values of `arg`), by its labels
-/// without `le`, in order of first appearance; samples without a valid `le` are left out with a
-/// warning.
-fn buckets_by_histogram(
-    ev: &mut Evaluator<'_>,
-    arg: &Expr,
-    samples: Vec<Sample>,
-) -> Result<Vec<(Labels, Vec<Bucket>)>> {
+/// The native histograms among the values of `arg` at `t`, and the buckets of each classic
+/// histogram, by its labels without `le` in order of first appearance (Prometheus's
+/// `resetHistograms`). Float samples without a valid `le` are left out with a warning; so are a
+/// native histogram and a classic one with the same labels, which cannot both be answered.
+fn histograms_of(ev: &mut Evaluator<'_>, arg: &Expr, t: i64) -> Result<(Vec<Sample>, Vec<Classic>)> {
+    let samples = ev.eval_vector(arg, t)?;
+    let (native, floats): (Vec<Sample>, Vec<Sample>) = samples.into_iter().partition(|s| s.h.is_some());
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<Bucket>> = HashMap::new();
-    for s in samples {
+    for s in floats {
         let le = s.labels.get("le").unwrap_or("");
         let Some(upper) = parse_le(le) else {
             ev.note(
@@ -185,13 +179,25 @@ fn buckets_by_histogram(
             })
             .push(Bucket { upper, count: s.v });
     }
-    Ok(order
+    let native: Vec<Sample> = native
         .into_iter()
-        .map(|labels| {
-            let buckets = groups.remove(&labels).expect("every key has a group");
-            (labels, buckets)
+        .filter(|s| {
+            if groups.remove(&s.labels).is_none() {
+                return true;
+            }
+            ev.note(
+                arg.position_range(),
+                format!(
+                    "PromQL warning: vector contains a mix of classic and native histograms for metric name {:?}",
+                    metric_name(&s.labels)
+                ),
+            );
+            false
         })
-        .collect())
+        .collect();
+    let classic =
+        order.into_iter().filter_map(|labels| groups.remove(&labels).map(|buckets| (labels, buckets))).collect();
+    Ok((native, classic))
 }
 
 /// The estimated fraction of observations in `[lower, upper]`, interpolating linearly within
