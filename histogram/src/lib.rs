@@ -14,10 +14,12 @@ use thiserror::Error;
 mod arith;
 mod bounds_table;
 mod quantile;
+mod running;
 mod trim;
 
 pub use arith::{Combined, IncompatibleSchemas, kahan_inc};
 pub use quantile::EstimateNotes;
+pub use running::Running;
 pub use trim::Trim;
 
 /// The lowest and highest standard exponential schemas.

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use amber_histogram::{CounterResetHint, Histogram};
+use amber_histogram::{CounterResetHint, Histogram, Running};
 
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
@@ -33,10 +33,9 @@ struct Group {
     has_float: bool,
 }
 
-/// The running sum of a group's native histograms (`sum`, `avg`).
+/// The running sum or mean of a group's native histograms (`sum`, `avg`).
 struct HistogramSum {
-    sum: Histogram,
-    compensation: Histogram,
+    running: Running,
     /// Mixed exponential and custom buckets: the group has no result.
     incompatible: bool,
     reset_seen: bool,
@@ -209,9 +208,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         if let (Some(h), "sum" | "avg") = (&s.h, op.as_str()) {
             match &mut g.histograms {
                 None => {
+                    let first = Histogram::clone(h);
                     let mut sum = HistogramSum {
-                        sum: Histogram::clone(h),
-                        compensation: Histogram::default(),
+                        running: if op == "avg" { Running::mean(first) } else { Running::sum(first) },
                         incompatible: false,
                         reset_seen: false,
                         not_reset_seen: false,
@@ -222,7 +221,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
                 Some(sum) if sum.incompatible => {}
                 Some(sum) => {
                     sum.note_hint(h);
-                    match sum.sum.kahan_add(h, &mut sum.compensation) {
+                    match sum.running.add(h) {
                         Ok(combined) if combined.custom_bounds_reconciled => notes.push(
                             "PromQL info: mismatched custom buckets were reconciled during aggregation".to_string(),
                         ),
@@ -272,7 +271,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
 
     let mut out = Vec::new();
     for mut g in groups {
-        if let Some(mut sum) = g.histograms.take() {
+        if let Some(sum) = g.histograms.take() {
             if g.has_float {
                 notes.push("PromQL warning: encountered a mix of histograms and floats for aggregation".to_string());
                 continue;
@@ -283,13 +282,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             if sum.reset_seen && sum.not_reset_seen {
                 notes.push("PromQL warning: conflicting counter resets during histogram aggregation".to_string());
             }
-            if op == "avg" {
-                sum.sum.div(g.count);
-                sum.compensation.div(g.count);
-            }
-            sum.sum.add_compensation(&sum.compensation);
-            sum.sum.compact();
-            out.push(Sample { labels: g.labels, t, v: 0.0, h: Some(Arc::new(sum.sum)), drop_name: g.drop_name });
+            let mut h = sum.running.value();
+            h.compact();
+            out.push(Sample { labels: g.labels, t, v: 0.0, h: Some(Arc::new(h)), drop_name: g.drop_name });
             continue;
         }
         let v = match op.as_str() {
