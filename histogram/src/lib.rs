@@ -14,9 +14,13 @@ use thiserror::Error;
 mod arith;
 mod bounds_table;
 mod quantile;
+mod running;
+mod trim;
 
 pub use arith::{Combined, IncompatibleSchemas, kahan_inc};
 pub use quantile::EstimateNotes;
+pub use running::Running;
+pub use trim::Trim;
 
 /// The lowest and highest standard exponential schemas.
 pub const MIN_SCHEMA: i32 = -4;

@@ -18,7 +18,7 @@ pub struct EstimateNotes {
 impl Bucket {
     /// Prometheus's `FractionBelow`: how much of the bucket lies below `v`, linearly or on a
     /// logarithmic scale.
-    fn fraction_below(&self, v: f64, linear: bool) -> f64 {
+    pub(crate) fn fraction_below(&self, v: f64, linear: bool) -> f64 {
         if linear {
             return (v - self.lower) / (self.upper - self.lower);
         }

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use amber_histogram::{CounterResetHint, Histogram};
+use amber_histogram::{CounterResetHint, Histogram, Running};
 
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
@@ -33,10 +33,9 @@ struct Group {
     has_float: bool,
 }
 
-/// The running sum of a group's native histograms (`sum`, `avg`).
+/// The running sum or mean of a group's native histograms (`sum`, `avg`).
 struct HistogramSum {
-    sum: Histogram,
-    compensation: Histogram,
+    running: Running,
     /// Mixed exponential and custom buckets: the group has no result.
     incompatible: bool,
     reset_seen: bool,
@@ -83,6 +82,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         }
     };
     let modifier = a.modifier.as_ref();
+    // Prometheus's annotations point at the parameter, the aggregated expression or, for
+    // histograms ignored by `topk`/`bottomk`, the aggregation itself.
+    let param_at = a.param.as_deref().map_or(a.pos_range, Expr::position_range);
+    let notes_at = if matches!(op.as_str(), "topk" | "bottomk") { a.pos_range } else { a.expr.position_range() };
 
     if op == "count_values" {
         let label = match &param {
@@ -129,11 +132,14 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         }
         if !(-1.0..=1.0).contains(&r) {
             let capped = r.clamp(-1.0, 1.0);
-            ev.warnings.insert(format!(
-                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
-                crate::value::format_float(r),
-                crate::value::format_float(capped)
-            ));
+            ev.note(
+                param_at,
+                format!(
+                    "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                    crate::value::format_float(r),
+                    crate::value::format_float(capped)
+                ),
+            );
             Some(capped)
         } else {
             Some(r)
@@ -144,10 +150,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
     let q = if op == "quantile" {
         let q = scalar_param(&op)?;
         if q.is_nan() || !(0.0..=1.0).contains(&q) {
-            ev.warnings.insert(format!(
-                "PromQL warning: quantile value should be between 0 and 1, got {}",
-                crate::value::format_float(q)
-            ));
+            ev.note(
+                param_at,
+                format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    crate::value::format_float(q)
+                ),
+            );
         }
         Some(q)
     } else {
@@ -199,9 +208,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         if let (Some(h), "sum" | "avg") = (&s.h, op.as_str()) {
             match &mut g.histograms {
                 None => {
+                    let first = Histogram::clone(h);
                     let mut sum = HistogramSum {
-                        sum: Histogram::clone(h),
-                        compensation: Histogram::default(),
+                        running: if op == "avg" { Running::mean(first) } else { Running::sum(first) },
                         incompatible: false,
                         reset_seen: false,
                         not_reset_seen: false,
@@ -212,7 +221,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
                 Some(sum) if sum.incompatible => {}
                 Some(sum) => {
                     sum.note_hint(h);
-                    match sum.sum.kahan_add(h, &mut sum.compensation) {
+                    match sum.running.add(h) {
                         Ok(combined) if combined.custom_bounds_reconciled => notes.push(
                             "PromQL info: mismatched custom buckets were reconciled during aggregation".to_string(),
                         ),
@@ -262,7 +271,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
 
     let mut out = Vec::new();
     for mut g in groups {
-        if let Some(mut sum) = g.histograms.take() {
+        if let Some(sum) = g.histograms.take() {
             if g.has_float {
                 notes.push("PromQL warning: encountered a mix of histograms and floats for aggregation".to_string());
                 continue;
@@ -273,13 +282,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             if sum.reset_seen && sum.not_reset_seen {
                 notes.push("PromQL warning: conflicting counter resets during histogram aggregation".to_string());
             }
-            if op == "avg" {
-                sum.sum.div(g.count);
-                sum.compensation.div(g.count);
-            }
-            sum.sum.add_compensation(&sum.compensation);
-            sum.sum.compact();
-            out.push(Sample { labels: g.labels, t, v: 0.0, h: Some(Arc::new(sum.sum)), drop_name: g.drop_name });
+            let mut h = sum.running.value();
+            h.compact();
+            out.push(Sample { labels: g.labels, t, v: 0.0, h: Some(Arc::new(h)), drop_name: g.drop_name });
             continue;
         }
         let v = match op.as_str() {
@@ -320,7 +325,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         };
         out.push(Sample::float(g.labels, t, v, g.drop_name));
     }
-    ev.annotate(notes);
+    ev.annotate(notes_at, notes);
     Ok(Value::Vector(out))
 }
 

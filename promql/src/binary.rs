@@ -1,12 +1,13 @@
-//! Binary operators: arithmetic, comparison (filtering or `bool`), set operators, and vector
-//! matching with `on`/`ignoring` and `group_left`/`group_right`.
+//! Binary operators: arithmetic, comparison (filtering or `bool`), set operators, the histogram
+//! trim operators `</` and `>/`, and vector matching with `on`/`ignoring` and
+//! `group_left`/`group_right`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use amber_histogram::{CounterResetHint, Histogram};
+use amber_histogram::{CounterResetHint, Histogram, Trim};
 
-use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, PositionRange, VectorMatchCardinality};
 
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
@@ -31,6 +32,10 @@ enum Op {
     And,
     Or,
     Unless,
+    /// `</`: a histogram without its observations above the right-hand value.
+    TrimUpper,
+    /// `>/`: a histogram without its observations below the right-hand value.
+    TrimLower,
 }
 
 impl Op {
@@ -52,6 +57,8 @@ impl Op {
             "and" => Op::And,
             "or" => Op::Or,
             "unless" => Op::Unless,
+            "</" => Op::TrimUpper,
+            ">/" => Op::TrimLower,
             other => return Err(Error::BadQuery(format!("unknown binary operator {other:?}"))),
         })
     }
@@ -60,13 +67,19 @@ impl Op {
         matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
     }
 
+    /// The trim operators, defined only for a histogram on the left and a float on the right.
+    fn is_trim(self) -> bool {
+        matches!(self, Op::TrimUpper | Op::TrimLower)
+    }
+
     /// Arithmetic drops the metric name; comparisons that filter keep it.
     fn drops_name(self) -> bool {
         matches!(self, Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2)
     }
 }
 
-/// `lhs op rhs`: the value, and for comparisons whether the pair is kept.
+/// `lhs op rhs` on floats: the value, and for comparisons whether the pair is kept. Set and trim
+/// operators are not defined on two floats and never come here.
 fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
     match op {
         Op::Add => (l + r, true),
@@ -83,7 +96,9 @@ fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
         Op::Lt => (l, l < r),
         Op::Ge => (l, l >= r),
         Op::Le => (l, l <= r),
-        Op::And | Op::Or | Op::Unless => unreachable!("set operators are not element-wise"),
+        Op::And | Op::Or | Op::Unless | Op::TrimUpper | Op::TrimLower => {
+            unreachable!("set and trim operators are not float operations")
+        }
     }
 }
 
@@ -125,6 +140,7 @@ fn apply_sample(
         Ok(Applied { v: 0.0, h: Some(Arc::new(h)), keep: true, info: None })
     };
     match (l.1, r.1) {
+        (None, None) if op.is_trim() => incompatible(),
         (None, None) => {
             let (v, keep) = apply(op, l.0, r.0);
             Ok(Applied { v, h: None, keep, info: None })
@@ -136,6 +152,8 @@ fn apply_sample(
         (Some(h), None) => match op {
             Op::Mul => scaled(h, &|h| _ = h.mul(r.0)),
             Op::Div => scaled(h, &|h| _ = h.div(r.0)),
+            Op::TrimUpper => scaled(h, &|h| _ = h.trim(r.0, Trim::Upper)),
+            Op::TrimLower => scaled(h, &|h| _ = h.trim(r.0, Trim::Lower)),
             _ => incompatible(),
         },
         (Some(a), Some(b)) => match op {
@@ -177,9 +195,14 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
     let token = b.op.to_string();
     let op = Op::parse(&token)?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    // Annotations point at the whole binary expression, which starts with its left operand.
+    let at = PositionRange::new(b.lhs.position_range().start, b.rhs.position_range().end);
     let lhs = ev.eval(&b.lhs, t)?;
     let rhs = ev.eval(&b.rhs, t)?;
     match (lhs, rhs) {
+        (Value::Scalar(_), Value::Scalar(_)) if op.is_trim() => {
+            Err(Error::Execution(format!("operator {token:?} not allowed for Scalar operations")))
+        }
         (Value::Scalar(l), Value::Scalar(r)) => {
             let (v, keep) = apply(op, l.v, r.v);
             let v = if op.is_comparison() { if keep { 1.0 } else { 0.0 } } else { v };
@@ -188,13 +211,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
         (Value::Vector(l), Value::Scalar(r)) => {
             let mut notes = Vec::new();
             let out = vector_scalar(op, &token, l, r.v, false, return_bool, &mut notes);
-            ev.annotate(notes);
+            ev.annotate(at, notes);
             Ok(Value::Vector(out))
         }
         (Value::Scalar(l), Value::Vector(r)) => {
             let mut notes = Vec::new();
             let out = vector_scalar(op, &token, r, l.v, true, return_bool, &mut notes);
-            ev.annotate(notes);
+            ev.annotate(at, notes);
             Ok(Value::Vector(out))
         }
         (Value::Vector(l), Value::Vector(r)) => {
@@ -210,7 +233,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr, t: i64) -> Result<Val
                 _ => {
                     let mut notes = Vec::new();
                     let out = vector_vector(op, &token, l, r, m, return_bool, &mut notes)?;
-                    ev.annotate(notes);
+                    ev.annotate(at, notes);
                     Ok(Value::Vector(out))
                 }
             }
@@ -235,7 +258,7 @@ fn vector_scalar(
 ) -> Vec<Sample> {
     let mut out = Vec::with_capacity(vector.len());
     for s in vector {
-        let (mut v, mut h, mut keep) = if s.h.is_none() {
+        let (mut v, mut h, mut keep) = if s.h.is_none() && !op.is_trim() {
             let (l, r) = if scalar_on_left { (scalar, s.v) } else { (s.v, scalar) };
             let (v, keep) = apply(op, l, r);
             (v, None, keep)

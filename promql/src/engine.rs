@@ -111,13 +111,15 @@ impl Engine {
         t: i64,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
-        self.instant_query_expr(storage, &parse(query)?, t, ctx)
+        self.instant_query_expr(storage, query, &parse(query)?, t, ctx)
     }
 
-    /// Evaluates an already parsed expression at time `t` (milliseconds).
+    /// Evaluates an already parsed expression at time `t` (milliseconds). `query` is the text it
+    /// was parsed from, which the positions in annotations refer to (empty: no positions).
     pub fn instant_query_expr(
         &self,
         storage: &dyn Queryable,
+        query: &str,
         expr: &Expr,
         t: i64,
         ctx: &QueryContext,
@@ -126,7 +128,7 @@ impl Engine {
         ev.prepare(expr, t, t)?;
         let value = ev.eval(expr, t)?;
         let value = ev.finish_instant(value)?;
-        Ok(ev.output(value))
+        Ok(ev.output(value, query))
     }
 
     /// Evaluates `query` at every `step` from `start` to `end` (milliseconds).
@@ -139,13 +141,16 @@ impl Engine {
         step: i64,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
-        self.range_query_expr(storage, &parse(query)?, start, end, step, ctx)
+        self.range_query_expr(storage, query, &parse(query)?, start, end, step, ctx)
     }
 
-    /// Evaluates an already parsed expression at every `step` from `start` to `end`.
+    /// Evaluates an already parsed expression at every `step` from `start` to `end`; `query` as
+    /// for [`Engine::instant_query_expr`].
+    #[allow(clippy::too_many_arguments)]
     pub fn range_query_expr(
         &self,
         storage: &dyn Queryable,
+        query: &str,
         expr: &Expr,
         start: i64,
         end: i64,
@@ -232,7 +237,7 @@ impl Engine {
             .map(|(labels, StepPoints { points, histograms })| Series { labels, points, histograms, drop_name: false })
             .collect();
         matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(ev.output(Value::Matrix(matrix)))
+        Ok(ev.output(Value::Matrix(matrix), query))
     }
 }
 

@@ -5,7 +5,7 @@
 //! so that evaluation never goes back to storage. Range queries then evaluate the expression at
 //! each step; subqueries evaluate their inner expression at their own aligned steps.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp as ParserMatchOp, Matchers};
-use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
+use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, PositionRange, SubqueryExpr, VectorSelector};
 
 use crate::engine::{EngineOptions, QueryOutput};
 use crate::error::{Error, Result};
@@ -58,8 +58,11 @@ pub(crate) struct Evaluator<'a> {
     samples_loaded: usize,
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
-    pub(crate) warnings: BTreeSet<String>,
-    pub(crate) infos: BTreeSet<String>,
+    /// Annotations by their text, each with the start of the expression it is about (a byte
+    /// offset into the query). As in Prometheus, one text is kept once, pointing where it was
+    /// last given.
+    warnings: BTreeMap<String, usize>,
+    infos: BTreeMap<String, usize>,
     /// Label sets without their metric name, by label set: a range query drops the name of the
     /// same series at every step.
     without_name: LabelsMap<Labels>,
@@ -197,8 +200,8 @@ impl<'a> Evaluator<'a> {
             samples_loaded: 0,
             deadline,
             cancel,
-            warnings: BTreeSet::new(),
-            infos: BTreeSet::new(),
+            warnings: BTreeMap::new(),
+            infos: BTreeMap::new(),
             without_name: LabelsMap::default(),
             range_cursors: HashMap::new(),
             groupings: FxHashMap::default(),
@@ -225,14 +228,17 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Files annotation texts under warnings or infos by their prefix.
-    pub(crate) fn annotate(&mut self, notes: Vec<String>) {
-        for note in notes {
-            if note.starts_with("PromQL info") {
-                self.infos.insert(note);
-            } else {
-                self.warnings.insert(note);
-            }
+    /// Files an annotation about the expression written at `at` under warnings or infos, by the
+    /// prefix of its text.
+    pub(crate) fn note(&mut self, at: PositionRange, text: String) {
+        let kind = if text.starts_with("PromQL info") { &mut self.infos } else { &mut self.warnings };
+        kind.insert(text, at.start);
+    }
+
+    /// [`Evaluator::note`] for each of `notes`.
+    pub(crate) fn annotate(&mut self, at: PositionRange, notes: Vec<String>) {
+        for text in notes {
+            self.note(at, text);
         }
     }
 
@@ -284,7 +290,7 @@ impl<'a> Evaluator<'a> {
                 let (lo, hi) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), mint, maxt);
                 self.load(vs, lo - self.lookback_ms, hi)
             }
-            Expr::MatrixSelector(MatrixSelector { vs, range }) => {
+            Expr::MatrixSelector(MatrixSelector { vs, range, .. }) => {
                 let (lo, hi) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), mint, maxt);
                 self.load(vs, lo - duration_ms(range), hi)
             }
@@ -598,8 +604,19 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    pub(crate) fn output(self, value: Value) -> QueryOutput {
-        QueryOutput { value, warnings: self.warnings.into_iter().collect(), infos: self.infos.into_iter().collect() }
+    /// The query's result with its annotations, each ending in the ` (line:column)` in `query`
+    /// of the expression it is about, as Prometheus writes them (none when `query` is empty).
+    pub(crate) fn output(self, value: Value, query: &str) -> QueryOutput {
+        let texts = |notes: BTreeMap<String, usize>| -> Vec<String> {
+            notes
+                .into_iter()
+                .map(|(text, start)| match query {
+                    "" => text,
+                    _ => format!("{text} ({})", PositionRange::new(start, start).start_pos_input(query)),
+                })
+                .collect()
+        };
+        QueryOutput { value, warnings: texts(self.warnings), infos: texts(self.infos) }
     }
 
     /// Evaluates an argument that must be a scalar.

@@ -54,9 +54,9 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         "time" | "timestamp" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
         | "month" | "year" | "start" | "end" | "range" | "step" => time::eval(ev, name, &args, t),
         "label_replace" | "label_join" => labels::eval(ev, name, &args, t),
-        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort::eval(ev, name, &args, t),
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort::eval(ev, c, &args, t),
         "absent" | "absent_over_time" => absent::eval(ev, name, &args, t),
-        "histogram_quantile" | "histogram_fraction" => histogram::eval(ev, name, &args, t),
+        "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => histogram::eval(ev, name, &args, t),
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
             native::eval(ev, name, &args, t)
         }
@@ -164,7 +164,7 @@ pub(crate) fn per_series_mixed(
             }
         }
     }
-    ev.annotate(notes);
+    ev.annotate(arg.position_range(), notes);
     Ok(Value::Vector(out))
 }
 

@@ -1,11 +1,11 @@
-//! `histogram_quantile` and `histogram_fraction` over native histograms and over classic ones
-//! (`_bucket` series with an `le` label).
+//! `histogram_quantile`, `histogram_quantiles` and `histogram_fraction` over native histograms and
+//! over classic ones (`_bucket` series with an `le` label).
 
 use std::collections::HashMap;
 
 use promql_parser::parser::Expr;
 
-use super::metric_name;
+use super::{metric_name, string_arg};
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::labels::{Labels, METRIC_NAME};
@@ -20,83 +20,154 @@ struct Bucket {
     count: f64,
 }
 
+/// A classic histogram: its labels without `le`, and its buckets.
+type Classic = (Labels, Vec<Bucket>);
+
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
     if name == "histogram_fraction" {
         let (lower, upper) = (ev.eval_scalar(args[0], t)?, ev.eval_scalar(args[1], t)?);
-        let (native, classic) = split_native(ev.eval_vector(args[2], t)?);
+        let (native, classic) = histograms_of(ev, args[2], t)?;
         let mut out = Vec::with_capacity(native.len());
         for s in native {
             let h = s.h.as_deref().expect("native");
             let (v, notes) = h.fraction(lower, upper);
             if notes.nans_excluded {
-                ev.infos.insert(format!(
-                    "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {:?}",
-                    metric_name(&s.labels)
-                ));
+                ev.note(
+                    args[2].position_range(),
+                    format!(
+                        "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {:?}",
+                        metric_name(&s.labels)
+                    ),
+                );
             }
             out.push(Sample { v, h: None, drop_name: true, ..s });
         }
-        let groups = buckets_by_histogram(ev, classic)?;
         out.extend(
-            groups.into_iter().map(|(labels, mut buckets)| {
+            classic.into_iter().map(|(labels, mut buckets)| {
                 Sample::float(labels, t, bucket_fraction(lower, upper, &mut buckets), true)
             }),
         );
         return Ok(Value::Vector(out));
     }
-    let q = ev.eval_scalar(args[0], t)?;
-    if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        ev.warnings
-            .insert(format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)));
+    if name == "histogram_quantiles" {
+        // histogram_quantiles(v, "label", q0, q1, ...): one series per histogram and quantile,
+        // named by the quantile in `label`, quantile by quantile.
+        let label = string_arg(ev, args[1], t)?;
+        let mut qs = Vec::with_capacity(args.len() - 2);
+        for arg in &args[2..] {
+            let q = ev.eval_scalar(arg, t)?;
+            check_quantile(ev, arg, q);
+            qs.push(q);
+        }
+        let (native, mut classic) = histograms_of(ev, args[0], t)?;
+        let mut out = Vec::with_capacity(qs.len() * (native.len() + classic.len()));
+        for q in qs {
+            let value = open_metrics_float(q);
+            let with_quantile = |labels: &Labels| {
+                let mut labels = labels.clone();
+                labels.set(&label, &value);
+                labels
+            };
+            quantiles(ev, q, args[0], t, &native, &mut classic, with_quantile, &mut out);
+        }
+        return Ok(Value::Vector(out));
     }
-    let (native, classic) = split_native(ev.eval_vector(args[1], t)?);
-    let mut out = Vec::with_capacity(native.len());
+    let q = ev.eval_scalar(args[0], t)?;
+    check_quantile(ev, args[0], q);
+    let (native, mut classic) = histograms_of(ev, args[1], t)?;
+    let mut out = Vec::with_capacity(native.len() + classic.len());
+    quantiles(ev, q, args[1], t, &native, &mut classic, Labels::clone, &mut out);
+    Ok(Value::Vector(out))
+}
+
+/// Warns of a quantile outside `[0, 1]`, pointing at its argument.
+fn check_quantile(ev: &mut Evaluator<'_>, arg: &Expr, q: f64) {
+    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+        ev.note(
+            arg.position_range(),
+            format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)),
+        );
+    }
+}
+
+/// A quantile as the label value `histogram_quantiles` gives it (Prometheus's
+/// `FormatOpenMetricsFloat`): like any float, with `.0` after a whole number.
+fn open_metrics_float(q: f64) -> String {
+    let text = format_float(q);
+    if q.is_finite() && !text.contains(['e', '.']) { format!("{text}.0") } else { text }
+}
+
+/// Appends the `q` quantile of every native histogram in `native`, then of every classic one in
+/// `classic`, to `out`, each labelled by `labels` of its input's labels. Annotations point at
+/// `arg`, the histograms' argument.
+#[allow(clippy::too_many_arguments)]
+fn quantiles(
+    ev: &mut Evaluator<'_>,
+    q: f64,
+    arg: &Expr,
+    t: i64,
+    native: &[Sample],
+    classic: &mut [Classic],
+    labels: impl Fn(&Labels) -> Labels,
+    out: &mut Vec<Sample>,
+) {
+    let at = arg.position_range();
     for s in native {
         let h = s.h.as_deref().expect("native");
         let (v, notes) = h.quantile(q);
         let name = metric_name(&s.labels);
         if notes.nan_result {
-            ev.infos.insert(format!(
-                "PromQL info: input to histogram_quantile has NaN observations, result is NaN for metric name {name:?}"
-            ));
+            ev.note(
+                at,
+                format!(
+                    "PromQL info: input to histogram_quantile has NaN observations, result is NaN for metric name {name:?}"
+                ),
+            );
         }
         if notes.nan_skew {
-            ev.infos.insert(format!(
-                "PromQL info: input to histogram_quantile has NaN observations, result is skewed higher for metric name {name:?}"
-            ));
+            ev.note(
+                at,
+                format!(
+                    "PromQL info: input to histogram_quantile has NaN observations, result is skewed higher for metric name {name:?}"
+                ),
+            );
         }
-        out.push(Sample { v, h: None, drop_name: true, ..s });
+        out.push(Sample { labels: labels(&s.labels), t: s.t, v, h: None, drop_name: true });
     }
-    for (labels, mut buckets) in buckets_by_histogram(ev, classic)? {
-        let name = labels.get(METRIC_NAME).unwrap_or("").to_string();
-        let (v, forced_monotonic) = bucket_quantile(q, &mut buckets);
+    for (series, buckets) in classic.iter_mut() {
+        let (v, forced_monotonic) = bucket_quantile(q, buckets);
         if forced_monotonic {
-            ev.infos.insert(format!(
-                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
-            ));
+            ev.note(
+                at,
+                format!(
+                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                    metric_name(series)
+                ),
+            );
         }
-        out.push(Sample::float(labels, t, v, true));
+        out.push(Sample::float(labels(series), t, v, true));
     }
-    Ok(Value::Vector(out))
 }
 
-/// Native histogram samples, and the float samples (classic buckets).
-fn split_native(samples: Vec<Sample>) -> (Vec<Sample>, Vec<Sample>) {
-    samples.into_iter().partition(|s| s.h.is_some())
-}
-
-/// The buckets of each classic histogram in `arg`, by its labels without `le`, in order of
-/// first appearance; samples without a valid `le` are left out with a warning.
-fn buckets_by_histogram(ev: &mut Evaluator<'_>, samples: Vec<Sample>) -> Result<Vec<(Labels, Vec<Bucket>)>> {
+/// The native histograms among the values of `arg` at `t`, and the buckets of each classic
+/// histogram, by its labels without `le` in order of first appearance (Prometheus's
+/// `resetHistograms`). Float samples without a valid `le` are left out with a warning; so are a
+/// native histogram and a classic one with the same labels, which cannot both be answered.
+fn histograms_of(ev: &mut Evaluator<'_>, arg: &Expr, t: i64) -> Result<(Vec<Sample>, Vec<Classic>)> {
+    let samples = ev.eval_vector(arg, t)?;
+    let (native, floats): (Vec<Sample>, Vec<Sample>) = samples.into_iter().partition(|s| s.h.is_some());
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<Bucket>> = HashMap::new();
-    for s in samples {
+    for s in floats {
         let le = s.labels.get("le").unwrap_or("");
         let Some(upper) = parse_le(le) else {
-            ev.warnings.insert(format!(
-                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
-                s.labels.get(METRIC_NAME).unwrap_or("")
-            ));
+            ev.note(
+                arg.position_range(),
+                format!(
+                    "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
+                    s.labels.get(METRIC_NAME).unwrap_or("")
+                ),
+            );
             continue;
         };
         let key = s.labels.project(&["le".to_string()], false);
@@ -108,13 +179,25 @@ fn buckets_by_histogram(ev: &mut Evaluator<'_>, samples: Vec<Sample>) -> Result<
             })
             .push(Bucket { upper, count: s.v });
     }
-    Ok(order
+    let native: Vec<Sample> = native
         .into_iter()
-        .map(|labels| {
-            let buckets = groups.remove(&labels).expect("every key has a group");
-            (labels, buckets)
+        .filter(|s| {
+            if groups.remove(&s.labels).is_none() {
+                return true;
+            }
+            ev.note(
+                arg.position_range(),
+                format!(
+                    "PromQL warning: vector contains a mix of classic and native histograms for metric name {:?}",
+                    metric_name(&s.labels)
+                ),
+            );
+            false
         })
-        .collect())
+        .collect();
+    let classic =
+        order.into_iter().filter_map(|labels| groups.remove(&labels).map(|buckets| (labels, buckets))).collect();
+    Ok((native, classic))
 }
 
 /// The estimated fraction of observations in `[lower, upper]`, interpolating linearly within

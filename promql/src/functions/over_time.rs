@@ -1,6 +1,7 @@
 //! `<aggregation>_over_time`, `changes` and `resets`: one value per series from the samples of
 //! a range.
 
+use amber_histogram::{Combined, CounterResetHint, IncompatibleSchemas, Running};
 use promql_parser::parser::Expr;
 
 use super::{Out, metric_name, per_series, per_series_mixed};
@@ -14,10 +15,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         "quantile_over_time" => {
             let q = ev.eval_scalar(args[0], t)?;
             if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                ev.warnings.insert(format!(
-                    "PromQL warning: quantile value should be between 0 and 1, got {}",
-                    format_float(q)
-                ));
+                ev.note(
+                    args[0].position_range(),
+                    format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_float(q)),
+                );
             }
             per_series(ev, args[1], t, false, |p| Some(quantile(q, &mut values(p))))
         }
@@ -70,29 +71,26 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
 }
 
 /// `sum_over_time` (or with `mean`, `avg_over_time`) of histograms, Kahan-compensated as in
-/// Prometheus.
+/// Prometheus, the mean switching to an incremental one where the sum would overflow.
 fn sum_histograms(points: &[HistogramPoint], mean: bool, metric: &str, notes: &mut Vec<String>) -> Option<Histogram> {
-    let mut sum = Histogram::clone(&points[0].h);
-    let mut compensation = Histogram::default();
-    let (mut reset_seen, mut not_reset_seen) = (false, false);
-    let mut note_hint = |h: &Histogram| match h.counter_reset_hint {
-        amber_histogram::CounterResetHint::Reset => reset_seen = true,
-        amber_histogram::CounterResetHint::NotReset => not_reset_seen = true,
-        _ => {}
-    };
-    note_hint(&sum);
-    let mut reconciled = false;
-    for p in &points[1..] {
-        note_hint(&p.h);
-        match sum.kahan_add(&p.h, &mut compensation) {
-            Ok(c) => reconciled |= c.custom_bounds_reconciled,
-            Err(_) => {
-                notes.push(format!(
-                    "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
-                ));
-                return None;
-            }
+    let (mut reset_seen, mut not_reset_seen, mut reconciled) = (false, false, false);
+    let mut take = |h: &Histogram, added: Result<Combined, IncompatibleSchemas>| {
+        match h.counter_reset_hint {
+            CounterResetHint::Reset => reset_seen = true,
+            CounterResetHint::NotReset => not_reset_seen = true,
+            _ => {}
         }
+        added.map(|c| reconciled |= c.custom_bounds_reconciled).is_ok()
+    };
+    let first = Histogram::clone(&points[0].h);
+    take(&first, Ok(Combined::default()));
+    let mut running = if mean { Running::mean(first) } else { Running::sum(first) };
+    let all_added = points[1..].iter().all(|p| take(&p.h, running.add(&p.h)));
+    if !all_added {
+        notes.push(format!(
+            "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+        ));
+        return None;
     }
     if reset_seen && not_reset_seen {
         notes.push("PromQL warning: conflicting counter resets during histogram aggregation".into());
@@ -100,13 +98,7 @@ fn sum_histograms(points: &[HistogramPoint], mean: bool, metric: &str, notes: &m
     if reconciled {
         notes.push("PromQL info: mismatched custom buckets were reconciled during aggregation".into());
     }
-    if mean {
-        let n = points.len() as f64;
-        sum.div(n);
-        compensation.div(n);
-    }
-    sum.add_compensation(&compensation);
-    Some(sum)
+    Some(running.value())
 }
 
 /// `changes` or `resets` over a range holding histograms (and maybe floats), in time order: a

@@ -331,9 +331,12 @@ fn warn_if_not_counter(ev: &mut Evaluator<'_>, arg: &Expr, _t: i64, _name: &str)
         if let Some(metric) = &ms.vs.name {
             let counter_like = ["_total", "_sum", "_count", "_bucket"].iter().any(|s| metric.ends_with(s));
             if !counter_like {
-                ev.infos.insert(format!(
-                    "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
-                ));
+                ev.note(
+                    arg.position_range(),
+                    format!(
+                        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                    ),
+                );
             }
         }
     }

@@ -3,17 +3,19 @@
 
 use std::cmp::Ordering;
 
-use promql_parser::parser::Expr;
+use promql_parser::parser::{Call, Expr};
 
 use super::string_arg;
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::value::Value;
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
+pub(crate) fn eval(ev: &mut Evaluator<'_>, c: &Call, args: &[&Expr], t: i64) -> Result<Value> {
+    let name = c.func.name;
     if ev.start != ev.end {
         // Prometheus names `sort` in this warning whichever of the four was called.
-        ev.warnings.insert(
+        ev.note(
+            c.pos_range,
             "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into(),
         );
     }

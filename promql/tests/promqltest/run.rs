@@ -10,7 +10,7 @@ use amber_promql::{
 };
 use promql_parser::parser::{self, AtModifier, Expr};
 
-use crate::script::{self, Command, Eval, EvalKind, Expected, MessageMatch, SeriesLine, Slot};
+use crate::script::{self, Command, Eval, EvalKind, Expected, SeriesLine, Slot};
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -179,19 +179,8 @@ fn ms_to_time(t: i64) -> String {
     format!("{}s", t as f64 / 1000.0)
 }
 
-/// Why an eval failed: a plain failure, or a missing feature.
-enum Mismatch {
-    Failed(String),
-    Unsupported(String),
-}
-
-impl From<String> for Mismatch {
-    fn from(s: String) -> Self {
-        Mismatch::Failed(s)
-    }
-}
-
-type Check = Result<(), Mismatch>;
+/// Passed, or why not.
+type Check = Result<(), String>;
 
 impl Runner {
     fn load(&mut self, interval: i64, series: &[SeriesLine], with_nhcb: bool, start_timestamps: bool) {
@@ -261,8 +250,7 @@ impl Runner {
         };
         match result {
             Ok(()) => Outcome::Passed,
-            Err(Mismatch::Unsupported(why)) => Outcome::Unsupported(why),
-            Err(Mismatch::Failed(why)) => match self.missing_feature(ev) {
+            Err(why) => match self.missing_feature(ev) {
                 Some(feature) => Outcome::Unsupported(feature),
                 None => match why.split_once("unexpected error: function ") {
                     Some((_, f)) if why.ends_with("is not supported by Amber yet") => Outcome::Unsupported(format!(
@@ -276,12 +264,13 @@ impl Runner {
     }
 
     fn range(&self, ev: &Eval, expr: &Expr, start: i64, end: i64, step: i64) -> Check {
-        let out = self.engine.range_query_expr(&self.storage, expr, start, end, step, &QueryContext::default());
+        let out =
+            self.engine.range_query_expr(&self.storage, &ev.expr, expr, start, end, step, &QueryContext::default());
         let Some(out) = expected_outcome(ev, out)? else { return Ok(()) };
         check_annotations(ev, &out.warnings, &out.infos)?;
         match &out.value {
             Value::Matrix(series) => check_matrix(ev, series, start, step),
-            other => Err(format!("range query gave a {}", other.type_name()).into()),
+            other => Err(format!("range query gave a {}", other.type_name())),
         }
     }
 
@@ -295,27 +284,23 @@ impl Runner {
         pin_at(&mut pinned, t);
         let times = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
         for t2 in times {
-            self.instant_at(ev, &pinned, t2).map_err(|m| match m {
-                Mismatch::Failed(why) => {
-                    Mismatch::Failed(format!("with @ {} at {}: {why}", ms_to_time(t), ms_to_time(t2)))
-                }
-                unsupported => unsupported,
-            })?;
+            self.instant_at(ev, &pinned, t2)
+                .map_err(|why| format!("with @ {} at {}: {why}", ms_to_time(t), ms_to_time(t2)))?;
         }
         Ok(())
     }
 
     fn instant_at(&self, ev: &Eval, expr: &Expr, t: i64) -> Check {
-        let out = self.engine.instant_query_expr(&self.storage, expr, t, &QueryContext::default());
+        let out = self.engine.instant_query_expr(&self.storage, &ev.expr, expr, t, &QueryContext::default());
         let Some(out) = expected_outcome(ev, out)? else { return Ok(()) };
         check_annotations(ev, &out.warnings, &out.infos)?;
         match (&ev.expected, &out.value) {
             (Expected::String(want), Value::String { s, .. }) if want == s => {}
             (Expected::Series(lines), Value::String { s, .. }) if lines.is_empty() && s.is_empty() => {}
-            (Expected::String(want), got) => return Err(format!("expected string {want:?}, got {got:?}").into()),
+            (Expected::String(want), got) => return Err(format!("expected string {want:?}, got {got:?}")),
             (Expected::Scalar(want), Value::Scalar(p)) => {
                 if !float_eq(*want, p.v) {
-                    return Err(format!("expected scalar {want}, got {}", p.v).into());
+                    return Err(format!("expected scalar {want}, got {}", p.v));
                 }
             }
             (Expected::Series(lines), Value::Vector(samples)) if ev.range_vector.is_none() => {
@@ -326,7 +311,7 @@ impl Runner {
                 let (start, _, step) = ev.range_vector.expect("checked");
                 check_matrix(ev, series, start, step)?;
             }
-            (_, got) => return Err(format!("unexpected result type {}", got.type_name()).into()),
+            (_, got) => return Err(format!("unexpected result type {}", got.type_name())),
         }
         self.cross_check(ev, expr, t, &out.value)
     }
@@ -342,13 +327,13 @@ impl Runner {
         }
         let out = self
             .engine
-            .range_query_expr(&self.storage, expr, t - 60_000, t + 60_000, 60_000, &QueryContext::default())
+            .range_query_expr(&self.storage, &ev.expr, expr, t - 60_000, t + 60_000, 60_000, &QueryContext::default())
             .map_err(|e| format!("range-mode cross-check at {}: {e}", ms_to_time(t)))?;
         if ev.ordered {
             return Ok(());
         }
         let Value::Matrix(series) = out.value else {
-            return Err(format!("range-mode cross-check gave a {}", out.value.type_name()).into());
+            return Err(format!("range-mode cross-check gave a {}", out.value.type_name()));
         };
         check_sorted(&series)?;
         let at_t: Vec<(&Labels, Got<'_>)> = series
@@ -367,7 +352,7 @@ impl Runner {
             (_, Expected::Series(lines)) => check_vector(lines, &at_t, false),
             _ => Ok(()),
         };
-        checked.map_err(|e| Mismatch::Failed(format!("range-mode cross-check at {}: {e}", ms_to_time(t))))
+        checked.map_err(|e| format!("range-mode cross-check at {}: {e}", ms_to_time(t)))
     }
 }
 
@@ -376,70 +361,46 @@ impl Runner {
 fn expected_outcome(
     ev: &Eval,
     out: amber_promql::Result<amber_promql::QueryOutput>,
-) -> Result<Option<amber_promql::QueryOutput>, Mismatch> {
+) -> Result<Option<amber_promql::QueryOutput>, String> {
     match (out, &ev.fail) {
         (Ok(out), None) => Ok(Some(out)),
-        (Ok(_), Some(_)) => Err("expected the query to fail, it succeeded".to_string().into()),
-        (Err(e), None) => Err(format!("unexpected error: {e}").into()),
+        (Ok(_), Some(_)) => Err("expected the query to fail, it succeeded".to_string()),
+        (Err(e), None) => Err(format!("unexpected error: {e}")),
         (Err(e), Some(m)) if m.matches(&e.to_string()) => Ok(None),
-        (Err(e), Some(m)) => Err(format!("error {:?} does not match {m:?}", e.to_string()).into()),
+        (Err(e), Some(m)) => Err(format!("error {:?} does not match {m:?}", e.to_string())),
     }
 }
 
-/// Checks warnings or infos against the eval's expectations (§8). Messages that would match
-/// once a `(line:column)` position is appended count as a missing feature, not a plain failure.
+/// Checks warnings or infos against the eval's expectations (§8). Expected texts end with the
+/// ` (line:column)` of the expression they are about; for the `@` variants the positions are
+/// those of the original text.
 fn check_annotations(ev: &Eval, warnings: &[String], infos: &[String]) -> Check {
     let kinds = [
         ("warning", warnings, &ev.warn, ev.no_warn, ev.need_warn),
         ("info", infos, &ev.info, ev.no_info, ev.need_info),
     ];
     for (kind, got, expects, none, need) in kinds {
-        let check = |positions: bool| -> Result<(), String> {
-            let text = |g: &String| if positions { format!("{g} (1:1)") } else { g.clone() };
-            let matches = |m: &MessageMatch, g: &String| match m {
-                MessageMatch::Exact(s) if positions => strip_position(s) == g,
-                _ => m.matches(&text(g)),
-            };
-            if none && !got.is_empty() {
-                return Err(format!("expected no {kind}, got {got:?}"));
+        if none && !got.is_empty() {
+            return Err(format!("expected no {kind}, got {got:?}"));
+        }
+        if need && got.is_empty() {
+            return Err(format!("expected a {kind}, got none"));
+        }
+        if expects.is_empty() {
+            continue;
+        }
+        for m in expects.iter() {
+            if !got.iter().any(|g| m.matches(g)) {
+                return Err(format!("expected {kind} {m:?}, got {got:?}"));
             }
-            if need && got.is_empty() {
-                return Err(format!("expected a {kind}, got none"));
+        }
+        for g in got {
+            if !expects.iter().any(|m| m.matches(g)) {
+                return Err(format!("unexpected {kind} {g:?}"));
             }
-            if expects.is_empty() {
-                return Ok(());
-            }
-            for m in expects.iter() {
-                if !got.iter().any(|g| matches(m, g)) {
-                    return Err(format!("expected {kind} {m:?}, got {got:?}"));
-                }
-            }
-            for g in got {
-                if !expects.iter().any(|m| matches(m, g)) {
-                    return Err(format!("unexpected {kind} {g:?}"));
-                }
-            }
-            Ok(())
-        };
-        if let Err(why) = check(false) {
-            return Err(match check(true) {
-                Ok(()) => Mismatch::Unsupported("annotation positions (line:column) in warnings and infos".into()),
-                Err(_) => Mismatch::Failed(why),
-            });
         }
     }
     Ok(())
-}
-
-/// An annotation text without its trailing ` (L:C)`.
-fn strip_position(s: &str) -> &str {
-    if let Some(open) = s.rfind(" (")
-        && s.ends_with(')')
-        && s[open + 2..s.len() - 1].split(':').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return &s[..open];
-    }
-    s
 }
 
 /// A value of a result: a float or a histogram.
@@ -668,10 +629,10 @@ fn check_sorted(series: &[amber_promql::Series]) -> Result<(), String> {
 /// A matrix against the expected series lines, value i at `start + i·step` (§6.3).
 fn check_matrix(ev: &Eval, series: &[amber_promql::Series], start: i64, step: i64) -> Check {
     if ev.ordered {
-        return Err("an ordered eval cannot have a matrix result".to_string().into());
+        return Err("an ordered eval cannot have a matrix result".to_string());
     }
     let Expected::Series(lines) = &ev.expected else {
-        return Err(format!("expected {:?}, got a matrix", ev.expected).into());
+        return Err(format!("expected {:?}, got a matrix", ev.expected));
     };
     check_sorted(series)?;
     let mut seen = vec![false; lines.len()];
@@ -695,7 +656,7 @@ fn check_matrix(ev: &Eval, series: &[amber_promql::Series], start: i64, step: i6
             && want.iter().zip(&s.points).all(|((t, v), p)| *t == p.t && float_eq(*v, p.v));
         if !same {
             let got: Vec<(i64, f64)> = s.points.iter().map(|p| (p.t, p.v)).collect();
-            return Err(format!("{}: expected {want:?}, got {got:?}", s.labels).into());
+            return Err(format!("{}: expected {want:?}, got {got:?}", s.labels));
         }
         let want: Vec<(i64, &Histogram, bool)> = lines[i]
             .slots
@@ -707,18 +668,18 @@ fn check_matrix(ev: &Eval, series: &[amber_promql::Series], start: i64, step: i6
             })
             .collect();
         if want.len() != s.histograms.len() {
-            return Err(format!("{}: expected {} histograms, got {}", s.labels, want.len(), s.histograms.len()).into());
+            return Err(format!("{}: expected {} histograms, got {}", s.labels, want.len(), s.histograms.len()));
         }
         for ((t, h, hint_set), p) in want.iter().zip(&s.histograms) {
             if *t != p.t {
-                return Err(format!("{}: expected a histogram at {t}, got one at {}", s.labels, p.t).into());
+                return Err(format!("{}: expected a histogram at {t}, got one at {}", s.labels, p.t));
             }
             histogram_eq(h, *hint_set, &p.h)
                 .map_err(|why| format!("{} at {t}: expected {h:?}, got {:?}: {why}", s.labels, p.h))?;
         }
     }
     if let Some(i) = seen.iter().position(|s| !s) {
-        return Err(format!("missing series {}", lines[i].labels).into());
+        return Err(format!("missing series {}", lines[i].labels));
     }
     Ok(())
 }
