@@ -143,8 +143,10 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
     let stored: Vec<(String, Value)> = families
         .iter()
         .map(|(f, _)| {
-            let traces = exemplar_traces(&amber, &format!("{f}_bucket"), started);
-            assert!(!traces.is_empty(), "{f}: no exemplars from query_exemplars");
+            // Arrival is counted before the write is durable: wait for the stored exemplars.
+            let traces = eventually(&format!("{f}: exemplars from query_exemplars"), WAIT, || {
+                Some(exemplar_traces(&amber, &format!("{f}_bucket"), started)).filter(|t| !t.is_empty())
+            });
             // Every exemplar is one of our requests' traces.
             for t in &traces {
                 assert!(ours.contains(t), "{f}: exemplar trace {t} is not one of the app's requests");
@@ -207,8 +209,10 @@ fn trace_ids_of_exponential_histograms_come_back_from_the_native_histogram_serie
     let looked_up: Vec<(String, Value)> = families
         .iter()
         .map(|(family, _)| {
-            let traces = exemplar_traces(&amber, family, started);
-            assert!(!traces.is_empty(), "{family}: no exemplars from query_exemplars");
+            // Arrival is counted before the write is durable: wait for the stored exemplars.
+            let traces = eventually(&format!("{family}: exemplars from query_exemplars"), WAIT, || {
+                Some(exemplar_traces(&amber, family, started)).filter(|t| !t.is_empty())
+            });
             for t in &traces {
                 assert!(ours.contains(t), "{family}: exemplar trace {t} is not one of the app's requests");
             }
