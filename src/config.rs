@@ -219,6 +219,55 @@ pub struct Config {
     pub otlp_grpc_listen: Option<SocketAddr>,
 }
 
+impl Config {
+    /// The settings in force by flag name, as `/api/v1/status/flags` serves them (credentials
+    /// and per-tenant settings are left out).
+    pub fn flags(&self) -> std::collections::BTreeMap<String, String> {
+        let ms = |v: i64| humantime::format_duration(Duration::from_millis(v.max(0) as u64)).to_string();
+        let d = |v: Duration| humantime::format_duration(v).to_string();
+        let (api, storage, engine) = (&self.api, &self.storage, &self.engine);
+        [
+            ("data-dir", self.data_dir.display().to_string()),
+            ("listen", self.listen.to_string()),
+            ("retention", ms(storage.retention_ms)),
+            ("out-of-order-window", ms(storage.out_of_order_window_ms)),
+            ("block-duration", ms(storage.block_duration_ms)),
+            ("maintenance-interval", d(self.maintenance_interval)),
+            ("max-body-bytes", api.max_body_bytes.to_string()),
+            ("max-decoded-body-bytes", api.max_decoded_bytes.to_string()),
+            ("max-inflight-writes", api.max_inflight_writes.to_string()),
+            ("max-inflight-write-bytes", api.max_inflight_write_bytes.to_string()),
+            ("max-series-per-tenant", api.max_series_per_tenant.to_string()),
+            ("ingestion-rate", api.ingestion_rate.to_string()),
+            ("ingestion-burst", api.ingestion_burst.to_string()),
+            ("new-series-rate", api.new_series_rate.to_string()),
+            ("new-series-burst", api.new_series_burst.to_string()),
+            ("max-concurrent-queries", api.max_concurrent_queries.to_string()),
+            ("min-free-disk-bytes", api.min_free_disk_bytes.to_string()),
+            ("max-exemplars-per-series-per-window", storage.max_exemplars_per_series_per_window.to_string()),
+            ("max-labels-per-series", api.labels.max_labels_per_series.to_string()),
+            ("max-label-name-length", api.labels.max_label_name_length.to_string()),
+            ("max-label-value-length", api.labels.max_label_value_length.to_string()),
+            ("http-header-read-timeout", d(self.http_header_read_timeout)),
+            ("http-body-read-timeout", d(api.body_read_timeout)),
+            ("query-lookback-delta", ms(engine.lookback_delta_ms)),
+            ("query-max-samples", engine.limits.max_samples.to_string()),
+            ("query-timeout", d(engine.limits.timeout)),
+            ("default-tenant", self.tenants.default_tenant.clone()),
+            ("require-tenant", self.tenants.require_tenant.to_string()),
+            ("enable-admin-api", self.admin_api.to_string()),
+            ("otlp-grpc-listen", self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default()),
+            ("otlp-convert-histograms-to-nhcb", api.otlp.convert_histograms_to_nhcb.to_string()),
+            ("otlp-promote-resource-attributes", api.otlp.promote_resource_attributes.join(",")),
+            ("tls", self.tls.is_some().to_string()),
+            ("log-format", self.log_format.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
 fn duration(name: &str, v: Option<String>, default: &str) -> anyhow::Result<Duration> {
     let text = v.unwrap_or_else(|| default.to_string());
     let d = humantime::parse_duration(&text).with_context(|| format!("invalid duration for {name}: {text:?}"))?;

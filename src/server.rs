@@ -17,7 +17,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), "store open");
 
     let state =
-        amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone());
+        amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone())
+            .with_flags(config.flags());
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance =
         tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx));

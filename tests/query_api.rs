@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Amber, request, series, urlencode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
@@ -172,4 +172,48 @@ fn admin_seal_is_served_only_when_enabled_and_keeps_every_sample() {
     let end = secs(t) + 150;
     let data = amber.data(&format!("/api/v1/query?query=count_over_time(old[3m])&time={end}"));
     assert_eq!(data["result"][0]["value"][1], "10");
+}
+
+/// The status and rules endpoints Grafana and Prometheus's tooling call answer in Prometheus's
+/// shapes: the flags in force, runtime information, and empty rules, alerts and targets.
+#[test]
+fn status_rules_alerts_and_targets_answer_in_prometheus_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &["--retention", "30d", "--new-series-rate", "500"]);
+    let flags = amber.data("/api/v1/status/flags");
+    assert_eq!(flags["retention"], "30days");
+    assert_eq!(flags["new-series-rate"], "500");
+    assert_eq!(flags["new-series-burst"], "30000");
+    assert_eq!(flags["listen"], format!("127.0.0.1:{}", amber.port));
+    assert!(flags.as_object().unwrap().values().all(Value::is_string), "{flags}");
+    let runtime = amber.data("/api/v1/status/runtimeinfo");
+    let keys: Vec<&str> = runtime.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "CWD",
+            "GODEBUG",
+            "GOGC",
+            "GOMAXPROCS",
+            "GOMEMLIMIT",
+            "corruptionCount",
+            "goroutineCount",
+            "lastConfigTime",
+            "reloadConfigSuccess",
+            "startTime",
+            "storageRetention"
+        ]
+    );
+    assert_eq!(runtime["storageRetention"], "30days");
+    assert_eq!(runtime["reloadConfigSuccess"], true);
+    assert!(runtime["goroutineCount"].as_u64().unwrap() > 1);
+    assert_eq!(amber.get("/api/v1/rules"), (200, json!({"status": "success", "data": {"groups": []}})));
+    assert_eq!(amber.get("/api/v1/alerts"), (200, json!({"status": "success", "data": {"alerts": []}})));
+    assert_eq!(
+        amber.get("/api/v1/targets"),
+        (
+            200,
+            json!({"status": "success", "data": {"activeTargets": [], "droppedTargets": [], "droppedTargetCounts": {}}})
+        )
+    );
 }

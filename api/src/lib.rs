@@ -10,7 +10,8 @@
 //! - [`exemplars`] — `/api/v1/query_exemplars` and `/api/v1/exemplars/trace/<trace_id>`.
 //! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
 //! - [`metadata`] — `/api/v1/metadata`.
-//! - [`status`] — build info, health and readiness.
+//! - [`status`] — build info, flags, runtime info, health and readiness, and the empty rules,
+//!   alerts and targets of a store that neither scrapes nor evaluates rules.
 //! - [`metrics`] — Amber's own metrics at `/metrics`.
 //!
 //! Shared pieces: [`tenant`] (which tenant a request acts for, and its credentials), [`params`] (Prometheus's parameter parsing: times, `match[]`), [`response`]
@@ -125,6 +126,10 @@ pub struct AppState {
     pub diagnostics: Arc<diagnostics::Diagnostics>,
     /// Series labels as the PromQL engine uses them, shared by all queries.
     pub series_labels: Arc<queryable::SeriesLabelsCache>,
+    /// The settings in force by flag name, for `/api/v1/status/flags`.
+    pub flags: Arc<std::collections::BTreeMap<String, String>>,
+    /// When the process started serving, for `/api/v1/status/runtimeinfo`.
+    pub started: chrono::DateTime<chrono::Utc>,
 }
 
 impl AppState {
@@ -144,10 +149,20 @@ impl AppState {
             write_bytes: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_write_bytes.div_ceil(1024))),
             diagnostics: Arc::new(diagnostics::Diagnostics::default()),
             series_labels: Arc::new(queryable::SeriesLabelsCache::default()),
+            flags: Arc::default(),
+            started: chrono::Utc::now(),
             limits: Arc::new(limits),
             tenants: Arc::new(tenants),
             metrics: Arc::new(metrics::Metrics::new()),
         }
+    }
+}
+
+impl AppState {
+    /// The settings `/api/v1/status/flags` reports.
+    pub fn with_flags(mut self, flags: std::collections::BTreeMap<String, String>) -> Self {
+        self.flags = Arc::new(flags);
+        self
     }
 }
 
@@ -170,6 +185,11 @@ pub fn router(state: AppState, admin_api: bool) -> Router {
         .route("/api/v1/label/{name}/values", get(series::label_values))
         .route("/api/v1/metadata", get(metadata::metadata))
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/rules", get(status::rules))
+        .route("/api/v1/alerts", get(status::alerts))
+        .route("/api/v1/targets", get(status::targets))
         .route("/api/v1/status/exemplars", get(diagnostics::exemplars))
         .route("/-/healthy", get(status::healthy))
         .route("/-/ready", get(status::ready))

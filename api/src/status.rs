@@ -1,8 +1,13 @@
-//! Build information, health and readiness.
+//! Build information, flags, runtime information, health and readiness, in Prometheus's shapes;
+//! and `rules`, `alerts` and `targets`, empty (Amber neither evaluates rules nor scrapes), in
+//! Prometheus's shapes rather than a 404, as Grafana and Prometheus's own tooling call them.
 
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::json;
 
+use crate::AppState;
 use crate::response::success;
 
 #[derive(Serialize)]
@@ -39,4 +44,74 @@ pub async fn healthy() -> Response {
 /// `GET /-/ready`: the store is open and requests are served (the router exists only then).
 pub async fn ready() -> Response {
     "Amber is Ready.\n".into_response()
+}
+
+/// `GET /api/v1/status/flags`: the settings in force, by flag name.
+pub async fn flags(State(state): State<AppState>) -> Response {
+    success(&*state.flags, Vec::new())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RuntimeInfo {
+    start_time: String,
+    #[serde(rename = "CWD")]
+    cwd: String,
+    reload_config_success: bool,
+    last_config_time: String,
+    corruption_count: u64,
+    /// Threads of the process: Prometheus's field name, Amber's nearest count.
+    goroutine_count: usize,
+    #[serde(rename = "GOMAXPROCS")]
+    gomaxprocs: usize,
+    #[serde(rename = "GOMEMLIMIT")]
+    gomemlimit: i64,
+    #[serde(rename = "GOGC")]
+    gogc: String,
+    #[serde(rename = "GODEBUG")]
+    godebug: String,
+    storage_retention: String,
+}
+
+/// Threads of this process, from `/proc/self/status` (0 where there is none).
+fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+/// `GET /api/v1/status/runtimeinfo`, in Prometheus's shape; the Go runtime's fields hold
+/// Amber's nearest equivalents (threads, cores, no memory limit).
+pub async fn runtimeinfo(State(state): State<AppState>) -> Response {
+    let started = state.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    success(
+        RuntimeInfo {
+            start_time: started.clone(),
+            cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+            reload_config_success: true,
+            last_config_time: started,
+            corruption_count: 0,
+            goroutine_count: thread_count(),
+            gomaxprocs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            gomemlimit: i64::MAX,
+            gogc: String::new(),
+            godebug: String::new(),
+            storage_retention: state.flags.get("retention").cloned().unwrap_or_default(),
+        },
+        Vec::new(),
+    )
+}
+
+/// `GET /api/v1/rules`: no rule groups.
+pub async fn rules() -> Response {
+    success(json!({"groups": []}), Vec::new())
+}
+
+/// `GET /api/v1/alerts`: no alerts.
+pub async fn alerts() -> Response {
+    success(json!({"alerts": []}), Vec::new())
+}
+
+/// `GET /api/v1/targets`: no targets (Amber is written to, it does not scrape).
+pub async fn targets() -> Response {
+    success(json!({"activeTargets": [], "droppedTargets": [], "droppedTargetCounts": {}}), Vec::new())
 }
