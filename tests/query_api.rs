@@ -216,4 +216,23 @@ fn status_rules_alerts_and_targets_answer_in_prometheus_shapes() {
             json!({"status": "success", "data": {"activeTargets": [], "droppedTargets": [], "droppedTargetCounts": {}}})
         )
     );
+    // Cardinality, top two of each list, largest first and ties by name.
+    let t = common::now_ms() - 60_000;
+    let written = amber.write(&request(vec![
+        series(&[("__name__", "up"), ("job", "a")], &[(t, 1.0)], &[]),
+        series(&[("__name__", "up"), ("job", "b")], &[(t, 1.0)], &[]),
+        series(&[("__name__", "http"), ("code", "200"), ("job", "a")], &[(t, 1.0)], &[]),
+    ]));
+    assert_eq!(written, (204, String::new()));
+    let tsdb = amber.data("/api/v1/status/tsdb?limit=2");
+    let head = &tsdb["headStats"];
+    assert_eq!((head["numSeries"].clone(), head["numLabelPairs"].clone()), (json!(3), json!(5)));
+    assert!(head["chunkCount"].as_u64().unwrap() >= 3, "{head}");
+    assert!(head["minTime"].as_i64().unwrap() <= t && t <= head["maxTime"].as_i64().unwrap(), "{head}");
+    let pairs = |v: &[(&str, u64)]| Value::Array(v.iter().map(|(n, c)| json!({"name": n, "value": c})).collect());
+    assert_eq!(tsdb["seriesCountByMetricName"], pairs(&[("up", 2), ("http", 1)]));
+    assert_eq!(tsdb["labelValueCountByLabelName"], pairs(&[("__name__", 2), ("job", 2)]));
+    // Bytes of values times their series: __name__ 2·2 + 4·1, code 3·1, job 1·2 + 1·1.
+    assert_eq!(tsdb["memoryInBytesByLabelName"], pairs(&[("__name__", 8), ("code", 3)]));
+    assert_eq!(tsdb["seriesCountByLabelValuePair"], pairs(&[("__name__=up", 2), ("job=a", 2)]));
 }

@@ -115,3 +115,52 @@ pub async fn alerts() -> Response {
 pub async fn targets() -> Response {
     success(json!({"activeTargets": [], "droppedTargets": [], "droppedTargetCounts": {}}), Vec::new())
 }
+
+#[derive(Serialize)]
+struct Stat {
+    name: String,
+    value: u64,
+}
+
+fn stats(list: Vec<amber_storage::cardinality::Stat>) -> Vec<Stat> {
+    list.into_iter().map(|s| Stat { name: s.name, value: s.count }).collect()
+}
+
+/// `GET /api/v1/status/tsdb[?limit=N]`: the tenant's cardinality in Prometheus's shape, top
+/// `limit` (10) of each list. `headStats` counts the whole index (Amber keeps every series
+/// there), the head's chunks, and the time range of the data.
+pub async fn tsdb(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, crate::error::ApiError> {
+    let params = crate::params::Params::from_request(&uri, &headers, &axum::body::Bytes::new());
+    let limit = params.limit("limit")?.unwrap_or(10);
+    let tenant = crate::tenant::for_read(&state, &headers)?;
+    let storage = state.storage.clone();
+    let (cardinality, head, range) = crate::error::blocking(move || {
+        let cardinality = match tenant {
+            Some(t) => storage.cardinality(t, limit)?,
+            None => Default::default(),
+        };
+        Ok((cardinality, storage.stats().head, storage.data_time_range()))
+    })
+    .await?;
+    let (min_time, max_time) = range.unwrap_or((i64::MAX, i64::MIN));
+    Ok(success(
+        json!({
+            "headStats": {
+                "numSeries": cardinality.series,
+                "numLabelPairs": cardinality.label_pairs,
+                "chunkCount": head.chunks,
+                "minTime": min_time,
+                "maxTime": max_time,
+            },
+            "seriesCountByMetricName": stats(cardinality.series_by_metric_name),
+            "labelValueCountByLabelName": stats(cardinality.values_by_label_name),
+            "memoryInBytesByLabelName": stats(cardinality.value_bytes_by_label_name),
+            "seriesCountByLabelValuePair": stats(cardinality.series_by_label_pair),
+        }),
+        Vec::new(),
+    ))
+}

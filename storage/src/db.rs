@@ -325,6 +325,12 @@ impl Storage {
         ts.div_euclid(self.opts.block_duration_ms).saturating_mul(self.opts.block_duration_ms)
     }
 
+    /// The start of the oldest window with data and the end of the newest, any tenant's.
+    pub fn data_time_range(&self) -> Option<(i64, i64)> {
+        let windows = self.windows.read();
+        Some((*windows.first()?, windows.last()?.saturating_add(self.opts.block_duration_ms - 1)))
+    }
+
     /// Windows with data that overlap `[mint, maxt]`.
     pub(crate) fn windows_overlapping(&self, mint: i64, maxt: i64) -> Vec<i64> {
         let first = self.window_of(mint);

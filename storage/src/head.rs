@@ -115,6 +115,7 @@ impl Head {
         for s in self.series.read().values() {
             let s = s.lock();
             stats.series += 1;
+            stats.chunks += s.chunks.len() as u64 + u64::from(s.open.len > 0);
             stats.samples += s.chunks.iter().map(|c| c.len as u64).sum::<u64>() + u64::from(s.open.len);
             stats.histograms += s.histograms.len() as u64;
             stats.exemplars += s.exemplars.len() as u64;
@@ -129,6 +130,8 @@ impl Head {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HeadStats {
     pub series: u64,
+    /// Closed chunks plus open ones with samples.
+    pub chunks: u64,
     pub samples: u64,
     pub histograms: u64,
     pub exemplars: u64,

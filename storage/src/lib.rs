@@ -21,6 +21,7 @@
 
 pub mod append;
 pub mod block;
+pub mod cardinality;
 pub mod chunkenc;
 mod db;
 mod error;
