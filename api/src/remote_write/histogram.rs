@@ -112,7 +112,7 @@ impl WireHistogram<'_> {
             custom_values: self.custom_values.to_vec(),
         };
         h.validate(!float).map_err(|e| e.to_string())?;
-        Ok(HistogramSample { ts: self.timestamp, h })
+        Ok(HistogramSample { ts: self.timestamp, start_ts: 0, h })
     }
 
     fn int_count(&self, c: Option<Count>, what: &str) -> Result<f64, String> {

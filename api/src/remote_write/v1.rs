@@ -30,7 +30,7 @@ pub(super) fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted 
             }
         };
         let histograms = out.histograms(metrics, &series_labels, &ts.histograms);
-        let samples = ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value }).collect();
+        let samples = ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value, start_ts: 0 }).collect();
         let mut exemplars = Vec::with_capacity(ts.exemplars.len());
         for e in ts.exemplars {
             match labels::validate_exemplar(to_labels(e.labels)) {

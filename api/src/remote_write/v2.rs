@@ -131,7 +131,8 @@ pub(super) fn convert(req: writev2::Request, state: &AppState) -> Result<Convert
             }
         }
         let histograms = out.histograms(metrics, &series_labels, &ts.histograms);
-        let samples: Vec<Sample> = ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value }).collect();
+        let samples: Vec<Sample> =
+            ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value, start_ts: 0 }).collect();
         let mut exemplars = Vec::with_capacity(ts.exemplars.len());
         for (n, e) in ts.exemplars.iter().enumerate() {
             let checked = symbols
