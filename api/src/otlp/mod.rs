@@ -127,7 +127,7 @@ pub(crate) async fn write(
 ) -> Result<ExportMetricsServiceResponse, WriteError> {
     let translated = translate::translate(req, &state.limits.otlp);
     let source = crate::diagnostics::Source::Otlp;
-    let done = ingest(state, tenant, translated.request, translated.refused, source).await?;
+    let done = ingest(state, tenant, translated.request, &translated.starts, translated.refused, source).await?;
     let partial_success = (!done.errors.is_empty()).then(|| ExportMetricsPartialSuccess {
         rejected_data_points: done.samples_rejected as i64,
         error_message: done.summary(),
