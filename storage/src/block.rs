@@ -13,7 +13,8 @@
 use crate::chunkenc::histogram as hcodec;
 use crate::chunkenc::varint::{Reader, put_uvarint, put_varint};
 use crate::chunkenc::{
-    self, CODEC_START_RUNS, CODEC_TIMESTAMP_DOD, CODEC_TIMESTAMP_PCO, CODEC_VALUE_PCO, CODEC_VALUE_XOR, DecodeError,
+    self, CODEC_START_PREDICTED, CODEC_TIMESTAMP_DOD, CODEC_TIMESTAMP_PCO, CODEC_VALUE_PCO, CODEC_VALUE_XOR,
+    DecodeError,
 };
 use crate::labels::{Label, Labels};
 use crate::{Exemplar, HistogramSample, NO_START, Sample};
@@ -169,20 +170,20 @@ fn read_timestamp_column(r: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, Decod
     Ok(ts)
 }
 
-/// Writes the start-timestamp column of a block of kind 4 or 5.
-fn put_start_column(out: &mut Vec<u8>, starts: impl Iterator<Item = i64>) {
+/// Writes the start-timestamp column of a block of kind 4 or 5, whose samples are at `ts`.
+fn put_start_column(out: &mut Vec<u8>, starts: impl Iterator<Item = i64>, ts: &[i64]) {
     let starts: Vec<i64> = starts.collect();
     let mut col = Vec::with_capacity(16);
-    chunkenc::start::encode(&starts, &mut col);
-    put_column(out, CODEC_START_RUNS, &col);
+    chunkenc::start::encode(&starts, ts, &mut col);
+    put_column(out, CODEC_START_PREDICTED, &col);
 }
 
-/// Reads the start-timestamp column of `n` samples when the block has one (`present`).
-fn read_start_column(r: &mut Reader<'_>, n: usize, present: bool) -> Result<Option<Vec<i64>>, DecodeError> {
+/// Reads the start-timestamp column of the samples at `ts` when the block has one (`present`).
+fn read_start_column(r: &mut Reader<'_>, ts: &[i64], present: bool) -> Result<Option<Vec<i64>>, DecodeError> {
     if !present {
         return Ok(None);
     }
-    chunkenc::start::decode(column(r, CODEC_START_RUNS)?, n).map(Some)
+    chunkenc::start::decode(column(r, CODEC_START_PREDICTED)?, ts).map(Some)
 }
 
 fn read_value_column(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, DecodeError> {
@@ -205,7 +206,7 @@ pub fn encode_samples(samples: &[Sample]) -> Vec<u8> {
     let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
     put_time_and_value_columns(&mut out, &ts, &values);
     if with_starts {
-        put_start_column(&mut out, samples.iter().map(|s| s.start_ts));
+        put_start_column(&mut out, samples.iter().map(|s| s.start_ts), &ts);
     }
     finish(out)
 }
@@ -215,7 +216,7 @@ pub fn decode_samples(bytes: &[u8]) -> Result<Vec<Sample>, BlockError> {
     let (with_starts, mut r) = open_with_starts(bytes, kind::FLOAT_SAMPLES, kind::FLOAT_SAMPLES_WITH_STARTS)?;
     let n = r.uvarint()? as usize;
     let (ts, values) = read_time_and_value_columns(&mut r, n)?;
-    let starts = read_start_column(&mut r, n, with_starts)?;
+    let starts = read_start_column(&mut r, &ts, with_starts)?;
     if !r.is_empty() {
         return Err(DecodeError::Invalid("trailing bytes after the last column").into());
     }
@@ -326,7 +327,8 @@ pub fn encode_histograms(samples: &[HistogramSample]) -> Vec<u8> {
     out.push(FORMAT_VERSION);
     out.push(if with_starts { kind::HISTOGRAMS_WITH_STARTS } else { kind::HISTOGRAMS });
     put_uvarint(&mut out, samples.len() as u64);
-    put_timestamp_column(&mut out, &samples.iter().map(|s| s.ts).collect::<Vec<_>>());
+    let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
+    put_timestamp_column(&mut out, &ts);
     for field in [|h: &Histogram| h.sum, |h: &Histogram| h.count, |h: &Histogram| h.zero_count] {
         put_value_column(&mut out, &samples.iter().map(|s| field(&s.h)).collect::<Vec<_>>());
     }
@@ -360,7 +362,7 @@ pub fn encode_histograms(samples: &[HistogramSample]) -> Vec<u8> {
     put_column(&mut out, CODEC_HISTOGRAM_LAYOUTS, &layouts);
     put_column(&mut out, CODEC_HISTOGRAM_BUCKETS, &buckets);
     if with_starts {
-        put_start_column(&mut out, samples.iter().map(|s| s.start_ts));
+        put_start_column(&mut out, samples.iter().map(|s| s.start_ts), &ts);
     }
     finish(out)
 }
@@ -375,7 +377,7 @@ pub fn decode_histograms(bytes: &[u8]) -> Result<Vec<HistogramSample>, BlockErro
     let zero_counts = read_value_column(&mut r, n)?;
     let mut layouts = Reader::new(column(&mut r, CODEC_HISTOGRAM_LAYOUTS)?);
     let mut buckets = Reader::new(column(&mut r, CODEC_HISTOGRAM_BUCKETS)?);
-    let starts = read_start_column(&mut r, n, with_starts)?;
+    let starts = read_start_column(&mut r, &ts, with_starts)?;
     if !r.is_empty() {
         return Err(DecodeError::Invalid("trailing bytes after the last column").into());
     }
@@ -476,8 +478,9 @@ mod tests {
         assert_eq!((a[1], b[1]), (kind::FLOAT_SAMPLES_WITH_STARTS, kind::FLOAT_SAMPLES));
         assert_eq!(decode_samples(&a).unwrap(), with);
         assert_eq!(decode_samples(&b).unwrap(), without);
-        // Column header (codec, length), 4 runs: the start, 299 zeros, the reset, 179 zeros.
-        assert_eq!(a.len() - b.len(), 2 + 1 + (1 + 6) + (2 + 1) + (1 + 4) + (2 + 1));
+        // Column header (codec, length), the prediction, the run count and 4 runs: the start,
+        // 299 zeros, the reset, 179 zeros.
+        assert_eq!(a.len() - b.len(), 2 + 1 + 1 + (1 + 6) + (2 + 1) + (1 + 4) + (2 + 1));
         // Every sample unset but one: still kind 4, and each start comes back.
         let mut one = without.clone();
         one[7].start_ts = 1;

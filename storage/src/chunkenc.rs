@@ -25,8 +25,8 @@ pub const CODEC_TIMESTAMP_PCO: u8 = 4;
 /// Codec number of [`pco::encode_values`]: Pcodec over `f64` values.
 pub const CODEC_VALUE_PCO: u8 = 5;
 // 6 and 7 are the histogram layout and bucket columns (`block::CODEC_HISTOGRAM_*`).
-/// Codec number of [`start::encode`]: start timestamps as runs of equal differences.
-pub const CODEC_START_RUNS: u8 = 8;
+/// Codec number of [`start::encode`]: start timestamps as residuals from a prediction, in runs.
+pub const CODEC_START_PREDICTED: u8 = 8;
 
 /// Why a column could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

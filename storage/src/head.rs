@@ -151,12 +151,15 @@ fn decode_columns(bytes: &[u8], n: usize, starts_at: usize, out: &mut Vec<Sample
     // Encoded by this process a moment ago: failing to decode would be a bug, not corruption.
     let ts = timestamp::decode(&mut r, n).expect("head chunks decode");
     let values = value::decode(r.remaining(), n).expect("head chunks decode");
-    let samples = ts.into_iter().zip(values);
     match starts {
-        None => out.extend(samples.map(|(ts, value)| Sample { ts, value, start_ts: NO_START })),
+        None => out.extend(ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value, start_ts: NO_START })),
         Some(starts) => {
-            let starts = start::decode(starts, n).expect("head chunks decode");
-            out.extend(samples.zip(starts).map(|((ts, value), start_ts)| Sample { ts, value, start_ts }));
+            let starts = start::decode(starts, &ts).expect("head chunks decode");
+            out.extend(ts.iter().zip(values).zip(starts).map(|((&ts, value), start_ts)| Sample {
+                ts,
+                value,
+                start_ts,
+            }));
         }
     }
 }
@@ -223,7 +226,9 @@ impl OpenChunk {
         let mut starts_at = 0;
         if !open.starts.is_empty() {
             starts_at = bytes.len() as u32;
-            start::encode(&open.starts, &mut bytes);
+            // Encoded by this process a moment ago: the timestamps decode.
+            let ts = timestamp::decode(&mut Reader::new(&bytes), open.len as usize).expect("head chunks decode");
+            start::encode(&open.starts, &ts, &mut bytes);
         }
         Chunk { min_ts: open.min_ts, max_ts: open.max_ts, len: open.len, starts_at, bytes: bytes.into_boxed_slice() }
     }
