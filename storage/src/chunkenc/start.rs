@@ -8,6 +8,7 @@
 //!   by the previous sample's timestamp ([`PREVIOUS_TIME`], residual 0 or 1);
 //! - a start a fixed time before the sample itself: predicted by the sample's timestamp
 //!   ([`OWN_TIME`], residual −1 for "1 ms before").
+//!
 //! The encoder writes the column under each prediction and keeps the smallest, so a window of
 //! samples costs a handful of bytes, a few more per counter reset.
 //!
