@@ -34,7 +34,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         series(&[("__name__", "up")], &[(1_700_000_000_000, f64::from_bits(0x7ff0_0000_0000_0002))], &[]),
     ]);
     let samples: Vec<Sample> =
-        (0..50).map(|i| Sample { ts: 1_700_000_000_000 + i * 15_000, value: i as f64 * 1.5 }).collect();
+        (0..50).map(|i| Sample { ts: 1_700_000_000_000 + i * 15_000, value: i as f64 * 1.5, start_ts: 0 }).collect();
     let exemplars = vec![Exemplar {
         ts: 1,
         value: 2.0,

@@ -504,3 +504,60 @@ fn otlp_over_grpc_is_written_like_otlp_over_http_and_honours_the_tenant() {
         json!([{"__name__": "target_info", "host_name": "node-a", "instance": "pod-1", "job": "shop/checkout"}])
     );
 }
+
+/// A cumulative sum's start times (`start_time_unix_nano`) are stored: an SDK that restarted
+/// between two exports without its value dropping (it had counted past the old value again) shows
+/// the reset only through its new start time, and `increase` and `resets` count it, across a crash.
+#[test]
+fn start_times_of_cumulative_sums_reach_increase_and_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut amber = Amber::start(dir.path(), &[]);
+    let base = (common::now_ms() - 10 * 60_000).div_euclid(60_000) * 60_000;
+    let nanos = |ms: i64| ms as u64 * 1_000_000;
+    // One export a minute: 10, 20, 30 since `base - 30s`, then 40, 50 since the restart at 2:30.
+    let exports: Vec<(i64, i64, i64)> = (0..5)
+        .map(|i| {
+            let start = if i < 3 { base - 30_000 } else { base + 150_000 };
+            (base + i * 60_000, start, 10 * (i + 1))
+        })
+        .collect();
+    for &(t, start, value) in &exports {
+        let point = NumberDataPoint {
+            time_unix_nano: nanos(t),
+            start_time_unix_nano: nanos(start),
+            value: Some(number_data_point::Value::AsInt(value)),
+            ..Default::default()
+        };
+        let sum = Sum {
+            data_points: vec![point],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        };
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![metric("jobs.done", "", Data::Sum(sum))],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let (status, _) = post(&amber, "/otlp/v1/metrics", "application/x-protobuf", false, req.encode_to_vec());
+        assert_eq!(status, 200);
+    }
+    let end = (base + 4 * 60_000) / 1000;
+    let query = |amber: &Amber, expr: &str| {
+        let data = amber.data(&format!("/api/v1/query?query={}&time={end}", urlencode(expr)));
+        data["result"].clone()
+    };
+    // From 0 at the first start (inside the range, so no extrapolation): 30, then 50 after the
+    // restart.
+    let check = |amber: &Amber| {
+        assert_eq!(query(amber, "increase(jobs_done_total[4m40s])"), json!([{"metric": {}, "value": [end, "80"]}]));
+        assert_eq!(query(amber, "resets(jobs_done_total[4m40s])"), json!([{"metric": {}, "value": [end, "1"]}]));
+    };
+    check(&amber);
+    amber.kill9();
+    amber.restart();
+    check(&amber);
+}

@@ -899,3 +899,125 @@ fn mixed_1_0_and_2_0_senders() {
         ]}])
     );
 }
+
+/// A counter written with start timestamps, at `base` + `i` minutes for `i` in 0..=10: it
+/// started 30 s before its first sample and counted to 50 by minute 4, then restarted at minute
+/// 4:30 and counted to 110 by minute 10. The values never drop, so only the start timestamps
+/// show the reset. Beside it: the same values without start timestamps, the same counts as
+/// native histograms with start timestamps, and one sample whose start is after its own time.
+fn restarted_counter(age: &str, base: i64) -> Request {
+    let labels = |name: &'static str| -> Vec<(&'static str, &str)> { vec![("__name__", name), ("age", age)] };
+    let (with, plain, latency, invalid) = (
+        labels("requests_total"),
+        labels("requests_plain_total"),
+        labels("latency_seconds"),
+        labels("invalid_start_total"),
+    );
+    let at = |i: i64| base + i * MINUTE;
+    let start_of = |i: i64| if i < 5 { base - 30_000 } else { base + 4 * MINUTE + 30_000 };
+    let count = |i: i64| 10 * (i + 1);
+    let counter =
+        (0..=10).map(|i| v2::Sample { value: count(i) as f64, timestamp: at(i), start_timestamp: start_of(i) });
+    let histograms = (0..=10).map(|i| v2::Histogram {
+        count: Some(v2::histogram::Count::CountInt(count(i) as u64)),
+        sum: count(i) as f64,
+        positive_spans: vec![v2::BucketSpan { offset: 0, length: 1 }],
+        positive_deltas: vec![count(i)],
+        timestamp: at(i),
+        start_timestamp: start_of(i),
+        ..Default::default()
+    });
+    let invalid_start = v2::Sample { value: 1.0, timestamp: at(10), start_timestamp: at(11) };
+    Request::new()
+        .series(Series { labels: &with, samples: counter.collect(), ..Default::default() })
+        .series(Series {
+            labels: &plain,
+            samples: (0..=10).map(|i| sample(at(i), count(i) as f64)).collect(),
+            ..Default::default()
+        })
+        .series(Series { labels: &latency, histograms: histograms.collect(), ..Default::default() })
+        .series(Series { labels: &invalid, samples: vec![invalid_start], ..Default::default() })
+}
+
+/// The exact answers for [`restarted_counter`] written at `base`, as Prometheus 3 gives them with
+/// start timestamps: the first sample's start lies in `[10m40s]`, so the increase counts from 0
+/// there instead of extrapolating (50 before the restart, 110 after: 160), and the restart is a
+/// reset. Without start timestamps the same values extrapolate to 100 × 640 / 600.
+fn assert_restarted_counter_answers(amber: &Amber, age: &str, base: i64, case: &str) {
+    let end = (base + 10 * MINUTE) / 1000;
+    let instant = |expr: &str| {
+        let expr = expr.replace("SEL", &format!(r#"{{age="{age}"}}"#));
+        let data = amber.data(&format!("/api/v1/query?query={}&time={end}", common::urlencode(&expr)));
+        let [result] = data["result"].as_array().expect("a vector").as_slice() else {
+            panic!("{case}: {expr}: {data}")
+        };
+        assert_eq!(result["value"][0], json!(end), "{case}: {expr}");
+        result["value"][1].as_str().expect("a value").to_string()
+    };
+    assert_eq!(instant("increase(requests_total SEL [10m40s])"), "160", "{case}");
+    assert_eq!(instant("rate(requests_total SEL [10m40s])"), "0.25", "{case}");
+    assert_eq!(instant("resets(requests_total SEL [10m40s])"), "1", "{case}");
+    assert_eq!(instant("resets(requests_plain_total SEL [10m40s])"), "0", "{case}");
+    assert_eq!(
+        instant("increase(requests_plain_total SEL [10m40s])"),
+        format!("{}", 100.0 * (640.0 / 600.0)),
+        "{case}"
+    );
+    assert_eq!(instant("histogram_count(increase(latency_seconds SEL [10m40s]))"), "160", "{case}");
+    assert_eq!(instant("histogram_sum(rate(latency_seconds SEL [10m40s]))"), "0.25", "{case}");
+    assert_eq!(instant("start_timestamp(requests_total SEL)"), format!("{}", end - 330), "{case}");
+    // A start after its sample is kept, as Prometheus keeps it, and never taken for a reset.
+    assert_eq!(instant("start_timestamp(invalid_start_total SEL)"), format!("{}", end + 60), "{case}");
+    // A range query (evaluated series by series); a minute earlier the increase is 150.
+    let expr = format!(r#"increase(requests_total{{age="{age}"}}[10m40s])"#);
+    let data = amber.data(&format!(
+        "/api/v1/query_range?query={}&start={}&end={end}&step=60",
+        common::urlencode(&expr),
+        end - 60
+    ));
+    assert_eq!(
+        data,
+        json!({"resultType": "matrix", "result": [{"metric": {"age": age}, "values": [[end - 60, "150"], [end, "160"]]}]}),
+        "{case}"
+    );
+}
+
+/// Start timestamps sent with remote write 2.0 are stored and reach PromQL: a counter reset
+/// visible only through them gives Prometheus's exact `increase`/`rate`/`resets` answers from the
+/// head, after a forced seal (old data, from blocks) and after a restart (recent data replayed
+/// from the log beside the sealed blocks).
+#[test]
+fn start_timestamps_reach_rate_and_increase_through_the_log_and_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut amber = Amber::start(dir.path(), &["--enable-admin-api", "--maintenance-interval", "1h"]);
+    // Old data at the start of a (2 h) window at least four hours back: closed and past the
+    // out-of-order window (1 h), so the seal takes it. Recent data a quarter of an hour back:
+    // its window cannot be sealed for the next 45 minutes.
+    let old = (common::now_ms() - 4 * HOUR).div_euclid(2 * HOUR) * 2 * HOUR;
+    let recent = (common::now_ms() - 15 * MINUTE).div_euclid(MINUTE) * MINUTE;
+    common::eventually("the start-up sealing pass", Duration::from_secs(60), || {
+        (amber.metric("amber_seal_passes_total") == Some(1.0)).then_some(())
+    });
+    for (age, base) in [("old", old), ("recent", recent)] {
+        send(&amber, restarted_counter(age, base)).assert_written(23, 11, 0, age);
+        assert_restarted_counter_answers(&amber, age, base, &format!("{age}, from the head"));
+    }
+
+    let r = reqwest::blocking::Client::new().post(amber.url("/api/v1/admin/tsdb/seal")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(
+        body["data"],
+        json!({
+            "sampleBlocksWritten": 3, "samplesSealed": 23, "histogramBlocksWritten": 1, "histogramsSealed": 11,
+            "exemplarBlocksWritten": 0, "exemplarsSealed": 0
+        })
+    );
+    assert_restarted_counter_answers(&amber, "old", old, "old, from blocks");
+    assert_restarted_counter_answers(&amber, "recent", recent, "recent, from the head");
+
+    amber.restart();
+    assert_restarted_counter_answers(&amber, "old", old, "old, from blocks after a restart");
+    assert_restarted_counter_answers(&amber, "recent", recent, "recent, replayed from the log");
+    assert_eq!(amber.metric("amber_head_histograms"), Some(11.0), "the recent histograms are in the head");
+}

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use amber_promql::{HistogramPoint, Labels, MatchOp as PromMatchOp, Matcher as PromMatcher, Point, Queryable, Series};
-use amber_storage::{MatchOp, Matcher, SeriesId, Storage, TenantId};
+use amber_promql::{
+    HistogramPoint, Labels, MatchOp as PromMatchOp, Matcher as PromMatcher, Point, Queryable, Series, StartTimestamps,
+};
+use amber_storage::{MatchOp, Matcher, NO_START, SeriesId, Storage, TenantId};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
@@ -73,11 +75,21 @@ impl Queryable for TenantQueryable {
             if samples.is_empty() && histograms.is_empty() {
                 continue;
             }
+            // Start timestamps only for series that have any: the rest cost two empty vectors.
+            let start_timestamps = StartTimestamps {
+                floats: starts_of(samples.iter().map(|s| s.start_ts)),
+                histograms: starts_of(histograms.iter().map(|s| s.start_ts)),
+            };
             let points: Vec<Point> = samples.into_iter().map(|s| Point { t: s.ts, v: s.value }).collect();
             let histograms: Vec<HistogramPoint> =
                 histograms.into_iter().map(|s| HistogramPoint { t: s.ts, h: Arc::new(s.h) }).collect();
-            out.push(Series { labels, points, histograms, drop_name: false });
+            out.push(Series { labels, points, histograms, start_timestamps, drop_name: false });
         }
         Ok(out)
     }
+}
+
+/// Every start timestamp of a series' samples, or none when no sample has one.
+fn starts_of(starts: impl Iterator<Item = i64> + Clone) -> Vec<i64> {
+    if starts.clone().all(|st| st == NO_START) { Vec::new() } else { starts.collect() }
 }

@@ -95,7 +95,7 @@ fn postings(c: &mut Criterion) {
             .into_iter()
             .map(|ts| SeriesWrite {
                 labels: Labels::from_unsorted(ts.labels.into_iter().map(|l| Label::new(l.name, l.value)).collect()),
-                samples: ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value }).collect(),
+                samples: ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value, start_ts: 0 }).collect(),
                 exemplars: Vec::new(),
                 histograms: Vec::new(),
             })

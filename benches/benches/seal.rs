@@ -18,7 +18,9 @@ fn head(storage: &Storage, end: i64) {
         let writes: Vec<SeriesWrite> = (0..40)
             .map(|s| SeriesWrite {
                 labels: Labels::from_unsorted(vec![Label::new("__name__", format!("m_{batch}_{s}"))]),
-                samples: (0..600).map(|i| Sample { ts: end - 60_000 + i * 100, value: (i * (s + 1)) as f64 }).collect(),
+                samples: (0..600)
+                    .map(|i| Sample { ts: end - 60_000 + i * 100, value: (i * (s + 1)) as f64, start_ts: 0 })
+                    .collect(),
                 histograms: Vec::new(),
                 exemplars: (0..60)
                     .map(|i| Exemplar {

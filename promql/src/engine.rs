@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::labels::LabelsMap;
 use crate::storage::Queryable;
-use crate::value::{HistogramPoint, Point, Series, Value};
+use crate::value::{HistogramPoint, Point, Series, StartTimestamps, Value};
 
 /// Settings of the engine, fixed for its life.
 #[derive(Debug, Clone)]
@@ -234,7 +234,13 @@ impl Engine {
         let mut matrix: Vec<Series> = series
             .into_entries()
             .into_iter()
-            .map(|(labels, StepPoints { points, histograms })| Series { labels, points, histograms, drop_name: false })
+            .map(|(labels, StepPoints { points, histograms })| Series {
+                labels,
+                points,
+                histograms,
+                start_timestamps: StartTimestamps::default(),
+                drop_name: false,
+            })
             .collect();
         matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(ev.output(Value::Matrix(matrix), query))

@@ -19,7 +19,7 @@ use crate::engine::{EngineOptions, QueryOutput};
 use crate::error::{Error, Result};
 use crate::labels::{Labels, LabelsMap, METRIC_NAME};
 use crate::storage::{MatchOp, Matcher, Queryable};
-use crate::value::{HistogramPoint, Point, Sample, Series, Value};
+use crate::value::{HistogramPoint, Point, Sample, Series, StartTimestamps, Starts, Value};
 use crate::{aggregate, binary, functions, is_stale};
 
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
@@ -75,61 +75,145 @@ pub(crate) struct Evaluator<'a> {
 
 /// The index of the first point after `bound`, searching forward from `hint` when the hint is
 /// at or before it (the common case in a range query) and from the start otherwise.
-/// A range window without its stale markers (copied into `scratch` only when it has any);
-/// `None` when nothing is left.
-fn live_window<'p>(window: &'p [Point], may_be_stale: bool, scratch: &'p mut Vec<Point>) -> Option<&'p [Point]> {
+/// Reusable buffers for windows that have stale markers to leave out.
+#[derive(Default)]
+struct WindowScratch {
+    points: Vec<Point>,
+    point_starts: Vec<i64>,
+    histograms: Vec<HistogramPoint>,
+    histogram_starts: Vec<i64>,
+}
+
+/// The start timestamps of `range` of a list of samples, when there are any.
+fn starts_in(starts: &[i64], range: std::ops::Range<usize>) -> &[i64] {
+    starts.get(range).unwrap_or(&[])
+}
+
+/// A range window without its stale markers (copied into `scratch` only when it has any), with
+/// its start timestamps (`starts` empty or as long as `window`); `None` when nothing is left.
+fn live_window<'p>(
+    window: &'p [Point],
+    starts: &'p [i64],
+    may_be_stale: bool,
+    scratch: &'p mut Vec<Point>,
+    start_scratch: &'p mut Vec<i64>,
+) -> Option<(&'p [Point], &'p [i64])> {
     if may_be_stale && window.iter().any(|p| is_stale(p.v)) {
         scratch.clear();
-        scratch.extend(window.iter().filter(|p| !is_stale(p.v)));
-        return (!scratch.is_empty()).then_some(scratch.as_slice());
+        start_scratch.clear();
+        for (i, p) in window.iter().enumerate().filter(|(_, p)| !is_stale(p.v)) {
+            scratch.push(*p);
+            start_scratch.extend(starts.get(i));
+        }
+        return (!scratch.is_empty()).then_some((scratch.as_slice(), start_scratch.as_slice()));
     }
-    (!window.is_empty()).then_some(window)
+    (!window.is_empty()).then_some((window, starts))
 }
 
 /// The histograms of a series in `(lo, hi]` without stale markers (copied into `scratch` only
-/// when it has any).
+/// when it has any), with their start timestamps (`starts` empty or one per histogram).
 fn histogram_window<'p>(
     histograms: &'p [HistogramPoint],
+    starts: &'p [i64],
     lo: i64,
     hi: i64,
     scratch: &'p mut Vec<HistogramPoint>,
-) -> &'p [HistogramPoint] {
+    start_scratch: &'p mut Vec<i64>,
+) -> (&'p [HistogramPoint], &'p [i64]) {
     if histograms.is_empty() {
-        return &[];
+        return (&[], &[]);
     }
     let from = histograms.partition_point(|p| p.t <= lo);
     let to = histograms.partition_point(|p| p.t <= hi);
-    let window = &histograms[from..to];
+    let (window, starts) = (&histograms[from..to], starts_in(starts, from..to));
     if window.iter().any(|p| p.h.is_stale_marker()) {
         scratch.clear();
-        scratch.extend(window.iter().filter(|p| !p.h.is_stale_marker()).cloned());
-        return scratch.as_slice();
+        start_scratch.clear();
+        for (i, p) in window.iter().enumerate().filter(|(_, p)| !p.h.is_stale_marker()) {
+            scratch.push(p.clone());
+            start_scratch.extend(starts.get(i));
+        }
+        return (scratch.as_slice(), start_scratch.as_slice());
     }
-    window
+    (window, starts)
 }
 
-/// The newest sample of a series in `(t - lookback, t]`, float or histogram, with its
-/// timestamp; `None` when there is none or it is a stale marker.
-fn newest_sample(s: &Series, t: i64, lookback: i64) -> Option<(i64, f64, Option<std::sync::Arc<crate::Histogram>>)> {
+/// The newest sample of a series in `(t - lookback, t]`, float or histogram: its timestamp,
+/// value and start timestamp (0 when unknown); `None` when there is none or it is a stale marker.
+fn newest_sample(s: &Series, t: i64, lookback: i64) -> Option<NewestSample> {
     let idx = s.points.partition_point(|p| p.t <= t);
-    let float = (idx > 0).then(|| s.points[idx - 1]);
+    let float = (idx > 0).then(|| (s.points[idx - 1], s.start_timestamps.floats.get(idx - 1)));
     let newest_histogram = if s.histograms.is_empty() {
         None
     } else {
         let idx = s.histograms.partition_point(|p| p.t <= t);
-        (idx > 0).then(|| &s.histograms[idx - 1])
+        (idx > 0).then(|| (&s.histograms[idx - 1], s.start_timestamps.histograms.get(idx - 1)))
     };
-    let (sample_t, v, h) = match (float, newest_histogram) {
-        (Some(p), Some(hp)) if hp.t > p.t => (hp.t, 0.0, Some(hp.h.clone())),
-        (Some(p), _) => (p.t, p.v, None),
-        (None, Some(hp)) => (hp.t, 0.0, Some(hp.h.clone())),
+    let (sample_t, v, h, start) = match (float, newest_histogram) {
+        (Some((p, _)), Some((hp, st))) if hp.t > p.t => (hp.t, 0.0, Some(hp.h.clone()), st),
+        (Some((p, st)), _) => (p.t, p.v, None, st),
+        (None, Some((hp, st))) => (hp.t, 0.0, Some(hp.h.clone()), st),
         (None, None) => return None,
     };
     let stale = match &h {
         Some(h) => h.is_stale_marker(),
         None => is_stale(v),
     };
-    (sample_t > t - lookback && !stale).then_some((sample_t, v, h))
+    (sample_t > t - lookback && !stale).then(|| NewestSample {
+        t: sample_t,
+        v,
+        h,
+        start_ts: start.copied().unwrap_or(0),
+    })
+}
+
+/// What [`newest_sample`] found.
+struct NewestSample {
+    t: i64,
+    v: f64,
+    h: Option<Arc<crate::Histogram>>,
+    start_ts: i64,
+}
+
+/// Adds the samples of `other` (the same series loaded for another time range) to `into`, in
+/// time order without duplicates, each start timestamp staying beside its sample.
+fn merge_loaded(into: &mut Series, other: Series) {
+    let (points, floats) = merge_by_time(
+        std::mem::take(&mut into.points),
+        std::mem::take(&mut into.start_timestamps.floats),
+        other.points,
+        other.start_timestamps.floats,
+        |p| p.t,
+    );
+    let (histograms, starts) = merge_by_time(
+        std::mem::take(&mut into.histograms),
+        std::mem::take(&mut into.start_timestamps.histograms),
+        other.histograms,
+        other.start_timestamps.histograms,
+        |p| p.t,
+    );
+    (into.points, into.histograms) = (points, histograms);
+    into.start_timestamps = StartTimestamps { floats, histograms: starts };
+}
+
+/// Two lists of samples with their start timestamps (each empty or one per sample) as one, in
+/// time order; at equal timestamps the first list's sample stays.
+fn merge_by_time<T>(
+    a: Vec<T>,
+    a_starts: Vec<i64>,
+    b: Vec<T>,
+    b_starts: Vec<i64>,
+    t: impl Fn(&T) -> i64,
+) -> (Vec<T>, Vec<i64>) {
+    let with_starts = !a_starts.is_empty() || !b_starts.is_empty();
+    let padded = |starts: Vec<i64>, n: usize| if starts.is_empty() { vec![0; n] } else { starts };
+    let (na, nb) = (a.len(), b.len());
+    let mut all: Vec<(T, i64)> =
+        a.into_iter().zip(padded(a_starts, na)).chain(b.into_iter().zip(padded(b_starts, nb))).collect();
+    all.sort_by_key(|(x, _)| t(x));
+    all.dedup_by_key(|(x, _)| t(x));
+    let (items, starts): (Vec<T>, Vec<i64>) = all.into_iter().unzip();
+    (items, if with_starts { starts } else { Vec::new() })
 }
 
 fn advance(points: &[Point], hint: usize, bound: i64) -> usize {
@@ -353,15 +437,7 @@ impl<'a> Evaluator<'a> {
             entry.iter().enumerate().map(|(i, e)| (e.labels.clone(), i)).collect();
         for s in found {
             match position.get(&s.labels) {
-                Some(&i) => {
-                    let e = &mut entry[i];
-                    e.points.extend(s.points);
-                    e.points.sort_by_key(|p| p.t);
-                    e.points.dedup_by_key(|p| p.t);
-                    e.histograms.extend(s.histograms);
-                    e.histograms.sort_by_key(|p| p.t);
-                    e.histograms.dedup_by_key(|p| p.t);
-                }
+                Some(&i) => merge_loaded(&mut entry[i], s),
                 None => {
                     position.insert(s.labels.clone(), entry.len());
                     entry.push(s);
@@ -410,24 +486,32 @@ impl<'a> Evaluator<'a> {
 
     /// The newest sample of each series in `(t - lookback, t]`, unless it is a stale marker.
     fn instant_selector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
-        let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
-        let mut out = Vec::new();
-        for s in self.series_of(vs) {
-            if let Some((_, v, h)) = newest_sample(s, eval_t, self.lookback_ms) {
-                out.push(Sample { labels: s.labels.clone(), t, v, h, drop_name: false });
-            }
-        }
-        out
+        self.newest_of_each(vs, t, |s, n| Sample { labels: s.labels.clone(), t, v: n.v, h: n.h, drop_name: false })
     }
 
-    /// Calls `f` with each series of a matrix selector and its samples in `(t - range, t]`, stale
-    /// markers left out, borrowing the loaded points rather than copying them (the hot path of
-    /// `rate(x[5m])` and the `*_over_time` functions in range queries).
+    /// What `start_timestamp(selector)` reads: the sample [`Evaluator::instant_selector`] picks of
+    /// each series, with its start timestamp (0 when it has none).
+    pub(crate) fn instant_selector_start_timestamps(&self, vs: &VectorSelector, t: i64) -> Vec<(Sample, i64)> {
+        self.newest_of_each(vs, t, |s, n| {
+            (Sample { labels: s.labels.clone(), t, v: n.v, h: n.h, drop_name: false }, n.start_ts)
+        })
+    }
+
+    /// `f` of each series of `vs` and its newest live sample at `t`, for the series that have one.
+    fn newest_of_each<T>(&self, vs: &VectorSelector, t: i64, f: impl Fn(&Series, NewestSample) -> T) -> Vec<T> {
+        let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
+        self.series_of(vs).iter().filter_map(|s| newest_sample(s, eval_t, self.lookback_ms).map(|n| f(s, n))).collect()
+    }
+
+    /// Calls `f` with each series of a matrix selector and its samples in `(t - range, t]` with
+    /// their start timestamps, stale markers left out, borrowing the loaded points rather than
+    /// copying them (the hot path of `rate(x[5m])` and the `*_over_time` functions in range
+    /// queries).
     pub(crate) fn for_each_range(
         &mut self,
         ms: &MatrixSelector,
         t: i64,
-        mut f: impl FnMut(&Series, &[Point], &[HistogramPoint]),
+        mut f: impl FnMut(&Series, &[Point], &[HistogramPoint], Starts<'_>),
     ) {
         let vs = &ms.vs;
         let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
@@ -443,16 +527,33 @@ impl<'a> Evaluator<'a> {
                 .map(|s| RangeCursor { from: 0, to: 0, has_stale: s.points.iter().any(|p| is_stale(p.v)) })
                 .collect();
         }
-        let mut scratch = Vec::new();
-        let mut histogram_scratch = Vec::new();
+        let mut scratch = WindowScratch::default();
         for (s, cursor) in series.iter().zip(cursors.iter_mut()) {
             let from = advance(&s.points, cursor.from, lo);
             let to = advance(&s.points, cursor.to.max(from), eval_t);
             (cursor.from, cursor.to) = (from, to);
-            let histograms = histogram_window(&s.histograms, lo, eval_t, &mut histogram_scratch);
-            match live_window(&s.points[from..to], cursor.has_stale, &mut scratch) {
-                Some(window) => f(s, window, histograms),
-                None if !histograms.is_empty() => f(s, &[], histograms),
+            let (histograms, histogram_starts) = histogram_window(
+                &s.histograms,
+                &s.start_timestamps.histograms,
+                lo,
+                eval_t,
+                &mut scratch.histograms,
+                &mut scratch.histogram_starts,
+            );
+            let floats = live_window(
+                &s.points[from..to],
+                starts_in(&s.start_timestamps.floats, from..to),
+                cursor.has_stale,
+                &mut scratch.points,
+                &mut scratch.point_starts,
+            );
+            match floats {
+                Some((window, starts)) => {
+                    f(s, window, histograms, Starts { floats: starts, histograms: histogram_starts })
+                }
+                None if !histograms.is_empty() => {
+                    f(s, &[], histograms, Starts { floats: &[], histograms: histogram_starts })
+                }
                 None => {}
             }
         }
@@ -461,18 +562,19 @@ impl<'a> Evaluator<'a> {
     /// [`Evaluator::for_each_range`] over all the steps of a range query at once, series by
     /// series, as Prometheus evaluates range functions over a selector: a series' points stay in
     /// cache from one step to the next. Covers the series at positions `which` of
-    /// [`Evaluator::series_of`]; `f` gets the position, the step and the window.
+    /// [`Evaluator::series_of`]; `f` gets the position, the step, the window and its start
+    /// timestamps.
     pub(crate) fn for_each_series_range(
         &self,
         ms: &MatrixSelector,
         steps: &[i64],
         which: std::ops::Range<usize>,
-        mut f: impl FnMut(usize, i64, &[Point]),
+        mut f: impl FnMut(usize, i64, &[Point], &[i64]),
     ) -> Result<()> {
         let vs = &ms.vs;
         let range = duration_ms(&ms.range);
         let Some(series) = self.loaded.get(&selector_key(vs)) else { return Ok(()) };
-        let mut scratch = Vec::new();
+        let (mut scratch, mut start_scratch) = (Vec::new(), Vec::new());
         for (i, s) in series.iter().enumerate().take(which.end).skip(which.start) {
             if i % 256 == 0 {
                 self.check_deadline("expression evaluation")?;
@@ -483,8 +585,11 @@ impl<'a> Evaluator<'a> {
                 let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
                 from = advance(&s.points, from, eval_t - range);
                 to = advance(&s.points, to.max(from), eval_t);
-                if let Some(window) = live_window(&s.points[from..to], has_stale, &mut scratch) {
-                    f(i, t, window);
+                let starts = starts_in(&s.start_timestamps.floats, from..to);
+                if let Some((window, starts)) =
+                    live_window(&s.points[from..to], starts, has_stale, &mut scratch, &mut start_scratch)
+                {
+                    f(i, t, window, starts);
                 }
             }
         }
@@ -497,13 +602,32 @@ impl<'a> Evaluator<'a> {
         let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
         let lo = eval_t - duration_ms(&ms.range);
         let mut out = Vec::new();
-        let mut scratch = Vec::new();
+        let mut scratch = WindowScratch::default();
         for s in self.series_of(vs) {
             let from = s.points.partition_point(|p| p.t <= lo);
             let to = s.points.partition_point(|p| p.t <= eval_t);
-            let points: Vec<Point> = s.points[from..to].iter().filter(|p| !is_stale(p.v)).copied().collect();
-            let histograms = histogram_window(&s.histograms, lo, eval_t, &mut scratch).to_vec();
-            let series = Series { labels: s.labels.clone(), points, histograms, drop_name: false };
+            let starts = starts_in(&s.start_timestamps.floats, from..to);
+            let (points, point_starts) =
+                live_window(&s.points[from..to], starts, true, &mut scratch.points, &mut scratch.point_starts)
+                    .unwrap_or_default();
+            let (histograms, histogram_starts) = histogram_window(
+                &s.histograms,
+                &s.start_timestamps.histograms,
+                lo,
+                eval_t,
+                &mut scratch.histograms,
+                &mut scratch.histogram_starts,
+            );
+            let series = Series {
+                labels: s.labels.clone(),
+                points: points.to_vec(),
+                histograms: histograms.to_vec(),
+                start_timestamps: StartTimestamps {
+                    floats: point_starts.to_vec(),
+                    histograms: histogram_starts.to_vec(),
+                },
+                drop_name: false,
+            };
             if !series.is_empty() {
                 out.push(series);
             }
@@ -645,9 +769,8 @@ impl<'a> Evaluator<'a> {
                     .into_iter()
                     .map(|s| {
                         let series = self.series_of(vs).iter().find(|x| x.labels == s.labels).expect("selected");
-                        let (sample_t, _, _) =
-                            newest_sample(series, eval_t, self.lookback_ms).expect("the selector found it");
-                        (s, sample_t)
+                        let newest = newest_sample(series, eval_t, self.lookback_ms).expect("the selector found it");
+                        (s, newest.t)
                     })
                     .collect())
             }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::labels::{Labels, METRIC_NAME};
-use crate::value::{Histogram, HistogramPoint, Point, Sample, Series, Value};
+use crate::value::{Histogram, HistogramPoint, Point, Sample, Series, Starts, Value};
 
 pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
@@ -52,7 +52,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
             math::eval(ev, name, &args, t)
         }
         "time" | "timestamp" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
-        | "month" | "year" | "start" | "end" | "range" | "step" => time::eval(ev, name, &args, t),
+        | "month" | "year" | "start" | "end" | "range" | "step" | "start_timestamp" => time::eval(ev, name, &args, t),
         "label_replace" | "label_join" => labels::eval(ev, name, &args, t),
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort::eval(ev, c, &args, t),
         "absent" | "absent_over_time" => absent::eval(ev, name, &args, t),
@@ -143,13 +143,29 @@ pub(crate) fn per_series_mixed(
     keeps_name: bool,
     mut f: impl FnMut(&Labels, &[Point], &[HistogramPoint], &mut Vec<String>) -> Option<Out>,
 ) -> Result<Value> {
+    per_series_with_starts(ev, arg, t, keeps_name, |labels, points, histograms, _, notes| {
+        f(labels, points, histograms, notes)
+    })
+}
+
+/// Like [`per_series_mixed`] for the functions that read start timestamps (`rate`, `increase`,
+/// `irate`, `resets`): `f` also gets the window's start timestamps. Only a matrix selector
+/// argument has them; a subquery's series have none, which is how Prometheus cuts their
+/// propagation.
+pub(crate) fn per_series_with_starts(
+    ev: &mut Evaluator<'_>,
+    arg: &Expr,
+    t: i64,
+    keeps_name: bool,
+    mut f: impl FnMut(&Labels, &[Point], &[HistogramPoint], Starts<'_>, &mut Vec<String>) -> Option<Out>,
+) -> Result<Value> {
     let mut notes = Vec::new();
     let mut out = Vec::new();
     if let Expr::MatrixSelector(ms) = without_parens(arg) {
         // Borrow the loaded points instead of building a matrix for this step.
         out.reserve(ev.series_of(&ms.vs).len());
-        ev.for_each_range(ms, t, |s, points, histograms| {
-            if let Some(v) = f(&s.labels, points, histograms, &mut notes) {
+        ev.for_each_range(ms, t, |s, points, histograms, starts| {
+            if let Some(v) = f(&s.labels, points, histograms, starts, &mut notes) {
                 let drop_name = if keeps_name { s.drop_name } else { true };
                 out.push(v.sample(s.labels.clone(), t, drop_name));
             }
@@ -158,7 +174,8 @@ pub(crate) fn per_series_mixed(
         let matrix: Vec<Series> = ev.eval_matrix(arg, t)?;
         out.reserve(matrix.len());
         for s in matrix {
-            if let Some(v) = f(&s.labels, &s.points, &s.histograms, &mut notes) {
+            let starts = Starts { floats: &s.start_timestamps.floats, histograms: &s.start_timestamps.histograms };
+            if let Some(v) = f(&s.labels, &s.points, &s.histograms, starts, &mut notes) {
                 let drop_name = if keeps_name { s.drop_name } else { true };
                 out.push(v.sample(s.labels, t, drop_name));
             }

@@ -28,7 +28,7 @@ pub use engine::{Engine, EngineOptions, QueryContext, QueryLimits, QueryOutput};
 pub use error::{Error, Result};
 pub use labels::Labels;
 pub use storage::{MatchOp, Matcher, MemoryStorage, Queryable};
-pub use value::{Histogram, HistogramPoint, Point, Sample, Series, Value};
+pub use value::{Histogram, HistogramPoint, Point, Sample, Series, StartTimestamps, Value};
 
 /// Prometheus's staleness marker: the NaN bit pattern a sender writes when a series ends.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

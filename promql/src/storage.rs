@@ -6,7 +6,7 @@ use regex::Regex;
 use crate::labels::Labels;
 use std::sync::Arc;
 
-use crate::value::{Histogram, HistogramPoint, Point, Series};
+use crate::value::{Histogram, HistogramPoint, Point, Series, StartTimestamps};
 
 /// How a [`Matcher`] compares a label's value.
 #[derive(Debug, Clone)]
@@ -44,7 +44,8 @@ impl Matcher {
 /// Read access to stored series.
 pub trait Queryable: Send + Sync {
     /// Series matching every matcher, each with its float and histogram samples in
-    /// `[mint, maxt]` (stale markers included), sorted by labels.
+    /// `[mint, maxt]` (stale markers included) and, when storage has any, their start
+    /// timestamps, sorted by labels.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, String>;
 }
 
@@ -57,13 +58,32 @@ pub struct MemoryStorage {
 impl MemoryStorage {
     /// Adds points to a series (creating it); points must be appended in time order.
     pub fn add(&mut self, labels: Labels, points: &[Point]) {
-        self.series_mut(labels).points.extend_from_slice(points);
+        let series = self.series_mut(labels);
+        series.points.extend_from_slice(points);
+        if !series.start_timestamps.floats.is_empty() {
+            series.start_timestamps.floats.resize(series.points.len(), 0);
+        }
     }
 
     /// Adds histogram samples to a series (creating it), in time order.
     pub fn add_histograms(&mut self, labels: Labels, histograms: impl IntoIterator<Item = (i64, Histogram)>) {
         let series = self.series_mut(labels);
         series.histograms.extend(histograms.into_iter().map(|(t, h)| HistogramPoint { t, h: Arc::new(h) }));
+        if !series.start_timestamps.histograms.is_empty() {
+            series.start_timestamps.histograms.resize(series.histograms.len(), 0);
+        }
+    }
+
+    /// Sets the start timestamps of a series' samples so far (each list empty, or as long as
+    /// its float or histogram samples).
+    pub fn set_start_timestamps(&mut self, labels: Labels, starts: StartTimestamps) {
+        let series = self.series_mut(labels);
+        assert!(starts.floats.is_empty() || starts.floats.len() == series.points.len(), "one start per float");
+        assert!(
+            starts.histograms.is_empty() || starts.histograms.len() == series.histograms.len(),
+            "one start per histogram"
+        );
+        series.start_timestamps = starts;
     }
 
     fn series_mut(&mut self, labels: Labels) -> &mut Series {
@@ -88,11 +108,21 @@ impl Queryable for MemoryStorage {
             .series
             .iter()
             .filter(|s| matchers.iter().all(|m| m.matches_labels(&s.labels)))
-            .map(|s| Series {
-                labels: s.labels.clone(),
-                points: s.points.iter().filter(|p| p.t >= mint && p.t <= maxt).copied().collect(),
-                histograms: s.histograms.iter().filter(|p| p.t >= mint && p.t <= maxt).cloned().collect(),
-                drop_name: false,
+            .map(|s| {
+                let floats = s.points.partition_point(|p| p.t < mint)..s.points.partition_point(|p| p.t <= maxt);
+                let histograms =
+                    s.histograms.partition_point(|p| p.t < mint)..s.histograms.partition_point(|p| p.t <= maxt);
+                let starts = &s.start_timestamps;
+                Series {
+                    labels: s.labels.clone(),
+                    points: s.points[floats.clone()].to_vec(),
+                    histograms: s.histograms[histograms.clone()].to_vec(),
+                    start_timestamps: StartTimestamps {
+                        floats: starts.floats.get(floats).map(<[i64]>::to_vec).unwrap_or_default(),
+                        histograms: starts.histograms.get(histograms).map(<[i64]>::to_vec).unwrap_or_default(),
+                    },
+                    drop_name: false,
+                }
             })
             .filter(|s| !s.is_empty())
             .collect())

@@ -42,7 +42,27 @@ pub struct Series {
     pub labels: Labels,
     pub points: Vec<Point>,
     pub histograms: Vec<HistogramPoint>,
+    /// The samples' start timestamps, as storage returns them for a selector; evaluated series
+    /// (subqueries, function results) have none, which is how they cut their propagation.
+    pub start_timestamps: StartTimestamps,
     pub drop_name: bool,
+}
+
+/// Start timestamps of a series' samples (milliseconds; 0 for a sample without one), as
+/// Prometheus's `StartTimestamps`: each list is empty (no sample has one) or exactly as long as
+/// the series' float or histogram samples, so series without them cost two empty vectors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartTimestamps {
+    pub floats: Vec<i64>,
+    pub histograms: Vec<i64>,
+}
+
+/// The start timestamps of a window of samples: each slice empty, or as long as the window's
+/// float or histogram samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Starts<'a> {
+    pub floats: &'a [i64],
+    pub histograms: &'a [i64],
 }
 
 impl Sample {
@@ -55,7 +75,7 @@ impl Sample {
 impl Series {
     /// A series of float points only.
     pub fn floats(labels: Labels, points: Vec<Point>, drop_name: bool) -> Series {
-        Series { labels, points, histograms: Vec::new(), drop_name }
+        Series { labels, points, histograms: Vec::new(), start_timestamps: StartTimestamps::default(), drop_name }
     }
 
     pub fn is_empty(&self) -> bool {

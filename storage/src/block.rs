@@ -1,15 +1,23 @@
 //! Sealed blocks: the columnar, compressed form of one series' samples or exemplars in one time
 //! window. Layouts are in `docs/format/blocks.md`.
 //!
+//! Float and histogram blocks of series that carry start timestamps have kinds of their own
+//! (4 and 5): the columns of kinds 1 and 3 followed by a start-timestamp column. A series
+//! without start timestamps writes the older kinds byte for byte, so it pays nothing for them,
+//! and blocks written before start timestamps existed read unchanged.
+//!
 //! A block is decoded from bytes read off disk, so every decoder returns [`BlockError`] on
 //! corruption instead of panicking, and a CRC32 over the whole block catches bit rot that would
 //! otherwise decode to wrong values.
 
 use crate::chunkenc::histogram as hcodec;
 use crate::chunkenc::varint::{Reader, put_uvarint, put_varint};
-use crate::chunkenc::{self, CODEC_TIMESTAMP_DOD, CODEC_TIMESTAMP_PCO, CODEC_VALUE_PCO, CODEC_VALUE_XOR, DecodeError};
+use crate::chunkenc::{
+    self, CODEC_START_PREDICTED, CODEC_TIMESTAMP_DOD, CODEC_TIMESTAMP_PCO, CODEC_VALUE_PCO, CODEC_VALUE_XOR,
+    DecodeError,
+};
 use crate::labels::{Label, Labels};
-use crate::{Exemplar, HistogramSample, Sample};
+use crate::{Exemplar, HistogramSample, NO_START, Sample};
 use amber_histogram::Histogram;
 
 /// The block format version written by this code. A new layout gets a new number.
@@ -20,6 +28,10 @@ pub mod kind {
     pub const FLOAT_SAMPLES: u8 = 1;
     pub const EXEMPLARS: u8 = 2;
     pub const HISTOGRAMS: u8 = 3;
+    /// [`FLOAT_SAMPLES`] followed by a start-timestamp column.
+    pub const FLOAT_SAMPLES_WITH_STARTS: u8 = 4;
+    /// [`HISTOGRAMS`] followed by a start-timestamp column.
+    pub const HISTOGRAMS_WITH_STARTS: u8 = 5;
 }
 
 /// Codec number of the exemplar label column: a string dictionary and references into it.
@@ -52,6 +64,25 @@ fn finish(mut out: Vec<u8>) -> Vec<u8> {
 
 /// Checks the trailer and header; returns a reader positioned at `count` and the body.
 fn open(bytes: &[u8], expected_kind: u8) -> Result<Reader<'_>, BlockError> {
+    let (kind, r) = open_any(bytes)?;
+    if kind != expected_kind {
+        return Err(BlockError::Kind { found: kind, expected: expected_kind });
+    }
+    Ok(r)
+}
+
+/// [`open`] for a block of `kind` or of `kind` with a start-timestamp column
+/// (`with_starts`); returns whether it has one.
+fn open_with_starts(bytes: &[u8], kind: u8, with_starts: u8) -> Result<(bool, Reader<'_>), BlockError> {
+    match open_any(bytes)? {
+        (k, r) if k == kind => Ok((false, r)),
+        (k, r) if k == with_starts => Ok((true, r)),
+        (k, _) => Err(BlockError::Kind { found: k, expected: kind }),
+    }
+}
+
+/// Checks the trailer and the version; returns the kind and a reader positioned at `count`.
+fn open_any(bytes: &[u8]) -> Result<(u8, Reader<'_>), BlockError> {
     if bytes.len() < 6 {
         return Err(DecodeError::Truncated { wanted: 6 - bytes.len() }.into());
     }
@@ -64,10 +95,7 @@ fn open(bytes: &[u8], expected_kind: u8) -> Result<Reader<'_>, BlockError> {
     if body[0] != FORMAT_VERSION {
         return Err(BlockError::Version(body[0]));
     }
-    if body[1] != expected_kind {
-        return Err(BlockError::Kind { found: body[1], expected: expected_kind });
-    }
-    Ok(Reader::new(&body[2..]))
+    Ok((body[1], Reader::new(&body[2..])))
 }
 
 fn put_column(out: &mut Vec<u8>, codec: u8, payload: &[u8]) {
@@ -142,6 +170,22 @@ fn read_timestamp_column(r: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, Decod
     Ok(ts)
 }
 
+/// Writes the start-timestamp column of a block of kind 4 or 5, whose samples are at `ts`.
+fn put_start_column(out: &mut Vec<u8>, starts: impl Iterator<Item = i64>, ts: &[i64]) {
+    let starts: Vec<i64> = starts.collect();
+    let mut col = Vec::with_capacity(16);
+    chunkenc::start::encode(&starts, ts, &mut col);
+    put_column(out, CODEC_START_PREDICTED, &col);
+}
+
+/// Reads the start-timestamp column of the samples at `ts` when the block has one (`present`).
+fn read_start_column(r: &mut Reader<'_>, ts: &[i64], present: bool) -> Result<Option<Vec<i64>>, DecodeError> {
+    if !present {
+        return Ok(None);
+    }
+    chunkenc::start::decode(column(r, CODEC_START_PREDICTED)?, ts).map(Some)
+}
+
 fn read_value_column(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, DecodeError> {
     match any_column(r)? {
         (CODEC_VALUE_XOR, col) => chunkenc::value::decode(col, n),
@@ -150,26 +194,37 @@ fn read_value_column(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, DecodeErr
     }
 }
 
-/// Encodes samples sorted by strictly increasing timestamp.
+/// Encodes samples sorted by strictly increasing timestamp: kind 1, or kind 4 when any sample
+/// has a start timestamp.
 pub fn encode_samples(samples: &[Sample]) -> Vec<u8> {
+    let with_starts = samples.iter().any(|s| s.start_ts != NO_START);
     let mut out = Vec::with_capacity(16 + samples.len() * 2);
     out.push(FORMAT_VERSION);
-    out.push(kind::FLOAT_SAMPLES);
+    out.push(if with_starts { kind::FLOAT_SAMPLES_WITH_STARTS } else { kind::FLOAT_SAMPLES });
     put_uvarint(&mut out, samples.len() as u64);
     let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
     let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
     put_time_and_value_columns(&mut out, &ts, &values);
+    if with_starts {
+        put_start_column(&mut out, samples.iter().map(|s| s.start_ts), &ts);
+    }
     finish(out)
 }
 
+/// Decodes a float block of kind 1 or 4.
 pub fn decode_samples(bytes: &[u8]) -> Result<Vec<Sample>, BlockError> {
-    let mut r = open(bytes, kind::FLOAT_SAMPLES)?;
+    let (with_starts, mut r) = open_with_starts(bytes, kind::FLOAT_SAMPLES, kind::FLOAT_SAMPLES_WITH_STARTS)?;
     let n = r.uvarint()? as usize;
     let (ts, values) = read_time_and_value_columns(&mut r, n)?;
+    let starts = read_start_column(&mut r, &ts, with_starts)?;
     if !r.is_empty() {
-        return Err(DecodeError::Invalid("trailing bytes after the value column").into());
+        return Err(DecodeError::Invalid("trailing bytes after the last column").into());
     }
-    Ok(ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value }).collect())
+    let samples = ts.into_iter().zip(values);
+    Ok(match starts {
+        None => samples.map(|(ts, value)| Sample { ts, value, start_ts: NO_START }).collect(),
+        Some(starts) => samples.zip(starts).map(|((ts, value), start_ts)| Sample { ts, value, start_ts }).collect(),
+    })
 }
 
 /// Encodes exemplars sorted by strictly increasing timestamp.
@@ -267,11 +322,13 @@ pub fn decode_exemplars(bytes: &[u8]) -> Result<Vec<Exemplar>, BlockError> {
 /// stored as their difference from the previous sample's same bucket: buckets of a cumulative
 /// histogram grow a little per scrape, so most cost a byte.
 pub fn encode_histograms(samples: &[HistogramSample]) -> Vec<u8> {
+    let with_starts = samples.iter().any(|s| s.start_ts != NO_START);
     let mut out = Vec::with_capacity(32 + samples.len() * 16);
     out.push(FORMAT_VERSION);
-    out.push(kind::HISTOGRAMS);
+    out.push(if with_starts { kind::HISTOGRAMS_WITH_STARTS } else { kind::HISTOGRAMS });
     put_uvarint(&mut out, samples.len() as u64);
-    put_timestamp_column(&mut out, &samples.iter().map(|s| s.ts).collect::<Vec<_>>());
+    let ts: Vec<i64> = samples.iter().map(|s| s.ts).collect();
+    put_timestamp_column(&mut out, &ts);
     for field in [|h: &Histogram| h.sum, |h: &Histogram| h.count, |h: &Histogram| h.zero_count] {
         put_value_column(&mut out, &samples.iter().map(|s| field(&s.h)).collect::<Vec<_>>());
     }
@@ -304,11 +361,15 @@ pub fn encode_histograms(samples: &[HistogramSample]) -> Vec<u8> {
     }
     put_column(&mut out, CODEC_HISTOGRAM_LAYOUTS, &layouts);
     put_column(&mut out, CODEC_HISTOGRAM_BUCKETS, &buckets);
+    if with_starts {
+        put_start_column(&mut out, samples.iter().map(|s| s.start_ts), &ts);
+    }
     finish(out)
 }
 
+/// Decodes a histogram block of kind 3 or 5.
 pub fn decode_histograms(bytes: &[u8]) -> Result<Vec<HistogramSample>, BlockError> {
-    let mut r = open(bytes, kind::HISTOGRAMS)?;
+    let (with_starts, mut r) = open_with_starts(bytes, kind::HISTOGRAMS, kind::HISTOGRAMS_WITH_STARTS)?;
     let n = r.uvarint()? as usize;
     let ts = read_timestamp_column(&mut r, n)?;
     let sums = read_value_column(&mut r, n)?;
@@ -316,8 +377,9 @@ pub fn decode_histograms(bytes: &[u8]) -> Result<Vec<HistogramSample>, BlockErro
     let zero_counts = read_value_column(&mut r, n)?;
     let mut layouts = Reader::new(column(&mut r, CODEC_HISTOGRAM_LAYOUTS)?);
     let mut buckets = Reader::new(column(&mut r, CODEC_HISTOGRAM_BUCKETS)?);
+    let starts = read_start_column(&mut r, &ts, with_starts)?;
     if !r.is_empty() {
-        return Err(DecodeError::Invalid("trailing bytes after the bucket column").into());
+        return Err(DecodeError::Invalid("trailing bytes after the last column").into());
     }
     let mut out: Vec<HistogramSample> = Vec::with_capacity(n);
     let mut prev_integer = false;
@@ -369,7 +431,8 @@ pub fn decode_histograms(bytes: &[u8]) -> Result<Vec<HistogramSample>, BlockErro
             }
         }
         prev_integer = integer;
-        out.push(HistogramSample { ts: ts[i], h });
+        let start_ts = starts.as_ref().map_or(NO_START, |s| s[i]);
+        out.push(HistogramSample { ts: ts[i], start_ts, h });
     }
     if !layouts.is_empty() || !buckets.is_empty() {
         return Err(DecodeError::Invalid("trailing bytes in the histogram columns").into());
@@ -387,11 +450,59 @@ mod tests {
 
     #[test]
     fn sample_block_round_trips_and_compresses_a_scraped_counter() {
-        let samples: Vec<Sample> =
-            (0..480).map(|i| Sample { ts: 1_700_000_000_000 + i * 15_000, value: (i * 10) as f64 }).collect();
+        let samples: Vec<Sample> = (0..480)
+            .map(|i| Sample { ts: 1_700_000_000_000 + i * 15_000, value: (i * 10) as f64, start_ts: 0 })
+            .collect();
         let bytes = encode_samples(&samples);
         assert_eq!(decode_samples(&bytes).unwrap(), samples);
         assert!(bytes.len() < 480 * 3, "{} bytes for 480 samples", bytes.len());
+    }
+
+    /// A scraped counter that started at `start` and reset at sample 300 (visible only in its
+    /// start timestamps: the sender's counter restarted at the same value it had).
+    fn counter_with_starts(start: i64) -> Vec<Sample> {
+        (0..480)
+            .map(|i| {
+                let ts = 1_700_000_000_000 + i * 15_000;
+                let start_ts = if i < 300 { start } else { 1_700_000_000_000 + 299 * 15_000 + 7_500 };
+                Sample { ts, value: (i * 10) as f64, start_ts }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn start_timestamps_make_a_block_of_their_own_kind_and_cost_a_few_bytes() {
+        let with = counter_with_starts(1_699_999_000_000);
+        let without: Vec<Sample> = with.iter().map(|s| Sample { start_ts: NO_START, ..*s }).collect();
+        let (a, b) = (encode_samples(&with), encode_samples(&without));
+        assert_eq!((a[1], b[1]), (kind::FLOAT_SAMPLES_WITH_STARTS, kind::FLOAT_SAMPLES));
+        assert_eq!(decode_samples(&a).unwrap(), with);
+        assert_eq!(decode_samples(&b).unwrap(), without);
+        // Column header (codec, length), the prediction, the run count and 4 runs: the start,
+        // 299 zeros, the reset, 179 zeros.
+        assert_eq!(a.len() - b.len(), 2 + 1 + 1 + (1 + 6) + (2 + 1) + (1 + 4) + (2 + 1));
+        // Every sample unset but one: still kind 4, and each start comes back.
+        let mut one = without.clone();
+        one[7].start_ts = 1;
+        assert_eq!(decode_samples(&encode_samples(&one)).unwrap(), one);
+    }
+
+    #[test]
+    fn blocks_with_start_timestamps_detect_corruption() {
+        let bytes = encode_samples(&counter_with_starts(5)[..3]);
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(decode_samples(&bad).is_err(), "flipped byte {i} went unnoticed");
+        }
+        for len in 0..bytes.len() {
+            assert!(decode_samples(&bytes[..len]).is_err());
+        }
+        // A kind-1 block whose body goes on with a start column is not a kind-4 block.
+        let mut relabelled = bytes[..bytes.len() - 4].to_vec();
+        relabelled[1] = kind::FLOAT_SAMPLES;
+        assert!(decode_samples(&finish(relabelled)).is_err());
+        assert!(matches!(decode_histograms(&bytes), Err(BlockError::Kind { found: 4, expected: 3 })));
     }
 
     #[test]
@@ -432,7 +543,8 @@ mod tests {
 
     #[test]
     fn corruption_is_detected_not_decoded() {
-        let bytes = encode_samples(&[Sample { ts: 1, value: 1.0 }, Sample { ts: 2, value: 2.0 }]);
+        let bytes =
+            encode_samples(&[Sample { ts: 1, value: 1.0, start_ts: 0 }, Sample { ts: 2, value: 2.0, start_ts: 0 }]);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
@@ -452,6 +564,7 @@ mod tests {
                 let buckets: Vec<f64> = (0..8).map(|b| (i * (b + 1)) as f64).collect();
                 HistogramSample {
                     ts: 1_700_000_000_000 + i * 15_000,
+                    start_ts: 0,
                     h: Histogram {
                         schema: 3,
                         zero_threshold: 1e-128,
@@ -472,11 +585,11 @@ mod tests {
         let mut samples: Vec<HistogramSample> = crate::chunkenc::histogram::tests::shapes()
             .into_iter()
             .enumerate()
-            .map(|(i, h)| HistogramSample { ts: i as i64 * 1000, h })
+            .map(|(i, h)| HistogramSample { ts: i as i64 * 1000, start_ts: 0, h })
             .collect();
         // A repeat of the last layout, then scraped data with a float histogram in the middle.
         let last = samples.last().unwrap().h.clone();
-        samples.push(HistogramSample { ts: 10_000, h: last });
+        samples.push(HistogramSample { ts: 10_000, start_ts: 0, h: last });
         let mut scraped = scraped_histograms(5);
         scraped[2].h.positive_buckets[0] += 0.5;
         scraped[2].h.count += 0.5;
@@ -489,6 +602,20 @@ mod tests {
         let (a, b): (Vec<Histogram>, Vec<Histogram>) =
             (got.into_iter().map(|s| s.h).collect(), samples.into_iter().map(|s| s.h).collect());
         crate::chunkenc::histogram::tests::assert_same(&a, &b);
+    }
+
+    #[test]
+    fn histogram_blocks_keep_start_timestamps() {
+        let mut samples = scraped_histograms(100);
+        for (i, s) in samples.iter_mut().enumerate() {
+            s.start_ts = if i < 60 { 1_699_999_999_000 } else { s.ts - 1 };
+        }
+        let bytes = encode_histograms(&samples);
+        assert_eq!(bytes[1], kind::HISTOGRAMS_WITH_STARTS);
+        assert_eq!(decode_histograms(&bytes).unwrap(), samples);
+        for len in 0..bytes.len() {
+            assert!(decode_histograms(&bytes[..len]).is_err());
+        }
     }
 
     #[test]
@@ -516,8 +643,9 @@ mod tests {
     #[test]
     fn well_checksummed_garbage_is_an_error_not_a_panic() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for len in 0..200 {
-            let mut body = vec![FORMAT_VERSION, if len % 2 == 0 { kind::FLOAT_SAMPLES } else { kind::EXEMPLARS }];
+        let kinds = [kind::FLOAT_SAMPLES, kind::EXEMPLARS, kind::FLOAT_SAMPLES_WITH_STARTS];
+        for len in 0..300 {
+            let mut body = vec![FORMAT_VERSION, kinds[len % 3]];
             for _ in 0..len {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
@@ -528,7 +656,7 @@ mod tests {
             let _ = decode_samples(&bytes);
             let _ = decode_exemplars(&bytes);
             let mut as_histograms = bytes[..bytes.len() - 4].to_vec();
-            as_histograms[1] = kind::HISTOGRAMS;
+            as_histograms[1] = if len % 2 == 0 { kind::HISTOGRAMS } else { kind::HISTOGRAMS_WITH_STARTS };
             let _ = decode_histograms(&finish(as_histograms));
         }
     }

@@ -10,6 +10,7 @@ mod bitstream;
 pub mod hex;
 pub mod histogram;
 pub mod pco;
+pub mod start;
 pub mod timestamp;
 pub mod value;
 pub mod varint;
@@ -23,6 +24,9 @@ pub const CODEC_VALUE_XOR: u8 = 2;
 pub const CODEC_TIMESTAMP_PCO: u8 = 4;
 /// Codec number of [`pco::encode_values`]: Pcodec over `f64` values.
 pub const CODEC_VALUE_PCO: u8 = 5;
+// 6 and 7 are the histogram layout and bucket columns (`block::CODEC_HISTOGRAM_*`).
+/// Codec number of [`start::encode`]: start timestamps as residuals from a prediction, in runs.
+pub const CODEC_START_PREDICTED: u8 = 8;
 
 /// Why a column could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

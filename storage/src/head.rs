@@ -6,6 +6,8 @@
 //! their binary form). A chunk never spans two windows, so sealing a window takes
 //! whole chunks. Chunks of a series are disjoint and in time order; an out-of-order sample older
 //! than the open chunk is put into the chunk covering its time (decoded and re-encoded: rare).
+//! Start timestamps are a third column of a chunk, present only in chunks where some sample has
+//! one (the block codec's runs once closed), so series without them pay nothing.
 //!
 //! The head is made durable by the write-ahead log ([`crate::wal`]), not by RocksDB, and rebuilt
 //! from it on open. What the write path remembers per series for ordering and duplicate checks
@@ -17,9 +19,9 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rustc_hash::FxHashMap;
 
 use crate::chunkenc::varint::Reader;
-use crate::chunkenc::{histogram as hcodec, timestamp, value};
+use crate::chunkenc::{histogram as hcodec, start, timestamp, value};
 use crate::labels::Labels;
-use crate::{Exemplar, Histogram, HistogramSample, Sample, SeriesId};
+use crate::{Exemplar, Histogram, HistogramSample, NO_START, Sample, SeriesId};
 
 /// Samples per closed chunk: enough that the codecs reach their ratio (Prometheus uses 120 too),
 /// few enough that an out-of-order insert re-encodes little.
@@ -120,7 +122,7 @@ impl Head {
             stats.histograms += s.histograms.len() as u64;
             stats.exemplars += s.exemplars.len() as u64;
             stats.chunk_bytes += s.chunks.iter().map(|c| c.bytes.len() as u64).sum::<u64>()
-                + (s.open.ts_bytes.len() + s.open.values.encoded_len()) as u64
+                + (s.open.ts_bytes.len() + s.open.values.encoded_len() + 8 * s.open.starts.len()) as u64
                 + s.histograms.iter().map(|h| h.bytes.len() as u64).sum::<u64>();
         }
         stats
@@ -144,17 +146,33 @@ struct Chunk {
     min_ts: i64,
     max_ts: i64,
     len: u32,
-    /// Timestamp column then value column, as in sealed blocks.
+    /// Where the start-timestamp column begins in `bytes`; 0 when the chunk has none (the
+    /// timestamp column is never empty). Fits in the struct's padding.
+    starts_at: u32,
+    /// Timestamp column, value column, then (from `starts_at`) the start-timestamp column.
     bytes: Box<[u8]>,
 }
 
-/// Appends the `n` samples of a head chunk's columns (timestamps, then values) to `out`.
-fn decode_columns(bytes: &[u8], n: usize, out: &mut Vec<Sample>) {
-    let mut r = Reader::new(bytes);
+/// Appends the `n` samples of a head chunk's columns to `out`: timestamps, values and, when
+/// `starts_at` is not 0, start timestamps from that offset on.
+fn decode_columns(bytes: &[u8], n: usize, starts_at: usize, out: &mut Vec<Sample>) {
+    let (columns, starts) =
+        if starts_at == 0 { (bytes, None) } else { (&bytes[..starts_at], Some(&bytes[starts_at..])) };
+    let mut r = Reader::new(columns);
     // Encoded by this process a moment ago: failing to decode would be a bug, not corruption.
     let ts = timestamp::decode(&mut r, n).expect("head chunks decode");
     let values = value::decode(r.remaining(), n).expect("head chunks decode");
-    out.extend(ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value }));
+    match starts {
+        None => out.extend(ts.into_iter().zip(values).map(|(ts, value)| Sample { ts, value, start_ts: NO_START })),
+        Some(starts) => {
+            let starts = start::decode(starts, &ts).expect("head chunks decode");
+            out.extend(ts.iter().zip(values).zip(starts).map(|((&ts, value), start_ts)| Sample {
+                ts,
+                value,
+                start_ts,
+            }));
+        }
+    }
 }
 
 /// The newest samples of a series, compressed as they arrive.
@@ -166,6 +184,8 @@ struct OpenChunk {
     ts_bytes: Vec<u8>,
     ts: timestamp::Encoder,
     values: value::Encoder,
+    /// Every sample's start timestamp once one of them has one; empty (no allocation) before.
+    starts: Vec<i64>,
 }
 
 impl OpenChunk {
@@ -189,6 +209,11 @@ impl OpenChunk {
         self.max_ts = s.ts;
         self.ts.push(s.ts, &mut self.ts_bytes);
         self.values.push(s.value);
+        if s.start_ts != NO_START || !self.starts.is_empty() {
+            // The first start timestamp of the chunk: the samples before it had none.
+            self.starts.resize(self.len as usize, NO_START);
+            self.starts.push(s.start_ts);
+        }
         self.len += 1;
     }
 
@@ -197,7 +222,10 @@ impl OpenChunk {
         bytes.extend_from_slice(&self.ts_bytes);
         self.values.write_to(&mut bytes);
         let mut out = Vec::with_capacity(self.len as usize);
-        decode_columns(&bytes, self.len as usize, &mut out);
+        decode_columns(&bytes, self.len as usize, 0, &mut out);
+        for (s, &start_ts) in out.iter_mut().zip(&self.starts) {
+            s.start_ts = start_ts;
+        }
         out
     }
 
@@ -206,7 +234,14 @@ impl OpenChunk {
         let open = std::mem::take(self);
         let mut bytes = open.ts_bytes;
         open.values.write_to(&mut bytes);
-        Chunk { min_ts: open.min_ts, max_ts: open.max_ts, len: open.len, bytes: bytes.into_boxed_slice() }
+        let mut starts_at = 0;
+        if !open.starts.is_empty() {
+            starts_at = bytes.len() as u32;
+            // Encoded by this process a moment ago: the timestamps decode.
+            let ts = timestamp::decode(&mut Reader::new(&bytes), open.len as usize).expect("head chunks decode");
+            start::encode(&open.starts, &ts, &mut bytes);
+        }
+        Chunk { min_ts: open.min_ts, max_ts: open.max_ts, len: open.len, starts_at, bytes: bytes.into_boxed_slice() }
     }
 }
 
@@ -216,7 +251,7 @@ impl Chunk {
     }
 
     fn decode_into(&self, out: &mut Vec<Sample>) {
-        decode_columns(&self.bytes, self.len as usize, out);
+        decode_columns(&self.bytes, self.len as usize, self.starts_at as usize, out);
     }
 
     fn decode(&self) -> Vec<Sample> {
@@ -259,18 +294,19 @@ impl HeadExemplar {
 #[derive(Debug, Clone, PartialEq)]
 struct HeadHistogram {
     ts: i64,
+    start_ts: i64,
     bytes: Box<[u8]>,
 }
 
 impl HeadHistogram {
     fn new(s: &HistogramSample) -> HeadHistogram {
-        HeadHistogram { ts: s.ts, bytes: encode_histogram(&s.h).into_boxed_slice() }
+        HeadHistogram { ts: s.ts, start_ts: s.start_ts, bytes: encode_histogram(&s.h).into_boxed_slice() }
     }
 
     fn to_sample(&self) -> HistogramSample {
         // Encoded by this process: failing to decode would be a bug, not corruption.
         let h = hcodec::decode(&mut Reader::new(&self.bytes)).expect("head histograms decode");
-        HistogramSample { ts: self.ts, h }
+        HistogramSample { ts: self.ts, start_ts: self.start_ts, h }
     }
 }
 
@@ -602,11 +638,13 @@ mod tests {
         let mut s = MemSeries::new(2 * HOUR);
         let first = 2 * HOUR - 200 * 15_000;
         for i in 0..300 {
-            s.insert_sample(Sample { ts: first + i * 15_000, value: i as f64 });
+            s.insert_sample(Sample { ts: first + i * 15_000, value: i as f64, start_ts: 0 });
         }
         // 200 samples before the window boundary: one full chunk and 80 cut at the boundary.
         assert_eq!(s.chunks.iter().map(|c| c.len).collect::<Vec<_>>(), vec![120, 80]);
         assert_eq!(s.open.len, 100);
+        // Without start timestamps, no chunk carries a start column.
+        assert!(s.chunks.iter().all(|c| c.starts_at == 0) && s.open.starts.is_empty());
         assert_eq!(samples(&s), (0..300).map(|i| (first + i * 15_000, i as f64)).collect::<Vec<_>>());
         assert_eq!(s.sample_at(first + 150 * 15_000), Some(150.0));
         assert_eq!(s.sample_at(first + 150 * 15_000 + 1), None);
@@ -619,12 +657,12 @@ mod tests {
     fn out_of_order_samples_land_in_time_order_and_replace_equal_timestamps() {
         let mut s = MemSeries::new(2 * HOUR);
         for i in 0..130 {
-            s.insert_sample(Sample { ts: 10_000 + i * 10, value: 1.0 });
+            s.insert_sample(Sample { ts: 10_000 + i * 10, value: 1.0, start_ts: 0 });
         }
-        s.insert_sample(Sample { ts: 10_005, value: 2.0 }); // inside the closed chunk
-        s.insert_sample(Sample { ts: 11_255, value: 3.0 }); // inside the open chunk
-        s.insert_sample(Sample { ts: 5, value: 4.0 }); // before everything, same window
-        s.insert_sample(Sample { ts: 10_000, value: 5.0 }); // replaces
+        s.insert_sample(Sample { ts: 10_005, value: 2.0, start_ts: 0 }); // inside the closed chunk
+        s.insert_sample(Sample { ts: 11_255, value: 3.0, start_ts: 0 }); // inside the open chunk
+        s.insert_sample(Sample { ts: 5, value: 4.0, start_ts: 0 }); // before everything, same window
+        s.insert_sample(Sample { ts: 10_000, value: 5.0, start_ts: 0 }); // replaces
         let got = samples(&s);
         assert_eq!(got.len(), 133);
         assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
@@ -635,14 +673,38 @@ mod tests {
     }
 
     #[test]
+    fn start_timestamps_survive_chunk_cuts_and_out_of_order_inserts() {
+        let mut s = MemSeries::new(2 * HOUR);
+        let at = |i: i64| 10_000 + i * 1000;
+        for i in 0..200 {
+            let start_ts = if i < 120 { NO_START } else { 5_000 };
+            s.insert_sample(Sample { ts: at(i), value: i as f64, start_ts });
+        }
+        // Only the open chunk, from its first sample, holds starts; then one lands in the closed chunk.
+        assert_eq!((s.chunks.len(), s.chunks[0].starts_at), (1, 0));
+        s.insert_sample(Sample { ts: at(0) + 500, value: 0.5, start_ts: at(0) + 400 });
+        assert!(s.chunks[0].starts_at > 0);
+        let mut got = Vec::new();
+        s.samples_into(i64::MIN, i64::MAX, &mut got);
+        assert_eq!(got.len(), 201);
+        assert_eq!(got[1], Sample { ts: at(0) + 500, value: 0.5, start_ts: at(0) + 400 });
+        assert!(got[2..121].iter().all(|x| x.start_ts == NO_START));
+        assert!(got[121..].iter().all(|x| x.start_ts == 5_000));
+        assert_eq!(s.newest_sample(), Some(Sample { ts: at(199), value: 199.0, start_ts: 5_000 }));
+        let sealed = s.sealable(2 * HOUR).samples;
+        assert_eq!(sealed[0].items, got);
+    }
+
+    #[test]
     fn sealing_takes_whole_windows_and_leaves_what_changed_meanwhile() {
         let mut s = MemSeries::new(2 * HOUR);
         for ts in [HOUR, HOUR + 1, 2 * HOUR + 5] {
-            s.insert_sample(Sample { ts, value: 1.0 });
+            s.insert_sample(Sample { ts, value: 1.0, start_ts: 0 });
         }
         let e = Exemplar { ts: HOUR, value: 0.5, labels: Labels::default() };
         s.insert_exemplar(&e);
-        let h = HistogramSample { ts: HOUR + 3, h: Histogram { count: 1.0, sum: 2.0, ..Default::default() } };
+        let h =
+            HistogramSample { ts: HOUR + 3, start_ts: 0, h: Histogram { count: 1.0, sum: 2.0, ..Default::default() } };
         s.insert_histogram(&h);
         let sealable = s.sealable(2 * HOUR);
         let (groups, taken) = (&sealable.samples, &sealable.taken);
@@ -651,7 +713,7 @@ mod tests {
         assert_eq!(sealable.exemplars[0].items, vec![e]);
         assert_eq!(sealable.histograms[0].items, vec![h]);
         // A late write into the window being sealed re-encodes its chunk: it must stay.
-        s.insert_sample(Sample { ts: HOUR + 2, value: 1.0 });
+        s.insert_sample(Sample { ts: HOUR + 2, value: 1.0, start_ts: 0 });
         s.remove_sealed(taken);
         assert_eq!(samples(&s), vec![(HOUR, 1.0), (HOUR + 1, 1.0), (HOUR + 2, 1.0), (2 * HOUR + 5, 1.0)]);
         assert!(s.exemplars.is_empty() && s.histograms.is_empty());

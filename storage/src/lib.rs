@@ -53,11 +53,17 @@ pub type SeriesId = u64;
 /// Prometheus's staleness marker: the NaN bit pattern a sender writes when a series ends.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
-/// One float sample. `ts` is milliseconds since the Unix epoch.
+/// No start timestamp: remote write 2.0 and the block and log formats use 0 for "unknown".
+pub const NO_START: i64 = 0;
+
+/// One float sample. `ts` is milliseconds since the Unix epoch. `start_ts` is its start
+/// timestamp (remote write 2.0's `start_timestamp`, OTLP's `start_time_unix_nano`): when the
+/// counter it belongs to last started from zero, or [`NO_START`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     pub ts: i64,
     pub value: f64,
+    pub start_ts: i64,
 }
 
 impl Sample {
@@ -66,10 +72,12 @@ impl Sample {
     }
 }
 
-/// One native histogram sample. `ts` is milliseconds since the Unix epoch.
+/// One native histogram sample. `ts` is milliseconds since the Unix epoch; `start_ts` as for
+/// [`Sample`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramSample {
     pub ts: i64,
+    pub start_ts: i64,
     pub h: Histogram,
 }
 

@@ -17,7 +17,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 fn write(labels: Labels, samples: &[(i64, f64)], exemplars: &[(i64, &str)]) -> SeriesWrite {
     SeriesWrite {
         labels,
-        samples: samples.iter().map(|&(ts, value)| Sample { ts, value }).collect(),
+        samples: samples.iter().map(|&(ts, value)| Sample { ts, value, start_ts: 0 }).collect(),
         histograms: Vec::new(),
         exemplars: exemplars
             .iter()
@@ -297,7 +297,7 @@ fn metadata_reads_list_only_series_with_data_in_the_range() {
     let at = |name: &str, zone: &str, ts: i64| write(labels(&[("__name__", name), ("zone", zone)]), &[(ts, 1.0)], &[]);
     let h = Histogram { count: 1.0, zero_count: 1.0, ..Histogram::default() };
     let mut histogram = write(labels(&[("__name__", "hist"), ("zone", "c")]), &[], &[]);
-    histogram.histograms.push(HistogramSample { ts: window + 40 * 60_000, h });
+    histogram.histograms.push(HistogramSample { ts: window + 40 * 60_000, start_ts: 0, h });
     let writes =
         [at("early", "a", window + 60_000), at("late", "b", window + 50 * 60_000), histogram, at("now", "d", now)];
     s.append(T, &writes, &[], SeriesCreation::UNLIMITED).unwrap();
@@ -476,7 +476,7 @@ fn native_histograms_are_kept_through_the_log_sealing_and_restarts() {
     let now = amber_storage::now_ms();
     let start = (now - 3 * HOUR) / HOUR * HOUR;
     let want: Vec<HistogramSample> =
-        (0..120).map(|i| HistogramSample { ts: start + i * 60_000, h: native(i) }).collect();
+        (0..120).map(|i| HistogramSample { ts: start + i * 60_000, start_ts: 0, h: native(i) }).collect();
     let w = |samples: Vec<Sample>, histograms: Vec<HistogramSample>| SeriesWrite {
         labels: labels(&[("__name__", "latency_seconds")]),
         samples,
@@ -491,7 +491,7 @@ fn native_histograms_are_kept_through_the_log_sealing_and_restarts() {
         assert_eq!((retry.histograms_written, retry.duplicates_ignored, retry.rejected.len()), (0, 121, 0));
         let mut changed = want[5].clone();
         changed.h.sum += 1.0;
-        let float_on_histogram = Sample { ts: want[6].ts, value: 1.0 };
+        let float_on_histogram = Sample { ts: want[6].ts, value: 1.0, start_ts: 0 };
         let r = s.append(T, &[w(vec![float_on_histogram], vec![changed])], &[], SeriesCreation::UNLIMITED).unwrap();
         let refused: Vec<(DataKind, RejectReason)> = r.rejected.iter().map(|r| (r.kind, r.reason)).collect();
         assert_eq!(
@@ -513,7 +513,7 @@ fn native_histograms_are_kept_through_the_log_sealing_and_restarts() {
     assert_eq!(histograms(&s, id), want, "read from blocks");
     // The series switches to float samples after its histograms; retrying a sealed histogram
     // is still recognised.
-    let after = Sample { ts: start + 121 * 60_000, value: 7.0 };
+    let after = Sample { ts: start + 121 * 60_000, value: 7.0, start_ts: 0 };
     let r = s.append(T, &[w(vec![after], vec![want[3].clone()])], &[], SeriesCreation::UNLIMITED).unwrap();
     assert_eq!((r.samples_written, r.histograms_written, r.rejected.len()), (1, 0, 0));
     drop(s);
@@ -522,4 +522,70 @@ fn native_histograms_are_kept_through_the_log_sealing_and_restarts() {
     assert_eq!(samples(&s, id), vec![(after.ts, 7.0f64.to_bits())]);
     let window = s.histograms_of(&[id], want[10].ts, want[12].ts).unwrap().pop().unwrap();
     assert_eq!(window, want[10..=12].to_vec());
+}
+
+/// Start timestamps of float and histogram samples survive the log, sealing (also merged with a
+/// late write into a sealed window) and restarts; a series without them writes the old block
+/// kinds.
+#[test]
+fn start_timestamps_are_kept_through_the_log_sealing_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { block_duration_ms: HOUR, out_of_order_window_ms: 3 * HOUR, ..Options::default() };
+    let now = amber_storage::now_ms();
+    let start = (now - 3 * HOUR) / HOUR * HOUR;
+    // A counter that restarts from its old value at sample 90: only the start timestamp shows it.
+    let counter: Vec<Sample> = (0..120)
+        .map(|i| {
+            let start_ts = if i < 90 { start - 1_000 } else { start + 89 * 60_000 + 30_000 };
+            Sample { ts: start + i * 60_000, value: i as f64, start_ts }
+        })
+        .collect();
+    let hist: Vec<HistogramSample> =
+        (0..120).map(|i| HistogramSample { ts: start + i * 60_000, start_ts: start - 2_000, h: native(i) }).collect();
+    let plain: Vec<(i64, f64)> = (0..120).map(|i| (start + i * 60_000, 1.0)).collect();
+    let writes = vec![
+        SeriesWrite {
+            labels: labels(&[("__name__", "requests_total")]),
+            samples: counter.clone(),
+            histograms: Vec::new(),
+            exemplars: Vec::new(),
+        },
+        SeriesWrite {
+            labels: labels(&[("__name__", "latency_seconds")]),
+            samples: Vec::new(),
+            histograms: hist.clone(),
+            exemplars: Vec::new(),
+        },
+        write(labels(&[("__name__", "up")]), &plain, &[]),
+    ];
+    {
+        let s = Storage::open(dir.path(), opts.clone()).unwrap();
+        let r = s.append(T, &writes, &[], SeriesCreation::UNLIMITED).unwrap();
+        assert_eq!((r.samples_written, r.histograms_written, r.rejected.len()), (240, 120, 0));
+        assert_eq!(s.samples(id_of(&s, "requests_total"), i64::MIN, i64::MAX).unwrap(), counter, "from the head");
+    }
+    let s = Storage::open(dir.path(), opts.clone()).unwrap();
+    let (counter_id, hist_id, plain_id) = (id_of(&s, "requests_total"), id_of(&s, "latency_seconds"), id_of(&s, "up"));
+    assert_eq!(s.samples(counter_id, i64::MIN, i64::MAX).unwrap(), counter, "replayed from the log");
+    assert_eq!(histograms(&s, hist_id), hist, "replayed from the log");
+    s.seal(now + 3 * HOUR).unwrap();
+    assert_eq!(s.stats().head.samples, 0);
+    assert_eq!(s.samples(counter_id, i64::MIN, i64::MAX).unwrap(), counter, "read from blocks");
+    assert_eq!(histograms(&s, hist_id), hist, "read from blocks");
+    assert!(s.samples(plain_id, i64::MIN, i64::MAX).unwrap().iter().all(|x| x.start_ts == 0));
+    // A late sample with its own start timestamp lands in a sealed window and is merged in.
+    let late = Sample { ts: start + 30 * 60_000 + 1, value: 30.5, start_ts: start + 30 * 60_000 };
+    let w = SeriesWrite {
+        labels: labels(&[("__name__", "requests_total")]),
+        samples: vec![late],
+        histograms: Vec::new(),
+        exemplars: Vec::new(),
+    };
+    assert_eq!(s.append(T, &[w], &[], SeriesCreation::UNLIMITED).unwrap().samples_written, 1);
+    s.seal(now + 3 * HOUR).unwrap();
+    drop(s);
+    let s = Storage::open(dir.path(), opts).unwrap();
+    let mut want = counter.clone();
+    want.insert(31, late);
+    assert_eq!(s.samples(counter_id, i64::MIN, i64::MAX).unwrap(), want);
 }

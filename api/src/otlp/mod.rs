@@ -129,7 +129,7 @@ pub(crate) async fn write(
 ) -> Result<ExportMetricsServiceResponse, WriteError> {
     let translated = translate::translate(req, &state.limits.otlp);
     let source = crate::diagnostics::Source::Otlp;
-    let done = ingest(state, tenant, translated.request, translated.refused, source).await?;
+    let done = ingest(state, tenant, translated.request, &translated.starts, translated.refused, source).await?;
     if done.retry_later {
         // OTLP senders retry a 429 (UNAVAILABLE over gRPC) and drop a partial success.
         return Err(bad(StatusCode::TOO_MANY_REQUESTS, done.summary()));

@@ -14,14 +14,18 @@ use super::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use super::proto::common::v1::{AnyValue, KeyValue, any_value};
 use super::proto::metrics::v1::{self as otlp, AggregationTemporality, metric::Data};
 use crate::prompb;
+use crate::remote_write::SeriesStarts;
 
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`: the point marks the end of a series.
 pub(super) const NO_RECORDED_VALUE: u32 = 1;
 pub(super) const STALE_NAN: u64 = amber_histogram::STALE_NAN_BITS;
 
 /// A translated request and the points that could not be translated, each with its reason.
+/// Remote write 1.0 has no field for the points' start times (`start_time_unix_nano`), so they
+/// come beside it: `starts[i]` belongs to `request.timeseries[i]`.
 pub struct Translated {
     pub request: prompb::WriteRequest,
+    pub starts: Vec<SeriesStarts>,
     pub refused: Vec<String>,
 }
 
@@ -233,23 +237,25 @@ fn to_prompb(labels: &BTreeMap<String, String>) -> Vec<prompb::Label> {
     labels.iter().map(|(n, v)| prompb::Label { name: n.clone(), value: v.clone() }).collect()
 }
 
-/// Collects series by label set, so that points of one series arrive as one time series.
+/// Collects series by label set, so that points of one series arrive as one time series, with
+/// each sample's and histogram's start timestamp (0 for none) beside it.
 #[derive(Default)]
 struct Series {
-    by_labels: BTreeMap<Vec<(String, String)>, prompb::TimeSeries>,
+    by_labels: BTreeMap<Vec<(String, String)>, (prompb::TimeSeries, SeriesStarts)>,
 }
 
 impl Series {
-    fn series(&mut self, labels: BTreeMap<String, String>) -> &mut prompb::TimeSeries {
+    fn series(&mut self, labels: BTreeMap<String, String>) -> &mut (prompb::TimeSeries, SeriesStarts) {
         let key: Vec<(String, String)> = labels.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-        self.by_labels
-            .entry(key)
-            .or_insert_with(|| prompb::TimeSeries { labels: to_prompb(&labels), ..Default::default() })
+        self.by_labels.entry(key).or_insert_with(|| {
+            (prompb::TimeSeries { labels: to_prompb(&labels), ..Default::default() }, SeriesStarts::default())
+        })
     }
 
-    fn add(&mut self, labels: BTreeMap<String, String>, ts: i64, value: f64, exemplars: Vec<prompb::Exemplar>) {
-        let series = self.series(labels);
-        series.samples.push(prompb::Sample { value, timestamp: ts });
+    fn add(&mut self, labels: BTreeMap<String, String>, point: Point, value: f64, exemplars: Vec<prompb::Exemplar>) {
+        let (series, starts) = self.series(labels);
+        series.samples.push(prompb::Sample { value, timestamp: point.ts });
+        starts.samples.push(point.start_ts);
         series.exemplars.extend(exemplars);
     }
 
@@ -257,11 +263,53 @@ impl Series {
         &mut self,
         labels: BTreeMap<String, String>,
         h: prompb::Histogram,
+        start_ts: i64,
         exemplars: Vec<prompb::Exemplar>,
     ) {
-        let series = self.series(labels);
+        let (series, starts) = self.series(labels);
         series.histograms.push(h);
+        starts.histograms.push(start_ts);
         series.exemplars.extend(exemplars);
+    }
+
+    /// The time series, each sorted by time, and their start timestamps (none for a series
+    /// whose points have no start time).
+    fn finish(self) -> (Vec<prompb::TimeSeries>, Vec<SeriesStarts>) {
+        self.by_labels
+            .into_values()
+            .map(|(mut ts, starts)| {
+                let (samples, sample_starts) =
+                    sorted_with_starts(std::mem::take(&mut ts.samples), starts.samples, |s| s.timestamp);
+                let (histograms, histogram_starts) =
+                    sorted_with_starts(std::mem::take(&mut ts.histograms), starts.histograms, |h| h.timestamp);
+                (ts.samples, ts.histograms) = (samples, histograms);
+                ts.exemplars.sort_by_key(|e| e.timestamp);
+                (ts, SeriesStarts { samples: sample_starts, histograms: histogram_starts })
+            })
+            .unzip()
+    }
+}
+
+/// `items` sorted by time with their start timestamps beside them; the start timestamps are
+/// dropped when all are 0.
+fn sorted_with_starts<T>(items: Vec<T>, starts: Vec<i64>, ts: impl Fn(&T) -> i64) -> (Vec<T>, Vec<i64>) {
+    let mut paired: Vec<(T, i64)> = items.into_iter().zip(starts).collect();
+    paired.sort_by_key(|(item, _)| ts(item));
+    let (items, starts): (Vec<T>, Vec<i64>) = paired.into_iter().unzip();
+    let any = starts.iter().any(|&st| st != 0);
+    (items, if any { starts } else { Vec::new() })
+}
+
+/// A data point's time and start time in milliseconds (0 when the point has no start time).
+#[derive(Clone, Copy)]
+struct Point {
+    ts: i64,
+    start_ts: i64,
+}
+
+impl Point {
+    fn of(time_unix_nano: u64, start_time_unix_nano: u64) -> Point {
+        Point { ts: ms(time_unix_nano), start_ts: ms(start_time_unix_nano) }
     }
 }
 
@@ -289,10 +337,10 @@ fn add_numbers(
     for p in points {
         let mut labels = base.clone();
         attribute_labels(&p.attributes, &mut labels);
-        let ts = ms(p.time_unix_nano);
-        *newest = (*newest).max(Some(ts));
+        let point = Point::of(p.time_unix_nano, p.start_time_unix_nano);
+        *newest = (*newest).max(Some(point.ts));
         let ex = p.exemplars.iter().map(exemplar).collect();
-        out.add(with(&labels, name, &[]), ts, point_value(p.flags, value_of(&p.value)), ex);
+        out.add(with(&labels, name, &[]), point, point_value(p.flags, value_of(&p.value)), ex);
     }
 }
 
@@ -384,19 +432,19 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
                             }
                             let mut labels = base.clone();
                             attribute_labels(&p.attributes, &mut labels);
-                            let ts = ms(p.time_unix_nano);
+                            let point = Point::of(p.time_unix_nano, p.start_time_unix_nano);
                             if settings.convert_histograms_to_nhcb {
                                 match native_histograms::from_explicit(&p) {
                                     Ok(h) => {
-                                        newest = newest.max(Some(ts));
+                                        newest = newest.max(Some(point.ts));
                                         let ex = p.exemplars.iter().map(exemplar).collect();
-                                        out.add_histogram(with(&labels, &name, &[]), h, ex);
+                                        out.add_histogram(with(&labels, &name, &[]), h, point.start_ts, ex);
                                     }
                                     Err(e) => refused.push(format!("metric {:?}: {e}", metric.name)),
                                 }
                                 continue;
                             }
-                            newest = newest.max(Some(ts));
+                            newest = newest.max(Some(point.ts));
                             let value = |v: f64| point_value(p.flags, v);
                             // Each exemplar goes to the bucket its value falls in.
                             let mut exemplars: Vec<Vec<prompb::Exemplar>> = vec![Vec::new(); p.bucket_counts.len()];
@@ -419,14 +467,14 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
                                     None => "+Inf".to_string(),
                                 };
                                 let bucket = with(&labels, &format!("{name}_bucket"), &[("le", le)]);
-                                out.add(bucket, ts, value(cumulative as f64), std::mem::take(&mut exemplars[i]));
+                                out.add(bucket, point, value(cumulative as f64), std::mem::take(&mut exemplars[i]));
                             }
                             if let Some(sum) = p.sum {
-                                out.add(with(&labels, &format!("{name}_sum"), &[]), ts, value(sum), Vec::new());
+                                out.add(with(&labels, &format!("{name}_sum"), &[]), point, value(sum), Vec::new());
                             }
                             out.add(
                                 with(&labels, &format!("{name}_count"), &[]),
-                                ts,
+                                point,
                                 value(p.count as f64),
                                 Vec::new(),
                             );
@@ -438,22 +486,22 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
                         for p in s.data_points {
                             let mut labels = base.clone();
                             attribute_labels(&p.attributes, &mut labels);
-                            let ts = ms(p.time_unix_nano);
-                            newest = newest.max(Some(ts));
+                            let point = Point::of(p.time_unix_nano, p.start_time_unix_nano);
+                            newest = newest.max(Some(point.ts));
                             let value = |v: f64| point_value(p.flags, v);
                             for q in &p.quantile_values {
                                 let quantile = crate::response::format_value(q.quantile);
                                 out.add(
                                     with(&labels, &name, &[("quantile", quantile)]),
-                                    ts,
+                                    point,
                                     value(q.value),
                                     Vec::new(),
                                 );
                             }
-                            out.add(with(&labels, &format!("{name}_sum"), &[]), ts, value(p.sum), Vec::new());
+                            out.add(with(&labels, &format!("{name}_sum"), &[]), point, value(p.sum), Vec::new());
                             out.add(
                                 with(&labels, &format!("{name}_count"), &[]),
-                                ts,
+                                point,
                                 value(p.count as f64),
                                 Vec::new(),
                             );
@@ -478,7 +526,7 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
                             attribute_labels(&p.attributes, &mut labels);
                             newest = newest.max(Some(h.timestamp));
                             let ex = p.exemplars.iter().map(exemplar).collect();
-                            out.add_histogram(with(&labels, &name, &[]), h, ex);
+                            out.add_histogram(with(&labels, &name, &[]), h, ms(p.start_time_unix_nano), ex);
                         }
                     }
                 }
@@ -491,16 +539,11 @@ pub fn translate(req: ExportMetricsServiceRequest, settings: &Translation) -> Tr
         if let (Some(ts), false) = (newest, others.is_empty()) {
             let mut labels = base.clone();
             attribute_labels(&others, &mut labels);
-            out.add(with(&labels, "target_info", &[]), ts, 1.0, Vec::new());
+            out.add(with(&labels, "target_info", &[]), Point { ts, start_ts: 0 }, 1.0, Vec::new());
         }
     }
-    let mut timeseries: Vec<prompb::TimeSeries> = out.by_labels.into_values().collect();
-    for ts in &mut timeseries {
-        ts.samples.sort_by_key(|s| s.timestamp);
-        ts.histograms.sort_by_key(|h| h.timestamp);
-        ts.exemplars.sort_by_key(|e| e.timestamp);
-    }
-    Translated { request: prompb::WriteRequest { timeseries, metadata }, refused }
+    let (timeseries, starts) = out.finish();
+    Translated { request: prompb::WriteRequest { timeseries, metadata }, starts, refused }
 }
 
 #[cfg(test)]
@@ -550,6 +593,52 @@ mod tests {
 
     fn labels(ts: &prompb::TimeSeries) -> Vec<(&str, &str)> {
         ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect()
+    }
+
+    /// Start times come beside the request, in the order of each series' samples after sorting;
+    /// a series whose points have none gets none.
+    #[test]
+    fn start_times_of_sums_and_histograms_are_kept_beside_their_samples() {
+        let cumulative = AggregationTemporality::Cumulative as i32;
+        let sum_point = |t: u64, start: u64, v: f64| otlp::NumberDataPoint {
+            time_unix_nano: t * 1_000_000,
+            start_time_unix_nano: start * 1_000_000,
+            value: Some(otlp::number_data_point::Value::AsDouble(v)),
+            ..Default::default()
+        };
+        // Out of time order, and the counter restarted between the two points.
+        let points = vec![sum_point(20_000, 15_000, 1.0), sum_point(10_000, 1_000, 7.0)];
+        let data =
+            Data::Sum(otlp::Sum { data_points: points, aggregation_temporality: cumulative, is_monotonic: true });
+        let out = translate(export(data), &Translation::default());
+        let [series] = out.request.timeseries.as_slice() else { panic!("{:?}", out.request.timeseries) };
+        assert_eq!(
+            series.samples.iter().map(|s| (s.timestamp, s.value)).collect::<Vec<_>>(),
+            [(10_000, 7.0), (20_000, 1.0)]
+        );
+        assert_eq!(out.starts, [SeriesStarts { samples: vec![1_000, 15_000], histograms: vec![] }]);
+
+        let histogram = otlp::HistogramDataPoint {
+            time_unix_nano: 30_000_000_000,
+            start_time_unix_nano: 5_000_000_000,
+            count: 2,
+            sum: Some(1.5),
+            bucket_counts: vec![1, 1],
+            explicit_bounds: vec![1.0],
+            ..Default::default()
+        };
+        let data =
+            Data::Histogram(otlp::Histogram { data_points: vec![histogram], aggregation_temporality: cumulative });
+        let nhcb = Translation { convert_histograms_to_nhcb: true, ..Translation::default() };
+        let out = translate(export(data.clone()), &nhcb);
+        assert_eq!(out.starts, [SeriesStarts { samples: vec![], histograms: vec![5_000] }]);
+        // Classic series: every `_bucket`, `_sum` and `_count` sample has the point's start.
+        let out = translate(export(data), &Translation::default());
+        assert_eq!(out.starts.len(), 4);
+        assert!(out.starts.iter().all(|s| s.samples == [5_000] && s.histograms.is_empty()), "{:?}", out.starts);
+
+        let gauge = Data::Gauge(otlp::Gauge { data_points: vec![sum_point(10_000, 0, 1.0)] });
+        assert_eq!(translate(export(gauge), &Translation::default()).starts, [SeriesStarts::default()]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! integer histograms arrive with delta-encoded buckets, float histograms with absolute counts.
 
 use amber_histogram::{CounterResetHint, Histogram, Span};
-use amber_storage::HistogramSample;
+use amber_storage::{HistogramSample, NO_START};
 
 use crate::prompb;
 use crate::prompb::writev2;
@@ -84,7 +84,8 @@ wire_histogram_from!(writev2);
 
 impl WireHistogram<'_> {
     /// The stored sample, or why it can never be stored. A histogram is a float histogram when
-    /// its count is `count_float` (as in Prometheus), an integer one otherwise.
+    /// its count is `count_float` (as in Prometheus), an integer one otherwise. Its start
+    /// timestamp is left to the caller (remote write 1.0 has none).
     pub fn to_sample(&self) -> Result<HistogramSample, String> {
         let float = matches!(self.count, Some(Count::Float(_)));
         let counter_reset_hint = u8::try_from(self.reset_hint)
@@ -112,7 +113,7 @@ impl WireHistogram<'_> {
             custom_values: self.custom_values.to_vec(),
         };
         h.validate(!float).map_err(|e| e.to_string())?;
-        Ok(HistogramSample { ts: self.timestamp, h })
+        Ok(HistogramSample { ts: self.timestamp, start_ts: NO_START, h })
     }
 
     fn int_count(&self, c: Option<Count>, what: &str) -> Result<f64, String> {

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::error::Error as _;
 use std::time::Instant;
 
-use amber_storage::{DataKind, HistogramSample, Labels, MetricMetadata, SeriesCreation, SeriesWrite};
+use amber_storage::{DataKind, HistogramSample, Labels, MetricMetadata, NO_START, SeriesCreation, SeriesWrite};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -135,6 +135,14 @@ pub fn decode(body: &[u8], max_decoded_bytes: usize) -> Result<prompb::WriteRequ
     decode_message(&decompress(body, max_decoded_bytes)?)
 }
 
+/// Start timestamps of one series of a remote write 1.0 request translated from OTLP (1.0 has
+/// no field for them): each list empty, or one per sample or histogram sample of the series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesStarts {
+    pub samples: Vec<i64>,
+    pub histograms: Vec<i64>,
+}
+
 /// A request turned into storage writes, with what had to be refused before storage saw it.
 #[derive(Default)]
 struct Converted {
@@ -159,22 +167,24 @@ impl Converted {
         self.errors.push(message);
     }
 
-    /// Converts a series' histogram samples, refusing (with a message naming the series) those
-    /// that can never be stored.
+    /// Converts a series' histogram samples with their start timestamps (`starts`: empty, or
+    /// one per histogram), refusing (with a message naming the series) those that can never be
+    /// stored.
     fn histograms<'a, H>(
         &mut self,
         metrics: &crate::metrics::Metrics,
         labels: &Labels,
         wire: &'a [H],
+        starts: &[i64],
     ) -> Vec<HistogramSample>
     where
         histogram::WireHistogram<'a>: From<&'a H>,
     {
         let mut out = Vec::with_capacity(wire.len());
-        for h in wire {
+        for (i, h) in wire.iter().enumerate() {
             let h = histogram::WireHistogram::from(h);
             match h.to_sample() {
-                Ok(s) => out.push(s),
+                Ok(s) => out.push(HistogramSample { start_ts: starts.get(i).copied().unwrap_or(NO_START), ..s }),
                 Err(e) => {
                     metrics.rejected(DataKind::Histogram, "invalid_histogram", 1);
                     self.histograms_refused += 1;
@@ -285,7 +295,7 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Inge
     drop(body);
     let source = crate::diagnostics::Source::RemoteWrite;
     match version {
-        Version::V1 => ingest(state, &tenant, decode_message(&raw)?, Vec::new(), source).await,
+        Version::V1 => ingest(state, &tenant, decode_message(&raw)?, &[], Vec::new(), source).await,
         Version::V2 => {
             let req: prompb::writev2::Request = decode_message(&raw)?;
             check_free_space(state)?;
@@ -418,17 +428,19 @@ impl Ingested {
 }
 
 /// Validates and writes a decoded remote write 1.0 request for `tenant` under its limits; shared
-/// by remote write and OTLP (which translates to the same form). `refused` are messages of points
-/// the caller already refused, each counted as one rejected sample.
+/// by remote write and OTLP (which translates to the same form). `starts` are the start
+/// timestamps of its series (empty, or one entry per series: only OTLP has them); `refused` are
+/// messages of points the caller already refused, each counted as one rejected sample.
 pub(crate) async fn ingest(
     state: &AppState,
     tenant: &crate::tenant::WriteTenant,
     req: prompb::WriteRequest,
+    starts: &[SeriesStarts],
     refused: Vec<String>,
     source: crate::diagnostics::Source,
 ) -> Result<Ingested, WriteError> {
     check_free_space(state)?;
-    let converted = v1::convert(req, state);
+    let converted = v1::convert(req, starts, state);
     store(state, tenant, converted, refused, source).await
 }
 

@@ -2,9 +2,9 @@
 //! with every series, metadata per metric family in a list of its own.
 
 use amber_storage::labels::{self, Label};
-use amber_storage::{Exemplar, MetricMetadata, MetricType, Sample, SeriesWrite};
+use amber_storage::{Exemplar, MetricMetadata, MetricType, NO_START, Sample, SeriesWrite};
 
-use super::Converted;
+use super::{Converted, SeriesStarts};
 use crate::AppState;
 use crate::prompb;
 
@@ -15,10 +15,13 @@ fn to_labels(labels: Vec<prompb::Label>) -> Vec<Label> {
     labels.into_iter().map(|l| Label { name: l.name, value: l.value }).collect()
 }
 
-pub(super) fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted {
+/// Converts a request; `starts` are its series' start timestamps (empty, or one per series).
+pub(super) fn convert(req: prompb::WriteRequest, starts: &[SeriesStarts], state: &AppState) -> Converted {
     let mut out = Converted { series: Vec::with_capacity(req.timeseries.len()), ..Converted::default() };
     let metrics = &state.metrics;
-    for ts in req.timeseries {
+    let no_starts = SeriesStarts::default();
+    for (i, ts) in req.timeseries.into_iter().enumerate() {
+        let starts = starts.get(i).unwrap_or(&no_starts);
         let raw = to_labels(ts.labels);
         let series_labels = match labels::check_series(&raw, &state.limits.labels, NAMES) {
             Ok(()) => labels::validate_series(raw, &state.limits.labels, NAMES).expect("checked just above"),
@@ -29,8 +32,14 @@ pub(super) fn convert(req: prompb::WriteRequest, state: &AppState) -> Converted 
                 continue;
             }
         };
-        let histograms = out.histograms(metrics, &series_labels, &ts.histograms);
-        let samples = ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value }).collect();
+        let histograms = out.histograms(metrics, &series_labels, &ts.histograms, &starts.histograms);
+        let start_of = |i: usize| starts.samples.get(i).copied().unwrap_or(NO_START);
+        let samples = ts
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Sample { ts: s.timestamp, value: s.value, start_ts: start_of(i) })
+            .collect();
         let mut exemplars = Vec::with_capacity(ts.exemplars.len());
         for e in ts.exemplars {
             match labels::validate_exemplar(to_labels(e.labels)) {

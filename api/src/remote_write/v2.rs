@@ -2,8 +2,10 @@
 //! references into the request's `symbols` table, and each series carries its own metadata
 //! (type, help, unit), exemplars and start timestamps.
 //!
-//! Start timestamps (`start_timestamp` of samples and histograms) are accepted but not stored
-//! yet: storage has no place for them.
+//! Start timestamps (`start_timestamp` of samples and histograms) are stored as sent, 0 meaning
+//! none, as Prometheus's TSDB stores them: one after its sample's timestamp is not refused (the
+//! spec leaves validity to the receiver, and Prometheus's receiver takes it), and PromQL ignores
+//! it as Prometheus does.
 
 use amber_storage::labels::{self, Label};
 use amber_storage::{DataKind, Exemplar, MetricMetadata, MetricType, Sample, SeriesWrite};
@@ -130,8 +132,13 @@ pub(super) fn convert(req: writev2::Request, state: &AppState) -> Result<Convert
                 }
             }
         }
-        let histograms = out.histograms(metrics, &series_labels, &ts.histograms);
-        let samples: Vec<Sample> = ts.samples.iter().map(|s| Sample { ts: s.timestamp, value: s.value }).collect();
+        let starts: Vec<i64> = ts.histograms.iter().map(|h| h.start_timestamp).collect();
+        let histograms = out.histograms(metrics, &series_labels, &ts.histograms, &starts);
+        let samples: Vec<Sample> = ts
+            .samples
+            .iter()
+            .map(|s| Sample { ts: s.timestamp, value: s.value, start_ts: s.start_timestamp })
+            .collect();
         let mut exemplars = Vec::with_capacity(ts.exemplars.len());
         for (n, e) in ts.exemplars.iter().enumerate() {
             let checked = symbols

@@ -4,11 +4,12 @@
 use amber_histogram::{Combined, CounterResetHint, IncompatibleSchemas, Running};
 use promql_parser::parser::Expr;
 
-use super::{Out, metric_name, per_series, per_series_mixed};
+use super::rate::is_start_reset;
+use super::{Out, metric_name, per_series, per_series_mixed, per_series_with_starts};
 use crate::error::Result;
 use crate::eval::Evaluator;
 use crate::numeric::{RunningMean, kahan_sum_inc, quantile};
-use crate::value::{Histogram, HistogramPoint, Point, Value, format_float};
+use crate::value::{Histogram, HistogramPoint, Point, Starts, Value, format_float};
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
     match name {
@@ -49,11 +50,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             }
             sum_histograms(h, name == "avg_over_time", metric, notes).map(Out::Histogram)
         }),
-        "changes" | "resets" => per_series_mixed(ev, args[0], t, false, |_, p, h, _| {
-            if h.is_empty() {
+        // `resets` also counts a start timestamp after the previous sample as a reset.
+        "changes" | "resets" => per_series_with_starts(ev, args[0], t, false, |_, p, h, starts, _| {
+            let starts = if name == "resets" { starts } else { Starts::default() };
+            if h.is_empty() && starts.floats.is_empty() {
                 return if p.is_empty() { None } else { over(name, p).map(Out::Float) };
             }
-            Some(Out::Float(transitions(name == "resets", p, h)))
+            Some(Out::Float(transitions(name == "resets", p, h, starts)))
         }),
         _ => per_series_mixed(ev, args[0], t, false, |labels, p, h, notes| {
             if p.is_empty() {
@@ -101,25 +104,32 @@ fn sum_histograms(points: &[HistogramPoint], mean: bool, metric: &str, notes: &m
     Some(running.value())
 }
 
-/// `changes` or `resets` over a range holding histograms (and maybe floats), in time order: a
-/// change of sample type counts as both.
-fn transitions(resets: bool, floats: &[Point], histograms: &[HistogramPoint]) -> f64 {
+/// A sample of a window of floats and histograms: its float value or its histogram.
+type MixedValue<'a> = (Option<f64>, Option<&'a Histogram>);
+
+/// `changes` or `resets` over a range holding histograms or start timestamps (and maybe floats),
+/// in time order: a change of sample type counts as both, and for `resets` so does a start
+/// timestamp after the previous sample (`starts`: each list empty or one per sample).
+fn transitions(resets: bool, floats: &[Point], histograms: &[HistogramPoint], starts: Starts<'_>) -> f64 {
     let (mut i, mut j) = (0, 0);
-    let mut previous: Option<(Option<f64>, Option<&Histogram>)> = None;
+    // The previous sample: float value or histogram, time and start timestamp.
+    let mut previous: Option<(MixedValue<'_>, i64, i64)> = None;
     let mut n = 0.0;
     while i < floats.len() || j < histograms.len() {
-        let current = if j >= histograms.len() || (i < floats.len() && floats[i].t < histograms[j].t) {
+        let (current, t, start) = if j >= histograms.len() || (i < floats.len() && floats[i].t < histograms[j].t) {
             i += 1;
-            (Some(floats[i - 1].v), None)
+            ((Some(floats[i - 1].v), None), floats[i - 1].t, starts.floats.get(i - 1).copied().unwrap_or(0))
         } else {
             j += 1;
-            (None, Some(histograms[j - 1].h.as_ref()))
+            let h = &histograms[j - 1];
+            ((None, Some(h.h.as_ref())), h.t, starts.histograms.get(j - 1).copied().unwrap_or(0))
         };
-        if let Some(prev) = previous {
+        if let Some((prev, prev_t, prev_start)) = previous {
+            let start_reset = || is_start_reset(prev_start, prev_t, start, t);
             let counted = match (prev, current) {
-                ((Some(a), _), (Some(b), _)) if resets => b < a,
+                ((Some(a), _), (Some(b), _)) if resets => b < a || start_reset(),
                 ((Some(a), _), (Some(b), _)) => b != a && !(a.is_nan() && b.is_nan()),
-                ((_, Some(a)), (_, Some(b))) if resets => b.detect_reset(a),
+                ((_, Some(a)), (_, Some(b))) if resets => start_reset() || b.detect_reset(a),
                 ((_, Some(a)), (_, Some(b))) => !b.equals(a),
                 _ => true,
             };
@@ -127,7 +137,7 @@ fn transitions(resets: bool, floats: &[Point], histograms: &[HistogramPoint]) ->
                 n += 1.0;
             }
         }
-        previous = Some(current);
+        previous = Some((current, t, start));
     }
     n
 }

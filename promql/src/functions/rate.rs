@@ -1,13 +1,18 @@
 //! `rate`, `increase`, `delta` (extrapolated over the range) and `irate`, `idelta` (last two
 //! samples).
+//!
+//! `rate`, `increase` and `irate` read start timestamps, as Prometheus 3 does with
+//! `--enable-feature=use-start-timestamps`: a start timestamp after the previous sample is a
+//! counter reset even when the value did not drop, and the first sample's start inside the range
+//! replaces extrapolation towards the range's start (the counter was 0 then).
 
 use promql_parser::parser::Expr;
 
-use super::{Out, metric_name, per_series_mixed, without_parens};
+use super::{Out, metric_name, per_series_with_starts, without_parens};
 use crate::error::Result;
 use crate::eval::{Evaluator, duration_ms};
 use crate::labels::LabelsMap;
-use crate::value::{Histogram, HistogramPoint};
+use crate::value::{Histogram, HistogramPoint, Starts};
 use crate::value::{Point, Value};
 use amber_histogram::CounterResetHint;
 
@@ -44,25 +49,145 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
     if matches!(name, "rate" | "increase") {
         warn_if_not_counter(ev, arg, t, name)?;
     }
-    per_series_mixed(ev, arg, t, false, |labels, points, histograms, notes| {
-        if histograms.is_empty() {
-            return compute(name, points, end - range, end).map(Out::Float);
-        }
+    let reads_starts = reads_start_timestamps(name);
+    per_series_with_starts(ev, arg, t, false, |labels, points, histograms, starts, notes| {
+        let starts = if reads_starts { starts } else { Starts::default() };
         let metric = metric_name(labels);
+        if histograms.is_empty() {
+            let mut overlap = false;
+            let v = compute(name, points, starts.floats, end - range, end, &mut overlap);
+            if overlap {
+                notes.push(start_overlap(metric));
+            }
+            return v.map(Out::Float);
+        }
         if !points.is_empty() {
             notes
                 .push(format!("PromQL warning: encountered a mix of histograms and floats for metric name {metric:?}"));
             return None;
         }
+        let (range_start, window) = (end - range, HistogramWindow { points: histograms, starts: starts.histograms });
         let h = match name {
-            "rate" => histogram_extrapolated_rate(histograms, end - range, end, true, true, metric, notes),
-            "increase" => histogram_extrapolated_rate(histograms, end - range, end, true, false, metric, notes),
-            "delta" => histogram_extrapolated_rate(histograms, end - range, end, false, false, metric, notes),
-            "irate" => histogram_instant_value(histograms, true, metric, notes),
-            _ => histogram_instant_value(histograms, false, metric, notes),
+            "rate" => histogram_extrapolated_rate(window, range_start, end, true, true, metric, notes),
+            "increase" => histogram_extrapolated_rate(window, range_start, end, true, false, metric, notes),
+            "delta" => histogram_extrapolated_rate(window, range_start, end, false, false, metric, notes),
+            "irate" => histogram_instant_value(window, true, metric, notes),
+            _ => histogram_instant_value(window, false, metric, notes),
         };
         h.map(Out::Histogram)
     })
+}
+
+/// Whether the function reads start timestamps: Prometheus hands them to `rate`, `increase`,
+/// `irate` and `resets` only.
+fn reads_start_timestamps(name: &str) -> bool {
+    matches!(name, "rate" | "increase" | "irate")
+}
+
+/// Prometheus's `isStartTimestampReset`: whether a sample's start timestamp says its counter was
+/// reset since the previous sample. 0 is no start timestamp; a start at or after the sample's own
+/// time is invalid or OTel's "unknown start" (start = time) and says nothing.
+pub(crate) fn is_start_reset(prev_start: i64, prev_t: i64, start: i64, t: i64) -> bool {
+    if start == 0 || start >= t || start < prev_t {
+        return false;
+    }
+    if start > prev_t {
+        return true;
+    }
+    // The start is the previous sample's time: a delta series (a reset every sample), unless the
+    // previous sample's start was unknown (OTel's cumulative series of unknown start) or invalid.
+    if prev_start > prev_t {
+        return false;
+    }
+    prev_start != 0 && prev_start != prev_t
+}
+
+/// Prometheus's `checkStartTimeOverlap`: a start timestamp before the previous sample that is
+/// not the previous sample's own start (neither a delta nor the same cumulative run).
+fn start_overlaps(prev_start: i64, prev_t: i64, start: i64) -> bool {
+    start != 0 && start < prev_t && start != prev_start
+}
+
+fn start_overlap(metric: &str) -> String {
+    format!("PromQL warning: sample has start time that overlaps with previous sample timestamp for metric {metric:?}")
+}
+
+/// Whether sample `i + 1` of a window is a counter reset by its start timestamp; `starts` is
+/// empty or one per sample.
+fn start_reset_at(starts: &[i64], times: impl Fn(usize) -> i64, i: usize) -> bool {
+    i + 1 < starts.len() && is_start_reset(starts[i], times(i), starts[i + 1], times(i + 1))
+}
+
+/// Whether any sample of a window has a start timestamp overlapping the previous sample.
+fn any_start_overlap(starts: &[i64], times: impl Fn(usize) -> i64) -> bool {
+    (1..starts.len()).any(|i| start_overlaps(starts[i - 1], times(i - 1), starts[i]))
+}
+
+/// A window of histogram samples and their start timestamps (empty, or one per sample).
+#[derive(Clone, Copy)]
+struct HistogramWindow<'a> {
+    points: &'a [HistogramPoint],
+    starts: &'a [i64],
+}
+
+/// The extrapolation of Prometheus's `extrapolatedRate`, shared by floats and histograms: the
+/// factor the increase between the first and the last sample of a window is multiplied by.
+struct Extrapolation {
+    range_start: i64,
+    range_end: i64,
+    first_t: i64,
+    last_t: i64,
+    samples: usize,
+    is_counter: bool,
+    is_rate: bool,
+}
+
+impl Extrapolation {
+    /// The first sample's start timestamp, when Prometheus assumes a zero sample there instead of
+    /// extrapolating to the left: a counter's start inside the range (whose start is exclusive)
+    /// and before the first sample.
+    fn start_inside(&self, starts: &[i64]) -> Option<i64> {
+        let st = *starts.first()?;
+        (self.is_counter && st != 0 && st > self.range_start && st < self.first_t).then_some(st)
+    }
+
+    /// The factor, given the start from [`Extrapolation::start_inside`] (the caller has added the
+    /// first sample to the increase) and, for counters, the first sample's share of the increase
+    /// when the counter's zero point can be extrapolated. `None` for a single sample without a
+    /// usable start.
+    fn factor(&self, start: Option<i64>, zero_share: Option<f64>) -> Option<f64> {
+        let mut to_start = (self.first_t - self.range_start) as f64 / 1000.0;
+        let mut to_end = (self.range_end - self.last_t) as f64 / 1000.0;
+        let mut sampled = (self.last_t - self.first_t) as f64 / 1000.0;
+        let average_gap = if self.samples > 1 { sampled / (self.samples - 1) as f64 } else { 0.0 };
+        let threshold = average_gap * 1.1;
+        if let Some(st) = start {
+            // A single sample loses extrapolation to the right too: the threshold is 0.
+            to_start = 0.0;
+            sampled = (self.last_t - st) as f64 / 1000.0;
+        } else if self.samples < 2 {
+            return None;
+        } else {
+            if to_start >= threshold {
+                to_start = average_gap / 2.0;
+            }
+            if self.is_counter {
+                // A counter is never negative: do not extrapolate to before its zero point.
+                let to_zero = zero_share.map_or(to_start, |share| sampled * share);
+                if to_zero < to_start {
+                    to_start = to_zero;
+                }
+            }
+        }
+        if to_end >= threshold {
+            to_end = average_gap / 2.0;
+        }
+        let mut factor = if sampled != 0.0 { (sampled + to_start + to_end) / sampled } else { 1.0 };
+        if self.is_rate {
+            factor /= (self.range_end - self.range_start) as f64 / 1000.0;
+        }
+        Some(factor)
+    }
 }
 
 fn not_counter(metric: &str) -> String {
@@ -79,13 +204,16 @@ fn mixed_schemas(metric: &str) -> String {
     )
 }
 
-/// Prometheus's `histogramRate`: the last histogram less the first, counter resets added back.
+/// Prometheus's `histogramRate`: the last histogram less the first, counter resets (by bucket
+/// counts or by start timestamp) added back. `window` holds at least two samples.
 fn histogram_rate(
-    points: &[HistogramPoint],
+    window: HistogramWindow<'_>,
     is_counter: bool,
     metric: &str,
     notes: &mut Vec<String>,
 ) -> Option<Histogram> {
+    let (points, starts) = (window.points, window.starts);
+    let time = |i: usize| points[i].t;
     let mut prev: Histogram = Histogram::clone(&points[0].h);
     let last = &points[points.len() - 1].h;
     let mut custom = prev.uses_custom_buckets();
@@ -94,7 +222,7 @@ fn histogram_rate(
     }
     if is_counter {
         let second = &points[1].h;
-        if second.detect_reset(&prev) {
+        if start_reset_at(starts, time, 0) || second.detect_reset(&prev) {
             prev =
                 Histogram { schema: second.schema, custom_values: second.custom_values.clone(), ..Default::default() };
             custom = second.uses_custom_buckets();
@@ -131,8 +259,11 @@ fn histogram_rate(
         Ok(_) => {}
     }
     if is_counter {
-        for p in &points[1..] {
-            if p.h.detect_reset(&prev) {
+        if any_start_overlap(starts, time) {
+            notes.push(start_overlap(metric));
+        }
+        for (i, p) in points.iter().enumerate().skip(1) {
+            if start_reset_at(starts, time, i - 1) || p.h.detect_reset(&prev) {
                 match h.add(&prev) {
                     Err(_) => {
                         notes.push(mixed_schemas(metric));
@@ -156,7 +287,7 @@ fn histogram_rate(
 
 /// Prometheus's `extrapolatedRate` over histograms.
 fn histogram_extrapolated_rate(
-    points: &[HistogramPoint],
+    window: HistogramWindow<'_>,
     range_start: i64,
     range_end: i64,
     is_counter: bool,
@@ -164,50 +295,55 @@ fn histogram_extrapolated_rate(
     metric: &str,
     notes: &mut Vec<String>,
 ) -> Option<Histogram> {
-    if points.len() < 2 {
-        return None;
-    }
-    let mut result = histogram_rate(points, is_counter, metric, notes)?;
-    let (first, last) = (&points[0], &points[points.len() - 1]);
-    let mut to_start = (first.t - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last.t) as f64 / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
-    let average_gap = sampled / (points.len() - 1) as f64;
-    let threshold = average_gap * 1.1;
-    if to_start >= threshold {
-        to_start = average_gap / 2.0;
-    }
-    if is_counter {
-        let mut to_zero = to_start;
-        if result.count > 0.0 && first.h.count >= 0.0 {
-            to_zero = sampled * (first.h.count / result.count);
+    let points = window.points;
+    let (first, last) = (points.first()?, &points[points.len() - 1]);
+    let mut result = if points.len() > 1 { Some(histogram_rate(window, is_counter, metric, notes)?) } else { None };
+    let x = Extrapolation {
+        range_start,
+        range_end,
+        first_t: first.t,
+        last_t: last.t,
+        samples: points.len(),
+        is_counter,
+        is_rate,
+    };
+    let start = x.start_inside(window.starts);
+    if start.is_some() {
+        // The counter was empty at its start: the first sample is all increase.
+        match &mut result {
+            None => result = Some(Histogram::clone(&first.h)),
+            Some(r) => match r.add(&first.h) {
+                Err(_) => {
+                    notes.push(mixed_schemas(metric));
+                    return None;
+                }
+                Ok(c) if c.custom_bounds_reconciled => {
+                    notes.push("PromQL info: mismatched custom buckets were reconciled during addition".into())
+                }
+                Ok(_) => {}
+            },
         }
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
     }
-    if to_end >= threshold {
-        to_end = average_gap / 2.0;
-    }
-    let mut factor = if sampled != 0.0 { (sampled + to_start + to_end) / sampled } else { 1.0 };
-    if is_rate {
-        factor /= (range_end - range_start) as f64 / 1000.0;
-    }
-    result.mul(factor);
+    let mut result = result?;
+    let zero_share = (result.count > 0.0 && first.h.count >= 0.0).then(|| first.h.count / result.count);
+    result.mul(x.factor(start, zero_share)?);
     Some(result)
 }
 
 /// Prometheus's `instantValue` over the last two histograms.
 fn histogram_instant_value(
-    points: &[HistogramPoint],
+    window: HistogramWindow<'_>,
     is_rate: bool,
     metric: &str,
     notes: &mut Vec<String>,
 ) -> Option<Histogram> {
+    let points = window.points;
     if points.len() < 2 {
         return None;
     }
-    let (prev, last) = (&points[points.len() - 2], &points[points.len() - 1]);
+    let n = points.len();
+    let (prev, last) = (&points[n - 2], &points[n - 1]);
+    let start_reset = start_reset_at(window.starts, |i| points[i].t, n - 2);
     let interval = last.t - prev.t;
     if interval == 0 {
         return None;
@@ -219,7 +355,7 @@ fn histogram_instant_value(
     if !is_rate && (!last.h.is_gauge() || !prev.h.is_gauge()) {
         notes.push(not_gauge(metric));
     }
-    if !is_rate || !last.h.detect_reset(&prev.h) {
+    if !is_rate || (!start_reset && !last.h.detect_reset(&prev.h)) {
         match h.sub(&prev.h) {
             Err(_) => {
                 notes.push(mixed_schemas(metric));
@@ -239,16 +375,29 @@ fn histogram_instant_value(
     Some(h)
 }
 
-/// The function `name` of this family over one window that lies in `(range_start, range_end]`.
-fn compute(name: &str, points: &[Point], range_start: i64, range_end: i64) -> Option<f64> {
+/// The function `name` of this family over one window that lies in `(range_start, range_end]`,
+/// with the window's start timestamps (empty, or one per point); sets `overlap` when a start
+/// timestamp overlaps the previous sample.
+fn compute(
+    name: &str,
+    points: &[Point],
+    starts: &[i64],
+    range_start: i64,
+    range_end: i64,
+    overlap: &mut bool,
+) -> Option<f64> {
     match name {
-        "rate" => extrapolated_rate(points, range_start, range_end, true, true),
-        "increase" => extrapolated_rate(points, range_start, range_end, true, false),
-        "delta" => extrapolated_rate(points, range_start, range_end, false, false),
-        "irate" => instant_value(points, true),
-        _ => instant_value(points, false),
+        "rate" => extrapolated_rate(points, starts, range_start, range_end, true, true, overlap),
+        "increase" => extrapolated_rate(points, starts, range_start, range_end, true, false, overlap),
+        "delta" => extrapolated_rate(points, &[], range_start, range_end, false, false, overlap),
+        "irate" => instant_value(points, starts, true),
+        _ => instant_value(points, &[], false),
     }
 }
+
+/// What one thread of [`range_by_series`] computes: the result points of its series, in order,
+/// and the annotations.
+type SeriesPart = (Vec<Vec<Point>>, Vec<String>);
 
 /// A whole range query of one of these functions over a plain matrix selector, series by series
 /// across all steps (see [`Evaluator::for_each_series_range`]), the series shared out between
@@ -280,21 +429,31 @@ pub(crate) fn range_by_series(
         return None;
     }
     let range = duration_ms(&ms.range);
-    let ev: &Evaluator<'_> = ev;
-    // The points of the series at positions `which`, in that order.
-    let points_of = |which: std::ops::Range<usize>| -> Result<Vec<Vec<Point>>> {
+    let reads_starts = reads_start_timestamps(name);
+    let shared: &Evaluator<'_> = ev;
+    // The points of the series at positions `which`, in that order, and the annotations.
+    let points_of = |which: std::ops::Range<usize>| -> Result<SeriesPart> {
         let first = which.start;
         let mut points = vec![Vec::new(); which.len()];
-        ev.for_each_series_range(ms, steps, which, |i, t, window| {
-            let end = range_end(ev, arg, t);
-            if let Some(v) = compute(name, window, end - range, end) {
+        let mut overlaps = vec![false; which.len()];
+        shared.for_each_series_range(ms, steps, which, |i, t, window, starts| {
+            let end = range_end(shared, arg, t);
+            let starts = if reads_starts { starts } else { &[] };
+            if let Some(v) = compute(name, window, starts, end - range, end, &mut overlaps[i - first]) {
                 points[i - first].push(Point { t, v });
             }
         })?;
-        Ok(points)
+        let series = shared.series_of(&ms.vs);
+        let notes = overlaps
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| **o)
+            .map(|(i, _)| start_overlap(metric_name(&series[first + i].labels)))
+            .collect();
+        Ok((points, notes))
     };
     let n = output.len();
-    let parts: Vec<Result<Vec<Vec<Point>>>> = if threads < 2 || n < 2 {
+    let parts: Vec<Result<SeriesPart>> = if threads < 2 || n < 2 {
         vec![points_of(0..n)]
     } else {
         let per_thread = n.div_ceil(threads);
@@ -310,17 +469,20 @@ pub(crate) fn range_by_series(
         })
     };
     let mut position = 0;
+    let mut notes = Vec::new();
     for part in parts {
         match part {
-            Ok(points) => {
+            Ok((points, part_notes)) => {
                 for p in points {
                     *out.value_at_mut(output[position]) = p;
                     position += 1;
                 }
+                notes.extend(part_notes);
             }
             Err(e) => return Some(Err(e)),
         }
     }
+    ev.annotate(arg.position_range(), notes);
     Some(Ok(out))
 }
 
@@ -344,66 +506,60 @@ fn warn_if_not_counter(ev: &mut Evaluator<'_>, arg: &Expr, _t: i64, _name: &str)
 }
 
 /// Prometheus's `extrapolatedRate`: the increase between the first and last sample in
-/// `(range_start, range_end]` (counter resets added back for counters), extrapolated towards
-/// the range's edges when the samples come close enough to them.
+/// `(range_start, range_end]` (counter resets, by value or start timestamp, added back for
+/// counters), extrapolated towards the range's edges when the samples come close enough to them,
+/// or counted from zero at the first sample's start timestamp when that lies in the range.
+/// `starts` is empty or one per point; `overlap` is set when one overlaps the previous sample.
 fn extrapolated_rate(
     points: &[Point],
+    starts: &[i64],
     range_start: i64,
     range_end: i64,
     is_counter: bool,
     is_rate: bool,
+    overlap: &mut bool,
 ) -> Option<f64> {
-    if points.len() < 2 {
-        return None;
-    }
-    let first = points[0];
+    let first = *points.first()?;
     let last = points[points.len() - 1];
     let mut result = last.v - first.v;
     if is_counter {
-        let mut prev = first.v;
-        for p in &points[1..] {
-            if p.v < prev {
-                result += prev;
+        let time = |i: usize| points[i].t;
+        *overlap |= any_start_overlap(starts, time);
+        for (i, pair) in points.windows(2).enumerate() {
+            if pair[1].v < pair[0].v || start_reset_at(starts, time, i) {
+                result += pair[0].v;
             }
-            prev = p.v;
         }
     }
-    let mut to_start = (first.t - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last.t) as f64 / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
-    let average_gap = sampled / (points.len() - 1) as f64;
-    let threshold = average_gap * 1.1;
-    if to_start >= threshold {
-        to_start = average_gap / 2.0;
+    let x = Extrapolation {
+        range_start,
+        range_end,
+        first_t: first.t,
+        last_t: last.t,
+        samples: points.len(),
+        is_counter,
+        is_rate,
+    };
+    let start = x.start_inside(starts);
+    let zero_share = (result > 0.0 && first.v >= 0.0).then(|| first.v / result);
+    if start.is_some() {
+        // The counter was 0 at its start: the first sample is all increase.
+        result += first.v;
     }
-    if is_counter {
-        // A counter is never negative: do not extrapolate to before its zero point.
-        let mut to_zero = to_start;
-        if result > 0.0 && first.v >= 0.0 {
-            to_zero = sampled * (first.v / result);
-        }
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = average_gap / 2.0;
-    }
-    let mut factor = (sampled + to_start + to_end) / sampled;
-    if is_rate {
-        factor /= (range_end - range_start) as f64 / 1000.0;
-    }
-    Some(result * factor)
+    Some(result * x.factor(start, zero_share)?)
 }
 
-/// Prometheus's `instantValue`: from the last two samples.
-fn instant_value(points: &[Point], is_rate: bool) -> Option<f64> {
+/// Prometheus's `instantValue`: from the last two samples; a counter reset is a drop in value
+/// or, for `irate`, a start timestamp after the earlier sample (`starts`: empty or one per point).
+fn instant_value(points: &[Point], starts: &[i64], is_rate: bool) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
-    let last = points[points.len() - 1];
-    let prev = points[points.len() - 2];
-    let mut v = if is_rate && last.v < prev.v { last.v } else { last.v - prev.v };
+    let n = points.len();
+    let last = points[n - 1];
+    let prev = points[n - 2];
+    let reset = last.v < prev.v || start_reset_at(starts, |i| points[i].t, n - 2);
+    let mut v = if is_rate && reset { last.v } else { last.v - prev.v };
     let interval = last.t - prev.t;
     if interval == 0 {
         return None;

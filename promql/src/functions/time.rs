@@ -1,5 +1,5 @@
-//! `time`, `timestamp`, the calendar functions (`hour`, `day_of_week`, …, all in UTC), and the
-//! query's own bounds: `start()`, `end()`, `range()` and `step()`, in seconds.
+//! `time`, `timestamp`, `start_timestamp`, the calendar functions (`hour`, `day_of_week`, …, all
+//! in UTC), and the query's own bounds: `start()`, `end()`, `range()` and `step()`, in seconds.
 
 use chrono::{DateTime, Datelike, Timelike};
 use promql_parser::parser::Expr;
@@ -22,6 +22,17 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
                 samples
                     .into_iter()
                     .map(|(s, sample_t)| Sample { v: sample_t as f64 / 1000.0, h: None, drop_name: true, ..s })
+                    .collect(),
+            ))
+        }
+        "start_timestamp" => {
+            // Only a selector's samples have start timestamps: of any other expression the
+            // answer is empty, as in Prometheus.
+            let Expr::VectorSelector(vs) = args[0] else { return Ok(Value::Vector(Vec::new())) };
+            Ok(Value::Vector(
+                ev.instant_selector_start_timestamps(vs, t)
+                    .into_iter()
+                    .map(|(s, start)| Sample { v: start as f64 / 1000.0, h: None, drop_name: true, ..s })
                     .collect(),
             ))
         }

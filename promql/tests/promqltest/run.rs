@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use amber_histogram::{CounterResetHint, Span};
 use amber_promql::{
-    Engine, EngineOptions, Histogram, Labels, MemoryStorage, Point, QueryContext, QueryLimits, Sample, Value,
+    Engine, EngineOptions, Histogram, Labels, MemoryStorage, Point, QueryContext, QueryLimits, Sample, StartTimestamps,
+    Value,
 };
 use promql_parser::parser::{self, AtModifier, Expr};
 
@@ -39,9 +40,7 @@ pub fn file(text: &str) -> Vec<(usize, Outcome)> {
     for (line, command) in script {
         match command {
             Command::Clear => runner = Runner::default(),
-            Command::Load { interval, series, with_nhcb, start_timestamps } => {
-                runner.load(interval, &series, with_nhcb, start_timestamps)
-            }
+            Command::Load { interval, series, with_nhcb } => runner.load(interval, &series, with_nhcb),
             Command::Eval(ev) => outcomes.push((line, runner.eval(&ev))),
         }
     }
@@ -51,8 +50,6 @@ pub fn file(text: &str) -> Vec<(usize, Outcome)> {
 struct Runner {
     storage: MemoryStorage,
     engine: Engine,
-    /// Whether a load carried `@st` start timestamps, which are not kept.
-    start_timestamps: bool,
 }
 
 impl Default for Runner {
@@ -70,7 +67,7 @@ impl Default for Runner {
             // that forked evaluators agree with one evaluating every step.
             parallel_min_samples: 0,
         };
-        Runner { storage: MemoryStorage::default(), engine: Engine::new(options), start_timestamps: false }
+        Runner { storage: MemoryStorage::default(), engine: Engine::new(options) }
     }
 }
 
@@ -183,8 +180,7 @@ fn ms_to_time(t: i64) -> String {
 type Check = Result<(), String>;
 
 impl Runner {
-    fn load(&mut self, interval: i64, series: &[SeriesLine], with_nhcb: bool, start_timestamps: bool) {
-        self.start_timestamps |= start_timestamps;
+    fn load(&mut self, interval: i64, series: &[SeriesLine], with_nhcb: bool) {
         // A later line with the same labels replaces an earlier one.
         let mut lines: Vec<&SeriesLine> = Vec::new();
         for s in series {
@@ -206,11 +202,20 @@ impl Runner {
                 self.storage.add(s.labels.clone(), &points);
             }
             let histograms = read_back_hints(&s.slots);
+            // A start timestamp is an offset from its sample's time; `_` is none (0).
+            let start_at = |k: usize| s.start_offsets[k].map_or(0, |offset| at(k) + offset);
+            let starts = (!s.start_offsets.is_empty()).then(|| StartTimestamps {
+                floats: (0..s.slots.len()).filter(|&k| matches!(s.slots[k], Slot::Float(_))).map(start_at).collect(),
+                histograms: histograms.iter().map(|(k, _)| start_at(*k)).collect(),
+            });
             if !histograms.is_empty() {
                 self.storage.add_histograms(
                     s.labels.clone(),
                     histograms.into_iter().map(|(k, h)| (at(k), h)).collect::<Vec<_>>(),
                 );
+            }
+            if let Some(starts) = starts {
+                self.storage.set_start_timestamps(s.labels.clone(), starts);
             }
         }
         if with_nhcb {
@@ -225,21 +230,12 @@ impl Runner {
         }
     }
 
-    /// The feature missing for this eval, if its data or expectations need one.
-    fn missing_feature(&self, _ev: &Eval) -> Option<String> {
-        if self.start_timestamps {
-            return Some("start timestamps (@st) in rate/increase".into());
-        }
-        None
-    }
-
     fn eval(&self, ev: &Eval) -> Outcome {
         let expr = match parser::parse(&ev.expr) {
             Ok(e) => e,
             Err(e) => {
-                let feature = self.missing_feature(ev).or_else(|| unsupported_syntax(&ev.expr, &e).map(String::from));
-                return match feature {
-                    Some(feature) => Outcome::Unsupported(feature),
+                return match unsupported_syntax(&ev.expr, &e) {
+                    Some(feature) => Outcome::Unsupported(feature.into()),
                     None => Outcome::Failed(format!("parse error: {e}")),
                 };
             }
@@ -250,15 +246,12 @@ impl Runner {
         };
         match result {
             Ok(()) => Outcome::Passed,
-            Err(why) => match self.missing_feature(ev) {
-                Some(feature) => Outcome::Unsupported(feature),
-                None => match why.split_once("unexpected error: function ") {
-                    Some((_, f)) if why.ends_with("is not supported by Amber yet") => Outcome::Unsupported(format!(
-                        "the function {}",
-                        f.trim_end_matches(" is not supported by Amber yet")
-                    )),
-                    _ => Outcome::Failed(why),
-                },
+            Err(why) => match why.split_once("unexpected error: function ") {
+                Some((_, f)) if why.ends_with("is not supported by Amber yet") => Outcome::Unsupported(format!(
+                    "the function {}",
+                    f.trim_end_matches(" is not supported by Amber yet")
+                )),
+                _ => Outcome::Failed(why),
             },
         }
     }

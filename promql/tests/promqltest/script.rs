@@ -24,6 +24,9 @@ pub enum Slot {
 pub struct SeriesLine {
     pub labels: Labels,
     pub slots: Vec<Slot>,
+    /// From the `@st` line before a load line: per slot, the sample's start timestamp as an
+    /// offset from its own timestamp in milliseconds (`None` for `_`). Empty without one.
+    pub start_offsets: Vec<Option<i64>>,
 }
 
 #[derive(Debug)]
@@ -34,8 +37,6 @@ pub enum Command {
         series: Vec<SeriesLine>,
         /// `load_with_nhcb`: native histograms with custom buckets are built from classic ones.
         with_nhcb: bool,
-        /// `@st` start-timestamp lines, which Amber's storage has no place for yet.
-        start_timestamps: bool,
     },
     Eval(Box<Eval>),
 }
@@ -441,6 +442,56 @@ pub fn values(text: &str) -> Result<Vec<Slot>, String> {
     Ok(slots)
 }
 
+/// A signed duration at the start of `s` (`-1m`, `+30s`, `0`, `59999ms`) in milliseconds, and
+/// the rest: digits, then the unit's letters up to an `x` (Prometheus's `parseDurationPrefix`).
+fn duration_prefix(s: &str) -> Result<(i64, &str), String> {
+    let (sign, unsigned) = match s.as_bytes().first() {
+        Some(b'-') => (-1, &s[1..]),
+        Some(b'+') => (1, &s[1..]),
+        _ => (1, s),
+    };
+    let digits = unsigned.find(|c: char| !c.is_ascii_digit()).unwrap_or(unsigned.len());
+    if digits == 0 {
+        return Err(format!("expected digits in duration {s:?}"));
+    }
+    let unit =
+        unsigned[digits..].find(|c: char| !c.is_ascii_alphabetic() || c == 'x').map_or(unsigned.len(), |n| digits + n);
+    Ok((sign * duration(&unsigned[..unit])?, &unsigned[unit..]))
+}
+
+/// An `@st` line's sequence of start-timestamp offsets (Prometheus's `parseSTSequence`): `_`,
+/// `_xN`, `<dur>`, `<dur>xN` (N+1 times), `<dur>+<dur>xN` and `<dur>-<dur>xN` (N+1 offsets
+/// growing or shrinking by the second duration).
+fn start_offsets(text: &str) -> Result<Vec<Option<i64>>, String> {
+    let mut out = Vec::new();
+    for item in text.split_whitespace() {
+        let bad = |why: &str| format!("invalid ST item {item:?}: {why}");
+        if item == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(n) = item.strip_prefix("_x") {
+            let n: usize = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| bad("invalid repeat count"))?;
+            out.extend(std::iter::repeat_n(None, n));
+            continue;
+        }
+        let (base, rest) = duration_prefix(item)?;
+        let repeat = |n: &str| n.parse::<usize>().map_err(|_| bad("invalid repeat count"));
+        let (step, n) = match rest.as_bytes().first() {
+            None => (0, 0),
+            Some(b'x') => (0, repeat(&rest[1..])?),
+            Some(b'+' | b'-') => {
+                let (delta, tail) = duration_prefix(rest)?;
+                let n = tail.strip_prefix('x').ok_or_else(|| bad("expected 'x<count>' after step duration"))?;
+                (delta, repeat(n)?)
+            }
+            Some(_) => return Err(bad("unexpected character after duration")),
+        };
+        out.extend((0..=n as i64).map(|k| Some(base + k * step)));
+    }
+    Ok(out)
+}
+
 fn expectation(rest: &str) -> Result<MessageMatch, String> {
     let rest = rest.trim();
     if let Some(m) = rest.strip_prefix("msg:") {
@@ -542,7 +593,7 @@ fn eval(header: &str, body: &[&str]) -> Result<(Eval, usize), String> {
             break;
         }
         let (labels, rest) = split_series(l)?;
-        series.push(SeriesLine { labels, slots: values(rest)? });
+        series.push(SeriesLine { labels, slots: values(rest)?, start_offsets: Vec::new() });
     }
     if !series.is_empty() {
         ev.expected = Expected::Series(series);
@@ -576,19 +627,38 @@ pub fn parse(text: &str) -> Result<Script, String> {
             let interval = line.split_whitespace().nth(1).ok_or_else(|| at("load without interval".into()))?;
             let interval = duration(interval).map_err(at)?;
             let mut series = Vec::new();
-            let mut start_timestamps = false;
+            // An `@st` line waiting for its load line.
+            let mut pending: Option<(Labels, Vec<Option<i64>>)> = None;
             for l in body {
                 let (labels, rest) = split_series(l).map_err(at)?;
-                if rest.starts_with("@st") || l.contains("}@st") {
-                    start_timestamps = true;
+                if let Some(offsets) = rest.strip_prefix("@st") {
+                    if pending.is_some() {
+                        return Err(at("@st line has no following sample line".into()));
+                    }
+                    pending = Some((labels, start_offsets(offsets).map_err(at)?));
                     continue;
                 }
-                series.push(SeriesLine { labels, slots: values(rest).map_err(at)? });
+                let slots = values(rest).map_err(at)?;
+                let start_offsets = match pending.take() {
+                    None => Vec::new(),
+                    Some((st_labels, _)) if st_labels != labels => {
+                        return Err(at("@st metric does not match the following sample line metric".into()));
+                    }
+                    Some((_, offsets)) if offsets.len() != slots.len() => {
+                        return Err(at(format!(
+                            "@st line has {} values but sample line has {}",
+                            offsets.len(),
+                            slots.len()
+                        )));
+                    }
+                    Some((_, offsets)) => offsets,
+                };
+                series.push(SeriesLine { labels, slots, start_offsets });
             }
-            script.push((
-                i + 1,
-                Command::Load { interval, series, with_nhcb: word == "load_with_nhcb", start_timestamps },
-            ));
+            if pending.is_some() {
+                return Err(at("@st line has no following sample line".into()));
+            }
+            script.push((i + 1, Command::Load { interval, series, with_nhcb: word == "load_with_nhcb" }));
             i = body_end;
         } else if word.starts_with("eval") {
             let (ev, used) = eval(line, body).map_err(at)?;
@@ -626,6 +696,33 @@ mod tests {
         assert_eq!(duration("1m30s").unwrap(), 90_000);
         assert_eq!(duration("10s53ms").unwrap(), 10_053);
         assert!(duration("30s1m").is_err());
+    }
+
+    #[test]
+    fn start_timestamp_sequences_expand_as_prometheus_parses_them() {
+        assert_eq!(
+            start_offsets("_ -30s-1mx2 0 +1m -59999msx1 _x2 -0ms").unwrap(),
+            vec![
+                None,
+                Some(-30_000),
+                Some(-90_000),
+                Some(-150_000),
+                Some(0),
+                Some(60_000),
+                Some(-59_999),
+                Some(-59_999),
+                None,
+                None,
+                Some(0)
+            ]
+        );
+        assert_eq!(start_offsets("1ms-1mx1").unwrap(), vec![Some(1), Some(-59_999)]);
+        assert!(start_offsets("_x0").is_err() && start_offsets("1m+1m").is_err() && start_offsets("m").is_err());
+        let script = parse("load 1m\n  a@st _ -1s\n  a 1 2\n").unwrap();
+        let Command::Load { series, .. } = &script[0].1 else { panic!("a load") };
+        assert_eq!(series[0].start_offsets, vec![None, Some(-1000)]);
+        assert!(parse("load 1m\n  a@st -1s\n  b 1\n").is_err());
+        assert!(parse("load 1m\n  a@st -1s -1s\n  a 1\n").is_err());
     }
 
     #[test]
