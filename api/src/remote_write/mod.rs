@@ -16,8 +16,11 @@
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` with what was written.
 
 mod histogram;
+mod to_v2;
 mod v1;
 mod v2;
+
+pub use to_v2::to_v2;
 
 use std::collections::{HashMap, HashSet};
 
@@ -130,6 +133,11 @@ fn decode_message<M: Message + Default>(raw: &[u8]) -> Result<M, WriteError> {
 
 /// Decodes a remote write 1.0 body into a `WriteRequest`, or the 4xx answer saying why not.
 pub fn decode(body: &[u8], max_decoded_bytes: usize) -> Result<prompb::WriteRequest, WriteError> {
+    decode_message(&decompress(body, max_decoded_bytes)?)
+}
+
+/// Decodes a remote write 2.0 body into a `Request`, or the 4xx answer saying why not.
+pub fn decode_v2(body: &[u8], max_decoded_bytes: usize) -> Result<prompb::writev2::Request, WriteError> {
     decode_message(&decompress(body, max_decoded_bytes)?)
 }
 
