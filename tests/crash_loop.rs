@@ -75,7 +75,7 @@ fn client(port: u16, id: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acked>>)
             batch.push((name, value, trace));
         }
         let req = request(timeseries);
-        let (body, headers) = if step % 2 == 0 {
+        let (body, headers) = if step.is_multiple_of(2) {
             (common::encode(&req), common::RW1_HEADERS)
         } else {
             (common::encode_v2(&req), common::RW2_HEADERS)

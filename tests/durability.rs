@@ -63,7 +63,7 @@ impl Acked {
 /// Sends a batch as remote write 1.0 on even cycles and 2.0 on odd ones; both must answer 204.
 fn write_both_ways(amber: &Amber, cycle: usize, batch: Vec<amber_api::prompb::TimeSeries>) {
     let req = request(batch);
-    let answer = if cycle % 2 == 0 { amber.write(&req) } else { amber.write_v2(&req) };
+    let answer = if cycle.is_multiple_of(2) { amber.write(&req) } else { amber.write_v2(&req) };
     assert_eq!(answer, (204, String::new()), "cycle {cycle}:\n{}", amber.log_tail());
 }
 
