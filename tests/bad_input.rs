@@ -4,6 +4,7 @@
 mod common;
 
 use amber_api::prompb;
+use common::native_histograms::Shape;
 use common::{Amber, encode, request, series};
 use prost::Message;
 use serde_json::json;
@@ -214,23 +215,9 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_the_store_is_unaffected() {
     assert_eq!(amber.data("/api/v1/label/__name__/values"), json!(["fine", "good", "v_nan", "v_ninf", "v_pinf"]));
 }
 
-/// A valid integer histogram: positive counts 1,3,4,7,8 and negative 1,2 (delta-encoded), zero
-/// count 1 (the remote write compliance suite's layout).
+/// A valid integer histogram: the remote write compliance suite's layout.
 fn histogram(ts: i64) -> prompb::Histogram {
-    let span = |offset, length| prompb::BucketSpan { offset, length };
-    prompb::Histogram {
-        count: Some(prompb::histogram::Count::CountInt(27)),
-        sum: 1.0,
-        schema: 0,
-        zero_threshold: 1e-128,
-        zero_count: Some(prompb::histogram::ZeroCount::ZeroCountInt(1)),
-        negative_spans: vec![span(0, 2)],
-        negative_deltas: vec![1, 1],
-        positive_spans: vec![span(0, 3), span(2, 2)],
-        positive_deltas: vec![1, 2, 1, 3, 1],
-        timestamp: ts,
-        ..Default::default()
-    }
+    common::native_histograms::wire(&Shape::IntegerSchema0.at(0), true, ts)
 }
 
 /// Bad native histograms over remote write 1.0: each refused with a 400 naming its series and

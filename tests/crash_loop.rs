@@ -1,13 +1,14 @@
-//! Crash loop under load: concurrent remote-write clients push samples and exemplars while the
+//! Crash loop under load: concurrent remote-write clients push float samples, native histograms
+//! (every [`Shape`]) and exemplars on both, as remote write 1.0 and 2.0 by turns, while the
 //! server is killed with SIGKILL at random moments (it seals 2 s windows and enforces a 4 s
 //! retention every 50 ms, so kills land in the middle of sealing, of retention's range deletes and
 //! of RocksDB flushes and compactions) and restarted; the clients keep going, retrying
-//! unacknowledged batches as Prometheus does. At the end every acknowledged sample and exemplar
-//! still inside retention is read back exactly, older ones are either exactly there or wholly gone
-//! with their window, and no timestamp appears twice.
+//! unacknowledged batches as Prometheus does. At the end every acknowledged sample, histogram
+//! sample and exemplar still inside retention is read back exactly, older ones are either exactly
+//! there or wholly gone with their window, and no timestamp appears twice.
 //!
 //! CI runs 20 cycles. For a long run: `AMBER_CRASH_CYCLES=200 cargo test --release --test crash_loop
-//! -- --nocapture`; it prints `cycles=N acked=N lost=0 duplicated=0`.
+//! -- --nocapture`; it prints `cycles=N acked=N (histogram samples: N) lost=0 duplicated=0`.
 
 mod common;
 
@@ -16,19 +17,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amber_storage::{Matcher, Options, Storage, TenantId};
-use common::{Amber, encode, request, series};
+use amber_storage::{Histogram, Matcher, Options, Storage, TenantId};
+use common::native_histograms::Shape;
+use common::{Amber, histogram_series, request, series};
 
 const CLIENTS: usize = 4;
 const SERIES_PER_CLIENT: usize = 25;
+/// Histogram series per client: one of each shape.
+const HISTOGRAM_SERIES_PER_CLIENT: usize = Shape::ALL.len();
 const RETENTION_MS: i64 = 4000;
 const BLOCK_MS: i64 = 2000;
 
-/// What the clients were told is written: per series, value and exemplar trace id by timestamp.
-type Acked = BTreeMap<String, BTreeMap<i64, (f64, String)>>;
+/// A sample as sent: a float or a native histogram.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Float(f64),
+    Histogram(Histogram),
+}
 
-/// One sender: owns its series, sends one sample and one exemplar per series per batch, and
-/// retries a batch until it is acknowledged.
+/// What the clients were told is written: per series, value and exemplar trace id by timestamp.
+type Acked = BTreeMap<String, BTreeMap<i64, (Value, String)>>;
+
+/// One sender: owns its series, sends one sample (float or histogram) and one exemplar per series
+/// per batch, remote write 1.0 and 2.0 on alternate batches, and retries a batch until it is
+/// acknowledged.
 fn client(port: u16, id: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acked>>) {
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let url = format!("http://127.0.0.1:{port}/api/v1/write");
@@ -38,31 +50,46 @@ fn client(port: u16, id: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Acked>>)
         let ts = common::now_ms().max(last_ts + 1);
         last_ts = ts;
         step += 1;
-        let batch: Vec<(String, f64, String)> = (0..SERIES_PER_CLIENT)
-            .map(|s| {
-                (format!("crash_c{id}_s{s}"), (step * 10 + s as u64) as f64, format!("{id:08x}{s:08x}{step:016x}"))
-            })
-            .collect();
-        let body = encode(&request(
-            batch
-                .iter()
-                .map(|(name, v, trace)| {
-                    series(&[("__name__", name)], &[(ts, *v)], &[(ts, 1.0, &[("trace_id", trace)])])
-                })
-                .collect(),
-        ));
+        let mut batch: Vec<(String, Value, String)> = Vec::new();
+        let mut timeseries = Vec::new();
+        for s in 0..SERIES_PER_CLIENT + HISTOGRAM_SERIES_PER_CLIENT {
+            let trace = format!("{id:08x}{s:08x}{step:016x}");
+            let exemplars = [(ts, 1.0, &[("trace_id", trace.as_str())][..])];
+            let (name, value) = match s.checked_sub(SERIES_PER_CLIENT) {
+                None => {
+                    let (name, v) = (format!("crash_c{id}_s{s}"), (step * 10 + s as u64) as f64);
+                    timeseries.push(series(&[("__name__", &name)], &[(ts, v)], &exemplars));
+                    (name, Value::Float(v))
+                }
+                Some(i) => {
+                    let shape = Shape::ALL[i];
+                    let (name, h) = (format!("crash_c{id}_{shape:?}"), shape.at(step));
+                    timeseries.push(histogram_series(
+                        &[("__name__", &name)],
+                        &[(ts, &h, shape.is_integer())],
+                        &exemplars,
+                    ));
+                    (name, Value::Histogram(h))
+                }
+            };
+            batch.push((name, value, trace));
+        }
+        let req = request(timeseries);
+        let (body, headers) = if step.is_multiple_of(2) {
+            (common::encode(&req), common::RW1_HEADERS)
+        } else {
+            (common::encode_v2(&req), common::RW2_HEADERS)
+        };
         loop {
-            let sent = http
-                .post(&url)
-                .header("Content-Encoding", "snappy")
-                .header("Content-Type", "application/x-protobuf")
-                .body(body.clone())
-                .send();
-            match sent {
+            let mut post = http.post(&url);
+            for (k, v) in headers {
+                post = post.header(k, v);
+            }
+            match post.body(body.clone()).send() {
                 Ok(r) if r.status().as_u16() == 204 => {
                     let mut acked = acked.lock().unwrap();
                     for (name, v, trace) in &batch {
-                        acked.entry(name.clone()).or_default().insert(ts, (*v, trace.clone()));
+                        acked.entry(name.clone()).or_default().insert(ts, (v.clone(), trace.clone()));
                     }
                     break;
                 }
@@ -137,7 +164,7 @@ fn acknowledged_writes_survive_a_crash_loop_under_load() {
     let acked = acked.lock().unwrap();
     let storage =
         Storage::open(&amber.data_dir, Options { block_duration_ms: BLOCK_MS, ..Options::default() }).unwrap();
-    let (mut total, mut lost, mut duplicated, mut expired) = (0usize, 0usize, 0usize, 0usize);
+    let (mut total, mut histogram_samples, mut lost, mut duplicated, mut expired) = (0usize, 0usize, 0, 0, 0);
     for (name, want) in acked.iter() {
         let found = storage
             .select_labels(
@@ -154,15 +181,22 @@ fn acknowledged_writes_survive_a_crash_loop_under_load() {
             continue;
         };
         let samples = storage.samples(id, i64::MIN, i64::MAX).unwrap();
+        let histograms = storage.histograms_of(&[id], i64::MIN, i64::MAX).unwrap().remove(0);
         let exemplars = storage.exemplars(id, i64::MIN, i64::MAX).unwrap();
         duplicated += samples.windows(2).filter(|w| w[0].ts >= w[1].ts).count();
+        duplicated += histograms.windows(2).filter(|w| w[0].ts >= w[1].ts).count();
         duplicated += exemplars.windows(2).filter(|w| w[0].ts >= w[1].ts).count();
-        let samples: BTreeMap<i64, f64> = samples.into_iter().map(|s| (s.ts, s.value)).collect();
+        let mut stored: BTreeMap<i64, Value> = samples.into_iter().map(|s| (s.ts, Value::Float(s.value))).collect();
+        for h in histograms {
+            // A float and a histogram sample at one timestamp would be one sample stored twice.
+            duplicated += usize::from(stored.insert(h.ts, Value::Histogram(h.h)).is_some());
+        }
         let exemplars: BTreeMap<i64, String> =
             exemplars.into_iter().map(|e| (e.ts, e.labels.get("trace_id").unwrap_or("").to_string())).collect();
         for (ts, (v, trace)) in want {
             total += 1;
-            let (sample, exemplar) = (samples.get(ts), exemplars.get(ts));
+            histogram_samples += usize::from(matches!(v, Value::Histogram(_)));
+            let (sample, exemplar) = (stored.get(ts), exemplars.get(ts));
             if *ts < kept_from && sample.is_none() && exemplar.is_none() {
                 expired += 1;
             } else if sample != Some(v) || exemplar != Some(trace) {
@@ -170,7 +204,10 @@ fn acknowledged_writes_survive_a_crash_loop_under_load() {
             }
         }
     }
-    println!("cycles={cycles} acked={total} lost={lost} duplicated={duplicated} (expired by retention: {expired})");
+    println!(
+        "cycles={cycles} acked={total} (histogram samples: {histogram_samples}) lost={lost} duplicated={duplicated} (expired by retention: {expired})"
+    );
     assert!(total > expired, "no acknowledged batch was left inside retention");
+    assert!(histogram_samples > 0, "no histogram sample was acknowledged");
     assert_eq!((lost, duplicated), (0, 0));
 }

@@ -20,7 +20,7 @@ use common::Amber;
 use prost::Message;
 use serde_json::{Value, json};
 
-const V2_CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+const V2_CONTENT_TYPE: &str = common::RW2_HEADERS[1].1;
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 type Pairs<'a> = &'a [(&'a str, &'a str)];
@@ -186,12 +186,7 @@ fn send(amber: &Amber, req: Request) -> Answer {
 }
 
 fn send_raw(amber: &Amber, body: Vec<u8>) -> Answer {
-    let headers = [
-        ("Content-Encoding", "snappy"),
-        ("Content-Type", V2_CONTENT_TYPE),
-        ("X-Prometheus-Remote-Write-Version", "2.0.0"),
-    ];
-    post(amber, &headers, body)
+    post(amber, &common::RW2_HEADERS, body)
 }
 
 /// Distinct timestamps near now, one per request, as the suite takes "now" anew for each.

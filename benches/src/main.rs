@@ -5,14 +5,16 @@
 //! with a temporary data directory, push the workload as remote-write 1.0 from several
 //! concurrent clients (each waits for its response), read its RSS, make it persist its data
 //! and measure the bytes, time a fixed set of range queries and `query_exemplars`, stop it.
-//! The same payloads decoded alone (snappy + protobuf, no storage) give the ceiling ingest is
-//! measured against. See docs/BENCHMARKS.md.
+//! With `--remote-write-version 2.0` (or `both`) Amber is sent the same requests as remote write
+//! 2.0 (fresh, once per version); the peers here only receive 1.0. The same payloads decoded
+//! alone (snappy + protobuf, no storage) give the ceiling ingest is measured against. See
+//! docs/BENCHMARKS.md.
 
 use std::path::PathBuf;
 
 use amber_bench::measure::{self, Mode};
 use amber_bench::systems::Kind;
-use amber_bench::workload;
+use amber_bench::workload::{self, Protocol};
 use anyhow::Context;
 use clap::Parser;
 
@@ -43,9 +45,23 @@ struct Cli {
     /// VictoriaMetrics is left out, as it does not store remote write's native histograms.
     #[arg(long)]
     native_histograms: bool,
+    /// The remote write versions Amber is sent the workload in, each on a fresh instance:
+    /// 1.0, 2.0, or both side by side. VictoriaMetrics 1.79 and Prometheus 2.42 receive only 1.0.
+    #[arg(long, value_enum, default_value = "1.0")]
+    remote_write_version: Versions,
     /// The amber binary [default: beside this one].
     #[arg(long)]
     amber_bin: Option<PathBuf>,
+}
+
+/// `--remote-write-version`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Versions {
+    #[value(name = "1.0")]
+    V1,
+    #[value(name = "2.0")]
+    V2,
+    Both,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,11 +87,19 @@ fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-    let w = if cli.native_histograms {
+    let amber_protocols = match cli.remote_write_version {
+        Versions::V1 => vec![Protocol::V1],
+        Versions::V2 => vec![Protocol::V2],
+        Versions::Both => vec![Protocol::V1, Protocol::V2],
+    };
+    let mut w = if cli.native_histograms {
         workload::generate_native_histograms(targets, scrapes, clients, now)
     } else {
         workload::generate(targets, scrapes, clients, now)
     };
+    if amber_protocols.contains(&Protocol::V2) {
+        w.add_v2_payloads();
+    }
     let payload_bytes: usize = w.payloads.iter().flatten().map(Vec::len).sum();
     let requests: usize = w.payloads.iter().map(Vec::len).sum();
     println!(
@@ -88,17 +112,34 @@ fn main() -> anyhow::Result<()> {
         w.exemplars,
         payload_bytes >> 20
     );
+    if !w.payloads_v2.is_empty() {
+        let v2_bytes: usize = w.payloads_v2.iter().flatten().map(Vec::len).sum();
+        let ratio = v2_bytes as f64 / payload_bytes as f64;
+        println!("as remote write 2.0: {:.1} MiB snappy, {ratio:.2}× the 1.0 bytes", v2_bytes as f64 / 1048576.0);
+    }
     println!("machine: {}", measure::machine());
 
-    let decode = measure::decode_only(&w);
+    let runs_of: Vec<(Kind, Protocol)> = kinds
+        .into_iter()
+        .flat_map(|kind| match kind {
+            Kind::Amber => amber_protocols.iter().map(|&p| (kind, p)).collect(),
+            _ => vec![(kind, Protocol::V1)],
+        })
+        .collect();
+    let mut decode: Vec<(Protocol, f64)> = Vec::new();
+    for &(_, protocol) in &runs_of {
+        if !decode.iter().any(|(p, _)| *p == protocol) {
+            decode.push((protocol, measure::decode_only(&w, protocol)));
+        }
+    }
     let mut results = Vec::new();
-    for kind in kinds {
-        eprintln!("== {}", kind.name());
-        let r = measure::system(kind, &amber_bin, &w, cli.mode != Mode::Ingest, runs)
-            .with_context(|| format!("measuring {}", kind.name()))?;
+    for (kind, protocol) in runs_of {
+        eprintln!("== {} (remote write {})", kind.name(), protocol.name());
+        let r = measure::system(kind, protocol, &amber_bin, &w, cli.mode != Mode::Ingest, runs)
+            .with_context(|| format!("measuring {} with remote write {}", kind.name(), protocol.name()))?;
         results.push(r);
     }
-    let table = measure::table(&w, decode, &results, cli.mode);
+    let table = measure::table(&w, &decode, &results, cli.mode);
     println!("{table}");
     measure::check_complete(&w, &results, cli.mode)
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::systems::{Kind, System};
-use crate::workload::Workload;
+use crate::workload::{Protocol, Workload};
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +30,8 @@ fn latency(mut times: Vec<Duration>) -> Latency {
 
 pub struct SystemResult {
     pub kind: Kind,
+    /// The remote write version the workload was sent in.
+    pub protocol: Protocol,
     pub samples_per_s: f64,
     pub write: Latency,
     /// Requests that did not get a 2xx, and the first such answer.
@@ -63,16 +65,24 @@ pub fn machine() -> String {
     format!("{cores} cores ({cpu}), {} GiB memory", mem_kb >> 20)
 }
 
-/// Snappy + protobuf decode of every payload, no storage: samples per second with one thread
-/// per client, the ceiling the ingest rates are compared with.
-pub fn decode_only(w: &Workload) -> f64 {
+/// Snappy + protobuf decode of every payload in `protocol`, no storage: samples per second with
+/// one thread per client, the ceiling the ingest rates are compared with.
+pub fn decode_only(w: &Workload, protocol: Protocol) -> f64 {
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for payloads in &w.payloads {
+        for payloads in w.payloads(protocol) {
             scope.spawn(move || {
                 for p in payloads {
-                    let req = amber_api::remote_write::decode(p, usize::MAX).expect("the workload decodes");
-                    std::hint::black_box(req);
+                    match protocol {
+                        Protocol::V1 => {
+                            let req = amber_api::remote_write::decode(p, usize::MAX);
+                            std::hint::black_box(req.expect("the workload decodes"));
+                        }
+                        Protocol::V2 => {
+                            let req = amber_api::remote_write::decode_v2(p, usize::MAX);
+                            std::hint::black_box(req.expect("the workload decodes"));
+                        }
+                    }
                 }
             });
         }
@@ -80,13 +90,13 @@ pub fn decode_only(w: &Workload) -> f64 {
     w.samples as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Pushes every payload, one thread per client, each waiting for its answer.
-fn ingest(system: &System, w: &Workload) -> (f64, Latency, usize, Option<String>) {
+/// Pushes every payload in `protocol`, one thread per client, each waiting for its answer.
+fn ingest(system: &System, w: &Workload, protocol: Protocol) -> (f64, Latency, usize, Option<String>) {
     let url = system.url("/api/v1/write");
     let started = Instant::now();
     let per_client: Vec<(Vec<Duration>, usize, Option<String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = w
-            .payloads
+            .payloads(protocol)
             .iter()
             .map(|payloads| {
                 let url = url.clone();
@@ -98,13 +108,11 @@ fn ingest(system: &System, w: &Workload) -> (f64, Latency, usize, Option<String>
                     let (mut times, mut errors, mut first) = (Vec::with_capacity(payloads.len()), 0, None);
                     for p in payloads {
                         let sent = Instant::now();
-                        let answer = http
-                            .post(&url)
-                            .header("Content-Encoding", "snappy")
-                            .header("Content-Type", "application/x-protobuf")
-                            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                            .body(p.clone())
-                            .send();
+                        let mut post = http.post(&url);
+                        for (name, value) in protocol.headers() {
+                            post = post.header(name, value);
+                        }
+                        let answer = post.body(p.clone()).send();
                         times.push(sent.elapsed());
                         match answer {
                             Ok(r) if r.status().is_success() => {}
@@ -152,9 +160,16 @@ fn encode(q: &str) -> String {
     form_urlencoded::byte_serialize(q.as_bytes()).collect()
 }
 
-pub fn system(kind: Kind, amber_bin: &Path, w: &Workload, queries: bool, runs: usize) -> anyhow::Result<SystemResult> {
+pub fn system(
+    kind: Kind,
+    protocol: Protocol,
+    amber_bin: &Path,
+    w: &Workload,
+    queries: bool,
+    runs: usize,
+) -> anyhow::Result<SystemResult> {
     let system = System::start(kind, amber_bin)?;
-    let (samples_per_s, write, write_errors, first_error) = ingest(&system, w);
+    let (samples_per_s, write, write_errors, first_error) = ingest(&system, w, protocol);
     let rss_bytes = system.rss_bytes()?;
     let persisted_bytes = system.persisted_bytes(w.start_ms)?;
     let exemplar_bytes = if kind == Kind::Amber { Some(system.amber_exemplar_bytes()?) } else { None };
@@ -196,6 +211,7 @@ pub fn system(kind: Kind, amber_bin: &Path, w: &Workload, queries: bool, runs: u
     system.stop()?;
     Ok(SystemResult {
         kind,
+        protocol,
         samples_per_s,
         write,
         write_errors,
@@ -213,32 +229,51 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// One row: a label, a value per system (None where it does not apply) and ratios Amber ÷ peer.
+impl SystemResult {
+    /// The table's name for this column: the system, and the version when it is not 1.0.
+    fn column(&self) -> String {
+        match self.protocol {
+            Protocol::V1 => self.kind.name().to_string(),
+            Protocol::V2 => format!("{} (remote write 2.0)", self.kind.name()),
+        }
+    }
+}
+
+/// The ratio columns: Amber (its first column) ÷ each peer, and each further Amber column (the
+/// same data in another remote write version) ÷ the first. Pairs of positions in `results`.
+fn ratios(results: &[SystemResult]) -> Vec<(usize, usize)> {
+    let Some(base) = results.iter().position(|r| r.kind == Kind::Amber) else { return Vec::new() };
+    (0..results.len())
+        .filter(|&i| i != base)
+        .map(|i| if results[i].kind == Kind::Amber { (i, base) } else { (base, i) })
+        .collect()
+}
+
+/// One row: a label, a value per system (None where it does not apply) and the [`ratios`].
 fn row(out: &mut String, results: &[SystemResult], label: &str, value: impl Fn(&SystemResult) -> Option<f64>) {
     let fmt = |v: f64| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.3}") };
     let cells: Vec<String> = results.iter().map(|r| value(r).map_or("n/a".into(), fmt)).collect();
-    let amber = results.iter().find(|r| r.kind == Kind::Amber).and_then(&value);
-    let ratios: Vec<String> = results
-        .iter()
-        .filter(|r| r.kind != Kind::Amber)
-        .map(|r| match (amber, value(r)) {
-            (Some(a), Some(p)) if p != 0.0 => format!("{:.2}", a / p),
+    let ratios: Vec<String> = ratios(results)
+        .into_iter()
+        .map(|(a, b)| match (value(&results[a]), value(&results[b])) {
+            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
             _ => "n/a".into(),
         })
         .collect();
     out.push_str(&format!("| {label} | {} | {} |\n", cells.join(" | "), ratios.join(" | ")));
 }
 
-pub fn table(w: &Workload, decode: f64, results: &[SystemResult], mode: Mode) -> String {
+/// The table of `results`; `decode` is the decode-only limit of each version sent.
+pub fn table(w: &Workload, decode: &[(Protocol, f64)], results: &[SystemResult], mode: Mode) -> String {
     let mut out = String::new();
-    let names: Vec<&str> = results.iter().map(|r| r.kind.name()).collect();
-    let peers: Vec<String> =
-        results.iter().filter(|r| r.kind != Kind::Amber).map(|r| format!("amber ÷ {}", r.kind.name())).collect();
+    let names: Vec<String> = results.iter().map(SystemResult::column).collect();
+    let peers: Vec<String> = ratios(results).into_iter().map(|(a, b)| format!("{} ÷ {}", names[a], names[b])).collect();
     out.push_str(&format!("| measure | {} | {} |\n", names.join(" | "), peers.join(" | ")));
     out.push_str(&format!("|---|{}{}\n", "---:|".repeat(names.len()), "---:|".repeat(peers.len())));
+    let limit = |p: Protocol| decode.iter().find(|(q, _)| *q == p).map(|(_, v)| *v);
     let kind = w.sample_kind;
     row(&mut out, results, &format!("ingest {kind}s/s"), |r| Some(r.samples_per_s));
-    row(&mut out, results, "ingest ÷ decode-only limit", |r| Some(r.samples_per_s / decode));
+    row(&mut out, results, "ingest ÷ decode-only limit", |r| limit(r.protocol).map(|d| r.samples_per_s / d));
     row(&mut out, results, "write p50 ms", |r| Some(ms(r.write.p50)));
     row(&mut out, results, "write p99 ms", |r| Some(ms(r.write.p99)));
     row(&mut out, results, "failed writes", |r| Some(r.write_errors as f64));
@@ -256,13 +291,17 @@ pub fn table(w: &Workload, decode: f64, results: &[SystemResult], mode: Mode) ->
         row(&mut out, results, "query_exemplars p50 ms", |r| r.exemplars.as_ref().map(|e| ms(e.0.p50)));
         row(&mut out, results, "exemplars returned", |r| r.exemplars.as_ref().map(|e| e.1 as f64));
     }
-    out.push_str(&format!(
-        "\ndecode-only limit (snappy + protobuf, {} threads): {decode:.0} {kind}s/s\n",
-        w.payloads.len()
-    ));
+    out.push('\n');
+    for (protocol, limit) in decode {
+        out.push_str(&format!(
+            "decode-only limit, remote write {} (snappy + protobuf, {} threads): {limit:.0} {kind}s/s\n",
+            protocol.name(),
+            w.payloads.len()
+        ));
+    }
     for r in results {
         if let Some(e) = &r.first_error {
-            out.push_str(&format!("{}: first failed write: {e}\n", r.kind.name()));
+            out.push_str(&format!("{}: first failed write: {e}\n", r.column()));
         }
     }
     out
@@ -271,7 +310,7 @@ pub fn table(w: &Workload, decode: f64, results: &[SystemResult], mode: Mode) ->
 /// The run is complete when every system took every write and answers for every series.
 pub fn check_complete(w: &Workload, results: &[SystemResult], mode: Mode) -> anyhow::Result<()> {
     for r in results {
-        let name = r.kind.name();
+        let name = r.column();
         anyhow::ensure!(r.write_errors == 0, "{name}: {} writes failed", r.write_errors);
         anyhow::ensure!(
             r.series_visible == w.series as f64,
@@ -284,11 +323,12 @@ pub fn check_complete(w: &Workload, results: &[SystemResult], mode: Mode) -> any
             anyhow::ensure!(r.queries.len() == w.queries.len(), "{name}: queries missing");
         }
     }
-    if mode != Mode::Ingest
-        && let Some(amber) = results.iter().find(|r| r.kind == Kind::Amber)
-    {
-        let returned = amber.exemplars.as_ref().map_or(0, |e| e.1);
-        anyhow::ensure!(returned as u64 == w.exemplars, "amber returned {returned} of {} exemplars", w.exemplars);
+    if mode != Mode::Ingest {
+        for amber in results.iter().filter(|r| r.kind == Kind::Amber) {
+            let returned = amber.exemplars.as_ref().map_or(0, |e| e.1);
+            let name = amber.column();
+            anyhow::ensure!(returned as u64 == w.exemplars, "{name} returned {returned} of {} exemplars", w.exemplars);
+        }
     }
     Ok(())
 }

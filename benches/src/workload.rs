@@ -1,6 +1,7 @@
 //! The generated workload: node-exporter-like targets scraped every 15 s, with counters,
 //! gauges and a classic histogram per handler carrying about one exemplar per scrape, encoded
-//! once as remote-write 1.0 payloads so that every system receives the very same bytes.
+//! once as remote-write 1.0 payloads so that every system receives the very same bytes (and, when
+//! asked, the same requests once more as remote write 2.0).
 
 use amber_api::prompb;
 use prost::Message;
@@ -58,6 +59,38 @@ struct Histogram {
     count: f64,
 }
 
+/// The remote write version a system is sent the workload in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V1,
+    V2,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::V1 => "1.0",
+            Protocol::V2 => "2.0",
+        }
+    }
+
+    /// The headers a sender of this version sends with a body.
+    pub fn headers(self) -> [(&'static str, &'static str); 3] {
+        match self {
+            Protocol::V1 => [
+                ("Content-Encoding", "snappy"),
+                ("Content-Type", "application/x-protobuf"),
+                ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+            ],
+            Protocol::V2 => [
+                ("Content-Encoding", "snappy"),
+                ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+                ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+            ],
+        }
+    }
+}
+
 pub struct Workload {
     pub series: usize,
     /// Samples sent: float samples, or native histogram samples in a native-histogram workload.
@@ -69,6 +102,8 @@ pub struct Workload {
     /// Per client, the snappy-compressed requests it sends, in order. Each client owns whole
     /// targets, so every series' samples arrive in time order.
     pub payloads: Vec<Vec<Vec<u8>>>,
+    /// The same requests as remote write 2.0, once [`Workload::add_v2_payloads`] made them.
+    pub payloads_v2: Vec<Vec<Vec<u8>>>,
     /// What a sample is here, for the table: "sample" or "native histogram sample".
     pub sample_kind: &'static str,
     /// The range queries timed on every system (name, PromQL).
@@ -265,9 +300,40 @@ pub fn generate(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> 
         start_ms,
         end_ms,
         payloads,
+        payloads_v2: Vec::new(),
         sample_kind: "sample",
         queries: &QUERIES,
         exemplar_metric: "http_request_duration_seconds_bucket",
+    }
+}
+
+impl Workload {
+    /// Every 1.0 request again as a 2.0 sender sends the same data (symbols interned per
+    /// request, as Prometheus's 2.0 sender does), in the same order per client.
+    pub fn add_v2_payloads(&mut self) {
+        let encoder = &mut snap::raw::Encoder::new();
+        self.payloads_v2 = self
+            .payloads
+            .iter()
+            .map(|client| {
+                client
+                    .iter()
+                    .map(|p| {
+                        let req = amber_api::remote_write::decode(p, usize::MAX).expect("the workload decodes");
+                        let v2 = amber_api::remote_write::to_v2(&req).encode_to_vec();
+                        encoder.compress_vec(&v2).expect("snappy compresses")
+                    })
+                    .collect()
+            })
+            .collect();
+    }
+
+    /// Each client's requests in `protocol`.
+    pub fn payloads(&self, protocol: Protocol) -> &[Vec<Vec<u8>>] {
+        match protocol {
+            Protocol::V1 => &self.payloads,
+            Protocol::V2 => &self.payloads_v2,
+        }
     }
 }
 
@@ -415,6 +481,7 @@ pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize
         start_ms,
         end_ms,
         payloads,
+        payloads_v2: Vec::new(),
         sample_kind: "native histogram sample",
         queries: &NATIVE_QUERIES,
         exemplar_metric: "http_request_duration_seconds",

@@ -12,7 +12,22 @@ use prost::Message;
 use serde_json::Value;
 
 pub mod client_model;
+pub mod native_histograms;
 pub mod prometheus;
+
+/// The headers a remote write 1.0 sender (Prometheus) sends with a body.
+pub const RW1_HEADERS: [(&str, &str); 3] = [
+    ("Content-Encoding", "snappy"),
+    ("Content-Type", "application/x-protobuf"),
+    ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+];
+
+/// The headers a remote write 2.0 sender sends with a body.
+pub const RW2_HEADERS: [(&str, &str); 3] = [
+    ("Content-Encoding", "snappy"),
+    ("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+    ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+];
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -157,13 +172,18 @@ impl Amber {
         self.post_write(encode(req), headers).expect("remote write request")
     }
 
+    /// Sends the data of `req` as remote write 2.0 ([`amber_api::remote_write::to_v2`]);
+    /// returns status and body.
+    pub fn write_v2(&self, req: &prompb::WriteRequest) -> (u16, String) {
+        self.post(encode_v2(req), &RW2_HEADERS).expect("remote write 2.0 request")
+    }
+
     fn post_write(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> reqwest::Result<(u16, String)> {
-        let mut request = self
-            .http
-            .post(self.url("/api/v1/write"))
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+        self.post(body, &[&RW1_HEADERS[..], headers].concat())
+    }
+
+    fn post(&self, body: Vec<u8>, headers: &[(&str, &str)]) -> reqwest::Result<(u16, String)> {
+        let mut request = self.http.post(self.url("/api/v1/write"));
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -228,6 +248,11 @@ pub fn encode(req: &prompb::WriteRequest) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
 }
 
+/// The same data as remote write 2.0 sends it: interned, then snappy-compressed.
+pub fn encode_v2(req: &prompb::WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(&amber_api::remote_write::to_v2(req).encode_to_vec()).unwrap()
+}
+
 pub fn labels(pairs: &[(&str, &str)]) -> Vec<prompb::Label> {
     pairs.iter().map(|(n, v)| prompb::Label { name: n.to_string(), value: v.to_string() }).collect()
 }
@@ -244,6 +269,19 @@ pub fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)], exemplars: &[Exemp
             .map(|&(timestamp, value, l)| prompb::Exemplar { labels: labels(l), value, timestamp })
             .collect(),
         histograms: Vec::new(),
+    }
+}
+
+/// A series of native histogram samples (`(timestamp, histogram, integer)`, sent as
+/// [`native_histograms::wire`] makes them) and exemplars.
+pub fn histogram_series(
+    pairs: &[(&str, &str)],
+    histograms: &[(i64, &amber_storage::Histogram, bool)],
+    exemplars: &[ExemplarSpec<'_>],
+) -> prompb::TimeSeries {
+    prompb::TimeSeries {
+        histograms: histograms.iter().map(|&(ts, h, integer)| native_histograms::wire(h, integer, ts)).collect(),
+        ..series(pairs, &[], exemplars)
     }
 }
 

@@ -16,8 +16,11 @@
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` with what was written.
 
 mod histogram;
+mod to_v2;
 mod v1;
 mod v2;
+
+pub use to_v2::to_v2;
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error as _;
@@ -141,6 +144,11 @@ pub fn decode(body: &[u8], max_decoded_bytes: usize) -> Result<prompb::WriteRequ
 pub struct SeriesStarts {
     pub samples: Vec<i64>,
     pub histograms: Vec<i64>,
+}
+
+/// Decodes a remote write 2.0 body into a `Request`, or the 4xx answer saying why not.
+pub fn decode_v2(body: &[u8], max_decoded_bytes: usize) -> Result<prompb::writev2::Request, WriteError> {
+    decode_message(&decompress(body, max_decoded_bytes)?)
 }
 
 /// A request turned into storage writes, with what had to be refused before storage saw it.
