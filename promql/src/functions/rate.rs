@@ -248,32 +248,14 @@ fn histogram_rate(
     }
     let mut h = Histogram::clone(last);
     h.reduce_resolution(min_schema);
-    match h.sub(&prev) {
-        Err(_) => {
-            notes.push(mixed_schemas(metric));
-            return None;
-        }
-        Ok(c) if c.custom_bounds_reconciled => {
-            notes.push("PromQL info: mismatched custom buckets were reconciled during subtraction".into())
-        }
-        Ok(_) => {}
-    }
+    combined(h.sub(&prev), "subtraction", metric, notes)?;
     if is_counter {
         if any_start_overlap(starts, time) {
             notes.push(start_overlap(metric));
         }
         for (i, p) in points.iter().enumerate().skip(1) {
             if start_reset_at(starts, time, i - 1) || p.h.detect_reset(&prev) {
-                match h.add(&prev) {
-                    Err(_) => {
-                        notes.push(mixed_schemas(metric));
-                        return None;
-                    }
-                    Ok(c) if c.custom_bounds_reconciled => {
-                        notes.push("PromQL info: mismatched custom buckets were reconciled during addition".into())
-                    }
-                    Ok(_) => {}
-                }
+                combined(h.add(&prev), "addition", metric, notes)?;
             }
             prev = Histogram::clone(&p.h);
         }
@@ -312,16 +294,7 @@ fn histogram_extrapolated_rate(
         // The counter was empty at its start: the first sample is all increase.
         match &mut result {
             None => result = Some(Histogram::clone(&first.h)),
-            Some(r) => match r.add(&first.h) {
-                Err(_) => {
-                    notes.push(mixed_schemas(metric));
-                    return None;
-                }
-                Ok(c) if c.custom_bounds_reconciled => {
-                    notes.push("PromQL info: mismatched custom buckets were reconciled during addition".into())
-                }
-                Ok(_) => {}
-            },
+            Some(r) => combined(r.add(&first.h), "addition", metric, notes)?,
         }
     }
     let mut result = result?;
@@ -356,16 +329,7 @@ fn histogram_instant_value(
         notes.push(not_gauge(metric));
     }
     if !is_rate || (!start_reset && !last.h.detect_reset(&prev.h)) {
-        match h.sub(&prev.h) {
-            Err(_) => {
-                notes.push(mixed_schemas(metric));
-                return None;
-            }
-            Ok(c) if c.custom_bounds_reconciled => {
-                notes.push("PromQL info: mismatched custom buckets were reconciled during subtraction".into())
-            }
-            Ok(_) => {}
-        }
+        combined(h.sub(&prev.h), "subtraction", metric, notes)?;
     }
     h.counter_reset_hint = CounterResetHint::Gauge;
     h.compact();
@@ -484,6 +448,29 @@ pub(crate) fn range_by_series(
     }
     ev.annotate(arg.position_range(), notes);
     Some(Ok(out))
+}
+
+/// Notes what adding or subtracting (`operation`) two histograms of `metric` reported: `None`
+/// (and the warning) when their schemas cannot be combined, else the reconciliation info if custom
+/// bounds had to be reconciled.
+fn combined(
+    result: Result<amber_histogram::Combined, amber_histogram::IncompatibleSchemas>,
+    operation: &str,
+    metric: &str,
+    notes: &mut Vec<String>,
+) -> Option<()> {
+    match result {
+        Err(_) => {
+            notes.push(mixed_schemas(metric));
+            None
+        }
+        Ok(c) => {
+            if c.custom_bounds_reconciled {
+                notes.push(format!("PromQL info: mismatched custom buckets were reconciled during {operation}"));
+            }
+            Some(())
+        }
+    }
 }
 
 /// The info Prometheus gives when `rate`/`increase` is applied to a metric whose name does not
