@@ -179,6 +179,46 @@ fn trace_ids_of_flask_requests_come_back_from_amber_as_exemplars_across_a_restar
         }
     }
 
+    // Its "slowest requests" table (Amber's exemplars/top, through the Infinity data source)
+    // lists the largest exemplars of the dashboard's range, each one of our requests' traces,
+    // largest first, the first the largest query_exemplars has.
+    for url in common::dashboard_urls("shop.json") {
+        let url = url
+            .replace("${__from:date:seconds}", &started.to_string())
+            .replace("${__to:date:seconds}", &now.to_string());
+        let top = amber.data(&url);
+        let ranked: Vec<(f64, String)> = top
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["exemplars"].as_array().unwrap().iter())
+            .map(|e| {
+                (e["value"].as_str().unwrap().parse().unwrap(), e["labels"]["trace_id"].as_str().unwrap().to_string())
+            })
+            .collect();
+        assert!(!ranked.is_empty(), "{url}: {top}");
+        for (_, trace) in &ranked {
+            assert!(ours.contains(trace), "{url}: exemplar trace {trace} is not one of the app's requests");
+        }
+        let query = url.split("query=").nth(1).unwrap().split('&').next().unwrap();
+        let all = amber.data(&format!("/api/v1/query_exemplars?query={query}&start={started}&end={now}"));
+        let largest = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["exemplars"].as_array().unwrap().iter())
+            .map(|e| e["value"].as_str().unwrap().parse::<f64>().unwrap())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let best_in_each_series: Vec<f64> = top
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["exemplars"][0]["value"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(best_in_each_series[0], largest, "{url}: {top}");
+        assert!(best_in_each_series.is_sorted_by(|a, b| a >= b), "{url}: series not in rank order: {top}");
+    }
+
     drop(prometheus);
     drop(_app);
     amber.kill9();

@@ -7,7 +7,8 @@
 //! - [`remote_read`] — `POST /api/v1/read` (Prometheus remote read: samples or XOR chunks).
 //! - [`query`] — `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` (PromQL, through
 //!   [`queryable`], the engine's view of the store).
-//! - [`exemplars`] — `/api/v1/query_exemplars` and `/api/v1/exemplars/trace/<trace_id>`.
+//! - [`exemplars`] — `/api/v1/query_exemplars`, `/api/v1/exemplars/trace/<trace_id>` and
+//!   `/api/v1/exemplars/top`.
 //! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
 //! - [`metadata`] — `/api/v1/metadata`.
 //! - [`status`] — build info, flags, runtime info, health and readiness, and the empty rules,
@@ -180,6 +181,7 @@ pub fn router(state: AppState, admin_api: bool) -> Router {
         .route("/api/v1/format_query", get(query::format).post(query::format))
         .route("/api/v1/query_exemplars", get(exemplars::query).post(exemplars::query))
         .route("/api/v1/exemplars/trace/{trace_id}", get(exemplars::by_trace))
+        .route("/api/v1/exemplars/top", get(exemplars::top).post(exemplars::top))
         .route("/api/v1/series", get(series::series).post(series::series))
         .route("/api/v1/labels", get(series::label_names).post(series::label_names))
         .route("/api/v1/label/{name}/values", get(series::label_values))

@@ -302,12 +302,23 @@ pub fn urlencode(s: &str) -> String {
 
 /// Every query of a provisioned Grafana dashboard (`grafana/dashboards/<file>`).
 pub fn dashboard_queries(file: &str) -> Vec<String> {
+    dashboard_targets(file, "prometheus").map(|t| t["expr"].as_str().unwrap().to_string()).collect()
+}
+
+/// The URLs of a provisioned dashboard's panels that read Amber's own JSON endpoints through
+/// Grafana's Infinity data source, with Grafana's `${__from}`/`${__to}` variables left in.
+pub fn dashboard_urls(file: &str) -> Vec<String> {
+    dashboard_targets(file, "yesoreyeram-infinity-datasource").map(|t| t["url"].as_str().unwrap().to_string()).collect()
+}
+
+/// The targets of a provisioned dashboard's panels whose data source is of `datasource_type`.
+fn dashboard_targets(file: &str, datasource_type: &str) -> impl Iterator<Item = Value> {
     let path = format!("{}/grafana/dashboards/{file}", env!("CARGO_MANIFEST_DIR"));
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    dashboard["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
-        .collect()
+    let panels = dashboard["panels"].as_array().unwrap().clone();
+    let datasource_type = datasource_type.to_string();
+    panels
+        .into_iter()
+        .filter(move |p| p["datasource"]["type"] == datasource_type.as_str())
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
 }
