@@ -220,51 +220,145 @@ pub struct Config {
 }
 
 impl Config {
-    /// The settings in force by flag name, as `/api/v1/status/flags` serves them (credentials
-    /// and per-tenant settings are left out).
-    pub fn flags(&self) -> std::collections::BTreeMap<String, String> {
-        let ms = |v: i64| humantime::format_duration(Duration::from_millis(v.max(0) as u64)).to_string();
-        let d = |v: Duration| humantime::format_duration(v).to_string();
+    /// The settings in force as the TOML file that would set them (keys in snake_case, per-tenant
+    /// settings under `tenants`, secrets shown as `<secret>`, as Prometheus shows them): the one
+    /// list of settings that `/api/v1/status/config` and `/api/v1/status/flags` both serve.
+    pub fn file_settings(&self) -> toml::Table {
+        use toml::Value::{Boolean, Float, Integer, String as Str};
+        let ms = |v: i64| Str(humantime::format_duration(Duration::from_millis(v.max(0) as u64)).to_string());
+        let d = |v: Duration| Str(humantime::format_duration(v).to_string());
+        let int = |v: u64| Integer(i64::try_from(v).unwrap_or(i64::MAX));
+        let path = |p: &std::path::Path| Str(p.display().to_string());
         let (api, storage, engine) = (&self.api, &self.storage, &self.engine);
-        [
-            ("data-dir", self.data_dir.display().to_string()),
-            ("listen", self.listen.to_string()),
+        let mut table: toml::Table = [
+            ("data_dir", path(&self.data_dir)),
+            ("listen", Str(self.listen.to_string())),
             ("retention", ms(storage.retention_ms)),
-            ("out-of-order-window", ms(storage.out_of_order_window_ms)),
-            ("block-duration", ms(storage.block_duration_ms)),
-            ("maintenance-interval", d(self.maintenance_interval)),
-            ("max-body-bytes", api.max_body_bytes.to_string()),
-            ("max-decoded-body-bytes", api.max_decoded_bytes.to_string()),
-            ("max-inflight-writes", api.max_inflight_writes.to_string()),
-            ("max-inflight-write-bytes", api.max_inflight_write_bytes.to_string()),
-            ("max-series-per-tenant", api.max_series_per_tenant.to_string()),
-            ("ingestion-rate", api.ingestion_rate.to_string()),
-            ("ingestion-burst", api.ingestion_burst.to_string()),
-            ("new-series-rate", api.new_series_rate.to_string()),
-            ("new-series-burst", api.new_series_burst.to_string()),
-            ("max-concurrent-queries", api.max_concurrent_queries.to_string()),
-            ("min-free-disk-bytes", api.min_free_disk_bytes.to_string()),
-            ("max-exemplars-per-series-per-window", storage.max_exemplars_per_series_per_window.to_string()),
-            ("max-labels-per-series", api.labels.max_labels_per_series.to_string()),
-            ("max-label-name-length", api.labels.max_label_name_length.to_string()),
-            ("max-label-value-length", api.labels.max_label_value_length.to_string()),
-            ("http-header-read-timeout", d(self.http_header_read_timeout)),
-            ("http-body-read-timeout", d(api.body_read_timeout)),
-            ("query-lookback-delta", ms(engine.lookback_delta_ms)),
-            ("query-max-samples", engine.limits.max_samples.to_string()),
-            ("query-timeout", d(engine.limits.timeout)),
-            ("default-tenant", self.tenants.default_tenant.clone()),
-            ("require-tenant", self.tenants.require_tenant.to_string()),
-            ("enable-admin-api", self.admin_api.to_string()),
-            ("otlp-grpc-listen", self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default()),
-            ("otlp-convert-histograms-to-nhcb", api.otlp.convert_histograms_to_nhcb.to_string()),
-            ("otlp-promote-resource-attributes", api.otlp.promote_resource_attributes.join(",")),
-            ("tls", self.tls.is_some().to_string()),
-            ("log-format", self.log_format.clone()),
+            ("out_of_order_window", ms(storage.out_of_order_window_ms)),
+            ("block_duration", ms(storage.block_duration_ms)),
+            ("maintenance_interval", d(self.maintenance_interval)),
+            ("max_body_bytes", int(api.max_body_bytes as u64)),
+            ("max_decoded_body_bytes", int(api.max_decoded_bytes as u64)),
+            ("max_inflight_writes", int(api.max_inflight_writes as u64)),
+            ("max_inflight_write_bytes", int(api.max_inflight_write_bytes as u64)),
+            ("max_series_per_tenant", int(api.max_series_per_tenant)),
+            ("ingestion_rate", Float(api.ingestion_rate)),
+            ("ingestion_burst", Float(api.ingestion_burst)),
+            ("new_series_rate", Float(api.new_series_rate)),
+            ("new_series_burst", Float(api.new_series_burst)),
+            ("max_concurrent_queries", int(api.max_concurrent_queries as u64)),
+            ("min_free_disk_bytes", int(api.min_free_disk_bytes)),
+            ("max_exemplars_per_series_per_window", int(storage.max_exemplars_per_series_per_window)),
+            ("max_labels_per_series", int(api.labels.max_labels_per_series as u64)),
+            ("max_label_name_length", int(api.labels.max_label_name_length as u64)),
+            ("max_label_value_length", int(api.labels.max_label_value_length as u64)),
+            ("http_header_read_timeout", d(self.http_header_read_timeout)),
+            ("http_body_read_timeout", d(api.body_read_timeout)),
+            ("query_lookback_delta", ms(engine.lookback_delta_ms)),
+            ("query_max_samples", int(engine.limits.max_samples as u64)),
+            ("query_timeout", d(engine.limits.timeout)),
+            ("default_tenant", Str(self.tenants.default_tenant.clone())),
+            ("require_tenant", Boolean(self.tenants.require_tenant)),
+            ("enable_admin_api", Boolean(self.admin_api)),
+            // Empty: the receiver is off.
+            ("otlp_grpc_listen", Str(self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default())),
+            ("otlp_convert_histograms_to_nhcb", Boolean(api.otlp.convert_histograms_to_nhcb)),
+            (
+                "otlp_promote_resource_attributes",
+                toml::Value::Array(api.otlp.promote_resource_attributes.iter().cloned().map(Str).collect()),
+            ),
+            ("log_format", Str(self.log_format.clone())),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+        if let Some((cert, key)) = &self.tls {
+            table.insert("tls_cert_file".into(), path(cert));
+            table.insert("tls_key_file".into(), path(key));
+        }
+        let mut tenants = toml::Table::new();
+        fn tenant<'t>(tenants: &'t mut toml::Table, name: &str) -> &'t mut toml::Table {
+            tenants
+                .entry(name.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .expect("tenant entries are tables")
+        }
+        let secret = || Str("<secret>".into());
+        for (name, credentials) in &self.tenants.credentials {
+            match credentials {
+                amber_api::tenant::Credentials::Bearer(_) => {
+                    tenant(&mut tenants, name).insert("bearer_token".into(), secret());
+                }
+                amber_api::tenant::Credentials::Basic { username, .. } => {
+                    let t = tenant(&mut tenants, name);
+                    t.insert("basic_auth_username".into(), Str(username.clone()));
+                    t.insert("basic_auth_password".into(), secret());
+                }
+            }
+        }
+        for (name, &max) in &self.tenants.max_series {
+            tenant(&mut tenants, name).insert("max_series_per_tenant".into(), int(max));
+        }
+        for (name, &rate) in &self.tenants.ingestion_rate {
+            tenant(&mut tenants, name).insert("ingestion_rate".into(), Float(rate));
+        }
+        for (name, &rate) in &self.tenants.new_series_rate {
+            tenant(&mut tenants, name).insert("new_series_rate".into(), Float(rate));
+        }
+        if !tenants.is_empty() {
+            table.insert("tenants".into(), toml::Value::Table(tenants));
+        }
+        table
+    }
+
+    /// The settings in force by flag name, as `/api/v1/status/flags` serves them: the top-level
+    /// keys of [`Config::file_settings`] (per-tenant settings are left out), values as a flag
+    /// would be written.
+    pub fn flags(&self) -> std::collections::BTreeMap<String, String> {
+        self.file_settings()
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    // f64's Display, not TOML's: `500`, as the flag is written, not `500.0`.
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Array(items) => {
+                        items.iter().filter_map(toml::Value::as_str).collect::<Vec<_>>().join(",")
+                    }
+                    toml::Value::Table(_) | toml::Value::Datetime(_) => return None,
+                };
+                Some((key.replace('_', "-"), text))
+            })
+            .collect()
+    }
+
+    /// [`Config::file_settings`] as YAML, for `/api/v1/status/config` (Prometheus serves its
+    /// configuration file there as YAML, and clients parse it as such): a mapping per table, each
+    /// value written as JSON, which YAML reads as the same scalar or list.
+    pub fn settings_yaml(&self) -> String {
+        fn write(table: &toml::Table, indent: usize, out: &mut String) {
+            for (key, value) in table {
+                // Setting names as they are; tenant names, which may be anything, quoted.
+                let plain = key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                let key = if plain { key.clone() } else { serde_json::to_string(key).expect("a string serializes") };
+                match value {
+                    toml::Value::Table(inner) => {
+                        out.push_str(&format!("{:indent$}{key}:\n", ""));
+                        write(inner, indent + 2, out);
+                    }
+                    scalar => {
+                        let json = serde_json::to_string(scalar).expect("TOML values serialize");
+                        out.push_str(&format!("{:indent$}{key}: {json}\n", ""));
+                    }
+                }
+            }
+        }
+        let mut out = String::new();
+        write(&self.file_settings(), 0, &mut out);
+        out
     }
 }
 
@@ -484,6 +578,48 @@ mod tests {
         assert_eq!(c.storage.retention_ms, 30 * 24 * 3600 * 1000);
         assert_eq!(c.api.labels.max_labels_per_series, 40);
         assert!(c.api.otlp.convert_histograms_to_nhcb);
+    }
+
+    /// The effective settings, written as a file, load back to the same settings (secrets aside,
+    /// which are redacted): every setting has its key, under the name the file uses.
+    #[test]
+    fn file_settings_are_the_file_that_gives_the_same_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("amber.toml");
+        std::fs::write(
+            &file,
+            "retention = \"30d\"\ningestion_rate = 2500.5\notlp_grpc_listen = \"\"\notlp_promote_resource_attributes = [\"service.instance.id\"]\n\
+             [tenants.team-a]\nmax_series_per_tenant = 5000\nbasic_auth_username = \"a\"\nbasic_auth_password = \"hunter2\"\n",
+        )
+        .unwrap();
+        let c = load(&["--config", file.to_str().unwrap(), "--new-series-rate", "500"]).unwrap();
+        let settings = c.file_settings();
+        let mut written = settings.clone();
+        // Redacted secrets cannot come back; give the file its password again.
+        written["tenants"]["team-a"].as_table_mut().unwrap().insert("basic_auth_password".into(), "hunter2".into());
+        let again = dir.path().join("again.toml");
+        std::fs::write(&again, toml::to_string(&written).unwrap()).unwrap();
+        let reloaded = load(&["--config", again.to_str().unwrap()]).unwrap();
+        assert_eq!(reloaded.file_settings(), settings);
+        assert_eq!(reloaded.flags(), c.flags());
+
+        let flags = c.flags();
+        assert_eq!(flags["retention"], "30days");
+        assert_eq!(flags["new-series-rate"], "500");
+        assert_eq!(flags["otlp-grpc-listen"], "");
+        assert!(!flags.contains_key("tenants"));
+        let yaml = c.settings_yaml();
+        for line in [
+            "retention: \"30days\"\n",
+            "ingestion_rate: 2500.5\n",
+            "new_series_rate: 500.0\n",
+            "otlp_promote_resource_attributes: [\"service.instance.id\"]\n",
+            "require_tenant: false\n",
+            "tenants:\n  \"team-a\":\n    basic_auth_password: \"<secret>\"\n    basic_auth_username: \"a\"\n    max_series_per_tenant: 5000\n",
+        ] {
+            assert!(yaml.contains(line), "{line:?} not in:\n{yaml}");
+        }
+        assert!(!yaml.contains("hunter2"), "{yaml}");
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let state =
         amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone())
-            .with_flags(config.flags());
+            .with_flags(config.flags())
+            .with_config_yaml(config.settings_yaml());
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance =
         tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx));

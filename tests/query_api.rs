@@ -175,7 +175,8 @@ fn admin_seal_is_served_only_when_enabled_and_keeps_every_sample() {
 }
 
 /// The status and rules endpoints Grafana and Prometheus's tooling call answer in Prometheus's
-/// shapes: the flags in force, runtime information, and empty rules, alerts and targets.
+/// shapes: the flags and configuration in force, runtime information, and empty rules, alerts
+/// and targets.
 #[test]
 fn status_rules_alerts_and_targets_answer_in_prometheus_shapes() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,6 +187,13 @@ fn status_rules_alerts_and_targets_answer_in_prometheus_shapes() {
     assert_eq!(flags["new-series-burst"], "30000");
     assert_eq!(flags["listen"], format!("127.0.0.1:{}", amber.port));
     assert!(flags.as_object().unwrap().values().all(Value::is_string), "{flags}");
+    // The same settings as the configuration file that sets them, as Prometheus serves its own.
+    let config = amber.data("/api/v1/status/config");
+    let yaml = config["yaml"].as_str().unwrap();
+    for line in ["retention: \"30days\"\n", "new_series_rate: 500.0\n", "new_series_burst: 30000.0\n"] {
+        assert!(yaml.contains(line), "{line:?} not in:\n{yaml}");
+    }
+    assert!(yaml.contains(&format!("listen: \"127.0.0.1:{}\"\n", amber.port)), "{yaml}");
     let runtime = amber.data("/api/v1/status/runtimeinfo");
     let keys: Vec<&str> = runtime.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(

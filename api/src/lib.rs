@@ -129,6 +129,8 @@ pub struct AppState {
     pub series_labels: Arc<queryable::SeriesLabelsCache>,
     /// The settings in force by flag name, for `/api/v1/status/flags`.
     pub flags: Arc<std::collections::BTreeMap<String, String>>,
+    /// The effective configuration as YAML, for `/api/v1/status/config`.
+    pub config_yaml: Arc<str>,
     /// When the process started serving, for `/api/v1/status/runtimeinfo`.
     pub started: chrono::DateTime<chrono::Utc>,
 }
@@ -151,6 +153,7 @@ impl AppState {
             diagnostics: Arc::new(diagnostics::Diagnostics::default()),
             series_labels: Arc::new(queryable::SeriesLabelsCache::default()),
             flags: Arc::default(),
+            config_yaml: Arc::from(""),
             started: chrono::Utc::now(),
             limits: Arc::new(limits),
             tenants: Arc::new(tenants),
@@ -163,6 +166,12 @@ impl AppState {
     /// The settings `/api/v1/status/flags` reports.
     pub fn with_flags(mut self, flags: std::collections::BTreeMap<String, String>) -> Self {
         self.flags = Arc::new(flags);
+        self
+    }
+
+    /// The configuration `/api/v1/status/config` reports, as YAML.
+    pub fn with_config_yaml(mut self, yaml: String) -> Self {
+        self.config_yaml = Arc::from(yaml);
         self
     }
 }
@@ -188,6 +197,7 @@ pub fn router(state: AppState, admin_api: bool) -> Router {
         .route("/api/v1/metadata", get(metadata::metadata))
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
         .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/rules", get(status::rules))

@@ -51,6 +51,12 @@ pub async fn flags(State(state): State<AppState>) -> Response {
     success(&*state.flags, Vec::new())
 }
 
+/// `GET /api/v1/status/config`: the effective configuration in Prometheus's shape
+/// (`{"yaml": …}`); Amber's is the settings of its TOML file, with secrets redacted.
+pub async fn config(State(state): State<AppState>) -> Response {
+    success(serde_json::json!({ "yaml": &*state.config_yaml }), Vec::new())
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RuntimeInfo {
