@@ -239,3 +239,100 @@ pub async fn upload_pending(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockfile::BlockFileReader;
+    use crate::objstore::Bucket;
+    use crate::{Exemplar, Label, Labels, Options, Sample, SeriesCreation, SeriesWrite};
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_unsorted(pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect())
+    }
+
+    fn write(storage: &Storage, tenant: TenantId, name: &str, samples: Vec<Sample>, exemplars: Vec<Exemplar>) {
+        let s = SeriesWrite { labels: labels(&[("__name__", name)]), samples, histograms: vec![], exemplars };
+        let report = storage.append(tenant, &[s], &[], SeriesCreation::UNLIMITED).unwrap();
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    }
+
+    fn sample(ts: i64, value: f64) -> Sample {
+        Sample { ts, value, start_ts: crate::NO_START }
+    }
+
+    async fn keys(bucket: &Bucket) -> Vec<String> {
+        bucket.list("").await.unwrap().into_iter().map(|o| o.key).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sealed_windows_reach_the_bucket_once_and_resealing_replaces_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            Arc::new(Storage::open(dir.path(), Options { upload_sealed_windows: true, ..Default::default() }).unwrap());
+        let now = crate::now_ms();
+        let w = storage.window_of(now - 3 * 3600 * 1000);
+        let team_b = storage.register_tenant("team-b").unwrap();
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let ex = Exemplar { ts: w + 15_000, value: 1.0, labels: labels(&[("trace_id", trace)]) };
+        write(&storage, TenantId::DEFAULT, "up", (0..10).map(|i| sample(w + i * 15_000, i as f64)).collect(), vec![ex.clone()]);
+        write(&storage, team_b, "rss", vec![sample(w, 7.0)], vec![]);
+        storage.seal(now).unwrap();
+        assert_eq!(storage.pending_uploads().unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), [w]);
+
+        let bucket = Bucket::in_memory();
+        let report = upload_pending(&storage, &bucket, "anonymous").await.unwrap();
+        assert_eq!((report.windows_uploaded, report.block_files_uploaded, report.objects_deleted), (1, 2, 0));
+        assert_eq!(storage.pending_uploads().unwrap(), []);
+        let listed = keys(&bucket).await;
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        assert_eq!(listed[0], "anonymous/index.json");
+        assert!(listed[1].starts_with(&format!("anonymous/windows/{w}/")), "{listed:?}");
+        assert_eq!(listed[2], "team-b/index.json");
+
+        let idx = index::read(&bucket, "anonymous").await.unwrap();
+        assert_eq!(idx.windows.len(), 1);
+        let entry = &idx.windows[0];
+        assert_eq!(
+            (entry.start, entry.end, entry.min_ts, entry.max_ts, entry.series, entry.samples, entry.exemplars, entry.traces),
+            (w, w + 2 * 3600 * 1000, w, w + 9 * 15_000, 1, 10, 1, 1)
+        );
+        assert_eq!(entry.object, listed[1]);
+        let r = BlockFileReader::open(&bucket, &entry.object, entry.bytes).await.unwrap();
+        assert_eq!(r.series().await.unwrap(), [labels(&[("__name__", "up")])]);
+        assert_eq!(r.samples(0).await.unwrap(), (0..10).map(|i| sample(w + i * 15_000, i as f64)).collect::<Vec<_>>());
+        assert_eq!(r.exemplars(0).await.unwrap(), [ex]);
+        assert_eq!(r.trace(trace).await.unwrap(), [TraceEntry { trace_id: trace.into(), ordinal: 0, ts: w + 15_000 }]);
+        let idx_b = index::read(&bucket, "team-b").await.unwrap();
+        assert_eq!((idx_b.windows.len(), idx_b.windows[0].samples), (1, 1));
+
+        // A retry (the mark renewed as if a crash had kept it) rewrites nothing new.
+        storage.mark_pending_upload([w]).unwrap();
+        let again = upload_pending(&storage, &bucket, "anonymous").await.unwrap();
+        assert_eq!((again.windows_uploaded, again.objects_deleted), (1, 0));
+        assert_eq!(keys(&bucket).await, listed);
+        assert_eq!(index::read(&bucket, "anonymous").await.unwrap(), idx);
+
+        // A late sample re-seals the window: a new block file replaces the old one in the index.
+        write(&storage, TenantId::DEFAULT, "up", vec![sample(w + 10 * 15_000, 10.0)], vec![]);
+        storage.seal(now).unwrap();
+        let resealed = upload_pending(&storage, &bucket, "anonymous").await.unwrap();
+        assert_eq!((resealed.windows_uploaded, resealed.objects_deleted), (1, 1));
+        let idx = index::read(&bucket, "anonymous").await.unwrap();
+        assert_eq!((idx.windows.len(), idx.windows[0].samples), (1, 11));
+        let blocks: Vec<String> =
+            keys(&bucket).await.into_iter().filter(|k| k.starts_with("anonymous/windows/")).collect();
+        assert_eq!(blocks, [idx.windows[0].object.clone()]);
+    }
+
+    #[tokio::test]
+    async fn without_uploads_nothing_is_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path(), Options::default()).unwrap();
+        let now = crate::now_ms();
+        let w = storage.window_of(now - 3 * 3600 * 1000);
+        write(&storage, TenantId::DEFAULT, "up", vec![sample(w, 1.0)], vec![]);
+        assert_eq!(storage.seal(now).unwrap().samples_sealed, 1);
+        assert_eq!(storage.pending_uploads().unwrap(), []);
+    }
+}
