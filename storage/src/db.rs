@@ -112,6 +112,8 @@ pub struct StorageStats {
     pub head: HeadStats,
     /// Bytes of the head's write-ahead log on disk.
     pub wal_bytes: u64,
+    /// Sealed windows waiting for upload to object storage.
+    pub pending_upload_windows: u64,
 }
 
 /// Merge operator of postings and activity keys: the union of serialized roaring treemaps.
@@ -366,6 +368,7 @@ impl Storage {
         StorageStats {
             head: self.head.stats(),
             wal_bytes: self.wal.disk_bytes(),
+            pending_upload_windows: self.pending_uploads().map(|p| p.len() as u64).unwrap_or(0),
             series: self.series_in_index(),
             sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.live-sst-files-size"))).collect(),
             memtable_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.cur-size-all-mem-tables"))).collect(),
