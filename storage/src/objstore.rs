@@ -107,6 +107,9 @@ pub struct Bucket {
     /// Whether the backend compares versions itself (S3, memory) or [`PutCondition::Replace`]
     /// must check then write (a local directory).
     atomic_replace: bool,
+    /// Send `If-Match` with the bare ETag: Ceph RGW (16.2) compares the header to the ETag
+    /// without its quotes and refuses the quoted form, which S3 also accepts unquoted.
+    bare_if_match: bool,
     /// The URL it was opened from, for logs and errors.
     pub url: String,
 }
@@ -155,13 +158,25 @@ impl Bucket {
                 b = b.with_allow_http(true);
             }
             let store = b.build().map_err(|e| bad(e.to_string()))?;
-            Ok(Bucket { store: Arc::new(store), prefix: Path::from(prefix), atomic_replace: true, url: config.url.clone() })
+            Ok(Bucket {
+                store: Arc::new(store),
+                prefix: Path::from(prefix),
+                atomic_replace: true,
+                bare_if_match: true,
+                url: config.url.clone(),
+            })
         } else if let Some(dir) = config.url.strip_prefix("file://") {
             std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
             let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| bad(e.to_string()))?
                 .with_automatic_cleanup(true);
-            Ok(Bucket { store: Arc::new(store), prefix: Path::default(), atomic_replace: false, url: config.url.clone() })
+            Ok(Bucket {
+                store: Arc::new(store),
+                prefix: Path::default(),
+                atomic_replace: false,
+                bare_if_match: false,
+                url: config.url.clone(),
+            })
         } else {
             Err(bad("expected s3://bucket[/prefix] or file:///dir".into()))
         }
@@ -173,6 +188,7 @@ impl Bucket {
             store: Arc::new(object_store::memory::InMemory::new()),
             prefix: Path::default(),
             atomic_replace: true,
+            bare_if_match: false,
             url: "memory://".into(),
         }
     }
@@ -207,7 +223,11 @@ impl ObjectStorage for Bucket {
                 PutCondition::Overwrite => PutMode::Overwrite,
                 PutCondition::Create => PutMode::Create,
                 PutCondition::Replace(v) if self.atomic_replace => {
-                    PutMode::Update(UpdateVersion { e_tag: v.e_tag, version: v.version })
+                    let e_tag = match v.e_tag {
+                        Some(t) if self.bare_if_match => Some(t.trim_matches('"').to_string()),
+                        t => t,
+                    };
+                    PutMode::Update(UpdateVersion { e_tag, version: v.version })
                 }
                 PutCondition::Replace(v) => {
                     let current = self.get(key).await?.map(|o| o.version);
