@@ -52,9 +52,9 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
         if &t[16..20] != MAGIC {
             return Err(corrupt("no trailing magic"));
         }
-        let toc_offset = u64::from_le_bytes(t[0..8].try_into().expect("8 bytes"));
-        let toc_len = u32::from_le_bytes(t[8..12].try_into().expect("4 bytes")) as u64;
-        let toc_crc = u32::from_le_bytes(t[12..16].try_into().expect("4 bytes"));
+        let toc_offset = u64::from_be_bytes(t[0..8].try_into().expect("8 bytes"));
+        let toc_len = u32::from_be_bytes(t[8..12].try_into().expect("4 bytes")) as u64;
+        let toc_crc = u32::from_be_bytes(t[12..16].try_into().expect("4 bytes"));
         if toc_offset + toc_len + TRAILER_LEN as u64 != size {
             return Err(corrupt("table of contents out of bounds"));
         }
@@ -71,7 +71,7 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
                 let kind = r.bytes(1)?[0];
                 let offset = r.uvarint()?;
                 let len = r.uvarint()?;
-                let crc = u32::from_le_bytes(r.bytes(4)?.try_into().expect("4 bytes"));
+                let crc = u32::from_be_bytes(r.bytes(4)?.try_into().expect("4 bytes"));
                 toc.push(SectionRef { kind, offset, len, crc });
             }
             Ok(toc)

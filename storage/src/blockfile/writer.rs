@@ -162,12 +162,12 @@ pub fn encode(content: &WindowContent) -> Result<(Vec<u8>, WindowMeta), BlockErr
         toc_bytes.push(*kind);
         put_uvarint(&mut toc_bytes, *offset);
         put_uvarint(&mut toc_bytes, *len);
-        toc_bytes.extend_from_slice(&crc.to_le_bytes());
+        toc_bytes.extend_from_slice(&crc.to_be_bytes());
     }
     out.extend_from_slice(&toc_bytes);
-    out.extend_from_slice(&toc_offset.to_le_bytes());
-    out.extend_from_slice(&(toc_bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&toc_bytes).to_le_bytes());
+    out.extend_from_slice(&toc_offset.to_be_bytes());
+    out.extend_from_slice(&(toc_bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&toc_bytes).to_be_bytes());
     out.extend_from_slice(MAGIC);
     Ok((out, meta))
 }
