@@ -527,7 +527,8 @@ mod tests {
             "object_store_url = \"s3://metrics/amber\"\nobject_store_region = \"eu-west-1\"\nobject_store_allow_http = true\n",
         )
         .unwrap();
-        let c = load(&["--config", file.to_str().unwrap(), "--object-store-endpoint", "http://127.0.0.1:7480"]).unwrap();
+        let c =
+            load(&["--config", file.to_str().unwrap(), "--object-store-endpoint", "http://127.0.0.1:7480"]).unwrap();
         let b = c.object_store.unwrap();
         assert_eq!(
             (b.url.as_str(), b.endpoint.as_deref(), b.region.as_deref(), b.allow_http),

@@ -17,6 +17,9 @@ use amber_storage::upload::index::{self, BucketIndex};
 use amber_storage::{Label, Labels, Sample};
 use common::{Amber, eventually, request, series};
 
+/// A block file's series, each with its samples and its exemplars' (timestamp, trace id).
+type WindowData = BTreeMap<Labels, (Vec<Sample>, Vec<(i64, String)>)>;
+
 const BLOCK_MS: i64 = 2 * 3600 * 1000;
 const TENANT: &str = "anonymous";
 
@@ -134,7 +137,7 @@ impl View {
     }
 
     /// Every series of the window's block file with its samples and exemplars' trace ids.
-    fn window(&self, object: &str, bytes: u64) -> BTreeMap<Labels, (Vec<Sample>, Vec<(i64, String)>)> {
+    fn window(&self, object: &str, bytes: u64) -> WindowData {
         self.rt.block_on(async {
             let r = BlockFileReader::open(&self.bucket, object, bytes).await.unwrap();
             let mut out = BTreeMap::new();
@@ -254,7 +257,7 @@ fn sealed_windows_reach_ceph_survive_crashes_and_outages() {
     );
     assert_eq!(view.assert_consistent(), idx);
     let got = view.window(&w.object, w.bytes);
-    let want: BTreeMap<Labels, (Vec<Sample>, Vec<(i64, String)>)> = [
+    let want: WindowData = [
         (
             labels(&[("__name__", "http_requests_total"), ("job", "api")]),
             (
@@ -262,14 +265,20 @@ fn sealed_windows_reach_ceph_survive_crashes_and_outages() {
                 vec![(w0 + 15_000, trace_a.to_string()), (w0 + 30_000, trace_b.to_string())],
             ),
         ),
-        (labels(&[("__name__", "http_requests_total"), ("job", "web")]), (web.iter().map(|&(t, v)| sample(t, v)).collect(), vec![])),
+        (
+            labels(&[("__name__", "http_requests_total"), ("job", "web")]),
+            (web.iter().map(|&(t, v)| sample(t, v)).collect(), vec![]),
+        ),
     ]
     .into_iter()
     .collect();
     assert_eq!(got, want);
     view.rt.block_on(async {
         let r = BlockFileReader::open(&view.bucket, &w.object, w.bytes).await.unwrap();
-        assert_eq!(r.trace(trace_a).await.unwrap(), [TraceEntry { trace_id: trace_a.into(), ordinal: 0, ts: w0 + 15_000 }]);
+        assert_eq!(
+            r.trace(trace_a).await.unwrap(),
+            [TraceEntry { trace_id: trace_a.into(), ordinal: 0, ts: w0 + 15_000 }]
+        );
         assert!(!r.may_contain_trace("0af7651916cd43dd8448eb211c80319c").await.unwrap());
     });
     assert!(amber.metric("amber_upload_bytes_total").unwrap() >= w.bytes as f64);
@@ -282,8 +291,11 @@ fn sealed_windows_reach_ceph_survive_crashes_and_outages() {
     for round in 0..3 {
         let before = view.keys();
         let name = format!("crash_round_{round}");
-        let points: Vec<(i64, f64)> =
-            windows.iter().rev().flat_map(|&w| (0..30).map(move |i| (w + i * 10_000, (round * 1000 + i) as f64))).collect();
+        let points: Vec<(i64, f64)> = windows
+            .iter()
+            .rev()
+            .flat_map(|&w| (0..30).map(move |i| (w + i * 10_000, (round * 1000 + i) as f64)))
+            .collect();
         for (t, v) in &points {
             let l = labels(&[("__name__", &name)]);
             written.entry(t.div_euclid(BLOCK_MS) * BLOCK_MS).or_default().entry(l).or_default().push(sample(*t, *v));
@@ -306,9 +318,13 @@ fn sealed_windows_reach_ceph_survive_crashes_and_outages() {
     assert!(caught_mid_upload > 0, "no kill landed while windows were still waiting for upload");
     wait_for_uploads(&amber, "uploads to finish after the crashes");
     let idx = view.assert_consistent();
-    assert_eq!(idx.windows.iter().map(|w| w.start).collect::<Vec<_>>(), [windows.iter().rev().copied().collect(), vec![w0]].concat());
+    assert_eq!(
+        idx.windows.iter().map(|w| w.start).collect::<Vec<_>>(),
+        [windows.iter().rev().copied().collect(), vec![w0]].concat()
+    );
     for w in idx.windows.iter().filter(|w| w.start != w0) {
-        let got: BTreeMap<Labels, Vec<Sample>> = view.window(&w.object, w.bytes).into_iter().map(|(l, (s, _))| (l, s)).collect();
+        let got: BTreeMap<Labels, Vec<Sample>> =
+            view.window(&w.object, w.bytes).into_iter().map(|(l, (s, _))| (l, s)).collect();
         assert_eq!(got, written[&w.start], "window {}", w.start);
         assert_eq!((w.series, w.samples), (3, 90));
     }
@@ -321,7 +337,9 @@ fn sealed_windows_reach_ceph_survive_crashes_and_outages() {
         assert_eq!(amber.write(&request(vec![series(&[("__name__", "during_outage")], chunk, &[])])).0, 204);
     }
     seal(&amber);
-    eventually("the outage window counted as pending", Duration::from_secs(30), || (pending(&amber) > 0.0).then_some(()));
+    eventually("the outage window counted as pending", Duration::from_secs(30), || {
+        (pending(&amber) > 0.0).then_some(())
+    });
     eventually("a failed upload counted", Duration::from_secs(60), || {
         (amber.metric("amber_upload_failures_total").unwrap_or(0.0) > 0.0).then_some(())
     });
@@ -332,6 +350,9 @@ fn sealed_windows_reach_ceph_survive_crashes_and_outages() {
     let idx = view.assert_consistent();
     let w = idx.windows.iter().find(|w| w.start == outage_w).expect("the outage window in the index");
     let got = view.window(&w.object, w.bytes);
-    assert_eq!(got[&labels(&[("__name__", "during_outage")])].0, outage.iter().map(|&(t, v)| sample(t, v)).collect::<Vec<_>>());
+    assert_eq!(
+        got[&labels(&[("__name__", "during_outage")])].0,
+        outage.iter().map(|&(t, v)| sample(t, v)).collect::<Vec<_>>()
+    );
     amber.stop();
 }

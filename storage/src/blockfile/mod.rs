@@ -18,8 +18,6 @@ pub mod writer;
 pub use reader::BlockFileReader;
 pub use writer::{WindowContent, WindowSeries, encode};
 
-use crate::Labels;
-
 /// The file's first four bytes, and its last four.
 pub const MAGIC: &[u8; 4] = b"AMBW";
 /// Version byte after the leading magic.
@@ -81,16 +79,11 @@ pub enum BlockFileError {
     Store(#[from] crate::objstore::ObjectStoreError),
 }
 
-/// The series of a block file with their positions, for lookups by label set in tests and tools.
-pub fn ordinal_of(series: &[Labels], labels: &Labels) -> Option<u32> {
-    series.binary_search(labels).ok().map(|i| i as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::objstore::{Bucket, ObjectStorage, PutCondition};
-    use crate::{Exemplar, HistogramSample, Label, Sample, block};
+    use crate::{Exemplar, HistogramSample, Label, Labels, Sample, block};
     use amber_histogram::{Histogram, Span};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -115,7 +108,8 @@ mod tests {
             ..Default::default()
         };
         let hist = vec![HistogramSample { ts: 7_200_000, start_ts: crate::NO_START, h }];
-        let ex_a = vec![exemplar(7_215_000, "4bf92f3577b34da6a3ce929d0e0e4736"), exemplar(7_230_000, "00f067aa0ba902b7")];
+        let ex_a =
+            vec![exemplar(7_215_000, "4bf92f3577b34da6a3ce929d0e0e4736"), exemplar(7_230_000, "00f067aa0ba902b7")];
         let ex_b = vec![exemplar(7_245_000, "4bf92f3577b34da6a3ce929d0e0e4736")];
         let series = vec![
             WindowSeries {
@@ -178,14 +172,17 @@ mod tests {
         assert_eq!(r.meta().await.unwrap(), meta);
         let series = r.series().await.unwrap();
         assert_eq!(series, c.series.iter().map(|s| s.labels.clone()).collect::<Vec<_>>());
-        assert_eq!(ordinal_of(&series, &c.series[1].labels), Some(1));
+        assert_eq!(series.binary_search(&c.series[1].labels), Ok(1), "ordinals follow label order");
         assert_eq!(r.postings("job", "api").await.unwrap().iter().collect::<Vec<_>>(), [0, 2]);
         assert_eq!(r.postings("__name__", "latency").await.unwrap().iter().collect::<Vec<_>>(), [2]);
         assert!(r.postings("job", "db").await.unwrap().is_empty());
         assert_eq!(r.samples(0).await.unwrap(), samples(7_200_000, 40));
         assert_eq!(r.samples(1).await.unwrap(), samples(7_203_000, 3));
         assert_eq!(r.samples(2).await.unwrap(), []);
-        assert_eq!(r.histograms(2).await.unwrap(), block::decode_histograms(c.series[2].histograms.as_ref().unwrap()).unwrap());
+        assert_eq!(
+            r.histograms(2).await.unwrap(),
+            block::decode_histograms(c.series[2].histograms.as_ref().unwrap()).unwrap()
+        );
         assert_eq!(r.histograms(0).await.unwrap(), []);
         assert_eq!(
             r.exemplars(0).await.unwrap(),

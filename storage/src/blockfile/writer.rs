@@ -113,7 +113,7 @@ pub fn encode(content: &WindowContent) -> Result<(Vec<u8>, WindowMeta), BlockErr
     }
     put_section(&mut out, section::POSTINGS, &body);
 
-    let columns: [(u8, u8, fn(&WindowSeries) -> Option<&Vec<u8>>); 3] = [
+    let columns: [(u8, u8, ColumnOf); 3] = [
         (section::SAMPLE_INDEX, section::SAMPLE_DATA, |s| s.samples.as_ref()),
         (section::HISTOGRAM_INDEX, section::HISTOGRAM_DATA, |s| s.histograms.as_ref()),
         (section::EXEMPLAR_INDEX, section::EXEMPLAR_DATA, |s| s.exemplars.as_ref()),
@@ -171,6 +171,9 @@ pub fn encode(content: &WindowContent) -> Result<(Vec<u8>, WindowMeta), BlockErr
     out.extend_from_slice(MAGIC);
     Ok((out, meta))
 }
+
+/// One column's block of a series, if it has one.
+type ColumnOf = fn(&WindowSeries) -> Option<&Vec<u8>>;
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_uvarint(out, b.len() as u64);

@@ -76,7 +76,10 @@ async fn read_versioned(
 ) -> Result<(BucketIndex, PutCondition), ObjectStoreError> {
     let key = index_key(tenant);
     match store.get(&key).await? {
-        None => Ok((BucketIndex { version: INDEX_VERSION, tenant: tenant.to_string(), windows: Vec::new() }, PutCondition::Create)),
+        None => Ok((
+            BucketIndex { version: INDEX_VERSION, tenant: tenant.to_string(), windows: Vec::new() },
+            PutCondition::Create,
+        )),
         Some(o) => {
             let index: BucketIndex = serde_json::from_slice(&o.bytes)
                 .map_err(|e| ObjectStoreError::Unavailable(format!("bucket index {key} is not valid: {e}")))?;

@@ -131,7 +131,9 @@ impl Storage {
 
     fn tenant_window_content(&self, window: i64, tenant: TenantId, ids: &[u64]) -> Result<Option<WindowContent>> {
         let labels = self.series_labels_if_indexed(ids)?;
-        let get = |cf: &str, id: u64| -> Result<Option<Vec<u8>>> { Ok(self.db.get_cf(self.cf(cf), keys::block(window, id))?) };
+        let get = |cf: &str, id: u64| -> Result<Option<Vec<u8>>> {
+            Ok(self.db.get_cf(self.cf(cf), keys::block(window, id))?)
+        };
         let mut series: Vec<(u64, WindowSeries)> = Vec::new();
         for (&id, l) in ids.iter().zip(labels) {
             let Some((_, labels)) = l else { continue };
@@ -156,7 +158,8 @@ impl Storage {
         let mut prefix = keys::ordered_i64(window).to_vec();
         prefix.extend_from_slice(&tenant.0.to_be_bytes());
         let mut traces = Vec::new();
-        for item in self.db.iterator_cf(self.cf(keys::CF_TRACE_INDEX), IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in self.db.iterator_cf(self.cf(keys::CF_TRACE_INDEX), IteratorMode::From(&prefix, Direction::Forward))
+        {
             let (k, _) = item?;
             if !k.starts_with(&prefix) {
                 break;
@@ -275,7 +278,13 @@ mod tests {
         let team_b = storage.register_tenant("team-b").unwrap();
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
         let ex = Exemplar { ts: w + 15_000, value: 1.0, labels: labels(&[("trace_id", trace)]) };
-        write(&storage, TenantId::DEFAULT, "up", (0..10).map(|i| sample(w + i * 15_000, i as f64)).collect(), vec![ex.clone()]);
+        write(
+            &storage,
+            TenantId::DEFAULT,
+            "up",
+            (0..10).map(|i| sample(w + i * 15_000, i as f64)).collect(),
+            vec![ex.clone()],
+        );
         write(&storage, team_b, "rss", vec![sample(w, 7.0)], vec![]);
         storage.seal(now).unwrap();
         assert_eq!(storage.pending_uploads().unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), [w]);
@@ -294,7 +303,16 @@ mod tests {
         assert_eq!(idx.windows.len(), 1);
         let entry = &idx.windows[0];
         assert_eq!(
-            (entry.start, entry.end, entry.min_ts, entry.max_ts, entry.series, entry.samples, entry.exemplars, entry.traces),
+            (
+                entry.start,
+                entry.end,
+                entry.min_ts,
+                entry.max_ts,
+                entry.series,
+                entry.samples,
+                entry.exemplars,
+                entry.traces
+            ),
             (w, w + 2 * 3600 * 1000, w, w + 9 * 15_000, 1, 10, 1, 1)
         );
         assert_eq!(entry.object, listed[1]);
