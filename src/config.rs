@@ -122,6 +122,25 @@ pub struct Cli {
     /// `text` or `json` [default: text].
     #[arg(long, env = "AMBER_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Bucket that sealed windows are uploaded to: `s3://bucket/prefix` (S3 or an S3-compatible
+    /// store such as Ceph's RADOS Gateway) or `file:///dir`. Unset: nothing leaves the machine.
+    #[arg(long, env = "AMBER_OBJECT_STORE_URL")]
+    pub object_store_url: Option<String>,
+    /// S3 endpoint, e.g. `http://127.0.0.1:7480` [default: AWS_ENDPOINT_URL, else Amazon's].
+    #[arg(long, env = "AMBER_OBJECT_STORE_ENDPOINT")]
+    pub object_store_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION, else us-east-1].
+    #[arg(long, env = "AMBER_OBJECT_STORE_REGION")]
+    pub object_store_region: Option<String>,
+    /// S3 access key id [default: AWS_ACCESS_KEY_ID].
+    #[arg(long, env = "AMBER_OBJECT_STORE_ACCESS_KEY_ID")]
+    pub object_store_access_key_id: Option<String>,
+    /// S3 secret access key [default: AWS_SECRET_ACCESS_KEY].
+    #[arg(long, env = "AMBER_OBJECT_STORE_SECRET_ACCESS_KEY")]
+    pub object_store_secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint (also AWS_ALLOW_HTTP=true).
+    #[arg(long, env = "AMBER_OBJECT_STORE_ALLOW_HTTP")]
+    pub object_store_allow_http: bool,
 }
 
 /// The TOML file: the same settings as the flags, in snake_case.
@@ -168,6 +187,12 @@ struct FileConfig {
     #[serde(default)]
     tenants: std::collections::BTreeMap<String, TenantConfig>,
     log_format: Option<String>,
+    object_store_url: Option<String>,
+    object_store_endpoint: Option<String>,
+    object_store_region: Option<String>,
+    object_store_access_key_id: Option<String>,
+    object_store_secret_access_key: Option<String>,
+    object_store_allow_http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +242,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Where the OTLP gRPC receiver listens; `None` when disabled.
     pub otlp_grpc_listen: Option<SocketAddr>,
+    /// The bucket sealed windows are uploaded to; `None`: they stay local only.
+    pub object_store: Option<amber_storage::objstore::BucketConfig>,
 }
 
 impl Config {
@@ -275,6 +302,23 @@ impl Config {
         if let Some((cert, key)) = &self.tls {
             table.insert("tls_cert_file".into(), path(cert));
             table.insert("tls_key_file".into(), path(key));
+        }
+        if let Some(bucket) = &self.object_store {
+            table.insert("object_store_url".into(), Str(bucket.url.clone()));
+            let optional = [
+                ("object_store_endpoint", &bucket.endpoint),
+                ("object_store_region", &bucket.region),
+                ("object_store_access_key_id", &bucket.access_key_id),
+            ];
+            for (key, value) in optional {
+                if let Some(v) = value {
+                    table.insert(key.into(), Str(v.clone()));
+                }
+            }
+            if bucket.secret_access_key.is_some() {
+                table.insert("object_store_secret_access_key".into(), Str("<secret>".into()));
+            }
+            table.insert("object_store_allow_http".into(), Boolean(bucket.allow_http));
         }
         let mut tenants = toml::Table::new();
         fn tenant<'t>(tenants: &'t mut toml::Table, name: &str) -> &'t mut toml::Table {
@@ -498,6 +542,24 @@ impl Config {
             ingestion_rate,
             new_series_rate,
         };
+        let object_store = match cli.object_store_url.or(file.object_store_url) {
+            None => None,
+            Some(url) => {
+                anyhow::ensure!(
+                    url.starts_with("s3://") || url.starts_with("file://"),
+                    "object_store_url must be s3://bucket[/prefix] or file:///dir, not {url:?}"
+                );
+                Some(amber_storage::objstore::BucketConfig {
+                    url,
+                    endpoint: cli.object_store_endpoint.or(file.object_store_endpoint),
+                    region: cli.object_store_region.or(file.object_store_region),
+                    access_key_id: cli.object_store_access_key_id.or(file.object_store_access_key_id),
+                    secret_access_key: cli.object_store_secret_access_key.or(file.object_store_secret_access_key),
+                    allow_http: cli.object_store_allow_http || file.object_store_allow_http.unwrap_or(false),
+                })
+            }
+        };
+        storage.upload_sealed_windows = object_store.is_some();
         let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");
         Ok(Config {
@@ -525,6 +587,7 @@ impl Config {
                 (None, None) => None,
                 _ => anyhow::bail!("tls_cert_file and tls_key_file go together"),
             },
+            object_store,
         })
     }
 }
@@ -561,6 +624,29 @@ mod tests {
         assert_eq!(c.storage.out_of_order_window_ms, 3600 * 1000);
         assert_eq!(c.maintenance_interval, Duration::from_secs(60));
         assert!(!c.api.otlp.convert_histograms_to_nhcb);
+        assert!(c.object_store.is_none());
+        assert!(!c.storage.upload_sealed_windows);
+    }
+
+    #[test]
+    fn object_store_settings_come_from_flags_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("amber.toml");
+        std::fs::write(
+            &file,
+            "object_store_url = \"s3://metrics/amber\"\nobject_store_region = \"eu-west-1\"\nobject_store_allow_http = true\n",
+        )
+        .unwrap();
+        let c =
+            load(&["--config", file.to_str().unwrap(), "--object-store-endpoint", "http://127.0.0.1:7480"]).unwrap();
+        let b = c.object_store.unwrap();
+        assert_eq!(
+            (b.url.as_str(), b.endpoint.as_deref(), b.region.as_deref(), b.allow_http),
+            ("s3://metrics/amber", Some("http://127.0.0.1:7480"), Some("eu-west-1"), true)
+        );
+        assert!(c.storage.upload_sealed_windows);
+        let err = load(&["--object-store-url", "gs://x"]).unwrap_err();
+        assert_eq!(err.to_string(), "object_store_url must be s3://bucket[/prefix] or file:///dir, not \"gs://x\"");
     }
 
     #[test]
@@ -589,6 +675,7 @@ mod tests {
         std::fs::write(
             &file,
             "retention = \"30d\"\ningestion_rate = 2500.5\notlp_grpc_listen = \"\"\notlp_promote_resource_attributes = [\"service.instance.id\"]\n\
+             object_store_url = \"s3://metrics/amber\"\nobject_store_endpoint = \"http://127.0.0.1:7480\"\nobject_store_secret_access_key = \"SK\"\n\
              [tenants.team-a]\nmax_series_per_tenant = 5000\nbasic_auth_username = \"a\"\nbasic_auth_password = \"hunter2\"\n",
         )
         .unwrap();
@@ -597,6 +684,7 @@ mod tests {
         let mut written = settings.clone();
         // Redacted secrets cannot come back; give the file its password again.
         written["tenants"]["team-a"].as_table_mut().unwrap().insert("basic_auth_password".into(), "hunter2".into());
+        written.insert("object_store_secret_access_key".into(), "SK".into());
         let again = dir.path().join("again.toml");
         std::fs::write(&again, toml::to_string(&written).unwrap()).unwrap();
         let reloaded = load(&["--config", again.to_str().unwrap()]).unwrap();
@@ -619,7 +707,9 @@ mod tests {
         ] {
             assert!(yaml.contains(line), "{line:?} not in:\n{yaml}");
         }
-        assert!(!yaml.contains("hunter2"), "{yaml}");
+        assert!(yaml.contains("object_store_secret_access_key: \"<secret>\"\n"), "{yaml}");
+        assert!(!yaml.contains("hunter2") && !yaml.contains("\"SK\""), "{yaml}");
+        assert_eq!(flags["object-store-url"], "s3://metrics/amber");
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
     let options = config.storage.clone();
+    let bucket = match &config.object_store {
+        Some(b) => Some(Arc::new(amber_storage::objstore::Bucket::open(b)?)),
+        None => None,
+    };
     let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir, options)).await??);
     tracing::info!(data_dir = %config.data_dir.display(), "store open");
 
@@ -21,6 +25,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_flags(config.flags())
             .with_config_yaml(config.settings_yaml());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let uploads = bucket.map(|b| {
+        tracing::info!(url = %b.url, "uploading sealed windows to the object store");
+        let tenant = config.tenants.default_tenant.clone();
+        tokio::spawn(upload(storage.clone(), b, tenant, state.metrics.clone(), stop_rx.clone()))
+    });
     let maintenance =
         tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx));
 
@@ -82,6 +91,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     stop_tx.send(true).ok();
     maintenance.await?;
+    if let Some(u) = uploads {
+        u.await?;
+    }
     // Every acknowledged write is already synced; dropping the last handle closes RocksDB.
     drop(storage);
     Ok(())
@@ -126,6 +138,50 @@ async fn maintain(
             }
             Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed; retrying next interval"),
             Err(e) => tracing::error!(error = %e, "maintenance task panicked"),
+        }
+    }
+}
+
+/// How often the uploader looks for sealed windows waiting for upload, and the longest it waits
+/// after failures (it doubles the wait from the first on each failure in a row).
+const UPLOAD_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const UPLOAD_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Uploads sealed windows to the object store until told to stop. Nothing here can hold up a
+/// write: windows wait on local disk (`amber_upload_pending_windows`) while the store is down.
+async fn upload(
+    storage: Arc<Storage>,
+    bucket: Arc<amber_storage::objstore::Bucket>,
+    default_tenant: String,
+    metrics: Arc<amber_api::metrics::Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut wait = UPLOAD_POLL;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        let started = std::time::Instant::now();
+        let pass = amber_storage::upload::upload_pending(&storage, bucket.as_ref(), &default_tenant);
+        // A pass stopped by shutdown leaves its window marked: the next start repeats it.
+        let result = tokio::select! {
+            r = pass => r,
+            _ = stop.changed() => return,
+        };
+        match result {
+            Ok(r) => {
+                metrics.observe_upload(r.block_files_uploaded, r.bytes_uploaded, false);
+                if r.windows_uploaded > 0 {
+                    tracing::info!(?r, elapsed_ms = started.elapsed().as_millis() as u64, "uploaded");
+                }
+                wait = UPLOAD_POLL;
+            }
+            Err(e) => {
+                metrics.observe_upload(0, 0, true);
+                tracing::warn!(error = %e, retry_in = ?wait, "upload failed; sealed windows wait locally");
+                wait = (wait * 2).min(UPLOAD_MAX_BACKOFF);
+            }
         }
     }
 }

@@ -76,6 +76,10 @@ pub struct Metrics {
     seal_passes: Counter,
     seal_duration: Histogram,
     queries_in_progress: Gauge,
+    upload_pending_windows: Gauge,
+    upload_block_files: Counter,
+    upload_bytes: Counter,
+    upload_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -114,6 +118,10 @@ impl Metrics {
             seal_passes: Counter::default(),
             seal_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             queries_in_progress: Gauge::default(),
+            upload_pending_windows: Gauge::default(),
+            upload_block_files: Counter::default(),
+            upload_bytes: Counter::default(),
+            upload_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("samples_ingested", "Samples written durably", m.samples_ingested.clone());
@@ -207,7 +215,32 @@ impl Metrics {
             "PromQL queries being evaluated now (each holds one of max_concurrent_queries)",
             m.queries_in_progress.clone(),
         );
+        registry.register(
+            "upload_pending_windows",
+            "Sealed windows waiting on local disk for upload to the object store (grows while the store is unreachable)",
+            m.upload_pending_windows.clone(),
+        );
+        registry.register(
+            "upload_block_files",
+            "Block files (one tenant's sealed window each) uploaded to the object store",
+            m.upload_block_files.clone(),
+        );
+        registry.register("upload_bytes", "Bytes of block files uploaded to the object store", m.upload_bytes.clone());
+        registry.register(
+            "upload_failures",
+            "Upload passes that stopped on an object-store error; their windows are retried",
+            m.upload_failures.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Counts one upload pass: what it uploaded, or that it failed.
+    pub fn observe_upload(&self, block_files: u64, bytes: u64, failed: bool) {
+        self.upload_block_files.inc_by(block_files);
+        self.upload_bytes.inc_by(bytes);
+        if failed {
+            self.upload_failures.inc();
+        }
     }
 
     pub fn ingested(&self, report: &amber_storage::AppendReport) {
@@ -277,6 +310,7 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap) -> Respon
     m.head_exemplars.set(stats.head.exemplars as i64);
     m.head_chunk_bytes.set(stats.head.chunk_bytes as i64);
     m.wal_bytes.set(stats.wal_bytes as i64);
+    m.upload_pending_windows.set(stats.pending_upload_windows as i64);
     let free_query_slots = state.query_permits.available_permits();
     m.queries_in_progress.set(state.limits.max_concurrent_queries.saturating_sub(free_query_slots) as i64);
     let mut body = String::new();

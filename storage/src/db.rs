@@ -45,6 +45,9 @@ pub struct Options {
     pub memtable_bytes: usize,
     /// Exemplars a series may have in one block window; more are refused.
     pub max_exemplars_per_series_per_window: u64,
+    /// Mark every window a sealing pass writes as waiting for upload to object storage
+    /// ([`crate::upload`]); off without an object store.
+    pub upload_sealed_windows: bool,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
             block_cache_bytes: 128 << 20,
             memtable_bytes: 64 << 20,
             max_exemplars_per_series_per_window: 10_000,
+            upload_sealed_windows: false,
         }
     }
 }
@@ -92,6 +96,9 @@ pub struct Storage {
     /// Bumped by every series garbage collection that removed series (see [`crate::gc`]): a
     /// write whose ids were resolved under an older value resolves them again.
     pub(crate) series_gc_epoch: AtomicU64,
+    /// Held while pending-upload marks are written or removed, so an upload never removes a
+    /// mark that a sealing pass renewed after the upload read it.
+    pub(crate) upload_marks: Mutex<()>,
 }
 
 /// Sizes for `/metrics`.
@@ -105,6 +112,8 @@ pub struct StorageStats {
     pub head: HeadStats,
     /// Bytes of the head's write-ahead log on disk.
     pub wal_bytes: u64,
+    /// Sealed windows waiting for upload to object storage.
+    pub pending_upload_windows: u64,
 }
 
 /// Merge operator of postings and activity keys: the union of serialized roaring treemaps.
@@ -207,6 +216,7 @@ impl Storage {
             series_counts: Mutex::new(HashMap::new()),
             histogram_series: RwLock::new(histogram_series),
             series_gc_epoch: AtomicU64::new(0),
+            upload_marks: Mutex::new(()),
         };
         storage.check_options(path)?;
         storage.load_state()?;
@@ -358,6 +368,7 @@ impl Storage {
         StorageStats {
             head: self.head.stats(),
             wal_bytes: self.wal.disk_bytes(),
+            pending_upload_windows: self.pending_uploads().map(|p| p.len() as u64).unwrap_or(0),
             series: self.series_in_index(),
             sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.live-sst-files-size"))).collect(),
             memtable_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.cur-size-all-mem-tables"))).collect(),

@@ -40,6 +40,8 @@ pub mod prefix {
     pub const ACTIVITY: u8 = 0x07;
     /// `0x08` → the store's fixed options (format version, block duration).
     pub const OPTIONS: u8 = 0x08;
+    /// `0x09 window` → generation (u64): the window's sealed blocks wait for upload.
+    pub const PENDING_UPLOAD: u8 = 0x09;
 }
 
 /// Flips the sign bit so big-endian bytes of an `i64` sort numerically.

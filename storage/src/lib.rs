@@ -18,9 +18,13 @@
 //! - [`seal`] — moving head data into sealed blocks.
 //! - [`retention`] — deleting whole windows older than the retention period.
 //! - [`metadata`] — metric metadata (type, help, unit).
+//! - [`blockfile`] — a tenant's sealed window as one immutable, range-readable file.
+//! - [`objstore`] — the object-storage trait and its `object_store`-backed bucket.
+//! - [`upload`] — sealed windows to block files in the bucket, and the bucket index.
 
 pub mod append;
 pub mod block;
+pub mod blockfile;
 pub mod cardinality;
 pub mod chunkenc;
 mod db;
@@ -31,10 +35,12 @@ pub mod index;
 pub mod keys;
 pub mod labels;
 pub mod metadata;
+pub mod objstore;
 pub mod querier;
 pub mod retention;
 pub mod seal;
 pub mod tenant;
+pub mod upload;
 mod wal;
 
 pub use amber_histogram::{self as histogram, Histogram};

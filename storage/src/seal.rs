@@ -12,6 +12,9 @@
 //! which holds the unsynced trace-index and activity writes) are on disk. A crash anywhere in
 //! between replays the segments into the head, and the next pass merges the same data into
 //! the same blocks again.
+//!
+//! With uploads on, each window the pass wrote is marked as waiting for upload
+//! ([`crate::upload`]) before the segments go.
 
 use rocksdb::WriteBatch;
 
@@ -82,12 +85,16 @@ impl Storage {
         let mut report = SealReport::default();
         let mut batch = WriteBatch::default();
         let mut pending: Vec<(SeriesId, Taken)> = Vec::new();
+        let mut windows_written = std::collections::BTreeSet::new();
         for id in self.head.ids() {
             let Some(series) = self.head.get(id) else { continue };
             let sealable = series.lock().sealable(sealed_before);
             if sealable.is_empty() {
                 continue;
             }
+            windows_written.extend(sealable.samples.iter().map(|g| g.window));
+            windows_written.extend(sealable.histograms.iter().map(|g| g.window));
+            windows_written.extend(sealable.exemplars.iter().map(|g| g.window));
             for group in sealable.samples {
                 report.samples_sealed += group.items.len() as u64;
                 report.sample_blocks_written += 1;
@@ -110,6 +117,10 @@ impl Storage {
         }
         self.write_blocks(batch, &mut pending)?;
         self.head.remove_empty();
+        // Synced before any log segment goes: a window's mark survives whatever follows.
+        if self.opts.upload_sealed_windows {
+            self.mark_pending_upload(windows_written)?;
+        }
         // The trace-index and activity writes of the data in those segments must be durable
         // before the segments go; a synced flush of RocksDB's log makes them so.
         self.db.flush_wal(true)?;

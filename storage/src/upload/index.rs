@@ -1,0 +1,125 @@
+//! The bucket index: per tenant, one small JSON object listing the windows in the bucket, their
+//! time ranges, counts and sizes, and the block file that holds each (docs/format/bucket.md).
+//!
+//! It is the only object ever rewritten, and it is rewritten with conditional puts (create if
+//! absent, else replace only the version read), so a reader always sees a whole index and two
+//! writers can never lose each other's entries: the loser re-reads and applies its change again.
+
+use serde::{Deserialize, Serialize};
+
+use crate::blockfile::WindowMeta;
+use crate::objstore::{ObjectStorage, ObjectStoreError, PutCondition};
+
+/// Version of the index's JSON layout.
+pub const INDEX_VERSION: u32 = 1;
+
+/// Attempts at a conditional update before giving up for this pass (each loss means another
+/// writer changed the index in between).
+const UPDATE_ATTEMPTS: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketIndex {
+    pub version: u32,
+    pub tenant: String,
+    /// Sorted by `start`; at most one entry per window.
+    pub windows: Vec<IndexedWindow>,
+}
+
+/// One window in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedWindow {
+    pub start: i64,
+    pub end: i64,
+    /// Key of the block file, relative to the bucket's prefix.
+    pub object: String,
+    pub bytes: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub series: u64,
+    pub samples: u64,
+    pub histograms: u64,
+    pub exemplars: u64,
+    pub traces: u64,
+}
+
+impl IndexedWindow {
+    pub fn new(meta: &WindowMeta, object: String, bytes: u64) -> IndexedWindow {
+        IndexedWindow {
+            start: meta.start,
+            end: meta.end,
+            object,
+            bytes,
+            min_ts: meta.min_ts,
+            max_ts: meta.max_ts,
+            series: meta.series,
+            samples: meta.samples,
+            histograms: meta.histograms,
+            exemplars: meta.exemplars,
+            traces: meta.traces,
+        }
+    }
+}
+
+/// Key of a tenant's index.
+pub fn index_key(tenant: &str) -> String {
+    format!("{tenant}/index.json")
+}
+
+/// A tenant's index; an empty one if the tenant has none yet.
+pub async fn read(store: &dyn ObjectStorage, tenant: &str) -> Result<BucketIndex, ObjectStoreError> {
+    Ok(read_versioned(store, tenant).await?.0)
+}
+
+async fn read_versioned(
+    store: &dyn ObjectStorage,
+    tenant: &str,
+) -> Result<(BucketIndex, PutCondition), ObjectStoreError> {
+    let key = index_key(tenant);
+    match store.get(&key).await? {
+        None => Ok((
+            BucketIndex { version: INDEX_VERSION, tenant: tenant.to_string(), windows: Vec::new() },
+            PutCondition::Create,
+        )),
+        Some(o) => {
+            let index: BucketIndex = serde_json::from_slice(&o.bytes)
+                .map_err(|e| ObjectStoreError::Unavailable(format!("bucket index {key} is not valid: {e}")))?;
+            if index.version != INDEX_VERSION {
+                return Err(ObjectStoreError::Unavailable(format!(
+                    "bucket index {key} has version {}, this Amber reads {INDEX_VERSION}",
+                    index.version
+                )));
+            }
+            Ok((index, PutCondition::Replace(o.version)))
+        }
+    }
+}
+
+/// Records `window` in the tenant's index, replacing the window's earlier entry. Returns the
+/// entry it replaced, whose object the caller may now delete. A no-op when the index already
+/// says exactly this (a retried upload).
+pub async fn record(
+    store: &dyn ObjectStorage,
+    tenant: &str,
+    window: IndexedWindow,
+) -> Result<Option<IndexedWindow>, ObjectStoreError> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let (mut index, condition) = read_versioned(store, tenant).await?;
+        let replaced = match index.windows.binary_search_by_key(&window.start, |w| w.start) {
+            Ok(i) if index.windows[i] == window => return Ok(None),
+            Ok(i) => Some(std::mem::replace(&mut index.windows[i], window.clone())),
+            Err(i) => {
+                index.windows.insert(i, window.clone());
+                None
+            }
+        };
+        let bytes = serde_json::to_vec_pretty(&index).expect("an index serializes");
+        match store.put(&index_key(tenant), bytes.into(), condition).await {
+            Ok(()) => return Ok(replaced),
+            Err(ObjectStoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ObjectStoreError::Unavailable(format!(
+        "bucket index of tenant {tenant:?} changed {UPDATE_ATTEMPTS} times while being updated"
+    )))
+}
