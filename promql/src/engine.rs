@@ -231,9 +231,12 @@ impl Engine {
             }
             series
         };
+        // A series no step gave a point for (`rate(x[1s])` over sparser samples) is left out:
+        // Prometheus's matrix never carries an empty series, whatever the expression.
         let mut matrix: Vec<Series> = series
             .into_entries()
             .into_iter()
+            .filter(|(_, step_points)| !step_points.points.is_empty() || !step_points.histograms.is_empty())
             .map(|(labels, StepPoints { points, histograms })| Series {
                 labels,
                 points,
