@@ -192,6 +192,10 @@ const QUERIES: &[&str] = &[
     "rate(http_requests_total[5m] offset -5m)",
     "node_temperature_celsius @ end()",
     "sum(rate(http_requests_total[5m] @ start()))",
+    // Windows too short to hold two samples: no series at all, not series without points.
+    "rate(http_requests_total[1s])",
+    "increase(http_requests_total[10s])",
+    "irate(node_temperature_celsius[10s]) * 2",
 ];
 
 /// An answer reduced to comparable form: series labels → points (time, value).

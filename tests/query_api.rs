@@ -90,6 +90,45 @@ fn instant_and_range_queries_answer_in_prometheus_json() {
     );
 }
 
+/// A series for which no step has a point is left out of a range query's matrix, as Prometheus
+/// leaves it out, whichever function or operator produced it.
+#[test]
+fn range_queries_leave_out_series_without_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let t0 = seed(&amber);
+    let range = |expr: &str| {
+        amber.data(&format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=60",
+            urlencode(expr),
+            secs(t0),
+            secs(t0) + 180
+        ))
+    };
+    let empty = json!({"resultType": "matrix", "result": []});
+    // 15 s between samples: no 10 s window holds the two that these need.
+    for expr in [
+        "rate(requests_total[10s])",
+        "increase(requests_total[10s])",
+        "delta(requests_total[10s])",
+        "irate(requests_total[10s])",
+        "idelta(requests_total[10s])",
+        "deriv(requests_total[10s])",
+        "rate(requests_total[10s]) * 2",
+        "sum by (instance) (rate(requests_total[10s]))",
+    ] {
+        assert_eq!(range(expr), empty, "{expr}");
+    }
+    // Beside a series with points, the ones without are still left out.
+    assert_eq!(
+        range(r#"rate(requests_total[10s]) or requests_total{instance="a"} * 0"#),
+        json!({"resultType": "matrix", "result": [{
+            "metric": {"instance": "a", "job": "api"},
+            "values": [[secs(t0), "0"], [secs(t0) + 60, "0"], [secs(t0) + 120, "0"], [secs(t0) + 180, "0"]],
+        }]})
+    );
+}
+
 #[test]
 fn query_errors_have_prometheus_types_and_codes() {
     let dir = tempfile::tempdir().unwrap();

@@ -124,6 +124,7 @@ impl Engine {
         t: i64,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
+        let expr = &*crate::durations::resolve(expr, 0, 0)?;
         let mut ev = self.evaluator(storage, ctx, t, t, self.options.default_subquery_step_ms);
         ev.prepare(expr, t, t)?;
         let value = ev.eval(expr, t)?;
@@ -184,6 +185,7 @@ impl Engine {
             }
             return Err(Error::TooManyPoints(grouped));
         }
+        let expr = &*crate::durations::resolve(expr, step, end - start)?;
         let mut ev = self.evaluator(storage, ctx, start, end, step);
         ev.query_step = step;
         ev.prepare(expr, start, end)?;
@@ -231,9 +233,12 @@ impl Engine {
             }
             series
         };
+        // A series no step gave a point for (`rate(x[1s])` over sparser samples) is left out:
+        // Prometheus's matrix never carries an empty series, whatever the expression.
         let mut matrix: Vec<Series> = series
             .into_entries()
             .into_iter()
+            .filter(|(_, step_points)| !step_points.points.is_empty() || !step_points.histograms.is_empty())
             .map(|(labels, StepPoints { points, histograms })| Series {
                 labels,
                 points,

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`engine`] — options, instant and range queries, limits, cancellation.
+//! - `durations` — duration expressions (`[5m * 2]`, `offset step()`) resolved before evaluation.
 //! - `eval` — the evaluator: selectors, lookback and staleness, `offset`, `@`, subqueries.
 //! - `binary` — binary operators and vector matching.
 //! - `aggregate` — aggregation operators.
@@ -15,6 +16,7 @@
 
 mod aggregate;
 mod binary;
+mod durations;
 pub mod engine;
 mod error;
 mod eval;

@@ -379,6 +379,86 @@ where
     map.end()
 }
 
+/// A duration written as an expression, Prometheus 3's `DurationExpr`: `[5m * 2]`,
+/// `offset (1h - 5m)`, `[step() + 1s]`, `[min_of(range(), 1h)]`. Its value in seconds is known
+/// only when the query's step and range are, so it is kept as written and resolved by the
+/// engine (see [`MatrixSelector::range_expr`], [`SubqueryExpr::step_expr`] and the other
+/// `*_expr` fields).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DurationExpr {
+    /// Seconds, written as a number (`60`) or a duration (`1m`, `duration` true).
+    Number {
+        seconds: f64,
+        duration: bool,
+        pos_range: PositionRange,
+    },
+    /// `step()`: the query's step, 0 for an instant query.
+    Step(PositionRange),
+    /// `range()`: the query's end minus its start.
+    Range(PositionRange),
+    MinOf(Box<DurationExpr>, Box<DurationExpr>, PositionRange),
+    MaxOf(Box<DurationExpr>, Box<DurationExpr>, PositionRange),
+    /// `-d` (a unary plus leaves its operand as it is).
+    Neg(Box<DurationExpr>, PositionRange),
+    /// `lhs op rhs`, `op` one of `+ - * / % ^`.
+    Binary {
+        op: TokenType,
+        lhs: Box<DurationExpr>,
+        rhs: Box<DurationExpr>,
+    },
+    Paren(Box<DurationExpr>, PositionRange),
+}
+
+impl DurationExpr {
+    /// Where the expression was written in the query.
+    pub fn position_range(&self) -> PositionRange {
+        match self {
+            DurationExpr::Number { pos_range, .. }
+            | DurationExpr::Step(pos_range)
+            | DurationExpr::Range(pos_range)
+            | DurationExpr::MinOf(_, _, pos_range)
+            | DurationExpr::MaxOf(_, _, pos_range)
+            | DurationExpr::Neg(_, pos_range)
+            | DurationExpr::Paren(_, pos_range) => *pos_range,
+            DurationExpr::Binary { lhs, rhs, .. } => {
+                PositionRange::new(lhs.position_range().start, rhs.position_range().end)
+            }
+        }
+    }
+
+    /// The seconds of a plain number or duration literal, which needs no resolving.
+    pub fn literal_seconds(&self) -> Option<f64> {
+        match self {
+            DurationExpr::Number { seconds, .. } => Some(*seconds),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DurationExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DurationExpr::Number {
+                seconds,
+                duration: true,
+                ..
+            } => {
+                let sign = if *seconds < 0.0 { "-" } else { "" };
+                let d = Duration::from_secs_f64(seconds.abs());
+                write!(f, "{sign}{}", display_duration(&d))
+            }
+            DurationExpr::Number { seconds, .. } => write!(f, "{seconds}"),
+            DurationExpr::Step(_) => write!(f, "step()"),
+            DurationExpr::Range(_) => write!(f, "range()"),
+            DurationExpr::MinOf(a, b, _) => write!(f, "min_of({a}, {b})"),
+            DurationExpr::MaxOf(a, b, _) => write!(f, "max_of({a}, {b})"),
+            DurationExpr::Neg(d, _) => write!(f, "-{d}"),
+            DurationExpr::Binary { op, lhs, rhs } => write!(f, "{lhs} {op} {rhs}"),
+            DurationExpr::Paren(d, _) => write!(f, "({d})"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Offset {
     Pos(Duration),
@@ -813,6 +893,15 @@ pub struct SubqueryExpr {
         serde(serialize_with = "crate::util::duration::serialize_duration_opt")
     )]
     pub step: Option<Duration>,
+    /// The range when written as a duration expression (`range` is set once it is resolved).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub range_expr: Option<DurationExpr>,
+    /// The step when written as a duration expression (`step` is set once it is resolved).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub step_expr: Option<DurationExpr>,
+    /// The offset when written as a duration expression (`offset` is set once it is resolved).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub offset_expr: Option<DurationExpr>,
     /// Where the node was written in the query.
     #[cfg_attr(feature = "ser", serde(skip))]
     pub pos_range: PositionRange,
@@ -820,11 +909,15 @@ pub struct SubqueryExpr {
 
 impl SubqueryExpr {
     fn get_time_suffix_string(&self) -> String {
-        let step = match &self.step {
-            Some(step) => display_duration(step),
-            None => String::from(""),
+        let step = match (&self.step_expr, &self.step) {
+            (Some(expr), _) => expr.to_string(),
+            (None, Some(step)) => display_duration(step),
+            (None, None) => String::from(""),
         };
-        let range = display_duration(&self.range);
+        let range = match &self.range_expr {
+            Some(expr) => expr.to_string(),
+            None => display_duration(&self.range),
+        };
 
         let mut s = format!("[{range}:{step}]");
 
@@ -832,7 +925,9 @@ impl SubqueryExpr {
             write!(s, " {at}").unwrap();
         }
 
-        if let Some(offset) = &self.offset {
+        if let Some(expr) = &self.offset_expr {
+            write!(s, " offset {expr}").unwrap();
+        } else if let Some(offset) = &self.offset {
             write!(s, " offset {offset}").unwrap();
         }
         s
@@ -956,6 +1051,9 @@ pub struct VectorSelector {
     #[cfg_attr(feature = "ser", serde(flatten))]
     #[cfg_attr(feature = "ser", serde(serialize_with = "serialize_at_modifier"))]
     pub at: Option<AtModifier>,
+    /// The offset when written as a duration expression (`offset` is set once it is resolved).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub offset_expr: Option<DurationExpr>,
     /// Where the node was written in the query.
     #[cfg_attr(feature = "ser", serde(skip))]
     pub pos_range: PositionRange,
@@ -968,6 +1066,7 @@ impl VectorSelector {
             matchers,
             offset: None,
             at: None,
+            offset_expr: None,
             pos_range: PositionRange::default(),
         }
     }
@@ -980,6 +1079,7 @@ impl Default for VectorSelector {
             matchers: Matchers::empty(),
             offset: None,
             at: None,
+            offset_expr: None,
             pos_range: PositionRange::default(),
         }
     }
@@ -992,6 +1092,7 @@ impl From<String> for VectorSelector {
             offset: None,
             at: None,
             matchers: Matchers::empty(),
+            offset_expr: None,
             pos_range: PositionRange::default(),
         }
     }
@@ -1012,6 +1113,7 @@ impl From<String> for VectorSelector {
 ///     offset: None,
 ///     at: None,
 ///     matchers: Matchers::empty(),
+///     offset_expr: None,
 ///     pos_range: PositionRange::default(),
 /// };
 ///
@@ -1047,7 +1149,9 @@ impl fmt::Display for VectorSelector {
         if let Some(at) = &self.at {
             write!(f, " {at}")?;
         }
-        if let Some(offset) = &self.offset {
+        if let Some(expr) = &self.offset_expr {
+            write!(f, " offset {expr}")?;
+        } else if let Some(offset) = &self.offset {
             write!(f, " offset {offset}")?;
         }
         Ok(())
@@ -1070,6 +1174,9 @@ pub struct MatrixSelector {
         serde(serialize_with = "crate::util::duration::serialize_duration")
     )]
     pub range: Duration,
+    /// The range when written as a duration expression (`range` is set once it is resolved).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub range_expr: Option<DurationExpr>,
     /// Where the node was written in the query.
     #[cfg_attr(feature = "ser", serde(skip))]
     pub pos_range: PositionRange,
@@ -1086,13 +1193,18 @@ impl fmt::Display for MatrixSelector {
             write!(f, "{{{matchers}}}")?;
         }
 
-        write!(f, "[{}]", display_duration(&self.range))?;
+        match &self.range_expr {
+            Some(expr) => write!(f, "[{expr}]")?,
+            None => write!(f, "[{}]", display_duration(&self.range))?,
+        }
 
         if let Some(at) = &self.vs.at {
             write!(f, " {at}")?;
         }
 
-        if let Some(offset) = &self.vs.offset {
+        if let Some(expr) = &self.vs.offset_expr {
+            write!(f, " offset {expr}")?;
+        } else if let Some(offset) = &self.vs.offset {
             write!(f, " offset {offset}")?;
         }
 
@@ -1275,9 +1387,85 @@ impl Expr {
             at: None,
             range,
             step,
+            range_expr: None,
+            step_expr: None,
+            offset_expr: None,
             pos_range: PositionRange::default(),
         });
         Ok(se)
+    }
+
+    /// A subquery whose range and step are the grammar's `positive_duration_expr`s: a literal
+    /// becomes the duration, anything else is kept for the engine to resolve.
+    pub(crate) fn new_subquery_duration_expr(
+        expr: Expr,
+        range: DurationExpr,
+        step: Option<DurationExpr>,
+    ) -> Result<Self, String> {
+        let (range, range_expr) = split_duration(range)?;
+        let (step, step_expr) = match step {
+            Some(step) => {
+                let (step, step_expr) = split_duration(step)?;
+                (Some(step), step_expr)
+            }
+            None => (None, None),
+        };
+        match Expr::new_subquery_expr(expr, range, step)? {
+            Expr::Subquery(mut sq) => {
+                sq.range_expr = range_expr;
+                sq.step_expr = step_expr;
+                Ok(Expr::Subquery(sq))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// A range selector whose range is the grammar's `positive_duration_expr`.
+    pub(crate) fn new_matrix_selector_duration_expr(
+        expr: Expr,
+        range: DurationExpr,
+    ) -> Result<Self, String> {
+        let (range, range_expr) = split_duration(range)?;
+        match Expr::new_matrix_selector(expr, range)? {
+            Expr::MatrixSelector(mut ms) => {
+                ms.range_expr = range_expr;
+                Ok(Expr::MatrixSelector(ms))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// `offset` with the grammar's `offset_duration_expr`: a literal (signed) sets the offset,
+    /// anything else is kept for the engine to resolve.
+    pub(crate) fn offset_duration_expr(self, offset: DurationExpr) -> Result<Self, String> {
+        if let Some(seconds) = offset.literal_seconds() {
+            let d = duration_of_seconds(seconds.abs())?;
+            let offset = if seconds < 0.0 {
+                Offset::Neg(d)
+            } else {
+                Offset::Pos(d)
+            };
+            return self.offset_expr(offset);
+        }
+        let placeholder = self.offset_expr(Offset::Pos(Duration::ZERO))?;
+        Ok(match placeholder {
+            Expr::VectorSelector(mut vs) => {
+                vs.offset = None;
+                vs.offset_expr = Some(offset);
+                Expr::VectorSelector(vs)
+            }
+            Expr::MatrixSelector(mut ms) => {
+                ms.vs.offset = None;
+                ms.vs.offset_expr = Some(offset);
+                Expr::MatrixSelector(ms)
+            }
+            Expr::Subquery(mut sq) => {
+                sq.offset = None;
+                sq.offset_expr = Some(offset);
+                Expr::Subquery(sq)
+            }
+            other => other,
+        })
     }
 
     pub(crate) fn new_paren_expr(expr: Expr) -> Result<Self, String> {
@@ -1293,6 +1481,10 @@ impl Expr {
         match expr {
             Expr::VectorSelector(VectorSelector {
                 offset: Some(_), ..
+            })
+            | Expr::VectorSelector(VectorSelector {
+                offset_expr: Some(_),
+                ..
             }) => Err("no offset modifiers allowed before range".into()),
             Expr::VectorSelector(VectorSelector { at: Some(_), .. }) => {
                 Err("no @ modifiers allowed before range".into())
@@ -1301,6 +1493,7 @@ impl Expr {
                 let ms = Expr::MatrixSelector(MatrixSelector {
                     vs,
                     range,
+                    range_expr: None,
                     pos_range: PositionRange::default(),
                 });
                 Ok(ms)
@@ -1343,26 +1536,26 @@ impl Expr {
     pub(crate) fn offset_expr(self, offset: Offset) -> Result<Self, String> {
         let already_set_err = Err("offset may not be set multiple times".into());
         match self {
-            Expr::VectorSelector(mut vs) => match vs.offset {
-                None => {
+            Expr::VectorSelector(mut vs) => match vs.offset.is_some() || vs.offset_expr.is_some() {
+                false => {
                     vs.offset = Some(offset);
                     Ok(Expr::VectorSelector(vs))
                 }
-                Some(_) => already_set_err,
+                true => already_set_err,
             },
-            Expr::MatrixSelector(mut ms) => match ms.vs.offset {
-                None => {
+            Expr::MatrixSelector(mut ms) => match ms.vs.offset.is_some() || ms.vs.offset_expr.is_some() {
+                false => {
                     ms.vs.offset = Some(offset);
                     Ok(Expr::MatrixSelector(ms))
                 }
-                Some(_) => already_set_err,
+                true => already_set_err,
             },
-            Expr::Subquery(mut s) => match s.offset {
-                None => {
+            Expr::Subquery(mut s) => match s.offset.is_some() || s.offset_expr.is_some() {
+                false => {
                     s.offset = Some(offset);
                     Ok(Expr::Subquery(s))
                 }
-                Some(_) => already_set_err,
+                true => already_set_err,
             },
             _ => {
                 Err("offset modifier must be preceded by an vector selector or matrix selector or a subquery".into())
@@ -1605,6 +1798,24 @@ impl Prettier for Expr {
 
 /// check_ast checks the validity of the provided AST. This includes type checking.
 /// Recursively check correct typing for child nodes and raise errors in case of bad typing.
+/// A non-negative number of seconds as a `Duration`, rounded to the nanosecond as Prometheus
+/// rounds it; too large a one is refused as Prometheus refuses it.
+pub fn duration_of_seconds(seconds: f64) -> Result<Duration, String> {
+    if !(seconds <= (i64::MAX as f64) / 1e9) {
+        return Err("duration out of range".into());
+    }
+    Ok(Duration::from_nanos((seconds * 1e9).round() as u64))
+}
+
+/// A range or step as written: a literal is the duration itself, anything else stays an
+/// expression (with a zero duration until the engine resolves it).
+fn split_duration(d: DurationExpr) -> Result<(Duration, Option<DurationExpr>), String> {
+    match d.literal_seconds() {
+        Some(seconds) => Ok((duration_of_seconds(seconds)?, None)),
+        None => Ok((Duration::ZERO, Some(d))),
+    }
+}
+
 pub(crate) fn check_ast(expr: Expr) -> Result<Expr, String> {
     match expr {
         Expr::Binary(ex) => check_ast_for_binary_expr(ex),

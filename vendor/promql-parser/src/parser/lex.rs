@@ -662,6 +662,39 @@ impl Lexer {
                 State::Lexeme(T_COLON)
             }
             Some(ch) if ch.is_ascii_digit() => self.accept_number_or_duration(),
+            Some('.') if matches!(self.peek(), Some(ch) if ch.is_ascii_digit()) => {
+                self.accept_number_or_duration()
+            }
+            // Duration expressions (Prometheus 3): arithmetic, step(), range(), min_of(), max_of().
+            Some('+') => State::Lexeme(T_ADD),
+            Some('-') => State::Lexeme(T_SUB),
+            Some('*') => State::Lexeme(T_MUL),
+            Some('/') => State::Lexeme(T_DIV),
+            Some('%') => State::Lexeme(T_MOD),
+            Some('^') => State::Lexeme(T_POW),
+            Some(',') => State::Lexeme(T_COMMA),
+            Some('(') => {
+                if self.inc_paren_depth() {
+                    return State::Lexeme(T_LEFT_PAREN);
+                }
+                State::Err("too many left parentheses".into())
+            }
+            Some(')') => {
+                if self.is_paren_balanced() || !self.dec_paren_depth() {
+                    return State::Err("unexpected right parenthesis ')'".into());
+                }
+                State::Lexeme(T_RIGHT_PAREN)
+            }
+            Some(ch) if is_alpha(ch) => {
+                self.accept_run(is_alpha_numeric);
+                let word = self.lexeme_string().to_lowercase();
+                if DURATION_FUNCTIONS.contains(&word.as_str()) {
+                    return State::Lexeme(T_IDENTIFIER);
+                }
+                State::Err(format!(
+                    "unexpected character in duration expression: '{ch}'"
+                ))
+            }
             Some(']') => {
                 self.jump_outof_brackets();
                 self.reset_colon_scanned();
@@ -703,6 +736,9 @@ impl Iterator for Lexer {
         }
     }
 }
+
+/// The functions a duration expression inside brackets may call.
+const DURATION_FUNCTIONS: [&str; 4] = ["step", "range", "min_of", "max_of"];
 
 fn is_alpha_numeric(ch: char) -> bool {
     is_alpha(ch) || ch.is_ascii_digit()

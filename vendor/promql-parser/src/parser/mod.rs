@@ -29,9 +29,10 @@ pub mod token;
 pub mod value;
 
 pub use ast::{
-    AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, EvalStmt, Expr, Extension,
-    LabelModifier, MatrixSelector, NumberLiteral, Offset, ParenExpr, PositionRange, StringLiteral,
-    SubqueryExpr, UnaryExpr, VectorMatchCardinality, VectorMatchFillValues, VectorSelector,
+    AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, DurationExpr, EvalStmt, Expr,
+    Extension, LabelModifier, MatrixSelector, NumberLiteral, Offset, ParenExpr, PositionRange,
+    StringLiteral, SubqueryExpr, UnaryExpr, VectorMatchCardinality, VectorMatchFillValues,
+    VectorSelector,
 };
 pub use function::{clear_extra_functions, register_extra_functions, Function, FunctionArgs};
 pub use lex::lexer;

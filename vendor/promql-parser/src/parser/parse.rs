@@ -2556,6 +2556,98 @@ mod tests {
         assert!(parser::parse(case).is_ok());
     }
     #[test]
+    fn test_duration_expressions() {
+        use crate::parser::{DurationExpr, Expr, PositionRange};
+        // Written as Prometheus prints them back.
+        let printed = [
+            ("foo[5m * 2]", "foo[5m * 2]"),
+            ("foo[26m+4m]", "foo[26m + 4m]"),
+            ("foo[30m+0s]", "foo[30m + 0s]"),
+            ("foo[2m*(10+5)]", "foo[2m * (10 + 5)]"),
+            ("foo[-5m+35m]", "foo[-5m + 35m]"),
+            ("foo[STep()+1ms]", "foo[step() + 1ms]"),
+            (
+                "foo[max_of(min_of(step()+1,1h),1ms)]",
+                "foo[max_of(min_of(step() + 1, 1h), 1ms)]",
+            ),
+            ("foo[29s+1s:5s+5s]", "foo[29s + 1s:5s + 5s]"),
+            ("foo[5m:step()]", "foo[5m:step()]"),
+            ("foo offset (1h - 5m)", "foo offset (1h - 5m)"),
+            ("foo offset -step()", "foo offset -step()"),
+            (
+                "foo offset min_of(step(), 1s)",
+                "foo offset min_of(step(), 1s)",
+            ),
+            ("foo[5m:1m] offset -(2 * 5s)", "foo[5m:1m] offset -(2 * 5s)"),
+            // A literal stays a plain duration.
+            ("foo[1800]", "foo[30m]"),
+            ("foo offset -4", "foo offset -4s"),
+        ];
+        for (query, want) in printed {
+            let expr = parser::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+            assert_eq!(expr.to_string(), want, "{query}");
+        }
+
+        // An offset's duration ends with a signed literal or call, as in Prometheus.
+        let binds = [
+            ("foo offset 100 + 2", true),
+            ("foo offset -2 ^ 2", true),
+            ("foo offset -step() * 2", true),
+            ("foo offset min_of(step(), 1s) + 8000", true),
+            ("foo offset (2 ^ 2)", false),
+            ("foo offset -(2 * 2)", false),
+        ];
+        for (query, is_binary) in binds {
+            let expr = parser::parse(query).unwrap();
+            assert_eq!(matches!(expr, Expr::Binary(_)), is_binary, "{query}");
+        }
+
+        // Kept as written until the engine resolves them; literals are resolved here.
+        match parser::parse("foo[step() * 2]").unwrap() {
+            Expr::MatrixSelector(ms) => {
+                assert_eq!(ms.range, Duration::ZERO);
+                assert!(matches!(ms.range_expr, Some(DurationExpr::Binary { .. })));
+                assert_eq!(
+                    ms.range_expr.unwrap().position_range(),
+                    PositionRange::new(4, 14)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parser::parse("foo[5m]").unwrap() {
+            Expr::MatrixSelector(ms) => {
+                assert_eq!(ms.range, Duration::from_secs(300));
+                assert_eq!(ms.range_expr, None);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let errors = [
+            ("foo[0s]", "duration must be greater than 0"),
+            ("foo[-5m]", "duration must be greater than 0"),
+            ("foo[5m:0]", "duration must be greater than 0"),
+            ("foo[5m / 0]", "division by zero"),
+            ("foo[5m % 0s]", "modulo by zero"),
+            (
+                "foo[bar]",
+                "unexpected character in duration expression: 'b'",
+            ),
+            ("foo[1e30]", "duration out of range"),
+            (
+                "foo offset 1s offset step()",
+                "offset may not be set multiple times",
+            ),
+            (
+                "foo offset step()[5m]",
+                "no offset modifiers allowed before range",
+            ),
+        ];
+        for (query, want) in errors {
+            assert_eq!(parser::parse(query), Err(want.to_string()), "{query}");
+        }
+    }
+
+    #[test]
     fn test_position_ranges() {
         let range = |expr: &Expr| {
             let p = expr.position_range();

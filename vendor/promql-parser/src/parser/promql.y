@@ -125,7 +125,8 @@ START_METRIC_SELECTOR
 %expect-unused 'START_METRIC' 'START_SERIES_DESCRIPTION' 'START_EXPRESSION' 'START_METRIC_SELECTOR' 'STARTSYMBOLS_END'
 %expect-unused 'SMOOTHED' 'ANCHORED'
 
-%expect 5
+%expect 11
+%expect-rr 200
 
 %start start
 
@@ -395,9 +396,7 @@ paren_expr -> Result<Expr, String>:
  * Offset modifiers.
  */
 offset_expr -> Result<Expr, String>:
-                expr OFFSET duration { $1?.offset_expr(Offset::Pos($3?)) }
-        |       expr OFFSET ADD duration { $1?.offset_expr(Offset::Pos($4?)) }
-        |       expr OFFSET SUB duration { $1?.offset_expr(Offset::Neg($4?)) }
+                expr OFFSET offset_duration_expr { $1?.offset_duration_expr($3?) }
         |       expr OFFSET EOF { Err("unexpected end of input in offset, expected duration".into()) }
 ;
 
@@ -434,9 +433,9 @@ at_modifier_preprocessors -> Result<Token, String>:
  * Subquery and range selectors.
  */
 matrix_selector -> Result<Expr, String>:
-                expr LEFT_BRACKET duration RIGHT_BRACKET
+                expr LEFT_BRACKET positive_duration_expr RIGHT_BRACKET
                 {
-                        Expr::new_matrix_selector($1?, $3?)
+                        Expr::new_matrix_selector_duration_expr($1?, $3?)
                 }
         |       expr LEFT_BRACKET RIGHT_BRACKET
                 {
@@ -445,9 +444,13 @@ matrix_selector -> Result<Expr, String>:
 ;
 
 subquery_expr -> Result<Expr, String>:
-                expr LEFT_BRACKET duration COLON maybe_duration RIGHT_BRACKET
+                expr LEFT_BRACKET positive_duration_expr COLON positive_duration_expr RIGHT_BRACKET
                 {
-                        Expr::new_subquery_expr($1?, $3?, $5?)
+                        Expr::new_subquery_duration_expr($1?, $3?, Some($5?))
+                }
+        |       expr LEFT_BRACKET positive_duration_expr COLON RIGHT_BRACKET
+                {
+                        Expr::new_subquery_duration_expr($1?, $3?, None)
                 }
 ;
 
@@ -690,34 +693,111 @@ string_identifier -> Result<String, String>:
                 }
 ;
 
-duration -> Result<Duration, String>:
-                DURATION { parse_duration($lexer.span_str($span)) }
-        |       NUMBER
+/*
+ * Duration expressions (Prometheus 3): ranges, subquery steps and offsets written as
+ * arithmetic over numbers, durations, step(), range(), min_of() and max_of(). The lexer gives
+ * step, range, min_of and max_of as identifiers; duration_call tells them apart.
+ */
+
+positive_duration_expr -> Result<DurationExpr, String>:
+                duration_expr
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
-                        Ok(Duration::from_secs_f64(num))
+                        let d = $1?;
+                        match d.literal_seconds() {
+                            Some(seconds) if seconds <= 0.0 => Err("duration must be greater than 0".into()),
+                            _ => Ok(d),
+                        }
                 }
 ;
 
-/*
- * Wrappers for optional arguments.
- */
-maybe_duration -> Result<Option<Duration>, String>:
-                { Ok(None) }
-        |       duration { $1.map(Some) }
+// As in Prometheus, an offset's duration ends where a signed literal or call does, so that
+// `foo offset 100 + 2` is `(foo offset 100) + 2` and `foo offset -2 ^ 2` is `(foo offset -2) ^ 2`:
+// the reduce/reduce conflicts with duration_expr are resolved for these earlier productions.
+offset_duration_expr -> Result<DurationExpr, String>:
+                duration_number { $1 }
+        |       ADD duration_number { Ok(moved_start($2?, $span)) }
+        |       SUB duration_number { Ok(negated($2?, $span)) }
+        |       duration_call { $1 }
+        |       ADD duration_call { Ok(moved_start($2?, $span)) }
+        |       SUB duration_call { Ok(negated($2?, $span)) }
+        |       ADD LEFT_PAREN duration_expr RIGHT_PAREN %prec MUL
+                {
+                        Ok(moved_start(DurationExpr::Paren(Box::new($3?), span_range($span)), $span))
+                }
+        |       SUB LEFT_PAREN duration_expr RIGHT_PAREN %prec MUL
+                {
+                        let paren = DurationExpr::Paren(Box::new($3?), span_range($span));
+                        Ok(negated(paren, $span))
+                }
+        |       duration_expr { $1 }
+;
+
+duration_expr -> Result<DurationExpr, String>:
+                duration_number { $1 }
+        |       ADD duration_expr %prec MUL { Ok(moved_start($2?, $span)) }
+        |       SUB duration_expr %prec MUL { Ok(negated($2?, $span)) }
+        |       duration_expr ADD duration_expr { duration_binary($1?, T_ADD, $3?) }
+        |       duration_expr SUB duration_expr { duration_binary($1?, T_SUB, $3?) }
+        |       duration_expr MUL duration_expr { duration_binary($1?, T_MUL, $3?) }
+        |       duration_expr DIV duration_expr { duration_binary($1?, T_DIV, $3?) }
+        |       duration_expr MOD duration_expr { duration_binary($1?, T_MOD, $3?) }
+        |       duration_expr POW duration_expr { duration_binary($1?, T_POW, $3?) }
+        |       duration_call { $1 }
+        |       LEFT_PAREN duration_expr RIGHT_PAREN
+                {
+                        Ok(DurationExpr::Paren(Box::new($2?), span_range($span)))
+                }
+;
+
+duration_call -> Result<DurationExpr, String>:
+                IDENTIFIER LEFT_PAREN RIGHT_PAREN
+                {
+                        let name = lexeme_to_string($lexer, &$1)?;
+                        match name.to_lowercase().as_str() {
+                            "step" => Ok(DurationExpr::Step(span_range($span))),
+                            "range" => Ok(DurationExpr::Range(span_range($span))),
+                            _ => Err(format!("unexpected function '{name}' in duration expression, expected step() or range()")),
+                        }
+                }
+        |       IDENTIFIER LEFT_PAREN duration_expr COMMA duration_expr RIGHT_PAREN
+                {
+                        let name = lexeme_to_string($lexer, &$1)?;
+                        let (a, b) = (Box::new($3?), Box::new($5?));
+                        match name.to_lowercase().as_str() {
+                            "min_of" => Ok(DurationExpr::MinOf(a, b, span_range($span))),
+                            "max_of" => Ok(DurationExpr::MaxOf(a, b, span_range($span))),
+                            _ => Err(format!("unexpected function '{name}' in duration expression, expected min_of() or max_of()")),
+                        }
+                }
+;
+
+duration_number -> Result<DurationExpr, String>:
+                NUMBER
+                {
+                        let seconds = parse_str_radix($lexer.span_str($span))?;
+                        duration_literal(seconds, false, $span)
+                }
+        |       DURATION
+                {
+                        // A zero duration (`0s`) is refused as a range by positive_duration_expr
+                        // but is a fine operand (`30m + 0s`), which parse_duration does not allow.
+                        let text = $lexer.span_str($span);
+                        let zero = text.chars().all(|c| c == '0' || !c.is_ascii_digit());
+                        let seconds = if zero { 0.0 } else { parse_duration(text)?.as_secs_f64() };
+                        duration_literal(seconds, true, $span)
+                }
 ;
 
 %%
 
-use std::time::Duration;
 use crate::label::{Labels, Matcher, Matchers};
 use lrpar::Span;
-use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, PositionRange, VectorMatchCardinality, VectorMatchFillValues};
+use crate::parser::{AtModifier, BinModifier, DurationExpr, Expr, FunctionArgs, LabelModifier, PositionRange, VectorMatchCardinality, VectorMatchFillValues};
 use crate::parser::ast::check_ast;
 use crate::parser::function::get_function;
 use crate::parser::lex::is_label;
 use crate::parser::production::{lexeme_to_string, lexeme_to_token, span_to_string};
-use crate::parser::token::{Token, T_IDENTIFIER};
+use crate::parser::token::{Token, TokenId, TokenType, T_ADD, T_DIV, T_IDENTIFIER, T_MOD, T_MUL, T_POW, T_SUB};
 use crate::util::{parse_duration, parse_str_radix, unquote_string};
 
 fn update_optional_matching(
@@ -746,4 +826,45 @@ fn update_optional_fill(
 
 fn placed(expr: Expr, span: Span) -> Expr {
     expr.with_position_range(PositionRange::new(span.start(), span.end()))
+}
+
+fn span_range(span: Span) -> PositionRange {
+    PositionRange::new(span.start(), span.end())
+}
+
+/// A number of seconds in a duration expression, refused when no duration could hold it.
+fn duration_literal(seconds: f64, duration: bool, span: Span) -> Result<DurationExpr, String> {
+    if seconds.abs() > (i64::MAX as f64) / 1e9 {
+        return Err("duration out of range".into());
+    }
+    Ok(DurationExpr::Number { seconds, duration, pos_range: span_range(span) })
+}
+
+/// A unary plus: the operand as it is, starting at the plus.
+fn moved_start(d: DurationExpr, span: Span) -> DurationExpr {
+    match d {
+        DurationExpr::Number { seconds, duration, .. } => {
+            DurationExpr::Number { seconds, duration, pos_range: span_range(span) }
+        }
+        other => other,
+    }
+}
+
+/// A unary minus: folded into a literal, as Prometheus folds it, else kept.
+fn negated(d: DurationExpr, span: Span) -> DurationExpr {
+    match d {
+        DurationExpr::Number { seconds, duration, .. } => {
+            DurationExpr::Number { seconds: -seconds, duration, pos_range: span_range(span) }
+        }
+        other => DurationExpr::Neg(Box::new(other), span_range(span)),
+    }
+}
+
+/// `lhs op rhs`; dividing by a literal zero is refused at once, as in Prometheus.
+fn duration_binary(lhs: DurationExpr, op: TokenId, rhs: DurationExpr) -> Result<DurationExpr, String> {
+    match (op, rhs.literal_seconds()) {
+        (T_DIV, Some(z)) if z == 0.0 => Err("division by zero".into()),
+        (T_MOD, Some(z)) if z == 0.0 => Err("modulo by zero".into()),
+        _ => Ok(DurationExpr::Binary { op: TokenType::new(op), lhs: Box::new(lhs), rhs: Box::new(rhs) }),
+    }
 }
