@@ -11,7 +11,7 @@
 //! gives — the same values, in the same order of floating-point operations, and the same
 //! annotations — and any other shape (or an input where the two could differ) is left to it.
 
-use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::parser::Expr;
 
 use crate::error::Result;
 use crate::eval::Evaluator;
@@ -39,7 +39,7 @@ pub(crate) fn eval(
     match without_parens(expr) {
         Expr::Call(c) => functions::call_by_series(ev, c, steps, threads),
         Expr::Aggregate(a) => aggregate::by_series(ev, a, steps, threads),
-        Expr::VectorSelector(vs) => selector(ev, vs, steps),
+        Expr::VectorSelector(vs) => ev.instant_selector_by_series(vs, steps),
         _ => None,
     }
 }
@@ -55,18 +55,9 @@ pub(crate) fn eval_in_step_order(
 ) -> Option<Result<Vec<SeriesPoints>>> {
     match without_parens(expr) {
         Expr::Call(c) if functions::is_rate_family(c) => functions::call_by_series(ev, c, steps, threads),
-        Expr::VectorSelector(vs) => selector(ev, vs, steps),
+        Expr::VectorSelector(vs) => ev.instant_selector_by_series(vs, steps),
         _ => None,
     }
-}
-
-/// A plain selector over all the steps, series by series
-/// ([`Evaluator::instant_selector_by_series`]).
-fn selector(ev: &Evaluator<'_>, vs: &VectorSelector, steps: &[i64]) -> Option<Result<Vec<SeriesPoints>>> {
-    let series = ev.instant_selector_by_series(vs, steps)?;
-    Some(series.map(|series| {
-        series.into_iter().map(|(labels, points)| SeriesPoints { labels, drop_name: false, points }).collect()
-    }))
 }
 
 /// A whole range query evaluated series by series: the result series by labels (metric names
@@ -112,9 +103,8 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for (i, (job, mode)) in [("a", "idle"), ("a", "user"), ("b", "idle"), ("b", "user"), ("c", "idle")]
-            .into_iter()
-            .enumerate()
+        for (i, (job, mode)) in
+            [("a", "idle"), ("a", "user"), ("b", "idle"), ("b", "user"), ("c", "idle")].into_iter().enumerate()
         {
             let labels = Labels::from_pairs(&[("__name__", "cpu_total"), ("job", job), ("mode", mode)]);
             let mut v = 0.0;

@@ -603,7 +603,7 @@ impl<'a> Evaluator<'a> {
         &self,
         vs: &VectorSelector,
         steps: &[i64],
-    ) -> Option<Result<Vec<(Labels, Vec<Point>)>>> {
+    ) -> Option<Result<Vec<crate::by_series::SeriesPoints>>> {
         let series = self.series_of(vs);
         if series.iter().any(|s| !s.histograms.is_empty()) {
             return None;
@@ -627,7 +627,7 @@ impl<'a> Evaluator<'a> {
                     }
                 }
             }
-            out.push((s.labels.clone(), points));
+            out.push(crate::by_series::SeriesPoints { labels: s.labels.clone(), drop_name: false, points });
         }
         Some(Ok(out))
     }
