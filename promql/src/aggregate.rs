@@ -11,20 +11,17 @@ use amber_histogram::{CounterResetHint, Histogram, Running};
 
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
+use crate::by_series::{self, SeriesPoints};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::labels::{Labels, LabelsMap};
 use crate::numeric::{RunningMean, kahan_sum_inc, quantile};
-use crate::value::{Sample, Value};
+use crate::value::{Point, Sample, Value};
 
 /// The running state of one group.
 struct Group {
     labels: Labels,
-    count: f64,
-    value: f64,
-    kahan_c: f64,
-    mean: f64,
-    running_mean: RunningMean,
+    fold: Fold,
     samples: Vec<Sample>,
     values: Vec<f64>,
     /// Whether any input still had a metric name to drop (it matters when grouping by it).
@@ -48,6 +45,84 @@ impl HistogramSum {
             CounterResetHint::Reset => self.reset_seen = true,
             CounterResetHint::NotReset => self.not_reset_seen = true,
             _ => {}
+        }
+    }
+}
+
+/// The aggregations that fold a group's float values into one running state, in
+/// [`Fold`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum FoldOp {
+    Sum,
+    Avg,
+    Count,
+    Group,
+    Max,
+    Min,
+    Stddev,
+    Stdvar,
+}
+
+impl FoldOp {
+    fn of(op: &str) -> Option<FoldOp> {
+        Some(match op {
+            "sum" => FoldOp::Sum,
+            "avg" => FoldOp::Avg,
+            "count" => FoldOp::Count,
+            "group" => FoldOp::Group,
+            "max" => FoldOp::Max,
+            "min" => FoldOp::Min,
+            "stddev" => FoldOp::Stddev,
+            "stdvar" => FoldOp::Stdvar,
+            _ => return None,
+        })
+    }
+}
+
+/// The running state of a [`FoldOp`] over one group's values at one step.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fold {
+    count: f64,
+    value: f64,
+    kahan_c: f64,
+    mean: f64,
+    running_mean: RunningMean,
+}
+
+impl Fold {
+    fn add(&mut self, op: FoldOp, v: f64) {
+        self.count += 1.0;
+        match op {
+            FoldOp::Sum => (self.value, self.kahan_c) = kahan_sum_inc(v, self.value, self.kahan_c),
+            FoldOp::Avg => self.running_mean.add(v),
+            FoldOp::Count | FoldOp::Group => {}
+            FoldOp::Max => {
+                if self.count == 1.0 || self.value < v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            FoldOp::Min => {
+                if self.count == 1.0 || self.value > v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            FoldOp::Stddev | FoldOp::Stdvar => {
+                let delta = v - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (v - self.mean);
+            }
+        }
+    }
+
+    fn value(&self, op: FoldOp) -> f64 {
+        match op {
+            FoldOp::Sum => self.value + self.kahan_c,
+            FoldOp::Avg => self.running_mean.value(),
+            FoldOp::Count => self.count,
+            FoldOp::Group => 1.0,
+            FoldOp::Max | FoldOp::Min => self.value,
+            FoldOp::Stdvar => self.value / self.count,
+            FoldOp::Stddev => (self.value / self.count).sqrt(),
         }
     }
 }
@@ -166,6 +241,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         return Ok(Value::Vector(Vec::new()));
     }
 
+    let fold_op = FoldOp::of(&op);
     let mut groups: Vec<Group> = Vec::new();
     // Index into `groups` by group id, for this step.
     let mut slot: Vec<usize> = Vec::new();
@@ -188,11 +264,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             slot[id] = groups.len();
             groups.push(Group {
                 labels: keys.entry_at(id).0.clone(),
-                count: 0.0,
-                value: 0.0,
-                kahan_c: 0.0,
-                mean: 0.0,
-                running_mean: RunningMean::default(),
+                fold: Fold::default(),
                 drop_name: false,
                 samples: Vec::new(),
                 values: Vec::new(),
@@ -202,7 +274,6 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         }
         let i = slot[id];
         let g = &mut groups[i];
-        g.count += 1.0;
         g.drop_name |= s.drop_name;
         let v = s.v;
         if let (Some(h), "sum" | "avg") = (&s.h, op.as_str()) {
@@ -238,31 +309,12 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             }
             continue;
         }
+        if let Some(fold_op) = fold_op {
+            g.has_float |= matches!(fold_op, FoldOp::Sum | FoldOp::Avg);
+            g.fold.add(fold_op, v);
+            continue;
+        }
         match op.as_str() {
-            "sum" => {
-                g.has_float = true;
-                (g.value, g.kahan_c) = kahan_sum_inc(v, g.value, g.kahan_c)
-            }
-            "avg" => {
-                g.has_float = true;
-                g.running_mean.add(v)
-            }
-            "count" | "group" => {}
-            "max" => {
-                if g.count == 1.0 || g.value < v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            "min" => {
-                if g.count == 1.0 || g.value > v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            "stddev" | "stdvar" => {
-                let delta = v - g.mean;
-                g.mean += delta / g.count;
-                g.value += delta * (v - g.mean);
-            }
             "quantile" => g.values.push(v),
             "topk" | "bottomk" | "limitk" | "limit_ratio" => g.samples.push(s),
             other => return Err(Error::BadQuery(format!("unknown aggregation {other:?}"))),
@@ -287,14 +339,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
             out.push(Sample { labels: g.labels, t, v: 0.0, h: Some(Arc::new(h)), drop_name: g.drop_name });
             continue;
         }
+        if let Some(fold_op) = fold_op {
+            out.push(Sample::float(g.labels, t, g.fold.value(fold_op), g.drop_name));
+            continue;
+        }
         let v = match op.as_str() {
-            "sum" => g.value + g.kahan_c,
-            "avg" => g.running_mean.value(),
-            "count" => g.count,
-            "group" => 1.0,
-            "max" | "min" => g.value,
-            "stdvar" => g.value / g.count,
-            "stddev" => (g.value / g.count).sqrt(),
             "quantile" => quantile(q.expect("set for quantile"), &mut g.values),
             "topk" | "bottomk" => {
                 let k = k.expect("set for topk") as usize;
@@ -338,4 +387,70 @@ fn ratio_selects(r: f64, labels: &Labels) -> bool {
 
 pub(crate) fn is_valid_label_name(name: &str) -> bool {
     !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok()
+}
+
+/// A whole range query of a folding aggregation (`sum`, `avg`, `count`, `group`, `min`, `max`,
+/// `stddev`, `stdvar`, with `by`/`without`) over a `rate`-family call, with the input evaluated
+/// series by series over all steps ([`by_series::eval_in_step_order`]): each input series' group
+/// is found once, then each step folds the inputs that have a point there, in input order as the
+/// step-by-step path does, so sums come out bit for bit the same. `None` for other aggregations or
+/// inputs, and when a group's inputs disagree on dropping the metric name (the step-by-step path
+/// then decides step by step).
+pub(crate) fn by_series(
+    ev: &mut Evaluator<'_>,
+    a: &AggregateExpr,
+    steps: &[i64],
+    threads: usize,
+) -> Option<Result<Vec<SeriesPoints>>> {
+    let op = FoldOp::of(&a.op.to_string().to_ascii_lowercase())?;
+    if a.param.is_some() {
+        return None;
+    }
+    let input = match by_series::eval_in_step_order(ev, &a.expr, steps, threads)? {
+        Ok(input) => input,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut keys: LabelsMap<Option<bool>> = LabelsMap::default();
+    let mut group_of = Vec::with_capacity(input.len());
+    for s in &input {
+        let id = keys.index_or_insert_with(&grouping_labels(&s.labels, a.modifier.as_ref()), || None);
+        group_of.push(id);
+        if s.points.is_empty() {
+            continue;
+        }
+        let drop_name = keys.value_at_mut(id);
+        if drop_name.is_some_and(|d| d != s.drop_name) {
+            return None;
+        }
+        *drop_name = Some(s.drop_name);
+    }
+    let mut folds = vec![Fold::default(); keys.len()];
+    let mut points: Vec<Vec<Point>> = vec![Vec::new(); keys.len()];
+    // Where each input series is in its points: steps only move forward.
+    let mut next = vec![0usize; input.len()];
+    for (k, &t) in steps.iter().enumerate() {
+        if k % 64 == 0 {
+            if let Err(e) = ev.check_deadline("expression evaluation") {
+                return Some(Err(e));
+            }
+        }
+        for ((s, &g), next) in input.iter().zip(&group_of).zip(next.iter_mut()) {
+            if let Some(p) = s.points.get(*next).filter(|p| p.t == t) {
+                folds[g].add(op, p.v);
+                *next += 1;
+            }
+        }
+        for (fold, points) in folds.iter_mut().zip(points.iter_mut()) {
+            if fold.count > 0.0 {
+                points.push(Point { t, v: fold.value(op) });
+                *fold = Fold::default();
+            }
+        }
+    }
+    Some(Ok(keys
+        .into_entries()
+        .into_iter()
+        .zip(points)
+        .map(|((labels, drop_name), points)| SeriesPoints { labels, drop_name: drop_name.unwrap_or(false), points })
+        .collect()))
 }

@@ -197,7 +197,7 @@ impl Engine {
         } else {
             1
         };
-        let series = if let Some(by_series) = crate::functions::range_by_series(&mut ev, expr, &steps, threads) {
+        let series = if let Some(by_series) = crate::by_series::range_query(&mut ev, expr, &steps, threads) {
             let floats = by_series?;
             let mut series = LabelsMap::default();
             for (labels, points) in floats.into_entries() {

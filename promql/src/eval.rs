@@ -596,6 +596,42 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
+    /// [`Evaluator::instant_selector`] over all the steps of a range query at once, series by
+    /// series, for selectors of float series only (`None` when a series has histograms): each
+    /// series with the values it has at the steps, in the selector's order.
+    pub(crate) fn instant_selector_by_series(
+        &self,
+        vs: &VectorSelector,
+        steps: &[i64],
+    ) -> Option<Result<Vec<crate::by_series::SeriesPoints>>> {
+        let series = self.series_of(vs);
+        if series.iter().any(|s| !s.histograms.is_empty()) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(series.len());
+        for (i, s) in series.iter().enumerate() {
+            if i % 256 == 0 {
+                if let Err(e) = self.check_deadline("expression evaluation") {
+                    return Some(Err(e));
+                }
+            }
+            let mut points = Vec::new();
+            let mut next = 0;
+            for &t in steps {
+                let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
+                next = advance(&s.points, next, eval_t);
+                // As in `newest_sample`: the newest point at or before the step, if recent and live.
+                if let Some(p) = next.checked_sub(1).map(|i| s.points[i]) {
+                    if p.t > eval_t - self.lookback_ms && !is_stale(p.v) {
+                        points.push(Point { t, v: p.v });
+                    }
+                }
+            }
+            out.push(crate::by_series::SeriesPoints { labels: s.labels.clone(), drop_name: false, points });
+        }
+        Some(Ok(out))
+    }
+
     /// Each series' samples in `(t - range, t]`, stale markers left out.
     pub(crate) fn range_selector(&self, ms: &MatrixSelector, t: i64) -> Vec<Series> {
         let vs = &ms.vs;

@@ -15,6 +15,7 @@ use promql_parser::parser::{Call, Expr};
 
 use std::sync::Arc;
 
+use crate::by_series::SeriesPoints;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::labels::{Labels, METRIC_NAME};
@@ -72,22 +73,25 @@ pub(crate) fn without_parens(mut expr: &Expr) -> &Expr {
     expr
 }
 
-/// A whole range query of `expr` evaluated series by series on up to `threads` threads, for the
-/// shapes that allow it (a `rate`-family function over a plain matrix selector); `None` for every
-/// other expression.
-pub(crate) fn range_by_series(
+/// Whether a call is one of the `rate` family (`rate`, `increase`, `delta`, `irate`, `idelta`).
+pub(crate) fn is_rate_family(c: &Call) -> bool {
+    matches!(c.func.name, "rate" | "increase" | "delta" | "irate" | "idelta")
+}
+
+/// A call evaluated series by series over all of a range query's steps (see [`crate::by_series`]),
+/// for the calls that allow it: a `rate`-family function over a plain matrix selector, and
+/// `histogram_quantile` with a literal quantile over an expression that allows it. `None` for
+/// every other call.
+pub(crate) fn call_by_series(
     ev: &mut Evaluator<'_>,
-    expr: &Expr,
+    c: &Call,
     steps: &[i64],
     threads: usize,
-) -> Option<Result<crate::labels::LabelsMap<Vec<Point>>>> {
-    match without_parens(expr) {
-        Expr::Call(c) if c.args.args.len() == 1 => match c.func.name {
-            name @ ("rate" | "increase" | "delta" | "irate" | "idelta") => {
-                rate::range_by_series(ev, name, &c.args.args[0], steps, threads)
-            }
-            _ => None,
-        },
+) -> Option<Result<Vec<SeriesPoints>>> {
+    let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+    match (c.func.name, args.as_slice()) {
+        (name, [arg]) if is_rate_family(c) => rate::series_points(ev, name, arg, steps, threads),
+        ("histogram_quantile", [q, arg]) => histogram::quantile_by_series(ev, q, arg, steps, threads),
         _ => None,
     }
 }

@@ -11,11 +11,13 @@
 //! - `eval` — the evaluator: selectors, lookback and staleness, `offset`, `@`, subqueries.
 //! - `binary` — binary operators and vector matching.
 //! - `aggregate` — aggregation operators.
+//! - `by_series` — range queries evaluated series by series over all steps, where the shape allows.
 //! - `functions` — functions, one file per family.
 //! - [`labels`], [`value`], [`storage`] — the data the engine works on.
 
 mod aggregate;
 mod binary;
+mod by_series;
 mod durations;
 pub mod engine;
 mod error;

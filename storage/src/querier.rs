@@ -88,9 +88,20 @@ impl Storage {
         }
         raw.sort_by_key(|(i, _)| *i);
         let decoded = decode_blocks(&raw, ids)?;
-        let mut sealed: Vec<Vec<Sample>> = vec![Vec::new(); ids.len()];
-        for ((i, _), samples) in raw.iter().zip(decoded) {
-            sealed[*i].extend(samples.into_iter().filter(|s| s.ts >= mint && s.ts <= maxt));
+        // A block's timestamps are strictly increasing (docs/format/blocks.md): the samples in
+        // `[mint, maxt]` are one slice of it, copied whole into a list sized once per series (a
+        // filtered sample-by-sample extend was 8 % of a day-long aggregation).
+        let in_range: Vec<std::ops::Range<usize>> = decoded
+            .iter()
+            .map(|samples| samples.partition_point(|s| s.ts < mint)..samples.partition_point(|s| s.ts <= maxt))
+            .collect();
+        let mut lengths = vec![0; ids.len()];
+        for ((i, _), range) in raw.iter().zip(&in_range) {
+            lengths[*i] += range.len();
+        }
+        let mut sealed: Vec<Vec<Sample>> = lengths.into_iter().map(Vec::with_capacity).collect();
+        for (((i, _), samples), range) in raw.iter().zip(&decoded).zip(in_range) {
+            sealed[*i].extend_from_slice(&samples[range]);
         }
         Ok(sealed.into_iter().zip(heads).map(|(sealed, head)| merge_by_time(sealed, head, |s| s.ts)).collect())
     }

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use promql_parser::parser::Expr;
 
-use super::{metric_name, string_arg};
+use super::{metric_name, string_arg, without_parens};
+use crate::by_series::{self, SeriesPoints};
 use crate::error::Result;
 use crate::eval::Evaluator;
-use crate::labels::{Labels, METRIC_NAME};
-use crate::value::{Sample, Value, format_float};
+use crate::labels::{Labels, LabelsMap, METRIC_NAME};
+use crate::value::{Point, Sample, Value, format_float};
 
 /// Relative differences below this between adjacent buckets are float noise, not decreases.
 const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
@@ -137,16 +138,26 @@ fn quantiles(
     for (series, buckets) in classic.iter_mut() {
         let (v, forced_monotonic) = bucket_quantile(q, buckets);
         if forced_monotonic {
-            ev.note(
-                at,
-                format!(
-                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
-                    metric_name(series)
-                ),
-            );
+            ev.note(at, not_monotonic(series));
         }
         out.push(Sample::float(labels(series), t, v, true));
     }
+}
+
+/// The info for a classic histogram whose bucket counts had to be made monotonic.
+fn not_monotonic(histogram: &Labels) -> String {
+    format!(
+        "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+        metric_name(histogram)
+    )
+}
+
+/// The warning for a bucket series whose `le` label is missing or not a number.
+fn malformed_le(le: &str, labels: &Labels) -> String {
+    format!(
+        "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
+        labels.get(METRIC_NAME).unwrap_or("")
+    )
 }
 
 /// The native histograms among the values of `arg` at `t`, and the buckets of each classic
@@ -161,13 +172,7 @@ fn histograms_of(ev: &mut Evaluator<'_>, arg: &Expr, t: i64) -> Result<(Vec<Samp
     for s in floats {
         let le = s.labels.get("le").unwrap_or("");
         let Some(upper) = parse_le(le) else {
-            ev.note(
-                arg.position_range(),
-                format!(
-                    "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
-                    s.labels.get(METRIC_NAME).unwrap_or("")
-                ),
-            );
+            ev.note(arg.position_range(), malformed_le(le, &s.labels));
             continue;
         };
         let key = s.labels.project(&["le".to_string()], false);
@@ -345,4 +350,79 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
         return diff < epsilon * MIN_NORMAL;
     }
     diff / abs_sum.min(f64::MAX) < epsilon
+}
+
+/// A whole range query of `histogram_quantile(q, arg)` with a literal `q` over classic histograms,
+/// `arg` evaluated series by series ([`by_series::eval`]): each bucket series' histogram (its
+/// labels without `le`) and upper bound are found once, then each step takes the quantile of the
+/// buckets that have a point there, as the step-by-step path does. `None` for other shapes, and
+/// when a histogram has two buckets with the same upper bound (their counts are added in the
+/// order of the step's vector, which only the step-by-step path knows).
+pub(crate) fn quantile_by_series(
+    ev: &mut Evaluator<'_>,
+    q_arg: &Expr,
+    arg: &Expr,
+    steps: &[i64],
+    threads: usize,
+) -> Option<Result<Vec<SeriesPoints>>> {
+    let Expr::NumberLiteral(q) = without_parens(q_arg) else { return None };
+    let q = q.val;
+    let input = match by_series::eval(ev, arg, steps, threads)? {
+        Ok(input) => input,
+        Err(e) => return Some(Err(e)),
+    };
+    // Each histogram's buckets: the input series and its upper bound.
+    let mut histograms: LabelsMap<Vec<(usize, f64)>> = LabelsMap::default();
+    for (i, s) in input.iter().enumerate().filter(|(_, s)| !s.points.is_empty()) {
+        let le = s.labels.get("le").unwrap_or("");
+        let Some(upper) = parse_le(le) else {
+            ev.note(arg.position_range(), malformed_le(le, &s.labels));
+            continue;
+        };
+        histograms.get_or_insert_with(&s.labels.project(&["le".to_string()], false), Vec::new).push((i, upper));
+    }
+    let histograms = histograms.into_entries();
+    for (_, buckets) in &histograms {
+        let mut uppers: Vec<f64> = buckets.iter().map(|&(_, upper)| upper).collect();
+        uppers.sort_by(f64::total_cmp);
+        if uppers.windows(2).any(|w| w[0] == w[1]) {
+            return None;
+        }
+    }
+    if !steps.is_empty() {
+        check_quantile(ev, q_arg, q);
+    }
+    let mut out: Vec<SeriesPoints> = histograms
+        .iter()
+        .map(|(labels, _)| SeriesPoints { labels: labels.clone(), drop_name: true, points: Vec::new() })
+        .collect();
+    let mut next = vec![0usize; input.len()];
+    let mut at_step: Vec<Bucket> = Vec::new();
+    let mut forced_monotonic = vec![false; histograms.len()];
+    for (k, &t) in steps.iter().enumerate() {
+        if k % 64 == 0 {
+            if let Err(e) = ev.check_deadline("expression evaluation") {
+                return Some(Err(e));
+            }
+        }
+        for (h, (_, buckets)) in histograms.iter().enumerate() {
+            at_step.clear();
+            for &(i, upper) in buckets {
+                if let Some(p) = input[i].points.get(next[i]).filter(|p| p.t == t) {
+                    at_step.push(Bucket { upper, count: p.v });
+                    next[i] += 1;
+                }
+            }
+            if at_step.is_empty() {
+                continue;
+            }
+            let (v, forced) = bucket_quantile(q, &mut at_step);
+            forced_monotonic[h] |= forced;
+            out[h].points.push(Point { t, v });
+        }
+    }
+    for (_, (labels, _)) in forced_monotonic.iter().zip(&histograms).filter(|(forced, _)| **forced) {
+        ev.note(arg.position_range(), not_monotonic(labels));
+    }
+    Some(Ok(out))
 }

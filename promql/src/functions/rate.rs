@@ -9,9 +9,9 @@
 use promql_parser::parser::Expr;
 
 use super::{Out, metric_name, per_series_with_starts, without_parens};
+use crate::by_series::SeriesPoints;
 use crate::error::Result;
 use crate::eval::{Evaluator, duration_ms};
-use crate::labels::LabelsMap;
 use crate::value::{Histogram, HistogramPoint, Starts};
 use crate::value::{Point, Value};
 use amber_histogram::CounterResetHint;
@@ -359,22 +359,21 @@ fn compute(
     }
 }
 
-/// What one thread of [`range_by_series`] computes: the result points of its series, in order,
+/// What one thread of [`series_points`] computes: the result points of its series, in order,
 /// and the annotations.
 type SeriesPart = (Vec<Vec<Point>>, Vec<String>);
 
 /// A whole range query of one of these functions over a plain matrix selector, series by series
 /// across all steps (see [`Evaluator::for_each_series_range`]), the series shared out between
-/// `threads`: the result series by labels. `None` when the query has another shape, or when two
-/// input series would have the same labels once the metric name is dropped (the step-by-step path
-/// then reports the collision).
-pub(crate) fn range_by_series(
+/// `threads`: each series of the selector with its points, in the selector's order. `None` when
+/// the query has another shape.
+pub(crate) fn series_points(
     ev: &mut Evaluator<'_>,
     name: &str,
     arg: &Expr,
     steps: &[i64],
     threads: usize,
-) -> Option<Result<LabelsMap<Vec<Point>>>> {
+) -> Option<Result<Vec<SeriesPoints>>> {
     let Expr::MatrixSelector(ms) = without_parens(arg) else { return None };
     // Histograms go step by step.
     if ms.vs.at.is_some() || ev.series_of(&ms.vs).iter().any(|s| !s.histograms.is_empty()) {
@@ -384,13 +383,6 @@ pub(crate) fn range_by_series(
         if let Err(e) = warn_if_not_counter(ev, arg, steps.first().copied().unwrap_or_default(), name) {
             return Some(Err(e));
         }
-    }
-    let mut out: LabelsMap<Vec<Point>> = LabelsMap::default();
-    let series = ev.series_of(&ms.vs);
-    let output: Vec<usize> =
-        series.iter().map(|s| out.index_or_insert_with(&s.labels.without_metric_name(), Vec::new)).collect();
-    if out.len() != series.len() {
-        return None;
     }
     let range = duration_ms(&ms.range);
     let reads_starts = reads_start_timestamps(name);
@@ -416,7 +408,7 @@ pub(crate) fn range_by_series(
             .collect();
         Ok((points, notes))
     };
-    let n = output.len();
+    let n = shared.series_of(&ms.vs).len();
     let parts: Vec<Result<SeriesPart>> = if threads < 2 || n < 2 {
         vec![points_of(0..n)]
     } else {
@@ -432,15 +424,17 @@ pub(crate) fn range_by_series(
             handles.into_iter().map(|h| h.join().expect("evaluation does not panic")).collect()
         })
     };
-    let mut position = 0;
+    let mut out = Vec::with_capacity(n);
     let mut notes = Vec::new();
+    let mut series = ev.series_of(&ms.vs).iter();
     for part in parts {
         match part {
             Ok((points, part_notes)) => {
-                for p in points {
-                    *out.value_at_mut(output[position]) = p;
-                    position += 1;
-                }
+                out.extend(points.into_iter().zip(series.by_ref()).map(|(points, s)| SeriesPoints {
+                    labels: s.labels.clone(),
+                    drop_name: true,
+                    points,
+                }));
                 notes.extend(part_notes);
             }
             Err(e) => return Some(Err(e)),
