@@ -197,19 +197,9 @@ struct Ranked {
     exemplar: Exemplar,
 }
 
-impl Ranked {
-    fn cmp_rank(&self, other: &Ranked) -> std::cmp::Ordering {
-        self.key
-            .total_cmp(&other.key)
-            .then(self.ts.cmp(&other.ts))
-            // Earlier series (Prometheus's order) rank higher among exact ties.
-            .then(other.series.cmp(&self.series))
-    }
-}
-
 impl PartialEq for Ranked {
     fn eq(&self, other: &Self) -> bool {
-        self.cmp_rank(other).is_eq()
+        self.cmp(other).is_eq()
     }
 }
 impl Eq for Ranked {}
@@ -220,7 +210,11 @@ impl PartialOrd for Ranked {
 }
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.cmp_rank(other)
+        self.key
+            .total_cmp(&other.key)
+            .then(self.ts.cmp(&other.ts))
+            // Earlier series (Prometheus's order) rank higher among exact ties.
+            .then(other.series.cmp(&self.series))
     }
 }
 
@@ -235,17 +229,17 @@ impl TopExemplars {
         }
         let key = if self.descending { exemplar.value } else { -exemplar.value };
         let ranked = Ranked { key, ts: exemplar.ts, series, exemplar };
-        if let Some(limit) = self.limit
-            && self.heap.len() >= limit
-        {
-            match self.heap.peek() {
-                Some(worst) if ranked > worst.0 => {
-                    self.heap.pop();
+        match self.limit {
+            Some(limit) if self.heap.len() >= limit => {
+                // Full: the new one replaces the worst kept, if it ranks above it.
+                if let Some(mut worst) = self.heap.peek_mut()
+                    && ranked > worst.0
+                {
+                    *worst = std::cmp::Reverse(ranked);
                 }
-                _ => return,
             }
+            _ => self.heap.push(std::cmp::Reverse(ranked)),
         }
-        self.heap.push(std::cmp::Reverse(ranked));
     }
 
     /// The kept exemplars, best first, with the index of their series.
