@@ -45,6 +45,10 @@ pub struct Options {
     pub memtable_bytes: usize,
     /// Exemplars a series may have in one block window; more are refused.
     pub max_exemplars_per_series_per_window: u64,
+    /// `fdatasync` the head's log before a write is acknowledged. Off, an acknowledged write
+    /// has been handed to the kernel (`write(2)`, as Prometheus does): it survives the process
+    /// being killed, not a power loss or a kernel crash.
+    pub wal_fsync: bool,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             block_cache_bytes: 128 << 20,
             memtable_bytes: 64 << 20,
             max_exemplars_per_series_per_window: 10_000,
+            wal_fsync: true,
         }
     }
 }
@@ -171,7 +176,7 @@ impl Storage {
         // garbage-collected from the index since (a log segment lives until all of it is sealed).
         let block = opts.block_duration_ms;
         let keep_from = crate::now_ms().saturating_sub(opts.retention_ms).div_euclid(block).saturating_mul(block);
-        let wal = Wal::open(&path.join("wal"), |s| {
+        let wal = Wal::open(&path.join("wal"), opts.wal_fsync, |s| {
             let retained = |ts: i64| ts >= keep_from;
             if !s.samples.iter().any(|x| retained(x.ts))
                 && !s.histograms.iter().any(|h| retained(h.ts))
