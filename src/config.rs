@@ -100,6 +100,11 @@ pub struct Cli {
     /// Refuse requests without an X-Scope-OrgID header (401) instead of using the default tenant.
     #[arg(long, env = "AMBER_REQUIRE_TENANT")]
     pub require_tenant: bool,
+    /// `fdatasync` the write-ahead log before answering a write [default: true]. With false a
+    /// write is answered once it is written to the log file (`write(2)`, as Prometheus does):
+    /// it survives Amber being killed, not a power loss or an operating-system crash.
+    #[arg(long, env = "AMBER_WAL_FSYNC", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub wal_fsync: Option<bool>,
     /// Serve `POST /api/v1/admin/tsdb/seal` (seal and compact now; used by the benchmark).
     #[arg(long, env = "AMBER_ENABLE_ADMIN_API")]
     pub enable_admin_api: bool,
@@ -176,6 +181,7 @@ struct FileConfig {
     default_tenant: Option<String>,
     require_tenant: Option<bool>,
     enable_admin_api: Option<bool>,
+    wal_fsync: Option<bool>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     otlp_promote_resource_attributes: Option<Vec<String>>,
@@ -287,6 +293,7 @@ impl Config {
             ("default_tenant", Str(self.tenants.default_tenant.clone())),
             ("require_tenant", Boolean(self.tenants.require_tenant)),
             ("enable_admin_api", Boolean(self.admin_api)),
+            ("wal_fsync", Boolean(storage.wal_fsync)),
             // Empty: the receiver is off.
             ("otlp_grpc_listen", Str(self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default())),
             ("otlp_convert_histograms_to_nhcb", Boolean(api.otlp.convert_histograms_to_nhcb)),
@@ -441,6 +448,7 @@ impl Config {
             storage.max_exemplars_per_series_per_window = v;
         }
         storage.retention_ms = storage.retention_ms.max(storage.block_duration_ms);
+        storage.wal_fsync = cli.wal_fsync.or(file.wal_fsync).unwrap_or(true);
         let mut api = amber_api::ApiLimits::default();
         if let Some(v) = cli.max_body_bytes.or(file.max_body_bytes) {
             api.max_body_bytes = v;
@@ -626,6 +634,7 @@ mod tests {
         assert!(!c.api.otlp.convert_histograms_to_nhcb);
         assert!(c.object_store.is_none());
         assert!(!c.storage.upload_sealed_windows);
+        assert!(c.storage.wal_fsync);
     }
 
     #[test]
@@ -647,6 +656,20 @@ mod tests {
         assert!(c.storage.upload_sealed_windows);
         let err = load(&["--object-store-url", "gs://x"]).unwrap_err();
         assert_eq!(err.to_string(), "object_store_url must be s3://bucket[/prefix] or file:///dir, not \"gs://x\"");
+    }
+
+    #[test]
+    fn wal_fsync_is_set_by_flag_or_file() {
+        assert!(!load(&["--wal-fsync=false"]).unwrap().storage.wal_fsync);
+        assert!(load(&["--wal-fsync", "true"]).unwrap().storage.wal_fsync);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("amber.toml");
+        std::fs::write(&file, "wal_fsync = false\n").unwrap();
+        let c = load(&["--config", file.to_str().unwrap()]).unwrap();
+        assert!(!c.storage.wal_fsync);
+        assert_eq!(c.flags()["wal-fsync"], "false");
+        assert!(load(&["--config", file.to_str().unwrap(), "--wal-fsync=true"]).unwrap().storage.wal_fsync);
+        assert!(load(&["--wal-fsync=maybe"]).is_err());
     }
 
     #[test]

@@ -163,7 +163,8 @@ async fn upload(
             _ = stop.changed() => return,
         }
         let started = std::time::Instant::now();
-        let pass = amber_storage::upload::upload_pending(&storage, bucket.as_ref(), &default_tenant);
+        let pass =
+            amber_storage::upload::upload_pending(&storage, bucket.as_ref(), &default_tenant, amber_storage::now_ms());
         // A pass stopped by shutdown leaves its window marked: the next start repeats it.
         let result = tokio::select! {
             r = pass => r,

@@ -83,8 +83,19 @@ impl Rng {
 /// exemplar is found again, through the HTTP API after restart and on disk.
 #[test]
 fn every_acknowledged_write_survives_kill_9() {
+    acknowledged_writes_survive_kill_9(&[]);
+}
+
+/// Without the fsync an answered write has still been handed to the kernel (`write(2)`), which
+/// keeps it when the process dies: only a power loss or a kernel crash could lose it.
+#[test]
+fn with_wal_fsync_off_every_acknowledged_write_survives_kill_9() {
+    acknowledged_writes_survive_kill_9(&["--wal-fsync=false"]);
+}
+
+fn acknowledged_writes_survive_kill_9(args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut amber = Amber::start(dir.path(), &[]);
+    let mut amber = Amber::start(dir.path(), args);
     let mut acked = Acked::default();
     let base = common::now_ms() - 600_000;
     for cycle in 0..6usize {

@@ -308,7 +308,7 @@ fn sealed_windows_reach_ceph_survive_crashes_and_outages() {
         amber.kill9();
         let still_pending = {
             let s = amber_storage::Storage::open(&amber.data_dir, amber_storage::Options::default()).unwrap();
-            s.pending_uploads().unwrap().len()
+            s.pending_uploads(common::now_ms()).unwrap().len()
         };
         if still_pending > 0 {
             caught_mid_upload += 1;

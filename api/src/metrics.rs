@@ -217,7 +217,7 @@ impl Metrics {
         );
         registry.register(
             "upload_pending_windows",
-            "Sealed windows waiting on local disk for upload to the object store (grows while the store is unreachable)",
+            "Closed sealed windows waiting on local disk for upload to the object store (grows while the store is unreachable; the open window goes up once it closes)",
             m.upload_pending_windows.clone(),
         );
         registry.register(

@@ -11,7 +11,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 fn remote_write_decode(c: &mut Criterion) {
     // One scrape of 26 targets: one request of about 2000 samples, as Prometheus sends them.
-    let w = workload::generate(26, 1, 1, 1_800_000_000_000);
+    let w = workload::generate(26, 1, 1, 1_800_000_000_000 - 4 * 3_600_000);
     let payload = &w.payloads[0][0];
     let mut g = c.benchmark_group("remote_write");
     g.throughput(Throughput::Elements(w.samples));
@@ -87,7 +87,7 @@ fn postings(c: &mut Criterion) {
     // 128 node-exporter-like targets (about 10k series) in a real store.
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path(), Options::default()).unwrap();
-    let w = workload::generate(128, 1, 1, amber_storage::now_ms());
+    let w = workload::generate(128, 1, 1, amber_storage::now_ms() - 4 * 3_600_000);
     for p in &w.payloads[0] {
         let req = amber_api::remote_write::decode(p, usize::MAX).unwrap();
         let series: Vec<SeriesWrite> = req

@@ -49,6 +49,14 @@ struct Cli {
     /// 1.0, 2.0, or both side by side. VictoriaMetrics 1.79 and Prometheus 2.42 receive only 1.0.
     #[arg(long, value_enum, default_value = "1.0")]
     remote_write_version: Versions,
+    /// Minutes between now and the workload's last scrape. The default, four hours, puts every
+    /// sample past Amber's out-of-order window; 60 reproduces a backfill ending an hour ago, 0 a
+    /// live workload (then the newest chunk of every series is still in the head and its log).
+    #[arg(long, default_value_t = 240)]
+    last_scrape_minutes_ago: i64,
+    /// Leave out the Amber run with `--wal-fsync=false`.
+    #[arg(long)]
+    no_wal_fsync_off_run: bool,
     /// The amber binary [default: beside this one].
     #[arg(long)]
     amber_bin: Option<PathBuf>,
@@ -92,10 +100,11 @@ fn main() -> anyhow::Result<()> {
         Versions::V2 => vec![Protocol::V2],
         Versions::Both => vec![Protocol::V1, Protocol::V2],
     };
+    let last_scrape = now - cli.last_scrape_minutes_ago * 60_000;
     let mut w = if cli.native_histograms {
-        workload::generate_native_histograms(targets, scrapes, clients, now)
+        workload::generate_native_histograms(targets, scrapes, clients, last_scrape)
     } else {
-        workload::generate(targets, scrapes, clients, now)
+        workload::generate(targets, scrapes, clients, last_scrape)
     };
     if amber_protocols.contains(&Protocol::V2) {
         w.add_v2_payloads();
@@ -119,23 +128,33 @@ fn main() -> anyhow::Result<()> {
     }
     println!("machine: {}", measure::machine());
 
-    let runs_of: Vec<(Kind, Protocol)> = kinds
+    // Amber once per remote write version with its defaults, then (remote write 1.0) without
+    // the WAL fsync, as the peers run.
+    let fsync_off: &[&str] = &["--wal-fsync=false"];
+    let runs_of: Vec<(Kind, Protocol, &[&str])> = kinds
         .into_iter()
         .flat_map(|kind| match kind {
-            Kind::Amber => amber_protocols.iter().map(|&p| (kind, p)).collect(),
-            _ => vec![(kind, Protocol::V1)],
+            Kind::Amber => {
+                let mut runs: Vec<(Kind, Protocol, &[&str])> =
+                    amber_protocols.iter().map(|&p| (kind, p, &[][..])).collect();
+                if !cli.no_wal_fsync_off_run {
+                    runs.push((kind, Protocol::V1, fsync_off));
+                }
+                runs
+            }
+            _ => vec![(kind, Protocol::V1, &[][..])],
         })
         .collect();
     let mut decode: Vec<(Protocol, f64)> = Vec::new();
-    for &(_, protocol) in &runs_of {
+    for &(_, protocol, _) in &runs_of {
         if !decode.iter().any(|(p, _)| *p == protocol) {
             decode.push((protocol, measure::decode_only(&w, protocol)));
         }
     }
     let mut results = Vec::new();
-    for (kind, protocol) in runs_of {
-        eprintln!("== {} (remote write {})", kind.name(), protocol.name());
-        let r = measure::system(kind, protocol, &amber_bin, &w, cli.mode != Mode::Ingest, runs)
+    for (kind, protocol, flags) in runs_of {
+        eprintln!("== {} {} (remote write {})", kind.name(), flags.join(" "), protocol.name());
+        let r = measure::system(kind, protocol, flags, &amber_bin, &w, cli.mode != Mode::Ingest, runs)
             .with_context(|| format!("measuring {} with remote write {}", kind.name(), protocol.name()))?;
         results.push(r);
     }

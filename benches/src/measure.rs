@@ -32,12 +32,19 @@ pub struct SystemResult {
     pub kind: Kind,
     /// The remote write version the workload was sent in.
     pub protocol: Protocol,
+    /// Flags Amber ran with beyond the benchmark's own.
+    pub amber_flags: &'static [&'static str],
     pub samples_per_s: f64,
     pub write: Latency,
     /// Requests that did not get a 2xx, and the first such answer.
     pub write_errors: usize,
     pub first_error: Option<String>,
     pub rss_bytes: u64,
+    /// The data directory [`RUNNING_DISK_AFTER`] after the last write, the system running and
+    /// asked for nothing: what a user sees.
+    pub running_bytes: u64,
+    /// Time from starting again after `kill -9` (just after `running_bytes`) to ready.
+    pub restart: Duration,
     pub persisted_bytes: u64,
     /// Amber: bytes of the exemplar column families (part of `persisted_bytes`).
     pub exemplar_bytes: Option<u64>,
@@ -160,17 +167,27 @@ fn encode(q: &str) -> String {
     form_urlencoded::byte_serialize(q.as_bytes()).collect()
 }
 
+/// How long after the last write the data directory is measured while the system runs: more
+/// than a default maintenance interval of Amber (1 minute), so one sealing pass has run.
+pub const RUNNING_DISK_AFTER: Duration = Duration::from_secs(75);
+
 pub fn system(
     kind: Kind,
     protocol: Protocol,
+    amber_flags: &'static [&'static str],
     amber_bin: &Path,
     w: &Workload,
     queries: bool,
     runs: usize,
 ) -> anyhow::Result<SystemResult> {
-    let system = System::start(kind, amber_bin)?;
+    let mut system = System::start(kind, amber_bin, amber_flags)?;
     let (samples_per_s, write, write_errors, first_error) = ingest(&system, w, protocol);
+    let last_write = Instant::now();
     let rss_bytes = system.rss_bytes()?;
+    // Not a wait for a condition: the measure is defined as the state this long after ingest.
+    std::thread::sleep(RUNNING_DISK_AFTER.saturating_sub(last_write.elapsed()));
+    let running_bytes = system.data_bytes();
+    let restart = system.kill9_and_restart()?;
     let persisted_bytes = system.persisted_bytes(w.start_ms)?;
     let exemplar_bytes = if kind == Kind::Amber { Some(system.amber_exemplar_bytes()?) } else { None };
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build()?;
@@ -212,11 +229,14 @@ pub fn system(
     Ok(SystemResult {
         kind,
         protocol,
+        amber_flags,
         samples_per_s,
         write,
         write_errors,
         first_error,
         rss_bytes,
+        running_bytes,
+        restart,
         persisted_bytes,
         exemplar_bytes,
         series_visible,
@@ -232,15 +252,19 @@ fn ms(d: Duration) -> f64 {
 impl SystemResult {
     /// The table's name for this column: the system, and the version when it is not 1.0.
     fn column(&self) -> String {
+        let name = match self.amber_flags {
+            [] => self.kind.name().to_string(),
+            flags => format!("{} {}", self.kind.name(), flags.join(" ")),
+        };
         match self.protocol {
-            Protocol::V1 => self.kind.name().to_string(),
-            Protocol::V2 => format!("{} (remote write 2.0)", self.kind.name()),
+            Protocol::V1 => name,
+            Protocol::V2 => format!("{name} (remote write 2.0)"),
         }
     }
 }
 
 /// The ratio columns: Amber (its first column) ÷ each peer, and each further Amber column (the
-/// same data in another remote write version) ÷ the first. Pairs of positions in `results`.
+/// same data in another remote write version, or with other flags) ÷ the first. Pairs of positions in `results`.
 fn ratios(results: &[SystemResult]) -> Vec<(usize, usize)> {
     let Some(base) = results.iter().position(|r| r.kind == Kind::Amber) else { return Vec::new() };
     (0..results.len())
@@ -277,11 +301,16 @@ pub fn table(w: &Workload, decode: &[(Protocol, f64)], results: &[SystemResult],
     row(&mut out, results, "write p50 ms", |r| Some(ms(r.write.p50)));
     row(&mut out, results, "write p99 ms", |r| Some(ms(r.write.p99)));
     row(&mut out, results, "failed writes", |r| Some(r.write_errors as f64));
-    row(&mut out, results, &format!("bytes on disk per {kind}"), |r| {
+    let after = RUNNING_DISK_AFTER.as_secs();
+    row(&mut out, results, &format!("bytes on disk per {kind} while running ({after} s after ingest)"), |r| {
+        Some(r.running_bytes as f64 / w.samples as f64)
+    });
+    row(&mut out, results, &format!("bytes on disk per {kind}, sealed / flushed and merged"), |r| {
         Some((r.persisted_bytes - r.exemplar_bytes.unwrap_or(0)) as f64 / w.samples as f64)
     });
     row(&mut out, results, "bytes on disk per exemplar", |r| r.exemplar_bytes.map(|b| b as f64 / w.exemplars as f64));
     row(&mut out, results, "RSS bytes per active series", |r| Some(r.rss_bytes as f64 / w.series as f64));
+    row(&mut out, results, "restart after kill -9, s to ready", |r| Some(r.restart.as_secs_f64()));
     row(&mut out, results, "series visible", |r| Some(r.series_visible));
     if mode != Mode::Ingest {
         for (i, (name, _)) in w.queries.iter().enumerate() {

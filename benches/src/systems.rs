@@ -29,6 +29,8 @@ pub struct System {
     pub kind: Kind,
     pub port: u16,
     child: Child,
+    /// How to start it again on the same data directory and port.
+    command: Vec<std::ffi::OsString>,
     dir: tempfile::TempDir,
     http: reqwest::blocking::Client,
 }
@@ -51,25 +53,19 @@ pub fn dir_bytes(path: &Path) -> u64 {
 }
 
 impl System {
-    pub fn start(kind: Kind, amber_bin: &Path) -> anyhow::Result<System> {
+    /// Starts `kind`; `amber_flags` are added to Amber's command line.
+    pub fn start(kind: Kind, amber_bin: &Path, amber_flags: &[&str]) -> anyhow::Result<System> {
         let port = free_port()?;
         let dir = tempfile::Builder::new().prefix(&format!("amber-bench-{}-", kind.name())).tempdir()?;
         let data = dir.path().join("data");
         let listen = format!("127.0.0.1:{port}");
-        let mut cmd = match kind {
+        let cmd = match kind {
             Kind::Amber => {
                 let mut c = Command::new(amber_bin);
                 c.args(["--data-dir".as_ref(), data.as_os_str()]);
-                c.args([
-                    "--listen",
-                    &listen,
-                    "--enable-admin-api",
-                    "--maintenance-interval",
-                    "10s",
-                    "--otlp-grpc-listen",
-                    "",
-                ]);
-                c.env("RUST_LOG", "warn");
+                // The default maintenance interval, so disk while running is what a user sees.
+                c.args(["--listen", &listen, "--enable-admin-api", "--otlp-grpc-listen", ""]);
+                c.args(amber_flags);
                 c
             }
             Kind::VictoriaMetrics => {
@@ -96,16 +92,29 @@ impl System {
                 c
             }
         };
-        let log = std::fs::File::create(dir.path().join("log"))?;
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {} (is it installed? scripts/install-deps)", kind.name()))?;
+        let command: Vec<std::ffi::OsString> =
+            std::iter::once(cmd.get_program().to_owned()).chain(cmd.get_args().map(|a| a.to_owned())).collect();
+        let child = spawn(&command, dir.path(), kind)?;
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build()?;
-        let system = System { kind, port, child, dir, http };
-        system.wait_ready()?;
+        let system = System { kind, port, child, command, dir, http };
+        system.wait_ready(Duration::from_secs(60))?;
         Ok(system)
+    }
+
+    /// Kills the process with SIGKILL, starts it again on the same data and returns how long
+    /// it took to be ready (Prometheus and Amber replay their write-ahead logs first).
+    pub fn kill9_and_restart(&mut self) -> anyhow::Result<Duration> {
+        self.child.kill()?;
+        self.child.wait()?;
+        let started = Instant::now();
+        self.child = spawn(&self.command, self.dir.path(), self.kind)?;
+        self.wait_ready(Duration::from_secs(1800))?;
+        Ok(started.elapsed())
+    }
+
+    /// Bytes of the data directory as it is now, the system still running.
+    pub fn data_bytes(&self) -> u64 {
+        dir_bytes(&self.data_dir())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -116,9 +125,9 @@ impl System {
         self.dir.path().join("data")
     }
 
-    fn wait_ready(&self) -> anyhow::Result<()> {
+    fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
         let path = if self.kind == Kind::VictoriaMetrics { "/health" } else { "/-/ready" };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if self.http.get(self.url(path)).send().is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
@@ -126,7 +135,7 @@ impl System {
             std::thread::sleep(Duration::from_millis(100));
         }
         let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
-        bail!("{} did not become ready within 60s:\n{log}", self.kind.name())
+        bail!("{} did not become ready within {within:?}:\n{log}", self.kind.name())
     }
 
     /// Resident memory of the process, in bytes.
@@ -216,6 +225,18 @@ impl System {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// Starts `command` with its stderr appended to `dir/log` (Amber logging warnings only).
+fn spawn(command: &[std::ffi::OsString], dir: &Path, kind: Kind) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log"))?;
+    Command::new(&command[0])
+        .args(&command[1..])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {} (is it installed? scripts/install-deps)", kind.name()))
 }
 
 /// VictoriaMetrics partitions by month, named `YYYY_MM`.

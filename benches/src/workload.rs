@@ -216,11 +216,11 @@ fn add_requests(
     }
 }
 
-/// Generates `targets` targets × `scrapes` scrapes, the last one four hours ago (so every system
-/// takes them as ordinary past data and Amber can seal them), split over `clients`.
-pub fn generate(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> Workload {
+/// Generates `targets` targets × `scrapes` scrapes, the last one at `last_scrape_ms` (rounded
+/// down to the scrape interval), split over `clients`.
+pub fn generate(targets: usize, scrapes: usize, clients: usize, last_scrape_ms: i64) -> Workload {
     let mut rng = SmallRng::seed_from_u64(42);
-    let end_ms = (now_ms - 4 * 3_600_000) / SCRAPE_INTERVAL_MS * SCRAPE_INTERVAL_MS;
+    let end_ms = last_scrape_ms / SCRAPE_INTERVAL_MS * SCRAPE_INTERVAL_MS;
     let start_ms = end_ms - (scrapes as i64 - 1) * SCRAPE_INTERVAL_MS;
     let mut state: Vec<Vec<Series>> = (0..targets).map(target_series).collect();
     let mut histograms = vec![vec![Histogram::default(); HANDLERS.len()]; targets];
@@ -412,9 +412,9 @@ impl NativeState {
 /// Like [`generate`], with native histograms instead of node-exporter series: per target, four
 /// histogram families × two handlers, schema 3, a few dozen observations per scrape drawn from
 /// exponential distributions, one exemplar per series and scrape.
-pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize, now_ms: i64) -> Workload {
+pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize, last_scrape_ms: i64) -> Workload {
     let mut rng = SmallRng::seed_from_u64(42);
-    let end_ms = (now_ms - 4 * 3_600_000) / SCRAPE_INTERVAL_MS * SCRAPE_INTERVAL_MS;
+    let end_ms = last_scrape_ms / SCRAPE_INTERVAL_MS * SCRAPE_INTERVAL_MS;
     let start_ms = end_ms - (scrapes as i64 - 1) * SCRAPE_INTERVAL_MS;
     let per_target = native_series_per_target();
     let labels: Vec<Vec<Vec<prompb::Label>>> = (0..targets)

@@ -48,6 +48,10 @@ pub struct Options {
     /// Mark every window a sealing pass writes as waiting for upload to object storage
     /// ([`crate::upload`]); off without an object store.
     pub upload_sealed_windows: bool,
+    /// `fdatasync` the head's log before a write is acknowledged. Off, an acknowledged write
+    /// has been handed to the kernel (`write(2)`, as Prometheus does): it survives the process
+    /// being killed, not a power loss or a kernel crash.
+    pub wal_fsync: bool,
 }
 
 impl Default for Options {
@@ -62,6 +66,7 @@ impl Default for Options {
             memtable_bytes: 64 << 20,
             max_exemplars_per_series_per_window: 10_000,
             upload_sealed_windows: false,
+            wal_fsync: true,
         }
     }
 }
@@ -180,7 +185,7 @@ impl Storage {
         // garbage-collected from the index since (a log segment lives until all of it is sealed).
         let block = opts.block_duration_ms;
         let keep_from = crate::now_ms().saturating_sub(opts.retention_ms).div_euclid(block).saturating_mul(block);
-        let wal = Wal::open(&path.join("wal"), |s| {
+        let wal = Wal::open(&path.join("wal"), opts.wal_fsync, |s| {
             let retained = |ts: i64| ts >= keep_from;
             if !s.samples.iter().any(|x| retained(x.ts))
                 && !s.histograms.iter().any(|h| retained(h.ts))
@@ -368,7 +373,7 @@ impl Storage {
         StorageStats {
             head: self.head.stats(),
             wal_bytes: self.wal.disk_bytes(),
-            pending_upload_windows: self.pending_uploads().map(|p| p.len() as u64).unwrap_or(0),
+            pending_upload_windows: self.pending_uploads(crate::now_ms()).map(|p| p.len() as u64).unwrap_or(0),
             series: self.series_in_index(),
             sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.live-sst-files-size"))).collect(),
             memtable_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.cur-size-all-mem-tables"))).collect(),

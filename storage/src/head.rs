@@ -111,6 +111,11 @@ impl Head {
         self.series.write().retain(|_, s| Arc::strong_count(s) > 1 || !s.lock().is_empty());
     }
 
+    /// The oldest timestamp of anything in the head; `None` when it holds no data.
+    pub fn oldest_ts(&self) -> Option<i64> {
+        self.series.read().values().filter_map(|s| s.lock().oldest_ts()).min()
+    }
+
     /// How much the head holds, for `/metrics`.
     pub fn stats(&self) -> HeadStats {
         let mut stats = HeadStats::default();
@@ -576,15 +581,18 @@ impl MemSeries {
         self.exemplars.retain(|e| e.ts >= before);
     }
 
-    /// Copies out the samples, histogram samples and exemplars older than `before` (a window
-    /// start), grouped by window, and what to remove once they are sealed
-    /// ([`MemSeries::remove_sealed`]).
-    pub fn sealable(&mut self, before: i64) -> Sealable {
-        if !self.open.is_empty() && self.open.min_ts < before {
+    /// Copies out what is ready to seal, grouped by window, and what to remove once it is sealed
+    /// ([`MemSeries::remove_sealed`]): every closed chunk, whatever its window (a late sample
+    /// merges into the block later, as a second sealing of the window), and the open chunk,
+    /// histogram samples and exemplars older than `horizon`. Afterwards nothing older than
+    /// `horizon` is left, and the head holds at most the open chunk and `horizon`'s newer
+    /// histograms and exemplars, which is what bounds the write-ahead log.
+    pub fn sealable(&mut self, horizon: i64) -> Sealable {
+        if !self.open.is_empty() && self.open.min_ts < horizon {
             self.cut_open();
         }
         let mut out = Sealable::default();
-        for c in self.chunks.iter().take_while(|c| c.min_ts < before) {
+        for c in &self.chunks {
             let window = self.window_of(c.min_ts);
             match out.samples.last_mut() {
                 Some(g) if g.window == window => c.decode_into(&mut g.items),
@@ -592,15 +600,24 @@ impl MemSeries {
             }
             out.taken.chunks.push(c.clone());
         }
-        for h in self.histograms.iter().take_while(|h| h.ts < before) {
+        for h in self.histograms.iter().take_while(|h| h.ts < horizon) {
             push_grouped(&mut out.histograms, self.window_of(h.ts), h.to_sample());
             out.taken.histograms.push(h.clone());
         }
-        for e in self.exemplars.iter().take_while(|e| e.ts < before) {
+        for e in self.exemplars.iter().take_while(|e| e.ts < horizon) {
             push_grouped(&mut out.exemplars, self.window_of(e.ts), e.to_exemplar());
             out.taken.exemplars.push(e.clone());
         }
         out
+    }
+
+    /// The oldest timestamp of anything the series holds in the head.
+    pub fn oldest_ts(&self) -> Option<i64> {
+        let open = (!self.open.is_empty()).then_some(self.open.min_ts);
+        let chunk = self.chunks.first().map(|c| c.min_ts);
+        let histogram = self.histograms.first().map(|h| h.ts);
+        let exemplar = self.exemplars.first().map(|e| e.ts);
+        [open, chunk, histogram, exemplar].into_iter().flatten().min()
     }
 
     /// Removes what [`MemSeries::sealable`] copied out, unless a write changed it since (then it

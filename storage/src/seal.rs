@@ -1,17 +1,23 @@
-//! Sealing: moving head data of windows that can no longer change much into columnar blocks.
+//! Sealing: moving head data into columnar blocks, so that the write-ahead log stays small.
 //!
-//! A window is sealed once its end is older than the wall clock minus the out-of-order window.
-//! For each series with head data in such windows, the sealer copies that data out of the head,
-//! merges it with the window's existing block, if any (late out-of-order writes land in the head
-//! like any other), and writes the blocks in a synced batch. Only then does it remove what it
-//! copied from the head, so a reader (which reads the head before the blocks) always finds the
-//! data in one or the other; data a write changed meanwhile stays and is sealed again next pass.
+//! A pass seals every closed head chunk (120 samples, or cut at a window's end), whatever its
+//! window, and everything older than the wall clock minus the out-of-order window (the open
+//! chunk of a series that stopped, histogram samples, exemplars). A window is thus sealed
+//! in steps while it fills: each step merges the new head data into the window's existing block,
+//! as late out-of-order writes always have been. For each series the sealer copies that data out
+//! of the head, merges it with the block, and writes the blocks in a synced batch. Only then does
+//! it remove what it copied from the head, so a reader (which reads the head before the blocks)
+//! always finds the data in one or the other; data a write changed meanwhile stays and is sealed
+//! again next pass.
 //!
-//! The head's log segments are deleted last: a segment closed before the pass started, whose
-//! data all lies in sealed windows, is no longer needed once the blocks (and RocksDB's own log,
-//! which holds the unsynced trace-index and activity writes) are on disk. A crash anywhere in
-//! between replays the segments into the head, and the next pass merges the same data into
-//! the same blocks again.
+//! The head's log segments are deleted last: a segment closed before the pass started holds only
+//! data that was in the head then, so once the blocks (and RocksDB's own log, which holds the
+//! unsynced trace-index and activity writes) are on disk, a segment whose newest timestamp is
+//! older than everything left in the head is no longer needed. What the log holds is thus
+//! bounded by time, not by ingest volume: the open chunks (about 120 scrapes) and at most the
+//! out-of-order window of histograms and exemplars, plus one pass interval. A crash anywhere in
+//! between replays the segments into the head, and the next pass merges the same data into the
+//! same blocks again.
 //!
 //! With uploads on, each window the pass wrote is marked as waiting for upload
 //! ([`crate::upload`]) before the segments go.
@@ -71,16 +77,15 @@ const EXEMPLARS: Kind<Exemplar> = Kind {
 const SERIES_PER_BATCH: usize = 256;
 
 impl Storage {
-    /// Seals every window that ended before `now` minus the out-of-order window.
+    /// Seals every closed head chunk, and everything older than `now` minus the out-of-order
+    /// window, then deletes the log segments the head no longer needs.
     pub fn seal(&self, now: i64) -> Result<SealReport> {
         let horizon = now.saturating_sub(self.opts.out_of_order_window_ms);
-        // Every window starting before this one has ended by the horizon.
-        let sealed_before = self.window_of(horizon);
         // Windows this old are rarely written again: stop remembering which series they hold.
-        let forget_before = sealed_before.saturating_sub(self.opts.block_duration_ms);
+        let forget_before = self.window_of(horizon).saturating_sub(self.opts.block_duration_ms);
         self.activity_written.lock().retain(|&(w, _), _| w >= forget_before);
         // Segments closed now hold only data already in the head, which this pass will see.
-        let first_open_segment = self.wal.rotate_if_older(sealed_before)?;
+        let first_open_segment = self.wal.rotate_if_older(i64::MAX)?;
 
         let mut report = SealReport::default();
         let mut batch = WriteBatch::default();
@@ -88,7 +93,7 @@ impl Storage {
         let mut windows_written = std::collections::BTreeSet::new();
         for id in self.head.ids() {
             let Some(series) = self.head.get(id) else { continue };
-            let sealable = series.lock().sealable(sealed_before);
+            let sealable = series.lock().sealable(horizon);
             if sealable.is_empty() {
                 continue;
             }
@@ -121,10 +126,13 @@ impl Storage {
         if self.opts.upload_sealed_windows {
             self.mark_pending_upload(windows_written)?;
         }
+        // Everything a closed segment holds was in the head when the pass began; what is older
+        // than the oldest thing left in the head is now in blocks (or past retention).
+        let unsealed_from = self.head.oldest_ts().unwrap_or(i64::MAX);
         // The trace-index and activity writes of the data in those segments must be durable
         // before the segments go; a synced flush of RocksDB's log makes them so.
         self.db.flush_wal(true)?;
-        report.wal_segments_deleted = self.wal.delete_sealed(first_open_segment, sealed_before)? as u64;
+        report.wal_segments_deleted = self.wal.delete_sealed(first_open_segment, unsealed_from)? as u64;
         Ok(report)
     }
 

@@ -589,3 +589,53 @@ fn start_timestamps_are_kept_through_the_log_sealing_and_restarts() {
     want.insert(31, late);
     assert_eq!(s.samples(counter_id, i64::MIN, i64::MAX).unwrap(), want);
 }
+
+/// While data keeps arriving in time, sealing takes each head chunk as it closes (a window is
+/// sealed in steps, late samples merging into its block), so the log holds about one chunk of
+/// scrapes however many windows go by; reopening after the process stops without any shutdown
+/// step finds every sample, bit for bit, replaying only that tail.
+#[test]
+fn the_log_stays_bounded_while_ingesting_and_replays_to_the_same_data() {
+    const SERIES: usize = 50;
+    const SCRAPE: i64 = 15_000;
+    const SCRAPES_PER_PASS: i64 = 4; // a pass a minute, as `--maintenance-interval` defaults to
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { block_duration_ms: 2 * HOUR, out_of_order_window_ms: HOUR, ..Options::default() };
+    let start = (amber_storage::now_ms() - 7 * HOUR) / (2 * HOUR) * (2 * HOUR);
+    let names: Vec<String> = (0..SERIES).map(|i| format!("m{i}")).collect();
+    let value = |series: usize, scrape: i64| (scrape * (series as i64 + 1)) as f64 * 0.25;
+    // Per sample, a record holds at most a one-byte id, two counts, a timestamp delta of a few
+    // bytes and the 8-byte value: 13 bytes uncompressed. The bound does not depend on how many
+    // scrapes were written (72,000 samples here; a log of them all would be 5 to 10 times it).
+    let bound_samples = (amber_storage::head::CHUNK_SAMPLES as i64 + 2 * SCRAPES_PER_PASS) * SERIES as i64;
+    let bound_bytes = bound_samples as u64 * 13;
+    let scrapes = 6 * HOUR / SCRAPE; // three windows
+    let mut before = Vec::new();
+    {
+        let s = Storage::open(dir.path(), opts.clone()).unwrap();
+        for scrape in 0..scrapes {
+            let ts = start + scrape * SCRAPE;
+            let writes: Vec<SeriesWrite> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| write(labels(&[("__name__", n)]), &[(ts, value(i, scrape))], &[]))
+                .collect();
+            s.append(T, &writes, &[], SeriesCreation::UNLIMITED).unwrap();
+            if scrape % SCRAPES_PER_PASS == SCRAPES_PER_PASS - 1 {
+                s.seal(ts).unwrap();
+                let stats = s.stats();
+                assert!(stats.head.samples as i64 <= bound_samples, "scrape {scrape}: {:?}", stats.head);
+                assert!(stats.wal_bytes <= bound_bytes, "scrape {scrape}: {} bytes of log", stats.wal_bytes);
+            }
+        }
+        for n in &names {
+            before.push(samples(&s, id_of(&s, n)));
+        }
+        assert!(before.iter().all(|b| b.len() == scrapes as usize));
+        // Dropped with no seal or flush: what is durable is what every acknowledged append made so.
+    }
+    let s = Storage::open(dir.path(), opts).unwrap();
+    assert!(s.stats().head.samples as i64 <= bound_samples, "replayed {:?}", s.stats().head);
+    let after: Vec<_> = names.iter().map(|n| samples(&s, id_of(&s, n))).collect();
+    assert_eq!(after, before);
+}

@@ -86,8 +86,12 @@ impl Storage {
         self.write_synced(batch)
     }
 
-    /// Windows waiting for upload, oldest first, with their mark's generation.
-    pub fn pending_uploads(&self) -> Result<Vec<(i64, u64)>> {
+    /// Windows waiting for upload at `now`, oldest first, with their mark's generation: marked
+    /// windows that have closed. Sealing writes a window in steps while it fills (every closed
+    /// head chunk); uploading each step would rewrite the window's block file every pass, so an
+    /// open window keeps its mark and goes up once, when its end passes the out-of-order window.
+    pub fn pending_uploads(&self, now: i64) -> Result<Vec<(i64, u64)>> {
+        let closed_before = now.saturating_sub(self.opts.out_of_order_window_ms);
         let index = self.cf(keys::CF_INDEX);
         let start = [prefix::PENDING_UPLOAD];
         let mut out = Vec::new();
@@ -97,7 +101,10 @@ impl Storage {
                 break;
             }
             if k.len() == 9 && v.len() == 8 {
-                out.push((keys::read_ordered_i64(&k[1..]), keys::read_u64(&v)));
+                let window = keys::read_ordered_i64(&k[1..]);
+                if window.saturating_add(self.opts.block_duration_ms) <= closed_before {
+                    out.push((window, keys::read_u64(&v)));
+                }
             }
         }
         Ok(out)
@@ -200,17 +207,18 @@ impl Storage {
     }
 }
 
-/// Uploads every window waiting for upload, oldest first; stops at the first failure (the rest
+/// Uploads every window waiting for upload at `now`, oldest first; stops at the first failure (the rest
 /// wait for the next call). `default_tenant` names the tenant of requests that named none.
 pub async fn upload_pending(
     storage: &Arc<Storage>,
     store: &dyn ObjectStorage,
     default_tenant: &str,
+    now: i64,
 ) -> Result<UploadReport, UploadError> {
     let mut report = UploadReport::default();
     let pending = {
         let s = storage.clone();
-        tokio::task::spawn_blocking(move || s.pending_uploads()).await.expect("pending_uploads panicked")?
+        tokio::task::spawn_blocking(move || s.pending_uploads(now)).await.expect("pending_uploads panicked")?
     };
     for (window, generation) in pending {
         let s = storage.clone();
@@ -287,12 +295,12 @@ mod tests {
         );
         write(&storage, team_b, "rss", vec![sample(w, 7.0)], vec![]);
         storage.seal(now).unwrap();
-        assert_eq!(storage.pending_uploads().unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), [w]);
+        assert_eq!(storage.pending_uploads(now).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), [w]);
 
         let bucket = Bucket::in_memory();
-        let report = upload_pending(&storage, &bucket, "anonymous").await.unwrap();
+        let report = upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
         assert_eq!((report.windows_uploaded, report.block_files_uploaded, report.objects_deleted), (1, 2, 0));
-        assert_eq!(storage.pending_uploads().unwrap(), []);
+        assert_eq!(storage.pending_uploads(now).unwrap(), []);
         let listed = keys(&bucket).await;
         assert_eq!(listed.len(), 4, "{listed:?}");
         assert_eq!(listed[0], "anonymous/index.json");
@@ -326,7 +334,7 @@ mod tests {
 
         // A retry (the mark renewed as if a crash had kept it) rewrites nothing new.
         storage.mark_pending_upload([w]).unwrap();
-        let again = upload_pending(&storage, &bucket, "anonymous").await.unwrap();
+        let again = upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
         assert_eq!((again.windows_uploaded, again.objects_deleted), (1, 0));
         assert_eq!(keys(&bucket).await, listed);
         assert_eq!(index::read(&bucket, "anonymous").await.unwrap(), idx);
@@ -334,13 +342,38 @@ mod tests {
         // A late sample re-seals the window: a new block file replaces the old one in the index.
         write(&storage, TenantId::DEFAULT, "up", vec![sample(w + 10 * 15_000, 10.0)], vec![]);
         storage.seal(now).unwrap();
-        let resealed = upload_pending(&storage, &bucket, "anonymous").await.unwrap();
+        let resealed = upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
         assert_eq!((resealed.windows_uploaded, resealed.objects_deleted), (1, 1));
         let idx = index::read(&bucket, "anonymous").await.unwrap();
         assert_eq!((idx.windows.len(), idx.windows[0].samples), (1, 11));
         let blocks: Vec<String> =
             keys(&bucket).await.into_iter().filter(|k| k.starts_with("anonymous/windows/")).collect();
         assert_eq!(blocks, [idx.windows[0].object.clone()]);
+    }
+
+    /// The open window is sealed chunk by chunk as it fills; it goes up once, when it closes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_window_waits_until_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            Arc::new(Storage::open(dir.path(), Options { upload_sealed_windows: true, ..Default::default() }).unwrap());
+        let hour = 3600 * 1000;
+        let w = storage.window_of(crate::now_ms());
+        // 240 samples: two closed chunks of 120, sealed by the next pass whatever the clock.
+        write(&storage, TenantId::DEFAULT, "up", (0..240).map(|i| sample(w + i * 1000, i as f64)).collect(), vec![]);
+        let report = storage.seal(w + 5 * 60 * 1000).unwrap();
+        assert!(report.samples_sealed >= 120, "{report:?}");
+        let bucket = Bucket::in_memory();
+        let open = w + 10 * 60 * 1000;
+        assert_eq!(storage.pending_uploads(open).unwrap(), []);
+        let report = upload_pending(&storage, &bucket, "anonymous", open).await.unwrap();
+        assert_eq!(report.windows_uploaded, 0);
+        assert_eq!(keys(&bucket).await, Vec::<String>::new());
+        // The window's end plus the out-of-order window: closed, uploaded.
+        let closed = w + 2 * hour + hour;
+        assert_eq!(storage.pending_uploads(closed).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), [w]);
+        let report = upload_pending(&storage, &bucket, "anonymous", closed).await.unwrap();
+        assert_eq!((report.windows_uploaded, report.block_files_uploaded), (1, 1));
     }
 
     #[tokio::test]
@@ -351,6 +384,6 @@ mod tests {
         let w = storage.window_of(now - 3 * 3600 * 1000);
         write(&storage, TenantId::DEFAULT, "up", vec![sample(w, 1.0)], vec![]);
         assert_eq!(storage.seal(now).unwrap().samples_sealed, 1);
-        assert_eq!(storage.pending_uploads().unwrap(), []);
+        assert_eq!(storage.pending_uploads(now).unwrap(), []);
     }
 }
