@@ -39,6 +39,7 @@ pub mod objstore;
 pub mod querier;
 pub mod retention;
 pub mod seal;
+pub mod source;
 pub mod tenant;
 pub mod upload;
 mod wal;

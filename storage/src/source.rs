@@ -1,0 +1,313 @@
+//! Read sources: one tenant's data as the read API asks for it, wherever it is held — this
+//! store, the bucket, another Amber. Series are named by their labels, not by a store's own
+//! series ids, so answers from several sources merge by label set ([`Merged`]).
+//!
+//! A tenant is named, not numbered: ids are private to one store. [`Local`] maps the name of
+//! requests that name no tenant (`default_tenant`) to [`TenantId::DEFAULT`], as writes do.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::db::Storage;
+use crate::error::Result;
+use crate::index::Matcher;
+use crate::labels::Labels;
+use crate::querier::TracedExemplar;
+use crate::tenant::TenantId;
+use crate::{Exemplar, HistogramSample, Sample};
+
+/// Which of a series' columns a [`ReadSource::select`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    pub samples: bool,
+    pub histograms: bool,
+    pub exemplars: bool,
+}
+
+impl Columns {
+    /// Float and histogram samples: what PromQL and remote read need.
+    pub const SAMPLES: Columns = Columns { samples: true, histograms: true, exemplars: false };
+    pub const EXEMPLARS: Columns = Columns { samples: false, histograms: false, exemplars: true };
+}
+
+/// One series and the columns a select asked for, within its time range.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesData {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+impl SeriesData {
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.histograms.is_empty() && self.exemplars.is_empty()
+    }
+}
+
+/// The read side of a store. Selectors are lists of matchers, all of which must match; a series
+/// matches if any selector does, and no selectors means every series. Called from blocking
+/// threads: an implementation that does I/O may block on it.
+pub trait ReadSource: Send + Sync {
+    /// The selected series with data in the asked-for columns in `[mint, maxt]`, each with that
+    /// data (oldest first), sorted by labels. A series with none of it is left out.
+    fn select(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+    ) -> Result<Vec<SeriesData>>;
+
+    /// The label sets of the selected series with a float or histogram sample in `[mint, maxt]`,
+    /// sorted: `/api/v1/series`. The default reads the samples; a source with an index
+    /// answers without them.
+    fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
+        Ok(self.select(tenant, selectors, mint, maxt, Columns::SAMPLES)?.into_iter().map(|s| s.labels).collect())
+    }
+
+    /// Label names of the selected series with data in `[mint, maxt]`, sorted.
+    fn label_names(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>>;
+
+    /// Values of label `name` among the selected series with data in `[mint, maxt]`, sorted.
+    fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>>;
+
+    /// Every exemplar whose trace-id label equals `trace_id`, oldest first.
+    fn exemplars_by_trace(&self, tenant: &str, trace_id: &str) -> Result<Vec<TracedExemplar>>;
+}
+
+/// This store as a read source.
+pub struct Local {
+    pub storage: Arc<Storage>,
+    /// The tenant name of requests that name none.
+    pub default_tenant: String,
+}
+
+impl Local {
+    /// The store's id of `tenant`; `None` for a tenant that never wrote here.
+    pub fn tenant_id(&self, tenant: &str) -> Option<TenantId> {
+        if tenant == self.default_tenant { Some(TenantId::DEFAULT) } else { self.storage.tenant_id(tenant) }
+    }
+}
+
+impl ReadSource for Local {
+    fn select(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+    ) -> Result<Vec<SeriesData>> {
+        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
+        let found = self.storage.select_labels(tenant, selectors, mint, maxt)?;
+        let ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
+        let mut samples = if columns.samples { self.storage.samples_of(&ids, mint, maxt)? } else { Vec::new() };
+        let mut histograms =
+            if columns.histograms { self.storage.histograms_of(&ids, mint, maxt)? } else { Vec::new() };
+        let mut out = Vec::with_capacity(found.len());
+        for (i, (id, labels)) in found.into_iter().enumerate() {
+            let series = SeriesData {
+                labels,
+                samples: samples.get_mut(i).map(std::mem::take).unwrap_or_default(),
+                histograms: histograms.get_mut(i).map(std::mem::take).unwrap_or_default(),
+                exemplars: if columns.exemplars { self.storage.exemplars(id, mint, maxt)? } else { Vec::new() },
+            };
+            if !series.is_empty() {
+                out.push(series);
+            }
+        }
+        Ok(out)
+    }
+
+    fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
+        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
+        Ok(self.storage.series_with_data(tenant, selectors, mint, maxt)?.into_iter().map(|(_, l)| l).collect())
+    }
+
+    fn label_names(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
+        self.storage.label_names(tenant, selectors, mint, maxt)
+    }
+
+    fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
+        self.storage.label_values(tenant, name, selectors, mint, maxt)
+    }
+
+    fn exemplars_by_trace(&self, tenant: &str, trace_id: &str) -> Result<Vec<TracedExemplar>> {
+        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
+        self.storage.exemplars_by_trace(tenant, trace_id)
+    }
+}
+
+/// Several sources read as one: series with equal labels are one series, and where sources
+/// hold a sample (or exemplar) at the same timestamp the earlier source's wins. A series held by
+/// an ingester and again in the bucket, or by two replicas, is thus answered once.
+pub struct Merged(pub Vec<Arc<dyn ReadSource>>);
+
+impl ReadSource for Merged {
+    fn select(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+    ) -> Result<Vec<SeriesData>> {
+        let mut by_labels: BTreeMap<Labels, SeriesData> = BTreeMap::new();
+        for source in &self.0 {
+            for s in source.select(tenant, selectors, mint, maxt, columns)? {
+                match by_labels.entry(s.labels.clone()) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(s);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        let into = o.get_mut();
+                        merge_by_ts(&mut into.samples, s.samples, |x| x.ts);
+                        merge_by_ts(&mut into.histograms, s.histograms, |x| x.ts);
+                        merge_by_ts(&mut into.exemplars, s.exemplars, |x| x.ts);
+                    }
+                }
+            }
+        }
+        Ok(by_labels.into_values().collect())
+    }
+
+    fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
+        union(self.0.iter().map(|s| s.series(tenant, selectors, mint, maxt)))
+    }
+
+    fn label_names(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        union(self.0.iter().map(|s| s.label_names(tenant, selectors, mint, maxt)))
+    }
+
+    fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        union(self.0.iter().map(|s| s.label_values(tenant, name, selectors, mint, maxt)))
+    }
+
+    fn exemplars_by_trace(&self, tenant: &str, trace_id: &str) -> Result<Vec<TracedExemplar>> {
+        let mut out = Vec::new();
+        for source in &self.0 {
+            out.extend(source.exemplars_by_trace(tenant, trace_id)?);
+        }
+        // Oldest first, as each source answers; the same exemplar from two sources once.
+        out.sort_by(|a, b| a.exemplar.ts.cmp(&b.exemplar.ts).then_with(|| a.series.cmp(&b.series)));
+        out.dedup_by(|a, b| a.exemplar.ts == b.exemplar.ts && a.series == b.series);
+        Ok(out)
+    }
+}
+
+/// Merges `more` into `into`, both oldest first; at equal timestamps `into`'s entry stays.
+fn merge_by_ts<T>(into: &mut Vec<T>, more: Vec<T>, ts: impl Fn(&T) -> i64) {
+    if more.is_empty() {
+        return;
+    }
+    let old = std::mem::take(into);
+    into.reserve(old.len() + more.len());
+    let (mut a, mut b) = (old.into_iter().peekable(), more.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if ts(y) < ts(x) => b.next(),
+            (Some(x), Some(y)) if ts(y) == ts(x) => {
+                b.next();
+                a.next()
+            }
+            (Some(_), _) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => break,
+        };
+        into.extend(next);
+    }
+}
+
+/// The sorted union of sorted lists.
+fn union<T: Ord>(lists: impl Iterator<Item = Result<Vec<T>>>) -> Result<Vec<T>> {
+    let mut all = std::collections::BTreeSet::new();
+    for list in lists {
+        all.extend(list?);
+    }
+    Ok(all.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Label;
+
+    /// A source holding fixed series, for merge tests.
+    struct Fixed(Vec<SeriesData>);
+
+    impl ReadSource for Fixed {
+        fn select(&self, _: &str, _: &[Vec<Matcher>], mint: i64, maxt: i64, _: Columns) -> Result<Vec<SeriesData>> {
+            Ok(self
+                .0
+                .iter()
+                .map(|s| SeriesData {
+                    labels: s.labels.clone(),
+                    samples: s.samples.iter().filter(|x| x.ts >= mint && x.ts <= maxt).cloned().collect(),
+                    ..Default::default()
+                })
+                .filter(|s| !s.is_empty())
+                .collect())
+        }
+        fn label_names(&self, _: &str, _: &[Vec<Matcher>], _: i64, _: i64) -> Result<Vec<String>> {
+            Ok(self.0.iter().flat_map(|s| s.labels.iter().map(|l| l.name.clone())).collect())
+        }
+        fn label_values(&self, _: &str, name: &str, _: &[Vec<Matcher>], _: i64, _: i64) -> Result<Vec<String>> {
+            Ok(self.0.iter().filter_map(|s| s.labels.get(name).map(str::to_string)).collect())
+        }
+        fn exemplars_by_trace(&self, _: &str, _: &str) -> Result<Vec<TracedExemplar>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn series(job: &str, points: &[(i64, f64)]) -> SeriesData {
+        SeriesData {
+            labels: Labels::from_sorted(vec![Label::new("__name__", "up"), Label::new("job", job)]),
+            samples: points.iter().map(|&(ts, value)| Sample { ts, value, start_ts: crate::NO_START }).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn merged_sources_answer_each_series_once_with_the_first_sources_value_at_a_shared_timestamp() {
+        let ingester = Fixed(vec![series("a", &[(30, 3.0), (40, 4.0)]), series("c", &[(5, 1.0)])]);
+        let bucket = Fixed(vec![series("a", &[(10, 1.0), (20, 2.0), (30, 99.0)]), series("b", &[(10, 7.0)])]);
+        let merged = Merged(vec![Arc::new(ingester), Arc::new(bucket)]);
+        let got = merged.select("t", &[], 0, 100, Columns::SAMPLES).unwrap();
+        assert_eq!(
+            got,
+            [
+                series("a", &[(10, 1.0), (20, 2.0), (30, 3.0), (40, 4.0)]),
+                series("b", &[(10, 7.0)]),
+                series("c", &[(5, 1.0)])
+            ]
+        );
+        assert_eq!(merged.label_values("t", "job", &[], 0, 100).unwrap(), ["a", "b", "c"]);
+        assert_eq!(merged.label_names("t", &[], 0, 100).unwrap(), ["__name__", "job"]);
+        assert_eq!(merged.series("t", &[], 15, 100).unwrap(), [series("a", &[]).labels]);
+    }
+}
