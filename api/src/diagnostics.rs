@@ -95,7 +95,7 @@ struct FamilyJson {
 
 /// `GET /api/v1/status/exemplars`: the request tenant's families, by name then source.
 pub async fn exemplars(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = crate::tenant::for_read(&state, &headers)?;
+    let tenant = crate::tenant::for_local_read(&state, &headers)?;
     let rows = tenant.map(|t| state.diagnostics.of_tenant(t)).unwrap_or_default();
     let data: Vec<FamilyJson> = rows
         .into_iter()

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use amber_storage::source::{Columns, ReadSource};
 use amber_storage::{Exemplar, Labels, Matcher};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -64,7 +65,7 @@ impl ExprVisitor for Selectors {
 /// What `query_exemplars` and `exemplars/top` select: the tenant, the time range, and the
 /// matcher sets of every vector selector in `query`.
 struct Selection {
-    tenant: Option<amber_storage::TenantId>,
+    tenant: String,
     start: i64,
     end: i64,
     selectors: Vec<Vec<Matcher>>,
@@ -85,15 +86,15 @@ impl Selection {
     /// series order, and its exemplars oldest first.
     fn for_each_series(
         &self,
-        storage: &amber_storage::Storage,
+        source: &dyn ReadSource,
         mut each: impl FnMut(Labels, Vec<Exemplar>),
     ) -> Result<(), ApiError> {
-        let Some(tenant) = self.tenant.filter(|_| !self.selectors.is_empty()) else { return Ok(()) };
-        for (id, labels) in storage.select_labels(tenant, &self.selectors, self.start, self.end)? {
-            let exemplars = storage.exemplars(id, self.start, self.end)?;
-            if !exemplars.is_empty() {
-                each(labels, exemplars);
-            }
+        // A query without selectors selects nothing (to a source, no selectors is every series).
+        if self.selectors.is_empty() {
+            return Ok(());
+        }
+        for series in source.select(&self.tenant, &self.selectors, self.start, self.end, Columns::EXEMPLARS)? {
+            each(series.labels, series.exemplars);
         }
         Ok(())
     }
@@ -107,10 +108,10 @@ pub async fn query(
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &body);
     let selection = Selection::from_request(&state, &params, &headers)?;
-    let storage = state.storage.clone();
+    let source = state.source.clone();
     let data = blocking(move || {
         let mut out = Vec::new();
-        selection.for_each_series(&storage, |labels, exemplars| {
+        selection.for_each_series(source.as_ref(), |labels, exemplars| {
             out.push(SeriesExemplars {
                 series_labels: label_map(&labels),
                 exemplars: exemplars.iter().map(exemplar_json).collect(),
@@ -153,11 +154,11 @@ pub async fn top(
             )));
         }
     };
-    let storage = state.storage.clone();
+    let source = state.source.clone();
     let data = blocking(move || {
         let mut series: Vec<Labels> = Vec::new();
         let mut top = TopExemplars::new(limit, descending);
-        selection.for_each_series(&storage, |labels, exemplars| {
+        selection.for_each_series(source.as_ref(), |labels, exemplars| {
             let index = series.len();
             series.push(labels);
             for e in exemplars {
@@ -255,11 +256,10 @@ pub async fn by_trace(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = crate::tenant::for_read(&state, &headers)?;
-    let storage = state.storage.clone();
+    let source = state.source.clone();
     let data = blocking(move || {
-        let Some(tenant) = tenant else { return Ok(Vec::new()) };
         let mut by_series: BTreeMap<Labels, Vec<ExemplarJson>> = BTreeMap::new();
-        for hit in storage.exemplars_by_trace(tenant, &trace_id)? {
+        for hit in source.exemplars_by_trace(&tenant, &trace_id)? {
             by_series.entry(hit.series).or_default().push(exemplar_json(&hit.exemplar));
         }
         Ok(by_series

@@ -125,8 +125,8 @@ pub struct AppState {
     pub write_bytes: Arc<tokio::sync::Semaphore>,
     /// What arrived per metric family and source, for exemplar diagnostics.
     pub diagnostics: Arc<diagnostics::Diagnostics>,
-    /// Series labels as the PromQL engine uses them, shared by all queries.
-    pub series_labels: Arc<queryable::SeriesLabelsCache>,
+    /// Where reads come from: this store, or (a querier) the bucket and other Ambers.
+    pub source: Arc<dyn amber_storage::source::ReadSource>,
     /// The settings in force by flag name, for `/api/v1/status/flags`.
     pub flags: Arc<std::collections::BTreeMap<String, String>>,
     /// The effective configuration as YAML, for `/api/v1/status/config`.
@@ -143,6 +143,7 @@ impl AppState {
         tenants: tenant::TenantSettings,
     ) -> Self {
         AppState {
+            source: Arc::new(amber_storage::source::Local::new(storage.clone(), tenants.default_tenant.clone())),
             storage,
             engine: Arc::new(amber_promql::Engine::new(engine)),
             write_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_writes)),
@@ -151,7 +152,6 @@ impl AppState {
             new_series: Arc::new(rate_limit::TokenBuckets::default()),
             write_bytes: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_write_bytes.div_ceil(1024))),
             diagnostics: Arc::new(diagnostics::Diagnostics::default()),
-            series_labels: Arc::new(queryable::SeriesLabelsCache::default()),
             flags: Arc::default(),
             config_yaml: Arc::from(""),
             started: chrono::Utc::now(),
@@ -163,6 +163,12 @@ impl AppState {
 }
 
 impl AppState {
+    /// Reads come from `source` instead of this store.
+    pub fn with_source(mut self, source: Arc<dyn amber_storage::source::ReadSource>) -> Self {
+        self.source = source;
+        self
+    }
+
     /// The settings `/api/v1/status/flags` reports.
     pub fn with_flags(mut self, flags: std::collections::BTreeMap<String, String>) -> Self {
         self.flags = Arc::new(flags);

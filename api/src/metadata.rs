@@ -23,7 +23,7 @@ struct MetadataJson {
 
 pub async fn metadata(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &Bytes::new());
-    let tenant = crate::tenant::for_read(&state, &headers)?;
+    let tenant = crate::tenant::for_local_read(&state, &headers)?;
     let limit = params.limit("limit")?;
     let limit_per_metric = params.limit("limit_per_metric")?;
     let metric = params.get("metric").map(str::to_string);

@@ -294,11 +294,7 @@ async fn evaluate(
     let cancel = Arc::new(AtomicBool::new(false));
     let ctx = context(params, &cancel)?;
     let _guard = CancelOnDrop(cancel);
-    let storage = TenantQueryable {
-        storage: state.storage.clone(),
-        tenant: crate::tenant::for_read(state, headers)?,
-        labels: state.series_labels.clone(),
-    };
+    let storage = TenantQueryable { source: state.source.clone(), tenant: crate::tenant::for_read(state, headers)? };
     let engine = state.engine.clone();
     let _permit = query_permit(state)?;
     let started = std::time::Instant::now();

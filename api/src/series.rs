@@ -39,13 +39,12 @@ pub async fn series(
     }
     let (start, end) = params.time_range()?;
     let limit = params.limit("limit")?;
-    let storage = state.storage.clone();
+    let source = state.source.clone();
     let mut data: Vec<BTreeMap<String, String>> = blocking(move || {
-        let Some(tenant) = tenant else { return Ok(Vec::new()) };
-        Ok(storage
-            .series_with_data(tenant, &selectors, start, end)?
+        Ok(source
+            .series(&tenant, &selectors, start, end)?
             .into_iter()
-            .map(|(_, labels)| labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect())
+            .map(|labels| labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect())
             .collect())
     })
     .await?;
@@ -64,12 +63,8 @@ pub async fn label_names(
     let selectors = params.selectors()?;
     let (start, end) = params.time_range()?;
     let limit = params.limit("limit")?;
-    let storage = state.storage.clone();
-    let mut names = blocking(move || match tenant {
-        Some(tenant) => Ok(storage.label_names(tenant, &selectors, start, end)?),
-        None => Ok(Vec::new()),
-    })
-    .await?;
+    let source = state.source.clone();
+    let mut names = blocking(move || Ok(source.label_names(&tenant, &selectors, start, end)?)).await?;
     let warnings = truncate(&mut names, limit);
     Ok(success(names, warnings))
 }
@@ -90,12 +85,8 @@ pub async fn label_values(
     let selectors = params.selectors()?;
     let (start, end) = params.time_range()?;
     let limit = params.limit("limit")?;
-    let storage = state.storage.clone();
-    let mut values = blocking(move || match tenant {
-        Some(tenant) => Ok(storage.label_values(tenant, &name, &selectors, start, end)?),
-        None => Ok(Vec::new()),
-    })
-    .await?;
+    let source = state.source.clone();
+    let mut values = blocking(move || Ok(source.label_values(&tenant, &name, &selectors, start, end)?)).await?;
     let warnings = truncate(&mut values, limit);
     Ok(success(values, warnings))
 }

@@ -142,7 +142,7 @@ pub async fn tsdb(
 ) -> Result<Response, crate::error::ApiError> {
     let params = crate::params::Params::from_request(&uri, &headers, &axum::body::Bytes::new());
     let limit = params.limit("limit")?.unwrap_or(10);
-    let tenant = crate::tenant::for_read(&state, &headers)?;
+    let tenant = crate::tenant::for_local_read(&state, &headers)?;
     let storage = state.storage.clone();
     let (cardinality, head, range) = crate::error::blocking(move || {
         let cardinality = match tenant {

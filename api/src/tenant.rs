@@ -146,8 +146,15 @@ pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<WriteTenant, T
     Ok(WriteTenant { id, name: name.to_string(), max_series, ingestion_rate, new_series_rate })
 }
 
-/// The tenant a read looks at; `None` for a tenant that never wrote (it sees no data).
-pub fn for_read(state: &AppState, headers: &HeaderMap) -> Result<Option<TenantId>, TenantError> {
+/// The name of the tenant a read looks at (the default tenant's name when the request names
+/// none), as read sources take it.
+pub fn for_read(state: &AppState, headers: &HeaderMap) -> Result<String, TenantError> {
+    name_of(state, headers).map(str::to_string)
+}
+
+/// This store's id of the tenant a read looks at, for what only this store knows (metadata,
+/// cardinality, diagnostics); `None` for a tenant that never wrote here (it sees no data).
+pub fn for_local_read(state: &AppState, headers: &HeaderMap) -> Result<Option<TenantId>, TenantError> {
     let name = name_of(state, headers)?;
     if name == state.tenants.default_tenant {
         return Ok(Some(TenantId::DEFAULT));

@@ -8,6 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
+
+use crate::SeriesId;
 use crate::db::Storage;
 use crate::error::Result;
 use crate::index::Matcher;
@@ -86,12 +90,47 @@ pub trait ReadSource: Send + Sync {
 
 /// This store as a read source.
 pub struct Local {
-    pub storage: Arc<Storage>,
+    storage: Arc<Storage>,
     /// The tenant name of requests that name none.
-    pub default_tenant: String,
+    default_tenant: String,
+    labels: SeriesLabelsCache,
+}
+
+/// Series label sets by id. A series' labels never change and ids are never reused, so an entry
+/// never goes stale. Reading and decoding them from the index for every query was as costly as
+/// reading the samples of a large selector.
+#[derive(Default)]
+struct SeriesLabelsCache(RwLock<FxHashMap<SeriesId, Labels>>);
+
+impl SeriesLabelsCache {
+    /// The labels of each id, in order, reading the ones not cached yet from the store.
+    fn get(&self, storage: &Storage, ids: &[SeriesId]) -> Result<Vec<Labels>> {
+        let mut out: Vec<Option<Labels>> = {
+            let cache = self.0.read();
+            ids.iter().map(|id| cache.get(id).cloned()).collect()
+        };
+        let missing: Vec<SeriesId> = ids.iter().zip(&out).filter(|(_, l)| l.is_none()).map(|(id, _)| *id).collect();
+        if !missing.is_empty() {
+            let read = storage.series_labels(&missing)?;
+            let mut cache = self.0.write();
+            for (id, (_, labels)) in missing.iter().zip(read) {
+                cache.insert(*id, labels);
+            }
+            for (slot, id) in out.iter_mut().zip(ids) {
+                if slot.is_none() {
+                    *slot = cache.get(id).cloned();
+                }
+            }
+        }
+        Ok(out.into_iter().map(|l| l.expect("every id was read")).collect())
+    }
 }
 
 impl Local {
+    pub fn new(storage: Arc<Storage>, default_tenant: impl Into<String>) -> Local {
+        Local { storage, default_tenant: default_tenant.into(), labels: SeriesLabelsCache::default() }
+    }
+
     /// The store's id of `tenant`; `None` for a tenant that never wrote here.
     pub fn tenant_id(&self, tenant: &str) -> Option<TenantId> {
         if tenant == self.default_tenant { Some(TenantId::DEFAULT) } else { self.storage.tenant_id(tenant) }
@@ -108,8 +147,12 @@ impl ReadSource for Local {
         columns: Columns,
     ) -> Result<Vec<SeriesData>> {
         let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
-        let found = self.storage.select_labels(tenant, selectors, mint, maxt)?;
-        let ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<SeriesId> = self.storage.select(tenant, selectors, mint, maxt)?.iter().collect();
+        let labels = self.labels.get(&self.storage, &ids)?;
+        // Sorted by labels, as Prometheus's storage returns series.
+        let mut found: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels).collect();
+        found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        let ids: Vec<SeriesId> = found.iter().map(|(id, _)| *id).collect();
         let mut samples = if columns.samples { self.storage.samples_of(&ids, mint, maxt)? } else { Vec::new() };
         let mut histograms =
             if columns.histograms { self.storage.histograms_of(&ids, mint, maxt)? } else { Vec::new() };

@@ -16,7 +16,8 @@
 
 pub mod xor_chunk;
 
-use amber_storage::{HistogramSample, Matcher, Sample, Storage, TenantId};
+use amber_storage::source::{Columns, ReadSource, SeriesData};
+use amber_storage::{HistogramSample, Matcher, Sample};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -58,10 +59,10 @@ async fn read(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Respo
     let req = prompb::ReadRequest::decode(raw.as_slice())
         .map_err(|e| refused(StatusCode::BAD_REQUEST, format!("invalid ReadRequest: {e}")))?;
     let streamed = negotiate(&req.accepted_response_types)?;
-    let storage = state.storage.clone();
+    let source = state.source.clone();
     let max_samples = state.engine.options.limits.max_samples;
     let answers = tokio::task::spawn_blocking(move || {
-        req.queries.iter().map(|q| query(&storage, tenant, q, max_samples)).collect::<Result<Vec<_>, _>>()
+        req.queries.iter().map(|q| query(source.as_ref(), &tenant, q, max_samples)).collect::<Result<Vec<_>, _>>()
     })
     .await
     .map_err(|e| refused(StatusCode::INTERNAL_SERVER_ERROR, format!("read task failed: {e}")))??;
@@ -105,26 +106,19 @@ fn negotiate(accepted: &[i32]) -> Result<bool, WriteError> {
 
 /// Every series matching one query's matchers with data in its range, sorted by labels.
 fn query(
-    storage: &Storage,
-    tenant: Option<TenantId>,
+    source: &dyn ReadSource,
+    tenant: &str,
     q: &prompb::Query,
     max_samples: usize,
 ) -> Result<Vec<ReadSeries>, WriteError> {
     let bad = |m: String| refused(StatusCode::BAD_REQUEST, m);
     let matchers = q.matchers.iter().map(matcher).collect::<Result<Vec<_>, _>>().map_err(bad)?;
-    let Some(tenant) = tenant else { return Ok(Vec::new()) };
     let (mint, maxt) = (q.start_timestamp_ms, q.end_timestamp_ms);
     let store = |e: amber_storage::Error| refused(StatusCode::INTERNAL_SERVER_ERROR, format!("storage error: {e}"));
-    let found = storage.select_labels(tenant, &[matchers], mint, maxt).map_err(store)?;
-    let ids: Vec<u64> = found.iter().map(|(id, _)| *id).collect();
-    let floats = storage.samples_of(&ids, mint, maxt).map_err(store)?;
-    let histograms = storage.histograms_of(&ids, mint, maxt).map_err(store)?;
+    let found = source.select(tenant, &[matchers], mint, maxt, Columns::SAMPLES).map_err(store)?;
     let mut loaded = 0;
     let mut out = Vec::new();
-    for (((_, labels), samples), histograms) in found.into_iter().zip(floats).zip(histograms) {
-        if samples.is_empty() && histograms.is_empty() {
-            continue;
-        }
+    for SeriesData { labels, samples, histograms, .. } in found {
         loaded += samples.len() + histograms.len();
         if loaded > max_samples {
             return Err(bad(format!("exceeded sample limit ({max_samples})")));
