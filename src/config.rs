@@ -131,6 +131,21 @@ pub struct Cli {
     /// store such as Ceph's RADOS Gateway) or `file:///dir`. Unset: nothing leaves the machine.
     #[arg(long, env = "AMBER_OBJECT_STORE_URL")]
     pub object_store_url: Option<String>,
+    /// How long a window's blocks stay on local disk once uploaded; older windows are read from
+    /// the bucket (needs --object-store-url) [default: the whole retention].
+    #[arg(long, env = "AMBER_LOCAL_RETENTION")]
+    pub local_retention: Option<String>,
+    /// `all` (one process does everything) or `querier` (answers the read API from the bucket
+    /// and the Ambers of --ingester-urls; accepts no writes and keeps no data) [default: all].
+    #[arg(long, env = "AMBER_ROLE")]
+    pub role: Option<String>,
+    /// Base URLs of the Ambers a querier asks for recent data, comma-separated
+    /// (e.g. `http://ingester-1:9201`).
+    #[arg(long, env = "AMBER_INGESTER_URLS", value_delimiter = ',')]
+    pub ingester_urls: Option<Vec<String>>,
+    /// Bytes of block-file ranges a querier keeps on local disk, under the data directory [default: 1073741824].
+    #[arg(long, env = "AMBER_BUCKET_CACHE_BYTES")]
+    pub bucket_cache_bytes: Option<u64>,
     /// S3 endpoint, e.g. `http://127.0.0.1:7480` [default: AWS_ENDPOINT_URL, else Amazon's].
     #[arg(long, env = "AMBER_OBJECT_STORE_ENDPOINT")]
     pub object_store_endpoint: Option<String>,
@@ -199,6 +214,10 @@ struct FileConfig {
     object_store_access_key_id: Option<String>,
     object_store_secret_access_key: Option<String>,
     object_store_allow_http: Option<bool>,
+    local_retention: Option<String>,
+    role: Option<String>,
+    ingester_urls: Option<Vec<String>>,
+    bucket_cache_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -250,6 +269,29 @@ pub struct Config {
     pub otlp_grpc_listen: Option<SocketAddr>,
     /// The bucket sealed windows are uploaded to; `None`: they stay local only.
     pub object_store: Option<amber_storage::objstore::BucketConfig>,
+    pub role: Role,
+    /// What a querier reads besides the bucket: other Ambers' HTTP APIs.
+    pub ingester_urls: Vec<String>,
+    /// Budget of a querier's on-disk cache of block-file ranges.
+    pub bucket_cache_bytes: u64,
+}
+
+/// What a process does. The next roles (distributor, ingester, compactor) come with the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Ingest, store, seal, upload and answer reads: the single-node Amber.
+    All,
+    /// Answer the read API from the bucket and other Ambers; no writes, no data of its own.
+    Querier,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Querier => "querier",
+        }
+    }
 }
 
 impl Config {
@@ -258,7 +300,8 @@ impl Config {
     /// list of settings that `/api/v1/status/config` and `/api/v1/status/flags` both serve.
     pub fn file_settings(&self) -> toml::Table {
         use toml::Value::{Boolean, Float, Integer, String as Str};
-        let ms = |v: i64| Str(humantime::format_duration(Duration::from_millis(v.max(0) as u64)).to_string());
+        let ms_text = |v: i64| humantime::format_duration(Duration::from_millis(v.max(0) as u64)).to_string();
+        let ms = |v: i64| Str(ms_text(v));
         let d = |v: Duration| Str(humantime::format_duration(v).to_string());
         let int = |v: u64| Integer(i64::try_from(v).unwrap_or(i64::MAX));
         let path = |p: &std::path::Path| Str(p.display().to_string());
@@ -294,6 +337,11 @@ impl Config {
             ("require_tenant", Boolean(self.tenants.require_tenant)),
             ("enable_admin_api", Boolean(self.admin_api)),
             ("wal_fsync", Boolean(storage.wal_fsync)),
+            ("role", Str(self.role.name().to_string())),
+            // Empty: local copies stay for the whole retention.
+            ("local_retention", Str(self.storage.local_retention_ms.map(ms_text).unwrap_or_default())),
+            ("ingester_urls", toml::Value::Array(self.ingester_urls.iter().cloned().map(Str).collect())),
+            ("bucket_cache_bytes", int(self.bucket_cache_bytes)),
             // Empty: the receiver is off.
             ("otlp_grpc_listen", Str(self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default())),
             ("otlp_convert_histograms_to_nhcb", Boolean(api.otlp.convert_histograms_to_nhcb)),
@@ -567,7 +615,38 @@ impl Config {
                 })
             }
         };
-        storage.upload_sealed_windows = object_store.is_some();
+        let role = match cli.role.or(file.role).as_deref() {
+            None | Some("all") => Role::All,
+            Some("querier") => Role::Querier,
+            Some(other) => anyhow::bail!("role must be all or querier, not {other:?}"),
+        };
+        let ingester_urls = cli.ingester_urls.or(file.ingester_urls).unwrap_or_default();
+        for url in &ingester_urls {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "ingester_urls: {url:?} is not an http:// or https:// URL"
+            );
+        }
+        match role {
+            Role::All => anyhow::ensure!(ingester_urls.is_empty(), "ingester_urls is a setting of role = querier"),
+            Role::Querier => anyhow::ensure!(
+                object_store.is_some() || !ingester_urls.is_empty(),
+                "a querier reads the bucket (object_store_url) or other Ambers (ingester_urls): set at least one"
+            ),
+        }
+        // A querier uploads nothing: it holds no data of its own.
+        storage.upload_sealed_windows = object_store.is_some() && role == Role::All;
+        // Empty, as `status/config` shows the default: unset.
+        if let Some(text) = cli.local_retention.or(file.local_retention).filter(|t| !t.is_empty()) {
+            anyhow::ensure!(storage.upload_sealed_windows, "local_retention needs object_store_url (and role = all)");
+            let keep = millis(duration("local_retention", Some(text), "0s")?);
+            // Sealing must be done with a window before its local copy can go.
+            anyhow::ensure!(
+                keep >= storage.block_duration_ms + storage.out_of_order_window_ms,
+                "local_retention must be at least block_duration plus out_of_order_window"
+            );
+            storage.local_retention_ms = Some(keep);
+        }
         let log_format = cli.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
         anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");
         Ok(Config {
@@ -596,6 +675,9 @@ impl Config {
                 _ => anyhow::bail!("tls_cert_file and tls_key_file go together"),
             },
             object_store,
+            role,
+            ingester_urls,
+            bucket_cache_bytes: cli.bucket_cache_bytes.or(file.bucket_cache_bytes).unwrap_or(1 << 30),
         })
     }
 }
@@ -656,6 +738,25 @@ mod tests {
         assert!(c.storage.upload_sealed_windows);
         let err = load(&["--object-store-url", "gs://x"]).unwrap_err();
         assert_eq!(err.to_string(), "object_store_url must be s3://bucket[/prefix] or file:///dir, not \"gs://x\"");
+    }
+
+    #[test]
+    fn a_querier_needs_something_to_read_and_ingester_urls_need_a_querier() {
+        let c = load(&["--role", "querier", "--ingester-urls", "http://a:9201,http://b:9201"]).unwrap();
+        assert_eq!((c.role, c.ingester_urls.as_slice()), (Role::Querier, &["http://a:9201", "http://b:9201"][..]));
+        assert!(!c.storage.upload_sealed_windows);
+        let err = |args: &[&str]| load(args).unwrap_err().to_string();
+        assert_eq!(
+            err(&["--role", "querier"]),
+            "a querier reads the bucket (object_store_url) or other Ambers (ingester_urls): set at least one"
+        );
+        assert_eq!(err(&["--ingester-urls", "http://a:9201"]), "ingester_urls is a setting of role = querier");
+        assert_eq!(err(&["--role", "ingester"]), "role must be all or querier, not \"ingester\"");
+        assert_eq!(
+            err(&["--role", "querier", "--ingester-urls", "a:9201"]),
+            "ingester_urls: \"a:9201\" is not an http:// or https:// URL"
+        );
+        assert_eq!(load(&[]).unwrap().role, Role::All);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let maintenance =
         tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx));
 
-    let app = amber_api::router(state.clone(), config.admin_api);
+    let app = amber_api::router(state.clone(), config.admin_api, true);
     // One signal stops every listener.
     let (stopping_tx, stopping) = watch::channel(false);
     tokio::spawn(async move {
@@ -122,15 +122,17 @@ async fn maintain(
             let sealed = s.seal(now)?;
             metrics.observe_seal(started.elapsed());
             let deleted = s.enforce_retention(now)?;
-            Ok::<_, amber_storage::Error>((sealed, deleted))
+            let expired = s.expire_local_copies(now)?;
+            Ok::<_, amber_storage::Error>((sealed, deleted, expired))
         })
         .await;
         match result {
-            Ok(Ok((sealed, deleted))) => {
-                if sealed.sample_blocks_written + sealed.exemplar_blocks_written > 0 || deleted > 0 {
+            Ok(Ok((sealed, deleted, expired))) => {
+                if sealed.sample_blocks_written + sealed.exemplar_blocks_written > 0 || deleted + expired > 0 {
                     tracing::info!(
                         ?sealed,
                         windows_deleted = deleted,
+                        local_copies_deleted = expired,
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "maintenance"
                     );

@@ -182,15 +182,24 @@ impl AppState {
     }
 }
 
-/// Every route Amber serves; the admin routes only when `admin_api` is on.
-pub fn router(state: AppState, admin_api: bool) -> Router {
+/// Every route Amber serves; the admin routes only when `admin_api` is on, and the write routes
+/// only when `accepts_writes` (a querier answers them with a 404 saying where writes go).
+pub fn router(state: AppState, admin_api: bool, accepts_writes: bool) -> Router {
     let router =
         if admin_api { Router::new().route("/api/v1/admin/tsdb/seal", post(admin::seal)) } else { Router::new() };
+    let router = if accepts_writes {
+        router
+            .route("/api/v1/write", post(remote_write::handle))
+            .route("/otlp/v1/metrics", post(otlp::handle))
+            .route("/api/v1/otlp/v1/metrics", post(otlp::handle))
+    } else {
+        router
+            .route("/api/v1/write", post(refuse_write))
+            .route("/otlp/v1/metrics", post(refuse_write))
+            .route("/api/v1/otlp/v1/metrics", post(refuse_write))
+    };
     router
-        .route("/api/v1/write", post(remote_write::handle))
         .route("/api/v1/read", post(remote_read::handle))
-        .route("/otlp/v1/metrics", post(otlp::handle))
-        .route("/api/v1/otlp/v1/metrics", post(otlp::handle))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/format_query", get(query::format).post(query::format))
@@ -214,4 +223,12 @@ pub fn router(state: AppState, admin_api: bool) -> Router {
         .route("/-/ready", get(status::ready))
         .route("/metrics", get(metrics::handle))
         .with_state(state)
+}
+
+/// A write sent to a querier: a 4xx, so that the sender does not retry a misconfiguration.
+async fn refuse_write() -> (axum::http::StatusCode, &'static str) {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        "this Amber runs with --role querier and accepts no writes: send them to an Amber with --role all\n",
+    )
 }

@@ -53,6 +53,8 @@ pub enum RejectReason {
     ConflictingExemplar,
     /// Older than the retention period.
     TooOld,
+    /// In a window whose local copy was deleted after upload (before the local horizon).
+    InObjectStorageOnly,
     /// A new series would take its tenant past this many series.
     SeriesLimit(u64),
     /// A new series beyond what the tenant's new-series rate limit lets it create now; the
@@ -72,6 +74,7 @@ impl RejectReason {
             RejectReason::DuplicateTimestamp => "duplicate_timestamp",
             RejectReason::ConflictingExemplar => "conflicting_exemplar",
             RejectReason::TooOld => "too_old",
+            RejectReason::InObjectStorageOnly => "in_object_storage_only",
             RejectReason::TooFarInFuture => "too_far_in_future",
             RejectReason::SeriesLimit(_) => "series_limit",
             RejectReason::NewSeriesRate => "new_series_rate",
@@ -133,6 +136,9 @@ impl std::fmt::Display for Rejection {
                 "an exemplar with a different value or labels exists at this timestamp"
             }
             RejectReason::TooOld => "too old: before the retention period",
+            RejectReason::InObjectStorageOnly => {
+                "too old: its window is kept in object storage only (older than local_retention)"
+            }
             RejectReason::TooFarInFuture => "too far in the future",
             RejectReason::NewSeriesRate => {
                 "a new series beyond the tenant's new-series rate limit (new_series_rate, new_series_burst); retry later"
@@ -143,12 +149,24 @@ impl std::fmt::Display for Rejection {
     }
 }
 
-/// Why a timestamp is outside what the store takes now — `bounds` are the oldest and newest
-/// accepted — if it is.
-fn outside_bounds(ts: i64, (min_ts, max_ts): (i64, i64)) -> Option<RejectReason> {
-    if ts < min_ts {
+/// The timestamps a write may have now.
+#[derive(Clone, Copy)]
+struct Bounds {
+    /// The oldest within retention.
+    retained_from: i64,
+    /// The start of the oldest window with a local copy (the local horizon).
+    local_from: i64,
+    /// The newest accepted.
+    until: i64,
+}
+
+/// Why a timestamp is outside what the store takes now, if it is.
+fn outside_bounds(ts: i64, bounds: Bounds) -> Option<RejectReason> {
+    if ts < bounds.retained_from {
         Some(RejectReason::TooOld)
-    } else if ts > max_ts {
+    } else if ts < bounds.local_from {
+        Some(RejectReason::InObjectStorageOnly)
+    } else if ts > bounds.until {
         Some(RejectReason::TooFarInFuture)
     } else {
         None
@@ -301,8 +319,11 @@ impl Storage {
         batch: &mut WriteBatch,
     ) -> Result<()> {
         let now = crate::now_ms();
-        // The oldest and newest timestamps accepted.
-        let bounds = (now.saturating_sub(self.opts.retention_ms), now.saturating_add(self.opts.max_future_ms));
+        let bounds = Bounds {
+            retained_from: now.saturating_sub(self.opts.retention_ms),
+            local_from: self.local_horizon(),
+            until: now.saturating_add(self.opts.max_future_ms),
+        };
         let head = self.head.series_for_write(ids.iter().flatten().copied());
         for (write, &id) in series.iter().zip(ids) {
             let id = match id {
@@ -341,7 +362,7 @@ impl Storage {
         tenant: TenantId,
         write: &'a SeriesWrite,
         id: SeriesId,
-        bounds: (i64, i64),
+        bounds: Bounds,
         mut state: HeadState,
         mem: &mut MemSeries,
         out: &mut Accepted<'a>,

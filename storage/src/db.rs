@@ -48,6 +48,9 @@ pub struct Options {
     /// Mark every window a sealing pass writes as waiting for upload to object storage
     /// ([`crate::upload`]); off without an object store.
     pub upload_sealed_windows: bool,
+    /// With uploads on, how long a window's blocks stay on local disk once it is in the bucket
+    /// ([`crate::upload`]); `None` keeps them for the whole retention.
+    pub local_retention_ms: Option<i64>,
     /// `fdatasync` the head's log before a write is acknowledged. Off, an acknowledged write
     /// has been handed to the kernel (`write(2)`, as Prometheus does): it survives the process
     /// being killed, not a power loss or a kernel crash.
@@ -66,6 +69,7 @@ impl Default for Options {
             memtable_bytes: 64 << 20,
             max_exemplars_per_series_per_window: 10_000,
             upload_sealed_windows: false,
+            local_retention_ms: None,
             wal_fsync: true,
         }
     }
@@ -104,6 +108,10 @@ pub struct Storage {
     /// Held while pending-upload marks are written or removed, so an upload never removes a
     /// mark that a sealing pass renewed after the upload read it.
     pub(crate) upload_marks: Mutex<()>,
+    /// Windows before this start are in the bucket only (`LOCAL_HORIZON`; `i64::MIN`: none).
+    pub(crate) local_horizon: std::sync::atomic::AtomicI64,
+    /// Held by a sealing pass and by [`Storage::expire_local_copies`], which must not interleave.
+    pub(crate) sealing: Mutex<()>,
 }
 
 /// Sizes for `/metrics`.
@@ -222,6 +230,8 @@ impl Storage {
             histogram_series: RwLock::new(histogram_series),
             series_gc_epoch: AtomicU64::new(0),
             upload_marks: Mutex::new(()),
+            local_horizon: std::sync::atomic::AtomicI64::new(i64::MIN),
+            sealing: Mutex::new(()),
         };
         storage.check_options(path)?;
         storage.load_state()?;
@@ -320,7 +330,11 @@ impl Storage {
             }
             windows.insert(keys::read_ordered_i64(&k[1..9]));
         }
+        let local_horizon = self.db.get_cf(index, [prefix::LOCAL_HORIZON])?.map(|v| keys::read_ordered_i64(&v));
         *self.windows.get_mut() = windows;
+        if let Some(h) = local_horizon {
+            *self.local_horizon.get_mut() = h;
+        }
         let mut histogram_series = RoaringTreemap::new();
         for item in self.db.iterator_cf(self.cf(keys::CF_HISTOGRAM_BLOCKS), IteratorMode::Start) {
             let (k, _) = item?;

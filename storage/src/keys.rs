@@ -42,6 +42,19 @@ pub mod prefix {
     pub const OPTIONS: u8 = 0x08;
     /// `0x09 window` → generation (u64): the window's sealed blocks wait for upload.
     pub const PENDING_UPLOAD: u8 = 0x09;
+    /// `0x0A window` → (empty): every tenant's block file of the window is in the bucket.
+    pub const UPLOADED: u8 = 0x0A;
+    /// `0x0B` → window start `<i64>`: local blocks of earlier windows were deleted; they are in
+    /// the bucket only.
+    pub const LOCAL_HORIZON: u8 = 0x0B;
+}
+
+/// `prefix window`: the key of a per-window mark (pending upload, uploaded).
+pub fn window_mark(prefix: u8, window: i64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&ordered_i64(window));
+    k
 }
 
 /// Flips the sign bit so big-endian bytes of an `i64` sort numerically.

@@ -10,7 +10,7 @@ use rocksdb::WriteBatch;
 
 use crate::db::Storage;
 use crate::error::Result;
-use crate::keys;
+use crate::keys::{self, prefix};
 use crate::tenant::TenantId;
 
 impl Storage {
@@ -31,7 +31,23 @@ impl Storage {
             }
         }
         self.head.remove_empty();
+        // Marks of deleted windows go with them: nothing is left to upload or to expire.
         let mut batch = WriteBatch::default();
+        let index = self.cf(keys::CF_INDEX);
+        for mark in [prefix::PENDING_UPLOAD, prefix::UPLOADED] {
+            batch.delete_range_cf(index, keys::window_mark(mark, i64::MIN), keys::window_mark(mark, keep_from));
+        }
+        self.delete_windows_before(keep_from, batch)?;
+        self.wal.delete_sealed(first_open_segment, keep_from)?;
+        tracing::info!(windows = doomed, before = keep_from, "retention deleted windows");
+        self.collect_dead_series()?;
+        Ok(doomed)
+    }
+
+    /// Deletes the blocks, trace-index keys and activity sets of every window before `keep_from`
+    /// in one synced batch with `batch`, then stops listing those windows. Head data and log
+    /// segments are the caller's.
+    pub(crate) fn delete_windows_before(&self, keep_from: i64, mut batch: WriteBatch) -> Result<()> {
         let ranges = [
             (keys::CF_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
             (keys::CF_EXEMPLAR_BLOCKS, keys::block(i64::MIN, 0).to_vec(), keys::block(keep_from, 0).to_vec()),
@@ -48,12 +64,9 @@ impl Storage {
         }
         self.write_synced(batch)?;
         self.windows.write().retain(|&w| w >= keep_from);
-        self.wal.delete_sealed(first_open_segment, keep_from)?;
         for (cf, from, to) in &ranges {
             self.compact_range(cf, Some(from), Some(to));
         }
-        tracing::info!(windows = doomed, before = keep_from, "retention deleted windows");
-        self.collect_dead_series()?;
-        Ok(doomed)
+        Ok(())
     }
 }

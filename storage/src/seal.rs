@@ -80,6 +80,7 @@ impl Storage {
     /// Seals every closed head chunk, and everything older than `now` minus the out-of-order
     /// window, then deletes the log segments the head no longer needs.
     pub fn seal(&self, now: i64) -> Result<SealReport> {
+        let _sealing = self.sealing.lock();
         let horizon = now.saturating_sub(self.opts.out_of_order_window_ms);
         // Windows this old are rarely written again: stop remembering which series they hold.
         let forget_before = self.window_of(horizon).saturating_sub(self.opts.block_duration_ms);

@@ -15,6 +15,7 @@
 //! an outage anywhere leaves the mark, and the next attempt repeats the same steps to the same
 //! result. Writes never wait on any of this.
 
+mod expiry;
 pub mod index;
 
 use std::sync::Arc;
@@ -60,10 +61,7 @@ pub fn window_prefix(tenant: &str, window_start: i64) -> String {
 }
 
 fn pending_key(window: i64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = prefix::PENDING_UPLOAD;
-    k[1..].copy_from_slice(&keys::ordered_i64(window));
-    k
+    keys::window_mark(prefix::PENDING_UPLOAD, window)
 }
 
 impl Storage {
@@ -118,7 +116,10 @@ impl Storage {
         if current.as_deref() != Some(&generation.to_be_bytes()[..]) {
             return Ok(false);
         }
-        self.db.delete_cf(index, pending_key(window))?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(index, pending_key(window));
+        batch.put_cf(index, keys::window_mark(prefix::UPLOADED, window), []);
+        self.write_synced(batch)?;
         Ok(true)
     }
 
