@@ -83,10 +83,15 @@ fn labels_of(map: BTreeMap<String, String>) -> Labels {
 
 impl RemoteAmber {
     /// A source reading the Amber at `base_url` (`http://host:port`, or with a path prefix),
-    /// each request given at most `timeout`, run on `runtime`.
+    /// each request given at most `timeout`, run on `runtime`. That runtime must be
+    /// multi-threaded: blocking on a current-thread runtime's handle from another thread never
+    /// drives its I/O, so every request would hang.
     pub fn new(base_url: &str, timeout: Duration, runtime: tokio::runtime::Handle) -> Result<RemoteAmber> {
         let peer = base_url.trim_end_matches('/').to_string();
         let failed = |message: String| Error::Peer { peer: peer.clone(), message };
+        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            return Err(failed("a current-thread runtime cannot serve requests blocked on from other threads".into()));
+        }
         let base = reqwest::Url::parse(base_url).map_err(|e| failed(format!("invalid URL: {e}")))?;
         if base.cannot_be_a_base() {
             return Err(failed("invalid URL: not a base URL".into()));
@@ -415,7 +420,75 @@ impl ReadSource for RemoteAmber {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
     use super::*;
+
+    /// A peer that answers one request with `response` and hands back the request it read.
+    fn one_answer_peer(response: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let peer = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ended early");
+                request.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(response.as_bytes()).unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (url, peer)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn a_current_thread_runtime_is_refused() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let Err(err) = RemoteAmber::new("http://127.0.0.1:1", Duration::from_secs(1), rt.handle().clone()) else {
+            panic!("a current-thread runtime was taken")
+        };
+        assert_eq!(
+            err.to_string(),
+            "http://127.0.0.1:1: a current-thread runtime cannot serve requests blocked on from other threads"
+        );
+    }
+
+    #[test]
+    fn a_5xx_is_a_peer_error_with_the_peers_text_and_the_tenant_is_always_named() {
+        let (url, peer) = one_answer_peer(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 17\r\nconnection: close\r\n\r\ntoo many queries\n",
+        );
+        let rt = runtime();
+        let remote = RemoteAmber::new(&format!("{url}/"), Duration::from_secs(30), rt.handle().clone()).unwrap();
+        let err = remote.label_names("anonymous", &[vec![Matcher::equal("job", "a b")]], 1500, 2000).unwrap_err();
+        assert_eq!(err.to_string(), format!("{url}: GET /api/v1/labels: 503 Service Unavailable: too many queries"));
+        let request = peer.join().unwrap();
+        let first_line = request.lines().next().unwrap();
+        assert_eq!(first_line, "GET /api/v1/labels?match%5B%5D=%7B%22job%22%3D%22a+b%22%7D&start=1.500&end=2 HTTP/1.1");
+        assert!(request.to_ascii_lowercase().contains("\r\nx-scope-orgid: anonymous\r\n"), "{request}");
+    }
+
+    #[test]
+    fn a_peer_that_does_not_answer_in_time_is_a_peer_error() {
+        // Connections complete in the listen backlog; nothing ever reads or answers them.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let rt = runtime();
+        let remote = RemoteAmber::new(&url, Duration::from_millis(200), rt.handle().clone()).unwrap();
+        let err = remote.exemplars_by_trace("t", "abc").unwrap_err();
+        let path = "/api/v1/exemplars/trace/abc";
+        assert_eq!(
+            err.to_string(),
+            format!("{url}: GET {path}: error sending request for url ({url}{path}): operation timed out")
+        );
+    }
 
     /// Each selector, parsed back as the peer parses `match[]`, is the same matchers.
     #[test]
