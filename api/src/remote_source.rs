@@ -350,6 +350,7 @@ impl ReadSource for RemoteAmber {
         if columns.exemplars {
             self.read_exemplars(tenant, selectors, mint, maxt, &mut by_labels)?;
         }
+        // Remote read answers floats and histograms together: the column not asked for goes.
         Ok(by_labels
             .into_values()
             .map(|mut s| {
