@@ -31,6 +31,7 @@ pub mod query;
 pub mod queryable;
 pub mod rate_limit;
 pub mod remote_read;
+pub mod remote_source;
 pub mod remote_write;
 pub mod response;
 pub mod series;

@@ -20,4 +20,8 @@ pub enum Error {
     WalFailed(String),
     #[error("the store at {path} was created with {stored}, but was opened with {requested}")]
     IncompatibleOptions { path: String, stored: String, requested: String },
+    /// Another Amber read over its API did not answer, or refused: unreachable, timed out, a 5xx
+    /// or a 4xx (the peer's own error text in `message`).
+    #[error("{peer}: {message}")]
+    Peer { peer: String, message: String },
 }

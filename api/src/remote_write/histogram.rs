@@ -24,7 +24,7 @@ struct Side<'a> {
 }
 
 /// The fields both remote write versions' `Histogram` messages share.
-pub(super) struct WireHistogram<'a> {
+pub(crate) struct WireHistogram<'a> {
     pub timestamp: i64,
     count: Option<Count>,
     zero_count: Option<Count>,

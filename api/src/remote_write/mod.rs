@@ -15,7 +15,7 @@
 //! Every answer, of either version and errors included, carries
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` with what was written.
 
-mod histogram;
+pub(crate) mod histogram;
 mod to_v2;
 mod v1;
 mod v2;
