@@ -7,7 +7,21 @@ use amber_storage::Storage;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
+
+/// What a querier reads: the Ambers of `--ingester-urls` for recent data (asked first: at a
+/// timestamp both hold, theirs wins), then the bucket.
+fn querier_source(config: &Config) -> anyhow::Result<Arc<dyn amber_storage::source::ReadSource>> {
+    let runtime = tokio::runtime::Handle::current();
+    let mut sources: Vec<Arc<dyn amber_storage::source::ReadSource>> = Vec::new();
+    for url in &config.ingester_urls {
+        let peer = amber_api::remote_source::RemoteAmber::new(url, config.engine.limits.timeout, runtime.clone())
+            .with_context(|| format!("ingester_urls: {url}"))?;
+        sources.push(Arc::new(peer));
+    }
+    tracing::info!(ingesters = config.ingester_urls.len(), bucket = config.object_store.is_some(), "querier");
+    Ok(Arc::new(amber_storage::source::Merged(sources)))
+}
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
@@ -20,20 +34,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir, options)).await??);
     tracing::info!(data_dir = %config.data_dir.display(), "store open");
 
-    let state =
+    let mut state =
         amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone())
             .with_flags(config.flags())
             .with_config_yaml(config.settings_yaml());
+    let querier = config.role == Role::Querier;
+    if querier {
+        state = state.with_source(querier_source(&config)?);
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let uploads = bucket.map(|b| {
+    // A querier holds no data: nothing to seal, upload or expire.
+    let uploads = bucket.filter(|_| !querier).map(|b| {
         tracing::info!(url = %b.url, "uploading sealed windows to the object store");
         let tenant = config.tenants.default_tenant.clone();
         tokio::spawn(upload(storage.clone(), b, tenant, state.metrics.clone(), stop_rx.clone()))
     });
-    let maintenance =
-        tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx));
+    let maintenance = (!querier)
+        .then(|| tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx)));
 
-    let app = amber_api::router(state.clone(), config.admin_api, true);
+    let app = amber_api::router(state.clone(), config.admin_api, !querier);
     // One signal stops every listener.
     let (stopping_tx, stopping) = watch::channel(false);
     tokio::spawn(async move {
@@ -43,7 +62,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|&v| v).await;
     };
-    let grpc = match config.otlp_grpc_listen {
+    let grpc = match config.otlp_grpc_listen.filter(|_| !querier) {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -90,7 +109,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     stop_tx.send(true).ok();
-    maintenance.await?;
+    if let Some(m) = maintenance {
+        m.await?;
+    }
     if let Some(u) = uploads {
         u.await?;
     }

@@ -66,6 +66,10 @@ impl ApiError {
 
 impl From<amber_storage::Error> for ApiError {
     fn from(e: amber_storage::Error) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "a source did not answer");
+            return ApiError { kind: ErrorType::Unavailable, message: e.to_string() };
+        }
         tracing::error!(error = %e, "storage error");
         ApiError::internal(e.to_string())
     }

@@ -25,3 +25,11 @@ pub enum Error {
     #[error("{peer}: {message}")]
     Peer { peer: String, message: String },
 }
+
+impl Error {
+    /// Whether the error is another process's (a peer, the object store) and a retry may
+    /// succeed: the API answers it with a 503, not a 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Peer { .. })
+    }
+}
