@@ -67,15 +67,6 @@ impl ColumnIndex {
         self.entries.binary_search_by_key(&ordinal, |e| e.0).is_ok()
     }
 
-    /// How many series have a block in this column.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Bytes this index takes in memory, for caches that bound their size.
     pub fn memory_bytes(&self) -> usize {
         self.entries.len() * std::mem::size_of::<(u32, u64, u64)>()
@@ -454,11 +445,6 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
     /// Opens the block file `key` of `size` bytes (the size the bucket index records).
     pub async fn open(store: &'a S, key: &str, size: u64) -> Result<Self, BlockFileError> {
         Ok(BlockFileReader { store, file: BlockFile::open(store, key, size, TAIL_BYTES).await? })
-    }
-
-    /// The opened file, to keep and read from without this reader.
-    pub fn into_file(self) -> BlockFile {
-        self.file
     }
 
     pub async fn meta(&self) -> Result<WindowMeta, BlockFileError> {
