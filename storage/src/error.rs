@@ -18,6 +18,13 @@ pub enum Error {
     Wal(String),
     #[error("the write-ahead log failed earlier ({0}); writes are refused until Amber restarts and replays it")]
     WalFailed(String),
+    /// A request to the object store failed (unreachable, refused, timed out, or an object the
+    /// bucket index names is gone because a newer upload replaced it). Retryable.
+    #[error("object store unavailable reading {key}: {message}")]
+    ObjectStore { key: String, message: String },
+    /// A block file (or the bucket index) in the object store cannot be decoded.
+    #[error("corrupt object in the object store: {0}")]
+    CorruptObject(String),
     #[error("the store at {path} was created with {stored}, but was opened with {requested}")]
     IncompatibleOptions { path: String, stored: String, requested: String },
     /// Another Amber read over its API did not answer, or refused: unreachable, timed out, a 5xx

@@ -21,10 +21,14 @@
 //! - [`blockfile`] — a tenant's sealed window as one immutable, range-readable file.
 //! - [`objstore`] — the object-storage trait and its `object_store`-backed bucket.
 //! - [`upload`] — sealed windows to block files in the bucket, and the bucket index.
+//! - [`source`] — the read side as the read API asks for it, by tenant name and series labels.
+//! - [`bucket_source`] — uploaded windows read back from the bucket as a read source, and the
+//!   local-disk cache of block-file reads.
 
 pub mod append;
 pub mod block;
 pub mod blockfile;
+pub mod bucket_source;
 pub mod cardinality;
 pub mod chunkenc;
 mod db;

@@ -18,9 +18,12 @@
 //! - [`ObjectStorage::delete`] of a missing key succeeds, so deletes can be repeated.
 //! - [`ObjectStorage::list`] may lag recent writes on stores with eventual listing; Amber reads
 //!   what exists from its bucket index, never from a listing.
+//!
+//! [`Metered`] wraps any implementation and counts its requests and bytes.
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -281,6 +284,116 @@ impl ObjectStorage for Bucket {
     }
 }
 
+/// Requests and bytes a [`Metered`] store has seen, since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectStoreRequests {
+    pub puts: u64,
+    pub gets: u64,
+    pub get_ranges: u64,
+    pub lists: u64,
+    pub deletes: u64,
+    /// Requests that failed (any operation; a missing object on `get` is an answer, not a failure).
+    pub failures: u64,
+    /// Bytes sent by puts.
+    pub bytes_out: u64,
+    /// Bytes received by gets and range gets.
+    pub bytes_in: u64,
+}
+
+/// An [`ObjectStorage`] that counts the requests it passes on to another, by operation, and the
+/// bytes they move: what `/metrics` exports, and what tests assert reads by.
+pub struct Metered {
+    inner: Arc<dyn ObjectStorage>,
+    puts: AtomicU64,
+    gets: AtomicU64,
+    get_ranges: AtomicU64,
+    lists: AtomicU64,
+    deletes: AtomicU64,
+    failures: AtomicU64,
+    bytes_out: AtomicU64,
+    bytes_in: AtomicU64,
+}
+
+impl Metered {
+    pub fn new(inner: Arc<dyn ObjectStorage>) -> Metered {
+        Metered {
+            inner,
+            puts: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            get_ranges: AtomicU64::new(0),
+            lists: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+        }
+    }
+
+    /// The counts so far (each read atomically; together a near-instant view).
+    pub fn requests(&self) -> ObjectStoreRequests {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ObjectStoreRequests {
+            puts: get(&self.puts),
+            gets: get(&self.gets),
+            get_ranges: get(&self.get_ranges),
+            lists: get(&self.lists),
+            deletes: get(&self.deletes),
+            failures: get(&self.failures),
+            bytes_out: get(&self.bytes_out),
+            bytes_in: get(&self.bytes_in),
+        }
+    }
+
+    fn count<T>(&self, operation: &AtomicU64, result: Result<T>) -> Result<T> {
+        operation.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl ObjectStorage for Metered {
+    fn put<'a>(&'a self, key: &'a str, bytes: Bytes, condition: PutCondition) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let len = bytes.len() as u64;
+            let result = self.count(&self.puts, self.inner.put(key, bytes, condition).await);
+            if result.is_ok() {
+                self.bytes_out.fetch_add(len, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
+        Box::pin(async move {
+            let result = self.count(&self.gets, self.inner.get(key).await);
+            if let Ok(Some(o)) = &result {
+                self.bytes_in.fetch_add(o.bytes.len() as u64, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+
+    fn get_range<'a>(&'a self, key: &'a str, range: Range<u64>) -> BoxFuture<'a, Result<Bytes>> {
+        Box::pin(async move {
+            let result = self.count(&self.get_ranges, self.inner.get_range(key, range).await);
+            if let Ok(b) = &result {
+                self.bytes_in.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
+        Box::pin(async move { self.count(&self.lists, self.inner.list(prefix).await) })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.count(&self.deletes, self.inner.delete(key).await) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +420,31 @@ mod tests {
         b.delete("t/w/a").await.unwrap();
         assert!(b.get("t/w/a").await.unwrap().is_none());
         assert!(matches!(b.get_range("t/w/a", 0..1).await, Err(ObjectStoreError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn metered_counts_requests_by_operation_and_the_bytes_they_move() {
+        let m = Metered::new(Arc::new(Bucket::in_memory()));
+        m.put("t/a", Bytes::from_static(b"0123456789"), PutCondition::Overwrite).await.unwrap();
+        assert!(m.put("t/a", Bytes::from_static(b"xy"), PutCondition::Create).await.is_err());
+        assert_eq!(&m.get_range("t/a", 2..5).await.unwrap()[..], b"234");
+        assert_eq!(m.get("t/a").await.unwrap().unwrap().bytes.len(), 10);
+        assert!(m.get("t/missing").await.unwrap().is_none());
+        assert_eq!(m.list("t").await.unwrap().len(), 1);
+        m.delete("t/a").await.unwrap();
+        assert_eq!(
+            m.requests(),
+            ObjectStoreRequests {
+                puts: 2,
+                gets: 2,
+                get_ranges: 1,
+                lists: 1,
+                deletes: 1,
+                failures: 1,
+                bytes_out: 10,
+                bytes_in: 13
+            }
+        );
     }
 
     #[tokio::test]

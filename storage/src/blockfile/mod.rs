@@ -15,7 +15,7 @@
 pub mod reader;
 pub mod writer;
 
-pub use reader::BlockFileReader;
+pub use reader::{BlockFile, BlockFileReader, Column, ColumnIndex, TraceFilter};
 pub use writer::{WindowContent, WindowSeries, encode};
 
 /// The file's first four bytes, and its last four.

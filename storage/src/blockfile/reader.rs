@@ -1,5 +1,9 @@
 //! Reading a stored block file with range requests: the tail first (trailer, table of contents
 //! and, for small files, everything), then only the sections and series asked for.
+//!
+//! [`BlockFile`] is what opening parses (the table of contents and the tail's bytes), owned and
+//! independent of the store, so a reader may keep it for an immutable file and read on with any
+//! store handle; [`BlockFileReader`] pairs it with a store.
 
 use std::ops::Range;
 
@@ -16,7 +20,11 @@ use crate::{Exemplar, HistogramSample, Labels, Sample};
 
 /// Bytes fetched from the end on open: the trailer and table of contents with one request, and
 /// every section of a small file with it.
-const TAIL_BYTES: u64 = 64 * 1024;
+pub const TAIL_BYTES: u64 = 64 * 1024;
+
+/// Column blocks closer than this in a data section are fetched with one range request: a
+/// request costs more than a few kilobytes of transfer.
+const COALESCE_GAP_BYTES: u64 = 16 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 struct SectionRef {
@@ -26,9 +34,65 @@ struct SectionRef {
     crc: u32,
 }
 
-/// An open block file in a bucket.
-pub struct BlockFileReader<'a, S: ObjectStorage + ?Sized> {
-    store: &'a S,
+/// The column sections of a block file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Samples,
+    Histograms,
+    Exemplars,
+}
+
+impl Column {
+    fn sections(self) -> (u8, u8) {
+        match self {
+            Column::Samples => (section::SAMPLE_INDEX, section::SAMPLE_DATA),
+            Column::Histograms => (section::HISTOGRAM_INDEX, section::HISTOGRAM_DATA),
+            Column::Exemplars => (section::EXEMPLAR_INDEX, section::EXEMPLAR_DATA),
+        }
+    }
+}
+
+/// One column's index: where each series' block lies in the column's data section.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnIndex {
+    /// (ordinal, offset in the data section, length), by ordinal.
+    entries: Vec<(u32, u64, u64)>,
+    /// The data section's offset in the file.
+    data_offset: u64,
+}
+
+impl ColumnIndex {
+    /// Whether series `ordinal` has a block in this column.
+    pub fn contains(&self, ordinal: u32) -> bool {
+        self.entries.binary_search_by_key(&ordinal, |e| e.0).is_ok()
+    }
+
+    /// Bytes this index takes in memory, for caches that bound their size.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.len() * std::mem::size_of::<(u32, u64, u64)>()
+    }
+}
+
+/// A block file's trace filter, read whole.
+#[derive(Debug, Clone)]
+pub struct TraceFilter(Bytes);
+
+impl TraceFilter {
+    /// Whether the window may hold `trace_id`: `false` is certain, `true` is wrong for about
+    /// 0.4% of absent ids.
+    pub fn may_contain(&self, trace_id: &str) -> bool {
+        let d = xorf::BinaryFuse8::DESCRIPTOR_LEN;
+        BinaryFuse8Ref::from_dma(&self.0[..d], &self.0[d..]).contains(&trace_key(trace_id))
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// An opened block file: its table of contents and last bytes, without a store.
+#[derive(Debug, Clone)]
+pub struct BlockFile {
     key: String,
     toc: Vec<SectionRef>,
     /// The last bytes of the file, from `tail_start`.
@@ -36,14 +100,20 @@ pub struct BlockFileReader<'a, S: ObjectStorage + ?Sized> {
     tail_start: u64,
 }
 
-impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
-    /// Opens the block file `key` of `size` bytes (the size the bucket index records).
-    pub async fn open(store: &'a S, key: &str, size: u64) -> Result<Self, BlockFileError> {
+impl BlockFile {
+    /// Opens the block file `key` of `size` bytes (the size the bucket index records), reading its
+    /// last `tail_bytes` (at least the trailer) with the first request.
+    pub async fn open<S: ObjectStorage + ?Sized>(
+        store: &S,
+        key: &str,
+        size: u64,
+        tail_bytes: u64,
+    ) -> Result<Self, BlockFileError> {
         let corrupt = |what: &str| BlockFileError::Corrupt { key: key.to_string(), what: what.to_string() };
         if size < (MAGIC.len() + 1 + TRAILER_LEN) as u64 {
             return Err(corrupt("shorter than header and trailer"));
         }
-        let tail_start = size.saturating_sub(TAIL_BYTES);
+        let tail_start = size.saturating_sub(tail_bytes.max(TRAILER_LEN as u64));
         let tail = store.get_range(key, tail_start..size).await?;
         if tail.len() as u64 != size - tail_start {
             return Err(corrupt("shorter than its recorded size"));
@@ -55,11 +125,11 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
         let toc_offset = u64::from_be_bytes(t[0..8].try_into().expect("8 bytes"));
         let toc_len = u32::from_be_bytes(t[8..12].try_into().expect("4 bytes")) as u64;
         let toc_crc = u32::from_be_bytes(t[12..16].try_into().expect("4 bytes"));
-        if toc_offset + toc_len + TRAILER_LEN as u64 != size {
+        if toc_offset.checked_add(toc_len + TRAILER_LEN as u64) != Some(size) {
             return Err(corrupt("table of contents out of bounds"));
         }
-        let mut reader = BlockFileReader { store, key: key.to_string(), toc: Vec::new(), tail, tail_start };
-        let toc_bytes = reader.fetch(toc_offset..toc_offset + toc_len).await?;
+        let mut file = BlockFile { key: key.to_string(), toc: Vec::new(), tail, tail_start };
+        let toc_bytes = file.fetch(store, toc_offset..toc_offset + toc_len).await?;
         if crc32c::crc32c(&toc_bytes) != toc_crc {
             return Err(corrupt("table of contents checksum mismatch"));
         }
@@ -76,15 +146,24 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
             }
             Ok(toc)
         };
-        reader.toc = parse(&mut r).map_err(|e| corrupt(&format!("table of contents: {e}")))?;
-        if reader.toc.iter().any(|s| s.offset.checked_add(s.len).is_none_or(|end| end > toc_offset)) {
+        file.toc = parse(&mut r).map_err(|e| corrupt(&format!("table of contents: {e}")))?;
+        if file.toc.iter().any(|s| s.offset.checked_add(s.len).is_none_or(|end| end > toc_offset)) {
             return Err(corrupt("a section lies outside the file"));
         }
-        let head = reader.fetch(0..5).await?;
+        let head = file.fetch(store, 0..5).await?;
         if &head[..4] != MAGIC || head[4] != VERSION {
             return Err(corrupt(&format!("unsupported header {:?}", &head[..])));
         }
-        Ok(reader)
+        Ok(file)
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Bytes this opened file keeps in memory (mostly its tail), for caches that bound their size.
+    pub fn memory_bytes(&self) -> usize {
+        self.tail.len() + self.key.len() + self.toc.len() * std::mem::size_of::<SectionRef>()
     }
 
     fn corrupt(&self, what: impl std::fmt::Display) -> BlockFileError {
@@ -92,12 +171,12 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
     }
 
     /// Bytes `range` of the file, from the tail when it holds them.
-    async fn fetch(&self, range: Range<u64>) -> Result<Bytes, BlockFileError> {
+    async fn fetch<S: ObjectStorage + ?Sized>(&self, store: &S, range: Range<u64>) -> Result<Bytes, BlockFileError> {
         if range.start >= self.tail_start {
             let s = (range.start - self.tail_start) as usize;
             return Ok(self.tail.slice(s..s + (range.end - range.start) as usize));
         }
-        Ok(self.store.get_range(&self.key, range).await?)
+        Ok(store.get_range(&self.key, range).await?)
     }
 
     fn section_ref(&self, kind: u8) -> Option<SectionRef> {
@@ -105,21 +184,21 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
     }
 
     /// A whole section, checksum verified; `None` when the file has none of that kind.
-    async fn section(&self, kind: u8) -> Result<Option<Bytes>, BlockFileError> {
+    async fn section<S: ObjectStorage + ?Sized>(&self, store: &S, kind: u8) -> Result<Option<Bytes>, BlockFileError> {
         let Some(s) = self.section_ref(kind) else { return Ok(None) };
-        let bytes = self.fetch(s.offset..s.offset + s.len).await?;
+        let bytes = self.fetch(store, s.offset..s.offset + s.len).await?;
         if crc32c::crc32c(&bytes) != s.crc {
             return Err(self.corrupt(format!("section {kind} checksum mismatch")));
         }
         Ok(Some(bytes))
     }
 
-    async fn required(&self, kind: u8) -> Result<Bytes, BlockFileError> {
-        self.section(kind).await?.ok_or_else(|| self.corrupt(format!("no section {kind}")))
+    async fn required<S: ObjectStorage + ?Sized>(&self, store: &S, kind: u8) -> Result<Bytes, BlockFileError> {
+        self.section(store, kind).await?.ok_or_else(|| self.corrupt(format!("no section {kind}")))
     }
 
-    pub async fn meta(&self) -> Result<WindowMeta, BlockFileError> {
-        let b = self.required(section::META).await?;
+    pub async fn meta<S: ObjectStorage + ?Sized>(&self, store: &S) -> Result<WindowMeta, BlockFileError> {
+        let b = self.required(store, section::META).await?;
         let mut r = Reader::new(&b);
         let parse = |r: &mut Reader<'_>| -> Result<WindowMeta, DecodeError> {
             let tenant = String::from_utf8(r.len_prefixed()?.to_vec()).map_err(|_| DecodeError::Invalid("tenant"))?;
@@ -132,8 +211,8 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
     }
 
     /// Every series' label set; a series' position is its ordinal.
-    pub async fn series(&self) -> Result<Vec<Labels>, BlockFileError> {
-        let b = self.required(section::SERIES).await?;
+    pub async fn series<S: ObjectStorage + ?Sized>(&self, store: &S) -> Result<Vec<Labels>, BlockFileError> {
+        let b = self.required(store, section::SERIES).await?;
         let mut r = Reader::new(&b);
         let parse = |r: &mut Reader<'_>| -> Result<Vec<Labels>, DecodeError> {
             let n = r.uvarint()?;
@@ -147,8 +226,13 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
     }
 
     /// The ordinals of the series with label `name="value"`.
-    pub async fn postings(&self, name: &str, value: &str) -> Result<RoaringBitmap, BlockFileError> {
-        let b = self.required(section::POSTINGS).await?;
+    pub async fn postings<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        name: &str,
+        value: &str,
+    ) -> Result<RoaringBitmap, BlockFileError> {
+        let b = self.required(store, section::POSTINGS).await?;
         let mut r = Reader::new(&b);
         let n = r.uvarint().map_err(|e| self.corrupt(e))?;
         for _ in 0..n {
@@ -161,70 +245,177 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
         Ok(RoaringBitmap::new())
     }
 
-    /// The column block of series `ordinal` in one column, fetched alone; `None` if it has none.
-    async fn column(&self, index_kind: u8, data_kind: u8, ordinal: u32) -> Result<Option<Bytes>, BlockFileError> {
-        let index = self.required(index_kind).await?;
+    /// A column's index section, parsed.
+    pub async fn column_index<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        column: Column,
+    ) -> Result<ColumnIndex, BlockFileError> {
+        let (index_kind, data_kind) = column.sections();
+        let index = self.required(store, index_kind).await?;
         let data = self.section_ref(data_kind).ok_or_else(|| self.corrupt(format!("no section {data_kind}")))?;
         let mut r = Reader::new(&index);
-        let find = |r: &mut Reader<'_>| -> Result<Option<(u64, u64)>, DecodeError> {
+        let parse = |r: &mut Reader<'_>| -> Result<Vec<(u32, u64, u64)>, DecodeError> {
             let n = r.uvarint()?;
+            let mut out = Vec::with_capacity((n as usize).min(index.len()));
             for _ in 0..n {
                 let (o, offset, len) = (r.uvarint()?, r.uvarint()?, r.uvarint()?);
-                if o == ordinal as u64 {
-                    return Ok(Some((offset, len)));
-                }
+                out.push((u32::try_from(o).map_err(|_| DecodeError::Invalid("ordinal"))?, offset, len));
             }
-            Ok(None)
+            Ok(out)
         };
-        let Some((offset, len)) = find(&mut r).map_err(|e| self.corrupt(format!("column index: {e}")))? else {
-            return Ok(None);
-        };
-        if offset + len > data.len {
+        let entries = parse(&mut r).map_err(|e| self.corrupt(format!("column index: {e}")))?;
+        if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(self.corrupt("column index not in ordinal order"));
+        }
+        if entries.iter().any(|&(_, offset, len)| offset.checked_add(len).is_none_or(|end| end > data.len)) {
             return Err(self.corrupt("column entry outside its section"));
         }
-        // Each block carries its own checksum, verified as it is decoded.
-        Ok(Some(self.fetch(data.offset + offset..data.offset + offset + len).await?))
+        Ok(ColumnIndex { entries, data_offset: data.offset })
     }
 
-    pub async fn samples(&self, ordinal: u32) -> Result<Vec<Sample>, BlockFileError> {
-        match self.column(section::SAMPLE_INDEX, section::SAMPLE_DATA, ordinal).await? {
+    /// The column blocks of `ordinals` (ascending) in the column `index` describes, one per
+    /// ordinal (`None` for a series without a block). Blocks lying close together are fetched
+    /// with one range request; each block carries its own checksum, verified as it is decoded.
+    pub async fn column_blocks<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        index: &ColumnIndex,
+        ordinals: &[u32],
+    ) -> Result<Vec<Option<Bytes>>, BlockFileError> {
+        debug_assert!(ordinals.windows(2).all(|w| w[0] < w[1]));
+        let located: Vec<Option<(u64, u64)>> = ordinals
+            .iter()
+            .map(|o| {
+                let i = index.entries.binary_search_by_key(o, |e| e.0).ok()?;
+                let (_, offset, len) = index.entries[i];
+                Some((index.data_offset + offset, len))
+            })
+            .collect();
+        // Runs of blocks (offsets ascend with ordinals) whose gaps are small, one request each.
+        let mut out = vec![None; ordinals.len()];
+        let mut run: Vec<(usize, u64, u64)> = Vec::new();
+        let present = located.iter().enumerate().filter_map(|(i, l)| l.map(|(o, n)| (i, o, n)));
+        for (i, offset, len) in present {
+            if let Some(&(_, last_offset, last_len)) = run.last() {
+                if offset > last_offset + last_len + COALESCE_GAP_BYTES {
+                    self.fetch_run(store, &run, &mut out).await?;
+                    run.clear();
+                }
+            }
+            run.push((i, offset, len));
+        }
+        if !run.is_empty() {
+            self.fetch_run(store, &run, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    async fn fetch_run<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        run: &[(usize, u64, u64)],
+        out: &mut [Option<Bytes>],
+    ) -> Result<(), BlockFileError> {
+        let start = run[0].1;
+        let end = run.iter().map(|&(_, o, n)| o + n).max().expect("a run is not empty");
+        let bytes = self.fetch(store, start..end).await?;
+        if bytes.len() as u64 != end - start {
+            return Err(self.corrupt("a range read returned fewer bytes than asked"));
+        }
+        for &(i, offset, len) in run {
+            let s = (offset - start) as usize;
+            out[i] = Some(bytes.slice(s..s + len as usize));
+        }
+        Ok(())
+    }
+
+    /// The column block of series `ordinal` in one column, fetched alone; `None` if it has none.
+    async fn column<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        column: Column,
+        ordinal: u32,
+    ) -> Result<Option<Bytes>, BlockFileError> {
+        let index = self.column_index(store, column).await?;
+        Ok(self.column_blocks(store, &index, &[ordinal]).await?.pop().flatten())
+    }
+
+    pub async fn samples<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        ordinal: u32,
+    ) -> Result<Vec<Sample>, BlockFileError> {
+        match self.column(store, Column::Samples, ordinal).await? {
             Some(b) => block::decode_samples(&b).map_err(|e| self.corrupt(e)),
             None => Ok(Vec::new()),
         }
     }
 
-    pub async fn histograms(&self, ordinal: u32) -> Result<Vec<HistogramSample>, BlockFileError> {
-        match self.column(section::HISTOGRAM_INDEX, section::HISTOGRAM_DATA, ordinal).await? {
+    pub async fn histograms<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        ordinal: u32,
+    ) -> Result<Vec<HistogramSample>, BlockFileError> {
+        match self.column(store, Column::Histograms, ordinal).await? {
             Some(b) => block::decode_histograms(&b).map_err(|e| self.corrupt(e)),
             None => Ok(Vec::new()),
         }
     }
 
-    pub async fn exemplars(&self, ordinal: u32) -> Result<Vec<Exemplar>, BlockFileError> {
-        match self.column(section::EXEMPLAR_INDEX, section::EXEMPLAR_DATA, ordinal).await? {
+    pub async fn exemplars<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        ordinal: u32,
+    ) -> Result<Vec<Exemplar>, BlockFileError> {
+        match self.column(store, Column::Exemplars, ordinal).await? {
             Some(b) => block::decode_exemplars(&b).map_err(|e| self.corrupt(e)),
             None => Ok(Vec::new()),
         }
     }
 
-    /// Whether the window may hold `trace_id`: `false` is certain, `true` is wrong for about
-    /// 0.4% of absent ids. Reads the filter section only.
-    pub async fn may_contain_trace(&self, trace_id: &str) -> Result<bool, BlockFileError> {
-        let Some(b) = self.section(section::TRACE_FILTER).await? else { return Ok(false) };
-        let d = xorf::BinaryFuse8::DESCRIPTOR_LEN;
-        if b.len() < d {
+    /// The trace filter; `None` for a window without trace ids. Reads the filter section only.
+    pub async fn trace_filter<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+    ) -> Result<Option<TraceFilter>, BlockFileError> {
+        let Some(b) = self.section(store, section::TRACE_FILTER).await? else { return Ok(None) };
+        if b.len() < xorf::BinaryFuse8::DESCRIPTOR_LEN {
             return Err(self.corrupt("trace filter shorter than its descriptor"));
         }
-        Ok(BinaryFuse8Ref::from_dma(&b[..d], &b[d..]).contains(&trace_key(trace_id)))
+        Ok(Some(TraceFilter(b)))
+    }
+
+    /// Whether the window may hold `trace_id` (see [`TraceFilter::may_contain`]).
+    pub async fn may_contain_trace<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        trace_id: &str,
+    ) -> Result<bool, BlockFileError> {
+        Ok(self.trace_filter(store).await?.is_some_and(|f| f.may_contain(trace_id)))
     }
 
     /// The exemplars' (series ordinal, timestamp) pairs carrying `trace_id`, in table order.
     /// Consults the filter first, so a window without the trace costs one small read.
-    pub async fn trace(&self, trace_id: &str) -> Result<Vec<TraceEntry>, BlockFileError> {
-        if !self.may_contain_trace(trace_id).await? {
+    pub async fn trace<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        trace_id: &str,
+    ) -> Result<Vec<TraceEntry>, BlockFileError> {
+        if !self.may_contain_trace(store, trace_id).await? {
             return Ok(Vec::new());
         }
-        let b = self.required(section::TRACE_TABLE).await?;
+        self.trace_table(store, trace_id).await
+    }
+
+    /// The trace table's rows for `trace_id`, without asking the filter first (for a caller that
+    /// already did).
+    pub async fn trace_table<S: ObjectStorage + ?Sized>(
+        &self,
+        store: &S,
+        trace_id: &str,
+    ) -> Result<Vec<TraceEntry>, BlockFileError> {
+        let Some(b) = self.section(store, section::TRACE_TABLE).await? else { return Ok(Vec::new()) };
         let mut r = Reader::new(&b);
         let parse = |r: &mut Reader<'_>| -> Result<Vec<TraceEntry>, DecodeError> {
             let n = r.uvarint()?;
@@ -241,5 +432,56 @@ impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
             Ok(out)
         };
         parse(&mut r).map_err(|e| self.corrupt(format!("trace table: {e}")))
+    }
+}
+
+/// An open block file in a bucket: a [`BlockFile`] and the store it reads from.
+pub struct BlockFileReader<'a, S: ObjectStorage + ?Sized> {
+    store: &'a S,
+    file: BlockFile,
+}
+
+impl<'a, S: ObjectStorage + ?Sized> BlockFileReader<'a, S> {
+    /// Opens the block file `key` of `size` bytes (the size the bucket index records).
+    pub async fn open(store: &'a S, key: &str, size: u64) -> Result<Self, BlockFileError> {
+        Ok(BlockFileReader { store, file: BlockFile::open(store, key, size, TAIL_BYTES).await? })
+    }
+
+    pub async fn meta(&self) -> Result<WindowMeta, BlockFileError> {
+        self.file.meta(self.store).await
+    }
+
+    /// Every series' label set; a series' position is its ordinal.
+    pub async fn series(&self) -> Result<Vec<Labels>, BlockFileError> {
+        self.file.series(self.store).await
+    }
+
+    /// The ordinals of the series with label `name="value"`.
+    pub async fn postings(&self, name: &str, value: &str) -> Result<RoaringBitmap, BlockFileError> {
+        self.file.postings(self.store, name, value).await
+    }
+
+    pub async fn samples(&self, ordinal: u32) -> Result<Vec<Sample>, BlockFileError> {
+        self.file.samples(self.store, ordinal).await
+    }
+
+    pub async fn histograms(&self, ordinal: u32) -> Result<Vec<HistogramSample>, BlockFileError> {
+        self.file.histograms(self.store, ordinal).await
+    }
+
+    pub async fn exemplars(&self, ordinal: u32) -> Result<Vec<Exemplar>, BlockFileError> {
+        self.file.exemplars(self.store, ordinal).await
+    }
+
+    /// Whether the window may hold `trace_id`: `false` is certain, `true` is wrong for about
+    /// 0.4% of absent ids. Reads the filter section only.
+    pub async fn may_contain_trace(&self, trace_id: &str) -> Result<bool, BlockFileError> {
+        self.file.may_contain_trace(self.store, trace_id).await
+    }
+
+    /// The exemplars' (series ordinal, timestamp) pairs carrying `trace_id`, in table order.
+    /// Consults the filter first, so a window without the trace costs one small read.
+    pub async fn trace(&self, trace_id: &str) -> Result<Vec<TraceEntry>, BlockFileError> {
+        self.file.trace(self.store, trace_id).await
     }
 }
