@@ -4,6 +4,9 @@
 use std::sync::Arc;
 
 use amber_storage::Storage;
+use amber_storage::bucket_source::{BucketSource, BucketSourceOptions, RangeCache};
+use amber_storage::objstore::{Metered, ObjectStorage};
+use amber_storage::source::{Merged, ReadSource};
 use anyhow::Context;
 use tokio::sync::watch;
 
@@ -11,24 +14,32 @@ use crate::config::{Config, Role};
 
 /// What a querier reads: the Ambers of `--ingester-urls` for recent data (asked first: at a
 /// timestamp both hold, theirs wins), then the bucket.
-fn querier_source(config: &Config) -> anyhow::Result<Arc<dyn amber_storage::source::ReadSource>> {
+fn querier_source(config: &Config, bucket: Option<Arc<BucketSource>>) -> anyhow::Result<Arc<dyn ReadSource>> {
     let runtime = tokio::runtime::Handle::current();
-    let mut sources: Vec<Arc<dyn amber_storage::source::ReadSource>> = Vec::new();
+    let mut sources: Vec<Arc<dyn ReadSource>> = Vec::new();
     for url in &config.ingester_urls {
         let peer = amber_api::remote_source::RemoteAmber::new(url, config.engine.limits.timeout, runtime.clone())
             .with_context(|| format!("ingester_urls: {url}"))?;
         sources.push(Arc::new(peer));
     }
-    tracing::info!(ingesters = config.ingester_urls.len(), bucket = config.object_store.is_some(), "querier");
-    Ok(Arc::new(amber_storage::source::Merged(sources)))
+    tracing::info!(ingesters = config.ingester_urls.len(), bucket = bucket.is_some(), "querier");
+    if let Some(b) = bucket {
+        sources.push(b);
+    }
+    Ok(Arc::new(Merged(sources)))
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
     let options = config.storage.clone();
+    // Every request to the bucket, uploads and reads, is counted (`amber_object_store_*`).
     let bucket = match &config.object_store {
-        Some(b) => Some(Arc::new(amber_storage::objstore::Bucket::open(b)?)),
+        Some(b) => {
+            let opened: Arc<dyn ObjectStorage> = Arc::new(amber_storage::objstore::Bucket::open(b)?);
+            tracing::info!(url = %b.url, role = config.role.name(), "object store");
+            Some(Arc::new(Metered::new(opened)))
+        }
         None => None,
     };
     let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir, options)).await??);
@@ -39,13 +50,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_flags(config.flags())
             .with_config_yaml(config.settings_yaml());
     let querier = config.role == Role::Querier;
-    if querier {
-        state = state.with_source(querier_source(&config)?);
+    if let Some(b) = &bucket {
+        // Cached on local disk: block files never change once written.
+        let cache = Arc::new(
+            RangeCache::open(b.clone(), &config.data_dir.join("bucket-cache"), config.bucket_cache_bytes)
+                .context("opening the bucket cache")?,
+        );
+        let reads = BucketSource::new(
+            cache.clone(),
+            tokio::runtime::Handle::current(),
+            BucketSourceOptions { trace_id_labels: config.storage.trace_id_labels.clone(), ..Default::default() },
+        );
+        state = state.with_bucket_meters(amber_api::BucketMeters { requests: b.clone(), cache: Some(cache) });
+        if querier {
+            state = state.with_source(querier_source(&config, Some(Arc::new(reads)))?);
+        } else if config.storage.local_retention_ms.is_some() {
+            // Local copies first, then the bucket for the windows whose copies are gone.
+            let horizon = storage.clone();
+            let reads = reads.with_windows_before(Arc::new(move || horizon.local_horizon()));
+            let local = amber_storage::source::Local::new(storage.clone(), config.tenants.default_tenant.clone());
+            state = state.with_source(Arc::new(Merged(vec![Arc::new(local), Arc::new(reads)])));
+        }
+    } else if querier {
+        state = state.with_source(querier_source(&config, None)?);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     // A querier holds no data: nothing to seal, upload or expire.
     let uploads = bucket.filter(|_| !querier).map(|b| {
-        tracing::info!(url = %b.url, "uploading sealed windows to the object store");
         let tenant = config.tenants.default_tenant.clone();
         tokio::spawn(upload(storage.clone(), b, tenant, state.metrics.clone(), stop_rx.clone()))
     });
@@ -174,7 +205,7 @@ const UPLOAD_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(8
 /// write: windows wait on local disk (`amber_upload_pending_windows`) while the store is down.
 async fn upload(
     storage: Arc<Storage>,
-    bucket: Arc<amber_storage::objstore::Bucket>,
+    bucket: Arc<Metered>,
     default_tenant: String,
     metrics: Arc<amber_api::metrics::Metrics>,
     mut stop: watch::Receiver<bool>,

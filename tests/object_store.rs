@@ -7,14 +7,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use amber_storage::blockfile::{BlockFileReader, TraceEntry};
 use amber_storage::objstore::{Bucket, BucketConfig, ObjectStorage};
 use amber_storage::upload::index::{self, BucketIndex};
 use amber_storage::{Label, Labels, Sample};
+use common::ceph::Ceph;
 use common::{Amber, eventually, request, series};
 
 /// A block file's series, each with its samples and its exemplars' (timestamp, trace id).
@@ -22,91 +22,6 @@ type WindowData = BTreeMap<Labels, (Vec<Sample>, Vec<(i64, String)>)>;
 
 const BLOCK_MS: i64 = 2 * 3600 * 1000;
 const TENANT: &str = "anonymous";
-
-/// A one-node Ceph cluster with the RADOS Gateway, stopped on drop.
-struct Ceph {
-    dir: PathBuf,
-    port: u16,
-    /// A gateway this test restarted (the first one belongs to the script's daemons).
-    restarted_rgw: Option<Child>,
-}
-
-impl Ceph {
-    fn start(dir: &Path) -> Ceph {
-        let port = common::free_port();
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ceph-start.sh"))
-            .arg(dir)
-            .arg(port.to_string())
-            .env("S3_BUCKET", "amber")
-            .env("WITH_MGR", "0")
-            .env("STORE_BYTES", "1073741824")
-            .env("MON_PORT", common::free_port().to_string())
-            .output()
-            .expect("running scripts/ceph-start.sh (scripts/install-deps installs Ceph)");
-        assert!(
-            out.status.success(),
-            "ceph-start.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ceph { dir: dir.to_path_buf(), port, restarted_rgw: None }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn rgw_answers(&self) -> bool {
-        reqwest::blocking::get(self.endpoint()).is_ok()
-    }
-
-    /// Kills the gateway alone (SIGKILL); the OSD keeps the data.
-    fn stop_gateway(&mut self) {
-        match self.restarted_rgw.take() {
-            Some(mut c) => {
-                c.kill().unwrap();
-                c.wait().unwrap();
-            }
-            None => {
-                let pids = std::fs::read_to_string(self.dir.join("pids")).unwrap();
-                let pid = pids.lines().find_map(|l| l.strip_prefix("rgw ")).expect("rgw in pids").trim().to_string();
-                assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
-            }
-        }
-        eventually("the gateway to stop answering", Duration::from_secs(20), || (!self.rgw_answers()).then_some(()));
-    }
-
-    /// Starts the gateway again on the same port, as ceph-start.sh does.
-    fn start_gateway(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log/rgw.out")).unwrap();
-        let child = Command::new("radosgw")
-            .args(["-n", "client.rgw.r", "-f"])
-            .env("CEPH_CONF", self.dir.join("ceph.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting radosgw");
-        // ceph-stop.sh stops what the pids file names: this gateway now.
-        let pids = std::fs::read_to_string(self.dir.join("pids")).unwrap();
-        let pids: String = pids
-            .lines()
-            .map(|l| if l.starts_with("rgw ") { format!("rgw {}\n", child.id()) } else { format!("{l}\n") })
-            .collect();
-        std::fs::write(self.dir.join("pids"), pids).unwrap();
-        self.restarted_rgw = Some(child);
-        eventually("the gateway to answer again", Duration::from_secs(60), || self.rgw_answers().then_some(()));
-    }
-}
-
-impl Drop for Ceph {
-    fn drop(&mut self) {
-        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ceph-stop.sh")).arg(&self.dir).output();
-        if let Some(mut c) = self.restarted_rgw.take() {
-            let _ = c.wait();
-        }
-    }
-}
 
 /// The bucket as the test reads it: the same client and reader a querier would use.
 struct View {

@@ -266,7 +266,7 @@ fn remote_amber_answers_exactly_as_the_local_store_it_reads() {
     assert!(message.starts_with("POST /api/v1/read: error sending request"), "{message}");
 
     let storage = Arc::new(amber_storage::Storage::open(&amber.data_dir, amber_storage::Options::default()).unwrap());
-    let local = Local { storage, default_tenant: DEFAULT_TENANT.to_string() };
+    let local = Local::new(storage, DEFAULT_TENANT);
     let local_answers = ask_everything(&local, t0);
     assert_eq!(remote_answers.len(), local_answers.len());
     for ((name, remote), (_, local)) in remote_answers.iter().zip(&local_answers) {

@@ -106,6 +106,13 @@ impl Default for ApiLimits {
     }
 }
 
+/// Where the cost of the object store is counted.
+#[derive(Clone)]
+pub struct BucketMeters {
+    pub requests: Arc<amber_storage::objstore::Metered>,
+    pub cache: Option<Arc<amber_storage::bucket_source::RangeCache>>,
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -128,6 +135,8 @@ pub struct AppState {
     pub diagnostics: Arc<diagnostics::Diagnostics>,
     /// Where reads come from: this store, or (a querier) the bucket and other Ambers.
     pub source: Arc<dyn amber_storage::source::ReadSource>,
+    /// The object store's request counters and the cache of fetched ranges, for `/metrics`.
+    pub bucket: Option<BucketMeters>,
     /// The settings in force by flag name, for `/api/v1/status/flags`.
     pub flags: Arc<std::collections::BTreeMap<String, String>>,
     /// The effective configuration as YAML, for `/api/v1/status/config`.
@@ -145,6 +154,7 @@ impl AppState {
     ) -> Self {
         AppState {
             source: Arc::new(amber_storage::source::Local::new(storage.clone(), tenants.default_tenant.clone())),
+            bucket: None,
             storage,
             engine: Arc::new(amber_promql::Engine::new(engine)),
             write_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_writes)),
@@ -164,6 +174,12 @@ impl AppState {
 }
 
 impl AppState {
+    /// The object store's meters `/metrics` reports.
+    pub fn with_bucket_meters(mut self, meters: BucketMeters) -> Self {
+        self.bucket = Some(meters);
+        self
+    }
+
     /// Reads come from `source` instead of this store.
     pub fn with_source(mut self, source: Arc<dyn amber_storage::source::ReadSource>) -> Self {
         self.source = source;

@@ -48,6 +48,16 @@ struct ColumnFamily {
     cf: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Operation {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     samples_ingested: Counter,
@@ -80,6 +90,13 @@ pub struct Metrics {
     upload_block_files: Counter,
     upload_bytes: Counter,
     upload_failures: Counter,
+    local_horizon: Gauge,
+    object_store_requests: Family<Operation, Counter>,
+    object_store_failures: Counter,
+    object_store_bytes: Family<Direction, Counter>,
+    bucket_cache_hits: Counter,
+    bucket_cache_misses: Counter,
+    bucket_cache_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -122,6 +139,13 @@ impl Metrics {
             upload_block_files: Counter::default(),
             upload_bytes: Counter::default(),
             upload_failures: Counter::default(),
+            local_horizon: Gauge::default(),
+            object_store_requests: Family::default(),
+            object_store_failures: Counter::default(),
+            object_store_bytes: Family::default(),
+            bucket_cache_hits: Counter::default(),
+            bucket_cache_misses: Counter::default(),
+            bucket_cache_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("samples_ingested", "Samples written durably", m.samples_ingested.clone());
@@ -201,8 +225,8 @@ impl Metrics {
         registry.register("wal_bytes", "Bytes of the head's write-ahead log on disk", m.wal_bytes.clone());
         registry.register(
             "seal_passes",
-            "Sealing passes that finished (maintenance loop and admin API): each writes every head window past the \
-             out-of-order window into blocks",
+            "Sealing passes that finished (maintenance loop and admin API): each writes the closed head chunks, and \
+             everything older than the out-of-order window, into blocks",
             m.seal_passes.clone(),
         );
         registry.register(
@@ -230,6 +254,41 @@ impl Metrics {
             "upload_failures",
             "Upload passes that stopped on an object-store error; their windows are retried",
             m.upload_failures.clone(),
+        );
+        registry.register(
+            "local_horizon_timestamp_seconds",
+            "Windows before this time are kept in the object store only (local_retention); 0 while all are local",
+            m.local_horizon.clone(),
+        );
+        registry.register(
+            "object_store_requests",
+            "Requests to the object store by operation (put, get, get_range, list, delete): what a bucket bills",
+            m.object_store_requests.clone(),
+        );
+        registry.register(
+            "object_store_request_failures",
+            "Object-store requests that failed (unreachable, refused, timed out)",
+            m.object_store_failures.clone(),
+        );
+        registry.register(
+            "object_store_bytes",
+            "Bytes to the object store (direction=out: puts) and from it (direction=in: gets)",
+            m.object_store_bytes.clone(),
+        );
+        registry.register(
+            "bucket_cache_hits",
+            "Block-file reads answered from the local cache of fetched ranges",
+            m.bucket_cache_hits.clone(),
+        );
+        registry.register(
+            "bucket_cache_misses",
+            "Block-file reads that went to the object store (not cached, evicted or unreadable)",
+            m.bucket_cache_misses.clone(),
+        );
+        registry.register(
+            "bucket_cache_bytes",
+            "Bytes of fetched block-file ranges cached on local disk (at most bucket_cache_bytes)",
+            m.bucket_cache_bytes.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -287,6 +346,35 @@ impl Metrics {
         self.seal_duration.observe(elapsed.as_secs_f64());
     }
 
+    /// Brings the object-store counters up to `requests` and the cache's figures to `cache`
+    /// (both counted where the requests pass, read at each scrape).
+    pub fn observe_object_store(
+        &self,
+        requests: &amber_storage::objstore::ObjectStoreRequests,
+        cache: Option<&amber_storage::bucket_source::RangeCacheStats>,
+    ) {
+        let up_to = |c: &Counter, total: u64| {
+            c.inc_by(total.saturating_sub(c.get()));
+        };
+        for (operation, total) in [
+            ("put", requests.puts),
+            ("get", requests.gets),
+            ("get_range", requests.get_ranges),
+            ("list", requests.lists),
+            ("delete", requests.deletes),
+        ] {
+            up_to(&self.object_store_requests.get_or_create(&Operation { operation }), total);
+        }
+        up_to(&self.object_store_failures, requests.failures);
+        up_to(&self.object_store_bytes.get_or_create(&Direction { direction: "out" }), requests.bytes_out);
+        up_to(&self.object_store_bytes.get_or_create(&Direction { direction: "in" }), requests.bytes_in);
+        if let Some(c) = cache {
+            up_to(&self.bucket_cache_hits, c.hits);
+            up_to(&self.bucket_cache_misses, c.misses);
+            self.bucket_cache_bytes.set(c.bytes as i64);
+        }
+    }
+
     pub fn observe_write(&self, status: u16, elapsed: Duration) {
         self.write_requests.get_or_create(&Code { code: status.to_string() }).inc();
         self.write_duration.observe(elapsed.as_secs_f64());
@@ -311,6 +399,10 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap) -> Respon
     m.head_chunk_bytes.set(stats.head.chunk_bytes as i64);
     m.wal_bytes.set(stats.wal_bytes as i64);
     m.upload_pending_windows.set(stats.pending_upload_windows as i64);
+    m.local_horizon.set(if stats.local_horizon == i64::MIN { 0 } else { stats.local_horizon.div_euclid(1000) });
+    if let Some(bucket) = &state.bucket {
+        m.observe_object_store(&bucket.requests.requests(), bucket.cache.as_ref().map(|c| c.stats()).as_ref());
+    }
     let free_query_slots = state.query_permits.available_permits();
     m.queries_in_progress.set(state.limits.max_concurrent_queries.saturating_sub(free_query_slots) as i64);
     let mut body = String::new();

@@ -46,6 +46,7 @@ fn query_error(state: &AppState, e: QueryError) -> ApiError {
         QueryError::Timeout(_) => ErrorType::Timeout,
         QueryError::Canceled(_) => ErrorType::Canceled,
         QueryError::Storage(_) => ErrorType::Internal,
+        QueryError::Unavailable(_) => ErrorType::Unavailable,
     };
     ApiError { kind, message: e.to_string() }
 }

@@ -24,10 +24,15 @@ fn convert(m: &PromMatcher) -> Matcher {
 }
 
 impl Queryable for TenantQueryable {
-    fn select(&self, matchers: &[PromMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>, String> {
+    fn select(&self, matchers: &[PromMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>, amber_promql::Error> {
         let matchers: Vec<Matcher> = matchers.iter().map(convert).collect();
-        let found =
-            self.source.select(&self.tenant, &[matchers], mint, maxt, Columns::SAMPLES).map_err(|e| e.to_string())?;
+        let found = self.source.select(&self.tenant, &[matchers], mint, maxt, Columns::SAMPLES).map_err(|e| {
+            if e.is_unavailable() {
+                amber_promql::Error::Unavailable(e.to_string())
+            } else {
+                amber_promql::Error::Storage(e.to_string())
+            }
+        })?;
         let mut out = Vec::with_capacity(found.len());
         for series in found {
             let (samples, histograms) = (series.samples, series.histograms);

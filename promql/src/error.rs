@@ -25,4 +25,8 @@ pub enum Error {
     /// Storage could not be read (`internal`, 500).
     #[error("storage error: {0}")]
     Storage(String),
+    /// A source of the data (another process, the object store) did not answer; a retry may
+    /// succeed (`unavailable`, 503).
+    #[error("{0}")]
+    Unavailable(String),
 }

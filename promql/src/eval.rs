@@ -410,7 +410,7 @@ impl<'a> Evaluator<'a> {
         let sets = matchers(vs)?;
         let mut found: Vec<Series> = Vec::new();
         for (i, set) in sets.iter().enumerate() {
-            let selected = self.storage.select(set, mint, maxt).map_err(Error::Storage)?;
+            let selected = self.storage.select(set, mint, maxt)?;
             if i == 0 {
                 found = selected;
                 continue;

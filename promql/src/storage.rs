@@ -3,6 +3,7 @@
 
 use regex::Regex;
 
+use crate::error::Error;
 use crate::labels::Labels;
 use std::sync::Arc;
 
@@ -45,8 +46,9 @@ impl Matcher {
 pub trait Queryable: Send + Sync {
     /// Series matching every matcher, each with its float and histogram samples in
     /// `[mint, maxt]` (stale markers included) and, when storage has any, their start
-    /// timestamps, sorted by labels.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, String>;
+    /// timestamps, sorted by labels. Fails with [`Error::Storage`], or [`Error::Unavailable`]
+    /// when a source of the data did not answer and a retry may succeed.
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error>;
 }
 
 /// Series held in memory: the engine's storage in tests and in the conformance runner.
@@ -103,7 +105,7 @@ impl MemoryStorage {
 }
 
 impl Queryable for MemoryStorage {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, String> {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
         Ok(self
             .series
             .iter()

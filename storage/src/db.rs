@@ -127,6 +127,8 @@ pub struct StorageStats {
     pub wal_bytes: u64,
     /// Sealed windows waiting for upload to object storage.
     pub pending_upload_windows: u64,
+    /// Windows before this start are in the bucket only ([`Storage::local_horizon`]).
+    pub local_horizon: i64,
 }
 
 /// Merge operator of postings and activity keys: the union of serialized roaring treemaps.
@@ -388,6 +390,7 @@ impl Storage {
             head: self.head.stats(),
             wal_bytes: self.wal.disk_bytes(),
             pending_upload_windows: self.pending_uploads(crate::now_ms()).map(|p| p.len() as u64).unwrap_or(0),
+            local_horizon: self.local_horizon(),
             series: self.series_in_index(),
             sst_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.live-sst-files-size"))).collect(),
             memtable_bytes: keys::ALL_CFS.iter().map(|&cf| (cf, prop(cf, "rocksdb.cur-size-all-mem-tables"))).collect(),

@@ -37,6 +37,6 @@ impl Error {
     /// Whether the error is another process's (a peer, the object store) and a retry may
     /// succeed: the API answers it with a 503, not a 500.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Peer { .. })
+        matches!(self, Error::Peer { .. } | Error::ObjectStore { .. })
     }
 }

@@ -11,6 +11,7 @@ use amber_api::prompb;
 use prost::Message;
 use serde_json::Value;
 
+pub mod ceph;
 pub mod client_model;
 pub mod native_histograms;
 pub mod prometheus;

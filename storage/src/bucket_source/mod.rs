@@ -85,14 +85,27 @@ pub struct BucketSource {
     /// Bucket indexes by tenant, with when they were read.
     indexes: Mutex<HashMap<String, (Instant, Arc<BucketIndex>)>>,
     files: OpenFiles,
+    /// Only windows starting before this are read (a store reading its own uploads: later ones
+    /// are still on its disk).
+    windows_before: Option<WindowsBefore>,
 }
+
+/// The start of the first window a [`BucketSource`] leaves to another source, asked per read.
+pub type WindowsBefore = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 impl BucketSource {
     /// Reads `store`'s windows, blocking on `runtime` (a multi-thread runtime; see the module
     /// documentation).
     pub fn new(store: Arc<dyn ObjectStorage>, runtime: Handle, opts: BucketSourceOptions) -> BucketSource {
         let files = OpenFiles::new(opts.open_files_bytes);
-        BucketSource { store, runtime, opts, indexes: Mutex::new(HashMap::new()), files }
+        BucketSource { store, runtime, opts, indexes: Mutex::new(HashMap::new()), files, windows_before: None }
+    }
+
+    /// Reads only the windows starting before `before()`: a single node with local copies of its
+    /// recent windows (`Storage::local_horizon`) reads the bucket for the rest only.
+    pub fn with_windows_before(mut self, before: WindowsBefore) -> BucketSource {
+        self.windows_before = Some(before);
+        self
     }
 
     /// Bytes and entries held for opened block files.
@@ -110,11 +123,22 @@ impl BucketSource {
     {
         self.runtime.block_on(async {
             let index = self.index(tenant, false).await?;
-            match read(index).await {
-                Err(Error::ObjectStore { .. }) => read(self.index(tenant, true).await?).await,
+            match read(self.limited(index)).await {
+                Err(Error::ObjectStore { .. }) => read(self.limited(self.index(tenant, true).await?)).await,
                 done => done,
             }
         })
+    }
+
+    /// `index` without the windows left to another source.
+    fn limited(&self, index: Arc<BucketIndex>) -> Arc<BucketIndex> {
+        let Some(before) = &self.windows_before else { return index };
+        let before = before();
+        if index.windows.iter().all(|w| w.start < before) {
+            return index;
+        }
+        let windows = index.windows.iter().filter(|w| w.start < before).cloned().collect();
+        Arc::new(BucketIndex { windows, ..(*index).clone() })
     }
 
     async fn index(&self, tenant: &str, fresh: bool) -> Result<Arc<BucketIndex>> {

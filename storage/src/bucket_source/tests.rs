@@ -71,7 +71,7 @@ impl Stored {
     }
 
     fn local(&self) -> Local {
-        Local { storage: self.storage.clone(), default_tenant: TENANT.into() }
+        Local::new(self.storage.clone(), TENANT)
     }
 
     fn source(&self, store: Arc<dyn ObjectStorage>, opts: BucketSourceOptions) -> BucketSource {

@@ -40,19 +40,20 @@ impl Storage {
             }
             let index = self.cf(keys::CF_INDEX);
             let candidates: Vec<i64> = self.windows.read().range(..horizon).copied().collect();
+            // Up to the end of the last clean window: writes into windows after it (empty here,
+            // as in a backfill still under way) stay accepted.
+            let mut clean_until = None;
             let mut doomed = 0;
             for w in candidates {
                 let uploaded = self.db.get_pinned_cf(index, keys::window_mark(prefix::UPLOADED, w))?.is_some();
                 let pending = self.db.get_pinned_cf(index, keys::window_mark(prefix::PENDING_UPLOAD, w))?.is_some();
                 if !uploaded || pending {
-                    horizon = w;
                     break;
                 }
+                clean_until = Some(w + self.opts.block_duration_ms);
                 doomed += 1;
             }
-            if doomed == 0 || horizon <= self.local_horizon() {
-                return Ok(0);
-            }
+            let Some(horizon) = clean_until.filter(|&h| h > self.local_horizon()) else { return Ok(0) };
             let mut mark = WriteBatch::default();
             mark.put_cf(index, [prefix::LOCAL_HORIZON], keys::ordered_i64(horizon));
             self.write_synced(mark)?;
@@ -129,10 +130,11 @@ mod tests {
 
         upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
         assert_eq!(storage.expire_local_copies(now).unwrap(), 2);
-        // Up to the local retention: no local window lies between the old ones and it.
-        let horizon = storage.window_of(now - 12 * HOUR);
+        // Up to the end of the last window deleted: writes after it are still taken.
+        let horizon = old + 2 * HOUR;
         assert_eq!(storage.local_horizon(), horizon);
         assert_eq!(local_samples(&storage), [recent]);
+        assert_eq!(write(&storage, horizon + 5), []);
         assert_eq!(write(&storage, old + 5), [RejectReason::InObjectStorageOnly]);
         assert_eq!(write(&storage, recent + 5), []);
         // The recent window stays: it is younger than the local retention.
