@@ -61,6 +61,7 @@ fn questions(start: i64, end: i64, trace_ids: &[&str]) -> Vec<String> {
     out.push(format!("/api/v1/labels?start={start}&end={end}"));
     out.push(format!("/api/v1/label/job/values?start={start}&end={end}"));
     out.push(format!("/api/v1/label/__name__/values?start={start}&end={end}"));
+    out.push("/api/v1/metadata".to_string());
     for t in trace_ids {
         out.push(format!("/api/v1/exemplars/trace/{t}"));
     }
@@ -119,7 +120,16 @@ fn a_querier_answers_from_the_bucket_and_the_ingester_as_one_node_does() {
     }
     let up: Vec<(i64, f64)> = steps.iter().map(|&t| (t, 1.0)).collect();
     ts.push(series(&[("__name__", "up"), ("job", "api")], &up, &[]));
-    let all = request(ts);
+    let mut all = request(ts);
+    all.metadata = [("http_requests_total", 1, "Requests served."), ("latency_seconds", 3, "Request latency.")]
+        .into_iter()
+        .map(|(family, kind, help)| amber_api::prompb::MetricMetadata {
+            r#type: kind,
+            metric_family_name: family.into(),
+            help: help.into(),
+            unit: String::new(),
+        })
+        .collect();
     for amber in [&ingester, &reference] {
         let (code, body) = amber.write(&all);
         assert_eq!(code, 204, "{body}");
@@ -188,13 +198,16 @@ fn a_querier_answers_from_the_bucket_and_the_ingester_as_one_node_does() {
 
     // A bucket-only querier answers the sealed past as the reference does.
     let sealed_end = closed / 1000 - 1;
-    let past = questions(start_s, sealed_end, &[]);
+    // Metadata is what senders told a store, not data: the bucket has none.
+    let mut past = questions(start_s, sealed_end, &[]);
+    past.retain(|q| q != "/api/v1/metadata");
     let bucket_only = start(
         &dir.path().join("bucket-only"),
         &bucket_flags(&ceph).into_iter().chain(["--role".into(), "querier".into()]).collect::<Vec<_>>(),
     );
     let want_past = answers(&reference, &past);
     assert_same("bucket-only querier", &answers(&bucket_only, &past), &want_past);
+    assert_eq!(bucket_only.data("/api/v1/metadata"), serde_json::json!({}));
     // A trace id found in one sealed window (that reads touch only the windows whose filter
     // matches is counted in storage's bucket_source tests, over 360 windows).
     let one = &traces[1];

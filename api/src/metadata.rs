@@ -23,21 +23,19 @@ struct MetadataJson {
 
 pub async fn metadata(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
     let params = Params::from_request(&uri, &headers, &Bytes::new());
-    let tenant = crate::tenant::for_local_read(&state, &headers)?;
+    let tenant = crate::tenant::for_read(&state, &headers)?;
     let limit = params.limit("limit")?;
     let limit_per_metric = params.limit("limit_per_metric")?;
     let metric = params.get("metric").map(str::to_string);
-    let storage = state.storage.clone();
-    let found = blocking(move || match tenant {
-        Some(tenant) => Ok(storage.metadata(tenant, metric.as_deref(), limit, limit_per_metric)?),
-        None => Ok(Default::default()),
-    })
-    .await?;
+    let source = state.source.clone();
+    let found = blocking(move || Ok(source.metadata(&tenant, metric.as_deref())?)).await?;
     let data: BTreeMap<String, Vec<MetadataJson>> = found
         .into_iter()
+        .take(limit.unwrap_or(usize::MAX))
         .map(|(family, entries)| {
             let entries = entries
                 .into_iter()
+                .take(limit_per_metric.unwrap_or(usize::MAX))
                 .map(|m| MetadataJson { metric_type: m.metric_type.as_str(), help: m.help, unit: m.unit })
                 .collect();
             (family, entries)

@@ -20,7 +20,9 @@ use std::time::Duration;
 use amber_storage::labels::METRIC_NAME;
 use amber_storage::querier::TracedExemplar;
 use amber_storage::source::{Columns, ReadSource, SeriesData};
-use amber_storage::{Error, Exemplar, Label, Labels, MatchOp, Matcher, NO_START, Result, Sample};
+use amber_storage::{
+    Error, Exemplar, Label, Labels, MatchOp, Matcher, MetricMetadata, MetricType, NO_START, Result, Sample,
+};
 use axum::body::Bytes;
 use prost::Message;
 use serde::Deserialize;
@@ -416,6 +418,34 @@ impl ReadSource for RemoteAmber {
         // Oldest first, as the store orders them; the answer groups them by series.
         out.sort_by(|a, b| a.exemplar.ts.cmp(&b.exemplar.ts).then_with(|| a.series.cmp(&b.series)));
         Ok(out)
+    }
+
+    fn metadata(&self, tenant: &str, metric: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            #[serde(rename = "type")]
+            metric_type: String,
+            help: String,
+            unit: String,
+        }
+        let params: Vec<(&str, String)> = metric.map(|m| ("metric", m.to_string())).into_iter().collect();
+        let found: BTreeMap<String, Vec<Entry>> = self.get_json(tenant, &["api", "v1", "metadata"], &params)?;
+        Ok(found
+            .into_iter()
+            .map(|(family, entries)| {
+                let mut entries: Vec<MetricMetadata> = entries
+                    .into_iter()
+                    .map(|e| MetricMetadata {
+                        metric_family: family.clone(),
+                        metric_type: MetricType::from_name(&e.metric_type),
+                        help: e.help,
+                        unit: e.unit,
+                    })
+                    .collect();
+                entries.sort();
+                (family, entries)
+            })
+            .collect())
     }
 }
 

@@ -40,6 +40,22 @@ impl MetricType {
         }
     }
 
+    /// The type `/api/v1/metadata` names `name`; `Unknown` for any other name.
+    pub fn from_name(name: &str) -> MetricType {
+        [
+            MetricType::Counter,
+            MetricType::Gauge,
+            MetricType::Histogram,
+            MetricType::GaugeHistogram,
+            MetricType::Summary,
+            MetricType::Info,
+            MetricType::StateSet,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == name)
+        .unwrap_or(MetricType::Unknown)
+    }
+
     /// The name `/api/v1/metadata` uses.
     pub fn as_str(&self) -> &'static str {
         match self {

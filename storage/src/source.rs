@@ -16,6 +16,7 @@ use crate::db::Storage;
 use crate::error::Result;
 use crate::index::Matcher;
 use crate::labels::Labels;
+use crate::metadata::MetricMetadata;
 use crate::querier::TracedExemplar;
 use crate::tenant::TenantId;
 use crate::{Exemplar, HistogramSample, Sample};
@@ -86,6 +87,10 @@ pub trait ReadSource: Send + Sync {
 
     /// Every exemplar whose trace-id label equals `trace_id`, oldest first.
     fn exemplars_by_trace(&self, tenant: &str, trace_id: &str) -> Result<Vec<TracedExemplar>>;
+
+    /// Metadata (type, help, unit) by metric family, as senders reported it, each family's
+    /// entries sorted; only `metric`'s when given.
+    fn metadata(&self, tenant: &str, metric: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>>;
 }
 
 /// This store as a read source.
@@ -197,6 +202,11 @@ impl ReadSource for Local {
         let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
         self.storage.exemplars_by_trace(tenant, trace_id)
     }
+
+    fn metadata(&self, tenant: &str, metric: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>> {
+        let Some(tenant) = self.tenant_id(tenant) else { return Ok(BTreeMap::new()) };
+        self.storage.metadata(tenant, metric, None, None)
+    }
 }
 
 /// Several sources read as one: series with equal labels are one series, and where sources
@@ -261,6 +271,16 @@ impl ReadSource for Merged {
         out.dedup_by(|a, b| a.exemplar.ts == b.exemplar.ts && a.series == b.series);
         Ok(out)
     }
+
+    fn metadata(&self, tenant: &str, metric: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>> {
+        let mut all: BTreeMap<String, std::collections::BTreeSet<MetricMetadata>> = BTreeMap::new();
+        for source in &self.0 {
+            for (family, entries) in source.metadata(tenant, metric)? {
+                all.entry(family).or_default().extend(entries);
+            }
+        }
+        Ok(all.into_iter().map(|(family, entries)| (family, entries.into_iter().collect())).collect())
+    }
 }
 
 /// Merges `more` into `into`, both oldest first; at equal timestamps `into`'s entry stays.
@@ -324,6 +344,9 @@ mod tests {
         }
         fn exemplars_by_trace(&self, _: &str, _: &str) -> Result<Vec<TracedExemplar>> {
             Ok(Vec::new())
+        }
+        fn metadata(&self, _: &str, _: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>> {
+            Ok(BTreeMap::new())
         }
     }
 

@@ -444,6 +444,16 @@ impl ReadSource for BucketSource {
     fn exemplars_by_trace(&self, tenant: &str, trace_id: &str) -> Result<Vec<TracedExemplar>> {
         self.with_index(tenant, |index| async move { self.exemplars_by_trace_in(&index, trace_id).await })
     }
+
+    /// None: block files hold data, not what senders say about it; metadata comes from the
+    /// stores that received it (a querier asks its ingesters).
+    fn metadata(
+        &self,
+        _tenant: &str,
+        _metric: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<String, Vec<crate::MetricMetadata>>> {
+        Ok(std::collections::BTreeMap::new())
+    }
 }
 
 /// The windows of `index` with data in `[mint, maxt]`, oldest first.
