@@ -202,8 +202,13 @@ impl AppState {
 /// Every route Amber serves; the admin routes only when `admin_api` is on, and the write routes
 /// only when `accepts_writes` (a querier answers them with a 404 saying where writes go).
 pub fn router(state: AppState, admin_api: bool, accepts_writes: bool) -> Router {
-    let router =
-        if admin_api { Router::new().route("/api/v1/admin/tsdb/seal", post(admin::seal)) } else { Router::new() };
+    let router = if admin_api {
+        Router::new()
+            .route("/api/v1/admin/tsdb/seal", post(admin::seal))
+            .route("/api/v1/admin/tsdb/snapshot", post(admin::snapshot))
+    } else {
+        Router::new()
+    };
     let router = if accepts_writes {
         router
             .route("/api/v1/write", post(remote_write::handle))

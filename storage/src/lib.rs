@@ -43,6 +43,7 @@ pub mod objstore;
 pub mod querier;
 pub mod retention;
 pub mod seal;
+pub mod snapshot;
 pub mod source;
 pub mod tenant;
 pub mod upload;

@@ -257,6 +257,29 @@ impl Wal {
         Ok(w.number)
     }
 
+    /// Closes the current segment if it holds anything and hard-links every closed segment into
+    /// `into` (a new directory): all of the log up to now, none of what comes after. Returns the
+    /// segments linked.
+    pub(crate) fn link_closed_segments(&self, into: &Path) -> Result<usize> {
+        let mut w = self.writer()?;
+        if !w.span.is_empty() {
+            if let Err(e) = w.rotate() {
+                self.fail(&e);
+                return Err(e);
+            }
+            *self.tail.lock() = (w.file.clone(), w.appended);
+        }
+        fs::create_dir_all(into).map_err(|e| wal_error("creating the snapshot's WAL directory", e))?;
+        for &n in w.closed.keys() {
+            fs::hard_link(segment_path(&w.dir, n), segment_path(into, n))
+                .map_err(|e| wal_error("linking a segment into the snapshot", e))?;
+        }
+        File::open(into)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| wal_error("fsync of the snapshot's WAL directory", e))?;
+        Ok(w.closed.len())
+    }
+
     /// Deletes closed segments numbered below `below` whose data all lies before `before`.
     pub(crate) fn delete_sealed(&self, below: u64, before: i64) -> Result<usize> {
         let mut w = self.writer.lock();
