@@ -22,6 +22,7 @@ pub mod admin;
 pub mod diagnostics;
 pub mod error;
 pub mod exemplars;
+pub mod export;
 pub mod metadata;
 pub mod metrics;
 pub mod otlp;
@@ -229,6 +230,7 @@ pub fn router(state: AppState, admin_api: bool, accepts_writes: bool) -> Router 
         .route("/api/v1/exemplars/trace/{trace_id}", get(exemplars::by_trace))
         .route("/api/v1/exemplars/top", get(exemplars::top).post(exemplars::top))
         .route("/api/v1/series", get(series::series).post(series::series))
+        .route("/api/v1/export", get(export::export).post(export::export))
         .route("/api/v1/labels", get(series::label_names).post(series::label_names))
         .route("/api/v1/label/{name}/values", get(series::label_values))
         .route("/api/v1/metadata", get(metadata::metadata))
