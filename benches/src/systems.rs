@@ -35,7 +35,7 @@ pub struct System {
     http: reqwest::blocking::Client,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -149,7 +149,7 @@ impl System {
         Ok(kb * 1024)
     }
 
-    fn post(&self, path: &str) -> anyhow::Result<String> {
+    pub fn post(&self, path: &str) -> anyhow::Result<String> {
         let r = self.http.post(self.url(path)).send()?;
         let status = r.status();
         let body = r.text()?;
@@ -157,7 +157,7 @@ impl System {
         Ok(body)
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<String> {
+    pub fn get(&self, path: &str) -> anyhow::Result<String> {
         let r = self.http.get(self.url(path)).send()?;
         let status = r.status();
         let body = r.text()?;
