@@ -196,6 +196,8 @@ pub struct BucketResult {
     /// From the seal request to no window pending and the block files counted as uploaded: the
     /// uploader starts on a window as soon as the pass marked it, while the pass goes on.
     seal_and_upload: Duration,
+    /// The upload passes alone, as the uploader logged them.
+    upload: Duration,
     upload_bytes: f64,
     block_files: f64,
     upload_requests: Requests,
@@ -229,6 +231,18 @@ fn wait_uploaded(ingester: &System) -> anyhow::Result<()> {
     }
 }
 
+/// The time of every upload pass that uploaded something, from the JSON log lines
+/// `{"fields":{"message":"uploaded","elapsed_ms":…}}` of Amber's uploader.
+fn upload_time(log: &str) -> Duration {
+    let ms: u64 = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "uploaded")
+        .filter_map(|l| l["fields"]["elapsed_ms"].as_u64())
+        .sum();
+    Duration::from_millis(ms)
+}
+
 /// Times `path` on `system` `runs` times; returns the latency and the bucket requests per run.
 fn repeat(
     http: &reqwest::blocking::Client,
@@ -254,8 +268,8 @@ pub fn run(amber_bin: &Path, w: &Workload, runs: usize) -> anyhow::Result<Bucket
     let bucket_flags = ceph.amber_flags();
     let mut ingester_flags: Vec<&str> = bucket_flags.iter().map(String::as_str).collect();
     // No sealing pass during the push: each window is sealed and uploaded once, as in steady
-    // state, where a window is sealed once after it closes.
-    ingester_flags.extend(["--maintenance-interval", "1h"]);
+    // state, where a window is sealed once after it closes. JSON logs: the upload passes' times.
+    ingester_flags.extend(["--maintenance-interval", "1h", "--log-format", "json"]);
     eprintln!("== amber, uploading to {OBJECT_STORE_URL}");
     let ingester = System::start(Kind::Amber, amber_bin, &ingester_flags)?;
     let (samples_per_s, _, write_errors, first_error) = measure::ingest(&ingester, w, Protocol::V1);
@@ -267,6 +281,7 @@ pub fn run(amber_bin: &Path, w: &Workload, runs: usize) -> anyhow::Result<Bucket
     let seal = started.elapsed();
     wait_uploaded(&ingester)?;
     let seal_and_upload = started.elapsed();
+    let upload = upload_time(&ingester.log()?);
     let upload_requests = Requests::of(&ingester)?.since(before);
     let text = ingester.get("/metrics")?;
     let upload_bytes = metric(&text, "amber_upload_bytes_total").unwrap_or(0.0);
@@ -318,6 +333,7 @@ pub fn run(amber_bin: &Path, w: &Workload, runs: usize) -> anyhow::Result<Bucket
         write_errors,
         seal,
         seal_and_upload,
+        upload,
         upload_bytes,
         block_files,
         upload_requests,
@@ -365,6 +381,10 @@ pub fn table(w: &Workload, r: &BucketResult) -> String {
     row("block files uploaded", None, None, Some(r.block_files));
     row("seal + upload bytes/s", None, None, Some(r.upload_bytes / upload_s));
     row(&format!("seal + upload {kind}s/s"), None, None, Some(w.samples as f64 / upload_s));
+    let upload_alone = r.upload.as_secs_f64();
+    row("upload passes alone s (uploader's log)", None, None, Some(upload_alone));
+    row("upload bytes/s", None, None, Some(r.upload_bytes / upload_alone));
+    row(&format!("upload {kind}s/s"), None, None, Some(w.samples as f64 / upload_alone));
     // Both with the exemplars (block files hold them beside the samples).
     let per_sample = |bytes: u64| Some(bytes as f64 / w.samples as f64);
     row(&format!("bytes per {kind} in the bucket, exemplars included"), None, None, per_sample(r.index_bytes));
@@ -420,6 +440,7 @@ pub fn table(w: &Workload, r: &BucketResult) -> String {
 /// querier answered every question as the ingester's local blocks did.
 pub fn check_complete(w: &Workload, r: &BucketResult) -> anyhow::Result<()> {
     anyhow::ensure!(r.write_errors == 0, "{} writes failed", r.write_errors);
+    anyhow::ensure!(!r.upload.is_zero(), "the uploader logged no upload pass");
     anyhow::ensure!(
         r.index_samples == w.samples,
         "the bucket index lists {} of {} samples",
