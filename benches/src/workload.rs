@@ -104,8 +104,9 @@ pub struct Workload {
     pub payloads: Vec<Vec<Vec<u8>>>,
     /// The same requests as remote write 2.0, once [`Workload::add_v2_payloads`] made them.
     pub payloads_v2: Vec<Vec<Vec<u8>>>,
-    /// The trace id of the first exemplar written, for trace lookups.
-    pub first_trace_id: String,
+    /// The trace id of the first exemplar written, for trace lookups (none in a workload so small
+    /// that it has no exemplar).
+    pub first_trace_id: Option<String>,
     /// What a sample is here, for the table: "sample" or "native histogram sample".
     pub sample_kind: &'static str,
     /// The range queries timed on every system (name, PromQL).
@@ -313,7 +314,7 @@ pub fn generate(targets: usize, scrapes: usize, clients: usize, last_scrape_ms: 
         end_ms,
         payloads,
         payloads_v2: Vec::new(),
-        first_trace_id: first_trace_id.expect("the workload has exemplars"),
+        first_trace_id,
         sample_kind: "sample",
         queries: &QUERIES,
         exemplar_metric: "http_request_duration_seconds_bucket",
@@ -496,7 +497,7 @@ pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize
         end_ms,
         payloads,
         payloads_v2: Vec::new(),
-        first_trace_id: first_trace_id.expect("the workload has exemplars"),
+        first_trace_id,
         sample_kind: "native histogram sample",
         queries: &NATIVE_QUERIES,
         exemplar_metric: "http_request_duration_seconds",
