@@ -191,6 +191,7 @@ struct Answered {
     exemplars: usize,
 }
 
+/// What one `amber-bench bucket` run measured.
 pub struct BucketResult {
     samples_per_s: f64,
     write_errors: usize,
@@ -270,8 +271,8 @@ pub fn run(amber_bin: &Path, w: &Workload, runs: usize) -> anyhow::Result<Bucket
     let ceph = Ceph::start(&dir.path().join("ceph"))?;
     let bucket_flags = ceph.amber_flags();
     let mut ingester_flags: Vec<&str> = bucket_flags.iter().map(String::as_str).collect();
-    // No sealing pass during the push: each window is sealed and uploaded once, as in steady
-    // state, where a window is sealed once after it closes. JSON logs: the upload passes' times.
+    // No sealing pass during the push: each window is uploaded once, as live, where a window
+    // goes up once after it closes. JSON logs: the upload passes' times.
     ingester_flags.extend(["--maintenance-interval", "1h", "--log-format", "json"]);
     eprintln!("== amber, uploading to {OBJECT_STORE_URL}");
     let ingester = System::start(Kind::Amber, amber_bin, &ingester_flags)?;
