@@ -1,6 +1,7 @@
 //! The side-by-side benchmark (`amber-bench`, see `main.rs`) and what the criterion
 //! micro-benchmarks in `benches/` share with it: the generated workload.
 
+pub mod bucket;
 pub mod measure;
 pub mod systems;
 pub mod workload;

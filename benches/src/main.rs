@@ -7,11 +7,14 @@
 //! and measure the bytes, time a fixed set of range queries and `query_exemplars`, stop it.
 //! With `--remote-write-version 2.0` (or `both`) Amber is sent the same requests as remote write
 //! 2.0 (fresh, once per version); the peers here only receive 1.0. The same payloads decoded
-//! alone (snappy + protobuf, no storage) give the ceiling ingest is measured against. See
-//! docs/BENCHMARKS.md.
+//! alone (snappy + protobuf, no storage) give the ceiling ingest is measured against.
+//!
+//! `amber-bench bucket` measures Amber alone past one disk instead: uploads to a real Ceph RADOS
+//! Gateway and queriers reading them back (`bucket.rs`). See docs/BENCHMARKS.md.
 
 use std::path::PathBuf;
 
+use amber_bench::bucket;
 use amber_bench::measure::{self, Mode};
 use amber_bench::systems::Kind;
 use amber_bench::workload::{self, Protocol};
@@ -127,6 +130,11 @@ fn main() -> anyhow::Result<()> {
         println!("as remote write 2.0: {:.1} MiB snappy, {ratio:.2}× the 1.0 bytes", v2_bytes as f64 / 1048576.0);
     }
     println!("machine: {}", measure::machine());
+    if cli.mode == Mode::Bucket {
+        let r = bucket::run(&amber_bin, &w, runs).context("measuring amber against the bucket")?;
+        println!("{}", bucket::table(&w, &r));
+        return bucket::check_complete(&w, &r);
+    }
 
     // Amber once per remote write version with its defaults, then (remote write 1.0) without
     // the WAL fsync, as the peers run.

@@ -15,6 +15,9 @@ pub enum Mode {
     Query,
     /// Everything.
     All,
+    /// Amber past one disk: uploads to a real Ceph RADOS Gateway, and a querier reading them back
+    /// (see `bucket.rs`).
+    Bucket,
 }
 
 pub struct Latency {
@@ -22,7 +25,7 @@ pub struct Latency {
     pub p99: Duration,
 }
 
-fn latency(mut times: Vec<Duration>) -> Latency {
+pub fn latency(mut times: Vec<Duration>) -> Latency {
     times.sort();
     let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     Latency { p50: at(0.5), p99: at(0.99) }
@@ -98,7 +101,7 @@ pub fn decode_only(w: &Workload, protocol: Protocol) -> f64 {
 }
 
 /// Pushes every payload in `protocol`, one thread per client, each waiting for its answer.
-fn ingest(system: &System, w: &Workload, protocol: Protocol) -> (f64, Latency, usize, Option<String>) {
+pub fn ingest(system: &System, w: &Workload, protocol: Protocol) -> (f64, Latency, usize, Option<String>) {
     let url = system.url("/api/v1/write");
     let started = Instant::now();
     let per_client: Vec<(Vec<Duration>, usize, Option<String>)> = std::thread::scope(|scope| {
@@ -149,7 +152,7 @@ fn ingest(system: &System, w: &Workload, protocol: Protocol) -> (f64, Latency, u
 
 /// Fetches `url`, timing until the whole body has arrived; the JSON is parsed after the clock
 /// stops, so the client's parsing does not count against the system measured.
-fn timed_get(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<(Duration, serde_json::Value)> {
+pub fn timed_get(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<(Duration, serde_json::Value)> {
     let started = Instant::now();
     let r = http.get(url).send()?;
     let status = r.status();
@@ -165,6 +168,31 @@ fn get_json(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<serde
 
 fn encode(q: &str) -> String {
     form_urlencoded::byte_serialize(q.as_bytes()).collect()
+}
+
+/// The path of range query `q` over the workload's whole window at a 60 s step.
+pub fn range_query_path(w: &Workload, q: &str) -> String {
+    let (start, end) = (w.start_ms as f64 / 1000.0, w.end_ms as f64 / 1000.0);
+    format!("/api/v1/query_range?query={}&start={start}&end={end}&step=60", encode(q))
+}
+
+/// The path of `query_exemplars` over the workload's whole window.
+pub fn exemplars_path(w: &Workload) -> String {
+    let (start, end) = (w.start_ms as f64 / 1000.0, w.end_ms as f64 / 1000.0);
+    // An exemplar comes from within the scrape interval before its sample.
+    format!("/api/v1/query_exemplars?query={}&start={}&end={end}", w.exemplar_metric, start - 15.0)
+}
+
+/// Exemplars in an answer of `query_exemplars` or of a trace lookup.
+pub fn exemplars_returned(body: &serde_json::Value) -> usize {
+    body["data"].as_array().map_or(0, |a| a.iter().map(|s| s["exemplars"].as_array().map_or(0, Vec::len)).sum())
+}
+
+/// Series the system at `base` (its URL without a path) answers for at the end of the window.
+pub fn series_visible(http: &reqwest::blocking::Client, base: &str, w: &Workload) -> anyhow::Result<f64> {
+    let end = w.end_ms as f64 / 1000.0;
+    let count = get_json(http, &format!("{base}/api/v1/query?query={}&time={end}", encode("count({job=\"node\"})")))?;
+    Ok(count["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN))
 }
 
 /// How long after the last write the data directory is measured while the system runs: more
@@ -191,16 +219,12 @@ pub fn system(
     let persisted_bytes = system.persisted_bytes(w.start_ms)?;
     let exemplar_bytes = if kind == Kind::Amber { Some(system.amber_exemplar_bytes()?) } else { None };
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build()?;
-    let (start, end) = (w.start_ms as f64 / 1000.0, w.end_ms as f64 / 1000.0);
-    let count =
-        get_json(&http, &system.url(&format!("/api/v1/query?query={}&time={end}", encode("count({job=\"node\"})"))))?;
-    let series_visible =
-        count["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    let series_visible = series_visible(&http, &system.url(""), w)?;
     let mut latencies = Vec::new();
     let mut exemplars = None;
     if queries {
         for (_, q) in w.queries {
-            let url = system.url(&format!("/api/v1/query_range?query={}&start={start}&end={end}&step=60", encode(q)));
+            let url = system.url(&range_query_path(w, q));
             let mut times = Vec::with_capacity(runs);
             for _ in 0..runs {
                 times.push(timed_get(&http, &url)?.0);
@@ -208,19 +232,12 @@ pub fn system(
             latencies.push(latency(times));
         }
         if kind != Kind::VictoriaMetrics {
-            // An exemplar comes from within the scrape interval before its sample.
-            let url = system.url(&format!(
-                "/api/v1/query_exemplars?query={}&start={}&end={end}",
-                w.exemplar_metric,
-                start - 15.0
-            ));
+            let url = system.url(&exemplars_path(w));
             let (mut times, mut returned) = (Vec::with_capacity(runs), 0);
             for _ in 0..runs {
                 let (elapsed, body) = timed_get(&http, &url)?;
                 times.push(elapsed);
-                returned = body["data"]
-                    .as_array()
-                    .map_or(0, |a| a.iter().map(|s| s["exemplars"].as_array().map_or(0, Vec::len)).sum());
+                returned = exemplars_returned(&body);
             }
             exemplars = Some((latency(times), returned));
         }
@@ -273,17 +290,28 @@ fn ratios(results: &[SystemResult]) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// A table cell: whole numbers from 100 up, three decimals below, `n/a` where nothing applies.
+pub fn cell(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.3}"),
+        None => "n/a".into(),
+    }
+}
+
+/// A ratio cell, `n/a` where either side is missing or the divisor is 0.
+pub fn ratio_cell(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+        _ => "n/a".into(),
+    }
+}
+
 /// One row: a label, a value per system (None where it does not apply) and the [`ratios`].
 fn row(out: &mut String, results: &[SystemResult], label: &str, value: impl Fn(&SystemResult) -> Option<f64>) {
-    let fmt = |v: f64| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.3}") };
-    let cells: Vec<String> = results.iter().map(|r| value(r).map_or("n/a".into(), fmt)).collect();
-    let ratios: Vec<String> = ratios(results)
-        .into_iter()
-        .map(|(a, b)| match (value(&results[a]), value(&results[b])) {
-            (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
-            _ => "n/a".into(),
-        })
-        .collect();
+    let cells: Vec<String> = results.iter().map(|r| cell(value(r))).collect();
+    let ratios: Vec<String> =
+        ratios(results).into_iter().map(|(a, b)| ratio_cell(value(&results[a]), value(&results[b]))).collect();
     out.push_str(&format!("| {label} | {} | {} |\n", cells.join(" | "), ratios.join(" | ")));
 }
 

@@ -35,7 +35,7 @@ pub struct System {
     http: reqwest::blocking::Client,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -138,6 +138,11 @@ impl System {
         bail!("{} did not become ready within {within:?}:\n{log}", self.kind.name())
     }
 
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join("log"))?)
+    }
+
     /// Resident memory of the process, in bytes.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -149,7 +154,7 @@ impl System {
         Ok(kb * 1024)
     }
 
-    fn post(&self, path: &str) -> anyhow::Result<String> {
+    pub fn post(&self, path: &str) -> anyhow::Result<String> {
         let r = self.http.post(self.url(path)).send()?;
         let status = r.status();
         let body = r.text()?;
@@ -157,7 +162,7 @@ impl System {
         Ok(body)
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<String> {
+    pub fn get(&self, path: &str) -> anyhow::Result<String> {
         let r = self.http.get(self.url(path)).send()?;
         let status = r.status();
         let body = r.text()?;
@@ -227,12 +232,13 @@ impl System {
     }
 }
 
-/// Starts `command` with its stderr appended to `dir/log` (Amber logging warnings only).
+/// Starts `command` with its stderr appended to `dir/log` (Amber logging warnings, and the few
+/// lines of its server loop: one per sealing or upload pass that did something).
 fn spawn(command: &[std::ffi::OsString], dir: &Path, kind: Kind) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log"))?;
     Command::new(&command[0])
         .args(&command[1..])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,amber::server=info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

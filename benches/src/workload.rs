@@ -104,6 +104,9 @@ pub struct Workload {
     pub payloads: Vec<Vec<Vec<u8>>>,
     /// The same requests as remote write 2.0, once [`Workload::add_v2_payloads`] made them.
     pub payloads_v2: Vec<Vec<Vec<u8>>>,
+    /// The trace id of the first exemplar written, for trace lookups (none in a workload so small
+    /// that it has no exemplar).
+    pub first_trace_id: Option<String>,
     /// What a sample is here, for the table: "sample" or "native histogram sample".
     pub sample_kind: &'static str,
     /// The range queries timed on every system (name, PromQL).
@@ -193,6 +196,15 @@ fn hex(rng: &mut SmallRng, bytes: usize) -> String {
     (0..bytes).map(|_| format!("{:02x}", rng.r#gen::<u8>())).collect()
 }
 
+/// An exemplar's labels: a random span id and trace id, as a tracer makes them; the first trace id
+/// made is kept in `first`.
+fn trace_labels(rng: &mut SmallRng, first: &mut Option<String>) -> Vec<prompb::Label> {
+    let span_id = hex(rng, 8);
+    let trace_id = hex(rng, 16);
+    first.get_or_insert_with(|| trace_id.clone());
+    vec![label("span_id", &span_id), label("trace_id", &trace_id)]
+}
+
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
@@ -228,6 +240,7 @@ pub fn generate(targets: usize, scrapes: usize, clients: usize, last_scrape_ms: 
     let targets_per_request = (SAMPLES_PER_REQUEST / per_target).max(1);
     let mut payloads = vec![Vec::new(); clients];
     let (mut samples, mut exemplars) = (0u64, 0u64);
+    let mut first_trace_id = None;
     let encoder = &mut snap::raw::Encoder::new();
     for scrape in 0..scrapes {
         let ts = start_ms + scrape as i64 * SCRAPE_INTERVAL_MS;
@@ -251,7 +264,7 @@ pub fn generate(targets: usize, scrapes: usize, clients: usize, last_scrape_ms: 
                     if i == 0 {
                         let le = BUCKETS.iter().position(|b| latency <= *b).unwrap_or(BUCKETS.len());
                         let ex = prompb::Exemplar {
-                            labels: vec![label("span_id", &hex(&mut rng, 8)), label("trace_id", &hex(&mut rng, 16))],
+                            labels: trace_labels(&mut rng, &mut first_trace_id),
                             value: latency,
                             timestamp: ts - rng.gen_range(1..SCRAPE_INTERVAL_MS),
                         };
@@ -301,6 +314,7 @@ pub fn generate(targets: usize, scrapes: usize, clients: usize, last_scrape_ms: 
         end_ms,
         payloads,
         payloads_v2: Vec::new(),
+        first_trace_id,
         sample_kind: "sample",
         queries: &QUERIES,
         exemplar_metric: "http_request_duration_seconds_bucket",
@@ -440,6 +454,7 @@ pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize
     let targets_per_request = (SAMPLES_PER_REQUEST / per_target).max(1);
     let mut payloads = vec![Vec::new(); clients];
     let (mut samples, mut exemplars) = (0u64, 0u64);
+    let mut first_trace_id = None;
     let encoder = &mut snap::raw::Encoder::new();
     for scrape in 0..scrapes {
         let ts = start_ms + scrape as i64 * SCRAPE_INTERVAL_MS;
@@ -454,7 +469,7 @@ pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize
                     series.observe(v);
                     if k == 0 {
                         exemplar.push(prompb::Exemplar {
-                            labels: vec![label("span_id", &hex(&mut rng, 8)), label("trace_id", &hex(&mut rng, 16))],
+                            labels: trace_labels(&mut rng, &mut first_trace_id),
                             value: v,
                             timestamp: ts - rng.gen_range(1..SCRAPE_INTERVAL_MS),
                         });
@@ -482,6 +497,7 @@ pub fn generate_native_histograms(targets: usize, scrapes: usize, clients: usize
         end_ms,
         payloads,
         payloads_v2: Vec::new(),
+        first_trace_id,
         sample_kind: "native histogram sample",
         queries: &NATIVE_QUERIES,
         exemplar_metric: "http_request_duration_seconds",
