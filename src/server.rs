@@ -275,8 +275,8 @@ fn compactor_options(config: &Config, interval: std::time::Duration) -> Compacto
         settle_ms: 2 * config.storage.out_of_order_window_ms,
         retention_ms: config.storage.retention_ms,
         orphan_grace_ms: millis(ORPHAN_GRACE),
-        // Three passes: a holder that misses two renewals in a row still keeps it.
-        lease_ms: millis(interval * 3).max(60_000),
+        // Three passes (at least 10 s): a holder that misses two renewals in a row keeps it.
+        lease_ms: millis(interval * 3).max(10_000),
     }
 }
 
