@@ -304,6 +304,9 @@ async fn compact(
             _ = stop.changed() => return,
         };
         match result {
+            Ok(r) if !r.failures.is_empty() => {
+                tracing::warn!(failures = ?r.failures, ?r, "compaction left tenants for the next pass")
+            }
             Ok(r) if r.windows_merged + r.windows_expired + r.objects_deleted > 0 => {
                 tracing::info!(?r, elapsed_ms = started.elapsed().as_millis() as u64, "compacted");
             }

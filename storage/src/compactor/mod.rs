@@ -22,6 +22,8 @@
 //!    group is dropped for this pass and its file deleted), then deletes the merged objects;
 //! 4. drops expired entries with one more such commit, then deletes their objects.
 //!
+//! A group is merged in memory (one tenant's compaction window, decoded) and written as one put.
+//!
 //! A crash anywhere leaves the old index (and an unnamed file, deleted by a later pass) or the
 //! new one (and unnamed old files, likewise). A reader holding an old index that finds an object
 //! gone retries with a fresh index (`BucketSource` does).
@@ -98,6 +100,7 @@ pub struct CompactorCounts {
     pub windows_expired: u64,
     /// Objects deleted: merged, expired and unnamed ones.
     pub objects_deleted: u64,
+    /// Passes that stopped on an error, or left a tenant's compaction to the next pass.
     pub passes_failed: u64,
     /// Whether this compactor held the lease at its last pass.
     pub lease_held: bool,
@@ -114,6 +117,9 @@ pub struct PassReport {
     pub objects_deleted: u64,
     /// Groups dropped because an upload changed one of their entries during the pass.
     pub groups_stale: u64,
+    /// Tenants whose compaction stopped on an error, with it (the other tenants are compacted;
+    /// these are retried next pass).
+    pub failures: Vec<String>,
 }
 
 /// Why a pass stopped; what it committed so far stays, the rest is redone by the next pass.
@@ -194,6 +200,9 @@ impl<'a> Compactor<'a> {
         let result = self.pass(now).await;
         match &result {
             Ok(report) => {
+                if !report.failures.is_empty() {
+                    self.metrics.passes_failed.fetch_add(1, Ordering::Relaxed);
+                }
                 let m = self.metrics;
                 m.lease_held.store(report.lease_held, Ordering::Relaxed);
                 m.windows_merged.fetch_add(report.windows_merged, Ordering::Relaxed);
@@ -229,9 +238,15 @@ impl<'a> Compactor<'a> {
             }
         }
         for tenant in tenants {
-            if !self.tenant(tenant, by_tenant.get(tenant).map(Vec::as_slice).unwrap_or(&[]), now, &mut report).await? {
-                report.lease_held = false;
-                break;
+            let objects = by_tenant.get(tenant).map(Vec::as_slice).unwrap_or(&[]);
+            match self.tenant(tenant, objects, now, &mut report).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.lease_held = false;
+                    break;
+                }
+                // One tenant's trouble (an unreadable file, say) does not hold up the others.
+                Err(e) => report.failures.push(format!("tenant {tenant:?}: {e}")),
             }
         }
         Ok(report)

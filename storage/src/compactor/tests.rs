@@ -91,7 +91,8 @@ fn compaction_keeps_every_answer_from_one_file_per_day() {
             bytes_written: bytes,
             windows_expired: 0,
             objects_deleted: 4,
-            groups_stale: 0
+            groups_stale: 0,
+            failures: vec![],
         }
     );
     assert_eq!(
@@ -244,4 +245,28 @@ fn a_pass_cut_short_after_any_step_leaves_a_consistent_index() {
     let stale = s.runtime.block_on(index::replace(&*s.bucket, TENANT, &group.windows, Some(&new))).unwrap();
     assert_eq!(stale, Replaced::Stale);
     assert_eq!(s.index(TENANT), [(0, DAY)]);
+}
+
+#[test]
+fn a_tenant_that_cannot_be_compacted_does_not_hold_up_the_others() {
+    let now = crate::now_ms();
+    let first = now.div_euclid(DAY) * DAY - 2 * DAY;
+    let s = Stored::starting_at(first, now, |storage, w| {
+        fill_four_windows(storage, w);
+        let team_b = storage.register_tenant("team-b").unwrap();
+        write(storage, team_b, vec![series(&[("__name__", "rss")], vec![sample(w + 3 * WINDOW, 1.0)], vec![], vec![])]);
+    });
+    assert_eq!(s.index("team-b"), [(WINDOW, 2 * WINDOW), (3 * WINDOW, 4 * WINDOW)]);
+    // A file of the default tenant gone from under its index.
+    let index = s.runtime.block_on(index::read(&*s.bucket, TENANT)).unwrap();
+    let gone = index.windows[0].object.clone();
+    s.runtime.block_on(s.bucket.delete(&gone)).unwrap();
+
+    let metrics = CompactorMetrics::default();
+    let report = s.runtime.block_on(Compactor::new(&*s.bucket, opts("a"), &metrics).run_pass(s.now)).unwrap();
+    assert_eq!(report.failures, [format!("tenant \"anonymous\": object {gone} not found")]);
+    assert_eq!((report.windows_merged, report.files_written), (2, 1));
+    assert_eq!(s.index("team-b"), [(0, DAY)]);
+    assert_eq!(s.index(TENANT).len(), 4, "left as it was");
+    assert_eq!(metrics.counts().passes_failed, 1);
 }
