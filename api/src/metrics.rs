@@ -98,8 +98,8 @@ pub struct Metrics {
     bucket_cache_misses: Counter,
     bucket_cache_bytes: Gauge,
     compaction_windows_merged: Counter,
-    compaction_files_written: Counter,
-    compaction_bytes_written: Counter,
+    compaction_block_files: Counter,
+    compaction_bytes: Counter,
     compaction_windows_expired: Counter,
     compaction_objects_deleted: Counter,
     compaction_failures: Counter,
@@ -154,8 +154,8 @@ impl Metrics {
             bucket_cache_misses: Counter::default(),
             bucket_cache_bytes: Gauge::default(),
             compaction_windows_merged: Counter::default(),
-            compaction_files_written: Counter::default(),
-            compaction_bytes_written: Counter::default(),
+            compaction_block_files: Counter::default(),
+            compaction_bytes: Counter::default(),
             compaction_windows_expired: Counter::default(),
             compaction_objects_deleted: Counter::default(),
             compaction_failures: Counter::default(),
@@ -312,12 +312,12 @@ impl Metrics {
         registry.register(
             "compaction_block_files",
             "Compacted block files the compactor wrote and committed to the bucket index",
-            m.compaction_files_written.clone(),
+            m.compaction_block_files.clone(),
         );
         registry.register(
             "compaction_bytes",
             "Bytes of the compacted block files committed",
-            m.compaction_bytes_written.clone(),
+            m.compaction_bytes.clone(),
         );
         registry.register(
             "compaction_windows_expired",
@@ -431,8 +431,8 @@ impl Metrics {
             c.inc_by(total.saturating_sub(c.get()));
         };
         up_to(&self.compaction_windows_merged, counts.windows_merged);
-        up_to(&self.compaction_files_written, counts.files_written);
-        up_to(&self.compaction_bytes_written, counts.bytes_written);
+        up_to(&self.compaction_block_files, counts.files_written);
+        up_to(&self.compaction_bytes, counts.bytes_written);
         up_to(&self.compaction_windows_expired, counts.windows_expired);
         up_to(&self.compaction_objects_deleted, counts.objects_deleted);
         up_to(&self.compaction_failures, counts.passes_failed);
