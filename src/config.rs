@@ -146,6 +146,15 @@ pub struct Cli {
     /// Bytes of block-file ranges a querier keeps on local disk, under the data directory [default: 1073741824].
     #[arg(long, env = "AMBER_BUCKET_CACHE_BYTES")]
     pub bucket_cache_bytes: Option<u64>,
+    /// How often the compactor merges the bucket's windows and applies --retention to it (role
+    /// compactor, and role all with --object-store-url; one process per bucket works at a time,
+    /// under a lease in the bucket); 0s turns it off in role all [default: 5m].
+    #[arg(long, env = "AMBER_COMPACTION_INTERVAL")]
+    pub compaction_interval: Option<String>,
+    /// Length of a compacted window, a multiple of --block-duration aligned to the epoch (1d:
+    /// UTC days) [default: 1d].
+    #[arg(long, env = "AMBER_COMPACTION_WINDOW")]
+    pub compaction_window: Option<String>,
     /// S3 endpoint, e.g. `http://127.0.0.1:7480` [default: AWS_ENDPOINT_URL, else Amazon's].
     #[arg(long, env = "AMBER_OBJECT_STORE_ENDPOINT")]
     pub object_store_endpoint: Option<String>,
@@ -218,6 +227,8 @@ struct FileConfig {
     role: Option<String>,
     ingester_urls: Option<Vec<String>>,
     bucket_cache_bytes: Option<u64>,
+    compaction_interval: Option<String>,
+    compaction_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,15 +285,23 @@ pub struct Config {
     pub ingester_urls: Vec<String>,
     /// Budget of a querier's on-disk cache of block-file ranges.
     pub bucket_cache_bytes: u64,
+    /// How often the compactor runs; `None` when this process runs none.
+    pub compaction_interval: Option<Duration>,
+    /// Length of a compacted window.
+    pub compaction_window_ms: i64,
 }
 
-/// What a process does. The next roles (distributor, ingester, compactor) come with the ring.
+/// What a process does. The next roles (distributor, ingester) come with the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Ingest, store, seal, upload and answer reads: the single-node Amber.
+    /// Ingest, store, seal, upload and answer reads: the single-node Amber (and, with a
+    /// bucket, its compactor).
     All,
     /// Answer the read API from the bucket and other Ambers; no writes, no data of its own.
     Querier,
+    /// Compact the bucket (merge windows, apply retention); answers reads from the bucket,
+    /// accepts no writes.
+    Compactor,
 }
 
 impl Role {
@@ -290,6 +309,7 @@ impl Role {
         match self {
             Role::All => "all",
             Role::Querier => "querier",
+            Role::Compactor => "compactor",
         }
     }
 }
@@ -342,6 +362,9 @@ impl Config {
             ("local_retention", Str(self.storage.local_retention_ms.map(ms_text).unwrap_or_default())),
             ("ingester_urls", toml::Value::Array(self.ingester_urls.iter().cloned().map(Str).collect())),
             ("bucket_cache_bytes", int(self.bucket_cache_bytes)),
+            // 0s: no compactor in this process.
+            ("compaction_interval", d(self.compaction_interval.unwrap_or(Duration::ZERO))),
+            ("compaction_window", ms(self.compaction_window_ms)),
             // Empty: the receiver is off.
             ("otlp_grpc_listen", Str(self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default())),
             ("otlp_convert_histograms_to_nhcb", Boolean(api.otlp.convert_histograms_to_nhcb)),
@@ -618,7 +641,8 @@ impl Config {
         let role = match cli.role.or(file.role).as_deref() {
             None | Some("all") => Role::All,
             Some("querier") => Role::Querier,
-            Some(other) => anyhow::bail!("role must be all or querier, not {other:?}"),
+            Some("compactor") => Role::Compactor,
+            Some(other) => anyhow::bail!("role must be all, querier or compactor, not {other:?}"),
         };
         let ingester_urls = cli.ingester_urls.or(file.ingester_urls).unwrap_or_default();
         for url in &ingester_urls {
@@ -628,12 +652,37 @@ impl Config {
             );
         }
         match role {
-            Role::All => anyhow::ensure!(ingester_urls.is_empty(), "ingester_urls is a setting of role = querier"),
+            Role::All | Role::Compactor => {
+                anyhow::ensure!(ingester_urls.is_empty(), "ingester_urls is a setting of role = querier")
+            }
             Role::Querier => anyhow::ensure!(
                 object_store.is_some() || !ingester_urls.is_empty(),
                 "a querier reads the bucket (object_store_url) or other Ambers (ingester_urls): set at least one"
             ),
         }
+        anyhow::ensure!(
+            role != Role::Compactor || object_store.is_some(),
+            "role = compactor compacts a bucket: set object_store_url"
+        );
+        let compaction_interval = match cli.compaction_interval.or(file.compaction_interval) {
+            Some(text) if humantime::parse_duration(&text).is_ok_and(|d| d.is_zero()) => {
+                anyhow::ensure!(
+                    role != Role::Compactor,
+                    "compaction_interval must be longer than zero in role = compactor"
+                );
+                None
+            }
+            text => Some(duration("compaction_interval", text, "5m")?),
+        };
+        // A single node with a bucket compacts it too (behind the lease): one process suffices.
+        let compaction_interval =
+            compaction_interval.filter(|_| object_store.is_some() && matches!(role, Role::All | Role::Compactor));
+        let compaction_window_ms =
+            millis(duration("compaction_window", cli.compaction_window.or(file.compaction_window), "1d")?);
+        anyhow::ensure!(
+            compaction_window_ms > storage.block_duration_ms && compaction_window_ms % storage.block_duration_ms == 0,
+            "compaction_window must be a multiple of block_duration, longer than it"
+        );
         // A querier uploads nothing: it holds no data of its own.
         storage.upload_sealed_windows = object_store.is_some() && role == Role::All;
         // Empty, as `status/config` shows the default: unset.
@@ -678,6 +727,8 @@ impl Config {
             role,
             ingester_urls,
             bucket_cache_bytes: cli.bucket_cache_bytes.or(file.bucket_cache_bytes).unwrap_or(1 << 30),
+            compaction_interval,
+            compaction_window_ms,
         })
     }
 }
@@ -752,12 +803,40 @@ mod tests {
             "a querier reads the bucket (object_store_url) or other Ambers (ingester_urls): set at least one"
         );
         assert_eq!(err(&["--ingester-urls", "http://a:9201"]), "ingester_urls is a setting of role = querier");
-        assert_eq!(err(&["--role", "ingester"]), "role must be all or querier, not \"ingester\"");
+        assert_eq!(err(&["--role", "ingester"]), "role must be all, querier or compactor, not \"ingester\"");
         assert_eq!(
             err(&["--role", "querier", "--ingester-urls", "a:9201"]),
             "ingester_urls: \"a:9201\" is not an http:// or https:// URL"
         );
         assert_eq!(load(&[]).unwrap().role, Role::All);
+    }
+
+    #[test]
+    fn a_compactor_needs_a_bucket_and_a_single_node_with_one_compacts_it() {
+        let err = |args: &[&str]| load(args).unwrap_err().to_string();
+        assert_eq!(err(&["--role", "compactor"]), "role = compactor compacts a bucket: set object_store_url");
+        let bucket = ["--object-store-url", "s3://metrics/amber"];
+        let c = load(&[&["--role", "compactor"][..], &bucket].concat()).unwrap();
+        assert_eq!(c.role, Role::Compactor);
+        assert_eq!(c.compaction_interval, Some(Duration::from_secs(300)));
+        assert_eq!(c.compaction_window_ms, 24 * 3600 * 1000);
+        assert!(!c.storage.upload_sealed_windows, "a compactor holds no data");
+        assert_eq!(
+            err(&[&["--role", "compactor", "--compaction-interval", "0s"][..], &bucket].concat()),
+            "compaction_interval must be longer than zero in role = compactor"
+        );
+        assert_eq!(load(&bucket).unwrap().compaction_interval, Some(Duration::from_secs(300)));
+        let off = load(&[&["--compaction-interval", "0s"][..], &bucket].concat()).unwrap();
+        assert_eq!((off.compaction_interval, off.flags()["compaction-interval"].as_str()), (None, "0s"));
+        assert_eq!(load(&[]).unwrap().compaction_interval, None, "no bucket, nothing to compact");
+        let q = load(&[&["--role", "querier"][..], &bucket].concat()).unwrap();
+        assert_eq!(q.compaction_interval, None);
+        let c = load(&[&["--compaction-window", "12h", "--compaction-interval", "1m"][..], &bucket].concat()).unwrap();
+        assert_eq!((c.compaction_window_ms, c.compaction_interval), (12 * 3600 * 1000, Some(Duration::from_secs(60))));
+        assert_eq!(
+            err(&["--compaction-window", "3h"]),
+            "compaction_window must be a multiple of block_duration, longer than it"
+        );
     }
 
     #[test]

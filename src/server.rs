@@ -1,10 +1,11 @@
-//! Wiring: open the store, start the maintenance loop (sealing, retention), serve HTTP, and shut
-//! down cleanly on SIGTERM or Ctrl-C.
+//! Wiring: open the store, start the maintenance loop (sealing, retention), the uploader and
+//! the compactor, serve HTTP, and shut down cleanly on SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
 
 use amber_storage::Storage;
 use amber_storage::bucket_source::{BucketSource, BucketSourceOptions, RangeCache};
+use amber_storage::compactor::{Compactor, CompactorMetrics, CompactorOptions};
 use amber_storage::objstore::{Metered, ObjectStorage};
 use amber_storage::source::{Merged, ReadSource};
 use anyhow::Context;
@@ -50,6 +51,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_flags(config.flags())
             .with_config_yaml(config.settings_yaml());
     let querier = config.role == Role::Querier;
+    // Neither holds data of its own: no writes, nothing to seal, upload or expire.
+    let no_data = matches!(config.role, Role::Querier | Role::Compactor);
+    let compactor_metrics = config.compaction_interval.map(|_| Arc::new(CompactorMetrics::default()));
     if let Some(b) = &bucket {
         // Cached on local disk: block files never change once written.
         let cache = Arc::new(
@@ -61,8 +65,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tokio::runtime::Handle::current(),
             BucketSourceOptions { trace_id_labels: config.storage.trace_id_labels.clone(), ..Default::default() },
         );
-        state = state.with_bucket_meters(amber_api::BucketMeters { requests: b.clone(), cache: Some(cache) });
-        if querier {
+        state = state.with_bucket_meters(amber_api::BucketMeters {
+            requests: b.clone(),
+            cache: Some(cache),
+            compactor: compactor_metrics.clone(),
+        });
+        if no_data {
             state = state.with_source(querier_source(&config, Some(Arc::new(reads)))?);
         } else if config.storage.local_retention_ms.is_some() {
             // Local copies first, then the bucket for the windows whose copies are gone.
@@ -75,15 +83,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state = state.with_source(querier_source(&config, None)?);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    // A querier holds no data: nothing to seal, upload or expire.
-    let uploads = bucket.filter(|_| !querier).map(|b| {
+    let compaction = match (&bucket, config.compaction_interval, compactor_metrics) {
+        (Some(b), Some(interval), Some(metrics)) => {
+            let opts = compactor_options(&config, interval);
+            tracing::info!(holder = %opts.holder, ?interval, window_ms = opts.window_ms, "compactor");
+            Some(tokio::spawn(compact(b.clone(), opts, interval, metrics, stop_rx.clone())))
+        }
+        _ => None,
+    };
+    let uploads = bucket.filter(|_| !no_data).map(|b| {
         let tenant = config.tenants.default_tenant.clone();
         tokio::spawn(upload(storage.clone(), b, tenant, state.metrics.clone(), stop_rx.clone()))
     });
-    let maintenance = (!querier)
+    let maintenance = (!no_data)
         .then(|| tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx)));
 
-    let app = amber_api::router(state.clone(), config.admin_api, !querier);
+    let app = amber_api::router(state.clone(), config.admin_api, !no_data);
     // One signal stops every listener.
     let (stopping_tx, stopping) = watch::channel(false);
     tokio::spawn(async move {
@@ -93,7 +108,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|&v| v).await;
     };
-    let grpc = match config.otlp_grpc_listen.filter(|_| !querier) {
+    let grpc = match config.otlp_grpc_listen.filter(|_| !no_data) {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -145,6 +160,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(u) = uploads {
         u.await?;
+    }
+    if let Some(c) = compaction {
+        c.await?;
     }
     // Every acknowledged write is already synced; dropping the last handle closes RocksDB.
     drop(storage);
@@ -237,6 +255,64 @@ async fn upload(
                 tracing::warn!(error = %e, retry_in = ?wait, "upload failed; sealed windows wait locally");
                 wait = (wait * 2).min(UPLOAD_MAX_BACKOFF);
             }
+        }
+    }
+}
+
+/// How long the compactor keeps an object no index names before deleting it: far longer than an
+/// upload takes from putting its file to recording it in the index.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The compactor's settings from the configuration.
+fn compactor_options(config: &Config, interval: std::time::Duration) -> CompactorOptions {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    CompactorOptions {
+        // Unique per process: a restarted compactor waits for its predecessor's lease to expire
+        // rather than assume it is the same one.
+        holder: format!("{}:{}:{}", host.trim(), std::process::id(), amber_storage::now_ms()),
+        window_ms: config.compaction_window_ms,
+        settle_ms: 2 * config.storage.out_of_order_window_ms,
+        retention_ms: config.storage.retention_ms,
+        orphan_grace_ms: millis(ORPHAN_GRACE),
+        // Three passes (at least 10 s): a holder that misses two renewals in a row keeps it.
+        lease_ms: millis(interval * 3).max(10_000),
+    }
+}
+
+/// Runs a compaction pass every `interval` (the first one interval after the start) until told
+/// to stop. A pass cut short by shutdown or a failure leaves the bucket consistent; the next
+/// pass finishes it.
+async fn compact(
+    bucket: Arc<Metered>,
+    opts: CompactorOptions,
+    interval: std::time::Duration,
+    metrics: Arc<CompactorMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let started = std::time::Instant::now();
+        let compactor = Compactor::new(bucket.as_ref(), opts.clone(), &metrics);
+        let result = tokio::select! {
+            r = compactor.run_pass(amber_storage::now_ms()) => r,
+            _ = stop.changed() => return,
+        };
+        match result {
+            Ok(r) if !r.failures.is_empty() => {
+                tracing::warn!(failures = ?r.failures, ?r, "compaction left tenants for the next pass")
+            }
+            Ok(r) if r.windows_merged + r.windows_expired + r.objects_deleted > 0 => {
+                tracing::info!(?r, elapsed_ms = started.elapsed().as_millis() as u64, "compacted");
+            }
+            Ok(r) if !r.lease_held => tracing::debug!("another compactor holds the lease"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "compaction pass failed; retrying next interval"),
         }
     }
 }

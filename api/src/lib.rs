@@ -112,6 +112,8 @@ impl Default for ApiLimits {
 pub struct BucketMeters {
     pub requests: Arc<amber_storage::objstore::Metered>,
     pub cache: Option<Arc<amber_storage::bucket_source::RangeCache>>,
+    /// The compactor's counts, where this process runs one.
+    pub compactor: Option<Arc<amber_storage::compactor::CompactorMetrics>>,
 }
 
 /// What every handler can reach.

@@ -97,6 +97,13 @@ pub struct Metrics {
     bucket_cache_hits: Counter,
     bucket_cache_misses: Counter,
     bucket_cache_bytes: Gauge,
+    compaction_windows_merged: Counter,
+    compaction_block_files: Counter,
+    compaction_bytes: Counter,
+    compaction_windows_expired: Counter,
+    compaction_objects_deleted: Counter,
+    compaction_failures: Counter,
+    compactor_lease_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -146,6 +153,13 @@ impl Metrics {
             bucket_cache_hits: Counter::default(),
             bucket_cache_misses: Counter::default(),
             bucket_cache_bytes: Gauge::default(),
+            compaction_windows_merged: Counter::default(),
+            compaction_block_files: Counter::default(),
+            compaction_bytes: Counter::default(),
+            compaction_windows_expired: Counter::default(),
+            compaction_objects_deleted: Counter::default(),
+            compaction_failures: Counter::default(),
+            compactor_lease_held: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("samples_ingested", "Samples written durably", m.samples_ingested.clone());
@@ -290,6 +304,41 @@ impl Metrics {
             "Bytes of fetched block-file ranges cached on local disk (at most bucket_cache_bytes)",
             m.bucket_cache_bytes.clone(),
         );
+        registry.register(
+            "compaction_windows_merged",
+            "Bucket index entries the compactor merged into compacted windows",
+            m.compaction_windows_merged.clone(),
+        );
+        registry.register(
+            "compaction_block_files",
+            "Compacted block files the compactor wrote and committed to the bucket index",
+            m.compaction_block_files.clone(),
+        );
+        registry.register(
+            "compaction_bytes",
+            "Bytes of the compacted block files committed",
+            m.compaction_bytes.clone(),
+        );
+        registry.register(
+            "compaction_windows_expired",
+            "Bucket index entries the compactor dropped for retention",
+            m.compaction_windows_expired.clone(),
+        );
+        registry.register(
+            "compaction_objects_deleted",
+            "Objects the compactor deleted: merged, expired, and ones no index names",
+            m.compaction_objects_deleted.clone(),
+        );
+        registry.register(
+            "compaction_failures",
+            "Compaction passes that stopped on an error; what they committed stays, the rest is retried",
+            m.compaction_failures.clone(),
+        );
+        registry.register(
+            "compactor_lease_held",
+            "1 while this process holds the bucket's compactor lease (exactly one compactor works at a time)",
+            m.compactor_lease_held.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -375,6 +424,21 @@ impl Metrics {
         }
     }
 
+    /// Brings the compaction counters up to `counts` (counted by the compactor, read at each
+    /// scrape).
+    pub fn observe_compactor(&self, counts: &amber_storage::compactor::CompactorCounts) {
+        let up_to = |c: &Counter, total: u64| {
+            c.inc_by(total.saturating_sub(c.get()));
+        };
+        up_to(&self.compaction_windows_merged, counts.windows_merged);
+        up_to(&self.compaction_block_files, counts.files_written);
+        up_to(&self.compaction_bytes, counts.bytes_written);
+        up_to(&self.compaction_windows_expired, counts.windows_expired);
+        up_to(&self.compaction_objects_deleted, counts.objects_deleted);
+        up_to(&self.compaction_failures, counts.passes_failed);
+        self.compactor_lease_held.set(i64::from(counts.lease_held));
+    }
+
     pub fn observe_write(&self, status: u16, elapsed: Duration) {
         self.write_requests.get_or_create(&Code { code: status.to_string() }).inc();
         self.write_duration.observe(elapsed.as_secs_f64());
@@ -402,6 +466,9 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap) -> Respon
     m.local_horizon.set(if stats.local_horizon == i64::MIN { 0 } else { stats.local_horizon.div_euclid(1000) });
     if let Some(bucket) = &state.bucket {
         m.observe_object_store(&bucket.requests.requests(), bucket.cache.as_ref().map(|c| c.stats()).as_ref());
+        if let Some(compactor) = &bucket.compactor {
+            m.observe_compactor(&compactor.counts());
+        }
     }
     let free_query_slots = state.query_permits.available_permits();
     m.queries_in_progress.set(state.limits.max_concurrent_queries.saturating_sub(free_query_slots) as i64);

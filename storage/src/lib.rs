@@ -22,6 +22,7 @@
 //! - [`objstore`] — the object-storage trait and its `object_store`-backed bucket.
 //! - [`upload`] — sealed windows to block files in the bucket, and the bucket index.
 //! - [`source`] — the read side as the read API asks for it, by tenant name and series labels.
+//! - [`compactor`] — merging uploaded windows into longer ones, bucket retention, the lease.
 //! - [`bucket_source`] — uploaded windows read back from the bucket as a read source, and the
 //!   local-disk cache of block-file reads.
 
@@ -31,6 +32,7 @@ pub mod blockfile;
 pub mod bucket_source;
 pub mod cardinality;
 pub mod chunkenc;
+pub mod compactor;
 mod db;
 mod error;
 mod gc;

@@ -73,6 +73,9 @@ pub struct ObjectInfo {
     /// Key relative to the bucket's prefix.
     pub key: String,
     pub size: u64,
+    /// When it was last written, in milliseconds since the epoch (what the compactor ages
+    /// unreferenced objects by).
+    pub modified_ms: i64,
 }
 
 type Result<T> = std::result::Result<T, ObjectStoreError>;
@@ -267,8 +270,14 @@ impl ObjectStorage for Bucket {
         Box::pin(async move {
             let p = self.path(prefix);
             let listed: Vec<_> = self.store.list(Some(&p)).try_collect().await.map_err(|e| map_err(prefix, e))?;
-            let mut out: Vec<ObjectInfo> =
-                listed.iter().map(|m| ObjectInfo { key: self.relative(&m.location), size: m.size }).collect();
+            let mut out: Vec<ObjectInfo> = listed
+                .iter()
+                .map(|m| ObjectInfo {
+                    key: self.relative(&m.location),
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })
+                .collect();
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
         })
@@ -412,10 +421,13 @@ mod tests {
         b.put("t/w/a", Bytes::from_static(b"0123456789"), PutCondition::Overwrite).await.unwrap();
         b.put("t/w/a", Bytes::from_static(b"0123456789"), PutCondition::Overwrite).await.unwrap();
         assert_eq!(&b.get_range("t/w/a", 2..5).await.unwrap()[..], b"234");
+        let listed = b.list("t").await.unwrap();
         assert_eq!(
-            b.list("t").await.unwrap(),
-            [ObjectInfo { key: "t/index.json".into(), size: 3 }, ObjectInfo { key: "t/w/a".into(), size: 10 }]
+            listed.iter().map(|o| (o.key.as_str(), o.size)).collect::<Vec<_>>(),
+            [("t/index.json", 3), ("t/w/a", 10)]
         );
+        let now = crate::now_ms();
+        assert!(listed.iter().all(|o| (now - 60_000..=now).contains(&o.modified_ms)), "{listed:?}");
         b.delete("t/w/a").await.unwrap();
         b.delete("t/w/a").await.unwrap();
         assert!(b.get("t/w/a").await.unwrap().is_none());

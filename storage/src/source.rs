@@ -284,7 +284,7 @@ impl ReadSource for Merged {
 }
 
 /// Merges `more` into `into`, both oldest first; at equal timestamps `into`'s entry stays.
-fn merge_by_ts<T>(into: &mut Vec<T>, more: Vec<T>, ts: impl Fn(&T) -> i64) {
+pub(crate) fn merge_by_ts<T>(into: &mut Vec<T>, more: Vec<T>, ts: impl Fn(&T) -> i64) {
     if more.is_empty() {
         return;
     }

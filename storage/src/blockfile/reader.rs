@@ -433,6 +433,24 @@ impl BlockFile {
         };
         parse(&mut r).map_err(|e| self.corrupt(format!("trace table: {e}")))
     }
+
+    /// The whole trace table, in its order (what the compactor rebuilds a merged table from).
+    pub async fn trace_entries<S: ObjectStorage + ?Sized>(&self, store: &S) -> Result<Vec<TraceEntry>, BlockFileError> {
+        let Some(b) = self.section(store, section::TRACE_TABLE).await? else { return Ok(Vec::new()) };
+        let mut r = Reader::new(&b);
+        let parse = |r: &mut Reader<'_>| -> Result<Vec<TraceEntry>, DecodeError> {
+            let n = r.uvarint()?;
+            let mut out = Vec::with_capacity((n as usize).min(b.len()));
+            for _ in 0..n {
+                let id = r.len_prefixed()?;
+                let trace_id = std::str::from_utf8(id).map_err(|_| DecodeError::Invalid("trace id"))?.to_string();
+                let (ordinal, ts) = (r.uvarint()? as u32, r.varint()?);
+                out.push(TraceEntry { trace_id, ordinal, ts });
+            }
+            Ok(out)
+        };
+        parse(&mut r).map_err(|e| self.corrupt(format!("trace table: {e}")))
+    }
 }
 
 /// An open block file in a bucket: a [`BlockFile`] and the store it reads from.

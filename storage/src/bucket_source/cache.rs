@@ -248,7 +248,8 @@ impl RangeCache {
     }
 }
 
-/// Whether `key` names a block file, `<tenant>/windows/<start>/<16 hex digits>.block`.
+/// Whether `key` names a block file, `<tenant>/windows/<start>/<16 hex digits>.block` (an
+/// upload) or `<tenant>/windows/<start>_<end>/<16 hex digits>.block` (a compacted window).
 pub fn is_block_file_key(key: &str) -> bool {
     let mut parts = key.rsplitn(4, '/');
     let (Some(file), Some(start), Some(windows), Some(tenant)) =
@@ -259,7 +260,10 @@ pub fn is_block_file_key(key: &str) -> bool {
     let hash = file.strip_suffix(".block").unwrap_or("");
     !tenant.is_empty()
         && windows == "windows"
-        && start.parse::<i64>().is_ok()
+        && match start.split_once('_') {
+            Some((start, end)) => start.parse::<i64>().is_ok() && end.parse::<i64>().is_ok(),
+            None => start.parse::<i64>().is_ok(),
+        }
         && hash.len() == 16
         && hash.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -405,6 +409,7 @@ mod tests {
     fn only_block_file_keys_are_cacheable() {
         assert!(is_block_file_key(A));
         assert!(is_block_file_key("team-a/windows/-7200000/8a3f0c9d12e4b7aa.block"));
+        assert!(is_block_file_key("team-a/windows/-86400000_0/8a3f0c9d12e4b7aa.block"));
         for key in [
             "t/index.json",
             "windows/0/00000000000000aa.block",

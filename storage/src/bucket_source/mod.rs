@@ -22,7 +22,7 @@
 pub mod cache;
 mod open_files;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -41,7 +41,7 @@ use crate::index::Matcher;
 use crate::labels::Labels;
 use crate::objstore::{ObjectStorage, ObjectStoreError};
 use crate::querier::TracedExemplar;
-use crate::source::{Columns, ReadSource, SeriesData};
+use crate::source::{Columns, ReadSource, SeriesData, merge_by_ts};
 use crate::upload::index::{self, BucketIndex, IndexedWindow};
 use crate::{Exemplar, HistogramSample, Sample, block};
 use open_files::{OpenFile, OpenFiles};
@@ -282,13 +282,15 @@ impl BucketSource {
             .buffered(self.opts.concurrency.max(1))
             .try_collect()
             .await?;
-        // Windows are disjoint and in time order: a series' data from each follows the last.
+        // Windows may overlap (a window uploaded again beside the compacted one that holds it):
+        // a series' data is merged by timestamp, the entry of the window first in the index
+        // kept at a shared timestamp, as the compactor keeps it.
         let mut by_labels: BTreeMap<Labels, SeriesData> = BTreeMap::new();
         for s in per_window.into_iter().flatten() {
             let into = by_labels.entry(s.labels).or_default();
-            into.samples.extend(s.samples);
-            into.histograms.extend(s.histograms);
-            into.exemplars.extend(s.exemplars);
+            merge_by_ts(&mut into.samples, s.samples, |x| x.ts);
+            merge_by_ts(&mut into.histograms, s.histograms, |x| x.ts);
+            merge_by_ts(&mut into.exemplars, s.exemplars, |x| x.ts);
         }
         Ok(by_labels.into_iter().map(|(labels, s)| SeriesData { labels, ..s }).collect())
     }
@@ -393,8 +395,9 @@ impl BucketSource {
             .try_collect()
             .await?;
         let mut out: Vec<TracedExemplar> = per_window.into_iter().flatten().collect();
+        // Stable: of overlapping windows' copies of one exemplar, the first window's stays.
         out.sort_by(|a, b| a.exemplar.ts.cmp(&b.exemplar.ts).then_with(|| a.series.cmp(&b.series)));
-        out.dedup();
+        out.dedup_by(|a, b| a.exemplar.ts == b.exemplar.ts && a.series == b.series);
         Ok(out)
     }
 }

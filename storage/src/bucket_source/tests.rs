@@ -1,5 +1,6 @@
 //! The bucket source answers as the local store does over the same data, written through
-//! `Storage`, sealed and uploaded, so the block files are the real ones.
+//! `Storage`, sealed and uploaded, so the block files are the real ones. The compactor's tests
+//! use the same data and comparison.
 
 use super::*;
 use crate::objstore::{Bucket, Metered, ObjectStoreRequests};
@@ -8,20 +9,20 @@ use crate::upload::upload_pending;
 use crate::{Histogram, Label, Options, SeriesCreation, SeriesWrite, Storage, TenantId};
 use amber_histogram::Span;
 
-const MINUTE: i64 = 60 * 1000;
-const HOUR: i64 = 60 * MINUTE;
-const WINDOW: i64 = 2 * HOUR;
-const TENANT: &str = "anonymous";
+pub(crate) const MINUTE: i64 = 60 * 1000;
+pub(crate) const HOUR: i64 = 60 * MINUTE;
+pub(crate) const WINDOW: i64 = 2 * HOUR;
+pub(crate) const TENANT: &str = "anonymous";
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_unsorted(pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect())
 }
 
-fn sample(ts: i64, value: f64) -> Sample {
+pub(crate) fn sample(ts: i64, value: f64) -> Sample {
     Sample { ts, value, start_ts: crate::NO_START }
 }
 
-fn exemplar(ts: i64, pairs: &[(&str, &str)]) -> Exemplar {
+pub(crate) fn exemplar(ts: i64, pairs: &[(&str, &str)]) -> Exemplar {
     Exemplar { ts, value: 0.5, labels: labels(pairs) }
 }
 
@@ -38,13 +39,13 @@ fn histogram(ts: i64, n: f64) -> HistogramSample {
 }
 
 /// Data written, sealed and uploaded.
-struct Stored {
-    storage: Arc<Storage>,
-    bucket: Arc<Bucket>,
-    runtime: tokio::runtime::Runtime,
+pub(crate) struct Stored {
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) bucket: Arc<Bucket>,
+    pub(crate) runtime: tokio::runtime::Runtime,
     /// Start of the oldest window written.
-    first: i64,
-    now: i64,
+    pub(crate) first: i64,
+    pub(crate) now: i64,
     _dir: tempfile::TempDir,
 }
 
@@ -52,39 +53,45 @@ impl Stored {
     /// `windows` closed windows, the newest ending two hours before the current one begins,
     /// filled by `write(storage, first window start)`, then sealed and uploaded.
     fn new(windows: i64, write: impl FnOnce(&Storage, i64)) -> Stored {
+        let now = crate::now_ms();
+        let first = now.div_euclid(WINDOW) * WINDOW - (windows + 1) * WINDOW;
+        Stored::starting_at(first, now, write)
+    }
+
+    /// Windows from `first` (a window's start, closed at `now`) filled by `write(storage, first)`,
+    /// sealed and uploaded at `now`.
+    pub(crate) fn starting_at(first: i64, now: i64, write: impl FnOnce(&Storage, i64)) -> Stored {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let opts = Options { upload_sealed_windows: true, retention_ms: 40 * 24 * HOUR, ..Default::default() };
         let storage = Arc::new(Storage::open(dir.path(), opts).unwrap());
-        let now = crate::now_ms();
-        let first = storage.window_of(now) - (windows + 1) * WINDOW;
         write(&storage, first);
         let stored = Stored { storage, bucket: Arc::new(Bucket::in_memory()), runtime, first, now, _dir: dir };
         stored.seal_and_upload();
         stored
     }
 
-    fn seal_and_upload(&self) {
+    pub(crate) fn seal_and_upload(&self) {
         self.storage.seal(self.now).unwrap();
         self.runtime.block_on(upload_pending(&self.storage, &*self.bucket, TENANT, self.now)).unwrap();
         assert_eq!(self.storage.pending_uploads(self.now).unwrap(), []);
     }
 
-    fn local(&self) -> Local {
+    pub(crate) fn local(&self) -> Local {
         Local::new(self.storage.clone(), TENANT)
     }
 
-    fn source(&self, store: Arc<dyn ObjectStorage>, opts: BucketSourceOptions) -> BucketSource {
+    pub(crate) fn source(&self, store: Arc<dyn ObjectStorage>, opts: BucketSourceOptions) -> BucketSource {
         BucketSource::new(store, self.runtime.handle().clone(), opts)
     }
 }
 
-fn write(storage: &Storage, tenant: TenantId, series: Vec<SeriesWrite>) {
+pub(crate) fn write(storage: &Storage, tenant: TenantId, series: Vec<SeriesWrite>) {
     let report = storage.append(tenant, &series, &[], SeriesCreation::UNLIMITED).unwrap();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
 }
 
-fn series(
+pub(crate) fn series(
     pairs: &[(&str, &str)],
     samples: Vec<Sample>,
     histograms: Vec<HistogramSample>,
@@ -96,63 +103,63 @@ fn series(
 /// Four windows of series that start, stop and skip windows, with floats, native histograms and
 /// exemplars carrying trace ids under both trace-id labels; and a second tenant.
 fn four_windows() -> Stored {
-    Stored::new(4, |storage, w| {
-        let every =
-            |from: i64, to: i64, step: i64| (from..to).step_by(step as usize).map(|ts| sample(ts, (ts - w) as f64));
-        write(
-            storage,
-            TenantId::DEFAULT,
-            vec![
-                series(
-                    &[("__name__", "up"), ("job", "api"), ("instance", "a")],
-                    every(w, w + 4 * WINDOW, 5 * MINUTE).collect(),
-                    vec![],
-                    vec![
-                        exemplar(w + WINDOW + 10 * MINUTE, &[("trace_id", "abc")]),
-                        exemplar(w + 3 * WINDOW + 20 * MINUTE, &[("trace_id", "def"), ("traceID", "abc")]),
-                        exemplar(w + 3 * WINDOW + 30 * MINUTE, &[("span_id", "abc")]),
-                    ],
-                ),
-                series(
-                    &[("__name__", "up"), ("job", "api"), ("instance", "b")],
-                    every(w + WINDOW, w + 3 * WINDOW, 10 * MINUTE).collect(),
-                    vec![],
-                    vec![exemplar(w + 2 * WINDOW + 5 * MINUTE, &[("trace_id", "abc")])],
-                ),
-                series(
-                    &[("__name__", "up"), ("job", "web")],
-                    every(w, w + WINDOW, 15 * MINUTE)
-                        .chain(every(w + 3 * WINDOW, w + 4 * WINDOW, 15 * MINUTE))
-                        .collect(),
-                    vec![],
-                    vec![exemplar(w + 20 * MINUTE, &[("traceID", "abc")])],
-                ),
-                series(
-                    &[("__name__", "latency"), ("job", "api")],
-                    vec![],
-                    (w + WINDOW..w + 4 * WINDOW).step_by((30 * MINUTE) as usize).map(|ts| histogram(ts, 1.0)).collect(),
-                    vec![],
-                ),
-                series(
-                    &[("__name__", "errors_total"), ("job", "db"), ("instance", "a")],
-                    vec![sample(w + 2 * WINDOW + 90 * MINUTE, 1.0)],
-                    vec![],
-                    vec![],
-                ),
-            ],
-        );
-        let team_b = storage.register_tenant("team-b").unwrap();
-        write(
-            storage,
-            team_b,
-            vec![series(
-                &[("__name__", "up"), ("job", "b")],
-                every(w + WINDOW, w + 2 * WINDOW, HOUR).collect(),
+    Stored::new(4, fill_four_windows)
+}
+
+/// What [`four_windows`] writes, from the window starting at `w`.
+pub(crate) fn fill_four_windows(storage: &Storage, w: i64) {
+    let every = |from: i64, to: i64, step: i64| (from..to).step_by(step as usize).map(|ts| sample(ts, (ts - w) as f64));
+    write(
+        storage,
+        TenantId::DEFAULT,
+        vec![
+            series(
+                &[("__name__", "up"), ("job", "api"), ("instance", "a")],
+                every(w, w + 4 * WINDOW, 5 * MINUTE).collect(),
+                vec![],
+                vec![
+                    exemplar(w + WINDOW + 10 * MINUTE, &[("trace_id", "abc")]),
+                    exemplar(w + 3 * WINDOW + 20 * MINUTE, &[("trace_id", "def"), ("traceID", "abc")]),
+                    exemplar(w + 3 * WINDOW + 30 * MINUTE, &[("span_id", "abc")]),
+                ],
+            ),
+            series(
+                &[("__name__", "up"), ("job", "api"), ("instance", "b")],
+                every(w + WINDOW, w + 3 * WINDOW, 10 * MINUTE).collect(),
+                vec![],
+                vec![exemplar(w + 2 * WINDOW + 5 * MINUTE, &[("trace_id", "abc")])],
+            ),
+            series(
+                &[("__name__", "up"), ("job", "web")],
+                every(w, w + WINDOW, 15 * MINUTE).chain(every(w + 3 * WINDOW, w + 4 * WINDOW, 15 * MINUTE)).collect(),
+                vec![],
+                vec![exemplar(w + 20 * MINUTE, &[("traceID", "abc")])],
+            ),
+            series(
+                &[("__name__", "latency"), ("job", "api")],
+                vec![],
+                (w + WINDOW..w + 4 * WINDOW).step_by((30 * MINUTE) as usize).map(|ts| histogram(ts, 1.0)).collect(),
+                vec![],
+            ),
+            series(
+                &[("__name__", "errors_total"), ("job", "db"), ("instance", "a")],
+                vec![sample(w + 2 * WINDOW + 90 * MINUTE, 1.0)],
                 vec![],
                 vec![],
-            )],
-        );
-    })
+            ),
+        ],
+    );
+    let team_b = storage.register_tenant("team-b").unwrap();
+    write(
+        storage,
+        team_b,
+        vec![series(
+            &[("__name__", "up"), ("job", "b")],
+            every(w + WINDOW, w + 2 * WINDOW, HOUR).collect(),
+            vec![],
+            vec![],
+        )],
+    );
 }
 
 fn not_equal(name: &str, value: &str) -> Matcher {
@@ -193,7 +200,7 @@ fn range_cases(w: i64) -> Vec<(&'static str, i64, i64)> {
     ]
 }
 
-fn assert_same_answers(bucket: &dyn ReadSource, local: &dyn ReadSource, tenant: &str, w: i64) {
+pub(crate) fn assert_same_answers(bucket: &dyn ReadSource, local: &dyn ReadSource, tenant: &str, w: i64) {
     let all_columns = Columns { samples: true, histograms: true, exemplars: true };
     for (what, selectors) in selector_cases() {
         for (range, mint, maxt) in range_cases(w) {

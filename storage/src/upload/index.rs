@@ -21,7 +21,9 @@ const UPDATE_ATTEMPTS: usize = 8;
 pub struct BucketIndex {
     pub version: u32,
     pub tenant: String,
-    /// Sorted by `start`; at most one entry per window.
+    /// Sorted by `(start, end)`; at most one entry per such pair. Entries may overlap: a window
+    /// uploaded again after the compactor merged it into a longer one sits beside the longer
+    /// one until the next compaction merges the two (readers merge overlapping entries).
     pub windows: Vec<IndexedWindow>,
 }
 
@@ -70,7 +72,8 @@ pub async fn read(store: &dyn ObjectStorage, tenant: &str) -> Result<BucketIndex
     Ok(read_versioned(store, tenant).await?.0)
 }
 
-async fn read_versioned(
+/// A tenant's index with the condition under which a put replaces exactly the version read.
+pub(crate) async fn read_versioned(
     store: &dyn ObjectStorage,
     tenant: &str,
 ) -> Result<(BucketIndex, PutCondition), ObjectStoreError> {
@@ -94,9 +97,9 @@ async fn read_versioned(
     }
 }
 
-/// Records `window` in the tenant's index, replacing the window's earlier entry. Returns the
-/// entry it replaced, whose object the caller may now delete. A no-op when the index already
-/// says exactly this (a retried upload).
+/// Records `window` in the tenant's index, replacing the window's earlier entry (same start and
+/// end; a compacted entry that covers it stays). Returns the entry it replaced, whose object the
+/// caller may now delete. A no-op when the index already says exactly this (a retried upload).
 pub async fn record(
     store: &dyn ObjectStorage,
     tenant: &str,
@@ -104,7 +107,7 @@ pub async fn record(
 ) -> Result<Option<IndexedWindow>, ObjectStoreError> {
     for _ in 0..UPDATE_ATTEMPTS {
         let (mut index, condition) = read_versioned(store, tenant).await?;
-        let replaced = match index.windows.binary_search_by_key(&window.start, |w| w.start) {
+        let replaced = match index.windows.binary_search_by_key(&(window.start, window.end), |w| (w.start, w.end)) {
             Ok(i) if index.windows[i] == window => return Ok(None),
             Ok(i) => Some(std::mem::replace(&mut index.windows[i], window.clone())),
             Err(i) => {
@@ -112,14 +115,66 @@ pub async fn record(
                 None
             }
         };
-        let bytes = serde_json::to_vec_pretty(&index).expect("an index serializes");
-        match store.put(&index_key(tenant), bytes.into(), condition).await {
+        match put(store, tenant, &index, condition).await {
             Ok(()) => return Ok(replaced),
             Err(ObjectStoreError::Conflict(_)) => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(ObjectStoreError::Unavailable(format!(
+    Err(too_many_changes(tenant))
+}
+
+/// What [`replace`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// The index now has `added` instead of `removed`; this is the index written.
+    Done(BucketIndex),
+    /// Some of `removed` is no longer in the index exactly as given (an upload replaced it
+    /// meanwhile): nothing was changed.
+    Stale,
+}
+
+/// Replaces the entries `removed` of the tenant's index by `added` in one conditional put
+/// (the compactor's commit), re-reading and checking again when another writer got in between.
+pub async fn replace(
+    store: &dyn ObjectStorage,
+    tenant: &str,
+    removed: &[IndexedWindow],
+    added: Option<&IndexedWindow>,
+) -> Result<Replaced, ObjectStoreError> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let (mut index, condition) = read_versioned(store, tenant).await?;
+        if !removed.iter().all(|r| index.windows.contains(r)) {
+            return Ok(Replaced::Stale);
+        }
+        index.windows.retain(|w| !removed.contains(w));
+        if let Some(added) = added {
+            match index.windows.binary_search_by_key(&(added.start, added.end), |w| (w.start, w.end)) {
+                Ok(i) => index.windows[i] = added.clone(),
+                Err(i) => index.windows.insert(i, added.clone()),
+            }
+        }
+        match put(store, tenant, &index, condition).await {
+            Ok(()) => return Ok(Replaced::Done(index)),
+            Err(ObjectStoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(too_many_changes(tenant))
+}
+
+async fn put(
+    store: &dyn ObjectStorage,
+    tenant: &str,
+    index: &BucketIndex,
+    condition: PutCondition,
+) -> Result<(), ObjectStoreError> {
+    let bytes = serde_json::to_vec_pretty(index).expect("an index serializes");
+    store.put(&index_key(tenant), bytes.into(), condition).await
+}
+
+fn too_many_changes(tenant: &str) -> ObjectStoreError {
+    ObjectStoreError::Unavailable(format!(
         "bucket index of tenant {tenant:?} changed {UPDATE_ATTEMPTS} times while being updated"
-    )))
+    ))
 }
