@@ -135,10 +135,38 @@ pub struct Cli {
     /// the bucket (needs --object-store-url) [default: the whole retention].
     #[arg(long, env = "AMBER_LOCAL_RETENTION")]
     pub local_retention: Option<String>,
-    /// `all` (one process does everything) or `querier` (answers the read API from the bucket
-    /// and the Ambers of --ingester-urls; accepts no writes and keeps no data) [default: all].
+    /// `all` (one process does everything), `distributor` (sends writes on to the ingesters on
+    /// the ring, answers reads from them and the bucket; keeps no data), `ingester` (stores what
+    /// distributors send, on the ring), `querier` (answers the read API from the bucket, the
+    /// ring and the Ambers of --ingester-urls; accepts no writes and keeps no data) or
+    /// `compactor` [default: all].
     #[arg(long, env = "AMBER_ROLE")]
     pub role: Option<String>,
+    /// etcd endpoints holding the ring, comma-separated `host:port` (roles distributor,
+    /// ingester and querier).
+    #[arg(long, env = "AMBER_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Option<Vec<String>>,
+    /// Key prefix of the ring's entries in etcd, one key per ingester [default: amber/ring/].
+    #[arg(long, env = "AMBER_ETCD_PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// How long an ingester stays on the ring after its keep-alives stop [default: 10s].
+    #[arg(long, env = "AMBER_RING_LEASE_TTL")]
+    pub ring_lease_ttl: Option<String>,
+    /// This ingester's name on the ring, stable across restarts: its tokens derive from it
+    /// [default: the host name].
+    #[arg(long, env = "AMBER_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Base URL distributors and queriers reach this ingester at [default: http://<listen> when
+    /// it names one address, else http://<host name>:<listen port>].
+    #[arg(long, env = "AMBER_INSTANCE_ADDR")]
+    pub instance_addr: Option<String>,
+    /// Ingesters each series is written to; a write is acknowledged once a majority of them
+    /// have it [default: 3].
+    #[arg(long, env = "AMBER_REPLICATION_FACTOR")]
+    pub replication_factor: Option<usize>,
+    /// How long an ingester has to answer a distributor's write before it counts as failed [default: 10s].
+    #[arg(long, env = "AMBER_INGESTER_WRITE_TIMEOUT")]
+    pub ingester_write_timeout: Option<String>,
     /// Base URLs of the Ambers a querier asks for recent data, comma-separated
     /// (e.g. `http://ingester-1:9201`).
     #[arg(long, env = "AMBER_INGESTER_URLS", value_delimiter = ',')]
@@ -225,6 +253,13 @@ struct FileConfig {
     object_store_allow_http: Option<bool>,
     local_retention: Option<String>,
     role: Option<String>,
+    etcd_endpoints: Option<Vec<String>>,
+    etcd_prefix: Option<String>,
+    ring_lease_ttl: Option<String>,
+    instance_id: Option<String>,
+    instance_addr: Option<String>,
+    replication_factor: Option<usize>,
+    ingester_write_timeout: Option<String>,
     ingester_urls: Option<Vec<String>>,
     bucket_cache_bytes: Option<u64>,
     compaction_interval: Option<String>,
@@ -281,6 +316,9 @@ pub struct Config {
     /// The bucket sealed windows are uploaded to; `None`: they stay local only.
     pub object_store: Option<amber_storage::objstore::BucketConfig>,
     pub role: Role,
+    /// The ring of ingesters: where a distributor sends writes, an ingester registers and a
+    /// querier reads recent data; `None` without etcd.
+    pub ring: Option<RingSettings>,
     /// What a querier reads besides the bucket: other Ambers' HTTP APIs.
     pub ingester_urls: Vec<String>,
     /// Budget of a querier's on-disk cache of block-file ranges.
@@ -291,12 +329,29 @@ pub struct Config {
     pub compaction_window_ms: i64,
 }
 
-/// What a process does. The next roles (distributor, ingester) come with the ring.
+/// The ring in etcd and this process's part in it.
+#[derive(Debug, Clone)]
+pub struct RingSettings {
+    pub etcd: amber_ring::EtcdConfig,
+    /// This ingester's entry: its id and the URL it is reached at.
+    pub instance_id: String,
+    pub instance_addr: String,
+    pub replication_factor: usize,
+    pub ingester_write_timeout: Duration,
+}
+
+/// What a process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Ingest, store, seal, upload and answer reads: the single-node Amber (and, with a
     /// bucket, its compactor).
     All,
+    /// Validate writes and send each series on to a quorum of its ingesters on the ring; answer
+    /// reads from the ring and the bucket. No data of its own.
+    Distributor,
+    /// Store, seal and upload what distributors send, registered on the ring; answer the reads
+    /// queriers send.
+    Ingester,
     /// Answer the read API from the bucket and other Ambers; no writes, no data of its own.
     Querier,
     /// Compact the bucket (merge windows, apply retention); answers reads from the bucket,
@@ -308,6 +363,8 @@ impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::All => "all",
+            Role::Distributor => "distributor",
+            Role::Ingester => "ingester",
             Role::Querier => "querier",
             Role::Compactor => "compactor",
         }
@@ -361,6 +418,10 @@ impl Config {
             // Empty: local copies stay for the whole retention.
             ("local_retention", Str(self.storage.local_retention_ms.map(ms_text).unwrap_or_default())),
             ("ingester_urls", toml::Value::Array(self.ingester_urls.iter().cloned().map(Str).collect())),
+            (
+                "etcd_endpoints",
+                toml::Value::Array(self.ring.iter().flat_map(|r| r.etcd.endpoints.iter().cloned().map(Str)).collect()),
+            ),
             ("bucket_cache_bytes", int(self.bucket_cache_bytes)),
             // 0s: no compactor in this process.
             ("compaction_interval", d(self.compaction_interval.unwrap_or(Duration::ZERO))),
@@ -380,6 +441,14 @@ impl Config {
         if let Some((cert, key)) = &self.tls {
             table.insert("tls_cert_file".into(), path(cert));
             table.insert("tls_key_file".into(), path(key));
+        }
+        if let Some(ring) = &self.ring {
+            table.insert("etcd_prefix".into(), Str(ring.etcd.prefix.clone()));
+            table.insert("ring_lease_ttl".into(), d(ring.etcd.lease_ttl));
+            table.insert("instance_id".into(), Str(ring.instance_id.clone()));
+            table.insert("instance_addr".into(), Str(ring.instance_addr.clone()));
+            table.insert("replication_factor".into(), int(ring.replication_factor as u64));
+            table.insert("ingester_write_timeout".into(), d(ring.ingester_write_timeout));
         }
         if let Some(bucket) = &self.object_store {
             table.insert("object_store_url".into(), Str(bucket.url.clone()));
@@ -640,9 +709,64 @@ impl Config {
         };
         let role = match cli.role.or(file.role).as_deref() {
             None | Some("all") => Role::All,
+            Some("distributor") => Role::Distributor,
+            Some("ingester") => Role::Ingester,
             Some("querier") => Role::Querier,
             Some("compactor") => Role::Compactor,
-            Some(other) => anyhow::bail!("role must be all, querier or compactor, not {other:?}"),
+            Some(other) => {
+                anyhow::bail!("role must be all, distributor, ingester, querier or compactor, not {other:?}")
+            }
+        };
+        let listen = cli.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:9201".parse().expect("valid address"));
+        let etcd_endpoints = cli.etcd_endpoints.or(file.etcd_endpoints).unwrap_or_default();
+        let ring = if etcd_endpoints.is_empty() {
+            anyhow::ensure!(
+                !matches!(role, Role::Distributor | Role::Ingester),
+                "role = {} works on the ring: set etcd_endpoints",
+                role.name()
+            );
+            None
+        } else {
+            anyhow::ensure!(
+                matches!(role, Role::Distributor | Role::Ingester | Role::Querier),
+                "etcd_endpoints is a setting of roles distributor, ingester and querier"
+            );
+            let host = || {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .context("reading the host name for instance_id and instance_addr: set them")
+            };
+            let instance_id = match cli.instance_id.or(file.instance_id) {
+                Some(id) => id,
+                None => host()?,
+            };
+            // Listening on one address: that is where others reach it; on all of them: the host name.
+            let instance_addr = match cli.instance_addr.or(file.instance_addr) {
+                Some(addr) => addr,
+                None if !listen.ip().is_unspecified() => format!("http://{listen}"),
+                None => format!("http://{}:{}", host()?, listen.port()),
+            };
+            anyhow::ensure!(
+                instance_addr.starts_with("http://") || instance_addr.starts_with("https://"),
+                "instance_addr: {instance_addr:?} is not an http:// or https:// URL"
+            );
+            let replication_factor = cli.replication_factor.or(file.replication_factor).unwrap_or(3);
+            anyhow::ensure!(replication_factor >= 1, "replication_factor must be at least 1");
+            Some(RingSettings {
+                etcd: amber_ring::EtcdConfig {
+                    endpoints: etcd_endpoints,
+                    prefix: cli.etcd_prefix.or(file.etcd_prefix).unwrap_or_else(|| "amber/ring/".into()),
+                    lease_ttl: duration("ring_lease_ttl", cli.ring_lease_ttl.or(file.ring_lease_ttl), "10s")?,
+                },
+                instance_id,
+                instance_addr,
+                replication_factor,
+                ingester_write_timeout: duration(
+                    "ingester_write_timeout",
+                    cli.ingester_write_timeout.or(file.ingester_write_timeout),
+                    "10s",
+                )?,
+            })
         };
         let ingester_urls = cli.ingester_urls.or(file.ingester_urls).unwrap_or_default();
         for url in &ingester_urls {
@@ -652,12 +776,12 @@ impl Config {
             );
         }
         match role {
-            Role::All | Role::Compactor => {
+            Role::All | Role::Distributor | Role::Ingester | Role::Compactor => {
                 anyhow::ensure!(ingester_urls.is_empty(), "ingester_urls is a setting of role = querier")
             }
             Role::Querier => anyhow::ensure!(
-                object_store.is_some() || !ingester_urls.is_empty(),
-                "a querier reads the bucket (object_store_url) or other Ambers (ingester_urls): set at least one"
+                object_store.is_some() || !ingester_urls.is_empty() || ring.is_some(),
+                "a querier reads the bucket (object_store_url), the ring (etcd_endpoints) or other Ambers (ingester_urls): set at least one"
             ),
         }
         anyhow::ensure!(
@@ -683,11 +807,14 @@ impl Config {
             compaction_window_ms > storage.block_duration_ms && compaction_window_ms % storage.block_duration_ms == 0,
             "compaction_window must be a multiple of block_duration, longer than it"
         );
-        // A querier uploads nothing: it holds no data of its own.
-        storage.upload_sealed_windows = object_store.is_some() && role == Role::All;
+        // Only a role that holds data uploads it.
+        storage.upload_sealed_windows = object_store.is_some() && matches!(role, Role::All | Role::Ingester);
         // Empty, as `status/config` shows the default: unset.
         if let Some(text) = cli.local_retention.or(file.local_retention).filter(|t| !t.is_empty()) {
-            anyhow::ensure!(storage.upload_sealed_windows, "local_retention needs object_store_url (and role = all)");
+            anyhow::ensure!(
+                storage.upload_sealed_windows,
+                "local_retention needs object_store_url (and role = all or ingester)"
+            );
             let keep = millis(duration("local_retention", Some(text), "0s")?);
             // Sealing must be done with a window before its local copy can go.
             anyhow::ensure!(
@@ -700,7 +827,7 @@ impl Config {
         anyhow::ensure!(matches!(log_format.as_str(), "text" | "json"), "log_format must be text or json");
         Ok(Config {
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
-            listen: cli.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:9201".parse().expect("valid address")),
+            listen,
             storage,
             api,
             engine,
@@ -725,6 +852,7 @@ impl Config {
             },
             object_store,
             role,
+            ring,
             ingester_urls,
             bucket_cache_bytes: cli.bucket_cache_bytes.or(file.bucket_cache_bytes).unwrap_or(1 << 30),
             compaction_interval,
@@ -800,10 +928,30 @@ mod tests {
         let err = |args: &[&str]| load(args).unwrap_err().to_string();
         assert_eq!(
             err(&["--role", "querier"]),
-            "a querier reads the bucket (object_store_url) or other Ambers (ingester_urls): set at least one"
+            "a querier reads the bucket (object_store_url), the ring (etcd_endpoints) or other Ambers (ingester_urls): set at least one"
         );
         assert_eq!(err(&["--ingester-urls", "http://a:9201"]), "ingester_urls is a setting of role = querier");
-        assert_eq!(err(&["--role", "ingester"]), "role must be all, querier or compactor, not \"ingester\"");
+        assert_eq!(
+            err(&["--role", "store-gateway"]),
+            "role must be all, distributor, ingester, querier or compactor, not \"store-gateway\""
+        );
+        assert_eq!(err(&["--role", "ingester"]), "role = ingester works on the ring: set etcd_endpoints");
+        assert_eq!(
+            err(&["--etcd-endpoints", "127.0.0.1:2379"]),
+            "etcd_endpoints is a setting of roles distributor, ingester and querier"
+        );
+        let ring = ["--etcd-endpoints", "a:2379,b:2379", "--instance-id", "i-1", "--instance-addr", "http://i-1:9201"];
+        let c = load(&[&["--role", "ingester"][..], &ring].concat()).unwrap();
+        let r = c.ring.expect("a ring");
+        assert_eq!(
+            (r.etcd.endpoints, r.etcd.prefix.as_str()),
+            (vec!["a:2379".to_string(), "b:2379".into()], "amber/ring/")
+        );
+        assert_eq!(
+            (r.instance_id.as_str(), r.instance_addr.as_str(), r.replication_factor),
+            ("i-1", "http://i-1:9201", 3)
+        );
+        assert_eq!((r.etcd.lease_ttl, r.ingester_write_timeout), (Duration::from_secs(10), Duration::from_secs(10)));
         assert_eq!(
             err(&["--role", "querier", "--ingester-urls", "a:9201"]),
             "ingester_urls: \"a:9201\" is not an http:// or https:// URL"

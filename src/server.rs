@@ -11,19 +11,36 @@ use amber_storage::source::{Merged, ReadSource};
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::config::{Config, Role};
+use amber_api::distributor::{Distributor, DistributorOptions};
+use amber_api::ring_source::RingSource;
+use amber_ring::{Member, MemberState, Registration, RingWatch};
 
-/// What a querier reads: the Ambers of `--ingester-urls` for recent data (asked first: at a
-/// timestamp both hold, theirs wins), then the bucket.
-fn querier_source(config: &Config, bucket: Option<Arc<BucketSource>>) -> anyhow::Result<Arc<dyn ReadSource>> {
+use crate::config::{Config, RingSettings, Role};
+
+/// How long a start waits for etcd before it fails.
+const ETCD_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a querier (or a distributor) reads: the ingesters on the ring and the Ambers of
+/// `--ingester-urls` for recent data (asked first: at a timestamp both hold, theirs wins), then
+/// the bucket.
+fn querier_source(
+    config: &Config,
+    ring: Option<&Arc<RingWatch>>,
+    bucket: Option<Arc<BucketSource>>,
+) -> anyhow::Result<Arc<dyn ReadSource>> {
     let runtime = tokio::runtime::Handle::current();
     let mut sources: Vec<Arc<dyn ReadSource>> = Vec::new();
+    if let (Some(ring), Some(settings)) = (ring, &config.ring) {
+        let may_miss = settings.replication_factor - (settings.replication_factor / 2 + 1);
+        let timeout = config.engine.limits.timeout;
+        sources.push(Arc::new(RingSource::new(ring.clone(), may_miss, timeout, runtime.clone())));
+    }
     for url in &config.ingester_urls {
         let peer = amber_api::remote_source::RemoteAmber::new(url, config.engine.limits.timeout, runtime.clone())
             .with_context(|| format!("ingester_urls: {url}"))?;
         sources.push(Arc::new(peer));
     }
-    tracing::info!(ingesters = config.ingester_urls.len(), bucket = bucket.is_some(), "querier");
+    tracing::info!(ring = ring.is_some(), ingesters = config.ingester_urls.len(), bucket = bucket.is_some(), "reads");
     if let Some(b) = bucket {
         sources.push(b);
     }
@@ -50,9 +67,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone())
             .with_flags(config.flags())
             .with_config_yaml(config.settings_yaml());
-    let querier = config.role == Role::Querier;
-    // Neither holds data of its own: no writes, nothing to seal, upload or expire.
-    let no_data = matches!(config.role, Role::Querier | Role::Compactor);
+    // Reads from the ring: a querier's, and a distributor's too (it holds no data).
+    let ring = match &config.ring {
+        Some(r) if matches!(config.role, Role::Distributor | Role::Querier) => {
+            let watch = RingWatch::start(&r.etcd, ETCD_START_TIMEOUT).await.context("watching the ring in etcd")?;
+            tracing::info!(endpoints = ?r.etcd.endpoints, members = watch.ring().members().len(), "ring");
+            Some(Arc::new(watch))
+        }
+        _ => None,
+    };
+    if let Some(watch) = &ring {
+        state = state.with_ring(watch.clone());
+    }
+    if let (Some(watch), Some(r), Role::Distributor) = (&ring, &config.ring, config.role) {
+        let options =
+            DistributorOptions { replication_factor: r.replication_factor, timeout: r.ingester_write_timeout };
+        state = state.with_distributor(Arc::new(Distributor::new(watch.clone(), options)));
+    }
+    let reads_elsewhere = matches!(config.role, Role::Querier | Role::Distributor);
+    // None holds data of its own: nothing to seal, upload or expire.
+    let no_data = matches!(config.role, Role::Querier | Role::Compactor | Role::Distributor);
     let compactor_metrics = config.compaction_interval.map(|_| Arc::new(CompactorMetrics::default()));
     if let Some(b) = &bucket {
         // Cached on local disk: block files never change once written.
@@ -71,7 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             compactor: compactor_metrics.clone(),
         });
         if no_data {
-            state = state.with_source(querier_source(&config, Some(Arc::new(reads)))?);
+            state = state.with_source(querier_source(&config, ring.as_ref(), Some(Arc::new(reads)))?);
         } else if config.storage.local_retention_ms.is_some() {
             // Local copies first, then the bucket for the windows whose copies are gone.
             let horizon = storage.clone();
@@ -79,8 +113,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let local = amber_storage::source::Local::new(storage.clone(), config.tenants.default_tenant.clone());
             state = state.with_source(Arc::new(Merged(vec![Arc::new(local), Arc::new(reads)])));
         }
-    } else if querier {
-        state = state.with_source(querier_source(&config, None)?);
+    } else if reads_elsewhere {
+        state = state.with_source(querier_source(&config, ring.as_ref(), None)?);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let compaction = match (&bucket, config.compaction_interval, compactor_metrics) {
@@ -98,17 +132,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let maintenance = (!no_data)
         .then(|| tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx)));
 
-    let app = amber_api::router(state.clone(), config.admin_api, !no_data);
+    let accepts_writes = !matches!(config.role, Role::Querier | Role::Compactor);
+    let app = amber_api::router(state.clone(), config.admin_api, accepts_writes);
     // One signal stops every listener.
     let (stopping_tx, stopping) = watch::channel(false);
+    let stopping_tx = Arc::new(stopping_tx);
+    let signalled = stopping_tx.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        stopping_tx.send(true).ok();
+        signalled.send(true).ok();
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|&v| v).await;
     };
-    let grpc = match config.otlp_grpc_listen.filter(|_| !no_data) {
+    let grpc = match config.otlp_grpc_listen.filter(|_| accepts_writes) {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -131,6 +168,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop.await;
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
+    // An ingester joins the ring once it listens, and leaves it when it stops.
+    let registration = match (&config.ring, config.role) {
+        (Some(r), Role::Ingester) => {
+            Some(tokio::spawn(register(r.clone(), handle.clone(), stopping.clone(), stopping_tx.clone())))
+        }
+        _ => None,
+    };
     let app = app.into_make_service();
     match &config.tls {
         None => {
@@ -153,6 +197,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(grpc) = grpc {
         grpc.await??;
     }
+    let registration = match registration {
+        Some(r) => Some(r.await?.context("registering on the ring")?),
+        None => None,
+    };
     tracing::info!("shutting down");
     stop_tx.send(true).ok();
     if let Some(m) = maintenance {
@@ -164,9 +212,49 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(c) = compaction {
         c.await?;
     }
+    if let Some(r) = registration {
+        // Sealed and uploaded what it could: its replicas and its WAL hold the rest.
+        r.leave(ETCD_START_TIMEOUT).await.context("leaving the ring")?;
+        tracing::info!("left the ring");
+    }
     // Every acknowledged write is already synced; dropping the last handle closes RocksDB.
     drop(storage);
     Ok(())
+}
+
+/// Puts this ingester on the ring, Active, once its HTTP server listens; marks it Leaving when
+/// the process starts to stop, so distributors send it nothing new while it drains. A failure
+/// to register stops the process. Returns the registration to leave with at the end.
+async fn register(
+    settings: RingSettings,
+    server: axum_server::Handle<std::net::SocketAddr>,
+    mut stopping: watch::Receiver<bool>,
+    stop: Arc<watch::Sender<bool>>,
+) -> anyhow::Result<Registration> {
+    let registered = async {
+        server.listening().await.context("the HTTP server did not start")?;
+        let member = Member {
+            tokens: amber_ring::tokens_for(&settings.instance_id, amber_ring::DEFAULT_TOKENS),
+            id: settings.instance_id.clone(),
+            addr: settings.instance_addr.clone(),
+            state: MemberState::Active,
+        };
+        let registration = Registration::start(&settings.etcd, member, ETCD_START_TIMEOUT).await?;
+        tracing::info!(id = %settings.instance_id, addr = %settings.instance_addr, "joined the ring");
+        anyhow::Ok(registration)
+    };
+    let registration = match registered.await {
+        Ok(r) => r,
+        Err(e) => {
+            stop.send(true).ok();
+            return Err(e);
+        }
+    };
+    let _ = stopping.wait_for(|&v| v).await;
+    if let Err(e) = registration.set_state(MemberState::Leaving, ETCD_START_TIMEOUT).await {
+        tracing::warn!(error = %e, "could not mark this ingester leaving; its lease ends its entry");
+    }
+    Ok(registration)
 }
 
 /// Seals head data into blocks and enforces retention every `interval` until told to stop; each

@@ -12,8 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::ceph::Ceph;
-use common::{Amber, ExemplarSpec, eventually, request, series, urlencode};
-use serde_json::Value;
+use common::{Amber, ExemplarSpec, answers, assert_same, eventually, request, series, urlencode};
 
 const BLOCK_MS: i64 = 2 * 3600 * 1000;
 
@@ -69,19 +68,6 @@ fn questions(start: i64, end: i64, trace_ids: &[&str]) -> Vec<String> {
 }
 
 /// The answers of `amber` to every question, each with its path, so a difference names it.
-fn answers(amber: &Amber, questions: &[String]) -> Vec<(String, Value)> {
-    questions.iter().map(|q| (q.clone(), amber.data(q))).collect()
-}
-
-/// Asserts two sets of answers are equal, question by question, and that they are not all empty.
-fn assert_same(what: &str, got: &[(String, Value)], want: &[(String, Value)]) {
-    for ((q, g), (_, w)) in got.iter().zip(want) {
-        assert_eq!(g, w, "{what}: {q}");
-    }
-    let non_empty = want.iter().filter(|(_, v)| v.as_array().is_none_or(|a| !a.is_empty())).count();
-    assert!(non_empty >= want.len() - 1, "{what}: the reference answered mostly nothing: {want:#?}");
-}
-
 #[test]
 fn a_querier_answers_from_the_bucket_and_the_ingester_as_one_node_does() {
     set_aws_environment();

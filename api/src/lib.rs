@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod diagnostics;
+pub mod distributor;
 pub mod error;
 pub mod exemplars;
 pub mod export;
@@ -35,6 +36,7 @@ pub mod remote_read;
 pub mod remote_source;
 pub mod remote_write;
 pub mod response;
+pub mod ring_source;
 pub mod series;
 pub mod status;
 pub mod tenant;
@@ -138,6 +140,10 @@ pub struct AppState {
     pub diagnostics: Arc<diagnostics::Diagnostics>,
     /// Where reads come from: this store, or (a querier) the bucket and other Ambers.
     pub source: Arc<dyn amber_storage::source::ReadSource>,
+    /// The ring this process watches (a distributor's or a querier's), for `/api/v1/status/ring`.
+    pub ring: Option<Arc<amber_ring::RingWatch>>,
+    /// Where writes go when this process is a distributor: the ingesters on the ring, not this store.
+    pub distributor: Option<Arc<distributor::Distributor>>,
     /// The object store's request counters and the cache of fetched ranges, for `/metrics`.
     pub bucket: Option<BucketMeters>,
     /// The settings in force by flag name, for `/api/v1/status/flags`.
@@ -158,6 +164,8 @@ impl AppState {
         AppState {
             source: Arc::new(amber_storage::source::Local::new(storage.clone(), tenants.default_tenant.clone())),
             bucket: None,
+            distributor: None,
+            ring: None,
             storage,
             engine: Arc::new(amber_promql::Engine::new(engine)),
             write_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_writes)),
@@ -186,6 +194,18 @@ impl AppState {
     /// Reads come from `source` instead of this store.
     pub fn with_source(mut self, source: Arc<dyn amber_storage::source::ReadSource>) -> Self {
         self.source = source;
+        self
+    }
+
+    /// Writes go to the ingesters on the ring through `distributor`, not to this store.
+    pub fn with_distributor(mut self, distributor: Arc<distributor::Distributor>) -> Self {
+        self.distributor = Some(distributor);
+        self
+    }
+
+    /// `/api/v1/status/ring` reports `ring`.
+    pub fn with_ring(mut self, ring: Arc<amber_ring::RingWatch>) -> Self {
+        self.ring = Some(ring);
         self
     }
 
@@ -241,6 +261,7 @@ pub fn router(state: AppState, admin_api: bool, accepts_writes: bool) -> Router 
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/ring", get(status::ring))
         .route("/api/v1/rules", get(status::rules))
         .route("/api/v1/alerts", get(status::alerts))
         .route("/api/v1/targets", get(status::targets))

@@ -122,6 +122,21 @@ pub async fn targets() -> Response {
     success(json!({"activeTargets": [], "droppedTargets": [], "droppedTargetCounts": {}}), Vec::new())
 }
 
+/// `GET /api/v1/status/ring`: the ring as this process sees it (a distributor or querier;
+/// `{"members": []}` elsewhere): each member's id, address, state and number of tokens, by id.
+pub async fn ring(State(state): State<AppState>) -> Response {
+    let members: Vec<serde_json::Value> = match &state.ring {
+        Some(watch) => watch
+            .ring()
+            .members()
+            .iter()
+            .map(|m| json!({"id": m.id, "addr": m.addr, "state": m.state, "tokens": m.tokens.len()}))
+            .collect(),
+        None => Vec::new(),
+    };
+    success(json!({ "members": members }), Vec::new())
+}
+
 #[derive(Serialize)]
 struct Stat {
     name: String,

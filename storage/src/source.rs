@@ -223,31 +223,16 @@ impl ReadSource for Merged {
         maxt: i64,
         columns: Columns,
     ) -> Result<Vec<SeriesData>> {
-        let mut by_labels: BTreeMap<Labels, SeriesData> = BTreeMap::new();
-        for source in &self.0 {
-            for s in source.select(tenant, selectors, mint, maxt, columns)? {
-                match by_labels.entry(s.labels.clone()) {
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert(s);
-                    }
-                    std::collections::btree_map::Entry::Occupied(mut o) => {
-                        let into = o.get_mut();
-                        merge_by_ts(&mut into.samples, s.samples, |x| x.ts);
-                        merge_by_ts(&mut into.histograms, s.histograms, |x| x.ts);
-                        merge_by_ts(&mut into.exemplars, s.exemplars, |x| x.ts);
-                    }
-                }
-            }
-        }
-        Ok(by_labels.into_values().collect())
+        let answers = self.0.iter().map(|s| s.select(tenant, selectors, mint, maxt, columns));
+        Ok(merge_selected(answers.collect::<Result<Vec<_>>>()?))
     }
 
     fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
-        union(self.0.iter().map(|s| s.series(tenant, selectors, mint, maxt)))
+        Ok(union(self.0.iter().map(|s| s.series(tenant, selectors, mint, maxt)).collect::<Result<Vec<_>>>()?))
     }
 
     fn label_names(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
-        union(self.0.iter().map(|s| s.label_names(tenant, selectors, mint, maxt)))
+        Ok(union(self.0.iter().map(|s| s.label_names(tenant, selectors, mint, maxt)).collect::<Result<Vec<_>>>()?))
     }
 
     fn label_values(
@@ -258,29 +243,132 @@ impl ReadSource for Merged {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>> {
-        union(self.0.iter().map(|s| s.label_values(tenant, name, selectors, mint, maxt)))
+        let answers = self.0.iter().map(|s| s.label_values(tenant, name, selectors, mint, maxt));
+        Ok(union(answers.collect::<Result<Vec<_>>>()?))
     }
 
     fn exemplars_by_trace(&self, tenant: &str, trace_id: &str) -> Result<Vec<TracedExemplar>> {
-        let mut out = Vec::new();
-        for source in &self.0 {
-            out.extend(source.exemplars_by_trace(tenant, trace_id)?);
-        }
-        // Oldest first, as each source answers; the same exemplar from two sources once.
-        out.sort_by(|a, b| a.exemplar.ts.cmp(&b.exemplar.ts).then_with(|| a.series.cmp(&b.series)));
-        out.dedup_by(|a, b| a.exemplar.ts == b.exemplar.ts && a.series == b.series);
-        Ok(out)
+        let answers = self.0.iter().map(|s| s.exemplars_by_trace(tenant, trace_id));
+        Ok(merge_traced(answers.collect::<Result<Vec<_>>>()?))
     }
 
     fn metadata(&self, tenant: &str, metric: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>> {
-        let mut all: BTreeMap<String, std::collections::BTreeSet<MetricMetadata>> = BTreeMap::new();
-        for source in &self.0 {
-            for (family, entries) in source.metadata(tenant, metric)? {
-                all.entry(family).or_default().extend(entries);
+        Ok(merge_metadata(self.0.iter().map(|s| s.metadata(tenant, metric)).collect::<Result<Vec<_>>>()?))
+    }
+}
+
+/// Copies of the same data held by several stores — the ingesters of a ring, each series on
+/// some of them — read as one. All are asked at once and their answers merged as [`Merged`]
+/// merges them. Up to `may_miss` of them may fail to answer (down, or slower than their
+/// timeout): a write acknowledged by a quorum is on more than `may_miss` of them, so the others'
+/// answers hold all of it. More misses than that fail the read with the first error.
+///
+/// Every replica that answers is waited for, not only the quickest: once a member has left the
+/// ring, some series are on fewer replicas than a quorum wrote, and only all answers hold them.
+pub struct Replicas {
+    pub replicas: Vec<Arc<dyn ReadSource>>,
+    pub may_miss: usize,
+}
+
+impl Replicas {
+    /// `call` on every replica, each on its own thread; the answers of those that answered.
+    fn gather<T, F>(&self, call: F) -> Result<Vec<T>>
+    where
+        T: Send,
+        F: Fn(&dyn ReadSource) -> Result<T> + Sync,
+    {
+        let results: Vec<Result<T>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = self.replicas.iter().map(|r| scope.spawn(|| call(r.as_ref()))).collect();
+            threads.into_iter().map(|t| t.join().expect("a replica's read panicked")).collect()
+        });
+        let mut answers = Vec::with_capacity(results.len());
+        let mut misses = 0;
+        for result in results {
+            match result {
+                Ok(answer) => answers.push(answer),
+                Err(e) if misses >= self.may_miss => return Err(e),
+                Err(_) => misses += 1,
             }
         }
-        Ok(all.into_iter().map(|(family, entries)| (family, entries.into_iter().collect())).collect())
+        Ok(answers)
     }
+}
+
+impl ReadSource for Replicas {
+    fn select(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+    ) -> Result<Vec<SeriesData>> {
+        Ok(merge_selected(self.gather(|s| s.select(tenant, selectors, mint, maxt, columns))?))
+    }
+
+    fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
+        Ok(union(self.gather(|s| s.series(tenant, selectors, mint, maxt))?))
+    }
+
+    fn label_names(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        Ok(union(self.gather(|s| s.label_names(tenant, selectors, mint, maxt))?))
+    }
+
+    fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        Ok(union(self.gather(|s| s.label_values(tenant, name, selectors, mint, maxt))?))
+    }
+
+    fn exemplars_by_trace(&self, tenant: &str, trace_id: &str) -> Result<Vec<TracedExemplar>> {
+        Ok(merge_traced(self.gather(|s| s.exemplars_by_trace(tenant, trace_id))?))
+    }
+
+    fn metadata(&self, tenant: &str, metric: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>> {
+        Ok(merge_metadata(self.gather(|s| s.metadata(tenant, metric))?))
+    }
+}
+
+/// Several sources' selected series as one answer: each series once, sorted by labels, its
+/// data merged by timestamp (at a timestamp several hold, the earliest answer's entry stays).
+fn merge_selected(answers: Vec<Vec<SeriesData>>) -> Vec<SeriesData> {
+    let mut by_labels: BTreeMap<Labels, SeriesData> = BTreeMap::new();
+    for s in answers.into_iter().flatten() {
+        match by_labels.entry(s.labels.clone()) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(s);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let into = o.get_mut();
+                merge_by_ts(&mut into.samples, s.samples, |x| x.ts);
+                merge_by_ts(&mut into.histograms, s.histograms, |x| x.ts);
+                merge_by_ts(&mut into.exemplars, s.exemplars, |x| x.ts);
+            }
+        }
+    }
+    by_labels.into_values().collect()
+}
+
+/// Several sources' exemplars of a trace, oldest first; the same exemplar from two sources once.
+fn merge_traced(answers: Vec<Vec<TracedExemplar>>) -> Vec<TracedExemplar> {
+    let mut out: Vec<TracedExemplar> = answers.into_iter().flatten().collect();
+    out.sort_by(|a, b| a.exemplar.ts.cmp(&b.exemplar.ts).then_with(|| a.series.cmp(&b.series)));
+    out.dedup_by(|a, b| a.exemplar.ts == b.exemplar.ts && a.series == b.series);
+    out
+}
+
+/// Several sources' metadata: every family's distinct entries, sorted.
+fn merge_metadata(answers: Vec<BTreeMap<String, Vec<MetricMetadata>>>) -> BTreeMap<String, Vec<MetricMetadata>> {
+    let mut all: BTreeMap<String, std::collections::BTreeSet<MetricMetadata>> = BTreeMap::new();
+    for (family, entries) in answers.into_iter().flatten() {
+        all.entry(family).or_default().extend(entries);
+    }
+    all.into_iter().map(|(family, entries)| (family, entries.into_iter().collect())).collect()
 }
 
 /// Merges `more` into `into`, both oldest first; at equal timestamps `into`'s entry stays.
@@ -307,12 +395,9 @@ pub(crate) fn merge_by_ts<T>(into: &mut Vec<T>, more: Vec<T>, ts: impl Fn(&T) ->
 }
 
 /// The sorted union of sorted lists.
-fn union<T: Ord>(lists: impl Iterator<Item = Result<Vec<T>>>) -> Result<Vec<T>> {
-    let mut all = std::collections::BTreeSet::new();
-    for list in lists {
-        all.extend(list?);
-    }
-    Ok(all.into_iter().collect())
+fn union<T: Ord>(lists: Vec<Vec<T>>) -> Vec<T> {
+    let all: std::collections::BTreeSet<T> = lists.into_iter().flatten().collect();
+    all.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -375,5 +460,40 @@ mod tests {
         assert_eq!(merged.label_values("t", "job", &[], 0, 100).unwrap(), ["a", "b", "c"]);
         assert_eq!(merged.label_names("t", &[], 0, 100).unwrap(), ["__name__", "job"]);
         assert_eq!(merged.series("t", &[], 15, 100).unwrap(), [series("a", &[]).labels]);
+    }
+
+    /// A replica that does not answer.
+    struct Down;
+
+    impl ReadSource for Down {
+        fn select(&self, _: &str, _: &[Vec<Matcher>], _: i64, _: i64, _: Columns) -> Result<Vec<SeriesData>> {
+            Err(crate::Error::Peer { peer: "http://replica".into(), message: "down".into() })
+        }
+        fn label_names(&self, _: &str, _: &[Vec<Matcher>], _: i64, _: i64) -> Result<Vec<String>> {
+            unreachable!()
+        }
+        fn label_values(&self, _: &str, _: &str, _: &[Vec<Matcher>], _: i64, _: i64) -> Result<Vec<String>> {
+            unreachable!()
+        }
+        fn exemplars_by_trace(&self, _: &str, _: &str) -> Result<Vec<TracedExemplar>> {
+            unreachable!()
+        }
+        fn metadata(&self, _: &str, _: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn replicas_answer_without_a_dead_one_and_fail_past_may_miss() {
+        // Each series on two of three replicas, as a quorum of a replication factor of 3 wrote it.
+        let r1 = || Fixed(vec![series("a", &[(10, 1.0), (20, 2.0)]), series("b", &[(10, 5.0)])]);
+        let r2 = || Fixed(vec![series("a", &[(20, 2.0), (30, 3.0)]), series("c", &[(10, 6.0)])]);
+        let want =
+            [series("a", &[(10, 1.0), (20, 2.0), (30, 3.0)]), series("b", &[(10, 5.0)]), series("c", &[(10, 6.0)])];
+        let with_dead = Replicas { replicas: vec![Arc::new(Down), Arc::new(r1()), Arc::new(r2())], may_miss: 1 };
+        assert_eq!(with_dead.select("t", &[], 0, 100, Columns::SAMPLES).unwrap(), want);
+        let two_dead = Replicas { replicas: vec![Arc::new(Down), Arc::new(r1()), Arc::new(Down)], may_miss: 1 };
+        let err = two_dead.select("t", &[], 0, 100, Columns::SAMPLES).unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
     }
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod ceph;
 pub mod client_model;
+pub mod etcd;
 pub mod native_histograms;
 pub mod prometheus;
 
@@ -242,6 +243,20 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `amber`'s `data` for each API path, with the path.
+pub fn answers(amber: &Amber, questions: &[String]) -> Vec<(String, Value)> {
+    questions.iter().map(|q| (q.clone(), amber.data(q))).collect()
+}
+
+/// Asserts two sets of answers are equal, question by question, and that they are not all empty.
+pub fn assert_same(what: &str, got: &[(String, Value)], want: &[(String, Value)]) {
+    for ((q, g), (_, w)) in got.iter().zip(want) {
+        assert_eq!(g, w, "{what}: {q}");
+    }
+    let non_empty = want.iter().filter(|(_, v)| v.as_array().is_none_or(|a| !a.is_empty())).count();
+    assert!(non_empty >= want.len() - 1, "{what}: the reference answered mostly nothing: {want:#?}");
 }
 
 /// Snappy-compresses a protobuf `WriteRequest`, as remote write 1.0 sends it.

@@ -156,7 +156,7 @@ fn time_series(s: ReadSeries) -> prompb::TimeSeries {
 }
 
 /// A stored histogram sample as remote write's float histogram (absolute counts).
-fn wire_histogram(s: &HistogramSample) -> prompb::Histogram {
+pub(crate) fn wire_histogram(s: &HistogramSample) -> prompb::Histogram {
     use prompb::histogram::{Count, ZeroCount};
     let h = &s.h;
     let spans = |spans: &[amber_histogram::Span]| {

@@ -20,6 +20,7 @@ mod to_v2;
 mod v1;
 mod v2;
 
+pub(crate) use to_v2::series_to_v2;
 pub use to_v2::to_v2;
 
 use std::collections::{HashMap, HashSet};
@@ -48,7 +49,7 @@ pub struct WriteError {
 }
 
 impl WriteError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         WriteError { status, message: message.into() }
     }
 }
@@ -435,6 +436,13 @@ impl Ingested {
     }
 }
 
+/// The refusals a `400` body written by [`Ingested::summary`] lists, one message each: what
+/// follows its counts. A distributor reads them from its ingesters' answers.
+pub(crate) fn refusals(body: &str) -> Vec<String> {
+    let listed = body.split_once("written. ").map_or(body, |(_, rest)| rest).trim();
+    listed.split("; ").filter(|m| !m.is_empty()).map(str::to_string).collect()
+}
+
 /// Validates and writes a decoded remote write 1.0 request for `tenant` under its limits; shared
 /// by remote write and OTLP (which translates to the same form). `starts` are the start
 /// timestamps of its series (empty, or one entry per series: only OTLP has them); `refused` are
@@ -479,6 +487,20 @@ async fn store(
                 ),
             ));
         }
+    }
+    if let Some(distributor) = &state.distributor {
+        let forwarded = distributor.forward(&tenant.name, &series, &metadata).await?;
+        let sent = |count: fn(&SeriesWrite) -> usize| series.iter().map(count).sum::<usize>() as u64;
+        let w = forwarded.written;
+        errors.extend(forwarded.refused);
+        return Ok(Ingested {
+            written: w,
+            samples_rejected: samples_refused + refused.len() as u64 + sent(|s| s.samples.len()) - w.samples,
+            histograms_rejected: histograms_refused + sent(|s| s.histograms.len()) - w.histograms,
+            exemplars_rejected: exemplars_refused + sent(|s| s.exemplars.len()) - w.exemplars,
+            errors: refused.into_iter().chain(errors).collect(),
+            retry_later: false,
+        });
     }
     let storage = state.storage.clone();
     let (id, max_series) = (tenant.id, tenant.max_series);

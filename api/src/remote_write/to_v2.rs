@@ -2,10 +2,14 @@
 //! interned once in `symbols` (`""` first, then in order of first use), each series' metadata
 //! beside it rather than in a list of metric families.
 //!
-//! Amber never sends remote write; the benchmark and the tests use this to send one workload as
-//! both versions, so that any difference in what is stored or how fast is the version's alone.
+//! The benchmark and the tests use [`to_v2`] to send one workload as both versions, so that any
+//! difference in what is stored or how fast is the version's alone. A distributor forwards
+//! validated writes to ingesters with [`series_to_v2`]: 2.0 is the version that carries start
+//! timestamps.
 
 use std::collections::HashMap;
+
+use amber_storage::{MetricMetadata, SeriesWrite};
 
 use crate::prompb::{self, writev2};
 
@@ -100,6 +104,58 @@ pub fn to_v2(req: &prompb::WriteRequest) -> writev2::Request {
                         labels_refs: symbols.labels(&e.labels),
                         value: e.value,
                         timestamp: e.timestamp,
+                    })
+                    .collect(),
+                metadata,
+            }
+        })
+        .collect();
+    writev2::Request { symbols: symbols.table, timeseries }
+}
+
+/// The 2.0 request holding `series` as a receiver stores them, start timestamps included; each
+/// family's `metadata` goes on that family's series (a family with no series here is left out).
+pub(crate) fn series_to_v2<'a>(
+    series: impl IntoIterator<Item = &'a SeriesWrite>,
+    metadata: &[MetricMetadata],
+) -> writev2::Request {
+    let mut symbols = Symbols::new();
+    let metadata: HashMap<&str, &MetricMetadata> = metadata.iter().map(|m| (m.metric_family.as_str(), m)).collect();
+    let intern_labels = |symbols: &mut Symbols, labels: &amber_storage::Labels| -> Vec<u32> {
+        labels.iter().flat_map(|l| [symbols.intern(&l.name), symbols.intern(&l.value)]).collect()
+    };
+    let timeseries = series
+        .into_iter()
+        .map(|s| {
+            let labels_refs = intern_labels(&mut symbols, &s.labels);
+            let family = crate::diagnostics::family(s.labels.metric_name().unwrap_or(""));
+            let metadata = metadata.get(family).map(|m| writev2::Metadata {
+                r#type: m.metric_type as i32,
+                help_ref: symbols.intern(&m.help),
+                unit_ref: symbols.intern(&m.unit),
+            });
+            writev2::TimeSeries {
+                labels_refs,
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|x| writev2::Sample { value: x.value, timestamp: x.ts, start_timestamp: x.start_ts })
+                    .collect(),
+                histograms: s
+                    .histograms
+                    .iter()
+                    .map(|h| writev2::Histogram {
+                        start_timestamp: h.start_ts,
+                        ..histogram(&crate::remote_read::wire_histogram(h))
+                    })
+                    .collect(),
+                exemplars: s
+                    .exemplars
+                    .iter()
+                    .map(|e| writev2::Exemplar {
+                        labels_refs: intern_labels(&mut symbols, &e.labels),
+                        value: e.value,
+                        timestamp: e.ts,
                     })
                     .collect(),
                 metadata,

@@ -1,0 +1,252 @@
+//! Past one machine, at the wire: a real three-member etcd holding the ring, three (then four)
+//! `--role ingester` Ambers registered on it, a `--role distributor` taking remote writes and a
+//! `--role querier` reading the ring, with a single-node Amber receiving the same writes as the
+//! reference. A writer sends batches of samples, a native histogram and exemplars to the
+//! distributor the whole time, while an ingester is killed with `kill -9` and restarted, the
+//! etcd leader is killed, a fourth ingester joins and one leaves. Every write gets a 2xx, and the
+//! querier answers every question exactly as the reference does: each acknowledged sample and
+//! exemplar once.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::etcd::EtcdCluster;
+use common::native_histograms::Shape;
+use common::{Amber, RW1_HEADERS, answers, assert_same, encode, eventually, histogram_series, series, urlencode};
+use serde_json::Value;
+
+const SERIES: usize = 12;
+
+/// How many counter series hold samples of the last hour (the load writes ten minutes back).
+const SERIES_NOW: &str = "count(count_over_time(cluster_requests_total[1h]))";
+
+fn start(dir: &Path, args: &[String]) -> Amber {
+    std::fs::create_dir_all(dir).unwrap();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Amber::start(dir, &args)
+}
+
+/// The ring flags of every role: the etcd cluster, and a short lease so that a killed
+/// ingester leaves the ring within seconds.
+fn ring_flags(etcd: &EtcdCluster, role: &str) -> Vec<String> {
+    ["--role", role, "--etcd-endpoints", &etcd.endpoints().join(","), "--ring-lease-ttl", "3s"]
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+fn start_ingester(root: &Path, etcd: &EtcdCluster, n: usize) -> Amber {
+    let mut args = ring_flags(etcd, "ingester");
+    args.extend(["--instance-id".to_string(), format!("ingester-{n}")]);
+    start(&root.join(format!("ingester-{n}")), &args)
+}
+
+/// The ring as `amber` sees it: (id, state) of each member.
+fn ring_of(amber: &Amber) -> Vec<(String, String)> {
+    let data = amber.data("/api/v1/status/ring");
+    let members = data["members"].as_array().unwrap();
+    members.iter().map(|m| (m["id"].as_str().unwrap().to_string(), m["state"].as_str().unwrap().to_string())).collect()
+}
+
+fn wait_for_ring(amber: &Amber, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want.iter().map(|(i, s)| (i.to_string(), s.to_string())).collect();
+    eventually(&format!("the ring to be {want:?}"), Duration::from_secs(60), || (ring_of(amber) == want).then_some(()));
+}
+
+/// Batch `k` of the load: one sample of each counter series at `t0 + k` seconds, an exemplar on
+/// each, one native histogram sample.
+fn batch(t0: i64, k: u64) -> Vec<u8> {
+    let ts = t0 + k as i64 * 1000;
+    let mut timeseries: Vec<_> = (0..SERIES)
+        .map(|s| {
+            let instance = format!("i{s}");
+            let trace = format!("{k:016x}{s:016x}");
+            series(
+                &[("__name__", "cluster_requests_total"), ("instance", &instance), ("job", "api")],
+                &[(ts, (k * (s as u64 + 1)) as f64)],
+                &[(ts, 0.25, &[("trace_id", &trace)])],
+            )
+        })
+        .collect();
+    let shape = Shape::ALL[0];
+    timeseries.push(histogram_series(
+        &[("__name__", "cluster_latency_seconds"), ("job", "api")],
+        &[(ts, &shape.at(k), shape.is_integer())],
+        &[],
+    ));
+    encode(&common::request(timeseries))
+}
+
+/// Sends batches to the distributor and the reference until stopped, or until one of them
+/// refuses a batch: every batch must be acknowledged by both. Counts the batches sent.
+struct Load {
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Load {
+    fn start(distributor: &Amber, reference: &Amber, t0: i64) -> Load {
+        let (sent, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let urls = [distributor.url("/api/v1/write"), reference.url("/api/v1/write")];
+        let (counter, stopping) = (sent.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+            let mut k = 0;
+            while !stopping.load(Ordering::SeqCst) {
+                let body = batch(t0, k);
+                for url in &urls {
+                    let mut request = http.post(url);
+                    for (name, value) in RW1_HEADERS {
+                        request = request.header(name, value);
+                    }
+                    match request.body(body.clone()).send() {
+                        Ok(r) if r.status().is_success() => {}
+                        Ok(r) => return Err(format!("batch {k} to {url}: {} {}", r.status(), r.text().unwrap())),
+                        Err(e) => return Err(format!("batch {k} to {url}: {e}")),
+                    }
+                }
+                k += 1;
+                counter.store(k, Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        Load { sent, stop, thread: Some(thread) }
+    }
+
+    /// Waits until `n` more batches were acknowledged than now.
+    fn wait_for(&mut self, n: u64) {
+        let target = self.sent.load(Ordering::SeqCst) + n;
+        eventually(&format!("batch {target} to be acknowledged"), Duration::from_secs(300), || {
+            if self.thread.as_ref().unwrap().is_finished() {
+                panic!("a write was refused: {:?}", self.thread.take().unwrap().join().unwrap());
+            }
+            (self.sent.load(Ordering::SeqCst) >= target).then_some(())
+        });
+    }
+
+    /// Stops the writer; asserts every batch was acknowledged. Returns how many were.
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        let result = self.thread.take().unwrap().join().unwrap();
+        assert_eq!(result, Ok(()), "a write was refused");
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+/// Every question the test asks over the load's `[start, end]` seconds.
+fn questions(start: i64, end: i64, batches: u64) -> Vec<String> {
+    let range = |q: &str| format!("/api/v1/query_range?query={}&start={start}&end={end}&step=5", urlencode(q));
+    let mut out: Vec<String> = [
+        "cluster_requests_total",
+        "sum by (job) (rate(cluster_requests_total[30s]))",
+        "histogram_quantile(0.9, rate(cluster_latency_seconds[30s]))",
+    ]
+    .into_iter()
+    .map(range)
+    .collect();
+    // Raw samples: a lost or doubled sample shows here.
+    let window = end - start + 1;
+    for q in [format!("cluster_requests_total[{window}s]"), format!("cluster_latency_seconds[{window}s]")] {
+        out.push(format!("/api/v1/query?query={}&time={end}", urlencode(&q)));
+    }
+    out.push(format!("/api/v1/query?query={}&time={end}", urlencode("count(cluster_requests_total)")));
+    let sel = urlencode("cluster_requests_total");
+    out.push(format!("/api/v1/query_exemplars?query={sel}&start={start}&end={end}"));
+    out.push(format!("/api/v1/series?match[]={sel}&start={start}&end={end}"));
+    out.push(format!("/api/v1/labels?start={start}&end={end}"));
+    out.push(format!("/api/v1/label/instance/values?start={start}&end={end}"));
+    for k in [0, batches / 2, batches - 1] {
+        out.push(format!("/api/v1/exemplars/trace/{k:016x}{:016x}", SERIES - 1));
+    }
+    out
+}
+
+/// The querier answers as the reference does, and the raw samples number exactly the batches.
+fn assert_cluster_answers_as_one_node(querier: &Amber, reference: &Amber, t0: i64, batches: u64) {
+    let (start, end) = (t0 / 1000, t0 / 1000 + batches as i64 - 1);
+    let questions = questions(start, end, batches);
+    let want = answers(reference, &questions);
+    assert_same("querier over the ring", &answers(querier, &questions), &want);
+    let raw: &Value = &want[3].1["result"];
+    for s in raw.as_array().unwrap() {
+        assert_eq!(s["values"].as_array().unwrap().len() as u64, batches, "{}", s["metric"]);
+    }
+    assert_eq!(raw.as_array().unwrap().len(), SERIES);
+}
+
+#[test]
+fn kill_9_of_an_ingester_under_load_loses_nothing_and_the_cluster_answers_as_one_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3);
+    let mut ingesters: Vec<Amber> = (0..3).map(|n| start_ingester(dir.path(), &etcd, n)).collect();
+    let distributor = start(&dir.path().join("distributor"), &ring_flags(&etcd, "distributor"));
+    let querier = start(&dir.path().join("querier"), &ring_flags(&etcd, "querier"));
+    let reference = start(&dir.path().join("reference"), &[]);
+    let three = [("ingester-0", "active"), ("ingester-1", "active"), ("ingester-2", "active")];
+    wait_for_ring(&distributor, &three);
+    wait_for_ring(&querier, &three);
+
+    let t0 = common::now_ms() - 600_000;
+    let mut load = Load::start(&distributor, &reference, t0);
+    load.wait_for(20);
+    ingesters[1].kill9();
+    // Its lease runs out: it leaves the ring on its own, and writes go on to the other two.
+    wait_for_ring(&distributor, &[three[0], three[2]]);
+    load.wait_for(20);
+    // Reads go on without it too.
+    let count = querier.data(&format!("/api/v1/query?query={}", urlencode(SERIES_NOW)));
+    assert_eq!(count["result"][0]["value"][1], SERIES.to_string(), "{count}");
+    ingesters[1].restart();
+    wait_for_ring(&distributor, &three);
+    load.wait_for(20);
+    let batches = load.finish();
+    assert_cluster_answers_as_one_node(&querier, &reference, t0, batches);
+}
+
+#[test]
+fn the_cluster_rides_out_an_etcd_leader_kill_and_ingesters_joining_and_leaving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3);
+    let mut ingesters: Vec<Amber> = (0..3).map(|n| start_ingester(dir.path(), &etcd, n)).collect();
+    let distributor = start(&dir.path().join("distributor"), &ring_flags(&etcd, "distributor"));
+    let querier = start(&dir.path().join("querier"), &ring_flags(&etcd, "querier"));
+    let reference = start(&dir.path().join("reference"), &[]);
+    let three = [("ingester-0", "active"), ("ingester-1", "active"), ("ingester-2", "active")];
+    wait_for_ring(&distributor, &three);
+    wait_for_ring(&querier, &three);
+
+    let t0 = common::now_ms() - 600_000;
+    let mut load = Load::start(&distributor, &reference, t0);
+    load.wait_for(10);
+    // No request touches etcd: writes and reads go on while it elects a new leader, and the
+    // ingesters' leases survive it.
+    let leader = etcd.leader();
+    etcd.kill(leader);
+    load.wait_for(20);
+    let count = querier.data(&format!("/api/v1/query?query={}", urlencode(SERIES_NOW)));
+    assert_eq!(count["result"][0]["value"][1], SERIES.to_string(), "{count}");
+    etcd.restart(leader);
+    assert_eq!(ring_of(&distributor), three.map(|(i, s)| (i.to_string(), s.to_string())));
+
+    // A fourth ingester joins and takes its share of the series.
+    ingesters.push(start_ingester(dir.path(), &etcd, 3));
+    let four = [three[0], three[1], three[2], ("ingester-3", "active")];
+    wait_for_ring(&distributor, &four);
+    wait_for_ring(&querier, &four);
+    let newcomer = &ingesters[3];
+    let query = format!("/api/v1/query?query={}", urlencode(SERIES_NOW));
+    eventually("the new ingester to receive series", Duration::from_secs(60), || {
+        newcomer.data(&query)["result"].as_array().is_some_and(|r| !r.is_empty()).then_some(())
+    });
+    // One leaves gracefully: a clean exit, and its entry gone from the ring.
+    ingesters[0].stop();
+    wait_for_ring(&distributor, &[four[1], four[2], four[3]]);
+    load.wait_for(20);
+    let batches = load.finish();
+    assert_cluster_answers_as_one_node(&querier, &reference, t0, batches);
+}
