@@ -807,14 +807,18 @@ impl Config {
             compaction_window_ms > storage.block_duration_ms && compaction_window_ms % storage.block_duration_ms == 0,
             "compaction_window must be a multiple of block_duration, longer than it"
         );
+        // Each ingester would upload its own copy of a window under the one index entry the
+        // window has, replacing the other replicas' copies: until uploads are per ingester and
+        // the compactor merges the replicas, ingesters keep their data locally.
+        anyhow::ensure!(
+            role != Role::Ingester || object_store.is_none(),
+            "role = ingester does not upload to a bucket yet: run ingesters without object_store_url"
+        );
         // Only a role that holds data uploads it.
-        storage.upload_sealed_windows = object_store.is_some() && matches!(role, Role::All | Role::Ingester);
+        storage.upload_sealed_windows = object_store.is_some() && role == Role::All;
         // Empty, as `status/config` shows the default: unset.
         if let Some(text) = cli.local_retention.or(file.local_retention).filter(|t| !t.is_empty()) {
-            anyhow::ensure!(
-                storage.upload_sealed_windows,
-                "local_retention needs object_store_url (and role = all or ingester)"
-            );
+            anyhow::ensure!(storage.upload_sealed_windows, "local_retention needs object_store_url (and role = all)");
             let keep = millis(duration("local_retention", Some(text), "0s")?);
             // Sealing must be done with a window before its local copy can go.
             anyhow::ensure!(
@@ -952,6 +956,10 @@ mod tests {
             ("i-1", "http://i-1:9201", 3)
         );
         assert_eq!((r.etcd.lease_ttl, r.ingester_write_timeout), (Duration::from_secs(10), Duration::from_secs(10)));
+        assert_eq!(
+            err(&[&["--role", "ingester", "--object-store-url", "s3://b/p"][..], &ring].concat()),
+            "role = ingester does not upload to a bucket yet: run ingesters without object_store_url"
+        );
         assert_eq!(
             err(&["--role", "querier", "--ingester-urls", "a:9201"]),
             "ingester_urls: \"a:9201\" is not an http:// or https:// URL"

@@ -206,6 +206,21 @@ fn kill_9_of_an_ingester_under_load_loses_nothing_and_the_cluster_answers_as_one
     load.wait_for(20);
     let batches = load.finish();
     assert_cluster_answers_as_one_node(&querier, &reference, t0, batches);
+
+    // A sample every replica refuses (two hours before its series' newest, past the
+    // out-of-order window) is a 400 naming it once; the valid rest of the write is stored.
+    let old = series(
+        &[("__name__", "cluster_requests_total"), ("instance", "i0"), ("job", "api")],
+        &[(t0 - 7_200_000, 1.0)],
+        &[],
+    );
+    let fresh = series(&[("__name__", "cluster_fresh"), ("job", "api")], &[(t0, 1.0)], &[]);
+    let (status, body) = distributor.write(&common::request(vec![old, fresh]));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body.matches("instance=\"i0\"").count(), 1, "{body}");
+    assert!(body.starts_with("1 samples and 0 exemplars rejected; 1 samples and 0 exemplars written. "), "{body}");
+    let fresh = querier.data(&format!("/api/v1/query?query={}", urlencode("count_over_time(cluster_fresh[1h])")));
+    assert_eq!(fresh["result"][0]["value"][1], "1", "{fresh}");
 }
 
 #[test]

@@ -569,3 +569,28 @@ async fn store(
     }
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A distributor reads back, one by one, the refusals an ingester's 400 listed.
+    #[test]
+    fn refusals_are_read_back_from_a_summary() {
+        let done = Ingested {
+            written: Written { samples: 3, histograms: 0, exemplars: 1 },
+            samples_rejected: 2,
+            histograms_rejected: 0,
+            exemplars_rejected: 0,
+            errors: vec![
+                "series {__name__=\"a\"}: out of order sample".into(),
+                "series {__name__=\"b\"}: too old".into(),
+            ],
+            retry_later: false,
+        };
+        assert_eq!(
+            refusals(&done.summary()),
+            ["series {__name__=\"a\"}: out of order sample", "series {__name__=\"b\"}: too old"]
+        );
+    }
+}
