@@ -179,17 +179,37 @@ fn assert_cluster_answers_as_one_node(querier: &Amber, reference: &Amber, t0: i6
     assert_eq!(raw.as_array().unwrap().len(), SERIES);
 }
 
+/// The ring of three ingesters, all active.
+const THREE: [(&str, &str); 3] = [("ingester-0", "active"), ("ingester-1", "active"), ("ingester-2", "active")];
+
+/// A 3-member etcd, three ingesters on it, a distributor and a querier that see all three, and
+/// the single-node reference.
+struct Cluster {
+    etcd: EtcdCluster,
+    ingesters: Vec<Amber>,
+    distributor: Amber,
+    querier: Amber,
+    reference: Amber,
+}
+
+impl Cluster {
+    fn start(root: &Path) -> Cluster {
+        let etcd = EtcdCluster::start(&root.join("etcd"), 3);
+        let ingesters: Vec<Amber> = (0..3).map(|n| start_ingester(root, &etcd, n)).collect();
+        let distributor = start(&root.join("distributor"), &ring_flags(&etcd, "distributor"));
+        let querier = start(&root.join("querier"), &ring_flags(&etcd, "querier"));
+        let reference = start(&root.join("reference"), &[]);
+        wait_for_ring(&distributor, &THREE);
+        wait_for_ring(&querier, &THREE);
+        Cluster { etcd, ingesters, distributor, querier, reference }
+    }
+}
+
 #[test]
 fn kill_9_of_an_ingester_under_load_loses_nothing_and_the_cluster_answers_as_one_node() {
     let dir = tempfile::tempdir().unwrap();
-    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3);
-    let mut ingesters: Vec<Amber> = (0..3).map(|n| start_ingester(dir.path(), &etcd, n)).collect();
-    let distributor = start(&dir.path().join("distributor"), &ring_flags(&etcd, "distributor"));
-    let querier = start(&dir.path().join("querier"), &ring_flags(&etcd, "querier"));
-    let reference = start(&dir.path().join("reference"), &[]);
-    let three = [("ingester-0", "active"), ("ingester-1", "active"), ("ingester-2", "active")];
-    wait_for_ring(&distributor, &three);
-    wait_for_ring(&querier, &three);
+    let Cluster { etcd: _etcd, mut ingesters, distributor, querier, reference } = Cluster::start(dir.path());
+    let three = THREE;
 
     let t0 = common::now_ms() - 600_000;
     let mut load = Load::start(&distributor, &reference, t0);
@@ -226,14 +246,8 @@ fn kill_9_of_an_ingester_under_load_loses_nothing_and_the_cluster_answers_as_one
 #[test]
 fn the_cluster_rides_out_an_etcd_leader_kill_and_ingesters_joining_and_leaving() {
     let dir = tempfile::tempdir().unwrap();
-    let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3);
-    let mut ingesters: Vec<Amber> = (0..3).map(|n| start_ingester(dir.path(), &etcd, n)).collect();
-    let distributor = start(&dir.path().join("distributor"), &ring_flags(&etcd, "distributor"));
-    let querier = start(&dir.path().join("querier"), &ring_flags(&etcd, "querier"));
-    let reference = start(&dir.path().join("reference"), &[]);
-    let three = [("ingester-0", "active"), ("ingester-1", "active"), ("ingester-2", "active")];
-    wait_for_ring(&distributor, &three);
-    wait_for_ring(&querier, &three);
+    let Cluster { mut etcd, mut ingesters, distributor, querier, reference } = Cluster::start(dir.path());
+    let three = THREE;
 
     let t0 = common::now_ms() - 600_000;
     let mut load = Load::start(&distributor, &reference, t0);
