@@ -2,6 +2,7 @@
 //! micro-benchmarks in `benches/` share with it: the generated workload.
 
 pub mod bucket;
+pub mod cluster;
 pub mod measure;
 pub mod systems;
 pub mod workload;

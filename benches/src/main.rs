@@ -10,14 +10,16 @@
 //! alone (snappy + protobuf, no storage) give the ceiling ingest is measured against.
 //!
 //! `amber-bench bucket` measures Amber alone past one disk instead: uploads to a real Ceph RADOS
-//! Gateway and queriers reading them back (`bucket.rs`). See docs/BENCHMARKS.md.
+//! Gateway and queriers reading them back (`bucket.rs`). `amber-bench cluster` measures a
+//! distributor and three ingesters on a ring in etcd beside one node (`cluster.rs`). See
+//! docs/BENCHMARKS.md.
 
 use std::path::PathBuf;
 
-use amber_bench::bucket;
 use amber_bench::measure::{self, Mode};
 use amber_bench::systems::Kind;
 use amber_bench::workload::{self, Protocol};
+use amber_bench::{bucket, cluster};
 use anyhow::Context;
 use clap::Parser;
 
@@ -134,6 +136,11 @@ fn main() -> anyhow::Result<()> {
         let r = bucket::run(&amber_bin, &w, runs).context("measuring amber against the bucket")?;
         println!("{}", bucket::table(&w, &r));
         return bucket::check_complete(&w, &r);
+    }
+    if cli.mode == Mode::Cluster {
+        let r = cluster::run(&amber_bin, &w).context("measuring a cluster beside one node")?;
+        println!("{}", cluster::table(&w, &r));
+        return cluster::check_complete(&w, &r);
     }
 
     // Amber once per remote write version with its defaults, then (remote write 1.0) without

@@ -18,6 +18,9 @@ pub enum Mode {
     /// Amber past one disk: uploads to a real Ceph RADOS Gateway, and a querier reading them back
     /// (see `bucket.rs`).
     Bucket,
+    /// Amber past one machine: a distributor and three ingesters on a ring in etcd beside one
+    /// node (see `cluster.rs`).
+    Cluster,
 }
 
 pub struct Latency {
