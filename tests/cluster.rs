@@ -221,6 +221,17 @@ fn kill_9_of_an_ingester_under_load_loses_nothing_and_the_cluster_answers_as_one
     // Reads go on without it too.
     let count = querier.data(&format!("/api/v1/query?query={}", urlencode(SERIES_NOW)));
     assert_eq!(count["result"][0]["value"][1], SERIES.to_string(), "{count}");
+    // Writes sent to it while its lease ran are counted as missed there, and none elsewhere.
+    let writes = |ingester: &str, outcome: &str| {
+        distributor
+            .metric(&format!(
+                "amber_distributor_ingester_writes_total{{ingester=\"{ingester}\",outcome=\"{outcome}\"}}"
+            ))
+            .unwrap_or(0.0)
+    };
+    assert!(writes("ingester-1", "missed") > 0.0, "{}", distributor.get("/metrics").1);
+    assert_eq!((writes("ingester-0", "missed"), writes("ingester-2", "missed")), (0.0, 0.0));
+    assert!(writes("ingester-0", "durable") > 0.0 && writes("ingester-2", "durable") > 0.0);
     ingesters[1].restart();
     wait_for_ring(&distributor, &three);
     load.wait_for(20);

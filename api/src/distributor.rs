@@ -17,7 +17,8 @@
 //! the write with a retryable `503` (a `429` when every miss was an ingester's rate limit), the
 //! sender retries it whole, and what already landed is a duplicate then, which ingesters take
 //! as written. Otherwise the write is a `204`, or a `400` listing what the ingesters refused
-//! (each refusal once, though every replica refused it).
+//! (each refusal once, though every replica refused it). Each ingester's outcomes are counted on
+//! `/metrics` (`amber_distributor_ingester_writes_total{ingester, outcome}`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -85,6 +86,7 @@ impl Distributor {
         tenant: &str,
         series: &[SeriesWrite],
         metadata: &[MetricMetadata],
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Forwarded, WriteError> {
         let ring = self.ring.ring();
         let quorum = self.quorum();
@@ -117,6 +119,7 @@ impl Distributor {
         });
         let mut answers: Vec<Option<Answer>> = (0..ring.members().len()).map(|_| None).collect();
         for (m, answer) in futures::future::join_all(sends).await {
+            metrics.ingester_write(&ring.members()[m].id, matches!(answer, Answer::Durable { .. }));
             answers[m] = Some(answer);
         }
         let durable_on = |m: usize| matches!(answers[m], Some(Answer::Durable { .. }));

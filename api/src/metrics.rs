@@ -22,6 +22,12 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IngesterOutcome {
+    ingester: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Limit {
     limit: String,
 }
@@ -69,6 +75,7 @@ pub struct Metrics {
     exemplars_rejected: Family<Reason, Counter>,
     write_requests: Family<Code, Counter>,
     limits_exceeded: Family<Limit, Counter>,
+    ingester_writes: Family<IngesterOutcome, Counter>,
     family_samples: Family<FamilyLabels, Gauge>,
     family_exemplars: Family<FamilyLabels, Gauge>,
     family_last_exemplar: Family<FamilyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -125,6 +132,7 @@ impl Metrics {
             exemplars_rejected: Family::default(),
             write_requests: Family::default(),
             limits_exceeded: Family::default(),
+            ingester_writes: Family::default(),
             family_samples: Family::default(),
             family_exemplars: Family::default(),
             family_last_exemplar: Family::default(),
@@ -182,6 +190,11 @@ impl Metrics {
             "limits_exceeded",
             "Requests refused (or series, for max_series_per_tenant) because a limit was reached, by limit",
             m.limits_exceeded.clone(),
+        );
+        registry.register(
+            "distributor_ingester_writes",
+            "Writes a distributor sent on to each ingester, by outcome: durable there (2xx or 400) or missed",
+            m.ingester_writes.clone(),
         );
         registry.register(
             "remote_write_duration_seconds",
@@ -381,6 +394,12 @@ impl Metrics {
     }
 
     /// Counts one breach of the limit named as in the configuration (e.g. `query_max_samples`).
+    /// A distributor's write sent on to `ingester`: durable there (a 2xx or 400) or missed.
+    pub fn ingester_write(&self, ingester: &str, durable: bool) {
+        let outcome = if durable { "durable" } else { "missed" };
+        self.ingester_writes.get_or_create(&IngesterOutcome { ingester: ingester.to_string(), outcome }).inc();
+    }
+
     pub fn limit_exceeded(&self, limit: &str) {
         self.limits_exceeded.get_or_create(&Limit { limit: limit.to_string() }).inc();
     }

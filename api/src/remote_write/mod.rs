@@ -489,7 +489,7 @@ async fn store(
         }
     }
     if let Some(distributor) = &state.distributor {
-        let forwarded = distributor.forward(&tenant.name, &series, &metadata).await?;
+        let forwarded = distributor.forward(&tenant.name, &series, &metadata, &state.metrics).await?;
         let sent = |count: fn(&SeriesWrite) -> usize| series.iter().map(count).sum::<usize>() as u64;
         let w = forwarded.written;
         errors.extend(forwarded.refused);
