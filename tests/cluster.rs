@@ -238,6 +238,24 @@ fn kill_9_of_an_ingester_under_load_loses_nothing_and_the_cluster_answers_as_one
     let batches = load.finish();
     assert_cluster_answers_as_one_node(&querier, &reference, t0, batches);
 
+    // Metadata in a request of its own, as Prometheus sends it, reaches the ingesters.
+    let metadata = amber_api::prompb::WriteRequest {
+        timeseries: Vec::new(),
+        metadata: vec![amber_api::prompb::MetricMetadata {
+            r#type: amber_api::prompb::metric_metadata::MetricType::Counter as i32,
+            metric_family_name: "cluster_requests_total".into(),
+            help: "Requests served.".into(),
+            unit: String::new(),
+        }],
+    };
+    for amber in [&distributor, &reference] {
+        let (status, body) = amber.write(&metadata);
+        assert_eq!(status, 204, "{body}");
+    }
+    let want = reference.data("/api/v1/metadata");
+    assert_eq!(want["cluster_requests_total"][0]["help"], "Requests served.", "{want}");
+    assert_eq!(querier.data("/api/v1/metadata"), want);
+
     // A sample every replica refuses (two hours before its series' newest, past the
     // out-of-order window) is a 400 naming it once; the valid rest of the write is stored.
     let old = series(

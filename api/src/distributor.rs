@@ -5,7 +5,7 @@
 //! A write arrives as on one node (remote write 1.0 or 2.0, OTLP) and is validated here, so a
 //! bad input is answered exactly as one node answers it. Each series hashes, with its tenant,
 //! onto the ring ([`amber_ring::series_key`]); the ring's Active members clockwise from that key
-//! are its replicas. Every ingester gets one remote write 2.0 request with its series (2.0 is
+//! are its replicas. Metadata goes to every Active ingester, and needs a quorum of them. Every ingester gets one remote write 2.0 request with its series (2.0 is
 //! the version that carries start timestamps) and the tenant in `X-Scope-OrgID`, all at once.
 //!
 //! An ingester's answer counts for each of its series:
@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amber_ring::RingWatch;
+use amber_ring::{MemberState, RingWatch};
 use amber_storage::{MetricMetadata, SeriesWrite};
 use axum::http::StatusCode;
 use prost::Message;
@@ -112,8 +112,23 @@ impl Distributor {
             }
             replicas.push(owners.clone());
         }
-        let sends = by_member.iter().enumerate().filter(|(_, owned)| !owned.is_empty()).map(|(m, owned)| {
-            let body = series_to_body(owned.iter().map(|&i| &series[i]), metadata);
+        // Metadata goes to every active ingester: a family's metadata arrives apart from its
+        // series (Prometheus sends it in requests of its own), and reads union every member's.
+        let active: Vec<usize> =
+            (0..ring.members().len()).filter(|&m| ring.members()[m].state == MemberState::Active).collect();
+        if !metadata.is_empty() && active.len() < quorum {
+            return Err(WriteError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the ring has {} active ingesters, fewer than the write quorum of {quorum} (replication factor {}); retry later",
+                    active.len(),
+                    self.options.replication_factor
+                ),
+            ));
+        }
+        let gets_request = |m: usize| !by_member[m].is_empty() || (!metadata.is_empty() && active.contains(&m));
+        let sends = (0..ring.members().len()).filter(|&m| gets_request(m)).map(|m| {
+            let body = series_to_body(by_member[m].iter().map(|&i| &series[i]), metadata);
             let addr = ring.members()[m].addr.clone();
             async move { (m, self.send(&addr, tenant, body).await) }
         });
@@ -146,6 +161,23 @@ impl Distributor {
                     "{failed} series reached fewer than the write quorum of {quorum} of {} ingesters, {} among them; retry: {}",
                     replicas[short].len(),
                     series[short].labels,
+                    why.join("; ")
+                ),
+            ));
+        }
+        let metadata_durable = active.iter().filter(|&&m| durable_on(m)).count();
+        if !metadata.is_empty() && metadata_durable < quorum {
+            let why: Vec<String> = active
+                .iter()
+                .filter_map(|&m| match &answers[m] {
+                    Some(Answer::Missed { why, .. }) => Some(format!("ingester {}: {why}", ring.members()[m].id)),
+                    _ => None,
+                })
+                .collect();
+            return Err(WriteError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "metadata reached {metadata_durable} ingesters, fewer than the write quorum of {quorum}; retry: {}",
                     why.join("; ")
                 ),
             ));

@@ -113,55 +113,58 @@ pub fn to_v2(req: &prompb::WriteRequest) -> writev2::Request {
     writev2::Request { symbols: symbols.table, timeseries }
 }
 
-/// The 2.0 request holding `series` as a receiver stores them, start timestamps included; each
-/// family's `metadata` goes on that family's series (a family with no series here is left out).
+/// The 2.0 request holding `series` and `metadata` as a receiver stores them, start timestamps
+/// included. Each metadata entry goes on a series of its family's name with no samples, which
+/// stores the metadata and creates no series: on a data series the receiver would name the
+/// family after that series (`foo_total` for a counter `foo`), not as it was sent.
 pub(crate) fn series_to_v2<'a>(
     series: impl IntoIterator<Item = &'a SeriesWrite>,
     metadata: &[MetricMetadata],
 ) -> writev2::Request {
     let mut symbols = Symbols::new();
-    let metadata: HashMap<&str, &MetricMetadata> = metadata.iter().map(|m| (m.metric_family.as_str(), m)).collect();
     let intern_labels = |symbols: &mut Symbols, labels: &amber_storage::Labels| -> Vec<u32> {
         labels.iter().flat_map(|l| [symbols.intern(&l.name), symbols.intern(&l.value)]).collect()
     };
-    let timeseries = series
+    let mut timeseries: Vec<writev2::TimeSeries> = series
         .into_iter()
-        .map(|s| {
-            let labels_refs = intern_labels(&mut symbols, &s.labels);
-            let family = crate::diagnostics::family(s.labels.metric_name().unwrap_or(""));
-            let metadata = metadata.get(family).map(|m| writev2::Metadata {
+        .map(|s| writev2::TimeSeries {
+            labels_refs: intern_labels(&mut symbols, &s.labels),
+            samples: s
+                .samples
+                .iter()
+                .map(|x| writev2::Sample { value: x.value, timestamp: x.ts, start_timestamp: x.start_ts })
+                .collect(),
+            histograms: s
+                .histograms
+                .iter()
+                .map(|h| writev2::Histogram {
+                    start_timestamp: h.start_ts,
+                    ..histogram(&crate::remote_read::wire_histogram(h))
+                })
+                .collect(),
+            exemplars: s
+                .exemplars
+                .iter()
+                .map(|e| writev2::Exemplar {
+                    labels_refs: intern_labels(&mut symbols, &e.labels),
+                    value: e.value,
+                    timestamp: e.ts,
+                })
+                .collect(),
+            metadata: None,
+        })
+        .collect();
+    for m in metadata {
+        timeseries.push(writev2::TimeSeries {
+            labels_refs: vec![symbols.intern("__name__"), symbols.intern(&m.metric_family)],
+            metadata: Some(writev2::Metadata {
                 r#type: m.metric_type as i32,
                 help_ref: symbols.intern(&m.help),
                 unit_ref: symbols.intern(&m.unit),
-            });
-            writev2::TimeSeries {
-                labels_refs,
-                samples: s
-                    .samples
-                    .iter()
-                    .map(|x| writev2::Sample { value: x.value, timestamp: x.ts, start_timestamp: x.start_ts })
-                    .collect(),
-                histograms: s
-                    .histograms
-                    .iter()
-                    .map(|h| writev2::Histogram {
-                        start_timestamp: h.start_ts,
-                        ..histogram(&crate::remote_read::wire_histogram(h))
-                    })
-                    .collect(),
-                exemplars: s
-                    .exemplars
-                    .iter()
-                    .map(|e| writev2::Exemplar {
-                        labels_refs: intern_labels(&mut symbols, &e.labels),
-                        value: e.value,
-                        timestamp: e.ts,
-                    })
-                    .collect(),
-                metadata,
-            }
-        })
-        .collect();
+            }),
+            ..Default::default()
+        });
+    }
     writev2::Request { symbols: symbols.table, timeseries }
 }
 
