@@ -98,14 +98,7 @@ impl Distributor {
             let key = amber_ring::series_key(tenant, s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
             ring.replicas_into(key, self.options.replication_factor, &mut owners);
             if owners.len() < quorum {
-                return Err(WriteError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the ring has {} active ingesters, fewer than the write quorum of {quorum} (replication factor {}); retry later",
-                        owners.len(),
-                        self.options.replication_factor
-                    ),
-                ));
+                return Err(self.too_few_active(owners.len()));
             }
             for &m in &owners {
                 by_member[m].push(i);
@@ -117,14 +110,7 @@ impl Distributor {
         let active: Vec<usize> =
             (0..ring.members().len()).filter(|&m| ring.members()[m].state == MemberState::Active).collect();
         if !metadata.is_empty() && active.len() < quorum {
-            return Err(WriteError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the ring has {} active ingesters, fewer than the write quorum of {quorum} (replication factor {}); retry later",
-                    active.len(),
-                    self.options.replication_factor
-                ),
-            ));
+            return Err(self.too_few_active(active.len()));
         }
         let gets_request = |m: usize| !by_member[m].is_empty() || (!metadata.is_empty() && active.contains(&m));
         let sends = (0..ring.members().len()).filter(|&m| gets_request(m)).map(|m| {
@@ -183,6 +169,18 @@ impl Distributor {
             ));
         }
         Ok(tally(series, &by_member, &answers))
+    }
+
+    /// The retryable refusal of a write the ring has too few active ingesters for.
+    fn too_few_active(&self, active: usize) -> WriteError {
+        WriteError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the ring has {active} active ingesters, fewer than the write quorum of {} (replication factor {}); retry later",
+                self.quorum(),
+                self.options.replication_factor
+            ),
+        )
     }
 
     /// Posts one ingester's part of a write and reads its answer.
