@@ -24,12 +24,6 @@ const SERIES: usize = 12;
 /// How many counter series hold samples of the last hour (the load writes ten minutes back).
 const SERIES_NOW: &str = "count(count_over_time(cluster_requests_total[1h]))";
 
-fn start(dir: &Path, args: &[String]) -> Amber {
-    std::fs::create_dir_all(dir).unwrap();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Amber::start(dir, &args)
-}
-
 /// The ring flags of every role: the etcd cluster, and a short lease so that a killed
 /// ingester leaves the ring within seconds.
 fn ring_flags(etcd: &EtcdCluster, role: &str) -> Vec<String> {
@@ -42,7 +36,7 @@ fn ring_flags(etcd: &EtcdCluster, role: &str) -> Vec<String> {
 fn start_ingester(root: &Path, etcd: &EtcdCluster, n: usize) -> Amber {
     let mut args = ring_flags(etcd, "ingester");
     args.extend(["--instance-id".to_string(), format!("ingester-{n}")]);
-    start(&root.join(format!("ingester-{n}")), &args)
+    Amber::start_in(&root.join(format!("ingester-{n}")), &args)
 }
 
 /// The ring as `amber` sees it: (id, state) of each member.
@@ -196,9 +190,9 @@ impl Cluster {
     fn start(root: &Path) -> Cluster {
         let etcd = EtcdCluster::start(&root.join("etcd"), 3);
         let ingesters: Vec<Amber> = (0..3).map(|n| start_ingester(root, &etcd, n)).collect();
-        let distributor = start(&root.join("distributor"), &ring_flags(&etcd, "distributor"));
-        let querier = start(&root.join("querier"), &ring_flags(&etcd, "querier"));
-        let reference = start(&root.join("reference"), &[]);
+        let distributor = Amber::start_in(&root.join("distributor"), &ring_flags(&etcd, "distributor"));
+        let querier = Amber::start_in(&root.join("querier"), &ring_flags(&etcd, "querier"));
+        let reference = Amber::start_in(&root.join("reference"), &[]);
         wait_for_ring(&distributor, &THREE);
         wait_for_ring(&querier, &THREE);
         Cluster { etcd, ingesters, distributor, querier, reference }

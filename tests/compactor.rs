@@ -24,12 +24,6 @@ fn bucket_flags(ceph: &Ceph) -> Vec<String> {
         .collect()
 }
 
-fn start(dir: &std::path::Path, args: &[String]) -> Amber {
-    std::fs::create_dir_all(dir).unwrap();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Amber::start(dir, &args)
-}
-
 /// The questions asked over `[start, end]` seconds.
 fn questions(start: i64, end: i64, trace_ids: &[String]) -> Vec<String> {
     let range = |q: &str| format!("/api/v1/query_range?query={}&start={start}&end={end}&step=600", urlencode(q));
@@ -92,8 +86,8 @@ fn a_compactor_killed_while_compacting_loses_and_doubles_nothing() {
         .into_iter()
         .chain(["--enable-admin-api", "--maintenance-interval", "1s", "--compaction-interval", "0s"].map(String::from))
         .collect();
-    let ingester = start(&dir.path().join("ingester"), &ingester_flags);
-    let reference = start(&dir.path().join("reference"), &[]);
+    let ingester = Amber::start_in(&dir.path().join("ingester"), &ingester_flags);
+    let reference = Amber::start_in(&dir.path().join("reference"), &[]);
 
     // The UTC day before yesterday, a sample a minute, an exemplar with a trace id every 3 hours.
     let day = common::now_ms().div_euclid(DAY_MS) * DAY_MS - 2 * DAY_MS;
@@ -143,14 +137,14 @@ fn a_compactor_killed_while_compacting_loses_and_doubles_nothing() {
     assert_eq!(found, want.len(), "the reference answers every question with something: {want:#?}");
     let querier_flags: Vec<String> =
         bucket_flags(&ceph).into_iter().chain(["--role".into(), "querier".into()]).collect();
-    let querier = start(&dir.path().join("querier"), &querier_flags);
+    let querier = Amber::start_in(&dir.path().join("querier"), &querier_flags);
     assert_same("querier before compaction", &querier, &qs, &want);
 
     let compactor_flags: Vec<String> = bucket_flags(&ceph)
         .into_iter()
         .chain(["--role", "compactor", "--compaction-interval", "1s"].map(String::from))
         .collect();
-    let mut compactor = start(&dir.path().join("compactor"), &compactor_flags);
+    let mut compactor = Amber::start_in(&dir.path().join("compactor"), &compactor_flags);
     // Killed the moment its merged file is in the bucket: before, during or after its commit.
     eventually("the compacted file put", Duration::from_secs(60), || {
         view.keys().iter().any(|k| k.starts_with("anonymous/windows/") && k.contains('_')).then_some(())
@@ -176,7 +170,7 @@ fn a_compactor_killed_while_compacting_loses_and_doubles_nothing() {
     assert!((1..=13).contains(&block_files), "{:?}", view.keys());
 
     // A second compactor does not get the lease while the first renews it.
-    let second = start(&dir.path().join("second"), &compactor_flags);
+    let second = Amber::start_in(&dir.path().join("second"), &compactor_flags);
     eventually("the second compactor's first pass", Duration::from_secs(30), || {
         second.metric("amber_object_store_requests_total{operation=\"get\"}").filter(|&n| n >= 1.0)
     });

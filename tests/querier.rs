@@ -24,12 +24,6 @@ fn bucket_flags(ceph: &Ceph) -> Vec<String> {
         .collect()
 }
 
-fn start(dir: &std::path::Path, args: &[String]) -> Amber {
-    std::fs::create_dir_all(dir).unwrap();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Amber::start(dir, &args)
-}
-
 /// The AWS variables Amber's processes inherit from the test.
 fn set_aws_environment() {
     for (k, v) in [("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK"), ("AWS_REGION", "us-east-1")] {
@@ -77,8 +71,8 @@ fn a_querier_answers_from_the_bucket_and_the_ingester_as_one_node_does() {
         .into_iter()
         .chain(["--enable-admin-api", "--maintenance-interval", "1s", "--local-retention", "3h"].map(String::from))
         .collect();
-    let mut ingester = start(&dir.path().join("ingester"), &ingester_flags);
-    let reference = start(&dir.path().join("reference"), &[]);
+    let mut ingester = Amber::start_in(&dir.path().join("ingester"), &ingester_flags);
+    let reference = Amber::start_in(&dir.path().join("reference"), &[]);
 
     // Ten hours of data ending now: five sealed windows and an open one, with exemplars.
     let now = common::now_ms();
@@ -157,7 +151,7 @@ fn a_querier_answers_from_the_bucket_and_the_ingester_as_one_node_does() {
         .chain(["--role".into(), "querier".into(), "--ingester-urls".into(), ingester.url("")])
         .collect();
     let querier_dir = dir.path().join("querier");
-    let mut querier = start(&querier_dir, &querier_flags);
+    let mut querier = Amber::start_in(&querier_dir, &querier_flags);
     assert_same("querier", &answers(&querier, &qs), &want);
     // It takes no writes, and says where they go.
     let (code, body) = querier.write(&all);
@@ -167,7 +161,7 @@ fn a_querier_answers_from_the_bucket_and_the_ingester_as_one_node_does() {
     // Stateless: killed, its data directory (the cache) wiped, started again: the same answers.
     querier.kill9();
     std::fs::remove_dir_all(&querier_dir).unwrap();
-    let mut querier = start(&querier_dir, &querier_flags);
+    let mut querier = Amber::start_in(&querier_dir, &querier_flags);
     assert_same("querier after kill -9 and a wiped cache", &answers(&querier, &qs), &want);
     // Warm, the same answers without reading a block file from the bucket again.
     let range_reads = |q: &Amber| q.metric("amber_object_store_requests_total{operation=\"get_range\"}").unwrap();
@@ -187,7 +181,7 @@ fn a_querier_answers_from_the_bucket_and_the_ingester_as_one_node_does() {
     // Metadata is what senders told a store, not data: the bucket has none.
     let mut past = questions(start_s, sealed_end, &[]);
     past.retain(|q| q != "/api/v1/metadata");
-    let bucket_only = start(
+    let bucket_only = Amber::start_in(
         &dir.path().join("bucket-only"),
         &bucket_flags(&ceph).into_iter().chain(["--role".into(), "querier".into()]).collect::<Vec<_>>(),
     );

@@ -56,6 +56,13 @@ impl Amber {
         Amber::start_with(dir, extra_args, "http", http)
     }
 
+    /// Starts Amber in `dir` (made if missing) with `extra_args` given as owned strings.
+    pub fn start_in(dir: &Path, extra_args: &[String]) -> Amber {
+        std::fs::create_dir_all(dir).unwrap();
+        let args: Vec<&str> = extra_args.iter().map(String::as_str).collect();
+        Amber::start(dir, &args)
+    }
+
     /// Starts Amber serving HTTPS (its TLS flags in `extra_args`), trusting `root_pem`.
     pub fn start_tls(dir: &Path, extra_args: &[&str], root_pem: &[u8]) -> Amber {
         let http = reqwest::blocking::Client::builder()
