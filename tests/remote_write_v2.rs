@@ -986,10 +986,14 @@ fn start_timestamps_reach_rate_and_increase_through_the_log_and_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let mut amber = Amber::start(dir.path(), &["--enable-admin-api", "--maintenance-interval", "1h"]);
     // Old data at the start of a (2 h) window at least four hours back: closed and past the
-    // out-of-order window (1 h), so the seal takes it. Recent data a quarter of an hour back:
-    // its window cannot be sealed for the next 45 minutes.
+    // out-of-order window (1 h), so the seal takes it. Recent data a quarter of an hour back,
+    // inside one window: a head chunk is cut where a window ends and the seal takes closed chunks
+    // whatever their age, so ten minutes straddling a window's end would seal their first part.
+    // Such data moves to the ten minutes before that end.
     let old = (common::now_ms() - 4 * HOUR).div_euclid(2 * HOUR) * 2 * HOUR;
     let recent = (common::now_ms() - 15 * MINUTE).div_euclid(MINUTE) * MINUTE;
+    let window_end = (recent + 10 * MINUTE).div_euclid(2 * HOUR) * 2 * HOUR;
+    let recent = if window_end > recent { window_end - 11 * MINUTE } else { recent };
     common::eventually("the start-up sealing pass", Duration::from_secs(60), || {
         (amber.metric("amber_seal_passes_total") == Some(1.0)).then_some(())
     });
