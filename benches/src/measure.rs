@@ -49,6 +49,8 @@ pub struct SystemResult {
     /// The data directory [`RUNNING_DISK_AFTER`] after the last write, the system running and
     /// asked for nothing: what a user sees.
     pub running_bytes: u64,
+    /// Amber: bytes of the exemplar column families at the same moment (part of `running_bytes`).
+    pub running_exemplar_bytes: Option<u64>,
     /// Time from starting again after `kill -9` (just after `running_bytes`) to ready.
     pub restart: Duration,
     pub persisted_bytes: u64,
@@ -218,6 +220,7 @@ pub fn system(
     // Not a wait for a condition: the measure is defined as the state this long after ingest.
     std::thread::sleep(RUNNING_DISK_AFTER.saturating_sub(last_write.elapsed()));
     let running_bytes = system.data_bytes();
+    let running_exemplar_bytes = if kind == Kind::Amber { Some(system.amber_exemplar_bytes()?) } else { None };
     let restart = system.kill9_and_restart()?;
     let persisted_bytes = system.persisted_bytes(w.start_ms)?;
     let exemplar_bytes = if kind == Kind::Amber { Some(system.amber_exemplar_bytes()?) } else { None };
@@ -256,6 +259,7 @@ pub fn system(
         first_error,
         rss_bytes,
         running_bytes,
+        running_exemplar_bytes,
         restart,
         persisted_bytes,
         exemplar_bytes,
@@ -335,6 +339,10 @@ pub fn table(w: &Workload, decode: &[(Protocol, f64)], results: &[SystemResult],
     let after = RUNNING_DISK_AFTER.as_secs();
     row(&mut out, results, &format!("bytes on disk per {kind} while running ({after} s after ingest)"), |r| {
         Some(r.running_bytes as f64 / w.samples as f64)
+    });
+    // Exemplars apart, as in the sealed figure below: the peers do not keep them.
+    row(&mut out, results, &format!("bytes on disk per {kind} while running, exemplars apart"), |r| {
+        Some((r.running_bytes - r.running_exemplar_bytes.unwrap_or(0)) as f64 / w.samples as f64)
     });
     row(&mut out, results, &format!("bytes on disk per {kind}, sealed / flushed and merged"), |r| {
         Some((r.persisted_bytes - r.exemplar_bytes.unwrap_or(0)) as f64 / w.samples as f64)

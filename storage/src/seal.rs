@@ -131,8 +131,11 @@ impl Storage {
         // than the oldest thing left in the head is now in blocks (or past retention).
         let unsealed_from = self.head.oldest_ts().unwrap_or(i64::MAX);
         // The trace-index and activity writes of the data in those segments must be durable
-        // before the segments go; a synced flush of RocksDB's log makes them so.
-        self.db.flush_wal(true)?;
+        // before the segments go. Flushing the memtables makes them so, and lets RocksDB delete
+        // its own log: a log file lives until every column family with writes in it is flushed,
+        // so the small ingest-time families would otherwise pin the blocks just written there
+        // too, uncompressed (on amber-bench's workload 12.8 MB of log beside 0.3 MB of tables).
+        self.flush()?;
         report.wal_segments_deleted = self.wal.delete_sealed(first_open_segment, unsealed_from)? as u64;
         Ok(report)
     }
