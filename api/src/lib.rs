@@ -136,6 +136,8 @@ pub struct AppState {
     pub new_series: Arc<rate_limit::TokenBuckets>,
     /// One permit per KiB of write bodies held (`ApiLimits::max_inflight_write_bytes`).
     pub write_bytes: Arc<tokio::sync::Semaphore>,
+    /// Validated labels of the series remote write 1.0 senders send, by their bytes.
+    pub labels_cache: Arc<remote_write::labels_cache::LabelsCache>,
     /// What arrived per metric family and source, for exemplar diagnostics.
     pub diagnostics: Arc<diagnostics::Diagnostics>,
     /// Where reads come from: this store, or (a querier) the bucket and other Ambers.
@@ -174,6 +176,7 @@ impl AppState {
             new_series: Arc::new(rate_limit::TokenBuckets::default()),
             write_bytes: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_write_bytes.div_ceil(1024))),
             diagnostics: Arc::new(diagnostics::Diagnostics::default()),
+            labels_cache: Arc::default(),
             flags: Arc::default(),
             config_yaml: Arc::from(""),
             started: chrono::Utc::now(),

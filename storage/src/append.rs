@@ -14,6 +14,7 @@
 //! Trace-index keys, window activity and metadata go to RocksDB unsynced: replay rewrites the
 //! first two from the log, and sealing syncs RocksDB's log before a WAL segment is deleted.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -182,6 +183,15 @@ fn mark_touched(touched: &mut HashMap<i64, RoaringTreemap>, last_window: &mut i6
     }
 }
 
+/// Adds `all[i]` to the accepted `kept`, a subsequence of `all`: a prefix of `all` stays
+/// borrowed, and the first gap makes it a copy.
+fn keep<'a, T: Clone>(kept: &mut Cow<'a, [T]>, all: &'a [T], i: usize) {
+    match kept {
+        Cow::Borrowed(prefix) if prefix.len() == i => *kept = Cow::Borrowed(&all[..=i]),
+        _ => kept.to_mut().push(all[i].clone()),
+    }
+}
+
 /// Bounds on the series one [`Storage::append`] may create for its tenant.
 #[derive(Clone, Copy, Default)]
 pub struct SeriesCreation<'a> {
@@ -219,7 +229,8 @@ pub struct AppendReport {
 /// One series' accepted data, waiting for the log record.
 struct Accepted<'a> {
     id: SeriesId,
-    samples: Vec<Sample>,
+    /// Borrowed from the request while every sample so far was accepted (the usual case).
+    samples: Cow<'a, [Sample]>,
     histograms: Vec<HistogramSample>,
     exemplars: Vec<&'a Exemplar>,
 }
@@ -340,7 +351,7 @@ impl Storage {
             };
             let mem = head.get(&id).expect("series_for_write added every id");
             let mut mem = mem.lock();
-            accepted.push(Accepted { id, samples: Vec::new(), histograms: Vec::new(), exemplars: Vec::new() });
+            accepted.push(Accepted { id, samples: Cow::Borrowed(&[]), histograms: Vec::new(), exemplars: Vec::new() });
             let out = accepted.last_mut().expect("just pushed");
             let state = match mem.state {
                 Some(s) => s,
@@ -373,7 +384,7 @@ impl Storage {
         let trace_cf = self.cf(keys::CF_TRACE_INDEX);
         // The window the series was last added to `touched` for: once per window, not per sample.
         let mut last_window = NONE_YET;
-        for s in &write.samples {
+        for (i, s) in write.samples.iter().enumerate() {
             let bits = s.value.to_bits();
             let reject = |reason| Rejection { series: write.labels.clone(), ts: s.ts, kind: DataKind::Sample, reason };
             if let Some(reason) = outside_bounds(s.ts, bounds) {
@@ -411,7 +422,7 @@ impl Storage {
                 continue;
             }
             mem.insert_sample(*s);
-            out.samples.push(*s);
+            keep(&mut out.samples, &write.samples, i);
             mark_touched(touched, &mut last_window, self.window_of(s.ts), id);
             report.samples_written += 1;
         }
@@ -624,5 +635,22 @@ impl Storage {
             }
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepted entries borrow the request until one is left out, then are a copy.
+    #[test]
+    fn kept_entries_borrow_a_prefix_and_copy_after_a_gap() {
+        let all = [1, 2, 3, 4];
+        let mut kept: Cow<'_, [i32]> = Cow::Borrowed(&[]);
+        keep(&mut kept, &all, 0);
+        keep(&mut kept, &all, 1);
+        assert!(matches!(kept, Cow::Borrowed(&[1, 2])));
+        keep(&mut kept, &all, 3);
+        assert!(matches!(&kept, Cow::Owned(v) if v == &[1, 2, 4]));
     }
 }

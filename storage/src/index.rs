@@ -85,14 +85,21 @@ impl Storage {
         series: &[&Labels],
         limits: SeriesCreation<'_>,
     ) -> Result<Vec<std::result::Result<SeriesId, RejectReason>>> {
-        let keys: Vec<Vec<u8>> = series.iter().map(|l| keys::series_by_labels(tenant, &l.encode())).collect();
-        let mut ids: Vec<Option<SeriesId>> = {
+        // Every series of a request is usually known: look them up with one key buffer, and
+        // build each key to keep only when one is not.
+        let mut ids: Vec<Option<SeriesId>> = Vec::with_capacity(series.len());
+        {
             let cache = self.series_cache.read();
-            keys.iter().map(|k| cache.get(k).copied()).collect()
-        };
+            let mut key = Vec::new();
+            for labels in series {
+                keys::series_by_labels_into(&mut key, tenant, labels);
+                ids.push(cache.get(key.as_slice()).copied());
+            }
+        }
         if ids.iter().all(Option::is_some) {
             return Ok(ids.into_iter().map(|id| Ok(id.expect("all found"))).collect());
         }
+        let keys: Vec<Vec<u8>> = series.iter().map(|l| keys::series_by_labels(tenant, &l.encode())).collect();
         // Held until the new series are durable: creation is serialised, so the series count
         // and the rate budget below are exact.
         let mut next = self.next_series_id.lock();

@@ -72,10 +72,22 @@ pub fn read_u64(b: &[u8]) -> u64 {
 
 pub fn series_by_labels(tenant: TenantId, encoded_labels: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(5 + encoded_labels.len());
-    k.push(prefix::SERIES_BY_LABELS);
-    k.extend_from_slice(&tenant.0.to_be_bytes());
+    series_by_labels_prefix(&mut k, tenant);
     k.extend_from_slice(encoded_labels);
     k
+}
+
+/// [`series_by_labels`] written into `k` (cleared first), encoding `labels` there: the write
+/// path looks every series up with one buffer.
+pub fn series_by_labels_into(k: &mut Vec<u8>, tenant: TenantId, labels: &crate::labels::Labels) {
+    k.clear();
+    series_by_labels_prefix(k, tenant);
+    labels.encode_into(k);
+}
+
+fn series_by_labels_prefix(k: &mut Vec<u8>, tenant: TenantId) {
+    k.push(prefix::SERIES_BY_LABELS);
+    k.extend_from_slice(&tenant.0.to_be_bytes());
 }
 
 pub fn labels_by_series(series: SeriesId) -> [u8; 9] {

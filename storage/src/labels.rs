@@ -2,6 +2,7 @@
 //! and the rules a label set must follow to be stored.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::chunkenc::DecodeError;
 use crate::chunkenc::varint::{Reader, put_uvarint};
@@ -23,14 +24,23 @@ impl Label {
 
 /// A set of labels sorted by name, with unique names. Construct it with [`Labels::from_sorted`]
 /// after [`validate_series`], or with [`Labels::from_unsorted`] for trusted input.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+///
+/// Immutable and shared: a clone is a reference count, so the write path can hand out the labels
+/// it validated once (remote write's labels cache) to every request that sends the series again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Arc<[Label]>);
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels(Arc::from([]))
+    }
+}
 
 impl Labels {
     /// Wraps labels already known to be sorted by name and unique.
     pub fn from_sorted(labels: Vec<Label>) -> Self {
         debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name));
-        Labels(labels)
+        Labels(labels.into())
     }
 
     /// Sorts `labels` by name; with repeated names the last one wins.
@@ -38,7 +48,7 @@ impl Labels {
         labels.reverse();
         labels.sort_by(|a, b| a.name.cmp(&b.name));
         labels.dedup_by(|a, b| a.name == b.name);
-        Labels(labels)
+        Labels(labels.into())
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
@@ -65,7 +75,7 @@ impl Labels {
     /// per label (see `docs/format/index.md`).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         put_uvarint(out, self.0.len() as u64);
-        for l in &self.0 {
+        for l in self.0.iter() {
             put_uvarint(out, l.name.len() as u64);
             out.extend_from_slice(l.name.as_bytes());
             put_uvarint(out, l.value.len() as u64);
@@ -89,7 +99,7 @@ impl Labels {
             let value = utf8(reader.len_prefixed()?)?;
             labels.push(Label { name, value });
         }
-        Ok(Labels(labels))
+        Ok(Labels(labels.into()))
     }
 }
 

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use prost::Message;
 
 use crate::AppState;
+use crate::remote_write::wire::WriteRequest;
 use crate::remote_write::{WriteError, hold_write_bytes, ingest, read_body, write_permit};
 use proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -129,7 +130,15 @@ pub(crate) async fn write(
 ) -> Result<ExportMetricsServiceResponse, WriteError> {
     let translated = translate::translate(req, &state.limits.otlp);
     let source = crate::diagnostics::Source::Otlp;
-    let done = ingest(state, tenant, translated.request, &translated.starts, translated.refused, source).await?;
+    let done = ingest(
+        state,
+        tenant,
+        &WriteRequest::from_owned(&translated.request),
+        &translated.starts,
+        translated.refused,
+        source,
+    )
+    .await?;
     if done.retry_later {
         // OTLP senders retry a 429 (UNAVAILABLE over gRPC) and drop a partial success.
         return Err(bad(StatusCode::TOO_MANY_REQUESTS, done.summary()));

@@ -82,6 +82,13 @@ macro_rules! wire_histogram_from {
 wire_histogram_from!(prompb);
 wire_histogram_from!(writev2);
 
+/// Remote write 1.0's in-place reading keeps histograms decoded (or, from OTLP, borrowed).
+impl<'a> From<&'a std::borrow::Cow<'_, prompb::Histogram>> for WireHistogram<'a> {
+    fn from(h: &'a std::borrow::Cow<'_, prompb::Histogram>) -> Self {
+        WireHistogram::from(h.as_ref())
+    }
+}
+
 impl WireHistogram<'_> {
     /// The stored sample, or why it can never be stored. A histogram is a float histogram when
     /// its count is `count_float` (as in Prometheus), an integer one otherwise. Its start

@@ -16,9 +16,11 @@
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` with what was written.
 
 pub(crate) mod histogram;
+pub mod labels_cache;
 mod to_v2;
 mod v1;
 mod v2;
+pub mod wire;
 
 pub(crate) use to_v2::series_to_v2;
 pub use to_v2::to_v2;
@@ -304,7 +306,11 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Inge
     drop(body);
     let source = crate::diagnostics::Source::RemoteWrite;
     match version {
-        Version::V1 => ingest(state, &tenant, decode_message(&raw)?, &[], Vec::new(), source).await,
+        Version::V1 => {
+            let req = wire::WriteRequest::decode(&raw)
+                .map_err(|e| WriteError::new(StatusCode::BAD_REQUEST, format!("protobuf decode error: {e}")))?;
+            ingest(state, &tenant, &req, &[], Vec::new(), source).await
+        }
         Version::V2 => {
             let req: prompb::writev2::Request = decode_message(&raw)?;
             check_free_space(state)?;
@@ -450,7 +456,7 @@ pub(crate) fn refusals(body: &str) -> Vec<String> {
 pub(crate) async fn ingest(
     state: &AppState,
     tenant: &crate::tenant::WriteTenant,
-    req: prompb::WriteRequest,
+    req: &wire::WriteRequest<'_>,
     starts: &[SeriesStarts],
     refused: Vec<String>,
     source: crate::diagnostics::Source,
