@@ -60,6 +60,10 @@ pub struct Cli {
     /// Bytes of write bodies (compressed plus decoded) held at once; writes beyond get a retryable 503 [default: 536870912].
     #[arg(long, env = "AMBER_MAX_INFLIGHT_WRITE_BYTES")]
     pub max_inflight_write_bytes: Option<usize>,
+    /// Memory for the labels of series remote write 1.0 senders send, validated once: about 600
+    /// bytes an active series; beyond it series are validated on every write [default: 536870912].
+    #[arg(long, env = "AMBER_LABELS_CACHE_BYTES")]
+    pub labels_cache_bytes: Option<usize>,
     /// Longest a client may take to send a request's headers, counted from the connection's start
     /// or the end of its previous response, so idle keep-alive connections close too [default: 1m].
     #[arg(long, env = "AMBER_HTTP_HEADER_READ_TIMEOUT")]
@@ -219,6 +223,7 @@ struct FileConfig {
     new_series_burst: Option<f64>,
     max_decoded_body_bytes: Option<usize>,
     max_inflight_write_bytes: Option<usize>,
+    labels_cache_bytes: Option<usize>,
     http_header_read_timeout: Option<String>,
     http_body_read_timeout: Option<String>,
     max_concurrent_queries: Option<usize>,
@@ -394,6 +399,7 @@ impl Config {
             ("max_decoded_body_bytes", int(api.max_decoded_bytes as u64)),
             ("max_inflight_writes", int(api.max_inflight_writes as u64)),
             ("max_inflight_write_bytes", int(api.max_inflight_write_bytes as u64)),
+            ("labels_cache_bytes", int(api.labels_cache_bytes as u64)),
             ("max_series_per_tenant", int(api.max_series_per_tenant)),
             ("ingestion_rate", Float(api.ingestion_rate)),
             ("ingestion_burst", Float(api.ingestion_burst)),
@@ -616,6 +622,9 @@ impl Config {
         }
         if let Some(v) = cli.max_inflight_write_bytes.or(file.max_inflight_write_bytes) {
             api.max_inflight_write_bytes = v;
+        }
+        if let Some(v) = cli.labels_cache_bytes.or(file.labels_cache_bytes) {
+            api.labels_cache_bytes = v;
         }
         anyhow::ensure!(
             api.max_inflight_write_bytes >= api.max_body_bytes + api.max_decoded_bytes,

@@ -219,9 +219,13 @@ fn admin_seal_is_served_only_when_enabled_and_keeps_every_sample() {
 #[test]
 fn status_rules_alerts_and_targets_answer_in_prometheus_shapes() {
     let dir = tempfile::tempdir().unwrap();
-    let amber = Amber::start(dir.path(), &["--retention", "30d", "--new-series-rate", "500"]);
+    let amber = Amber::start(
+        dir.path(),
+        &["--retention", "30d", "--new-series-rate", "500", "--labels-cache-bytes", "1048576"],
+    );
     let flags = amber.data("/api/v1/status/flags");
     assert_eq!(flags["retention"], "30days");
+    assert_eq!(flags["labels-cache-bytes"], "1048576");
     assert_eq!(flags["new-series-rate"], "500");
     assert_eq!(flags["new-series-burst"], "30000");
     assert_eq!(flags["listen"], format!("127.0.0.1:{}", amber.port));

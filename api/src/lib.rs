@@ -86,6 +86,9 @@ pub struct ApiLimits {
     /// than this, so RocksDB never meets a full disk (it cannot recover from one in place).
     pub min_free_disk_bytes: u64,
     pub labels: LabelLimits,
+    /// Memory the remote-write labels cache may hold (`remote_write::labels_cache`); about 600
+    /// bytes an active series.
+    pub labels_cache_bytes: usize,
 }
 
 impl Default for ApiLimits {
@@ -105,6 +108,7 @@ impl Default for ApiLimits {
             min_free_disk_bytes: 256 << 20,
             otlp: otlp::translate::Translation::default(),
             labels: LabelLimits::default(),
+            labels_cache_bytes: 512 << 20,
         }
     }
 }
@@ -176,7 +180,7 @@ impl AppState {
             new_series: Arc::new(rate_limit::TokenBuckets::default()),
             write_bytes: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_write_bytes.div_ceil(1024))),
             diagnostics: Arc::new(diagnostics::Diagnostics::default()),
-            labels_cache: Arc::default(),
+            labels_cache: Arc::new(remote_write::labels_cache::LabelsCache::new(limits.labels_cache_bytes)),
             flags: Arc::default(),
             config_yaml: Arc::from(""),
             started: chrono::Utc::now(),

@@ -4,40 +4,42 @@
 //! skips both: equal bytes are an equal label list, which passed the same checks before (the
 //! label limits do not change while the process runs).
 //!
-//! Bounded by two generations (as VictoriaMetrics bounds its caches): when the current one is
-//! full it becomes the previous one and a new one starts; a hit in the previous generation moves
-//! the entry back. Series still being sent stay; series that stopped go with their generation.
+//! Bounded in bytes by two generations (as VictoriaMetrics bounds its caches): when the current
+//! one holds half the budget it becomes the previous one and a new one starts; a hit in the
+//! previous generation moves the entry back. Series still being sent stay; series that stopped go
+//! with their generation. With more active series than the budget holds, series are validated on
+//! every write again: slower, never wrong.
 
 use std::mem;
 
-use amber_storage::labels::Labels;
+use amber_storage::labels::{Label, Labels};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
-/// Entries per generation: about 600 bytes each for a node-exporter series, so at most about
-/// 1.2 GiB for two full generations, at a million active series.
-const GENERATION_ENTRIES: usize = 1 << 20;
-
 pub struct LabelsCache {
     generations: RwLock<Generations>,
-    capacity: usize,
+    /// Bytes one generation may hold: half the budget.
+    generation_bytes: usize,
 }
 
 #[derive(Default)]
 struct Generations {
     current: FxHashMap<Box<[u8]>, Labels>,
+    current_bytes: usize,
     previous: FxHashMap<Box<[u8]>, Labels>,
 }
 
-impl Default for LabelsCache {
-    fn default() -> Self {
-        LabelsCache::with_capacity(GENERATION_ENTRIES)
-    }
+/// What an entry costs: its key, its labels' strings and slots, and the map's own per-entry
+/// overhead (key box, value pointer, hash slot and allocator headers, about 64 bytes).
+fn entry_bytes(raw: &[u8], labels: &Labels) -> usize {
+    let strings: usize = labels.iter().map(|l| l.name.len() + l.value.len()).sum();
+    64 + raw.len() + strings + labels.len() * mem::size_of::<Label>()
 }
 
 impl LabelsCache {
-    fn with_capacity(capacity: usize) -> Self {
-        LabelsCache { generations: RwLock::new(Generations::default()), capacity }
+    /// A cache of at most `budget_bytes` (`labels_cache_bytes`) across both generations.
+    pub fn new(budget_bytes: usize) -> Self {
+        LabelsCache { generations: RwLock::new(Generations::default()), generation_bytes: budget_bytes / 2 }
     }
 
     /// The labels validated for each of a request's series (`None` where unknown, or where the
@@ -69,18 +71,23 @@ impl LabelsCache {
         }
         let mut g = self.generations.write();
         for (raw, labels) in entries {
-            if g.current.len() >= self.capacity {
-                g.previous = mem::take(&mut g.current);
+            let bytes = entry_bytes(raw, &labels);
+            if bytes > self.generation_bytes {
+                continue;
             }
-            g.current.insert(raw.into(), labels);
+            if g.current_bytes + bytes > self.generation_bytes {
+                g.previous = mem::take(&mut g.current);
+                g.current_bytes = 0;
+            }
+            if g.current.insert(raw.into(), labels).is_none() {
+                g.current_bytes += bytes;
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use amber_storage::labels::Label;
-
     use super::*;
 
     fn labels(value: &str) -> Labels {
@@ -90,7 +97,8 @@ mod tests {
     /// Entries survive while used; unused ones go two generations on.
     #[test]
     fn keeps_what_is_used_and_drops_what_is_not() {
-        let cache = LabelsCache::with_capacity(2);
+        // Room for two entries a generation.
+        let cache = LabelsCache::new(2 * 2 * entry_bytes(b"a", &labels("a")));
         let get = |raw: &[u8]| cache.get_all([Some(raw)].into_iter()).pop().unwrap();
         cache.insert_all([(&b"a"[..], labels("a")), (b"b", labels("b"))]);
         // Full: "c" starts a generation, and "a" and "b" are the previous one.
@@ -106,5 +114,9 @@ mod tests {
         assert_eq!(get(b"zz"), None);
         // A series without a raw form is never looked up.
         assert_eq!(cache.get_all([None, Some(&b"a"[..])].into_iter()), vec![None, Some(labels("a"))]);
+        // An entry larger than a generation is not kept.
+        let huge = Labels::from_sorted(vec![Label::new("job", "x".repeat(1000))]);
+        cache.insert_all([(&b"h"[..], huge)]);
+        assert_eq!(get(b"h"), None);
     }
 }
