@@ -1,5 +1,6 @@
-//! Remote write 1.0's `prometheus.WriteRequest` turned into storage writes: labels sent in full
-//! with every series, metadata per metric family in a list of its own.
+//! Remote write 1.0's `prometheus.WriteRequest`, read in place ([`super::wire`]), turned into
+//! storage writes: labels sent in full with every series (checked once per label bytes, through
+//! the labels cache), metadata per metric family in a list of its own.
 
 use amber_storage::labels::{self, Label, LabelError, Labels};
 use amber_storage::{Exemplar, MetricMetadata, MetricType, NO_START, Sample, SeriesWrite};
@@ -36,7 +37,13 @@ pub(super) fn convert(req: &WriteRequest<'_>, starts: &[SeriesStarts], state: &A
         let starts = starts.get(i).unwrap_or(&no_starts);
         let checked = match cached {
             Some(labels) => Ok(labels),
-            None => validate(&ts, state).inspect(|labels| validated.extend(ts.raw_labels().zip(Some(labels.clone())))),
+            None => {
+                let checked = validate(&ts, state);
+                if let (Ok(labels), Some(raw)) = (&checked, ts.raw_labels()) {
+                    validated.push((raw, labels.clone()));
+                }
+                checked
+            }
         };
         let series_labels = match checked {
             Ok(labels) => labels,
