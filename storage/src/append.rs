@@ -12,7 +12,7 @@
 //! entered the head. A sample newer than the series' newest needs no lookup; an older one (out of
 //! order, or a retry) is looked up in the head and, failing that, in its window's sealed block.
 //! Trace-index keys, window activity and metadata go to RocksDB unsynced: replay rewrites the
-//! first two from the log, and sealing syncs RocksDB's log before a WAL segment is deleted.
+//! first two from the log, and sealing flushes RocksDB's memtables before a WAL segment is deleted.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

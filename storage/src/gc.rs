@@ -82,7 +82,7 @@ impl Storage {
         let mut label_keys = Vec::with_capacity(ids.len());
         let mut postings: HashMap<Vec<u8>, RoaringTreemap> = HashMap::new();
         for (&id, (_, labels)) in ids.iter().zip(&labels) {
-            let key = keys::series_by_labels(tenant, &labels.encode());
+            let key = keys::series_by_labels(tenant, labels);
             batch.delete_cf(index, &key);
             label_keys.push(key);
             batch.delete_cf(index, keys::labels_by_series(id));

@@ -99,7 +99,7 @@ impl Storage {
         if ids.iter().all(Option::is_some) {
             return Ok(ids.into_iter().map(|id| Ok(id.expect("all found"))).collect());
         }
-        let keys: Vec<Vec<u8>> = series.iter().map(|l| keys::series_by_labels(tenant, &l.encode())).collect();
+        let keys: Vec<Vec<u8>> = series.iter().map(|l| keys::series_by_labels(tenant, l)).collect();
         // Held until the new series are durable: creation is serialised, so the series count
         // and the rate budget below are exact.
         let mut next = self.next_series_id.lock();

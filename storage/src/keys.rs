@@ -5,6 +5,7 @@
 //! starts are `i64` with the sign bit flipped for the same reason. Prefix bytes are never reused.
 
 use crate::SeriesId;
+use crate::labels::Labels;
 use crate::tenant::TenantId;
 
 /// Column family of the series index, postings, per-window activity, metadata and options.
@@ -70,24 +71,19 @@ pub fn read_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
-pub fn series_by_labels(tenant: TenantId, encoded_labels: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(5 + encoded_labels.len());
-    series_by_labels_prefix(&mut k, tenant);
-    k.extend_from_slice(encoded_labels);
+pub fn series_by_labels(tenant: TenantId, labels: &Labels) -> Vec<u8> {
+    let mut k = Vec::new();
+    series_by_labels_into(&mut k, tenant, labels);
     k
 }
 
-/// [`series_by_labels`] written into `k` (cleared first), encoding `labels` there: the write
-/// path looks every series up with one buffer.
-pub fn series_by_labels_into(k: &mut Vec<u8>, tenant: TenantId, labels: &crate::labels::Labels) {
+/// [`series_by_labels`] written into `k` (cleared first): the write path looks every series up
+/// with one buffer.
+pub fn series_by_labels_into(k: &mut Vec<u8>, tenant: TenantId, labels: &Labels) {
     k.clear();
-    series_by_labels_prefix(k, tenant);
-    labels.encode_into(k);
-}
-
-fn series_by_labels_prefix(k: &mut Vec<u8>, tenant: TenantId) {
     k.push(prefix::SERIES_BY_LABELS);
     k.extend_from_slice(&tenant.0.to_be_bytes());
+    labels.encode_into(k);
 }
 
 pub fn labels_by_series(series: SeriesId) -> [u8; 9] {

@@ -20,7 +20,7 @@ pub mod labels_cache;
 mod to_v2;
 mod v1;
 mod v2;
-pub mod wire;
+pub(crate) mod wire;
 
 pub(crate) use to_v2::series_to_v2;
 pub use to_v2::to_v2;
@@ -133,7 +133,12 @@ pub(crate) fn decompress(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8
 }
 
 fn decode_message<M: Message + Default>(raw: &[u8]) -> Result<M, WriteError> {
-    M::decode(raw).map_err(|e| WriteError::new(StatusCode::BAD_REQUEST, format!("protobuf decode error: {e}")))
+    M::decode(raw).map_err(protobuf_error)
+}
+
+/// The 400 for a body that is not the message it claims to be.
+fn protobuf_error(e: prost::DecodeError) -> WriteError {
+    WriteError::new(StatusCode::BAD_REQUEST, format!("protobuf decode error: {e}"))
 }
 
 /// Decodes a remote write 1.0 body into a `WriteRequest`, or the 4xx answer saying why not.
@@ -307,8 +312,7 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Inge
     let source = crate::diagnostics::Source::RemoteWrite;
     match version {
         Version::V1 => {
-            let req = wire::WriteRequest::decode(&raw)
-                .map_err(|e| WriteError::new(StatusCode::BAD_REQUEST, format!("protobuf decode error: {e}")))?;
+            let req = wire::WriteRequest::decode(&raw).map_err(protobuf_error)?;
             ingest(state, &tenant, &req, &[], Vec::new(), source).await
         }
         Version::V2 => {
