@@ -5,8 +5,9 @@
 //! A write arrives as on one node (remote write 1.0 or 2.0, OTLP) and is validated here, so a
 //! bad input is answered exactly as one node answers it. Each series hashes, with its tenant,
 //! onto the ring ([`amber_ring::series_key`]); the ring's Active members clockwise from that key
-//! are its replicas. Metadata goes to every Active ingester, and needs a quorum of them. Every ingester gets one remote write 2.0 request with its series (2.0 is
-//! the version that carries start timestamps) and the tenant in `X-Scope-OrgID`, all at once.
+//! are its replicas. Metadata goes to every Active ingester, and needs a quorum of them. Every
+//! ingester gets one remote write 2.0 request with its series (2.0 is the version that carries
+//! start timestamps) and the tenant in `X-Scope-OrgID`, all at once.
 //!
 //! An ingester's answer counts for each of its series:
 //! - `2xx`, and `400` (an ingester writes the valid rest of a request and names what it refused):
