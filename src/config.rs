@@ -131,6 +131,10 @@ pub struct Cli {
     /// `text` or `json` [default: text].
     #[arg(long, env = "AMBER_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Link from an exemplar in the web UI to your trace UI; `{trace_id}` is replaced by the
+    /// exemplar's trace id, e.g. `http://tempo:3200/trace/{trace_id}` [default: no link].
+    #[arg(long, env = "AMBER_TRACE_URL_TEMPLATE")]
+    pub trace_url_template: Option<String>,
     /// Bucket that sealed windows are uploaded to: `s3://bucket/prefix` (S3 or an S3-compatible
     /// store such as Ceph's RADOS Gateway) or `file:///dir`. Unset: nothing leaves the machine.
     #[arg(long, env = "AMBER_OBJECT_STORE_URL")]
@@ -250,6 +254,7 @@ struct FileConfig {
     #[serde(default)]
     tenants: std::collections::BTreeMap<String, TenantConfig>,
     log_format: Option<String>,
+    trace_url_template: Option<String>,
     object_store_url: Option<String>,
     object_store_endpoint: Option<String>,
     object_store_region: Option<String>,
@@ -310,6 +315,8 @@ pub struct Config {
     pub tenants: amber_api::tenant::TenantSettings,
     pub maintenance_interval: Duration,
     pub log_format: String,
+    /// The web UI's link from an exemplar to a trace (`{trace_id}` replaced); empty for none.
+    pub trace_url_template: String,
     pub admin_api: bool,
     /// How long a client may take to send a request's headers (or to start the next request on a
     /// kept-alive connection).
@@ -440,6 +447,8 @@ impl Config {
                 toml::Value::Array(api.otlp.promote_resource_attributes.iter().cloned().map(Str).collect()),
             ),
             ("log_format", Str(self.log_format.clone())),
+            // Empty: exemplars link to no trace UI.
+            ("trace_url_template", Str(self.trace_url_template.clone())),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -851,6 +860,7 @@ impl Config {
                 "1m",
             )?,
             log_format,
+            trace_url_template: cli.trace_url_template.or(file.trace_url_template).unwrap_or_default(),
             admin_api: cli.enable_admin_api || file.enable_admin_api.unwrap_or(false),
             http_header_read_timeout,
             otlp_grpc_listen: match cli.otlp_grpc_listen.or(file.otlp_grpc_listen).as_deref() {

@@ -66,7 +66,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut state =
         amber_api::AppState::new(storage.clone(), config.engine.clone(), config.api.clone(), config.tenants.clone())
             .with_flags(config.flags())
-            .with_config_yaml(config.settings_yaml());
+            .with_config_yaml(config.settings_yaml())
+            .with_trace_url_template(config.trace_url_template.clone());
     // Reads from the ring: a querier's, and a distributor's too (it holds no data).
     let ring = match &config.ring {
         Some(r) if matches!(config.role, Role::Distributor | Role::Querier) => {

@@ -14,6 +14,7 @@
 //! - [`status`] — build info, flags, runtime info, health and readiness, and the empty rules,
 //!   alerts and targets of a store that neither scrapes nor evaluates rules.
 //! - [`metrics`] — Amber's own metrics at `/metrics`.
+//! - [`ui`] — Amber's web UI at `/` (embedded HTML, CSS and ES modules over this same API).
 //!
 //! Shared pieces: [`tenant`] (which tenant a request acts for, and its credentials), [`params`] (Prometheus's parameter parsing: times, `match[]`), [`response`]
 //! (the JSON envelope and float/timestamp formatting), [`error`] (errors → status and JSON).
@@ -40,6 +41,7 @@ pub mod ring_source;
 pub mod series;
 pub mod status;
 pub mod tenant;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -158,6 +160,8 @@ pub struct AppState {
     pub config_yaml: Arc<str>,
     /// When the process started serving, for `/api/v1/status/runtimeinfo`.
     pub started: chrono::DateTime<chrono::Utc>,
+    /// What the web UI is told at start (`/ui/settings.json`).
+    pub ui: Arc<ui::UiSettings>,
 }
 
 impl AppState {
@@ -167,6 +171,10 @@ impl AppState {
         limits: ApiLimits,
         tenants: tenant::TenantSettings,
     ) -> Self {
+        let ui = Arc::new(ui::UiSettings {
+            trace_url_template: String::new(),
+            trace_id_labels: storage.options().trace_id_labels.clone(),
+        });
         AppState {
             source: Arc::new(amber_storage::source::Local::new(storage.clone(), tenants.default_tenant.clone())),
             bucket: None,
@@ -184,6 +192,7 @@ impl AppState {
             flags: Arc::default(),
             config_yaml: Arc::from(""),
             started: chrono::Utc::now(),
+            ui,
             limits: Arc::new(limits),
             tenants: Arc::new(tenants),
             metrics: Arc::new(metrics::Metrics::new()),
@@ -219,6 +228,12 @@ impl AppState {
     /// The settings `/api/v1/status/flags` reports.
     pub fn with_flags(mut self, flags: std::collections::BTreeMap<String, String>) -> Self {
         self.flags = Arc::new(flags);
+        self
+    }
+
+    /// Exemplars link to the user's trace UI through `template` (`{trace_id}` replaced).
+    pub fn with_trace_url_template(mut self, template: String) -> Self {
+        self.ui = Arc::new(ui::UiSettings { trace_url_template: template, ..(*self.ui).clone() });
         self
     }
 
@@ -276,6 +291,10 @@ pub fn router(state: AppState, admin_api: bool, accepts_writes: bool) -> Router 
         .route("/-/healthy", get(status::healthy))
         .route("/-/ready", get(status::ready))
         .route("/metrics", get(metrics::handle))
+        .route("/", get(ui::index))
+        .route("/ui/settings.json", get(ui::settings))
+        .route("/ui/exemplar-checklist.html", get(ui::checklist))
+        .route("/ui/{*path}", get(ui::asset))
         .with_state(state)
 }
 
