@@ -221,11 +221,21 @@ fn status_rules_alerts_and_targets_answer_in_prometheus_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let amber = Amber::start(
         dir.path(),
-        &["--retention", "30d", "--new-series-rate", "500", "--labels-cache-bytes", "1048576"],
+        &[
+            "--retention",
+            "30d",
+            "--new-series-rate",
+            "500",
+            "--labels-cache-bytes",
+            "1048576",
+            "--trace-url-template",
+            "http://tempo:3200/trace/{trace_id}",
+        ],
     );
     let flags = amber.data("/api/v1/status/flags");
     assert_eq!(flags["retention"], "30days");
     assert_eq!(flags["labels-cache-bytes"], "1048576");
+    assert_eq!(flags["trace-url-template"], "http://tempo:3200/trace/{trace_id}");
     assert_eq!(flags["new-series-rate"], "500");
     assert_eq!(flags["new-series-burst"], "30000");
     assert_eq!(flags["listen"], format!("127.0.0.1:{}", amber.port));

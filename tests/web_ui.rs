@@ -163,6 +163,9 @@ fn the_ui_graphs_exemplars_finds_traces_and_flags_families_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let amber = Amber::start(dir.path(), &["--trace-url-template", TRACE_TEMPLATE]);
     let (end_ms, traces) = write_data(&amber);
+    let (status, bad) = amber.get("/api/v1/query_range?query=sum%28rate%28x%5B5m%5D%29&start=0&end=60&step=15");
+    assert_eq!(status, 400);
+    let bad_query_error = format!("{}: {}", bad["errorType"].as_str().unwrap(), bad["error"].as_str().unwrap());
     let (_driver, driver_url) = start_driver();
     let base = amber.url("/");
     let profile = dir.path().join("chromium-profile");
@@ -218,6 +221,11 @@ fn the_ui_graphs_exemplars_finds_traces_and_flags_families_in_a_real_browser() {
         let expr = c.find(Locator::Id("expr")).await.unwrap().prop("value").await.unwrap().unwrap();
         assert_eq!(expr, r#"checkout_latency_seconds{handler="/checkout"}"#);
 
+        // An error as the API words it.
+        c.goto(&format!("{base}#/query?expr=sum%28rate%28x%5B5m%5D%29&range=1h")).await.unwrap();
+        assert_eq!(text_of(&c, "#messages .error").await, bad_query_error);
+        assert_eq!(count(&c, "#graph").await, 0);
+
         // A trace nobody sent.
         c.goto(&format!("{base}#/trace/{}", "f".repeat(32))).await.unwrap();
         assert_eq!(text_of(&c, "#trace-empty").await, format!("No exemplar carries trace id {}.", "f".repeat(32)));
@@ -272,6 +280,12 @@ fn the_ui_graphs_exemplars_finds_traces_and_flags_families_in_a_real_browser() {
         assert_eq!(background, json!("rgb(21, 23, 27)"));
         exactly(&c, "#graph .exemplar", traces.len()).await;
         screenshot(&c, "query-phone-dark").await;
+
+        // The range picker: the next longer range, its step, the same data.
+        c.find(Locator::Css("[aria-label='Longer range']")).await.unwrap().click().await.unwrap();
+        let summary = format!("2 series, {} exemplars, step 28s", traces.len());
+        until(&summary, || async { (text_of(&c, "#summary").await == summary).then_some(()) }).await;
+        assert_eq!(c.find(Locator::Id("range")).await.unwrap().prop("value").await.unwrap().as_deref(), Some("2h"));
 
         // Nothing was asked of any host but Amber.
         let hosts = c

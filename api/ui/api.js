@@ -62,7 +62,12 @@ export async function text(path) {
 let settingsPromise;
 // The UI settings Amber was started with ({traceUrlTemplate, traceIdLabels}).
 export function settings() {
-  settingsPromise ??= fetch('ui/settings.json').then((r) => r.json());
+  settingsPromise ??= fetch('ui/settings.json')
+    .then((r) => r.json())
+    .catch((e) => {
+      settingsPromise = undefined;
+      throw e;
+    });
   return settingsPromise;
 }
 

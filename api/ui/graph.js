@@ -114,7 +114,15 @@ export function drawGraph(container, { matrix, start, end, step, exemplars, high
   const u = new uPlot(opts, [xs, ...columns], container);
   u.over.append(...markers);
   placeExemplars(u);
-  const resize = new ResizeObserver(() => u.setSize({ width: Math.max(container.clientWidth - 8, 200), height: opts.height }));
+  // Follows the page's width; the next query's graph replaces this one, which then lets go.
+  const resize = new ResizeObserver(() => {
+    if (!container.isConnected) {
+      resize.disconnect();
+      u.destroy();
+      return;
+    }
+    u.setSize({ width: Math.max(container.clientWidth - 8, 200), height: opts.height });
+  });
   resize.observe(container);
   u.exemplarCount = points.length;
   return u;

@@ -43,10 +43,12 @@ export function queryPage(main, { params }) {
   const detail = el('div', { id: 'exemplar-detail' });
   const tabs = el('div', { class: 'tabs', role: 'tablist' });
 
+  // The next shorter or longer of the usual ranges.
   const shift = (dir) => {
     const r = parseDuration(range.value) || 3600;
-    const i = RANGE_STEPS.findIndex((s) => s >= r);
-    const next = dir < 0 ? RANGE_STEPS[Math.max((i < 0 ? RANGE_STEPS.length : i) - 1, 0)] : RANGE_STEPS[Math.min(i < 0 ? RANGE_STEPS.length - 1 : i + 1, RANGE_STEPS.length - 1)];
+    const next = dir < 0
+      ? RANGE_STEPS.findLast((s) => s < r) ?? RANGE_STEPS[0]
+      : RANGE_STEPS.find((s) => s > r) ?? RANGE_STEPS.at(-1);
     range.value = formatDuration(next);
     run();
   };
