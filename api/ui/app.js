@@ -22,16 +22,19 @@ function route() {
 }
 
 const THEME_KEY = 'amber.theme';
+const systemDark = matchMedia('(prefers-color-scheme: dark)');
 
+// The toggle's choice, else the system's.
 function applyTheme() {
-  const t = localStorage.getItem(THEME_KEY);
-  if (t) document.documentElement.dataset.theme = t;
-  else delete document.documentElement.dataset.theme;
+  document.documentElement.dataset.theme = localStorage.getItem(THEME_KEY) || (systemDark.matches ? 'dark' : 'light');
 }
 
 document.getElementById('theme').addEventListener('click', () => {
-  const dark = getComputedStyle(document.documentElement).getPropertyValue('--dark').trim() === '1';
-  localStorage.setItem(THEME_KEY, dark ? 'light' : 'dark');
+  localStorage.setItem(THEME_KEY, document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark');
+  applyTheme();
+  route(); // The graph's canvas takes its colours when drawn.
+});
+systemDark.addEventListener('change', () => {
   applyTheme();
   route();
 });
