@@ -17,6 +17,7 @@ use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, PositionRa
 
 use crate::engine::{EngineOptions, QueryOutput};
 use crate::error::{Error, Result};
+use crate::extended;
 use crate::labels::{Labels, LabelsMap, METRIC_NAME};
 use crate::storage::{MatchOp, Matcher, Queryable};
 use crate::value::{HistogramPoint, Point, Sample, Series, StartTimestamps, Starts, Value};
@@ -359,7 +360,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The span of evaluation times `[mint, maxt]` shifted by a node's `@` and `offset`.
-    fn shifted(&self, at: Option<&AtModifier>, offset: Option<&Offset>, mint: i64, maxt: i64) -> (i64, i64) {
+    pub(crate) fn shifted(&self, at: Option<&AtModifier>, offset: Option<&Offset>, mint: i64, maxt: i64) -> (i64, i64) {
         let off = offset_ms(offset);
         match self.at_ms(at) {
             Some(t) => (t - off, t - off),
@@ -372,11 +373,13 @@ impl<'a> Evaluator<'a> {
         match expr {
             Expr::VectorSelector(vs) => {
                 let (lo, hi) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), mint, maxt);
-                self.load(vs, lo - self.lookback_ms, hi)
+                let (before, after) = extended::widening(vs, false, self.lookback_ms);
+                self.load(vs, lo - self.lookback_ms - before, hi + after)
             }
             Expr::MatrixSelector(MatrixSelector { vs, range, .. }) => {
                 let (lo, hi) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), mint, maxt);
-                self.load(vs, lo - duration_ms(range), hi)
+                let (before, after) = extended::widening(vs, true, self.lookback_ms);
+                self.load(vs, lo - duration_ms(range) - before, hi + after)
             }
             Expr::Subquery(sq) => {
                 let (lo, hi) = self.shifted(sq.at.as_ref(), sq.offset.as_ref(), mint, maxt);
@@ -474,7 +477,11 @@ impl<'a> Evaluator<'a> {
                 )),
                 other => Err(Error::Execution(format!("unary minus on {}", other.type_name()))),
             },
+            Expr::VectorSelector(vs) if vs.smoothed => Ok(Value::Vector(extended::smoothed_selector(self, vs, t))),
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_selector(vs, t))),
+            Expr::MatrixSelector(ms) if ms.vs.anchored || ms.vs.smoothed => {
+                Ok(Value::Matrix(extended::range_selector(self, ms, t)?))
+            }
             Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.range_selector(ms, t))),
             Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, t)?)),
             Expr::Binary(b) => binary::eval(self, b, t),
@@ -605,7 +612,7 @@ impl<'a> Evaluator<'a> {
         steps: &[i64],
     ) -> Option<Result<Vec<crate::by_series::SeriesPoints>>> {
         let series = self.series_of(vs);
-        if series.iter().any(|s| !s.histograms.is_empty()) {
+        if vs.smoothed || series.iter().any(|s| !s.histograms.is_empty()) {
             return None;
         }
         let mut out = Vec::with_capacity(series.len());

@@ -5,8 +5,8 @@ mod histogram;
 mod labels;
 mod math;
 mod native;
-mod over_time;
-mod rate;
+pub(crate) mod over_time;
+pub(crate) mod rate;
 mod regression;
 mod sort;
 mod time;
@@ -24,6 +24,12 @@ use crate::value::{Histogram, HistogramPoint, Point, Sample, Series, Starts, Val
 pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
     let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
     let name = c.func.name;
+    if let Some(ms) = crate::extended::extended_argument(c)? {
+        if matches!(name, "rate" | "increase") {
+            rate::warn_if_not_counter(ev, args[0], t, name)?;
+        }
+        return crate::extended::call(ev, name, args[0], ms, t);
+    }
     match name {
         "rate" | "increase" | "delta" | "irate" | "idelta" => rate::eval(ev, name, &args, t),
         "avg_over_time"
@@ -89,6 +95,9 @@ pub(crate) fn call_by_series(
     threads: usize,
 ) -> Option<Result<Vec<SeriesPoints>>> {
     let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+    if !matches!(crate::extended::extended_argument(c), Ok(None)) {
+        return None;
+    }
     match (c.func.name, args.as_slice()) {
         (name, [arg]) if is_rate_family(c) => rate::series_points(ev, name, arg, steps, threads),
         ("histogram_quantile", [q, arg]) => histogram::quantile_by_series(ev, q, arg, steps, threads),
@@ -103,7 +112,7 @@ pub(crate) enum Out {
 }
 
 impl Out {
-    fn sample(self, labels: Labels, t: i64, drop_name: bool) -> Sample {
+    pub(crate) fn sample(self, labels: Labels, t: i64, drop_name: bool) -> Sample {
         match self {
             Out::Float(v) => Sample::float(labels, t, v, drop_name),
             Out::Histogram(h) => Sample { labels, t, v: 0.0, h: Some(Arc::new(h)), drop_name },

@@ -9,6 +9,7 @@
 //! - [`engine`] — options, instant and range queries, limits, cancellation.
 //! - `durations` — duration expressions (`[5m * 2]`, `offset step()`) resolved before evaluation.
 //! - `eval` — the evaluator: selectors, lookback and staleness, `offset`, `@`, subqueries.
+//! - `extended` — the experimental `anchored` and `smoothed` selectors.
 //! - `binary` — binary operators and vector matching.
 //! - `aggregate` — aggregation operators.
 //! - `by_series` — range queries evaluated series by series over all steps, where the shape allows.
@@ -22,6 +23,7 @@ mod durations;
 pub mod engine;
 mod error;
 mod eval;
+mod extended;
 mod functions;
 pub mod labels;
 mod numeric;

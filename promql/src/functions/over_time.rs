@@ -4,7 +4,7 @@
 use amber_histogram::{Combined, CounterResetHint, IncompatibleSchemas, Running};
 use promql_parser::parser::Expr;
 
-use super::rate::is_start_reset;
+use super::rate::{is_start_reset, mixed_floats_and_histograms};
 use super::{Out, metric_name, per_series, per_series_mixed, per_series_with_starts};
 use crate::error::Result;
 use crate::eval::Evaluator;
@@ -43,20 +43,14 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             }
             let metric = metric_name(labels);
             if !p.is_empty() {
-                notes.push(format!(
-                    "PromQL warning: encountered a mix of histograms and floats for metric name {metric:?}"
-                ));
+                notes.push(mixed_floats_and_histograms(metric));
                 return None;
             }
             sum_histograms(h, name == "avg_over_time", metric, notes).map(Out::Histogram)
         }),
         // `resets` also counts a start timestamp after the previous sample as a reset.
         "changes" | "resets" => per_series_with_starts(ev, args[0], t, false, |_, p, h, starts, _| {
-            let starts = if name == "resets" { starts } else { Starts::default() };
-            if h.is_empty() && starts.floats.is_empty() {
-                return if p.is_empty() { None } else { over(name, p).map(Out::Float) };
-            }
-            Some(Out::Float(transitions(name == "resets", p, h, starts)))
+            changes_or_resets(name, p, h, starts).map(Out::Float)
         }),
         _ => per_series_mixed(ev, args[0], t, false, |labels, p, h, notes| {
             if p.is_empty() {
@@ -110,6 +104,16 @@ type MixedValue<'a> = (Option<f64>, Option<&'a Histogram>);
 /// `changes` or `resets` over a range holding histograms or start timestamps (and maybe floats),
 /// in time order: a change of sample type counts as both, and for `resets` so does a start
 /// timestamp after the previous sample (`starts`: each list empty or one per sample).
+/// `changes` or `resets` over a window of samples (`resets` also counts a start timestamp after
+/// the previous sample as a reset); `None` for an empty window.
+pub(crate) fn changes_or_resets(name: &str, p: &[Point], h: &[HistogramPoint], starts: Starts<'_>) -> Option<f64> {
+    let starts = if name == "resets" { starts } else { Starts::default() };
+    if h.is_empty() && starts.floats.is_empty() {
+        return if p.is_empty() { None } else { over(name, p) };
+    }
+    Some(transitions(name == "resets", p, h, starts))
+}
+
 fn transitions(resets: bool, floats: &[Point], histograms: &[HistogramPoint], starts: Starts<'_>) -> f64 {
     let (mut i, mut j) = (0, 0);
     // The previous sample: float value or histogram, time and start timestamp.

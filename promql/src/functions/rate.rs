@@ -62,8 +62,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             return v.map(Out::Float);
         }
         if !points.is_empty() {
-            notes
-                .push(format!("PromQL warning: encountered a mix of histograms and floats for metric name {metric:?}"));
+            notes.push(mixed_floats_and_histograms(metric));
             return None;
         }
         let (range_start, window) = (end - range, HistogramWindow { points: histograms, starts: starts.histograms });
@@ -190,15 +189,19 @@ impl Extrapolation {
     }
 }
 
-fn not_counter(metric: &str) -> String {
+pub(crate) fn not_counter(metric: &str) -> String {
     format!("PromQL warning: this native histogram metric is not a counter: {metric:?}")
 }
 
-fn not_gauge(metric: &str) -> String {
+pub(crate) fn not_gauge(metric: &str) -> String {
     format!("PromQL warning: this native histogram metric is not a gauge: {metric:?}")
 }
 
-fn mixed_schemas(metric: &str) -> String {
+pub(crate) fn mixed_floats_and_histograms(metric: &str) -> String {
+    format!("PromQL warning: encountered a mix of histograms and floats for metric name {metric:?}")
+}
+
+pub(crate) fn mixed_schemas(metric: &str) -> String {
     format!(
         "PromQL warning: vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
     )
@@ -447,7 +450,7 @@ pub(crate) fn series_points(
 /// Notes what adding or subtracting (`operation`) two histograms of `metric` reported: `None`
 /// (and the warning) when their schemas cannot be combined, else the reconciliation info if custom
 /// bounds had to be reconciled.
-fn combined(
+pub(crate) fn combined(
     result: Result<amber_histogram::Combined, amber_histogram::IncompatibleSchemas>,
     operation: &str,
     metric: &str,
@@ -469,7 +472,7 @@ fn combined(
 
 /// The info Prometheus gives when `rate`/`increase` is applied to a metric whose name does not
 /// look like a counter's.
-fn warn_if_not_counter(ev: &mut Evaluator<'_>, arg: &Expr, _t: i64, _name: &str) -> Result<()> {
+pub(crate) fn warn_if_not_counter(ev: &mut Evaluator<'_>, arg: &Expr, _t: i64, _name: &str) -> Result<()> {
     if let Expr::MatrixSelector(ms) = arg {
         if let Some(metric) = &ms.vs.name {
             let counter_like = ["_total", "_sum", "_count", "_bucket"].iter().any(|s| metric.ends_with(s));

@@ -1054,9 +1054,31 @@ pub struct VectorSelector {
     /// The offset when written as a duration expression (`offset` is set once it is resolved).
     #[cfg_attr(feature = "ser", serde(skip))]
     pub offset_expr: Option<DurationExpr>,
+    /// `anchored`: a range also takes the last sample at or before its start.
+    #[cfg_attr(feature = "ser", serde(skip_serializing_if = "std::ops::Not::not"))]
+    pub anchored: bool,
+    /// `smoothed`: values at the range's (or the instant's) boundaries are interpolated.
+    #[cfg_attr(feature = "ser", serde(skip_serializing_if = "std::ops::Not::not"))]
+    pub smoothed: bool,
     /// Where the node was written in the query.
     #[cfg_attr(feature = "ser", serde(skip))]
     pub pos_range: PositionRange,
+}
+
+/// The experimental modifiers of a selector (Prometheus's `promql-extended-range-selectors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeModifier {
+    Anchored,
+    Smoothed,
+}
+
+impl RangeModifier {
+    fn name(self) -> &'static str {
+        match self {
+            RangeModifier::Anchored => "anchored",
+            RangeModifier::Smoothed => "smoothed",
+        }
+    }
 }
 
 impl VectorSelector {
@@ -1067,7 +1089,22 @@ impl VectorSelector {
             offset: None,
             at: None,
             offset_expr: None,
+            anchored: false,
+            smoothed: false,
             pos_range: PositionRange::default(),
+        }
+    }
+}
+
+impl VectorSelector {
+    /// ` anchored`, ` smoothed` or nothing, as printed after the selector (and its range).
+    fn modifier_suffix(&self) -> &'static str {
+        if self.anchored {
+            " anchored"
+        } else if self.smoothed {
+            " smoothed"
+        } else {
+            ""
         }
     }
 }
@@ -1080,6 +1117,8 @@ impl Default for VectorSelector {
             offset: None,
             at: None,
             offset_expr: None,
+            anchored: false,
+            smoothed: false,
             pos_range: PositionRange::default(),
         }
     }
@@ -1093,6 +1132,8 @@ impl From<String> for VectorSelector {
             at: None,
             matchers: Matchers::empty(),
             offset_expr: None,
+            anchored: false,
+            smoothed: false,
             pos_range: PositionRange::default(),
         }
     }
@@ -1114,6 +1155,8 @@ impl From<String> for VectorSelector {
 ///     at: None,
 ///     matchers: Matchers::empty(),
 ///     offset_expr: None,
+///     anchored: false,
+///     smoothed: false,
 ///     pos_range: PositionRange::default(),
 /// };
 ///
@@ -1149,6 +1192,7 @@ impl fmt::Display for VectorSelector {
         if let Some(at) = &self.at {
             write!(f, " {at}")?;
         }
+        write!(f, "{}", self.modifier_suffix())?;
         if let Some(expr) = &self.offset_expr {
             write!(f, " offset {expr}")?;
         } else if let Some(offset) = &self.offset {
@@ -1197,6 +1241,7 @@ impl fmt::Display for MatrixSelector {
             Some(expr) => write!(f, "[{expr}]")?,
             None => write!(f, "[{}]", display_duration(&self.range))?,
         }
+        write!(f, "{}", self.vs.modifier_suffix())?;
 
         if let Some(at) = &self.vs.at {
             write!(f, " {at}")?;
@@ -1499,6 +1544,35 @@ impl Expr {
                 Ok(ms)
             }
             _ => Err("ranges only allowed for vector selectors".into()),
+        }
+    }
+
+    /// Marks a selector `anchored` or `smoothed`, as Prometheus's `setAnchored`/`setSmoothed`.
+    pub(crate) fn range_modifier(self, modifier: RangeModifier) -> Result<Self, String> {
+        let set = |vs: &mut VectorSelector| {
+            match modifier {
+                RangeModifier::Anchored => vs.anchored = true,
+                RangeModifier::Smoothed => vs.smoothed = true,
+            }
+            if vs.anchored && vs.smoothed {
+                return Err("anchored and smoothed modifiers cannot be used together".to_string());
+            }
+            Ok(())
+        };
+        match self {
+            Expr::VectorSelector(mut vs) => {
+                set(&mut vs)?;
+                Ok(Expr::VectorSelector(vs))
+            }
+            Expr::MatrixSelector(mut ms) => {
+                set(&mut ms.vs)?;
+                Ok(Expr::MatrixSelector(ms))
+            }
+            Expr::Subquery(_) => Err(format!(
+                "{} modifier is not supported for subqueries",
+                modifier.name()
+            )),
+            _ => Err(format!("{} modifier not implemented", modifier.name())),
         }
     }
 

@@ -31,6 +31,7 @@ pub mod value;
 pub use ast::{
     AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, DurationExpr, EvalStmt, Expr,
     Extension, LabelModifier, MatrixSelector, NumberLiteral, Offset, ParenExpr, PositionRange,
+    RangeModifier,
     StringLiteral, SubqueryExpr, UnaryExpr, VectorMatchCardinality, VectorMatchFillValues,
     VectorSelector,
 };

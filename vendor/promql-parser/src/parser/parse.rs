@@ -2556,6 +2556,57 @@ mod tests {
         assert!(parser::parse(case).is_ok());
     }
     #[test]
+    fn test_range_modifiers() {
+        use crate::parser::Expr;
+        // Written as Prometheus prints them back.
+        let printed = [
+            ("foo[5m] anchored", "foo[5m] anchored"),
+            ("foo[5m] smoothed", "foo[5m] smoothed"),
+            ("foo smoothed", "foo smoothed"),
+            ("foo offset 5m smoothed", "foo smoothed offset 5m"),
+            ("foo @ 100 smoothed", "foo @ 100.000 smoothed"),
+            ("rate(foo[1m] anchored)", "rate(foo[1m] anchored)"),
+            ("a + b smoothed", "a + b smoothed"),
+            // Keywords still name metrics and labels.
+            ("anchored{smoothed=\"x\"}", "anchored{smoothed=\"x\"}"),
+        ];
+        for (query, want) in printed {
+            let expr = parser::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+            assert_eq!(expr.to_string(), want, "{query}");
+        }
+
+        // The modifiers bind to the selector next to them, tighter than any operator.
+        let Ok(Expr::Binary(b)) = parser::parse("a + b smoothed") else {
+            panic!("a binary expression")
+        };
+        assert!(matches!(&*b.lhs, Expr::VectorSelector(vs) if !vs.smoothed));
+        assert!(matches!(&*b.rhs, Expr::VectorSelector(vs) if vs.smoothed));
+        let Ok(Expr::MatrixSelector(ms)) = parser::parse("foo[5m] anchored") else {
+            panic!("a matrix selector")
+        };
+        assert!(ms.vs.anchored && !ms.vs.smoothed);
+
+        let refused = [
+            (
+                "foo[5m] anchored smoothed",
+                "anchored and smoothed modifiers cannot be used together",
+            ),
+            (
+                "foo[5m:1m] anchored",
+                "anchored modifier is not supported for subqueries",
+            ),
+            (
+                "rate(foo[5m]) smoothed",
+                "smoothed modifier not implemented",
+            ),
+        ];
+        for (query, want) in refused {
+            let err = parser::parse(query).expect_err(query);
+            assert!(err.contains(want), "{query}: {err}");
+        }
+    }
+
+    #[test]
     fn test_duration_expressions() {
         use crate::parser::{DurationExpr, Expr, PositionRange};
         // Written as Prometheus prints them back.

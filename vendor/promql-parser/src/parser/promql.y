@@ -123,10 +123,9 @@ START_METRIC_SELECTOR
 %expect-unused 'KEYWORDS_START' 'KEYWORDS_END' 'PREPROCESSOR_START' 'PREPROCESSOR_END'
 %expect-unused 'STEP' 'STARTSYMBOLS_START'
 %expect-unused 'START_METRIC' 'START_SERIES_DESCRIPTION' 'START_EXPRESSION' 'START_METRIC_SELECTOR' 'STARTSYMBOLS_END'
-%expect-unused 'SMOOTHED' 'ANCHORED'
 
 %expect 11
-%expect-rr 200
+%expect-rr 216
 
 %start start
 
@@ -140,6 +139,8 @@ START_METRIC_SELECTOR
 
 // Offset and At modifiers do not have associativity.
 %nonassoc OFFSET AT GROUP_LEFT GROUP_RIGHT
+/* `a + b smoothed` is `a + (b smoothed)`: the modifiers bind tighter than any operator */
+%nonassoc ANCHORED SMOOTHED
 
 // This ensures that it is always attempted to parse range or subquery selectors when a left
 // bracket is encountered.
@@ -162,6 +163,7 @@ expr -> Result<Expr, String>:
    the selector it follows, and a unary plus, which returns its operand, moves the operand's
    start to the plus */
                 aggregate_expr { check_ast(placed($1?, $span)) }
+        |       anchored_expr { check_ast(placed($1?, $span)) }
         |       at_expr { check_ast(placed($1?, $span)) }
         |       binary_expr { check_ast(placed($1?, $span)) }
         |       function_call { check_ast(placed($1?, $span)) }
@@ -169,6 +171,7 @@ expr -> Result<Expr, String>:
         |       number_literal { check_ast(placed($1?, $span)) }
         |       offset_expr { check_ast(placed($1?, $span)) }
         |       paren_expr { check_ast(placed($1?, $span)) }
+        |       smoothed_expr { check_ast(placed($1?, $span)) }
         |       string_literal { check_ast(placed($1?, $span)) }
         |       subquery_expr { check_ast(placed($1?, $span)) }
         |       unary_expr  { check_ast(placed($1?, $span)) }
@@ -401,6 +404,17 @@ offset_expr -> Result<Expr, String>:
 ;
 
 /*
+ * Anchored and smoothed modifiers.
+ */
+anchored_expr -> Result<Expr, String>:
+                expr ANCHORED { $1?.range_modifier(RangeModifier::Anchored) }
+;
+
+smoothed_expr -> Result<Expr, String>:
+                expr SMOOTHED { $1?.range_modifier(RangeModifier::Smoothed) }
+;
+
+/*
  * @ modifiers.
  *
  * the original name of this production head is step_invariant_expr
@@ -595,6 +609,8 @@ metric_identifier -> Result<Token, String>:
         |       WITHOUT { lexeme_to_token($lexer, $1) }
         |       START { lexeme_to_token($lexer, $1) }
         |       END { lexeme_to_token($lexer, $1) }
+        |       ANCHORED { lexeme_to_token($lexer, $1) }
+        |       SMOOTHED { lexeme_to_token($lexer, $1) }
 ;
 
 /*
@@ -657,6 +673,8 @@ maybe_label -> Result<Token, String>:
         |       START { lexeme_to_token($lexer, $1) }
         |       END { lexeme_to_token($lexer, $1) }
         |       ATAN2 { lexeme_to_token($lexer, $1) }
+        |       ANCHORED { lexeme_to_token($lexer, $1) }
+        |       SMOOTHED { lexeme_to_token($lexer, $1) }
 ;
 
 match_op -> Result<Token, String>:
@@ -792,7 +810,7 @@ duration_number -> Result<DurationExpr, String>:
 
 use crate::label::{Labels, Matcher, Matchers};
 use lrpar::Span;
-use crate::parser::{AtModifier, BinModifier, DurationExpr, Expr, FunctionArgs, LabelModifier, PositionRange, VectorMatchCardinality, VectorMatchFillValues};
+use crate::parser::{AtModifier, BinModifier, DurationExpr, Expr, FunctionArgs, LabelModifier, PositionRange, RangeModifier, VectorMatchCardinality, VectorMatchFillValues};
 use crate::parser::ast::check_ast;
 use crate::parser::function::get_function;
 use crate::parser::lex::is_label;
