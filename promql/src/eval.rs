@@ -18,6 +18,7 @@ use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, PositionRa
 use crate::engine::{EngineOptions, QueryOutput};
 use crate::error::{Error, Result};
 use crate::extended;
+use crate::functions::info;
 use crate::labels::{Labels, LabelsMap, METRIC_NAME};
 use crate::storage::{MatchOp, Matcher, Queryable};
 use crate::value::{HistogramPoint, Point, Sample, Series, StartTimestamps, Starts, Value};
@@ -27,7 +28,7 @@ pub(crate) fn duration_ms(d: &Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn offset_ms(offset: Option<&Offset>) -> i64 {
+pub(crate) fn offset_ms(offset: Option<&Offset>) -> i64 {
     match offset {
         Some(Offset::Pos(d)) => duration_ms(d),
         Some(Offset::Neg(d)) => -duration_ms(d),
@@ -141,7 +142,7 @@ fn histogram_window<'p>(
 
 /// The newest sample of a series in `(t - lookback, t]`, float or histogram: its timestamp,
 /// value and start timestamp (0 when unknown); `None` when there is none or it is a stale marker.
-fn newest_sample(s: &Series, t: i64, lookback: i64) -> Option<NewestSample> {
+pub(crate) fn newest_sample(s: &Series, t: i64, lookback: i64) -> Option<NewestSample> {
     let idx = s.points.partition_point(|p| p.t <= t);
     let float = (idx > 0).then(|| (s.points[idx - 1], s.start_timestamps.floats.get(idx - 1)));
     let newest_histogram = if s.histograms.is_empty() {
@@ -169,11 +170,11 @@ fn newest_sample(s: &Series, t: i64, lookback: i64) -> Option<NewestSample> {
 }
 
 /// What [`newest_sample`] found.
-struct NewestSample {
-    t: i64,
-    v: f64,
-    h: Option<Arc<crate::Histogram>>,
-    start_ts: i64,
+pub(crate) struct NewestSample {
+    pub(crate) t: i64,
+    pub(crate) v: f64,
+    pub(crate) h: Option<Arc<crate::Histogram>>,
+    pub(crate) start_ts: i64,
 }
 
 /// Adds the samples of `other` (the same series loaded for another time range) to `into`, in
@@ -237,7 +238,7 @@ fn selector_key(vs: &VectorSelector) -> usize {
 }
 
 /// The matchers of a selector in the engine's form, the metric name included.
-fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
     let Matchers { matchers, or_matchers } = &vs.matchers;
     let sets: Vec<&Vec<promql_parser::label::Matcher>> =
         if or_matchers.is_empty() { vec![matchers] } else { or_matchers.iter().collect() };
@@ -397,6 +398,17 @@ impl<'a> Evaluator<'a> {
                 self.prepare(&b.rhs, mint, maxt)
             }
             Expr::Paren(p) => self.prepare(&p.expr, mint, maxt),
+            Expr::Call(c) if c.func.name == "info" => {
+                // The second argument is not evaluated: it says which info series to load, looked
+                // up where the first argument's selector is.
+                self.prepare(&c.args.args[0], mint, maxt)?;
+                let (at, offset) = info::reference(&c.args.args[0]);
+                let (lo, hi) = match self.at_ms(at) {
+                    Some(t) => (t - offset, t - offset),
+                    None => (mint - offset, maxt - offset),
+                };
+                self.load_sets(info::key(c), &[info::info_matchers(c)?], lo - self.lookback_ms, hi)
+            }
             Expr::Call(c) => {
                 for a in &c.args.args {
                     self.prepare(a, mint, maxt)?;
@@ -409,8 +421,11 @@ impl<'a> Evaluator<'a> {
     }
 
     fn load(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<()> {
-        let key = selector_key(vs);
-        let sets = matchers(vs)?;
+        self.load_sets(selector_key(vs), &selector_matchers(vs)?, mint, maxt)
+    }
+
+    /// Loads the series any of the matcher sets selects under `key`.
+    fn load_sets(&mut self, key: usize, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<()> {
         let mut found: Vec<Series> = Vec::new();
         for (i, set) in sets.iter().enumerate() {
             let selected = self.storage.select(set, mint, maxt)?;
@@ -452,7 +467,12 @@ impl<'a> Evaluator<'a> {
     }
 
     pub(crate) fn series_of(&self, vs: &VectorSelector) -> &[Series] {
-        self.loaded.get(&selector_key(vs)).map(Vec::as_slice).unwrap_or(&[])
+        self.series_of_key(selector_key(vs))
+    }
+
+    /// The series loaded under `key`: a selector's address, or what else loaded them.
+    pub(crate) fn series_of_key(&self, key: usize) -> &[Series] {
+        self.loaded.get(&key).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Evaluates `expr` at time `t`.

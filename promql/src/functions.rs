@@ -2,6 +2,7 @@
 
 mod absent;
 mod histogram;
+pub(crate) mod info;
 mod labels;
 mod math;
 mod native;
@@ -67,6 +68,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Value> {
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
             native::eval(ev, name, &args, t)
         }
+        "info" => info::eval(ev, c, &args, t),
         other => Err(Error::Execution(format!("function {other:?} is not supported by Amber yet"))),
     }
 }

@@ -137,8 +137,6 @@ fn unsupported_syntax(expr: &str, error: &str) -> Option<&'static str> {
     });
     if has("fill(") || has("fill_left(") || has("fill_right(") {
         Some("binary operator fill modifiers")
-    } else if has("info(") {
-        Some("the function \"info\"")
     } else if error.contains("inside brackets")
         || computed_offset
         || ["step()", "range()", "min_of(", "max_of(", "start()", "end()"].iter().any(|f| has(f))

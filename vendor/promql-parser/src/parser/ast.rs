@@ -1891,6 +1891,32 @@ fn split_duration(d: DurationExpr) -> Result<(Duration, Option<DurationExpr>), S
 }
 
 pub(crate) fn check_ast(expr: Expr) -> Result<Expr, String> {
+    // A selector's own node cannot tell whether it is `info`'s second argument, which may
+    // match everything: its parent checks it (and `parse` the top level), before anything else.
+    match &expr {
+        Expr::Binary(ex) => {
+            check_selects_something(&ex.lhs)?;
+            check_selects_something(&ex.rhs)?;
+        }
+        Expr::Aggregate(ex) => {
+            check_selects_something(&ex.expr)?;
+            if let Some(param) = &ex.param {
+                check_selects_something(param)?;
+            }
+        }
+        Expr::Call(ex) => {
+            for (i, arg) in ex.args.args.iter().enumerate() {
+                if !(ex.func.name == "info" && i == 1) {
+                    check_selects_something(arg)?;
+                }
+            }
+        }
+        Expr::Unary(ex) => check_selects_something(&ex.expr)?,
+        Expr::Paren(ex) => check_selects_something(&ex.expr)?,
+        Expr::Subquery(ex) => check_selects_something(&ex.expr)?,
+        Expr::MatrixSelector(ex) => selects_something(&ex.vs)?,
+        _ => {}
+    }
     match expr {
         Expr::Binary(ex) => check_ast_for_binary_expr(ex),
         Expr::Aggregate(ex) => check_ast_for_aggregate_expr(ex),
@@ -2064,6 +2090,25 @@ fn check_ast_for_call(ex: Call) -> Result<Expr, String> {
         }
     }
 
+    if name == "info" && ex.args.len() > 1 {
+        // Its second argument only names the info metrics and data labels to add.
+        let selector = &ex.args.args[1];
+        if selector.value_type() != ValueType::Vector {
+            return Err(format!(
+                "expected type {} in call to function '{name}', got {}",
+                ValueType::Vector,
+                selector.value_type()
+            ));
+        }
+        match selector.as_ref() {
+            Expr::VectorSelector(vs) if vs.name.is_some() => {
+                return Err("expected label selectors only, got vector selector instead".into())
+            }
+            Expr::VectorSelector(vs) if vs.matchers.or_matchers.is_empty() => {}
+            _ => return Err("expected label selectors only".into()),
+        }
+    }
+
     check_args_match_types(&ex.args.args, &ex.func.arg_types, name)?;
     Ok(Expr::Call(ex))
 }
@@ -2143,13 +2188,25 @@ fn check_ast_for_vector_selector(ex: VectorSelector) -> Result<Expr, String> {
             )),
             None => Ok(Expr::VectorSelector(ex)),
         },
-        None if ex.matchers.is_empty_matchers() => {
-            // When name is None, a vector selector must contain at least one non-empty matcher
-            // to prevent implicit selection of all metrics (e.g. by a typo).
-            Err("vector selector must contain at least one non-empty matcher".into())
-        }
-        _ => Ok(Expr::VectorSelector(ex)),
+        None => Ok(Expr::VectorSelector(ex)),
     }
+}
+
+/// A selector without a metric name must contain at least one matcher that does not match the
+/// empty string, to prevent implicit selection of all metrics (e.g. by a typo); `info`'s second
+/// argument is the exception, as in Prometheus (`BypassEmptyMatcherCheck`).
+pub(crate) fn check_selects_something(expr: &Expr) -> Result<(), String> {
+    match expr {
+        Expr::VectorSelector(vs) => selects_something(vs),
+        _ => Ok(()),
+    }
+}
+
+fn selects_something(vs: &VectorSelector) -> Result<(), String> {
+    if vs.name.is_none() && vs.matchers.is_empty_matchers() {
+        return Err("vector selector must contain at least one non-empty matcher".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

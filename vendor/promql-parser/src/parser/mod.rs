@@ -31,9 +31,8 @@ pub mod value;
 pub use ast::{
     AggregateExpr, AtModifier, BinModifier, BinaryExpr, Call, DurationExpr, EvalStmt, Expr,
     Extension, LabelModifier, MatrixSelector, NumberLiteral, Offset, ParenExpr, PositionRange,
-    RangeModifier,
-    StringLiteral, SubqueryExpr, UnaryExpr, VectorMatchCardinality, VectorMatchFillValues,
-    VectorSelector,
+    RangeModifier, StringLiteral, SubqueryExpr, UnaryExpr, VectorMatchCardinality,
+    VectorMatchFillValues, VectorSelector,
 };
 pub use function::{clear_extra_functions, register_extra_functions, Function, FunctionArgs};
 pub use lex::lexer;

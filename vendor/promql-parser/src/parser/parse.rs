@@ -21,7 +21,10 @@ pub fn parse(input: &str) -> Result<Expr, String> {
         Ok(lexer) => {
             // NOTE: the errs is ignored so far.
             let (res, _errs) = crate::promql_y::parse(&lexer);
-            res.ok_or_else(|| String::from(INVALID_QUERY_INFO))?
+            let expr = res.ok_or_else(|| String::from(INVALID_QUERY_INFO))??;
+            // A selector's parent checks it; the whole query has none.
+            crate::parser::ast::check_selects_something(&expr)?;
+            Ok(expr)
         }
     }
 }
@@ -2555,6 +2558,61 @@ mod tests {
         parser::parse(case).unwrap();
         assert!(parser::parse(case).is_ok());
     }
+    #[test]
+    fn test_info_arguments() {
+        // The second argument names info metrics and data labels; it may match everything.
+        for query in [
+            "info(foo, {data=~\".*\"})",
+            "info(foo, {__name__!=\"target_info\"})",
+            "info(foo, {})",
+            "info(foo, {data=~\".+\"} @ 100)",
+            "info(rate(foo[5m]), {__name__=~\".+_info\", data=\"x\"})",
+        ] {
+            parser::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        }
+        let refused = [
+            (
+                "info(foo, target_info)",
+                "expected label selectors only, got vector selector instead",
+            ),
+            (
+                "info(foo, target_info{a=\"b\"})",
+                "expected label selectors only, got vector selector instead",
+            ),
+            ("info(foo, {a=\"b\"} == 1)", "expected label selectors only"),
+            ("info(foo, ({a=\"b\"}))", "expected label selectors only"),
+            (
+                "info(foo, 1)",
+                "expected type vector in call to function 'info'",
+            ),
+            // Everywhere else a selector must still select something.
+            (
+                "info({a=~\".*\"})",
+                "vector selector must contain at least one non-empty matcher",
+            ),
+            (
+                "sum({a=\"\"})",
+                "vector selector must contain at least one non-empty matcher",
+            ),
+            (
+                "rate({a=\"\"}[5m])",
+                "vector selector must contain at least one non-empty matcher",
+            ),
+            (
+                "{a=\"\"} offset 5m",
+                "vector selector must contain at least one non-empty matcher",
+            ),
+            (
+                "foo + -{a=\"\"}",
+                "vector selector must contain at least one non-empty matcher",
+            ),
+        ];
+        for (query, want) in refused {
+            let err = parser::parse(query).expect_err(query);
+            assert!(err.contains(want), "{query}: {err}");
+        }
+    }
+
     #[test]
     fn test_range_modifiers() {
         use crate::parser::Expr;
