@@ -141,14 +141,16 @@ mod tests {
                 "`backtick-quoted string`",
                 Expr::from("backtick-quoted string"),
             ),
-            // \a is not valid character in rust, use \u{7} instead
+            // \a is not valid character in rust, use \u{7} instead. \xFF and \377 are each the
+            // byte 0xFF, which is not UTF-8: Prometheus keeps the bytes, and its JSON shows each as
+            // U+FFFD, as here.
             (
                 r#""\a\b\f\n\r\t\v\\\" - \xFF\377\u1234\U00010111\U0001011111☺""#,
-                Expr::from("\u{7}\u{8}\u{c}\n\r\t\u{b}\\\" - ÿÿሴ𐄑𐄑11☺"),
+                Expr::from("\u{7}\u{8}\u{c}\n\r\t\u{b}\\\" - \u{FFFD}\u{FFFD}ሴ𐄑𐄑11☺"),
             ),
             (
                 r"'\a\b\f\n\r\t\v\\\' - \xFF\377\u1234\U00010111\U0001011111☺'",
-                Expr::from("\u{7}\u{8}\u{c}\n\r\t\u{b}\\' - ÿÿሴ𐄑𐄑11☺"),
+                Expr::from("\u{7}\u{8}\u{c}\n\r\t\u{b}\\' - \u{FFFD}\u{FFFD}ሴ𐄑𐄑11☺"),
             ),
             // no escape in ` quoted string
             (

@@ -66,19 +66,31 @@ pub fn unquote_string(s: &str) -> Result<String, String> {
         return Ok(inner.to_string());
     }
 
-    let mut res = String::with_capacity(3 * inner.len() / 2);
+    // As in Go, `\x` and octal escapes stand for bytes, so `"\xc3\xa9"` is "é". Bytes that
+    // make no UTF-8 become U+FFFD, which is what Prometheus's JSON shows for them.
+    let mut res = Vec::with_capacity(3 * inner.len() / 2);
     let mut rest = inner;
 
     while !rest.is_empty() {
         let (c, tail) = unquote_char(rest, quote)?;
-        res.push(c);
+        match c {
+            Unquoted::Char(c) => res.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            Unquoted::Byte(b) => res.push(b),
+        }
         rest = tail;
     }
 
-    Ok(res)
+    Ok(String::from_utf8(res)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
-fn unquote_char(s: &str, quote: u8) -> Result<(char, &str), String> {
+/// One unquoted character, or one byte of an `\x` or octal escape.
+enum Unquoted {
+    Char(char),
+    Byte(u8),
+}
+
+fn unquote_char(s: &str, quote: u8) -> Result<(Unquoted, &str), String> {
     let bytes = s.as_bytes();
     let c = bytes[0];
 
@@ -89,12 +101,12 @@ fn unquote_char(s: &str, quote: u8) -> Result<(char, &str), String> {
 
     if c < 0x80 {
         if c != b'\\' {
-            return Ok((c as char, &s[1..]));
+            return Ok((Unquoted::Char(c as char), &s[1..]));
         }
     } else {
         // Handle multi-byte UTF-8 character
         let r = s.chars().next().unwrap();
-        return Ok((r, &s[r.len_utf8()..]));
+        return Ok((Unquoted::Char(r), &s[r.len_utf8()..]));
     }
 
     // Hard case: backslash
@@ -106,13 +118,13 @@ fn unquote_char(s: &str, quote: u8) -> Result<(char, &str), String> {
     let mut tail = &s[2..];
 
     let value = match c {
-        b'a' => '\x07', // Alert/Bell
-        b'b' => '\x08', // Backspace
-        b'f' => '\x0c', // Form feed
-        b'n' => '\n',
-        b'r' => '\r',
-        b't' => '\t',
-        b'v' => '\x0b', // Vertical tab
+        b'a' => Unquoted::Char('\x07'), // Alert/Bell
+        b'b' => Unquoted::Char('\x08'), // Backspace
+        b'f' => Unquoted::Char('\x0c'), // Form feed
+        b'n' => Unquoted::Char('\n'),
+        b'r' => Unquoted::Char('\r'),
+        b't' => Unquoted::Char('\t'),
+        b'v' => Unquoted::Char('\x0b'), // Vertical tab
         b'x' | b'u' | b'U' => {
             let n = match c {
                 b'x' => 2,
@@ -134,12 +146,12 @@ fn unquote_char(s: &str, quote: u8) -> Result<(char, &str), String> {
             tail = &tail[n..];
 
             if c == b'x' {
-                std::char::from_u32(v).ok_or("invalid syntax")?
+                Unquoted::Byte(v as u8)
             } else {
                 if v > 0x10FFFF {
                     return Err("invalid syntax".to_string());
                 }
-                std::char::from_u32(v).ok_or("invalid syntax")?
+                Unquoted::Char(std::char::from_u32(v).ok_or("invalid syntax")?)
             }
         }
         b'0'..=b'7' => {
@@ -157,14 +169,14 @@ fn unquote_char(s: &str, quote: u8) -> Result<(char, &str), String> {
             if v > 255 {
                 return Err("invalid syntax".to_string());
             }
-            std::char::from_u32(v).ok_or("invalid syntax")?
+            Unquoted::Byte(v as u8)
         }
-        b'\\' => '\\',
+        b'\\' => Unquoted::Char('\\'),
         b'\'' | b'"' => {
             if c != quote {
                 return Err("invalid syntax".to_string());
             }
-            c as char
+            Unquoted::Char(c as char)
         }
         _ => return Err("invalid syntax".to_string()),
     };
@@ -263,6 +275,12 @@ mod tests {
             unquote_string(r#""\x48\x65\x6c\x6c\x6f""#).unwrap(),
             "Hello"
         );
+
+        // Hex and octal escapes are bytes, which must make UTF-8.
+        assert_eq!(unquote_string(r#""\xc3\xa9""#).unwrap(), "é");
+        assert_eq!(unquote_string(r#""\303\251""#).unwrap(), "é");
+        assert_eq!(unquote_string(r#""a\xc5z""#).unwrap(), "a\u{FFFD}z");
+        assert_eq!(unquote_string(r#""\xff""#).unwrap(), "\u{FFFD}");
 
         // Test invalid hex escapes
         assert!(unquote_string(r#""\x""#).is_err()); // too short
