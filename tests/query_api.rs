@@ -297,3 +297,114 @@ fn status_rules_alerts_and_targets_answer_in_prometheus_shapes() {
     assert_eq!(tsdb["memoryInBytesByLabelName"], pairs(&[("__name__", 8), ("code", 3)]));
     assert_eq!(tsdb["seriesCountByLabelValuePair"], pairs(&[("__name__=up", 2), ("job=a", 2)]));
 }
+
+/// `parse_query` gives the tree Prometheus's `translateAST` gives (`web/api/v1/translate_ast.go`;
+/// Debian's 2.42 predates the endpoint, so the expected JSON is written from that source): name
+/// matchers after the written ones, offsets and ranges in milliseconds, vector matching only
+/// between two vectors, set operators many-to-many, duration expressions kept as trees.
+#[test]
+fn parse_query_answers_prometheus_syntax_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let selector = |kind: &str, name: &str, matchers: Value| {
+        json!({
+            "type": kind, "name": name, "offset": 0, "offsetExpr": null, "matchers": matchers,
+            "timestamp": null, "startOrEnd": null, "anchored": false, "smoothed": false,
+        })
+    };
+    let foo = json!([{"name": "a", "value": "b", "type": "="}, {"name": "__name__", "value": "foo", "type": "="}]);
+    let mut rate_arg = selector("matrixSelector", "foo", foo);
+    rate_arg["range"] = json!(300_000);
+    rate_arg["rangeExpr"] = Value::Null;
+    rate_arg["offset"] = json!(60_000);
+    let rate = json!({
+        "type": "call",
+        "func": {"name": "rate", "argTypes": ["matrix"], "variadic": 0, "returnType": "vector"},
+        "args": [rate_arg],
+    });
+    let bar = selector("vectorSelector", "bar", json!([{"name": "__name__", "value": "bar", "type": "="}]));
+    let query = "sum by (job) (rate(foo{a=\"b\"}[5m] offset 1m)) / on(job) group_left(x) bar > bool 2";
+    let (status, body) = amber.get(&format!("/api/v1/parse_query?query={}", urlencode(query)));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": {
+            "type": "binaryExpr", "op": ">", "bool": true, "matching": null,
+            "lhs": {
+                "type": "binaryExpr", "op": "/", "bool": false,
+                "lhs": {"type": "aggregation", "op": "sum", "expr": rate, "param": null, "grouping": ["job"], "without": false},
+                "rhs": bar,
+                "matching": {
+                    "card": "many-to-one", "labels": ["job"], "on": true, "include": ["x"],
+                    "fillValues": {"lhs": null, "rhs": null},
+                },
+            },
+            "rhs": {"type": "numberLiteral", "val": "2"},
+        }})
+    );
+
+    // `@`, a subquery over parentheses, a negated literal, set operators, an anchored range,
+    // duration expressions.
+    let query =
+        "-x{y=~\"z.*\"} @ 100 and last_over_time((x)[1m:(30s)] offset -step()) or rate(x[1m * 2] anchored) * -1.5";
+    let (status, body) = amber.get(&format!("/api/v1/parse_query?query={}", urlencode(query)));
+    assert_eq!(status, 200, "{body}");
+    let x = |kind| selector(kind, "x", json!([{"name": "__name__", "value": "x", "type": "="}]));
+    let mut at_100 = selector(
+        "vectorSelector",
+        "x",
+        json!([{"name": "y", "value": "z.*", "type": "=~"}, {"name": "__name__", "value": "x", "type": "="}]),
+    );
+    at_100["timestamp"] = json!(100_000);
+    let mut anchored = x("matrixSelector");
+    anchored["anchored"] = json!(true);
+    anchored["range"] = json!(0);
+    anchored["rangeExpr"] = json!({
+        "type": "durationExpr", "op": "*", "wrapped": false,
+        "lhs": {"type": "numberLiteral", "val": "60", "duration": true},
+        "rhs": {"type": "numberLiteral", "val": "2", "duration": false},
+    });
+    let set = json!({"card": "many-to-many", "labels": [], "on": false, "include": [], "fillValues": {"lhs": null, "rhs": null}});
+    assert_eq!(
+        body["data"],
+        json!({
+            "type": "binaryExpr", "op": "or", "bool": false, "matching": set,
+            "lhs": {
+                "type": "binaryExpr", "op": "and", "bool": false, "matching": set,
+                "lhs": {"type": "unaryExpr", "op": "-", "expr": at_100},
+                "rhs": {
+                    "type": "call",
+                    "func": {"name": "last_over_time", "argTypes": ["matrix"], "variadic": 0, "returnType": "vector"},
+                    "args": [{
+                    "type": "subquery", "expr": {"type": "parenExpr", "expr": x("vectorSelector")},
+                    "range": 60_000, "rangeExpr": null,
+                    "step": 0, "stepExpr": {
+                        "type": "durationExpr", "op": "+", "lhs": null, "wrapped": true,
+                        "rhs": {"type": "numberLiteral", "val": "30", "duration": true},
+                    },
+                    "offset": 0, "offsetExpr": {
+                        "type": "durationExpr", "op": "-", "lhs": null, "wrapped": false,
+                        "rhs": {"type": "durationExpr", "op": "step", "lhs": null, "rhs": null, "wrapped": false},
+                    },
+                    "timestamp": null, "startOrEnd": null,
+                }]},
+            },
+            "rhs": {
+                "type": "binaryExpr", "op": "*", "bool": false, "matching": null,
+                "lhs": {
+                    "type": "call",
+                    "func": {"name": "rate", "argTypes": ["matrix"], "variadic": 0, "returnType": "vector"},
+                    "args": [anchored],
+                },
+                "rhs": {"type": "numberLiteral", "val": "-1.5"},
+            },
+        })
+    );
+
+    let (status, body) = amber.get("/api/v1/parse_query?query=sum(");
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"status": "error", "errorType": "bad_data", "error": "invalid parameter \"query\": unclosed left parenthesis"})
+    );
+}

@@ -6,7 +6,8 @@
 //! - [`remote_write`] — `POST /api/v1/write` (Prometheus remote write 1.0 and 2.0).
 //! - [`remote_read`] — `POST /api/v1/read` (Prometheus remote read: samples or XOR chunks).
 //! - [`query`] — `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` (PromQL, through
-//!   [`queryable`], the engine's view of the store).
+//!   [`queryable`], the engine's view of the store); [`parse_query`] — `/api/v1/parse_query`, the
+//!   syntax tree.
 //! - [`exemplars`] — `/api/v1/query_exemplars`, `/api/v1/exemplars/trace/<trace_id>` and
 //!   `/api/v1/exemplars/top`.
 //! - [`series`] — `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/<name>/values`.
@@ -29,6 +30,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod otlp;
 pub mod params;
+pub mod parse_query;
 pub mod prompb;
 pub mod query;
 pub mod queryable;
@@ -270,6 +272,7 @@ pub fn router(state: AppState, admin_api: bool, accepts_writes: bool) -> Router 
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/format_query", get(query::format).post(query::format))
+        .route("/api/v1/parse_query", get(parse_query::handler).post(parse_query::handler))
         .route("/api/v1/query_exemplars", get(exemplars::query).post(exemplars::query))
         .route("/api/v1/exemplars/trace/{trace_id}", get(exemplars::by_trace))
         .route("/api/v1/exemplars/top", get(exemplars::top).post(exemplars::top))

@@ -202,7 +202,7 @@ fn context(params: &Params, cancel: &Arc<AtomicBool>) -> Result<QueryContext, Ap
     Ok(QueryContext { lookback_delta_ms, timeout, cancel: Some(cancel.clone()) })
 }
 
-fn query_string(params: &Params) -> Result<String, ApiError> {
+pub(crate) fn query_string(params: &Params) -> Result<String, ApiError> {
     params
         .get("query")
         .map(str::to_string)
