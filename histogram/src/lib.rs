@@ -231,6 +231,45 @@ impl Histogram {
     }
 }
 
+/// The histogram as Prometheus's `FloatHistogram.String()` writes it (what `count_values` puts
+/// in its label): `{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (1,2]:2}`, the buckets with a
+/// count, from the lowest up.
+impl std::fmt::Display for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{{count:{}, sum:{}", GoFloat(self.count), GoFloat(self.sum))?;
+        for b in self.buckets().iter().filter(|b| b.count != 0.0) {
+            let (open, close) = (if b.lower_inclusive { '[' } else { '(' }, if b.upper_inclusive { ']' } else { ')' });
+            write!(f, ", {open}{},{}{close}:{}", GoFloat(b.lower), GoFloat(b.upper), GoFloat(b.count))?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// A float as Go's `%g` (and `%v`) writes it: the shortest digits, in exponent form (`1e+06`,
+/// `1.5e-07`) when the exponent is below -4 or at least 6.
+struct GoFloat(f64);
+
+impl std::fmt::Display for GoFloat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            return f.write_str("NaN");
+        }
+        if v.is_infinite() {
+            return f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        }
+        let scientific = format!("{v:e}");
+        let (mantissa, exponent) = scientific.split_once('e').expect("`{:e}` writes an exponent");
+        let exponent: i32 = exponent.parse().expect("`{:e}` writes an integer exponent");
+        if (-4..6).contains(&exponent) {
+            write!(f, "{v}")
+        } else {
+            let sign = if exponent < 0 { '-' } else { '+' };
+            write!(f, "{mantissa}e{sign}{:02}", exponent.abs())
+        }
+    }
+}
+
 /// One bucket of [`Histogram::buckets`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {
@@ -376,6 +415,40 @@ mod tests {
             positive_buckets: buckets.to_vec(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn floats_print_as_go_percent_g() {
+        let cases = [
+            (1.0, "1"),
+            (-0.5, "-0.5"),
+            (123456.0, "123456"),
+            (1e6, "1e+06"),
+            (1.5e-7, "1.5e-07"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.25e21, "1.25e+21"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NAN, "NaN"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(GoFloat(v).to_string(), want);
+        }
+    }
+
+    #[test]
+    fn histograms_print_as_prometheus_strings() {
+        let mut histogram = h(0, &[(0, 2)], &[1.0, 2.0]);
+        histogram.count = 20.0;
+        histogram.sum = 10.0;
+        histogram.zero_threshold = 0.001;
+        histogram.zero_count = 2.0;
+        histogram.negative_spans = vec![Span { offset: 0, length: 2 }];
+        histogram.negative_buckets = vec![1.0, 2.0];
+        assert_eq!(
+            histogram.to_string(),
+            "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (1,2]:2}"
+        );
     }
 
     #[test]

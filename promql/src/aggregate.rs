@@ -174,7 +174,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         let mut counts: HashMap<Labels, f64> = HashMap::new();
         for s in &input {
             let mut labels = grouping_labels(&s.labels, modifier);
-            labels.set(&label, &crate::value::format_float(s.v));
+            let value = match &s.h {
+                Some(h) => h.to_string(),
+                None => crate::value::format_float(s.v),
+            };
+            labels.set(&label, &value);
             let c = counts.entry(labels.clone()).or_insert_with(|| {
                 order.push(labels);
                 0.0

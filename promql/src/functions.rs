@@ -130,7 +130,7 @@ pub(crate) fn metric_name(labels: &Labels) -> &str {
 /// Applies `f` to every series of a range-vector argument; `None` drops the series.
 /// `keeps_name` is for the few functions (`last_over_time`, `first_over_time`) whose result is
 /// still a sample of the input metric. Only float samples are looked at; series without any are
-/// left out.
+/// left out, and histograms beside them are ignored with Prometheus's info.
 pub(crate) fn per_series(
     ev: &mut Evaluator<'_>,
     arg: &Expr,
@@ -138,15 +138,18 @@ pub(crate) fn per_series(
     keeps_name: bool,
     mut f: impl FnMut(&[Point]) -> Option<f64>,
 ) -> Result<Value> {
-    per_series_mixed(
-        ev,
-        arg,
-        t,
-        keeps_name,
-        |_, points, _, _| {
-            if points.is_empty() { None } else { f(points).map(Out::Float) }
-        },
-    )
+    per_series_mixed(ev, arg, t, keeps_name, |labels, points, histograms, notes| {
+        if points.is_empty() {
+            return None;
+        }
+        if !histograms.is_empty() {
+            notes.push(format!(
+                "PromQL info: ignored histograms in a range containing both floats and histograms for metric name {:?}",
+                metric_name(labels)
+            ));
+        }
+        f(points).map(Out::Float)
+    })
 }
 
 /// Like [`per_series`] for functions defined on histograms too: `f` gets the series' labels, its

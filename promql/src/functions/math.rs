@@ -61,8 +61,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             return Ok(Value::Vector(vec![Sample::float(Labels::default(), t, v, false)]));
         }
         "scalar" => {
+            // The one float sample's value; histograms do not count.
             let samples = ev.eval_vector(args[0], t)?;
-            let v = if samples.len() == 1 { samples[0].v } else { f64::NAN };
+            let mut floats = samples.iter().filter(|s| s.h.is_none());
+            let v = match (floats.next(), floats.next()) {
+                (Some(s), None) => s.v,
+                _ => f64::NAN,
+            };
             return Ok(Value::Scalar(Point { t, v }));
         }
         "round" => {

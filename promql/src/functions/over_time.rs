@@ -52,18 +52,16 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         "changes" | "resets" => per_series_with_starts(ev, args[0], t, false, |_, p, h, starts, _| {
             changes_or_resets(name, p, h, starts).map(Out::Float)
         }),
-        _ => per_series_mixed(ev, args[0], t, false, |labels, p, h, notes| {
-            if p.is_empty() {
-                return None;
-            }
-            if !h.is_empty() {
-                notes.push(format!(
-                    "PromQL info: ignored histograms in a range containing both floats and histograms for metric name {:?}",
-                    metric_name(labels)
-                ));
-            }
-            over(name, p).map(Out::Float)
+        // The first or last sample of either kind.
+        "ts_of_first_over_time" => per_series_mixed(ev, args[0], t, false, |_, p, h, _| {
+            let first = p.first().map(|p| p.t).into_iter().chain(h.first().map(|h| h.t)).min()?;
+            Some(Out::Float(first as f64 / 1000.0))
         }),
+        "ts_of_last_over_time" => per_series_mixed(ev, args[0], t, false, |_, p, h, _| {
+            let last = p.last().map(|p| p.t).into_iter().chain(h.last().map(|h| h.t)).max()?;
+            Some(Out::Float(last as f64 / 1000.0))
+        }),
+        _ => per_series(ev, args[0], t, false, |p| over(name, p)),
     }
 }
 
@@ -187,8 +185,6 @@ fn over(name: &str, points: &[Point]) -> Option<f64> {
             changes
         }
         "resets" => points.windows(2).filter(|w| w[1].v < w[0].v).count() as f64,
-        "ts_of_first_over_time" => first.t as f64 / 1000.0,
-        "ts_of_last_over_time" => points[points.len() - 1].t as f64 / 1000.0,
         // The last occurrence of the extreme value, as Prometheus reports it.
         "ts_of_max_over_time" => {
             let best = points[1..].iter().fold(*first, |m, p| if p.v >= m.v || m.v.is_nan() { *p } else { m });

@@ -53,7 +53,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
     per_series_with_starts(ev, arg, t, false, |labels, points, histograms, starts, notes| {
         let starts = if reads_starts { starts } else { Starts::default() };
         let metric = metric_name(labels);
-        if histograms.is_empty() {
+        // `irate` and `idelta` look at the newest two samples only: a mix of kinds elsewhere in
+        // the range does not matter (Prometheus's `instantValue`).
+        let instant = matches!(name, "irate" | "idelta");
+        let newest_two_floats = instant && newest_two_are_floats(points, histograms);
+        if histograms.is_empty() || newest_two_floats {
             let mut overlap = false;
             let v = compute(name, points, starts.floats, end - range, end, &mut overlap);
             if overlap {
@@ -61,7 +65,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             }
             return v.map(Out::Float);
         }
-        if !points.is_empty() {
+        if !points.is_empty() && !(instant && newest_two_are_histograms(points, histograms)) {
             notes.push(mixed_floats_and_histograms(metric));
             return None;
         }
@@ -79,6 +83,22 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
 
 /// Whether the function reads start timestamps: Prometheus hands them to `rate`, `increase`,
 /// `irate` and `resets` only.
+/// The kinds of a window's newest two samples, newest first: `true` for a histogram.
+fn newest_two_kinds(points: &[Point], histograms: &[HistogramPoint]) -> Vec<bool> {
+    let mut newest: Vec<(i64, bool)> = points.iter().rev().take(2).map(|p| (p.t, false)).collect();
+    newest.extend(histograms.iter().rev().take(2).map(|h| (h.t, true)));
+    newest.sort_by_key(|&(t, _)| std::cmp::Reverse(t));
+    newest.into_iter().take(2).map(|(_, histogram)| histogram).collect()
+}
+
+fn newest_two_are_floats(points: &[Point], histograms: &[HistogramPoint]) -> bool {
+    newest_two_kinds(points, histograms) == [false, false]
+}
+
+fn newest_two_are_histograms(points: &[Point], histograms: &[HistogramPoint]) -> bool {
+    newest_two_kinds(points, histograms) == [true, true]
+}
+
 fn reads_start_timestamps(name: &str) -> bool {
     matches!(name, "rate" | "increase" | "irate")
 }

@@ -21,9 +21,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, c: &Call, args: &[&Expr], t: i64) -> 
     }
     let mut samples = ev.eval_vector(args[0], t)?;
     match name {
-        // NaN sorts first either way, as in Prometheus.
-        "sort" => samples.sort_by(|a, b| nan_first(a.v, b.v, false)),
-        "sort_desc" => samples.sort_by(|a, b| nan_first(a.v, b.v, true)),
+        // Histograms are left out and NaN sorts last either way, as in Prometheus.
+        "sort" | "sort_desc" => {
+            samples.retain(|s| s.h.is_none());
+            samples.sort_by(|a, b| nan_last(a.v, b.v, name == "sort_desc"));
+        }
         _ => {
             let mut names = Vec::new();
             for a in &args[1..] {
@@ -45,11 +47,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, c: &Call, args: &[&Expr], t: i64) -> 
     Ok(Value::Vector(samples))
 }
 
-fn nan_first(a: f64, b: f64, desc: bool) -> Ordering {
+fn nan_last(a: f64, b: f64, desc: bool) -> Ordering {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Less,
-        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
         _ if desc => b.partial_cmp(&a).expect("not NaN"),
         _ => a.partial_cmp(&b).expect("not NaN"),
     }
