@@ -65,7 +65,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             }
             return v.map(Out::Float);
         }
-        if !points.is_empty() && !(instant && newest_two_are_histograms(points, histograms)) {
+        let newest_two_histograms = instant && newest_two_are_histograms(points, histograms);
+        if !points.is_empty() && !newest_two_histograms {
             notes.push(mixed_floats_and_histograms(metric));
             return None;
         }
