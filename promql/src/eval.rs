@@ -169,6 +169,19 @@ pub(crate) fn newest_sample(s: &Series, t: i64, lookback: i64) -> Option<NewestS
     })
 }
 
+/// A histogram a subquery returns, with a reset or not-reset hint made unknown: the subquery
+/// may skip the sample the reset happened at, or return it at several steps, so functions over
+/// it must compare buckets instead, as Prometheus's subqueries make them.
+fn hint_unknown(h: Arc<crate::Histogram>) -> Arc<crate::Histogram> {
+    use amber_histogram::CounterResetHint::{NotReset, Reset, Unknown};
+    if !matches!(h.counter_reset_hint, NotReset | Reset) {
+        return h;
+    }
+    let mut h = Arc::unwrap_or_clone(h);
+    h.counter_reset_hint = Unknown;
+    Arc::new(h)
+}
+
 /// What [`newest_sample`] found.
 pub(crate) struct NewestSample {
     pub(crate) t: i64,
@@ -720,7 +733,7 @@ impl<'a> Evaluator<'a> {
                             .entry(s.labels.clone())
                             .or_insert_with(|| Series::floats(s.labels, Vec::new(), s.drop_name));
                         match s.h {
-                            Some(h) => entry.histograms.push(HistogramPoint { t: inner_t, h }),
+                            Some(h) => entry.histograms.push(HistogramPoint { t: inner_t, h: hint_unknown(h) }),
                             None => entry.points.push(Point { t: inner_t, v: s.v }),
                         }
                     }
