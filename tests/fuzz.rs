@@ -1,6 +1,8 @@
-//! Fuzzing of everything that parses untrusted bytes, on the stable toolchain: remote-write bodies
-//! (snappy + protobuf + label validation), query parameters (times, durations, PromQL), and Amber's
-//! own on-disk decoders (sample and exemplar blocks, label sets, columns). Inputs are the seed
+//! Fuzzing of everything that parses untrusted bytes, on the stable toolchain: remote-write 1.0
+//! and 2.0 bodies (snappy + protobuf + label validation), OTLP metrics (protobuf and JSON,
+//! translated), query parameters (times, durations, PromQL), and Amber's own on-disk decoders
+//! (sample, exemplar and histogram blocks, label sets, columns). The coverage-guided fuzzer in
+//! `fuzz/` (cargo fuzz, nightly) covers the same decoders and the private ones. Inputs are the seed
 //! corpus in `tests/fuzz-corpus/` plus random mutations of it (bit flips, truncation, splices,
 //! random bytes). A decoder must return an error or a value; a panic fails the test.
 //!
@@ -40,7 +42,25 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         value: 2.0,
         labels: Labels::from_unsorted(vec![Label::new("trace_id", "00ff"), Label::new("user", "é")]),
     }];
+    let otlp_json = std::fs::read(corpus_dir().join("../../fuzz/corpus/otlp/seed.json")).unwrap_or_default();
+    let histograms = vec![amber_storage::HistogramSample {
+        ts: 1_700_000_000_000,
+        start_ts: 0,
+        h: amber_storage::Histogram {
+            count: 3.0,
+            sum: 7.5,
+            positive_spans: vec![amber_storage::histogram::Span { offset: 0, length: 2 }],
+            positive_buckets: vec![1.0, 2.0],
+            ..Default::default()
+        },
+    }];
     vec![
+        (
+            "remote_write_v2",
+            snap::raw::Encoder::new().compress_vec(&amber_api::remote_write::to_v2(&write).encode_to_vec()).unwrap(),
+        ),
+        ("otlp_json", otlp_json),
+        ("histogram_block", block::encode_histograms(&histograms)),
         ("remote_write", encode(&write)),
         ("remote_write_raw_proto", write.encode_to_vec()),
         ("sample_block", block::encode_samples(&samples)),
@@ -71,6 +91,22 @@ fn run(target: &str, data: &[u8]) {
                     }
                 }
             }
+        }
+        "remote_write_v2" => {
+            let _ = amber_api::remote_write::decode_v2(data, 1 << 20);
+        }
+        "otlp_json" => {
+            use amber_api::otlp::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+            let settings = amber_api::otlp::translate::Translation::default();
+            for req in [ExportMetricsServiceRequest::decode(data).ok(), amber_api::otlp::json::decode(data).ok()]
+                .into_iter()
+                .flatten()
+            {
+                let _ = amber_api::otlp::translate::translate(req, &settings);
+            }
+        }
+        "histogram_block" => {
+            let _ = block::decode_histograms(data);
         }
         "sample_block" => {
             let _ = block::decode_samples(data);

@@ -50,6 +50,8 @@ pub mod source;
 pub mod tenant;
 pub mod upload;
 mod wal;
+#[cfg(fuzzing)]
+pub use wal::fuzz_record as fuzz_wal_record;
 
 pub use amber_histogram::{self as histogram, Histogram};
 pub use append::{AppendReport, DataKind, RejectReason, Rejection, SeriesCreation, SeriesWrite};

@@ -461,6 +461,12 @@ fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result
     Ok(span)
 }
 
+/// The WAL record decoder, for the coverage-guided fuzzer (`fuzz/`, built with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub fn fuzz_record(payload: &[u8]) -> bool {
+    decode_record(payload).is_ok()
+}
+
 fn decode_record(payload: &[u8]) -> std::result::Result<Vec<ReplayedSeries>, crate::chunkenc::DecodeError> {
     if payload.first() == Some(&RECORD_COMPRESSED) {
         let mut r = Reader::new(&payload[1..]);

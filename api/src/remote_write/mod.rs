@@ -22,6 +22,40 @@ mod v1;
 mod v2;
 pub(crate) mod wire;
 
+/// Entry points for the coverage-guided fuzzer (`fuzz/`, built with `--cfg fuzzing`) into the
+/// decoders that are private to this module.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use amber_storage::labels::{self, Label, LabelLimits, NameRules};
+
+    /// The in-place reader over a decompressed body, and label validation of what it read;
+    /// whether the reader accepted the body.
+    pub fn in_place(body: &[u8]) -> bool {
+        let Ok(req) = super::wire::WriteRequest::decode(body) else { return false };
+        for series in req.series() {
+            let raw = series.labels().iter().map(|l| Label::new(l.name, l.value)).collect();
+            let _ = labels::validate_series(raw, &LabelLimits::default(), NameRules::Legacy);
+            for (exemplar_labels, _) in series.exemplars() {
+                let _ =
+                    labels::validate_exemplar(exemplar_labels.iter().map(|l| Label::new(l.name, l.value)).collect());
+            }
+            for h in series.histograms() {
+                let _ = super::histogram::WireHistogram::from(h).to_sample();
+            }
+        }
+        true
+    }
+
+    /// A decoded remote write 2.0 request's histograms, as the receiver turns them into samples.
+    pub fn v2_histograms(req: &crate::prompb::writev2::Request) {
+        for ts in &req.timeseries {
+            for h in &ts.histograms {
+                let _ = super::histogram::WireHistogram::from(h).to_sample();
+            }
+        }
+    }
+}
+
 pub(crate) use to_v2::series_to_v2;
 pub use to_v2::to_v2;
 
