@@ -71,7 +71,8 @@ fn f64s_of<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
 
 fn hex_of<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
     let s = String::deserialize(d)?;
-    if s.len() % 2 != 0 {
+    // Checked byte by byte first: slicing a non-ASCII character in two would panic.
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(de::Error::custom(format!("invalid hex id {s:?}")));
     }
     (0..s.len())
@@ -503,5 +504,19 @@ mod tests {
                 ..Default::default()
             }]
         );
+    }
+
+    /// Found by `fuzz/` (target `otlp`): a non-ASCII character in a hex id panicked the decoder
+    /// (the request got no answer) instead of being refused.
+    #[test]
+    fn hex_ids_with_non_ascii_characters_are_refused() {
+        for id in ["4bf92f3577b34daʖ3ce929d0e0e4736", "éé", "0g"] {
+            let body = format!(
+                r#"{{"resourceMetrics": [{{"scopeMetrics": [{{"metrics": [{{"name": "g", "gauge": {{"dataPoints": [
+                {{"timeUnixNano": "1", "asInt": "1", "exemplars": [{{"timeUnixNano": "1", "asInt": "1", "traceId": "{id}"}}]}}]}}}}]}}]}}]}}"#
+            );
+            let err = decode(body.as_bytes()).expect_err(id);
+            assert!(err.contains(&format!("invalid hex id {id:?}")), "{id}: {err}");
+        }
     }
 }
