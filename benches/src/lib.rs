@@ -4,5 +4,6 @@
 pub mod bucket;
 pub mod cluster;
 pub mod measure;
+pub mod soak;
 pub mod systems;
 pub mod workload;

@@ -11,7 +11,9 @@
 //!
 //! `amber-bench bucket` measures Amber alone past one disk instead: uploads to a real Ceph RADOS
 //! Gateway and queriers reading them back (`bucket.rs`). `amber-bench cluster` measures a
-//! distributor and three ingesters on a ring in etcd beside one node (`cluster.rs`). See
+//! distributor and three ingesters on a ring in etcd beside one node (`cluster.rs`).
+//! `amber-bench soak` runs one Amber under steady load for an hour, killed every ten minutes, and
+//! fails if anything acknowledged is lost or grows without bound (`soak.rs`). See
 //! docs/BENCHMARKS.md.
 
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use std::path::PathBuf;
 use amber_bench::measure::{self, Mode};
 use amber_bench::systems::Kind;
 use amber_bench::workload::{self, Protocol};
-use amber_bench::{bucket, cluster};
+use amber_bench::{bucket, cluster, soak};
 use anyhow::Context;
 use clap::Parser;
 
@@ -62,6 +64,12 @@ struct Cli {
     /// Leave out the Amber run with `--wal-fsync=false`.
     #[arg(long)]
     no_wal_fsync_off_run: bool,
+    /// Soak: minutes to run.
+    #[arg(long, default_value_t = 60)]
+    soak_minutes: u64,
+    /// Soak: minutes between kills, churns and the slots latency is compared over.
+    #[arg(long, default_value_t = 10)]
+    soak_period_minutes: u64,
     /// The amber binary [default: beside this one].
     #[arg(long)]
     amber_bin: Option<PathBuf>,
@@ -98,6 +106,11 @@ fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown system {other:?}"),
         })
         .collect::<anyhow::Result<_>>()?;
+
+    if cli.mode == Mode::Soak {
+        let options = soak::Options { minutes: cli.soak_minutes, period_minutes: cli.soak_period_minutes };
+        return soak::run(&amber_bin, &options);
+    }
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let amber_protocols = match cli.remote_write_version {

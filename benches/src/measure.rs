@@ -21,6 +21,9 @@ pub enum Mode {
     /// Amber past one machine: a distributor and three ingesters on a ring in etcd beside one
     /// node (see `cluster.rs`).
     Cluster,
+    /// One Amber under steady load for an hour, killed every ten minutes: nothing lost, nothing
+    /// growing without bound (see `soak.rs`). Not part of `all`.
+    Soak,
 }
 
 pub struct Latency {

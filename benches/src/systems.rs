@@ -121,8 +121,13 @@ impl System {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The process id of the running system (it changes with every restart).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
