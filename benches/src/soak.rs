@@ -405,6 +405,8 @@ fn otlp_loop(shared: &Shared) -> anyhow::Result<()> {
 fn query_loop(shared: &Shared) -> anyhow::Result<()> {
     let mut rng = SmallRng::seed_from_u64(11);
     let mut i = 0usize;
+    // Every query reads the last five minutes at most, so that its cost is the same from the
+    // fifth minute on and a later slot's latency compares with the first's.
     while !shared.stop.load(Ordering::Relaxed) {
         let end = now_ms() / 1000;
         let id = rng.gen_range(0..SERIES);
@@ -412,18 +414,18 @@ fn query_loop(shared: &Shared) -> anyhow::Result<()> {
             // About a hundred series: the sum over all of them would read every sample written.
             0 => format!(
                 "/api/v1/query_range?query=sum(rate({METRIC}{{series=~\"1..\"}}[1m]))&start={}&end={end}&step=15",
-                end - 600
+                end - 240
             ),
             1 => format!(
                 "/api/v1/query_range?query=rate({METRIC}{{series=\"{id}\"}}[1m])&start={}&end={end}&step=15",
-                end - 1200
+                end - 240
             ),
             2 => format!("/api/v1/query_exemplars?query={METRIC}{{series=~\"1.0\"}}&start={}&end={end}", end - 300),
             3 => match shared.traces.lock().unwrap().last() {
                 Some((_, trace)) => format!("/api/v1/exemplars/trace/{trace}"),
                 None => format!("/api/v1/series?match[]={METRIC}{{series=\"{id}\"}}"),
             },
-            _ => format!("/api/v1/series?match[]={METRIC}{{series=\"{id}\"}}&start={}&end={end}", end - 600),
+            _ => format!("/api/v1/series?match[]={METRIC}{{series=\"{id}\"}}&start={}&end={end}", end - 300),
         };
         let started = Instant::now();
         if let Ok(resp) = shared.http.get(format!("{}{path}", shared.base)).send() {

@@ -196,10 +196,9 @@ fn interpolate(p1: Point, p2: Point, t: i64, is_counter: bool) -> f64 {
     y1 + (p2.v - y1) * (t - p1.t) as f64 / (p2.t - p1.t) as f64
 }
 
-/// Prometheus's `extendedRate` before the division by the range: the difference between the
-/// values at the range's ends (interpolated when smoothed), counter resets in between added back.
-fn extended_rate(f: &[Point], b: &Bounds, smoothed: bool, is_counter: bool) -> Option<f64> {
-    let (mut first, mut last) = boundary_samples(f, |p| p.t, b, smoothed)?;
+/// The values at a range's two ends (Prometheus's `pickOrInterpolateLeft`/`Right`): the boundary
+/// samples', or when smoothed interpolated at the ends between the samples either side.
+fn end_values(f: &[Point], (first, last): (usize, usize), b: &Bounds, smoothed: bool, is_counter: bool) -> (f64, f64) {
     let left = if smoothed && f[first].t < b.range_start {
         interpolate(f[first], f[first + 1], b.range_start, is_counter)
     } else {
@@ -210,18 +209,26 @@ fn extended_rate(f: &[Point], b: &Bounds, smoothed: bool, is_counter: bool) -> O
     } else {
         f[last].v
     };
+    (left, right)
+}
+
+/// The samples strictly inside a range, between its boundary samples.
+fn inside<'f>(f: &'f [Point], (first, last): (usize, usize), b: &Bounds) -> &'f [Point] {
+    let from = if f[first].t <= b.range_start { first + 1 } else { first };
+    let to = if f[last].t >= b.range_end { last } else { last + 1 };
+    f.get(from..to).unwrap_or(&[])
+}
+
+/// Prometheus's `extendedRate` before the division by the range: the difference between the
+/// values at the range's ends (interpolated when smoothed), counter resets in between added back.
+fn extended_rate(f: &[Point], b: &Bounds, smoothed: bool, is_counter: bool) -> Option<f64> {
+    let bounds = boundary_samples(f, |p| p.t, b, smoothed)?;
+    let (left, right) = end_values(f, bounds, b, smoothed, is_counter);
     let mut result = right - left;
     if is_counter {
         // Resets at the boundaries are in the interpolation already: look only inside.
-        if f[first].t <= b.range_start {
-            first += 1;
-        }
-        if f[last].t >= b.range_end {
-            last = last.wrapping_sub(1);
-        }
-        let inside = if last.wrapping_add(1) > first { &f[first..=last] } else { &[][..] };
         let mut prev = left;
-        for p in inside {
+        for p in inside(f, bounds, b) {
             if p.v < prev {
                 result += prev;
             }
@@ -373,32 +380,12 @@ pub(crate) fn range_selector(ev: &Evaluator<'_>, ms: &MatrixSelector, t: i64) ->
             return Err(Error::Execution(format!("{modifier} modifier is not supported with histograms")));
         }
         let f = &w.floats;
-        let Some((mut first, mut last)) =
-            (!f.is_empty()).then(|| boundary_samples(f, |p| p.t, &b, ms.vs.smoothed)).flatten()
-        else {
+        let Some(bounds) = (!f.is_empty()).then(|| boundary_samples(f, |p| p.t, &b, ms.vs.smoothed)).flatten() else {
             continue;
         };
-        let smoothed = ms.vs.smoothed;
-        let left = if smoothed && f[first].t < b.range_start {
-            interpolate(f[first], f[first + 1], b.range_start, false)
-        } else {
-            f[first].v
-        };
-        let right = if smoothed && last > 0 && f[last].t > b.range_end {
-            interpolate(f[last - 1], f[last], b.range_end, false)
-        } else {
-            f[last].v
-        };
-        if f[first].t <= b.range_start {
-            first += 1;
-        }
-        if f[last].t >= b.range_end {
-            last = last.wrapping_sub(1);
-        }
+        let (left, right) = end_values(f, bounds, &b, ms.vs.smoothed, false);
         let mut points = vec![Point { t: b.range_start, v: left }];
-        if last.wrapping_add(1) > first {
-            points.extend_from_slice(&f[first..=last]);
-        }
+        points.extend_from_slice(inside(f, bounds, &b));
         points.push(Point { t: b.range_end, v: right });
         out.push(Series {
             labels: s.labels.clone(),
