@@ -99,9 +99,6 @@ fn sum_histograms(points: &[HistogramPoint], mean: bool, metric: &str, notes: &m
 /// A sample of a window of floats and histograms: its float value or its histogram.
 type MixedValue<'a> = (Option<f64>, Option<&'a Histogram>);
 
-/// `changes` or `resets` over a range holding histograms or start timestamps (and maybe floats),
-/// in time order: a change of sample type counts as both, and for `resets` so does a start
-/// timestamp after the previous sample (`starts`: each list empty or one per sample).
 /// `changes` or `resets` over a window of samples (`resets` also counts a start timestamp after
 /// the previous sample as a reset); `None` for an empty window.
 pub(crate) fn changes_or_resets(name: &str, p: &[Point], h: &[HistogramPoint], starts: Starts<'_>) -> Option<f64> {
@@ -112,6 +109,9 @@ pub(crate) fn changes_or_resets(name: &str, p: &[Point], h: &[HistogramPoint], s
     Some(transitions(name == "resets", p, h, starts))
 }
 
+/// `changes` or `resets` over a range holding histograms or start timestamps (and maybe floats),
+/// in time order: a change of sample type counts as both, and for `resets` so does a start
+/// timestamp after the previous sample (`starts`: each list empty or one per sample).
 fn transitions(resets: bool, floats: &[Point], histograms: &[HistogramPoint], starts: Starts<'_>) -> f64 {
     let (mut i, mut j) = (0, 0);
     // The previous sample: float value or histogram, time and start timestamp.

@@ -11,7 +11,7 @@ use promql_parser::parser::Expr;
 use super::{Out, metric_name, per_series_with_starts, without_parens};
 use crate::by_series::SeriesPoints;
 use crate::error::Result;
-use crate::eval::{Evaluator, duration_ms};
+use crate::eval::{Evaluator, duration_ms, offset_ms};
 use crate::value::{Histogram, HistogramPoint, Starts};
 use crate::value::{Point, Value};
 use amber_histogram::CounterResetHint;
@@ -34,12 +34,7 @@ pub(crate) fn range_end(ev: &Evaluator<'_>, arg: &Expr, t: i64) -> i64 {
         Expr::Paren(p) => return range_end(ev, &p.expr, t),
         _ => (None, None),
     };
-    let off = match offset {
-        Some(promql_parser::parser::Offset::Pos(d)) => duration_ms(d),
-        Some(promql_parser::parser::Offset::Neg(d)) => -duration_ms(d),
-        None => 0,
-    };
-    ev.at_ms(at).unwrap_or(t) - off
+    ev.at_ms(at).unwrap_or(t) - offset_ms(offset)
 }
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -> Result<Value> {
@@ -55,9 +50,12 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
         let metric = metric_name(labels);
         // `irate` and `idelta` look at the newest two samples only: a mix of kinds elsewhere in
         // the range does not matter (Prometheus's `instantValue`).
-        let instant = matches!(name, "irate" | "idelta");
-        let newest_two_floats = instant && newest_two_are_floats(points, histograms);
-        if histograms.is_empty() || newest_two_floats {
+        let newest_two = if matches!(name, "irate" | "idelta") && !points.is_empty() && !histograms.is_empty() {
+            newest_two_kinds(points, histograms)
+        } else {
+            Vec::new()
+        };
+        if histograms.is_empty() || newest_two == [false, false] {
             let mut overlap = false;
             let v = compute(name, points, starts.floats, end - range, end, &mut overlap);
             if overlap {
@@ -65,8 +63,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
             }
             return v.map(Out::Float);
         }
-        let newest_two_histograms = instant && newest_two_are_histograms(points, histograms);
-        if !points.is_empty() && !newest_two_histograms {
+        if !points.is_empty() && newest_two != [true, true] {
             notes.push(mixed_floats_and_histograms(metric));
             return None;
         }
@@ -82,8 +79,6 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], t: i64) -
     })
 }
 
-/// Whether the function reads start timestamps: Prometheus hands them to `rate`, `increase`,
-/// `irate` and `resets` only.
 /// The kinds of a window's newest two samples, newest first: `true` for a histogram.
 fn newest_two_kinds(points: &[Point], histograms: &[HistogramPoint]) -> Vec<bool> {
     let mut newest: Vec<(i64, bool)> = points.iter().rev().take(2).map(|p| (p.t, false)).collect();
@@ -92,14 +87,8 @@ fn newest_two_kinds(points: &[Point], histograms: &[HistogramPoint]) -> Vec<bool
     newest.into_iter().take(2).map(|(_, histogram)| histogram).collect()
 }
 
-fn newest_two_are_floats(points: &[Point], histograms: &[HistogramPoint]) -> bool {
-    newest_two_kinds(points, histograms) == [false, false]
-}
-
-fn newest_two_are_histograms(points: &[Point], histograms: &[HistogramPoint]) -> bool {
-    newest_two_kinds(points, histograms) == [true, true]
-}
-
+/// Whether the function reads start timestamps: Prometheus hands them to `rate`, `increase`,
+/// `irate` and `resets` only.
 fn reads_start_timestamps(name: &str) -> bool {
     matches!(name, "rate" | "increase" | "irate")
 }
