@@ -79,21 +79,21 @@ pub(crate) struct Evaluator<'a> {
 /// at or before it (the common case in a range query) and from the start otherwise.
 /// Reusable buffers for windows that have stale markers to leave out.
 #[derive(Default)]
-struct WindowScratch {
-    points: Vec<Point>,
-    point_starts: Vec<i64>,
-    histograms: Vec<HistogramPoint>,
-    histogram_starts: Vec<i64>,
+pub(crate) struct WindowScratch {
+    pub(crate) points: Vec<Point>,
+    pub(crate) point_starts: Vec<i64>,
+    pub(crate) histograms: Vec<HistogramPoint>,
+    pub(crate) histogram_starts: Vec<i64>,
 }
 
 /// The start timestamps of `range` of a list of samples, when there are any.
-fn starts_in(starts: &[i64], range: std::ops::Range<usize>) -> &[i64] {
+pub(crate) fn starts_in(starts: &[i64], range: std::ops::Range<usize>) -> &[i64] {
     starts.get(range).unwrap_or(&[])
 }
 
 /// A range window without its stale markers (copied into `scratch` only when it has any), with
 /// its start timestamps (`starts` empty or as long as `window`); `None` when nothing is left.
-fn live_window<'p>(
+pub(crate) fn live_window<'p>(
     window: &'p [Point],
     starts: &'p [i64],
     may_be_stale: bool,
@@ -114,7 +114,7 @@ fn live_window<'p>(
 
 /// The histograms of a series in `(lo, hi]` without stale markers (copied into `scratch` only
 /// when it has any), with their start timestamps (`starts` empty or one per histogram).
-fn histogram_window<'p>(
+pub(crate) fn histogram_window<'p>(
     histograms: &'p [HistogramPoint],
     starts: &'p [i64],
     lo: i64,

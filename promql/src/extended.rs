@@ -18,11 +18,10 @@ use std::sync::Arc;
 use promql_parser::parser::{Call, Expr, MatrixSelector, VectorSelector};
 
 use crate::error::{Error, Result};
-use crate::eval::{Evaluator, duration_ms};
+use crate::eval::{Evaluator, WindowScratch, duration_ms, histogram_window, live_window, starts_in};
 use crate::functions::over_time::changes_or_resets;
 use crate::functions::rate::{combined, mixed_floats_and_histograms, mixed_schemas, not_counter, not_gauge};
 use crate::functions::{Out, metric_name};
-use crate::is_stale;
 use crate::value::{Histogram, HistogramPoint, Point, Sample, Series, StartTimestamps, Starts, Value};
 use amber_histogram::CounterResetHint;
 
@@ -79,31 +78,23 @@ fn bounds(ev: &Evaluator<'_>, ms: &MatrixSelector, t: i64) -> Bounds {
     Bounds { range_start, range_end, from: range_start - before, to: range_end + after }
 }
 
-/// A series' samples in `(from, to]`, stale markers left out, with their start timestamps.
-struct Window {
-    floats: Vec<Point>,
-    float_starts: Vec<i64>,
-    histograms: Vec<HistogramPoint>,
-    histogram_starts: Vec<i64>,
+/// A series' samples in `(from, to]`, stale markers left out, with their start timestamps
+/// (borrowed from the loaded series, or copied into the scratch buffers when some are stale).
+struct Window<'w> {
+    floats: &'w [Point],
+    float_starts: &'w [i64],
+    histograms: &'w [HistogramPoint],
+    histogram_starts: &'w [i64],
 }
 
-fn window(s: &Series, from: i64, to: i64) -> Window {
-    let starts = &s.start_timestamps;
-    let mut w =
-        Window { floats: Vec::new(), float_starts: Vec::new(), histograms: Vec::new(), histogram_starts: Vec::new() };
-    for i in s.points.partition_point(|p| p.t <= from)..s.points.partition_point(|p| p.t <= to) {
-        if !is_stale(s.points[i].v) {
-            w.floats.push(s.points[i]);
-            w.float_starts.extend(starts.floats.get(i));
-        }
-    }
-    for i in s.histograms.partition_point(|p| p.t <= from)..s.histograms.partition_point(|p| p.t <= to) {
-        if !s.histograms[i].h.is_stale_marker() {
-            w.histograms.push(s.histograms[i].clone());
-            w.histogram_starts.extend(starts.histograms.get(i));
-        }
-    }
-    w
+fn window<'w>(s: &'w Series, from: i64, to: i64, scratch: &'w mut WindowScratch) -> Window<'w> {
+    let WindowScratch { points, point_starts, histograms, histogram_starts } = scratch;
+    let range = s.points.partition_point(|p| p.t <= from)..s.points.partition_point(|p| p.t <= to);
+    let starts = starts_in(&s.start_timestamps.floats, range.clone());
+    let (floats, float_starts) = live_window(&s.points[range], starts, true, points, point_starts).unwrap_or_default();
+    let (histograms, histogram_starts) =
+        histogram_window(&s.histograms, &s.start_timestamps.histograms, from, to, histograms, histogram_starts);
+    Window { floats, float_starts, histograms, histogram_starts }
 }
 
 /// `rate`, `increase`, `delta`, `changes` or `resets` over an `anchored` or `smoothed` selector.
@@ -113,8 +104,9 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, name: &str, arg: &Expr, ms: &MatrixSe
     let smoothed = ms.vs.smoothed;
     let mut notes = Vec::new();
     let mut out = Vec::new();
+    let mut scratch = WindowScratch::default();
     for s in ev.series_of(&ms.vs) {
-        let w = window(s, b.from, b.to);
+        let w = window(s, b.from, b.to, &mut scratch);
         let metric = metric_name(&s.labels);
         let value = match name {
             "changes" | "resets" => anchored_transitions(name, &w, b.range_start).map(Out::Float),
@@ -126,11 +118,9 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, name: &str, arg: &Expr, ms: &MatrixSe
                         notes.push(mixed_floats_and_histograms(metric));
                         None
                     }
-                    (false, true) => {
-                        extended_rate(&w.floats, &b, smoothed, is_counter).map(|v| Out::Float(v / divisor))
-                    }
+                    (false, true) => extended_rate(w.floats, &b, smoothed, is_counter).map(|v| Out::Float(v / divisor)),
                     (true, false) => {
-                        extended_histogram_rate(&w.histograms, &b, smoothed, is_counter, metric, &mut notes).map(
+                        extended_histogram_rate(w.histograms, &b, smoothed, is_counter, metric, &mut notes).map(
                             |mut h| {
                                 h.div(divisor);
                                 Out::Histogram(h)
@@ -151,7 +141,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, name: &str, arg: &Expr, ms: &MatrixSe
 
 /// `changes` or `resets` from the anchor on: the last sample, float or histogram, at or before
 /// the range's start (Prometheus's `pickFirstSampleIndices`). `None` without a sample in the range.
-fn anchored_transitions(name: &str, w: &Window, range_start: i64) -> Option<f64> {
+fn anchored_transitions(name: &str, w: &Window<'_>, range_start: i64) -> Option<f64> {
     let last_float_before = w.floats.partition_point(|p| p.t <= range_start);
     let last_histogram_before = w.histograms.partition_point(|p| p.t <= range_start);
     if last_float_before == w.floats.len() && last_histogram_before == w.histograms.len() {
@@ -374,12 +364,13 @@ pub(crate) fn range_selector(ev: &Evaluator<'_>, ms: &MatrixSelector, t: i64) ->
     let b = bounds(ev, ms, t);
     let modifier = if ms.vs.anchored { "anchored" } else { "smoothed" };
     let mut out = Vec::new();
+    let mut scratch = WindowScratch::default();
     for s in ev.series_of(&ms.vs) {
-        let w = window(s, b.from, b.to);
+        let w = window(s, b.from, b.to, &mut scratch);
         if !w.histograms.is_empty() {
             return Err(Error::Execution(format!("{modifier} modifier is not supported with histograms")));
         }
-        let f = &w.floats;
+        let f = w.floats;
         let Some(bounds) = (!f.is_empty()).then(|| boundary_samples(f, |p| p.t, &b, ms.vs.smoothed)).flatten() else {
             continue;
         };
@@ -406,8 +397,9 @@ pub(crate) fn smoothed_selector(ev: &mut Evaluator<'_>, vs: &VectorSelector, t: 
     let lookback = ev.lookback_ms;
     let mut notes = Vec::new();
     let mut out = Vec::new();
+    let mut scratch = WindowScratch::default();
     for s in ev.series_of(vs) {
-        let w = window(s, data_t - lookback, data_t + lookback);
+        let w = window(s, data_t - lookback, data_t + lookback, &mut scratch);
         let metric = metric_name(&s.labels);
         let sample = |v: f64, h: Option<Histogram>| Sample {
             labels: s.labels.clone(),
@@ -420,7 +412,7 @@ pub(crate) fn smoothed_selector(ev: &mut Evaluator<'_>, vs: &VectorSelector, t: 
             (true, true) => {}
             (false, false) => notes.push(mixed_floats_and_histograms(metric)),
             (false, true) => {
-                let f = &w.floats;
+                let f = w.floats;
                 let i = f.partition_point(|p| p.t < data_t);
                 if i < f.len() && f[i].t == data_t {
                     out.push(sample(f[i].v, None));
@@ -431,7 +423,7 @@ pub(crate) fn smoothed_selector(ev: &mut Evaluator<'_>, vs: &VectorSelector, t: 
                 }
             }
             (true, false) => {
-                let h = &w.histograms;
+                let h = w.histograms;
                 let i = h.partition_point(|p| p.t < data_t);
                 if i < h.len() && h[i].t == data_t {
                     out.push(sample(0.0, Some(Histogram::clone(&h[i].h))));

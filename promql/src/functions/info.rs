@@ -13,6 +13,7 @@
 //! absent at a step would bring in an info series that collides with another there.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use promql_parser::parser::{AtModifier, Call, Expr, SubqueryExpr, VectorSelector};
 use regex::Regex;
@@ -25,6 +26,9 @@ use crate::value::{Sample, Value};
 
 const TARGET_INFO: &str = "target_info";
 const IDENTIFYING_LABELS: [&str; 2] = ["instance", "job"];
+/// Any info metric, for a selection that only excludes names; built once, as every step of every
+/// `info()` call reads the selection.
+static ANY_INFO: LazyLock<Regex> = LazyLock::new(|| Regex::new("^(?:.+_info)$").expect("a valid regex"));
 
 /// The key the info series of a call are loaded under (no selector has the call's address).
 pub(crate) fn key(c: &Call) -> usize {
@@ -50,7 +54,7 @@ fn selection(c: &Call) -> Result<Selection> {
     if names.is_empty() {
         names.push(Matcher { name: METRIC_NAME.into(), op: MatchOp::Equal, value: TARGET_INFO.into() });
     } else if !positive {
-        let any_info = Regex::new("^(?:.+_info)$").expect("a valid regex");
+        let any_info = ANY_INFO.clone();
         names.insert(0, Matcher { name: METRIC_NAME.into(), op: MatchOp::Regex(any_info), value: ".+_info".into() });
     }
     Ok(Selection { names, data })
