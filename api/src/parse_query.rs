@@ -8,6 +8,7 @@
 //! operand stands alone), and a negated number literal is the negative number (as Prometheus
 //! folds it too).
 
+use amber_promql::value::format_float;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
@@ -86,7 +87,7 @@ fn tree(expr: &Expr) -> Result<Value, ApiError> {
                 "startOrEnd": start_or_end,
             })
         }
-        Expr::NumberLiteral(n) => json!({ "type": "numberLiteral", "val": go_float(n.val) }),
+        Expr::NumberLiteral(n) => json!({ "type": "numberLiteral", "val": format_float(n.val) }),
         Expr::Paren(p) => json!({ "type": "parenExpr", "expr": tree(&p.expr)? }),
         Expr::StringLiteral(s) => json!({ "type": "stringLiteral", "val": s.val }),
         Expr::Unary(u) => json!({ "type": "unaryExpr", "op": "-", "expr": tree(&u.expr)? }),
@@ -172,11 +173,13 @@ fn duration_node(d: &DurationExpr, wrapped: bool) -> Value {
     let op = |op: &str, lhs: Value, rhs: Value| json!({ "type": "durationExpr", "op": op, "lhs": lhs, "rhs": rhs, "wrapped": wrapped });
     match d {
         // Prometheus wraps a parenthesised literal in a unary plus to mark the parentheses.
-        DurationExpr::Number { seconds, duration, .. } if wrapped => {
-            op("+", Value::Null, json!({ "type": "numberLiteral", "val": go_float(*seconds), "duration": duration }))
-        }
+        DurationExpr::Number { seconds, duration, .. } if wrapped => op(
+            "+",
+            Value::Null,
+            json!({ "type": "numberLiteral", "val": format_float(*seconds), "duration": duration }),
+        ),
         DurationExpr::Number { seconds, duration, .. } => {
-            json!({ "type": "numberLiteral", "val": go_float(*seconds), "duration": duration })
+            json!({ "type": "numberLiteral", "val": format_float(*seconds), "duration": duration })
         }
         DurationExpr::Step(_) => op("step", Value::Null, Value::Null),
         DurationExpr::Range(_) => op("range", Value::Null, Value::Null),
@@ -211,15 +214,5 @@ fn offset_ms(offset: Option<&Offset>) -> i64 {
         Some(Offset::Pos(d)) => d.as_millis() as i64,
         Some(Offset::Neg(d)) => -(d.as_millis() as i64),
         None => 0,
-    }
-}
-
-/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it.
-fn go_float(v: f64) -> String {
-    match v {
-        f64::INFINITY => "+Inf".into(),
-        f64::NEG_INFINITY => "-Inf".into(),
-        v if v.is_nan() => "NaN".into(),
-        v => v.to_string(),
     }
 }
