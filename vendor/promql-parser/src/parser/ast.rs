@@ -1094,9 +1094,7 @@ impl VectorSelector {
             pos_range: PositionRange::default(),
         }
     }
-}
 
-impl VectorSelector {
     /// ` anchored`, ` smoothed` or nothing, as printed after the selector (and its range).
     fn modifier_suffix(&self) -> &'static str {
         if self.anchored {
