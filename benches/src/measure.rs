@@ -174,7 +174,8 @@ fn get_json(http: &reqwest::blocking::Client, url: &str) -> anyhow::Result<serde
     Ok(timed_get(http, url)?.1)
 }
 
-fn encode(q: &str) -> String {
+/// A query string's value, percent-encoded.
+pub(crate) fn encode(q: &str) -> String {
     form_urlencoded::byte_serialize(q.as_bytes()).collect()
 }
 

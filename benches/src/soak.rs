@@ -32,6 +32,7 @@ use prost::Message;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::measure::encode;
 use crate::systems::{Kind, System, dir_bytes};
 use crate::workload::Protocol;
 
@@ -490,7 +491,7 @@ fn check(shared: &Shared, interval_ms: i64, window: i64, when: &str) -> anyhow::
         }
         let expected = (at - s.first_ms).div_euclid(interval_ms) - (at - window - s.first_ms).div_euclid(interval_ms);
         let q = format!("count_over_time({METRIC}{{series=\"{}\",generation=\"{}\"}}[{window}ms])", s.id, s.generation);
-        let url = format!("{}/api/v1/query?query={}&time={}", shared.base, urlencode(&q), at as f64 / 1000.0);
+        let url = format!("{}/api/v1/query?query={}&time={}", shared.base, encode(&q), at as f64 / 1000.0);
         let body: serde_json::Value = serde_json::from_str(&shared.http.get(url).send()?.text()?)?;
         let got = body["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         if got as i64 != expected {
@@ -509,10 +510,6 @@ fn check(shared: &Shared, interval_ms: i64, window: i64, when: &str) -> anyhow::
     }
     println!("soak: checked {checked} series and a trace {when}");
     Ok(())
-}
-
-fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The summary table by slot, and the verdict.
