@@ -152,7 +152,7 @@ impl std::fmt::Display for Rejection {
 
 /// The timestamps a write may have now.
 #[derive(Clone, Copy)]
-struct Bounds {
+pub(crate) struct Bounds {
     /// The oldest within retention.
     retained_from: i64,
     /// The start of the oldest window with a local copy (the local horizon).
@@ -161,8 +161,20 @@ struct Bounds {
     until: i64,
 }
 
+impl Storage {
+    /// What a write may hold now: retention, the local horizon, the allowed future.
+    pub(crate) fn write_bounds(&self) -> Bounds {
+        let now = crate::now_ms();
+        Bounds {
+            retained_from: now.saturating_sub(self.opts.retention_ms),
+            local_from: self.local_horizon(),
+            until: now.saturating_add(self.opts.max_future_ms),
+        }
+    }
+}
+
 /// Why a timestamp is outside what the store takes now, if it is.
-fn outside_bounds(ts: i64, bounds: Bounds) -> Option<RejectReason> {
+pub(crate) fn outside_bounds(ts: i64, bounds: Bounds) -> Option<RejectReason> {
     if ts < bounds.retained_from {
         Some(RejectReason::TooOld)
     } else if ts < bounds.local_from {
@@ -171,6 +183,16 @@ fn outside_bounds(ts: i64, bounds: Bounds) -> Option<RejectReason> {
         Some(RejectReason::TooFarInFuture)
     } else {
         None
+    }
+}
+
+/// Refuses every entry of a series that could not be created.
+pub(crate) fn refuse_all(write: &SeriesWrite, reason: RejectReason, report: &mut AppendReport) {
+    let samples = write.samples.iter().map(|s| (s.ts, DataKind::Sample));
+    let histograms = write.histograms.iter().map(|h| (h.ts, DataKind::Histogram));
+    let exemplars = write.exemplars.iter().map(|e| (e.ts, DataKind::Exemplar));
+    for (ts, kind) in samples.chain(histograms).chain(exemplars) {
+        report.rejected.push(Rejection { series: write.labels.clone(), ts, kind, reason });
     }
 }
 
@@ -329,23 +351,13 @@ impl Storage {
         touched: &mut HashMap<i64, RoaringTreemap>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
-        let now = crate::now_ms();
-        let bounds = Bounds {
-            retained_from: now.saturating_sub(self.opts.retention_ms),
-            local_from: self.local_horizon(),
-            until: now.saturating_add(self.opts.max_future_ms),
-        };
+        let bounds = self.write_bounds();
         let head = self.head.series_for_write(ids.iter().flatten().copied());
         for (write, &id) in series.iter().zip(ids) {
             let id = match id {
                 Ok(id) => id,
                 Err(reason) => {
-                    let samples = write.samples.iter().map(|s| (s.ts, DataKind::Sample));
-                    let histograms = write.histograms.iter().map(|h| (h.ts, DataKind::Histogram));
-                    let exemplars = write.exemplars.iter().map(|e| (e.ts, DataKind::Exemplar));
-                    for (ts, kind) in samples.chain(histograms).chain(exemplars) {
-                        report.rejected.push(Rejection { series: write.labels.clone(), ts, kind, reason });
-                    }
+                    refuse_all(write, reason, report);
                     continue;
                 }
             };

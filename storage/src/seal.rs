@@ -44,29 +44,29 @@ pub struct SealReport {
     pub wal_segments_deleted: u64,
 }
 
-/// How one kind of entry (sample or exemplar) is merged into its block.
-struct Kind<T> {
-    blocks_cf: &'static str,
-    ts: fn(&T) -> i64,
-    decode_block: fn(&[u8], SeriesId) -> Result<Vec<T>>,
-    encode_block: fn(&[T]) -> Vec<u8>,
+/// How one kind of entry (sample, histogram sample or exemplar) is merged into its block.
+pub(crate) struct Kind<T> {
+    pub(crate) blocks_cf: &'static str,
+    pub(crate) ts: fn(&T) -> i64,
+    pub(crate) decode_block: fn(&[u8], SeriesId) -> Result<Vec<T>>,
+    pub(crate) encode_block: fn(&[T]) -> Vec<u8>,
 }
 
-const SAMPLES: Kind<Sample> = Kind {
+pub(crate) const SAMPLES: Kind<Sample> = Kind {
     blocks_cf: keys::CF_BLOCKS,
     ts: |s| s.ts,
     decode_block: decode_sample_block,
     encode_block: block::encode_samples,
 };
 
-const HISTOGRAMS: Kind<HistogramSample> = Kind {
+pub(crate) const HISTOGRAMS: Kind<HistogramSample> = Kind {
     blocks_cf: keys::CF_HISTOGRAM_BLOCKS,
     ts: |s| s.ts,
     decode_block: decode_histogram_block,
     encode_block: block::encode_histograms,
 };
 
-const EXEMPLARS: Kind<Exemplar> = Kind {
+pub(crate) const EXEMPLARS: Kind<Exemplar> = Kind {
     blocks_cf: keys::CF_EXEMPLAR_BLOCKS,
     ts: |e| e.ts,
     decode_block: decode_exemplar_block,
