@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! One module per endpoint family, like mini-redis's one file per command:
-//! - [`remote_write`] — `POST /api/v1/write` (Prometheus remote write 1.0 and 2.0).
+//! - [`remote_write`] — `POST /api/v1/write` (Prometheus remote write 1.0 and 2.0) and
+//!   `POST /api/v1/import` (the same bodies of history, written into sealed blocks).
 //! - [`remote_read`] — `POST /api/v1/read` (Prometheus remote read: samples or XOR chunks).
 //! - [`query`] — `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` (PromQL, through
 //!   [`queryable`], the engine's view of the store); [`parse_query`] — `/api/v1/parse_query`, the
@@ -259,11 +260,13 @@ pub fn router(state: AppState, admin_api: bool, accepts_writes: bool) -> Router 
     let router = if accepts_writes {
         router
             .route("/api/v1/write", post(remote_write::handle))
+            .route("/api/v1/import", post(remote_write::import))
             .route("/otlp/v1/metrics", post(otlp::handle))
             .route("/api/v1/otlp/v1/metrics", post(otlp::handle))
     } else {
         router
             .route("/api/v1/write", post(refuse_write))
+            .route("/api/v1/import", post(refuse_write))
             .route("/otlp/v1/metrics", post(refuse_write))
             .route("/api/v1/otlp/v1/metrics", post(refuse_write))
     };

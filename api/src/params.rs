@@ -80,18 +80,20 @@ impl Params {
     pub fn selectors(&self) -> Result<Vec<Vec<Matcher>>, ApiError> {
         let mut out = Vec::new();
         for m in self.all("match[]") {
-            let expr =
-                parser::parse(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
-            match expr {
-                Expr::VectorSelector(vs) => out.extend(selector_matchers(&vs)?),
-                _ => {
-                    return Err(ApiError::bad_data(format!(
-                        "invalid parameter \"match[]\": {m:?} is not a series selector"
-                    )));
-                }
-            }
+            out.extend(
+                parse_selector(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?,
+            );
         }
         Ok(out)
+    }
+}
+
+/// The matcher sets of a series selector written in PromQL (`up{job="x"}`, `{__name__=~".+"}`):
+/// one set, or one per `or` alternative.
+pub fn parse_selector(selector: &str) -> Result<Vec<Vec<Matcher>>, String> {
+    match parser::parse(selector)? {
+        Expr::VectorSelector(vs) => selector_matchers(&vs).map_err(|e| e.message),
+        _ => Err(format!("{selector:?} is not a series selector")),
     }
 }
 

@@ -255,7 +255,7 @@ impl RemoteAmber {
 }
 
 /// A storage matcher as remote read sends it.
-fn wire_matcher(m: &Matcher) -> prompb::LabelMatcher {
+pub fn wire_matcher(m: &Matcher) -> prompb::LabelMatcher {
     use prompb::label_matcher::Type;
     let r#type = match m.op {
         MatchOp::Equal => Type::Eq,

@@ -316,9 +316,28 @@ fn check_free_space(state: &AppState) -> Result<(), WriteError> {
     }
 }
 
+/// Where a write's data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Destination {
+    /// The head and its log, in each series' time order (`/api/v1/write`, OTLP).
+    Head,
+    /// Sealed blocks, whatever the age and order (`/api/v1/import`: history).
+    Blocks,
+}
+
 pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    respond(&state, &headers, body, Destination::Head).await
+}
+
+/// `POST /api/v1/import`: a remote write body of history, written into sealed blocks
+/// ([`amber_storage::backfill`]); answered as remote write is.
+pub async fn import(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    respond(&state, &headers, body, Destination::Blocks).await
+}
+
+async fn respond(state: &AppState, headers: &HeaderMap, body: Body, to: Destination) -> Response {
     let started = std::time::Instant::now();
-    let (mut response, written) = match write(&state, &headers, body).await {
+    let (mut response, written) = match write(state, headers, body, to).await {
         Ok(done) if done.errors.is_empty() => (StatusCode::NO_CONTENT.into_response(), done.written),
         Ok(done) => {
             // Refused only for now (new-series rate): the sender retries, and what was written
@@ -333,7 +352,7 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bod
     response
 }
 
-async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ingested, WriteError> {
+async fn write(state: &AppState, headers: &HeaderMap, body: Body, to: Destination) -> Result<Ingested, WriteError> {
     let version = negotiate(headers)?;
     let tenant = crate::tenant::for_write(state, headers)?;
     let _permit = write_permit(state)?;
@@ -347,13 +366,15 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Inge
     match version {
         Version::V1 => {
             let req = wire::WriteRequest::decode(&raw).map_err(protobuf_error)?;
-            ingest(state, &tenant, &req, &[], Vec::new(), source).await
+            check_free_space(state)?;
+            let converted = v1::convert(&req, &[], state);
+            store(state, &tenant, converted, Vec::new(), source, to).await
         }
         Version::V2 => {
             let req: prompb::writev2::Request = decode_message(&raw)?;
             check_free_space(state)?;
             let converted = v2::convert(req, state)?;
-            store(state, &tenant, converted, Vec::new(), source).await
+            store(state, &tenant, converted, Vec::new(), source, to).await
         }
     }
 }
@@ -501,7 +522,7 @@ pub(crate) async fn ingest(
 ) -> Result<Ingested, WriteError> {
     check_free_space(state)?;
     let converted = v1::convert(req, starts, state);
-    store(state, tenant, converted, refused, source).await
+    store(state, tenant, converted, refused, source, Destination::Head).await
 }
 
 /// Writes a converted request of either version for `tenant` under its limits.
@@ -511,6 +532,7 @@ async fn store(
     converted: Converted,
     refused: Vec<String>,
     source: crate::diagnostics::Source,
+    to: Destination,
 ) -> Result<Ingested, WriteError> {
     let Converted { series, metadata, mut errors, samples_refused, histograms_refused, exemplars_refused } = converted;
     for (family, stats) in state.diagnostics.record(tenant.id, source, &series) {
@@ -531,6 +553,12 @@ async fn store(
                 ),
             ));
         }
+    }
+    if state.distributor.is_some() && to == Destination::Blocks {
+        return Err(WriteError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "a distributor does not import history: import into a single node (role all) and let it upload, or into each ingester",
+        ));
     }
     if let Some(distributor) = &state.distributor {
         let forwarded = distributor.forward(&tenant.name, &series, &metadata, &state.metrics).await?;
@@ -559,7 +587,10 @@ async fn store(
             None => n,
         };
         let limits = SeriesCreation { max_series: Some(max_series), new_series_budget: Some(&grant) };
-        storage.append(id, &series, &metadata, limits)
+        match to {
+            Destination::Head => storage.append(id, &series, &metadata, limits),
+            Destination::Blocks => storage.backfill(id, &series, &metadata, limits),
+        }
     })
     .await
     .map_err(|e| WriteError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("write task failed, retry: {e}")))?
