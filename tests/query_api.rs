@@ -408,3 +408,234 @@ fn parse_query_answers_prometheus_syntax_tree() {
         json!({"status": "error", "errorType": "bad_data", "error": "invalid parameter \"query\": unclosed left parenthesis"})
     );
 }
+
+/// Three counters `requests_total{instance="a|b|c"}` with a sample every 15 s for 10 minutes
+/// (5 s, 20 s, …, 590 s after `t0`, a whole minute), and `instance="d"`, whose four samples end
+/// 50 s after `t0`. Queried at times 13 s past a minute after `t0`, no sample sits on the edge
+/// of a window, a lookback or a subquery's range, where Prometheus 2.x (closed windows) and 3.x
+/// (left-open) count differently.
+fn seed_stats(amber: &Amber) -> (i64, Vec<Vec<i64>>) {
+    let now = common::now_ms();
+    let t0 = now - now % 60_000 - 3_600_000;
+    let mut times: Vec<Vec<i64>> = (0..3).map(|_| (0..40).map(|k| t0 + 5_000 + k * 15_000).collect()).collect();
+    times.push((0..4).map(|k| t0 + 5_000 + k * 15_000).collect());
+    let written = amber.write(&stats_request(t0, &times));
+    assert_eq!(written, (204, String::new()));
+    (t0, times)
+}
+
+fn stats_request(_t0: i64, times: &[Vec<i64>]) -> amber_api::prompb::WriteRequest {
+    request(
+        times
+            .iter()
+            .zip(["a", "b", "c", "d"])
+            .map(|(times, instance)| {
+                let samples: Vec<(i64, f64)> = times.iter().enumerate().map(|(k, &t)| (t, (k * 10) as f64)).collect();
+                series(&[("__name__", "requests_total"), ("instance", instance), ("job", "api")], &samples, &[])
+            })
+            .collect(),
+    )
+}
+
+/// The samples of every series in `(t - range, t]` (milliseconds).
+fn in_window(times: &[Vec<i64>], t: i64, range: i64) -> u64 {
+    times.iter().map(|s| s.iter().filter(|&&x| x > t - range && x <= t).count() as u64).sum()
+}
+
+/// Checks `stats.timings` (Prometheus's six, in its order in `raw`, each a non-negative number
+/// of seconds, the parts within the totals) and replaces them by `"checked"`.
+fn checked_timings(raw: &str, body: &mut Value) {
+    let names =
+        ["evalTotalTime", "resultSortTime", "queryPreparationTime", "innerEvalTime", "execQueueTime", "execTotalTime"];
+    let at: Vec<usize> = names.iter().map(|n| raw.find(&format!("\"{n}\":")).expect(n)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "timings out of Prometheus's order: {raw}");
+    let timings = body["data"]["stats"]["timings"].take();
+    let keys: Vec<&str> = timings.as_object().expect("timings").keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), names.len(), "{timings}");
+    let secs = |n: &str| timings[n].as_f64().filter(|v| *v >= 0.0).unwrap_or_else(|| panic!("{n}: {timings}"));
+    let eps = 1e-6;
+    let parts = secs("queryPreparationTime") + secs("innerEvalTime") + secs("resultSortTime");
+    assert!(parts <= secs("evalTotalTime") + eps, "{timings}");
+    assert!(secs("execQueueTime") + secs("evalTotalTime") <= secs("execTotalTime") + eps, "{timings}");
+    assert!(secs("execTotalTime") < 60.0, "{timings}");
+    body["data"]["stats"]["timings"] = json!("checked");
+}
+
+/// `stats` in a query answer, as Prometheus gives it (`util/stats/query_stats.go`): absent without
+/// the parameter; with it, timings in seconds and the samples the selectors read at every step
+/// (an instant selector: one per series with a value; a range function: its whole window at
+/// every step, left-open as in Prometheus 3), and with `stats=all` the same per step; the peak
+/// of samples held is what Amber loaded plus what evaluation held beside it.
+#[test]
+fn query_statistics_count_the_samples_each_step_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let (t0, times) = seed_stats(&amber);
+    let raw = |path: &str| {
+        let r = reqwest::blocking::get(amber.url(path)).unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let text = r.text().unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        (text, body)
+    };
+    let at = secs(t0) + 433;
+    let series_of = |instance: &str, value: &str| json!({"metric": {"__name__": "requests_total", "instance": instance, "job": "api"}, "value": [at, value]});
+    let result = json!([series_of("a", "280"), series_of("b", "280"), series_of("c", "280")]);
+
+    // No parameter (or an empty one): no `stats`.
+    for path in [
+        format!("/api/v1/query?query=requests_total&time={at}"),
+        format!("/api/v1/query?query=requests_total&time={at}&stats="),
+    ] {
+        let (_, body) = raw(&path);
+        assert_eq!(body, json!({"status": "success", "data": {"resultType": "vector", "result": result}}), "{path}");
+    }
+
+    // An instant selector reads one sample per series with a value: not `d`, gone for more than
+    // the 5-minute lookback. Amber loaded the samples in [t - 5m, t] (20 of each live series)
+    // and held the 3 of the result beside them.
+    let (text, mut body) = raw(&format!("/api/v1/query?query=requests_total&time={at}&stats=all"));
+    checked_timings(&text, &mut body);
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": {"resultType": "vector", "result": result, "stats": {
+            "timings": "checked",
+            "samples": {"totalQueryableSamplesPerStep": [[at, 3]], "totalQueryableSamples": 3, "peakSamples": 63},
+        }}})
+    );
+    // Any other value: the totals, without the steps.
+    let (text, mut body) = raw(&format!("/api/v1/query?query=requests_total&time={at}&stats=true"));
+    checked_timings(&text, &mut body);
+    assert_eq!(
+        body["data"]["stats"],
+        json!({"timings": "checked", "samples": {"totalQueryableSamples": 3, "peakSamples": 63}})
+    );
+
+    // `sum(rate(x[1m]))` over 12 steps, 13 s past each minute: every step counts the samples in
+    // its window (t - 1m, t], the first step's four single samples too (no rate comes of them).
+    let (start, end) = (t0 + 13_000, t0 + 673_000);
+    let steps: Vec<i64> = (start..=end).step_by(60_000).collect();
+    let per_step: Vec<(i64, u64)> = steps.iter().map(|&t| (t, in_window(&times, t, 60_000))).collect();
+    assert_eq!(per_step[..3].iter().map(|s| s.1).collect::<Vec<_>>(), [4, 4 * 3 + 3, 4 * 3]);
+    assert_eq!(per_step[10..].iter().map(|s| s.1).collect::<Vec<_>>(), [3 * 3, 0]);
+    let total: u64 = per_step.iter().map(|s| s.1).sum();
+    let range_path = |expr: &str, stats: &str| {
+        format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=60&stats={stats}",
+            urlencode(expr),
+            secs(start),
+            secs(end)
+        )
+    };
+    let (text, mut body) = raw(&range_path("sum(rate(requests_total[1m]))", "all"));
+    checked_timings(&text, &mut body);
+    // Two a second from a, b and c (10 every 15 s), d's extrapolated rate besides at the first
+    // step with points, and extrapolation short of the window's end at the last (as Prometheus
+    // gives them: the test below compares).
+    let mut rates: Vec<Value> = steps[1..11].iter().map(|&t| json!([secs(t), "2"])).collect();
+    rates[0][1] = json!("2.4944444444444445");
+    rates[9][1] = json!("1.4833333333333334");
+    // Held at the peak: all 124 samples loaded, the rate points of each series (10 steps of a,
+    // b and c, one of d) beside their 10 sums.
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": {
+            "resultType": "matrix",
+            "result": [{"metric": {}, "values": rates}],
+            "stats": {"timings": "checked", "samples": {
+                "totalQueryableSamplesPerStep": per_step.iter().map(|&(t, n)| json!([secs(t), n])).collect::<Vec<_>>(),
+                "totalQueryableSamples": total,
+                "peakSamples": 124 + 31 + 10,
+            }},
+        }})
+    );
+    // Step by step (an operator above the sum) and series by series count the same.
+    let (text, mut body) = raw(&range_path("sum(rate(requests_total[1m])) * 1", "all"));
+    checked_timings(&text, &mut body);
+    assert_eq!(body["data"]["stats"]["samples"]["totalQueryableSamples"], json!(total));
+    assert_eq!(
+        body["data"]["stats"]["samples"]["totalQueryableSamplesPerStep"],
+        json!(per_step.iter().map(|&(t, n)| json!([secs(t), n])).collect::<Vec<_>>())
+    );
+
+    // The window is left-open: at steps on sample times, the sample a minute back is out.
+    let on_samples = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=60&stats=all",
+        urlencode(r#"rate(requests_total{instance="a"}[1m])"#),
+        secs(t0) + 65,
+        secs(t0) + 125
+    );
+    let (_, body) = raw(&on_samples);
+    assert_eq!(
+        body["data"]["stats"]["samples"]["totalQueryableSamplesPerStep"],
+        json!([[secs(t0) + 65, 4], [secs(t0) + 125, 4]])
+    );
+}
+
+/// Debian's Prometheus 2.42 (`--enable-feature=promql-per-step-stats`) counts the same
+/// `totalQueryableSamples`, per step and in total, for the same data and queries: selectors,
+/// range functions, aggregations, operators, offsets, `timestamp()` and subqueries. The data
+/// and query times keep every sample off window edges, where 2.x (closed windows) and 3.x
+/// (left-open) differ; `peakSamples` and the timings are each engine's own and not compared.
+#[test]
+fn query_statistics_match_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let prometheus = common::prometheus::Prometheus::start(
+        dir.path(),
+        "global:\n  scrape_interval: 1h\n",
+        &["--web.enable-remote-write-receiver", "--enable-feature=promql-per-step-stats"],
+    );
+    let (t0, times) = seed_stats(&amber);
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{}/api/v1/write", prometheus.port))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .body(common::encode(&stats_request(t0, &times)))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "prometheus refused the data: {}", r.text().unwrap());
+    let (start, end) = (secs(t0) + 13, secs(t0) + 673);
+    let mut paths = Vec::new();
+    for q in [
+        "requests_total",
+        "rate(requests_total[1m])",
+        "sum(rate(requests_total[1m]))",
+        "sum by (instance) (rate(requests_total[2m])) * 2",
+        "count_over_time(requests_total[5m])",
+        "requests_total offset 1m",
+        "timestamp(requests_total)",
+        r#"requests_total{instance="a"} + on(job) group_left sum by (job) (requests_total)"#,
+        "topk(2, requests_total)",
+        r#"label_replace(requests_total, "host", "$1", "instance", "(.*)")"#,
+        "absent_over_time(requests_total[1m])",
+        "requests_total @ end()",
+        "sum(rate(requests_total[1m] @ start()))",
+        "max_over_time(requests_total[2m:30s])",
+        "max_over_time(rate(requests_total[1m])[3m:1m])",
+    ] {
+        for at in [start + 120, start + 420, end] {
+            paths.push(format!("/api/v1/query?query={}&time={at}&stats=all", urlencode(q)));
+        }
+        paths.push(format!("/api/v1/query_range?query={}&start={start}&end={end}&step=60&stats=all", urlencode(q)));
+    }
+    // A subquery at the top of an instant query counts what its inner steps read.
+    paths.push(format!(
+        "/api/v1/query?query={}&time={}&stats=all",
+        urlencode("rate(requests_total[1m])[2m:30s]"),
+        start + 420
+    ));
+    for path in paths {
+        let want = prometheus.get(&path);
+        assert_eq!(want["status"], "success", "prometheus: {path}: {want}");
+        let (status, got) = amber.get(&path);
+        assert_eq!(status, 200, "{path}: {got}");
+        let samples = |body: &Value| {
+            let s = &body["data"]["stats"]["samples"];
+            (s["totalQueryableSamples"].clone(), s["totalQueryableSamplesPerStep"].clone())
+        };
+        assert!(samples(&want).0.as_u64().is_some(), "{path}: {want}");
+        assert_eq!(samples(&got), samples(&want), "{path}");
+        assert_eq!(got["data"]["result"], want["data"]["result"], "{path}");
+    }
+}

@@ -1,13 +1,15 @@
 //! `GET|POST /api/v1/query` and `/api/v1/query_range`: PromQL over the stored samples, answered
-//! in Prometheus's JSON (`vector`, `matrix`, `scalar`, `string`), with its errors and limits.
+//! in Prometheus's JSON (`vector`, `matrix`, `scalar`, `string`), with its errors and limits,
+//! and with a non-empty `stats` parameter the query's statistics in `data.stats`, as Prometheus
+//! gives them (`stats=all`: with the samples of every step; see [`amber_promql::stats`]).
 //! A query whose client goes away is cancelled.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use amber_promql::{Error as QueryError, QueryContext, QueryOutput, Series, Value};
+use amber_promql::{Error as QueryError, QueryContext, QueryOutput, QueryStats, Series, StatsLevel, Value};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -66,6 +68,71 @@ struct Data<T> {
     #[serde(rename = "resultType")]
     result_type: &'static str,
     result: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<Box<RawValue>>,
+}
+
+/// A float as Go's `encoding/json` writes it, as Prometheus's statistics come out: the shortest
+/// text that reads back the same, without a fraction when there is none, in exponent form below
+/// 1e-6 or from 1e21 up (`1.5e-7`, `0.000123`, `12`, `0`).
+fn write_go_float(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    let abs = v.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let _ = write!(out, "{v:e}");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// `data.stats` of a query answer: Prometheus's `stats.BuiltinStats` (`util/stats/query_stats.go`),
+/// its fields in its order, times in seconds, a step's time in Unix seconds.
+fn stats_json(stats: &QueryStats) -> String {
+    let t = &stats.timings;
+    let mut out = String::with_capacity(320);
+    out.push_str(r#"{"timings":{"#);
+    for (i, (name, d)) in [
+        ("evalTotalTime", t.eval_total),
+        ("resultSortTime", t.result_sort),
+        ("queryPreparationTime", t.query_preparation),
+        ("innerEvalTime", t.inner_eval),
+        ("execQueueTime", t.exec_queue),
+        ("execTotalTime", t.exec_total),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+        write_go_float(&mut out, d.as_secs_f64());
+    }
+    out.push_str(r#"},"samples":{"#);
+    let samples = &stats.samples;
+    if let Some(per_step) = samples.total_queryable_samples_per_step.as_ref().filter(|s| !s.is_empty()) {
+        out.push_str(r#""totalQueryableSamplesPerStep":["#);
+        for (i, &(t, n)) in per_step.iter().enumerate() {
+            out.push_str(if i > 0 { ",[" } else { "[" });
+            write_go_float(&mut out, t as f64 / 1000.0);
+            out.push(',');
+            out.push_str(itoa::Buffer::new().format(n));
+            out.push(']');
+        }
+        out.push_str("],");
+    }
+    out.push_str(r#""totalQueryableSamples":"#);
+    out.push_str(itoa::Buffer::new().format(samples.total_queryable_samples));
+    out.push_str(r#","peakSamples":"#);
+    out.push_str(itoa::Buffer::new().format(samples.peak_samples));
+    out.push_str("}}");
+    out
+}
+
+fn stats_value(stats: Option<&QueryStats>) -> Option<Box<RawValue>> {
+    stats.map(|s| RawValue::from_string(stats_json(s)).expect("written as valid JSON"))
 }
 
 fn metric(labels: &amber_promql::Labels) -> BTreeMap<String, String> {
@@ -75,7 +142,12 @@ fn metric(labels: &amber_promql::Labels) -> BTreeMap<String, String> {
 /// A matrix answer, written straight into the body: a range query can return millions of points,
 /// and a serde tree of them would cost several allocations per point. Byte for byte what
 /// serializing the envelope would give.
-fn matrix_body(series: &[Series], warnings: &[String], infos: &[String]) -> serde_json::Result<String> {
+fn matrix_body(
+    series: &[Series],
+    stats: Option<&QueryStats>,
+    warnings: &[String],
+    infos: &[String],
+) -> serde_json::Result<String> {
     let points: usize = series.iter().map(|s| s.points.len()).sum();
     let mut out = String::with_capacity(128 + series.len() * 128 + points * 24);
     out.push_str(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
@@ -110,7 +182,12 @@ fn matrix_body(series: &[Series], warnings: &[String], infos: &[String]) -> serd
         }
         out.push('}');
     }
-    out.push_str("]}");
+    out.push(']');
+    if let Some(stats) = stats {
+        out.push_str(r#","stats":"#);
+        out.push_str(&stats_json(stats));
+    }
+    out.push('}');
     for (key, list) in [("warnings", warnings), ("infos", infos)] {
         if !list.is_empty() {
             out.push_str(&format!(",\"{key}\":"));
@@ -132,17 +209,21 @@ fn respond(out: QueryOutput) -> Response {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         infos: Vec<String>,
     }
-    let QueryOutput { value, warnings, infos } = out;
+    let QueryOutput { value, warnings, infos, stats } = out;
     let body = match value {
         Value::Scalar(p) => serde_json::to_string(&Envelope {
             status: "success",
-            data: Data { result_type: "scalar", result: (timestamp(p.t), format_value(p.v)) },
+            data: Data {
+                result_type: "scalar",
+                result: (timestamp(p.t), format_value(p.v)),
+                stats: stats_value(stats.as_ref()),
+            },
             warnings,
             infos,
         }),
         Value::String { t, s } => serde_json::to_string(&Envelope {
             status: "success",
-            data: Data { result_type: "string", result: (timestamp(t), s) },
+            data: Data { result_type: "string", result: (timestamp(t), s), stats: stats_value(stats.as_ref()) },
             warnings,
             infos,
         }),
@@ -158,11 +239,12 @@ fn respond(out: QueryOutput) -> Response {
                         histogram: s.h.as_deref().map(|h| (timestamp(s.t), histogram(h))),
                     })
                     .collect::<Vec<_>>(),
+                stats: stats_value(stats.as_ref()),
             },
             warnings,
             infos,
         }),
-        Value::Matrix(series) => matrix_body(&series, &warnings, &infos),
+        Value::Matrix(series) => matrix_body(&series, stats.as_ref(), &warnings, &infos),
     };
     match body {
         Ok(b) => (StatusCode::OK, [("content-type", "application/json")], b).into_response(),
@@ -199,7 +281,13 @@ fn context(params: &Params, cancel: &Arc<AtomicBool>) -> Result<QueryContext, Ap
         })?),
         None => None,
     };
-    Ok(QueryContext { lookback_delta_ms, timeout, cancel: Some(cancel.clone()) })
+    // As Prometheus: any non-empty value asks for statistics, `all` for those of every step too.
+    let stats = match params.get("stats") {
+        None | Some("") => StatsLevel::Off,
+        Some("all") => StatsLevel::PerStep,
+        Some(_) => StatsLevel::Totals,
+    };
+    Ok(QueryContext { lookback_delta_ms, timeout, cancel: Some(cancel.clone()), stats })
 }
 
 pub(crate) fn query_string(params: &Params) -> Result<String, ApiError> {
@@ -297,11 +385,23 @@ async fn evaluate(
     let _guard = CancelOnDrop(cancel);
     let storage = TenantQueryable { source: state.source.clone(), tenant: crate::tenant::for_read(state, headers)? };
     let engine = state.engine.clone();
+    // The query's execution starts with asking for its slot. The slot never makes it wait (a
+    // query over the limit is refused, above), so what it waits for, `execQueueTime`, is a
+    // thread of the blocking pool to evaluate on.
+    let asked = Instant::now();
     let _permit = query_permit(state)?;
-    let started = std::time::Instant::now();
-    let out = tokio::task::spawn_blocking(move || run(&engine, &storage, &ctx))
-        .await
-        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let queued = asked.elapsed();
+        let mut out = run(&engine, &storage, &ctx);
+        if let Ok(QueryOutput { stats: Some(stats), .. }) = &mut out {
+            stats.timings.exec_queue = queued;
+            stats.timings.exec_total = asked.elapsed();
+        }
+        out
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?;
     state.metrics.observe_query(kind, started.elapsed());
     let out = out.map_err(|e| query_error(state, e))?;
     Ok(respond(apply_limit(out, limit)))

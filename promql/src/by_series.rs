@@ -36,12 +36,12 @@ pub(crate) fn eval(
     steps: &[i64],
     threads: usize,
 ) -> Option<Result<Vec<SeriesPoints>>> {
-    match without_parens(expr) {
+    held(ev, |ev| match without_parens(expr) {
         Expr::Call(c) => functions::call_by_series(ev, c, steps, threads),
         Expr::Aggregate(a) => aggregate::by_series(ev, a, steps, threads),
         Expr::VectorSelector(vs) => ev.instant_selector_by_series(vs, steps),
         _ => None,
-    }
+    })
 }
 
 /// Like [`eval`], for the shapes whose series come out in the order the step-by-step path gives
@@ -53,11 +53,25 @@ pub(crate) fn eval_in_step_order(
     steps: &[i64],
     threads: usize,
 ) -> Option<Result<Vec<SeriesPoints>>> {
-    match without_parens(expr) {
+    held(ev, |ev| match without_parens(expr) {
         Expr::Call(c) if functions::is_rate_family(c) => functions::call_by_series(ev, c, steps, threads),
         Expr::VectorSelector(vs) => ev.instant_selector_by_series(vs, steps),
         _ => None,
+    })
+}
+
+/// `f`'s points counted as held beside what its own inputs held while it computed them, for
+/// `peakSamples` (see [`crate::stats::QuerySamples::peak_samples`]).
+fn held(
+    ev: &mut Evaluator<'_>,
+    f: impl FnOnce(&mut Evaluator<'_>) -> Option<Result<Vec<SeriesPoints>>>,
+) -> Option<Result<Vec<SeriesPoints>>> {
+    let before = ev.held();
+    let out = f(ev)?;
+    if let Ok(series) = &out {
+        ev.hold(before, || series.iter().map(|s| s.points.len() as u64).sum());
     }
+    Some(out)
 }
 
 /// A whole range query evaluated series by series: the result series by labels (metric names

@@ -10,6 +10,7 @@ use promql_parser::parser::{self, Expr};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::labels::LabelsMap;
+use crate::stats::{QueryStats, QueryTimings, StatsLevel};
 use crate::storage::Queryable;
 use crate::value::{HistogramPoint, Point, Series, StartTimestamps, Value};
 
@@ -57,6 +58,8 @@ pub struct QueryOutput {
     pub value: Value,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
+    /// The query's statistics, when [`QueryContext::stats`] asked for them.
+    pub stats: Option<QueryStats>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,6 +74,8 @@ pub struct QueryContext {
     pub timeout: Option<Duration>,
     /// Set by the caller to stop the query (client disconnected).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Which statistics to gather and return in [`QueryOutput::stats`].
+    pub stats: StatsLevel,
 }
 
 pub(crate) fn parse(query: &str) -> Result<Expr> {
@@ -111,7 +116,8 @@ impl Engine {
         t: i64,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
-        self.instant_query_expr(storage, query, &parse(query)?, t, ctx)
+        let started = Instant::now();
+        self.instant_query_from(storage, query, &parse(query)?, t, ctx, started)
     }
 
     /// Evaluates an already parsed expression at time `t` (milliseconds). `query` is the text it
@@ -124,12 +130,32 @@ impl Engine {
         t: i64,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
+        self.instant_query_from(storage, query, expr, t, ctx, Instant::now())
+    }
+
+    /// [`Engine::instant_query_expr`] of a query whose handling began at `started`.
+    fn instant_query_from(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        expr: &Expr,
+        t: i64,
+        ctx: &QueryContext,
+        started: Instant,
+    ) -> Result<QueryOutput> {
         let expr = &*crate::durations::resolve(expr, 0, 0)?;
         let mut ev = self.evaluator(storage, ctx, t, t, self.options.default_subquery_step_ms);
+        if ctx.stats != StatsLevel::Off {
+            ev.enable_stats(t, 1, 1);
+            ev.set_top_subquery(expr);
+        }
         ev.prepare(expr, t, t)?;
+        let prepared = Instant::now();
         let value = ev.eval(expr, t)?;
         let value = ev.finish_instant(value)?;
-        Ok(ev.output(value, query))
+        let evaluated = Instant::now();
+        // An instant query's result is not sorted.
+        Ok(output(ev, value, query, ctx, [started, prepared, evaluated, evaluated]))
     }
 
     /// Evaluates `query` at every `step` from `start` to `end` (milliseconds).
@@ -142,7 +168,8 @@ impl Engine {
         step: i64,
         ctx: &QueryContext,
     ) -> Result<QueryOutput> {
-        self.range_query_expr(storage, query, &parse(query)?, start, end, step, ctx)
+        let started = Instant::now();
+        self.range_query_from(storage, query, &parse(query)?, [start, end, step], ctx, started)
     }
 
     /// Evaluates an already parsed expression at every `step` from `start` to `end`; `query` as
@@ -157,6 +184,19 @@ impl Engine {
         end: i64,
         step: i64,
         ctx: &QueryContext,
+    ) -> Result<QueryOutput> {
+        self.range_query_from(storage, query, expr, [start, end, step], ctx, Instant::now())
+    }
+
+    /// [`Engine::range_query_expr`] of a query whose handling began at `started`.
+    fn range_query_from(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        expr: &Expr,
+        [start, end, step]: [i64; 3],
+        ctx: &QueryContext,
+        started: Instant,
     ) -> Result<QueryOutput> {
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
@@ -188,7 +228,11 @@ impl Engine {
         let expr = &*crate::durations::resolve(expr, step, end - start)?;
         let mut ev = self.evaluator(storage, ctx, start, end, step);
         ev.query_step = step;
+        if ctx.stats != StatsLevel::Off {
+            ev.enable_stats(start, step, usize::try_from(points).unwrap_or(1));
+        }
         ev.prepare(expr, start, end)?;
+        let prepared = Instant::now();
         let steps: Vec<i64> = (0..points).map(|i| start + i * step).collect();
         // Steps are independent: large queries split them between threads, each with its own
         // evaluator over the loaded data, and the series' points are joined in step order.
@@ -197,7 +241,14 @@ impl Engine {
         } else {
             1
         };
-        let series = if let Some(by_series) = crate::by_series::range_query(&mut ev, expr, &steps, threads) {
+        // Series by series when the shape allows; a shape that turns out not to leaves its counts
+        // behind, and goes step by step.
+        let saved = ev.save_stats();
+        let by_series = crate::by_series::range_query(&mut ev, expr, &steps, threads);
+        if by_series.is_none() {
+            ev.restore_stats(saved);
+        }
+        let series = if let Some(by_series) = by_series {
             let floats = by_series?;
             let mut series = LabelsMap::default();
             for (labels, points) in floats.into_entries() {
@@ -247,9 +298,39 @@ impl Engine {
                 drop_name: false,
             })
             .collect();
+        let evaluated = Instant::now();
         matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(ev.output(Value::Matrix(matrix), query))
+        let sorted = Instant::now();
+        Ok(output(ev, Value::Matrix(matrix), query, ctx, [started, prepared, evaluated, sorted]))
     }
+}
+
+/// The query's output with its statistics when asked for, the timings from the instants its
+/// handling began, finished preparing (parsing and loading), evaluating and sorting.
+fn output(
+    mut ev: Evaluator<'_>,
+    value: Value,
+    query: &str,
+    ctx: &QueryContext,
+    [started, prepared, evaluated, sorted]: [Instant; 4],
+) -> QueryOutput {
+    let counters = ev.take_stats();
+    let mut out = ev.output(value, query);
+    out.stats = counters.map(|c| {
+        let eval_total = started.elapsed();
+        c.finish(
+            ctx.stats,
+            QueryTimings {
+                eval_total,
+                result_sort: sorted - evaluated,
+                query_preparation: prepared - started,
+                inner_eval: evaluated - prepared,
+                exec_queue: Duration::ZERO,
+                exec_total: eval_total,
+            },
+        )
+    });
+    out
 }
 
 /// Threads that share the steps of one range query.
@@ -271,6 +352,7 @@ fn eval_steps(ev: &mut Evaluator<'_>, expr: &Expr, steps: &[i64]) -> Result<Labe
     let mut output_of: [LabelsMap<usize>; 2] = Default::default();
     for &t in steps {
         ev.check_deadline("expression evaluation")?;
+        ev.at_step(t);
         match ev.eval(expr, t)? {
             Value::Scalar(p) => {
                 series.get_or_insert_with(&Default::default(), StepPoints::default).points.push(Point { t, v: p.v })

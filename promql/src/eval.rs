@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::extended;
 use crate::functions::info;
 use crate::labels::{Labels, LabelsMap, METRIC_NAME};
+use crate::stats::{self, Counters};
 use crate::storage::{MatchOp, Matcher, Queryable};
 use crate::value::{HistogramPoint, Point, Sample, Series, StartTimestamps, Starts, Value};
 use crate::{aggregate, binary, functions, is_stale};
@@ -73,6 +74,9 @@ pub(crate) struct Evaluator<'a> {
     /// Per aggregation node (by address in the expression tree), the group of each input
     /// series, worked out once for all the steps of a query.
     pub(crate) groupings: FxHashMap<usize, crate::aggregate::Grouping>,
+    /// Sample counts and the peak of held samples, when the query asks for statistics
+    /// ([`crate::stats`]); `None` otherwise, so that counting costs a check of this `Option`.
+    stats: Option<Box<Counters>>,
 }
 
 /// The index of the first point after `bound`, searching forward from `hint` when the hint is
@@ -304,6 +308,7 @@ impl<'a> Evaluator<'a> {
             without_name: LabelsMap::default(),
             range_cursors: HashMap::new(),
             groupings: FxHashMap::default(),
+            stats: None,
         }
     }
 
@@ -314,6 +319,7 @@ impl<'a> Evaluator<'a> {
             loaded: self.loaded.clone(),
             samples_loaded: self.samples_loaded,
             query_step: self.query_step,
+            stats: self.stats.as_ref().map(|c| Box::new(c.fork())),
             ..Evaluator::new(
                 self.storage,
                 self.opts,
@@ -341,10 +347,85 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Takes the warnings and infos of a fork.
+    /// Takes the warnings, infos and statistics of a fork.
     pub(crate) fn absorb(&mut self, fork: Evaluator<'a>) {
         self.warnings.extend(fork.warnings);
         self.infos.extend(fork.infos);
+        if let (Some(mine), Some(theirs)) = (self.stats.as_deref_mut(), fork.stats.as_deref()) {
+            mine.absorb(theirs);
+        }
+    }
+
+    /// Gathers statistics for a query of `steps` steps from `start`, `interval` apart (an
+    /// instant query: one step). Called before [`Evaluator::prepare`], which counts what it loads.
+    pub(crate) fn enable_stats(&mut self, start: i64, interval: i64, steps: usize) {
+        self.stats = Some(Box::new(Counters::new(start, interval, steps)));
+    }
+
+    /// The statistics gathered, if any, taken out of the evaluator.
+    pub(crate) fn take_stats(&mut self) -> Option<Box<Counters>> {
+        self.stats.take()
+    }
+
+    /// The statistics so far, to put back with [`Evaluator::restore_stats`] when an attempt is
+    /// abandoned.
+    pub(crate) fn save_stats(&self) -> Option<Box<Counters>> {
+        self.stats.clone()
+    }
+
+    pub(crate) fn restore_stats(&mut self, saved: Option<Box<Counters>>) {
+        if let (Some(mine), Some(saved)) = (self.stats.as_deref_mut(), saved) {
+            mine.restore(*saved);
+        }
+    }
+
+    /// Whether reads are being counted now.
+    pub(crate) fn counting(&self) -> bool {
+        self.stats.as_ref().is_some_and(|c| c.counting)
+    }
+
+    /// Makes the step at `t` the one reads count for.
+    pub(crate) fn at_step(&mut self, t: i64) {
+        if let Some(c) = self.stats.as_deref_mut() {
+            c.at_step(t);
+        }
+    }
+
+    /// Counts `n` samples read by a selector at the current step.
+    pub(crate) fn count_read(&mut self, n: u64) {
+        if let Some(c) = self.stats.as_deref_mut() {
+            c.read(n);
+        }
+    }
+
+    /// Counts samples read at each of `steps` (`counts` one per step, as gathered when
+    /// [`Evaluator::counting`]).
+    pub(crate) fn count_reads_at(&mut self, steps: &[i64], counts: &[u64]) {
+        if let Some(c) = self.stats.as_deref_mut() {
+            for (&t, &n) in steps.iter().zip(counts) {
+                c.read_at(t, n);
+            }
+        }
+    }
+
+    /// Samples held now, when statistics are gathered: what [`Evaluator::hold`] measures from.
+    pub(crate) fn held(&self) -> Option<u64> {
+        self.stats.as_ref().map(|c| c.live())
+    }
+
+    /// A result of `size()` samples was computed since [`Evaluator::held`] gave `before`; see
+    /// [`Counters::hold`].
+    pub(crate) fn hold(&mut self, before: Option<u64>, size: impl FnOnce() -> u64) {
+        if let (Some(c), Some(before)) = (self.stats.as_deref_mut(), before) {
+            c.hold(before, size());
+        }
+    }
+
+    /// Marks the subquery at the top of an instant query, whose inner steps' reads count.
+    pub(crate) fn set_top_subquery(&mut self, expr: &Expr) {
+        if let (Some(c), Expr::Subquery(sq)) = (self.stats.as_deref_mut(), crate::functions::without_parens(expr)) {
+            c.top_subquery = Some(sq as *const SubqueryExpr as usize);
+        }
     }
 
     /// Samples loaded by [`Evaluator::prepare`].
@@ -454,6 +535,9 @@ impl<'a> Evaluator<'a> {
             found.sort_by(|a, b| a.labels.cmp(&b.labels));
         }
         self.samples_loaded += found.iter().map(|s| s.points.len() + s.histograms.len()).sum::<usize>();
+        if let Some(c) = self.stats.as_deref_mut() {
+            c.loaded(found.iter().map(stats::series_samples).sum());
+        }
         if self.samples_loaded > self.opts.limits.max_samples {
             return Err(Error::TooManySamples("query execution"));
         }
@@ -490,6 +574,17 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `expr` at time `t`.
     pub(crate) fn eval(&mut self, expr: &Expr, t: i64) -> Result<Value> {
+        // Parentheses hand their operand's result on: it is held once.
+        if self.stats.is_none() || matches!(expr, Expr::Paren(_)) {
+            return self.eval_node(expr, t);
+        }
+        let before = self.held();
+        let value = self.eval_node(expr, t)?;
+        self.hold(before, || stats::value_samples(&value));
+        Ok(value)
+    }
+
+    fn eval_node(&mut self, expr: &Expr, t: i64) -> Result<Value> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(Point { t, v: n.val })),
             Expr::StringLiteral(s) => Ok(Value::String { t, s: s.val.clone() }),
@@ -512,10 +607,17 @@ impl<'a> Evaluator<'a> {
             },
             Expr::VectorSelector(vs) if vs.smoothed => Ok(Value::Vector(extended::smoothed_selector(self, vs, t))),
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_selector(vs, t))),
-            Expr::MatrixSelector(ms) if ms.vs.anchored || ms.vs.smoothed => {
-                Ok(Value::Matrix(extended::range_selector(self, ms, t)?))
+            Expr::MatrixSelector(ms) => {
+                let matrix = if ms.vs.anchored || ms.vs.smoothed {
+                    extended::range_selector(self, ms, t)?
+                } else {
+                    self.range_selector(ms, t)
+                };
+                if self.counting() {
+                    self.count_read(matrix.iter().map(stats::series_samples).sum());
+                }
+                Ok(Value::Matrix(matrix))
             }
-            Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.range_selector(ms, t))),
             Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, t)?)),
             Expr::Binary(b) => binary::eval(self, b, t),
             Expr::Aggregate(a) => aggregate::eval(self, a, t),
@@ -524,17 +626,30 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The newest sample of each series in `(t - lookback, t]`, unless it is a stale marker.
-    fn instant_selector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
-        self.newest_of_each(vs, t, |s, n| Sample { labels: s.labels.clone(), t, v: n.v, h: n.h, drop_name: false })
+    /// The newest sample of each series in `(t - lookback, t]`, unless it is a stale marker;
+    /// counted as read, a histogram by its size.
+    fn instant_selector(&mut self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let out = self.newest_samples(vs, t);
+        if self.counting() {
+            self.count_read(out.iter().map(stats::sample_samples).sum());
+        }
+        out
     }
 
     /// What `start_timestamp(selector)` reads: the sample [`Evaluator::instant_selector`] picks of
-    /// each series, with its start timestamp (0 when it has none).
-    pub(crate) fn instant_selector_start_timestamps(&self, vs: &VectorSelector, t: i64) -> Vec<(Sample, i64)> {
-        self.newest_of_each(vs, t, |s, n| {
+    /// each series, with its start timestamp (0 when it has none). Counted one per series, as
+    /// Prometheus counts the samples `timestamp()` and `start_timestamp()` look at.
+    pub(crate) fn instant_selector_start_timestamps(&mut self, vs: &VectorSelector, t: i64) -> Vec<(Sample, i64)> {
+        let out = self.newest_of_each(vs, t, |s, n| {
             (Sample { labels: s.labels.clone(), t, v: n.v, h: n.h, drop_name: false }, n.start_ts)
-        })
+        });
+        self.count_read(out.len() as u64);
+        out
+    }
+
+    /// [`Evaluator::instant_selector`] without counting.
+    fn newest_samples(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        self.newest_of_each(vs, t, |s, n| Sample { labels: s.labels.clone(), t, v: n.v, h: n.h, drop_name: false })
     }
 
     /// `f` of each series of `vs` and its newest live sample at `t`, for the series that have one.
@@ -568,6 +683,8 @@ impl<'a> Evaluator<'a> {
                 .collect();
         }
         let mut scratch = WindowScratch::default();
+        let counting = self.stats.as_ref().is_some_and(|c| c.counting);
+        let mut read = 0;
         for (s, cursor) in series.iter().zip(cursors.iter_mut()) {
             let from = advance(&s.points, cursor.from, lo);
             let to = advance(&s.points, cursor.to.max(from), eval_t);
@@ -587,6 +704,9 @@ impl<'a> Evaluator<'a> {
                 &mut scratch.points,
                 &mut scratch.point_starts,
             );
+            if counting {
+                read += floats.map_or(0, |(w, _)| w.len() as u64) + stats::histograms_samples(histograms);
+            }
             match floats {
                 Some((window, starts)) => {
                     f(s, window, histograms, Starts { floats: starts, histograms: histogram_starts })
@@ -597,18 +717,20 @@ impl<'a> Evaluator<'a> {
                 None => {}
             }
         }
+        self.count_read(read);
     }
 
     /// [`Evaluator::for_each_range`] over all the steps of a range query at once, series by
     /// series, as Prometheus evaluates range functions over a selector: a series' points stay in
     /// cache from one step to the next. Covers the series at positions `which` of
     /// [`Evaluator::series_of`]; `f` gets the position, the step, the window and its start
-    /// timestamps.
+    /// timestamps. With `counts` (one per step), adds each window's samples to its step's count.
     pub(crate) fn for_each_series_range(
         &self,
         ms: &MatrixSelector,
         steps: &[i64],
         which: std::ops::Range<usize>,
+        mut counts: Option<&mut [u64]>,
         mut f: impl FnMut(usize, i64, &[Point], &[i64]),
     ) -> Result<()> {
         let vs = &ms.vs;
@@ -621,7 +743,7 @@ impl<'a> Evaluator<'a> {
             }
             let has_stale = s.points.iter().any(|p| is_stale(p.v));
             let (mut from, mut to) = (0, 0);
-            for &t in steps {
+            for (k, &t) in steps.iter().enumerate() {
                 let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
                 from = advance(&s.points, from, eval_t - range);
                 to = advance(&s.points, to.max(from), eval_t);
@@ -629,6 +751,9 @@ impl<'a> Evaluator<'a> {
                 if let Some((window, starts)) =
                     live_window(&s.points[from..to], starts, has_stale, &mut scratch, &mut start_scratch)
                 {
+                    if let Some(counts) = counts.as_deref_mut() {
+                        counts[k] += window.len() as u64;
+                    }
                     f(i, t, window, starts);
                 }
             }
@@ -640,10 +765,11 @@ impl<'a> Evaluator<'a> {
     /// series, for selectors of float series only (`None` when a series has histograms): each
     /// series with the values it has at the steps, in the selector's order.
     pub(crate) fn instant_selector_by_series(
-        &self,
+        &mut self,
         vs: &VectorSelector,
         steps: &[i64],
     ) -> Option<Result<Vec<crate::by_series::SeriesPoints>>> {
+        let mut counts = self.counting().then(|| vec![0u64; steps.len()]);
         let series = self.series_of(vs);
         if vs.smoothed || series.iter().any(|s| !s.histograms.is_empty()) {
             return None;
@@ -657,17 +783,23 @@ impl<'a> Evaluator<'a> {
             }
             let mut points = Vec::new();
             let mut next = 0;
-            for &t in steps {
+            for (k, &t) in steps.iter().enumerate() {
                 let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
                 next = advance(&s.points, next, eval_t);
                 // As in `newest_sample`: the newest point at or before the step, if recent and live.
                 if let Some(p) = next.checked_sub(1).map(|i| s.points[i]) {
                     if p.t > eval_t - self.lookback_ms && !is_stale(p.v) {
                         points.push(Point { t, v: p.v });
+                        if let Some(counts) = counts.as_mut() {
+                            counts[k] += 1;
+                        }
                     }
                 }
             }
             out.push(crate::by_series::SeriesPoints { labels: s.labels.clone(), drop_name: false, points });
+        }
+        if let Some(counts) = counts {
+            self.count_reads_at(steps, &counts);
         }
         Some(Ok(out))
     }
@@ -723,6 +855,32 @@ impl<'a> Evaluator<'a> {
         if inner_t <= lo {
             inner_t += step;
         }
+        // A subquery passed to a function counts as its function's window (its result, below),
+        // not by what its inner steps read; the one at the top of an instant query counts those
+        // reads (Prometheus's `evalSubquery` and `SubqueryExpr` cases).
+        let before = self.held();
+        let counted = match self.stats.as_deref_mut() {
+            Some(c) if c.top_subquery != Some(sq as *const SubqueryExpr as usize) => {
+                Some(std::mem::replace(&mut c.counting, false))
+            }
+            _ => None,
+        };
+        let out = self.subquery_steps(sq, inner_t, eval_t, step);
+        if let (Some(c), Some(before)) = (self.stats.as_deref_mut(), before) {
+            // The inner results held were moved into the subquery's, which its node holds.
+            c.release_to(before);
+            if let Some(counting) = counted {
+                c.counting = counting;
+                if let Ok(out) = &out {
+                    c.read(out.iter().map(stats::series_samples).sum());
+                }
+            }
+        }
+        out
+    }
+
+    /// The inner steps of a subquery, from `inner_t` to `eval_t`.
+    fn subquery_steps(&mut self, sq: &SubqueryExpr, mut inner_t: i64, eval_t: i64, step: i64) -> Result<Vec<Series>> {
         let mut by_labels: HashMap<Labels, Series> = HashMap::new();
         while inner_t <= eval_t {
             self.check_deadline("subquery evaluation")?;
@@ -816,7 +974,7 @@ impl<'a> Evaluator<'a> {
                 })
                 .collect()
         };
-        QueryOutput { value, warnings: texts(self.warnings), infos: texts(self.infos) }
+        QueryOutput { value, warnings: texts(self.warnings), infos: texts(self.infos), stats: None }
     }
 
     /// Evaluates an argument that must be a scalar.
@@ -836,12 +994,15 @@ impl<'a> Evaluator<'a> {
 
     /// Like [`Evaluator::eval_vector`], with each sample's own timestamp: for a plain selector
     /// the time of the stored sample, otherwise the evaluation time (what `timestamp()` reports).
+    /// A selector (in parentheses or not: Prometheus takes them off a function's arguments)
+    /// counts one read per series, a histogram too, as Prometheus counts what `timestamp()` reads.
     pub(crate) fn eval_vector_with_sample_times(&mut self, expr: &Expr, t: i64) -> Result<Vec<(Sample, i64)>> {
         match expr {
             Expr::VectorSelector(vs) => {
                 let (eval_t, _) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
-                Ok(self
-                    .instant_selector(vs, t)
+                let samples = self.newest_samples(vs, t);
+                self.count_read(samples.len() as u64);
+                Ok(samples
                     .into_iter()
                     .map(|s| {
                         let series = self.series_of(vs).iter().find(|x| x.labels == s.labels).expect("selected");

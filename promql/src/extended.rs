@@ -105,8 +105,14 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, name: &str, arg: &Expr, ms: &MatrixSe
     let mut notes = Vec::new();
     let mut out = Vec::new();
     let mut scratch = WindowScratch::default();
+    // Prometheus counts the whole widened window a function reads.
+    let counting = ev.counting();
+    let mut read = 0;
     for s in ev.series_of(&ms.vs) {
         let w = window(s, b.from, b.to, &mut scratch);
+        if counting {
+            read += w.floats.len() as u64 + crate::stats::histograms_samples(w.histograms);
+        }
         let metric = metric_name(&s.labels);
         let value = match name {
             "changes" | "resets" => anchored_transitions(name, &w, b.range_start).map(Out::Float),
@@ -135,6 +141,7 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, name: &str, arg: &Expr, ms: &MatrixSe
             out.push(v.sample(s.labels.clone(), t, true));
         }
     }
+    ev.count_read(read);
     ev.annotate(arg.position_range(), notes);
     Ok(Value::Vector(out))
 }
@@ -391,7 +398,8 @@ pub(crate) fn range_selector(ev: &Evaluator<'_>, ms: &MatrixSelector, t: i64) ->
 
 /// A `smoothed` instant selector at `t` (Prometheus's `smoothSeries`): each series' value at the
 /// evaluation time, interpolated between the samples either side of it within the lookback
-/// delta, or the last one before it carried forward.
+/// delta, or the last one before it carried forward. Not counted in `totalQueryableSamples`:
+/// Prometheus's `smoothSeries` counts nothing.
 pub(crate) fn smoothed_selector(ev: &mut Evaluator<'_>, vs: &VectorSelector, t: i64) -> Vec<Sample> {
     let (data_t, _) = ev.shifted(vs.at.as_ref(), vs.offset.as_ref(), t, t);
     let lookback = ev.lookback_ms;

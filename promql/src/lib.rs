@@ -14,6 +14,8 @@
 //! - `aggregate` — aggregation operators.
 //! - `by_series` — range queries evaluated series by series over all steps, where the shape allows.
 //! - `functions` — functions, one file per family.
+//! - [`stats`] — query statistics (Prometheus's `stats`): samples read per step, peak samples
+//!   held, timings.
 //! - [`labels`], [`value`], [`storage`] — the data the engine works on.
 
 mod aggregate;
@@ -27,12 +29,14 @@ mod extended;
 mod functions;
 pub mod labels;
 mod numeric;
+pub mod stats;
 pub mod storage;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, QueryContext, QueryLimits, QueryOutput};
 pub use error::{Error, Result};
 pub use labels::Labels;
+pub use stats::{QuerySamples, QueryStats, QueryTimings, StatsLevel};
 pub use storage::{MatchOp, Matcher, MemoryStorage, Queryable};
 pub use value::{Histogram, HistogramPoint, Point, Sample, Series, StartTimestamps, Value};
 

@@ -132,6 +132,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, c: &Call, args: &[&Expr], t: i64) -> 
     let (at, offset) = reference(args[0]);
     let lookup = ev.at_ms(at).unwrap_or(t) - offset;
     let mut chosen: HashMap<Signature<'_>, (&Labels, i64)> = HashMap::new();
+    // Every info series looked at with a value at the step counts one read (Prometheus
+    // evaluates the info series that share identifying labels with the base series of any step,
+    // which at a step where they differ between steps can be more).
+    let mut read = 0;
     if wanted.iter().any(|w| !w.is_empty()) {
         for s in ev.series_of_key(key(c)) {
             let shares_ids = wanted
@@ -142,6 +146,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, c: &Call, args: &[&Expr], t: i64) -> 
                 continue;
             }
             let Some(newest) = newest_sample(s, lookup, ev.lookback_ms) else { continue };
+            read += 1;
             if newest.h.is_some() {
                 return Err(Error::Execution(format!(
                     "this should be an info metric, with float samples: {}",
@@ -206,5 +211,6 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, c: &Call, args: &[&Expr], t: i64) -> 
         }
         out.push(Sample { labels, ..s.clone() });
     }
+    ev.count_read(read);
     Ok(Value::Vector(out))
 }

@@ -373,8 +373,8 @@ fn compute(
 }
 
 /// What one thread of [`series_points`] computes: the result points of its series, in order,
-/// and the annotations.
-type SeriesPart = (Vec<Vec<Point>>, Vec<String>);
+/// the annotations, and when statistics are gathered the samples its windows read per step.
+type SeriesPart = (Vec<Vec<Point>>, Vec<String>, Option<Vec<u64>>);
 
 /// A whole range query of one of these functions over a plain matrix selector, series by series
 /// across all steps (see [`Evaluator::for_each_series_range`]), the series shared out between
@@ -399,13 +399,15 @@ pub(crate) fn series_points(
     }
     let range = duration_ms(&ms.range);
     let reads_starts = reads_start_timestamps(name);
+    let counting = ev.counting();
     let shared: &Evaluator<'_> = ev;
     // The points of the series at positions `which`, in that order, and the annotations.
     let points_of = |which: std::ops::Range<usize>| -> Result<SeriesPart> {
         let first = which.start;
         let mut points = vec![Vec::new(); which.len()];
         let mut overlaps = vec![false; which.len()];
-        shared.for_each_series_range(ms, steps, which, |i, t, window, starts| {
+        let mut counts = counting.then(|| vec![0u64; steps.len()]);
+        shared.for_each_series_range(ms, steps, which, counts.as_deref_mut(), |i, t, window, starts| {
             let end = range_end(shared, arg, t);
             let starts = if reads_starts { starts } else { &[] };
             if let Some(v) = compute(name, window, starts, end - range, end, &mut overlaps[i - first]) {
@@ -419,7 +421,7 @@ pub(crate) fn series_points(
             .filter(|(_, o)| **o)
             .map(|(i, _)| start_overlap(metric_name(&series[first + i].labels)))
             .collect();
-        Ok((points, notes))
+        Ok((points, notes, counts))
     };
     let n = shared.series_of(&ms.vs).len();
     let parts: Vec<Result<SeriesPart>> = if threads < 2 || n < 2 {
@@ -439,19 +441,26 @@ pub(crate) fn series_points(
     };
     let mut out = Vec::with_capacity(n);
     let mut notes = Vec::new();
+    let mut read = counting.then(|| vec![0u64; steps.len()]);
     let mut series = ev.series_of(&ms.vs).iter();
     for part in parts {
         match part {
-            Ok((points, part_notes)) => {
+            Ok((points, part_notes, counts)) => {
                 out.extend(points.into_iter().zip(series.by_ref()).map(|(points, s)| SeriesPoints {
                     labels: s.labels.clone(),
                     drop_name: true,
                     points,
                 }));
                 notes.extend(part_notes);
+                if let (Some(read), Some(counts)) = (read.as_mut(), counts) {
+                    read.iter_mut().zip(counts).for_each(|(r, c)| *r += c);
+                }
             }
             Err(e) => return Some(Err(e)),
         }
+    }
+    if let Some(read) = read {
+        ev.count_reads_at(steps, &read);
     }
     ev.annotate(arg.position_range(), notes);
     Some(Ok(out))
