@@ -11,6 +11,8 @@ use serde::Deserialize;
 #[derive(Debug, clap::Parser)]
 #[command(name = "amber", version, about = "A Prometheus remote-write target that keeps samples and exemplars durably")]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<crate::commands::Command>,
     /// TOML file with any of the settings below (flags and environment win over it).
     #[arg(long, env = "AMBER_CONFIG")]
     pub config: Option<PathBuf>,

@@ -3,6 +3,7 @@
 
 pub mod bucket;
 pub mod cluster;
+pub mod import;
 pub mod measure;
 pub mod soak;
 pub mod systems;

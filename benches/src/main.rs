@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use amber_bench::measure::{self, Mode};
 use amber_bench::systems::Kind;
 use amber_bench::workload::{self, Protocol};
-use amber_bench::{bucket, cluster, soak};
+use amber_bench::{bucket, cluster, import, soak};
 use anyhow::Context;
 use clap::Parser;
 
@@ -149,6 +149,11 @@ fn main() -> anyhow::Result<()> {
         let r = bucket::run(&amber_bin, &w, runs).context("measuring amber against the bucket")?;
         println!("{}", bucket::table(&w, &r));
         return bucket::check_complete(&w, &r);
+    }
+    if cli.mode == Mode::Import {
+        let r = import::run(&amber_bin, &w).context("measuring imports and snapshots")?;
+        println!("{}", import::table(&w, &r));
+        return Ok(());
     }
     if cli.mode == Mode::Cluster {
         let r = cluster::run(&amber_bin, &w).context("measuring a cluster beside one node")?;

@@ -21,6 +21,10 @@ pub enum Mode {
     /// Amber past one machine: a distributor and three ingesters on a ring in etcd beside one
     /// node (see `cluster.rs`).
     Cluster,
+    /// The workload brought in as history (`amber import` from OpenMetrics text and from
+    /// promtool's blocks, `POST /api/v1/import`) beside promtool's own backfill, and snapshot
+    /// times (see `import.rs`). Not part of `all`.
+    Import,
     /// One Amber under steady load for an hour, killed every ten minutes: nothing lost, nothing
     /// growing without bound (see `soak.rs`). Not part of `all`.
     Soak,
@@ -110,11 +114,22 @@ pub fn decode_only(w: &Workload, protocol: Protocol) -> f64 {
 
 /// Pushes every payload in `protocol`, one thread per client, each waiting for its answer.
 pub fn ingest(system: &System, w: &Workload, protocol: Protocol) -> (f64, Latency, usize, Option<String>) {
-    let url = system.url("/api/v1/write");
+    ingest_to(system, "/api/v1/write", w.payloads(protocol), protocol, w.samples)
+}
+
+/// [`ingest`] of other bodies holding `samples`, to another endpoint taking remote write bodies
+/// (`/api/v1/import`).
+pub fn ingest_to(
+    system: &System,
+    path: &str,
+    payloads: &[Vec<Vec<u8>>],
+    protocol: Protocol,
+    samples: u64,
+) -> (f64, Latency, usize, Option<String>) {
+    let url = system.url(path);
     let started = Instant::now();
     let per_client: Vec<(Vec<Duration>, usize, Option<String>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = w
-            .payloads(protocol)
+        let handles: Vec<_> = payloads
             .iter()
             .map(|payloads| {
                 let url = url.clone();
@@ -155,7 +170,7 @@ pub fn ingest(system: &System, w: &Workload, protocol: Protocol) -> (f64, Latenc
     let errors = per_client.iter().map(|c| c.1).sum();
     let first = per_client.iter().find_map(|c| c.2.clone());
     let times = per_client.into_iter().flat_map(|c| c.0).collect();
-    (w.samples as f64 / elapsed, latency(times), errors, first)
+    (samples as f64 / elapsed, latency(times), errors, first)
 }
 
 /// Fetches `url`, timing until the whole body has arrived; the JSON is parsed after the clock

@@ -145,7 +145,7 @@ fn union_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -
     Some(out)
 }
 
-fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
+pub(crate) fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
     let mut o = RocksOptions::default();
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
@@ -320,7 +320,7 @@ impl Storage {
     }
 
     /// Rebuilds what is kept in memory: the next series id and the set of windows with data.
-    fn load_state(&mut self) -> Result<()> {
+    pub(crate) fn load_state(&mut self) -> Result<()> {
         let index = self.cf(keys::CF_INDEX);
         let next_series_id = self.db.get_cf(index, [prefix::NEXT_SERIES_ID])?.map(|v| keys::read_u64(&v));
         let mut windows = BTreeSet::new();

@@ -25,8 +25,11 @@
 //! - [`compactor`] — merging uploaded windows into longer ones, bucket retention, the lease.
 //! - [`bucket_source`] — uploaded windows read back from the bucket as a read source, and the
 //!   local-disk cache of block-file reads.
+//! - [`inspect`] — a store opened read-only beside a running Amber, and `amber inspect`'s report.
+//! - [`verify`] — `amber verify`: every block and log record of a read-only store checked.
 
 pub mod append;
+pub mod backfill;
 pub mod block;
 pub mod blockfile;
 pub mod bucket_source;
@@ -38,6 +41,7 @@ mod error;
 mod gc;
 pub mod head;
 pub mod index;
+pub mod inspect;
 pub mod keys;
 pub mod labels;
 pub mod metadata;
@@ -49,6 +53,7 @@ pub mod snapshot;
 pub mod source;
 pub mod tenant;
 pub mod upload;
+pub mod verify;
 mod wal;
 #[cfg(fuzzing)]
 pub use wal::fuzz_record as fuzz_wal_record;

@@ -134,7 +134,7 @@ pub(crate) struct ReplayedSeries {
     pub exemplars: Vec<Exemplar>,
 }
 
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:010}"))
 }
 
@@ -188,6 +188,36 @@ impl Wal {
             synced: AtomicU64::new(0),
             failed: Mutex::new(None),
             fsync,
+        })
+    }
+
+    /// A log that refuses every append, sync and rotation, for a store opened read-only
+    /// ([`crate::inspect::ReadOnlyStore`]): the segments in `dir` belong to the Amber that may be
+    /// running on them, so nothing here opens, creates or deletes one. Its file handle is
+    /// `/dev/null`, opened read-only, and never written: appends, syncs, rotations and snapshot
+    /// links check the failure first, and [`Wal::delete_sealed`] knows no closed segment.
+    pub(crate) fn refusing(dir: &Path, why: &str) -> Result<Wal> {
+        let file = Arc::new(File::open("/dev/null").map_err(|e| wal_error("opening /dev/null", e))?);
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            file: file.clone(),
+            number: 0,
+            bytes: 0,
+            span: Span::EMPTY,
+            closed: BTreeMap::new(),
+            appended: 0,
+            buf: Vec::new(),
+            framed: Vec::new(),
+            compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)
+                .map_err(|e| wal_error("creating the WAL's zstd compressor", e))?,
+        };
+        Ok(Wal {
+            writer: Mutex::new(writer),
+            tail: Mutex::new((file, 0)),
+            syncing: Mutex::new(()),
+            synced: AtomicU64::new(0),
+            failed: Mutex::new(Some(why.to_string())),
+            fsync: true,
         })
     }
 
@@ -461,6 +491,80 @@ fn replay_segment(path: &Path, apply: &mut impl FnMut(ReplayedSeries)) -> Result
     Ok(span)
 }
 
+/// The numbers of the segment files in `dir`, in order (none if it does not exist).
+pub(crate) fn segment_numbers(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut numbers = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(numbers),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        if let Some(n) = entry?.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
+            numbers.push(n);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// What reading one segment found, read as replay reads it but applied to nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SegmentCheck {
+    pub bytes: u64,
+    /// Records whose checksum matched and that decoded.
+    pub records: u64,
+    /// Bytes of an incomplete record at the end (a write in progress, or one a crash cut short:
+    /// never acknowledged), which replay ignores.
+    pub torn_tail_bytes: u64,
+    /// A record replay would lose acknowledged data at or refuse to start on: its byte offset
+    /// and what is wrong.
+    pub corrupt: Option<(u64, String)>,
+}
+
+/// Reads the segment at `path` record by record, checking each frame's CRC and decoding each
+/// record, as [`Wal::open`] would, without writing anything.
+///
+/// A frame that runs past the end of the file, or fails its checksum and ends exactly at the
+/// end, is a torn tail (replay ignores it with a warning; on a running store it is the record
+/// being appended). A failed checksum with more bytes after it is corruption: replay stops at
+/// the first bad frame, so every record after it would be lost. A record that passes its
+/// checksum and does not decode is corruption too: replay refuses to open the store.
+pub(crate) fn check_segment(path: &Path) -> io::Result<SegmentCheck> {
+    let bytes = fs::read(path)?;
+    let mut check = SegmentCheck { bytes: bytes.len() as u64, ..Default::default() };
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let Some(payload) = rest.get(FRAME_HEADER..).and_then(|p| {
+            let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            p.get(..len)
+        }) else {
+            check.torn_tail_bytes = rest.len() as u64;
+            break;
+        };
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        let end = at + FRAME_HEADER + payload.len();
+        if crc32fast::hash(payload) != crc {
+            if end == bytes.len() {
+                check.torn_tail_bytes = rest.len() as u64;
+            } else {
+                let after = bytes.len() - end;
+                let why = format!("record fails its checksum; replay stops here and loses the {after} bytes after it");
+                check.corrupt = Some((at as u64, why));
+            }
+            break;
+        }
+        if let Err(e) = decode_record(payload) {
+            check.corrupt = Some((at as u64, format!("record passes its checksum but does not decode: {e}")));
+            break;
+        }
+        check.records += 1;
+        at = end;
+    }
+    Ok(check)
+}
+
 /// The WAL record decoder, for the coverage-guided fuzzer (`fuzz/`, built with `--cfg fuzzing`).
 #[cfg(fuzzing)]
 pub fn fuzz_record(payload: &[u8]) -> bool {
@@ -691,6 +795,59 @@ mod tests {
         for (g, (i, s)) in got.iter().zip(samples.iter().enumerate()) {
             assert_eq!((g.id, g.samples.as_slice()), (5000 + i as u64, s.as_slice()));
         }
+    }
+
+    #[test]
+    fn a_segment_check_tells_a_torn_tail_from_corruption_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = [Sample { ts: 1_000, value: 1.5, start_ts: 0 }];
+        {
+            let (wal, _) = replay(dir.path());
+            let mut w = wal.writer().unwrap();
+            for id in 0..3 {
+                wal.append(&mut w, &[SeriesData { id, samples: &samples, histograms: &[], exemplars: &[] }]).unwrap();
+            }
+        }
+        let path = segment_path(dir.path(), 1);
+        let clean = std::fs::read(&path).unwrap();
+        let check = check_segment(&path).unwrap();
+        assert_eq!(check, SegmentCheck { bytes: clean.len() as u64, records: 3, torn_tail_bytes: 0, corrupt: None });
+        assert_eq!(std::fs::read(&path).unwrap(), clean, "checking changed nothing");
+        let first_len = FRAME_HEADER + u32::from_le_bytes(clean[..4].try_into().unwrap()) as usize;
+
+        // A frame promising more than follows, and a last frame failing its checksum: torn tails.
+        let mut torn = clean.clone();
+        torn.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 9]);
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!((check_segment(&path).unwrap().records, check_segment(&path).unwrap().torn_tail_bytes), (3, 9));
+        let mut last_bad = clean.clone();
+        *last_bad.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, &last_bad).unwrap();
+        let check = check_segment(&path).unwrap();
+        assert_eq!((check.records, check.corrupt), (2, None));
+
+        // The first record failing its checksum with two after it: corruption at offset 0.
+        let mut bad = clean.clone();
+        bad[FRAME_HEADER + 1] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let check = check_segment(&path).unwrap();
+        assert_eq!(check.records, 0);
+        let (at, why) = check.corrupt.unwrap();
+        assert_eq!(at, 0);
+        assert!(why.contains(&format!("loses the {} bytes after it", clean.len() - first_len)), "{why}");
+
+        // A valid checksum over a record that does not decode: corruption replay refuses.
+        let mut undecodable = clean[..first_len].to_vec();
+        let payload = [9u8, 1, 2];
+        undecodable.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        undecodable.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        undecodable.extend_from_slice(&payload);
+        undecodable.extend_from_slice(&clean[first_len..]);
+        std::fs::write(&path, &undecodable).unwrap();
+        let check = check_segment(&path).unwrap();
+        assert_eq!(check.records, 1);
+        assert_eq!(check.corrupt.unwrap().0, first_len as u64);
+        assert!(Wal::open(dir.path(), true, |_| {}).is_err(), "replay refuses what verify calls corrupt");
     }
 
     #[test]
