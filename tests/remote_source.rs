@@ -250,11 +250,16 @@ fn remote_amber_answers_exactly_as_the_local_store_it_reads() {
     let Answer::Traced(shared) = by_name("exemplars of trace \"shared\": anonymous") else { unreachable!() };
     assert_eq!(shared.iter().map(|t| t.1 - t0).collect::<Vec<_>>(), [30_007, 45_500, 60_000]);
 
-    // A refusal by the peer is an error with its text; a peer that is gone is one too.
+    // A refusal by the peer is an error with its text, not retryable (the API answers 422, not
+    // 503); a peer that is gone is a retryable one.
     let refused = remote.label_names("bad/tenant", &[], ALL.0, ALL.1).unwrap_err();
+    assert!(matches!(refused, Error::PeerRefused { status: 400, .. }), "{refused:?}");
+    assert!(!refused.is_unavailable());
+    let refused_text = refused.to_string();
+    assert_eq!(amber_api::error::ApiError::from(refused).kind.status().as_u16(), 422);
     let peer = amber.url("");
     assert_eq!(
-        refused.to_string(),
+        refused_text,
         format!(
             "{peer}: GET /api/v1/labels: 400 Bad Request: invalid tenant ID \"bad/tenant\": at most 150 characters of a-z A-Z 0-9 ! - _ . * ' ( ), and not \".\" or \"..\""
         )
@@ -264,6 +269,7 @@ fn remote_amber_answers_exactly_as_the_local_store_it_reads() {
     let Error::Peer { peer: named, message } = &gone else { panic!("{gone:?}") };
     assert_eq!(named, &peer);
     assert!(message.starts_with("POST /api/v1/read: error sending request"), "{message}");
+    assert_eq!(amber_api::error::ApiError::from(gone).kind.status().as_u16(), 503);
 
     let storage = Arc::new(amber_storage::Storage::open(&amber.data_dir, amber_storage::Options::default()).unwrap());
     let local = Local::new(storage, DEFAULT_TENANT);

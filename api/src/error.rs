@@ -70,6 +70,9 @@ impl From<amber_storage::Error> for ApiError {
             tracing::warn!(error = %e, "a source did not answer");
             return ApiError { kind: ErrorType::Unavailable, message: e.to_string() };
         }
+        if let amber_storage::Error::PeerRefused { .. } = e {
+            return ApiError { kind: ErrorType::Execution, message: e.to_string() };
+        }
         tracing::error!(error = %e, "storage error");
         ApiError::internal(e.to_string())
     }

@@ -29,6 +29,8 @@ impl Queryable for TenantQueryable {
         let found = self.source.select(&self.tenant, &[matchers], mint, maxt, Columns::SAMPLES).map_err(|e| {
             if e.is_unavailable() {
                 amber_promql::Error::Unavailable(e.to_string())
+            } else if let amber_storage::Error::PeerRefused { .. } = e {
+                amber_promql::Error::Execution(e.to_string())
             } else {
                 amber_promql::Error::Storage(e.to_string())
             }

@@ -11,8 +11,9 @@
 //!   selector each.
 //!
 //! Times go as seconds with three decimals, which the peer parses back to the same millisecond.
-//! An unreachable peer, a timeout or a refusal (4xx or 5xx, with the peer's error text) is
-//! [`Error::Peer`].
+//! An unreachable peer, a timeout, a 5xx, a 408 or a 429 is [`Error::Peer`] (retryable: the
+//! API answers 503); any other 4xx is [`Error::PeerRefused`] with the peer's error text (422:
+//! the same request would be refused again).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,20 +63,32 @@ struct ErrorBody {
     error: String,
 }
 
-/// One series' exemplars as `query_exemplars` and `exemplars/trace` answer.
+/// One series' exemplars as `query_exemplars` and `exemplars/trace` answer (Amber's and
+/// Prometheus's).
 #[derive(Deserialize)]
-struct SeriesExemplarsJson {
+pub struct SeriesExemplarsJson {
     #[serde(rename = "seriesLabels")]
-    series_labels: BTreeMap<String, String>,
-    exemplars: Vec<ExemplarJson>,
+    pub series_labels: BTreeMap<String, String>,
+    pub exemplars: Vec<ExemplarJson>,
 }
 
 #[derive(Deserialize)]
-struct ExemplarJson {
+pub struct ExemplarJson {
     labels: BTreeMap<String, String>,
     value: String,
     /// Seconds, with the milliseconds as a fraction; kept as text to parse it exactly.
     timestamp: Box<RawValue>,
+}
+
+impl ExemplarJson {
+    /// The exemplar, its timestamp read exactly; what is not a time or a number, named.
+    pub fn parse(self) -> std::result::Result<Exemplar, String> {
+        let ts = crate::params::parse_time(self.timestamp.get())
+            .ok_or_else(|| format!("exemplar timestamp {} is not a time", self.timestamp.get()))?;
+        let value =
+            parse_value(&self.value).ok_or_else(|| format!("exemplar value {:?} is not a number", self.value))?;
+        Ok(Exemplar { ts, value, labels: labels_of(self.labels) })
+    }
 }
 
 /// Labels from a JSON object, whose keys a `BTreeMap` holds sorted.
@@ -129,7 +142,15 @@ impl RemoteAmber {
                     Ok(json) => json.error,
                     Err(_) => String::from_utf8_lossy(&body).trim().to_string(),
                 };
-                return Err(self.failed(format!("{what}: {status}: {text}")));
+                let message = format!("{what}: {status}: {text}");
+                // A refusal for good is the client's to see, not a retryable outage.
+                let retryable = status.is_server_error()
+                    || status == reqwest::StatusCode::REQUEST_TIMEOUT
+                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+                if !retryable {
+                    return Err(Error::PeerRefused { peer: self.peer.clone(), status: status.as_u16(), message });
+                }
+                return Err(self.failed(message));
             }
             Ok(body)
         })
@@ -238,19 +259,15 @@ impl RemoteAmber {
         let found: Vec<SeriesExemplarsJson> = self.get_json(tenant, &["api", "v1", "query_exemplars"], &params)?;
         for series in found {
             let labels = labels_of(series.series_labels);
-            let exemplars = series.exemplars.into_iter().map(|e| self.exemplar(e)).collect::<Result<Vec<_>>>()?;
+            let exemplars = series
+                .exemplars
+                .into_iter()
+                .map(|e| e.parse().map_err(|m| self.failed(m)))
+                .collect::<Result<Vec<_>>>()?;
             into.entry(labels.clone()).or_insert_with(|| SeriesData { labels, ..Default::default() }).exemplars =
                 exemplars;
         }
         Ok(())
-    }
-
-    fn exemplar(&self, e: ExemplarJson) -> Result<Exemplar> {
-        let ts = crate::params::parse_time(e.timestamp.get())
-            .ok_or_else(|| self.failed(format!("exemplar timestamp {} is not a time", e.timestamp.get())))?;
-        let value = parse_value(&e.value)
-            .ok_or_else(|| self.failed(format!("exemplar value {:?} is not a number", e.value)))?;
-        Ok(Exemplar { ts, value, labels: labels_of(e.labels) })
     }
 }
 
@@ -290,7 +307,7 @@ fn promql_selector(matchers: &[Matcher]) -> String {
 
 /// `start` and `end` as the JSON endpoints take them; left out at the API's own limits, which
 /// are their defaults.
-fn time_params(mint: i64, maxt: i64) -> Vec<(&'static str, String)> {
+pub fn time_params(mint: i64, maxt: i64) -> Vec<(&'static str, String)> {
     let seconds = |ms: i64| {
         let mut text = String::new();
         crate::response::write_timestamp(&mut text, ms);
@@ -412,7 +429,7 @@ impl ReadSource for RemoteAmber {
         for series in found {
             let labels = labels_of(series.series_labels);
             for e in series.exemplars {
-                out.push(TracedExemplar { series: labels.clone(), exemplar: self.exemplar(e)? });
+                out.push(TracedExemplar { series: labels.clone(), exemplar: e.parse().map_err(|m| self.failed(m))? });
             }
         }
         // Oldest first, as the store orders them; the answer groups them by series.

@@ -27,10 +27,15 @@ pub enum Error {
     CorruptObject(String),
     #[error("the store at {path} was created with {stored}, but was opened with {requested}")]
     IncompatibleOptions { path: String, stored: String, requested: String },
-    /// Another Amber read over its API did not answer, or refused: unreachable, timed out, a 5xx
-    /// or a 4xx (the peer's own error text in `message`).
+    /// Another Amber read over its API did not answer, or answered that it cannot now:
+    /// unreachable, timed out, a 5xx, a 408 or a 429 (the peer's own error text in `message`).
+    /// Retryable.
     #[error("{peer}: {message}")]
     Peer { peer: String, message: String },
+    /// Another Amber read over its API refused the request for good: any other 4xx (a limit of
+    /// its own, credentials it wants). Not retryable: the same request gets the same answer.
+    #[error("{peer}: {message}")]
+    PeerRefused { peer: String, status: u16, message: String },
 }
 
 impl Error {
