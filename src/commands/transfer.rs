@@ -122,7 +122,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
     let journal_path = args.journal.clone().unwrap_or_else(|| {
         PathBuf::from(format!(".amber-import-{:08x}.journal", crc32fast::hash(description.as_bytes())))
     });
-    let mut journal = Journal::open(&journal_path, args.fresh)?;
+    let journal = Journal::open(&journal_path, args.fresh)?;
     if journal.done_count() > 0 {
         eprintln!(
             "resuming: {} parts already imported, per {} (--fresh to import them again)",
@@ -130,7 +130,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
             journal_path.display()
         );
     }
-    let mut sink = Sink::new(args.amber.target())?;
+    let mut sink = Sink::new(args.amber.target(), journal)?;
     let bar = progress_bar();
     let started = Instant::now();
     let mut notes = Vec::new();
@@ -152,10 +152,10 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("--slice {slice:?} is not a duration"))?,
                 exemplars: !no_exemplars,
             };
-            amber_transfer::remote_read::import(&source, &mut sink, &mut journal, &bar)?;
+            amber_transfer::remote_read::import(&source, &mut sink, &bar)?;
         }
         ImportSource::Tsdb { dir } => {
-            let read = amber_transfer::blocks::import(dir, &mut sink, &mut journal, &bar)?;
+            let read = amber_transfer::blocks::import(dir, &mut sink, &bar)?;
             if read.blocks_skipped > 0 {
                 notes.push(format!("{} blocks were imported before (journal)", read.blocks_skipped));
             }
@@ -166,7 +166,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
                 ));
             }
         }
-        ImportSource::Openmetrics { file } => amber_transfer::openmetrics::import(file, &mut sink, &mut journal, &bar)?,
+        ImportSource::Openmetrics { file } => amber_transfer::openmetrics::import(file, &mut sink, &bar)?,
     }
     let totals = sink.finish()?;
     bar.finish_and_clear();

@@ -8,7 +8,6 @@ use std::path::Path;
 use amber_api::prompb;
 use indicatif::ProgressBar;
 
-use crate::progress::Journal;
 use crate::sink::Sink;
 
 /// What was read beside what was sent.
@@ -20,7 +19,7 @@ pub struct BlocksRead {
     pub chunks_skipped: u64,
 }
 
-pub fn import(dir: &Path, sink: &mut Sink, journal: &mut Journal, bar: &ProgressBar) -> anyhow::Result<BlocksRead> {
+pub fn import(dir: &Path, sink: &mut Sink, bar: &ProgressBar) -> anyhow::Result<BlocksRead> {
     let blocks = crate::tsdb::blocks_in(dir)?;
     if blocks.is_empty() {
         anyhow::bail!("{} holds no Prometheus blocks (directories with a meta.json)", dir.display());
@@ -30,7 +29,7 @@ pub fn import(dir: &Path, sink: &mut Sink, journal: &mut Journal, bar: &Progress
     for block in &blocks {
         let meta = block.meta();
         let unit = format!("tsdb block {}", meta.ulid);
-        if journal.is_done(&unit) {
+        if sink.is_done(&unit) {
             read.blocks_skipped += 1;
             bar.inc(meta.num_series);
             continue;
@@ -49,10 +48,9 @@ pub fn import(dir: &Path, sink: &mut Sink, journal: &mut Journal, bar: &Progress
             })?;
             bar.inc(1);
         }
-        sink.flush()?;
-        journal.mark_done(&unit)?;
+        sink.end_unit(&unit)?;
         read.blocks += 1;
-        bar.set_message(format!("{} samples written", sink.totals.samples_written));
+        bar.set_message(format!("{} samples written", sink.totals().samples_written));
     }
     Ok(read)
 }

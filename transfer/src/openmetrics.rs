@@ -22,7 +22,6 @@ use amber_api::prompb;
 use anyhow::{Context, bail};
 use indicatif::ProgressBar;
 
-use crate::progress::Journal;
 use crate::sink::Sink;
 
 /// Lines per resumable unit: about 10 MB of text, a few seconds of import.
@@ -276,8 +275,8 @@ fn metric_type(text: &str) -> i32 {
     }) as i32
 }
 
-/// Imports the file at `path` into `sink`, unit by unit, skipping the units in `journal`.
-pub fn import(path: &Path, sink: &mut Sink, journal: &mut Journal, bar: &ProgressBar) -> anyhow::Result<()> {
+/// Imports the file at `path` into `sink`, unit by unit, skipping the units its journal holds.
+pub fn import(path: &Path, sink: &mut Sink, bar: &ProgressBar) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     bar.set_length(file.metadata()?.len());
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -285,6 +284,9 @@ pub fn import(path: &Path, sink: &mut Sink, journal: &mut Journal, bar: &Progres
     let mut metadata: HashMap<String, prompb::MetricMetadata> = HashMap::new();
     let mut series: HashMap<Vec<(String, String)>, prompb::TimeSeries> = HashMap::new();
     let (mut line_no, mut unit_start) = (0u64, 0u64);
+    let unit_name = |start: u64| format!("openmetrics {name} lines {start}..");
+    let mut unit = unit_name(0);
+    let mut skipping = sink.is_done(&unit);
     let mut line = String::new();
     let mut ended = false;
     loop {
@@ -294,8 +296,6 @@ pub fn import(path: &Path, sink: &mut Sink, journal: &mut Journal, bar: &Progres
         let at_end = read == 0 || ended;
         if !at_end {
             line_no += 1;
-            let unit = format!("openmetrics {name} lines {unit_start}..");
-            let skipping = journal.is_done(&unit);
             // Metadata of skipped units is still read: it is sent once, with the first request.
             if !skipping || line.starts_with('#') {
                 let parsed =
@@ -344,19 +344,19 @@ pub fn import(path: &Path, sink: &mut Sink, journal: &mut Journal, bar: &Progres
             return Ok(());
         }
         if at_end || line_no - unit_start == LINES_PER_UNIT {
-            let unit = format!("openmetrics {name} lines {unit_start}..");
-            if !journal.is_done(&unit) {
+            if !skipping {
                 for m in metadata.drain().map(|(_, m)| m) {
                     sink.push_metadata(m);
                 }
                 for ts in series.drain().map(|(_, ts)| ts) {
                     sink.push(ts)?;
                 }
-                sink.flush()?;
-                journal.mark_done(&unit)?;
+                sink.end_unit(&unit)?;
             }
             unit_start = line_no;
-            bar.set_message(format!("{} samples written", sink.totals.samples_written));
+            unit = unit_name(unit_start);
+            skipping = sink.is_done(&unit);
+            bar.set_message(format!("{} samples written", sink.totals().samples_written));
         }
         if at_end {
             return Ok(());

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use amber_api::prompb;
+use amber_api::remote_source::SeriesExemplarsJson;
 use anyhow::{Context, bail};
 use indicatif::ProgressBar;
 use prost::Message;
 use serde::Deserialize;
 
-use crate::progress::Journal;
 use crate::sink::Sink;
 
 /// What to read from Prometheus.
@@ -50,8 +50,8 @@ fn slices(start: i64, end: i64, width: i64) -> Vec<(i64, i64)> {
     out
 }
 
-/// Copies every slice not yet in `journal` from Prometheus into `sink`.
-pub fn import(source: &Source, sink: &mut Sink, journal: &mut Journal, bar: &ProgressBar) -> anyhow::Result<()> {
+/// Copies every slice not yet imported (the sink's journal) from Prometheus into `sink`.
+pub fn import(source: &Source, sink: &mut Sink, bar: &ProgressBar) -> anyhow::Result<()> {
     if source.slice_ms <= 0 {
         bail!("the slice width must be positive");
     }
@@ -66,7 +66,7 @@ pub fn import(source: &Source, sink: &mut Sink, journal: &mut Journal, bar: &Pro
     bar.set_length(all.len() as u64);
     for (a, b) in all {
         let unit = format!("prometheus {base} {} {a}..{b}", source.selectors.join(" or "));
-        if journal.is_done(&unit) {
+        if sink.is_done(&unit) {
             bar.inc(1);
             continue;
         }
@@ -79,10 +79,9 @@ pub fn import(source: &Source, sink: &mut Sink, journal: &mut Journal, bar: &Pro
         for ts in series.into_values() {
             sink.push(ts)?;
         }
-        sink.flush()?;
-        journal.mark_done(&unit)?;
+        sink.end_unit(&unit)?;
         bar.inc(1);
-        bar.set_message(format!("{} samples written", sink.totals.samples_written));
+        bar.set_message(format!("{} samples written", sink.totals().samples_written));
     }
     Ok(())
 }
@@ -139,25 +138,11 @@ fn read_slice(
 
 #[derive(Deserialize)]
 struct Envelope {
-    data: Vec<ExemplarSeries>,
+    data: Vec<SeriesExemplarsJson>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ExemplarSeries {
-    series_labels: BTreeMap<String, String>,
-    exemplars: Vec<WireExemplar>,
-}
-
-#[derive(Deserialize)]
-struct WireExemplar {
-    labels: BTreeMap<String, String>,
-    value: String,
-    timestamp: f64,
-}
-
-fn labels_of(map: BTreeMap<String, String>) -> Vec<prompb::Label> {
-    map.into_iter().map(|(name, value)| prompb::Label { name, value }).collect()
+fn wire_labels(labels: impl IntoIterator<Item = (String, String)>) -> Vec<prompb::Label> {
+    labels.into_iter().map(|(name, value)| prompb::Label { name, value }).collect()
 }
 
 /// The exemplars of `selector` in `[a, b]`, added to their series (or as series of their own).
@@ -170,12 +155,9 @@ fn add_exemplars(
     series: &mut ByLabels,
 ) -> anyhow::Result<()> {
     let url = format!("{base}/api/v1/query_exemplars");
-    let seconds = |ms: i64| format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
-    let answer = client
-        .get(&url)
-        .query(&[("query", selector.to_string()), ("start", seconds(a)), ("end", seconds(b))])
-        .send()
-        .with_context(|| format!("GET {url}"))?;
+    let mut params = vec![("query", selector.to_string())];
+    params.extend(amber_api::remote_source::time_params(a, b));
+    let answer = client.get(&url).query(&params).send().with_context(|| format!("GET {url}"))?;
     let status = answer.status();
     let text = answer.text()?;
     if !status.is_success() {
@@ -183,18 +165,18 @@ fn add_exemplars(
     }
     let envelope: Envelope = serde_json::from_str(&text).with_context(|| format!("GET {url}: unreadable answer"))?;
     for s in envelope.data {
-        let labels = labels_of(s.series_labels);
+        let labels = wire_labels(s.series_labels);
         let entry = series
             .entry(key(&labels))
             .or_insert_with(|| prompb::TimeSeries { labels: labels.clone(), ..Default::default() });
         for e in s.exemplars {
-            let ts = (e.timestamp * 1000.0).round() as i64;
+            let e = e.parse().map_err(|m| anyhow::anyhow!("GET {url}: {m}"))?;
             // Prometheus's query_exemplars includes both ends, as slices do: keep each once.
-            if ts < a || ts > b {
+            if e.ts < a || e.ts > b {
                 continue;
             }
-            let value = e.value.parse::<f64>().with_context(|| format!("exemplar value {:?}", e.value))?;
-            entry.exemplars.push(prompb::Exemplar { labels: labels_of(e.labels), value, timestamp: ts });
+            let labels = wire_labels(e.labels.iter().map(|l| (l.name.clone(), l.value.clone())));
+            entry.exemplars.push(prompb::Exemplar { labels, value: e.value, timestamp: e.ts });
         }
     }
     Ok(())
