@@ -71,6 +71,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Reads from the ring: a querier's, and a distributor's too (it holds no data).
     let ring = match &config.ring {
         Some(r) if matches!(config.role, Role::Distributor | Role::Querier) => {
+            amber_ring::agree_replication_factor(&r.etcd, r.replication_factor, ETCD_START_TIMEOUT)
+                .await
+                .context("checking the ring's replication factor in etcd")?;
             let watch = RingWatch::start(&r.etcd, ETCD_START_TIMEOUT).await.context("watching the ring in etcd")?;
             tracing::info!(endpoints = ?r.etcd.endpoints, members = watch.ring().members().len(), "ring");
             Some(Arc::new(watch))

@@ -302,3 +302,43 @@ fn the_cluster_rides_out_an_etcd_leader_kill_and_ingesters_joining_and_leaving()
     let batches = load.finish();
     assert_cluster_answers_as_one_node(&querier, &reference, t0, batches);
 }
+
+/// A distributor or querier told another replication factor than the one the ring's writes use
+/// refuses to start, naming both: a querier allowing more replicas to miss than the writes'
+/// quorum leaves would answer with holes instead of failing.
+#[test]
+fn a_replication_factor_other_than_the_rings_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 1);
+    let with_rf = |role: &str, rf: &str| {
+        let mut flags = ring_flags(&etcd, role);
+        flags.extend(["--replication-factor".to_string(), rf.to_string()]);
+        flags
+    };
+    // The first records its factor; the same one is agreed to.
+    let _distributor = Amber::start_in(&dir.path().join("distributor"), &with_rf("distributor", "3"));
+    let _querier = Amber::start_in(&dir.path().join("querier"), &with_rf("querier", "3"));
+
+    let data_dir = dir.path().join("other-querier");
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_amber"))
+        .args(with_rf("querier", "1"))
+        .args(["--listen", &listen, "--otlp-grpc-listen", ""])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status =
+        eventually("the querier with another factor to exit", Duration::from_secs(60), || child.try_wait().unwrap());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    let endpoints = etcd.endpoints().join(",");
+    assert!(
+        stderr.contains(&format!(
+            "the replication factor here is 1, but the ring in etcd at {endpoints} is written with 3 (amber/ring.replication-factor)"
+        )),
+        "{stderr}"
+    );
+}

@@ -6,7 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -36,6 +39,55 @@ pub enum Error {
     Etcd { endpoints: String, operation: String, source: etcd_client::Error },
     #[error("etcd at {endpoints}: {operation}: no answer within {timeout:?}")]
     Timeout { endpoints: String, operation: String, timeout: Duration },
+    #[error(
+        "the replication factor here is {ours}, but the ring in etcd at {endpoints} is written with {theirs} ({key}): every distributor and querier of a ring must use the same --replication-factor (to change it, stop them all and delete the key)"
+    )]
+    ReplicationFactor { endpoints: String, key: String, ours: usize, theirs: String },
+}
+
+/// The key holding the replication factor of the ring under `prefix`: beside the members'
+/// keys, not among them (`amber/ring/` → `amber/ring.replication-factor`).
+pub fn replication_factor_key(prefix: &str) -> String {
+    format!("{}.replication-factor", prefix.trim_end_matches('/'))
+}
+
+/// Records `rf` as the ring's replication factor when none is recorded yet, else checks that
+/// it is the one recorded. Distributors write each series to `rf` ingesters and queriers allow
+/// `rf - quorum` of them to miss: a querier told a larger factor than the writes used would
+/// answer with holes when it should fail, so a process with another factor refuses to start.
+pub async fn agree_replication_factor(config: &EtcdConfig, rf: usize, timeout: Duration) -> Result<(), Error> {
+    let etcd = Etcd::connect(config).await?;
+    let key = replication_factor_key(&config.prefix);
+    let ours = rf.to_string();
+    let deadline = Some(Instant::now() + timeout);
+    let response = etcd
+        .retry(&format!("agree on {key}"), deadline, |mut client| {
+            // Put if the key was never created, else read it: one transaction, so two processes
+            // starting at once cannot both record theirs.
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key.as_str(), ours.as_str(), None)])
+                .or_else([TxnOp::get(key.as_str(), None)]);
+            async move { client.txn(txn).await }
+        })
+        .await?;
+    if response.succeeded() {
+        info!(key, replication_factor = rf, "recorded the ring's replication factor");
+        return Ok(());
+    }
+    let theirs = response
+        .op_responses()
+        .into_iter()
+        .find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    if theirs == ours {
+        Ok(())
+    } else {
+        Err(Error::ReplicationFactor { endpoints: etcd.endpoints, key, ours: rf, theirs })
+    }
 }
 
 /// One etcd call is given up after this long and retried: a call to a killed leader would
