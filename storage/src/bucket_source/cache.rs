@@ -248,8 +248,10 @@ impl RangeCache {
     }
 }
 
-/// Whether `key` names a block file, `<tenant>/windows/<start>/<16 hex digits>.block` (an
-/// upload) or `<tenant>/windows/<start>_<end>/<16 hex digits>.block` (a compacted window).
+/// Whether `key` names a block file, `<tenant>/windows/<start>/<stem>.block` (an upload) or
+/// `<tenant>/windows/<start>_<end>/<stem>.block` (a compacted window), the stem being the hash
+/// and the attempt, `<16 hex digits>-<16 hex digits>`, or (written before attempts were) the
+/// hash alone.
 pub fn is_block_file_key(key: &str) -> bool {
     let mut parts = key.rsplitn(4, '/');
     let (Some(file), Some(start), Some(windows), Some(tenant)) =
@@ -264,8 +266,14 @@ pub fn is_block_file_key(key: &str) -> bool {
             Some((start, end)) => start.parse::<i64>().is_ok() && end.parse::<i64>().is_ok(),
             None => start.parse::<i64>().is_ok(),
         }
-        && hash.len() == 16
-        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && match hash.split_once('-') {
+            Some((hash, attempt)) => is_hex16(hash) && is_hex16(attempt),
+            None => is_hex16(hash),
+        }
+}
+
+fn is_hex16(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn put_opt(out: &mut Vec<u8>, s: &Option<String>) {
@@ -410,6 +418,8 @@ mod tests {
         assert!(is_block_file_key(A));
         assert!(is_block_file_key("team-a/windows/-7200000/8a3f0c9d12e4b7aa.block"));
         assert!(is_block_file_key("team-a/windows/-86400000_0/8a3f0c9d12e4b7aa.block"));
+        assert!(is_block_file_key("team-a/windows/0/8a3f0c9d12e4b7aa-187d5c2a9b3e0f11.block"));
+        assert!(!is_block_file_key("team-a/windows/0/8a3f0c9d12e4b7aa-187d5c.block"));
         for key in [
             "t/index.json",
             "windows/0/00000000000000aa.block",

@@ -37,12 +37,12 @@
 //! they replace, so two compactors at once (clock skew past the lease) waste work but lose
 //! nothing. etcd comes with the replicated write path's ring, and the lease can move there then.
 //!
-//! # Residual race
+//! # Deleting merged objects
 //! The merged objects are deleted after the commit, once a fresh read of the index shows it no
-//! longer names them. An uploader that re-puts byte-identical content of a merged window (a
-//! retried upload after a crash between its record and its local mark's removal, more than the
-//! settle time later) and records it in the instant between that read and the delete would leave
-//! an entry naming a deleted object.
+//! longer names them. An uploader may record the same window again meanwhile (a retried upload
+//! after a crash between its record and its local mark's removal): it records an object of its
+//! own, since no key is ever put twice (`upload::block_file_key`), so what is deleted here is
+//! never what the index names.
 
 pub mod lease;
 pub mod merge;
@@ -178,9 +178,9 @@ pub fn plan(index: &BucketIndex, opts: &CompactorOptions, now: i64) -> Plan {
     out
 }
 
-/// Key of a compacted block file.
-pub fn compacted_key(tenant: &str, start: i64, end: i64, bytes: &[u8]) -> String {
-    format!("{tenant}/windows/{start}_{end}/{:016x}.block", xxhash_rust::xxh64::xxh64(bytes, 0))
+/// Key of a compacted block file, never put twice (as [`crate::upload::block_file_key`]).
+pub fn compacted_key(tenant: &str, start: i64, end: i64, bytes: &[u8], attempt: u64) -> String {
+    format!("{tenant}/windows/{start}_{end}/{}.block", crate::upload::file_stem(bytes, attempt))
 }
 
 /// The compactor of one bucket.
@@ -306,7 +306,7 @@ impl<'a> Compactor<'a> {
     pub async fn write_group(&self, tenant: &str, group: &Group) -> Result<(u64, IndexedWindow), CompactError> {
         let content = merge::merged_content(self.store, tenant, group.start, group.end, &group.windows).await?;
         let (bytes, meta) = blockfile::encode(&content)?;
-        let key = compacted_key(tenant, group.start, group.end, &bytes);
+        let key = compacted_key(tenant, group.start, group.end, &bytes, crate::upload::attempt_stamp());
         let size = bytes.len() as u64;
         self.store.put(&key, bytes.into(), PutCondition::Overwrite).await?;
         Ok((size, IndexedWindow::new(&meta, key, size)))

@@ -5,7 +5,8 @@
 //! (`0x09 window` → generation, synced before the pass deletes any log segment), so a window
 //! waits for upload across restarts and outages. [`upload_pending`] then, for each marked
 //! window and each tenant with data in it:
-//! 1. builds the block file from the sealed blocks; its key ends in the hash of its bytes,
+//! 1. builds the block file from the sealed blocks; its key ends in the hash of its bytes and a
+//!    stamp of the attempt,
 //! 2. puts it (a retry puts the same bytes under the same key: no duplicate),
 //! 3. records it in the tenant's index with a conditional put (old index or new, never half),
 //! 4. deletes the window's other block files (the one the index no longer names, and any left
@@ -50,9 +51,27 @@ pub enum UploadError {
     Block(#[from] crate::block::BlockError),
 }
 
-/// Key of a block file: the tenant, the window's start and the hash of the file's bytes.
-pub fn block_file_key(tenant: &str, window_start: i64, bytes: &[u8]) -> String {
-    format!("{}/{:016x}.block", window_prefix(tenant, window_start), xxhash_rust::xxh64::xxh64(bytes, 0))
+/// Key of a block file: the tenant, the window's start, the hash of the file's bytes and the
+/// attempt ([`attempt_stamp`]). A key is never put twice: a retried upload of the same bytes
+/// gets a key of its own, so a compactor deleting a merged window's object can never delete
+/// the object a later upload of that window recorded (the old, hash-only names allowed that).
+pub fn block_file_key(tenant: &str, window_start: i64, bytes: &[u8], attempt: u64) -> String {
+    format!("{}/{}.block", window_prefix(tenant, window_start), file_stem(bytes, attempt))
+}
+
+/// `<xxh64 of the bytes>-<attempt>`, both as 16 hex digits.
+pub(crate) fn file_stem(bytes: &[u8], attempt: u64) -> String {
+    format!("{:016x}-{attempt:016x}", xxhash_rust::xxh64::xxh64(bytes, 0))
+}
+
+/// A stamp distinct for every put of a block file: nanoseconds since the epoch, and never the
+/// same twice in one process.
+pub(crate) fn attempt_stamp() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let previous = LAST.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+    if now > previous { now } else { LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 }
 }
 
 /// The folder of one window's block files.
@@ -230,7 +249,7 @@ pub async fn upload_pending(
                 content.tenant = default_tenant.to_string();
             }
             let (bytes, meta) = blockfile::encode(&content)?;
-            let key = block_file_key(&content.tenant, window, &bytes);
+            let key = block_file_key(&content.tenant, window, &bytes, attempt_stamp());
             let size = bytes.len() as u64;
             store.put(&key, bytes.into(), PutCondition::Overwrite).await?;
             index::record(store, &content.tenant, IndexedWindow::new(&meta, key.clone(), size)).await?;
@@ -333,18 +352,26 @@ mod tests {
         let idx_b = index::read(&bucket, "team-b").await.unwrap();
         assert_eq!((idx_b.windows.len(), idx_b.windows[0].samples), (1, 1));
 
-        // A retry (the mark renewed as if a crash had kept it) rewrites nothing new.
+        // A retry (the mark renewed as if a crash had kept it) puts the same bytes under a key
+        // of its own, records it and deletes the old one: still one file for the window, named
+        // by the index, never a key put twice.
         storage.mark_pending_upload([w]).unwrap();
         let again = upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
-        assert_eq!((again.windows_uploaded, again.objects_deleted), (1, 0));
-        assert_eq!(keys(&bucket).await, listed);
-        assert_eq!(index::read(&bucket, "anonymous").await.unwrap(), idx);
+        assert_eq!((again.windows_uploaded, again.objects_deleted), (1, 2));
+        let relisted = keys(&bucket).await;
+        assert_eq!(relisted.len(), listed.len());
+        assert!(!relisted.contains(&entry.object));
+        let retried = index::read(&bucket, "anonymous").await.unwrap();
+        assert_eq!(retried.windows.len(), 1);
+        assert_eq!(retried.windows[0].object, relisted[1]);
+        assert_eq!(IndexedWindow { object: entry.object.clone(), ..retried.windows[0].clone() }, *entry);
 
-        // A late sample re-seals the window: a new block file replaces the old one in the index.
+        // A late sample re-seals the window: a new block file replaces the old one in the index
+        // (and team-b's, unchanged, goes up again under a new key, its old file deleted).
         write(&storage, TenantId::DEFAULT, "up", vec![sample(w + 10 * 15_000, 10.0)], vec![]);
         storage.seal(now).unwrap();
         let resealed = upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
-        assert_eq!((resealed.windows_uploaded, resealed.objects_deleted), (1, 1));
+        assert_eq!((resealed.windows_uploaded, resealed.objects_deleted), (1, 2));
         let idx = index::read(&bucket, "anonymous").await.unwrap();
         assert_eq!((idx.windows.len(), idx.windows[0].samples), (1, 11));
         let blocks: Vec<String> =
