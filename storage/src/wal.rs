@@ -168,6 +168,18 @@ impl Wal {
         }
         let number = numbers.last().map_or(1, |n| n + 1);
         let file = Arc::new(create_segment(dir, number)?);
+        Wal::with_writer(dir, file, number, closed, None, fsync)
+    }
+
+    /// The log writing to `file`, segment `number` of `dir`, with `closed` segments before it.
+    fn with_writer(
+        dir: &Path,
+        file: Arc<File>,
+        number: u64,
+        closed: BTreeMap<u64, Span>,
+        failed: Option<String>,
+        fsync: bool,
+    ) -> Result<Wal> {
         let writer = Writer {
             dir: dir.to_path_buf(),
             file: file.clone(),
@@ -186,7 +198,7 @@ impl Wal {
             tail: Mutex::new((file, 0)),
             syncing: Mutex::new(()),
             synced: AtomicU64::new(0),
-            failed: Mutex::new(None),
+            failed: Mutex::new(failed),
             fsync,
         })
     }
@@ -198,27 +210,7 @@ impl Wal {
     /// links check the failure first, and [`Wal::delete_sealed`] knows no closed segment.
     pub(crate) fn refusing(dir: &Path, why: &str) -> Result<Wal> {
         let file = Arc::new(File::open("/dev/null").map_err(|e| wal_error("opening /dev/null", e))?);
-        let writer = Writer {
-            dir: dir.to_path_buf(),
-            file: file.clone(),
-            number: 0,
-            bytes: 0,
-            span: Span::EMPTY,
-            closed: BTreeMap::new(),
-            appended: 0,
-            buf: Vec::new(),
-            framed: Vec::new(),
-            compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)
-                .map_err(|e| wal_error("creating the WAL's zstd compressor", e))?,
-        };
-        Ok(Wal {
-            writer: Mutex::new(writer),
-            tail: Mutex::new((file, 0)),
-            syncing: Mutex::new(()),
-            synced: AtomicU64::new(0),
-            failed: Mutex::new(Some(why.to_string())),
-            fsync: true,
-        })
+        Wal::with_writer(dir, file, 0, BTreeMap::new(), Some(why.to_string()), true)
     }
 
     /// The append lock. Hold it while inserting into the head, then [`Writer::append`].
