@@ -383,7 +383,11 @@ async fn evaluate(
     let cancel = Arc::new(AtomicBool::new(false));
     let ctx = context(params, &cancel)?;
     let _guard = CancelOnDrop(cancel);
-    let storage = TenantQueryable { source: state.source.clone(), tenant: crate::tenant::for_read(state, headers)? };
+    let storage = TenantQueryable {
+        source: state.source.clone(),
+        tenant: crate::tenant::for_read(state, headers)?,
+        max_samples: state.engine.options.limits.max_samples,
+    };
     let engine = state.engine.clone();
     // The query's execution starts with asking for its slot. The slot never makes it wait (a
     // query over the limit is refused, above), so what it waits for, `execQueueTime`, is a

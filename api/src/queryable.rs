@@ -11,6 +11,8 @@ use amber_storage::{MatchOp, Matcher, NO_START};
 pub struct TenantQueryable {
     pub source: Arc<dyn ReadSource>,
     pub tenant: String,
+    /// The query's sample limit: a selection past it stops loading and fails.
+    pub max_samples: usize,
 }
 
 fn convert(m: &PromMatcher) -> Matcher {
@@ -26,8 +28,13 @@ fn convert(m: &PromMatcher) -> Matcher {
 impl Queryable for TenantQueryable {
     fn select(&self, matchers: &[PromMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>, amber_promql::Error> {
         let matchers: Vec<Matcher> = matchers.iter().map(convert).collect();
-        let found = self.source.select(&self.tenant, &[matchers], mint, maxt, Columns::SAMPLES).map_err(|e| {
-            if e.is_unavailable() {
+        let found =
+            self.source.select_at_most(&self.tenant, &[matchers], mint, maxt, Columns::SAMPLES, self.max_samples);
+        let found = found.map_err(|e| {
+            if let amber_storage::Error::TooManySamples(_) = e {
+                // Prometheus's own message, which clients match.
+                amber_promql::Error::TooManySamples("query execution")
+            } else if e.is_unavailable() {
                 amber_promql::Error::Unavailable(e.to_string())
             } else if let amber_storage::Error::PeerRefused { .. } = e {
                 amber_promql::Error::Execution(e.to_string())

@@ -27,6 +27,9 @@ pub enum Error {
     CorruptObject(String),
     #[error("the store at {path} was created with {stored}, but was opened with {requested}")]
     IncompatibleOptions { path: String, stored: String, requested: String },
+    /// A read would hold more than this many samples ([`crate::source::ReadSource::select_at_most`]).
+    #[error("query processing would load too many samples into memory (more than {0})")]
+    TooManySamples(usize),
     /// Another Amber read over its API did not answer, or answered that it cannot now:
     /// unreachable, timed out, a 5xx, a 408 or a 429 (the peer's own error text in `message`).
     /// Retryable.

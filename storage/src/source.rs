@@ -11,6 +11,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
+use crate::Error;
 use crate::SeriesId;
 use crate::db::Storage;
 use crate::error::Result;
@@ -45,6 +46,11 @@ pub struct SeriesData {
 }
 
 impl SeriesData {
+    /// Float and histogram samples held.
+    pub fn sample_count(&self) -> usize {
+        self.samples.len() + self.histograms.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty() && self.histograms.is_empty() && self.exemplars.is_empty()
     }
@@ -64,6 +70,24 @@ pub trait ReadSource: Send + Sync {
         maxt: i64,
         columns: Columns,
     ) -> Result<Vec<SeriesData>>;
+
+    /// [`ReadSource::select`] that fails with [`Error::TooManySamples`] once the answer would hold
+    /// more than `max_samples` float and histogram samples, so that a query over too much data
+    /// fails before it holds all of it (PromQL's `--query-max-samples`). The default selects
+    /// everything, then counts; a source that can stop early does.
+    fn select_at_most(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+        max_samples: usize,
+    ) -> Result<Vec<SeriesData>> {
+        let found = self.select(tenant, selectors, mint, maxt, columns)?;
+        within(max_samples, found.iter().map(SeriesData::sample_count).sum())?;
+        Ok(found)
+    }
 
     /// The label sets of the selected series with a float or histogram sample in `[mint, maxt]`,
     /// sorted: `/api/v1/series`. The default reads the samples; a source with an index
@@ -142,6 +166,60 @@ impl Local {
     }
 }
 
+/// Series whose samples a limited [`Local::select_at_most`] loads at a time: the most it can
+/// hold past the limit before it stops.
+const SERIES_PER_LOAD: usize = 1024;
+
+/// `Ok` while `count` samples are within `max_samples`.
+fn within(max_samples: usize, count: usize) -> Result<()> {
+    if count > max_samples { Err(Error::TooManySamples(max_samples)) } else { Ok(()) }
+}
+
+impl Local {
+    /// The selected series with their data, loaded `per_load` series at a time and stopped
+    /// with [`Error::TooManySamples`] past `max_samples`.
+    #[allow(clippy::too_many_arguments)]
+    fn select_loading(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+        max_samples: usize,
+        per_load: usize,
+    ) -> Result<Vec<SeriesData>> {
+        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
+        let ids: Vec<SeriesId> = self.storage.select(tenant, selectors, mint, maxt)?.iter().collect();
+        let labels = self.labels.get(&self.storage, &ids)?;
+        // Sorted by labels, as Prometheus's storage returns series.
+        let mut found: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels).collect();
+        found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        let mut out = Vec::with_capacity(found.len());
+        let mut loaded = 0;
+        for part in found.chunks(per_load.max(1)) {
+            let ids: Vec<SeriesId> = part.iter().map(|(id, _)| *id).collect();
+            let mut samples = if columns.samples { self.storage.samples_of(&ids, mint, maxt)? } else { Vec::new() };
+            let mut histograms =
+                if columns.histograms { self.storage.histograms_of(&ids, mint, maxt)? } else { Vec::new() };
+            loaded += samples.iter().map(Vec::len).sum::<usize>() + histograms.iter().map(Vec::len).sum::<usize>();
+            within(max_samples, loaded)?;
+            for (i, (id, labels)) in part.iter().enumerate() {
+                let series = SeriesData {
+                    labels: labels.clone(),
+                    samples: samples.get_mut(i).map(std::mem::take).unwrap_or_default(),
+                    histograms: histograms.get_mut(i).map(std::mem::take).unwrap_or_default(),
+                    exemplars: if columns.exemplars { self.storage.exemplars(*id, mint, maxt)? } else { Vec::new() },
+                };
+                if !series.is_empty() {
+                    out.push(series);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl ReadSource for Local {
     fn select(
         &self,
@@ -151,29 +229,20 @@ impl ReadSource for Local {
         maxt: i64,
         columns: Columns,
     ) -> Result<Vec<SeriesData>> {
-        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
-        let ids: Vec<SeriesId> = self.storage.select(tenant, selectors, mint, maxt)?.iter().collect();
-        let labels = self.labels.get(&self.storage, &ids)?;
-        // Sorted by labels, as Prometheus's storage returns series.
-        let mut found: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels).collect();
-        found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
-        let ids: Vec<SeriesId> = found.iter().map(|(id, _)| *id).collect();
-        let mut samples = if columns.samples { self.storage.samples_of(&ids, mint, maxt)? } else { Vec::new() };
-        let mut histograms =
-            if columns.histograms { self.storage.histograms_of(&ids, mint, maxt)? } else { Vec::new() };
-        let mut out = Vec::with_capacity(found.len());
-        for (i, (id, labels)) in found.into_iter().enumerate() {
-            let series = SeriesData {
-                labels,
-                samples: samples.get_mut(i).map(std::mem::take).unwrap_or_default(),
-                histograms: histograms.get_mut(i).map(std::mem::take).unwrap_or_default(),
-                exemplars: if columns.exemplars { self.storage.exemplars(id, mint, maxt)? } else { Vec::new() },
-            };
-            if !series.is_empty() {
-                out.push(series);
-            }
-        }
-        Ok(out)
+        // Unlimited: all series in one load, which spreads windows across threads best.
+        self.select_loading(tenant, selectors, mint, maxt, columns, usize::MAX, usize::MAX)
+    }
+
+    fn select_at_most(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+        max_samples: usize,
+    ) -> Result<Vec<SeriesData>> {
+        self.select_loading(tenant, selectors, mint, maxt, columns, max_samples, SERIES_PER_LOAD)
     }
 
     fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
@@ -225,6 +294,21 @@ impl ReadSource for Merged {
     ) -> Result<Vec<SeriesData>> {
         let answers = self.0.iter().map(|s| s.select(tenant, selectors, mint, maxt, columns));
         Ok(merge_selected(answers.collect::<Result<Vec<_>>>()?))
+    }
+
+    fn select_at_most(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+        max_samples: usize,
+    ) -> Result<Vec<SeriesData>> {
+        let answers = self.0.iter().map(|s| s.select_at_most(tenant, selectors, mint, maxt, columns, max_samples));
+        let merged = merge_selected(answers.collect::<Result<Vec<_>>>()?);
+        within(max_samples, merged.iter().map(SeriesData::sample_count).sum())?;
+        Ok(merged)
     }
 
     fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
@@ -495,5 +579,49 @@ mod tests {
         let two_dead = Replicas { replicas: vec![Arc::new(Down), Arc::new(r1()), Arc::new(Down)], may_miss: 1 };
         let err = two_dead.select("t", &[], 0, 100, Columns::SAMPLES).unwrap_err();
         assert!(err.is_unavailable(), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod sample_limit_tests {
+    use super::*;
+    use crate::{Label, Options, SeriesCreation, SeriesWrite};
+
+    /// A limited selection stops at the first load past the limit; within it, it is the
+    /// unlimited selection.
+    #[test]
+    fn a_limited_selection_stops_loading_past_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path(), Options::default()).unwrap());
+        let now = crate::now_ms();
+        let writes: Vec<SeriesWrite> = (0..3)
+            .map(|i| SeriesWrite {
+                labels: Labels::from_unsorted(vec![Label::new("__name__", "x"), Label::new("i", i.to_string())]),
+                samples: (0..10)
+                    .map(|j| Sample { ts: now - 60_000 + j * 1000, value: j as f64, start_ts: 0 })
+                    .collect(),
+                histograms: Vec::new(),
+                exemplars: Vec::new(),
+            })
+            .collect();
+        storage.append(TenantId::DEFAULT, &writes, &[], SeriesCreation::UNLIMITED).unwrap();
+        let local = Local::new(storage, "anonymous");
+        let all = [vec![Matcher::equal("__name__", "x")]];
+        let (from, to) = (now - 3_600_000, now);
+        let one_at_a_time = |max| local.select_loading("anonymous", &all, from, to, Columns::SAMPLES, max, 1);
+        assert!(matches!(one_at_a_time(15), Err(Error::TooManySamples(15))));
+        assert!(matches!(
+            local.select_at_most("anonymous", &all, from, to, Columns::SAMPLES, 29),
+            Err(Error::TooManySamples(29))
+        ));
+        let within = one_at_a_time(30).unwrap();
+        assert_eq!(within.iter().map(SeriesData::sample_count).sum::<usize>(), 30);
+        assert_eq!(within, local.select("anonymous", &all, from, to, Columns::SAMPLES).unwrap());
+        // A merge of sources is held to the limit too.
+        let merged = Merged(vec![Arc::new(local)]);
+        assert!(matches!(
+            merged.select_at_most("anonymous", &all, from, to, Columns::SAMPLES, 29),
+            Err(Error::TooManySamples(29))
+        ));
     }
 }
