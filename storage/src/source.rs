@@ -166,9 +166,11 @@ impl Local {
     }
 }
 
-/// Series whose samples a limited [`Local::select_at_most`] loads at a time: the most it can
-/// hold past the limit before it stops.
-const SERIES_PER_LOAD: usize = 1024;
+/// Series whose samples a limited [`Local::select_at_most`] loads first, and at least at a time
+/// after: the later loads are sized from what the series so far held, to what the rest of the
+/// limit would hold, so a selection within it takes two loads and one past it stops after about
+/// one limit's worth.
+const SERIES_PER_LOAD: usize = 256;
 
 /// `Ok` while `count` samples are within `max_samples`.
 fn within(max_samples: usize, count: usize) -> Result<()> {
@@ -176,8 +178,9 @@ fn within(max_samples: usize, count: usize) -> Result<()> {
 }
 
 impl Local {
-    /// The selected series with their data, loaded `per_load` series at a time and stopped
-    /// with [`Error::TooManySamples`] past `max_samples`.
+    /// The selected series with their data, loaded `per_load` series first, then as many as the
+    /// rest of `max_samples` would hold at the rate so far (at least `per_load`), and stopped with
+    /// [`Error::TooManySamples`] past `max_samples`.
     #[allow(clippy::too_many_arguments)]
     fn select_loading(
         &self,
@@ -196,8 +199,10 @@ impl Local {
         let mut found: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels).collect();
         found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         let mut out = Vec::with_capacity(found.len());
-        let mut loaded = 0;
-        for part in found.chunks(per_load.max(1)) {
+        let (mut loaded, mut start, mut take) = (0, 0, per_load.max(1));
+        while start < found.len() {
+            let part = &found[start..start.saturating_add(take).min(found.len())];
+            start += part.len();
             let ids: Vec<SeriesId> = part.iter().map(|(id, _)| *id).collect();
             let mut samples = if columns.samples { self.storage.samples_of(&ids, mint, maxt)? } else { Vec::new() };
             let mut histograms =
@@ -215,6 +220,8 @@ impl Local {
                     out.push(series);
                 }
             }
+            let per_series = loaded.div_ceil(start).max(1);
+            take = ((max_samples - loaded) / per_series).max(per_load.max(1));
         }
         Ok(out)
     }
