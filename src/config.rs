@@ -329,7 +329,7 @@ pub struct Config {
     pub otlp_grpc_listen: Option<SocketAddr>,
     /// The bucket sealed windows are uploaded to; `None`: they stay local only.
     pub object_store: Option<amber_storage::objstore::BucketConfig>,
-    pub role: Role,
+    pub role: Roles,
     /// The ring of ingesters: where a distributor sends writes, an ingester registers and a
     /// querier reads recent data; `None` without etcd.
     pub ring: Option<RingSettings>,
@@ -374,6 +374,8 @@ pub enum Role {
 }
 
 impl Role {
+    const EVERY: [Role; 5] = [Role::All, Role::Distributor, Role::Ingester, Role::Querier, Role::Compactor];
+
     pub fn name(self) -> &'static str {
         match self {
             Role::All => "all",
@@ -382,6 +384,64 @@ impl Role {
             Role::Querier => "querier",
             Role::Compactor => "compactor",
         }
+    }
+}
+
+/// The roles of one process (`--role distributor,ingester,querier`): `all` alone, or any of the
+/// others together. A process that is an ingester and also a distributor or a querier answers
+/// its peers' requests (marked with `amber_api::PEER_HEADER`) from its own store, and everyone
+/// else's through the ring, so it never forwards to itself in a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles(u8);
+
+impl Roles {
+    /// The single node.
+    pub const ALL: Roles = Roles::of(Role::All);
+
+    pub const fn of(role: Role) -> Roles {
+        Roles(1 << role as u8)
+    }
+
+    /// Parses `--role`: role names separated by commas.
+    pub fn parse(text: &str) -> anyhow::Result<Roles> {
+        let mut roles = Roles(0);
+        for name in text.split(',').map(str::trim) {
+            let Some(role) = Role::EVERY.into_iter().find(|r| r.name() == name) else {
+                anyhow::bail!(
+                    "role must be all, or one or more of distributor, ingester, querier and compactor separated by commas, not {name:?}"
+                )
+            };
+            roles.0 |= Roles::of(role).0;
+        }
+        anyhow::ensure!(
+            !roles.has(Role::All) || roles == Roles::ALL,
+            "role = all is the single node: it does not combine with other roles ({text:?})"
+        );
+        Ok(roles)
+    }
+
+    pub fn has(self, role: Role) -> bool {
+        self.0 & Roles::of(role).0 != 0
+    }
+
+    /// Whether this process stores data: the single node and ingesters.
+    pub fn holds_data(self) -> bool {
+        self.has(Role::All) || self.has(Role::Ingester)
+    }
+
+    /// Whether reads are answered from the ring (a distributor's and a querier's), not this store.
+    pub fn reads_elsewhere(self) -> bool {
+        self.has(Role::Distributor) || self.has(Role::Querier)
+    }
+
+    pub fn accepts_writes(self) -> bool {
+        self.has(Role::All) || self.has(Role::Distributor) || self.has(Role::Ingester)
+    }
+
+    /// The names, as `--role` takes them.
+    pub fn name(self) -> String {
+        let names: Vec<&str> = Role::EVERY.into_iter().filter(|&r| self.has(r)).map(Role::name).collect();
+        names.join(",")
     }
 }
 
@@ -429,7 +489,7 @@ impl Config {
             ("require_tenant", Boolean(self.tenants.require_tenant)),
             ("enable_admin_api", Boolean(self.admin_api)),
             ("wal_fsync", Boolean(storage.wal_fsync)),
-            ("role", Str(self.role.name().to_string())),
+            ("role", Str(self.role.name())),
             // Empty: local copies stay for the whole retention.
             ("local_retention", Str(self.storage.local_retention_ms.map(ms_text).unwrap_or_default())),
             ("ingester_urls", toml::Value::Array(self.ingester_urls.iter().cloned().map(Str).collect())),
@@ -727,28 +787,22 @@ impl Config {
                 })
             }
         };
-        let role = match cli.role.or(file.role).as_deref() {
-            None | Some("all") => Role::All,
-            Some("distributor") => Role::Distributor,
-            Some("ingester") => Role::Ingester,
-            Some("querier") => Role::Querier,
-            Some("compactor") => Role::Compactor,
-            Some(other) => {
-                anyhow::bail!("role must be all, distributor, ingester, querier or compactor, not {other:?}")
-            }
+        let role = match cli.role.or(file.role) {
+            None => Roles::ALL,
+            Some(text) => Roles::parse(&text)?,
         };
         let listen = cli.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:9201".parse().expect("valid address"));
         let etcd_endpoints = cli.etcd_endpoints.or(file.etcd_endpoints).unwrap_or_default();
         let ring = if etcd_endpoints.is_empty() {
             anyhow::ensure!(
-                !matches!(role, Role::Distributor | Role::Ingester),
+                !role.has(Role::Distributor) && !role.has(Role::Ingester),
                 "role = {} works on the ring: set etcd_endpoints",
                 role.name()
             );
             None
         } else {
             anyhow::ensure!(
-                matches!(role, Role::Distributor | Role::Ingester | Role::Querier),
+                role.has(Role::Distributor) || role.has(Role::Ingester) || role.has(Role::Querier),
                 "etcd_endpoints is a setting of roles distributor, ingester and querier"
             );
             let host = || {
@@ -795,23 +849,22 @@ impl Config {
                 "ingester_urls: {url:?} is not an http:// or https:// URL"
             );
         }
-        match role {
-            Role::All | Role::Distributor | Role::Ingester | Role::Compactor => {
-                anyhow::ensure!(ingester_urls.is_empty(), "ingester_urls is a setting of role = querier")
-            }
-            Role::Querier => anyhow::ensure!(
+        if role.has(Role::Querier) {
+            anyhow::ensure!(
                 object_store.is_some() || !ingester_urls.is_empty() || ring.is_some(),
                 "a querier reads the bucket (object_store_url), the ring (etcd_endpoints) or other Ambers (ingester_urls): set at least one"
-            ),
+            );
+        } else {
+            anyhow::ensure!(ingester_urls.is_empty(), "ingester_urls is a setting of role = querier");
         }
         anyhow::ensure!(
-            role != Role::Compactor || object_store.is_some(),
+            !role.has(Role::Compactor) || object_store.is_some(),
             "role = compactor compacts a bucket: set object_store_url"
         );
         let compaction_interval = match cli.compaction_interval.or(file.compaction_interval) {
             Some(text) if humantime::parse_duration(&text).is_ok_and(|d| d.is_zero()) => {
                 anyhow::ensure!(
-                    role != Role::Compactor,
+                    !role.has(Role::Compactor),
                     "compaction_interval must be longer than zero in role = compactor"
                 );
                 None
@@ -819,26 +872,30 @@ impl Config {
             text => Some(duration("compaction_interval", text, "5m")?),
         };
         // A single node with a bucket compacts it too (behind the lease): one process suffices.
-        let compaction_interval =
-            compaction_interval.filter(|_| object_store.is_some() && matches!(role, Role::All | Role::Compactor));
+        let compaction_interval = compaction_interval
+            .filter(|_| object_store.is_some() && (role.has(Role::All) || role.has(Role::Compactor)));
         let compaction_window_ms =
             millis(duration("compaction_window", cli.compaction_window.or(file.compaction_window), "1d")?);
         anyhow::ensure!(
             compaction_window_ms > storage.block_duration_ms && compaction_window_ms % storage.block_duration_ms == 0,
             "compaction_window must be a multiple of block_duration, longer than it"
         );
-        // Each ingester would upload its own copy of a window under the one index entry the
-        // window has, replacing the other replicas' copies: until uploads are per ingester and
-        // the compactor merges the replicas, ingesters keep their data locally.
-        anyhow::ensure!(
-            role != Role::Ingester || object_store.is_none(),
-            "role = ingester does not upload to a bucket yet: run ingesters without object_store_url"
-        );
-        // Only a role that holds data uploads it.
-        storage.upload_sealed_windows = object_store.is_some() && role == Role::All;
+        // Only a role that holds data uploads it; an ingester uploads its copies under its
+        // instance id (`<start>.<instance_id>` folders, one index entry per replica).
+        storage.upload_sealed_windows = object_store.is_some() && role.holds_data();
+        if let (Some(ring), true, true) = (&ring, storage.upload_sealed_windows, role.has(Role::Ingester)) {
+            anyhow::ensure!(
+                amber_storage::upload::is_valid_replica_name(&ring.instance_id),
+                "instance_id {:?} names this ingester's block files in the bucket: use 1 to 128 of a-z A-Z 0-9 - _ .",
+                ring.instance_id
+            );
+        }
         // Empty, as `status/config` shows the default: unset.
         if let Some(text) = cli.local_retention.or(file.local_retention).filter(|t| !t.is_empty()) {
-            anyhow::ensure!(storage.upload_sealed_windows, "local_retention needs object_store_url (and role = all)");
+            anyhow::ensure!(
+                storage.upload_sealed_windows,
+                "local_retention needs object_store_url (and role = all or ingester)"
+            );
             let keep = millis(duration("local_retention", Some(text), "0s")?);
             // Sealing must be done with a window before its local copy can go.
             anyhow::ensure!(
@@ -947,7 +1004,7 @@ mod tests {
     #[test]
     fn a_querier_needs_something_to_read_and_ingester_urls_need_a_querier() {
         let c = load(&["--role", "querier", "--ingester-urls", "http://a:9201,http://b:9201"]).unwrap();
-        assert_eq!(c.role, Role::Querier);
+        assert_eq!(c.role, Roles::of(Role::Querier));
         assert_eq!(c.ingester_urls, ["http://a:9201", "http://b:9201"]);
         assert!(!c.storage.upload_sealed_windows);
         let err = |args: &[&str]| load(args).unwrap_err().to_string();
@@ -958,7 +1015,26 @@ mod tests {
         assert_eq!(err(&["--ingester-urls", "http://a:9201"]), "ingester_urls is a setting of role = querier");
         assert_eq!(
             err(&["--role", "store-gateway"]),
-            "role must be all, distributor, ingester, querier or compactor, not \"store-gateway\""
+            "role must be all, or one or more of distributor, ingester, querier and compactor separated by commas, not \"store-gateway\""
+        );
+        assert_eq!(
+            err(&["--role", "all,querier"]),
+            "role = all is the single node: it does not combine with other roles (\"all,querier\")"
+        );
+        // Several roles in one process: each brings its own settings and checks.
+        let one = ["--etcd-endpoints", "a:2379", "--instance-id", "node-1", "--instance-addr", "http://node-1:9201"];
+        let c = load(&[&["--role", "distributor, ingester,querier"][..], &one].concat()).unwrap();
+        assert_eq!(c.role.name(), "distributor,ingester,querier");
+        assert!(c.role.holds_data() && c.role.reads_elsewhere() && c.role.accepts_writes());
+        assert!(!c.role.has(Role::Compactor) && !c.role.has(Role::All));
+        assert_eq!(c.file_settings()["role"].as_str(), Some("distributor,ingester,querier"));
+        assert_eq!(
+            err(&["--role", "querier,compactor"]),
+            "a querier reads the bucket (object_store_url), the ring (etcd_endpoints) or other Ambers (ingester_urls): set at least one"
+        );
+        assert_eq!(
+            err(&["--role", "compactor,ingester"]),
+            "role = ingester,compactor works on the ring: set etcd_endpoints"
         );
         assert_eq!(err(&["--role", "ingester"]), "role = ingester works on the ring: set etcd_endpoints");
         assert_eq!(
@@ -977,15 +1053,35 @@ mod tests {
             ("i-1", "http://i-1:9201", 3)
         );
         assert_eq!((r.etcd.lease_ttl, r.ingester_write_timeout), (Duration::from_secs(10), Duration::from_secs(10)));
+        // An ingester uploads its own copies, named by its instance id.
+        let uploading = load(&[&["--role", "ingester", "--object-store-url", "s3://b/p"][..], &ring].concat()).unwrap();
+        assert!(uploading.storage.upload_sealed_windows);
+        let named = |id: &str| {
+            let flags = ["--role", "ingester", "--object-store-url", "s3://b/p", "--etcd-endpoints", "a:2379"];
+            load(&[&flags[..], &["--instance-id", id, "--instance-addr", "http://i:9201"]].concat())
+        };
         assert_eq!(
-            err(&[&["--role", "ingester", "--object-store-url", "s3://b/p"][..], &ring].concat()),
-            "role = ingester does not upload to a bucket yet: run ingesters without object_store_url"
+            named("ingester 1/a").unwrap_err().to_string(),
+            "instance_id \"ingester 1/a\" names this ingester's block files in the bucket: use 1 to 128 of a-z A-Z 0-9 - _ ."
+        );
+        assert!(named("ingester-1.zone_a").is_ok());
+        // Without a bucket, any name does.
+        assert!(
+            load(
+                &[
+                    &["--role", "ingester"][..],
+                    &ring[..2],
+                    &["--instance-id", "a b", "--instance-addr", "http://i:9201"]
+                ]
+                .concat()
+            )
+            .is_ok()
         );
         assert_eq!(
             err(&["--role", "querier", "--ingester-urls", "a:9201"]),
             "ingester_urls: \"a:9201\" is not an http:// or https:// URL"
         );
-        assert_eq!(load(&[]).unwrap().role, Role::All);
+        assert_eq!(load(&[]).unwrap().role, Roles::ALL);
     }
 
     #[test]
@@ -994,7 +1090,7 @@ mod tests {
         assert_eq!(err(&["--role", "compactor"]), "role = compactor compacts a bucket: set object_store_url");
         let bucket = ["--object-store-url", "s3://metrics/amber"];
         let c = load(&[&["--role", "compactor"][..], &bucket].concat()).unwrap();
-        assert_eq!(c.role, Role::Compactor);
+        assert_eq!(c.role, Roles::of(Role::Compactor));
         assert_eq!(c.compaction_interval, Some(Duration::from_secs(300)));
         assert_eq!(c.compaction_window_ms, 24 * 3600 * 1000);
         assert!(!c.storage.upload_sealed_windows, "a compactor holds no data");

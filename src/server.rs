@@ -68,9 +68,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_flags(config.flags())
             .with_config_yaml(config.settings_yaml())
             .with_trace_url_template(config.trace_url_template.clone());
-    // Reads from the ring: a querier's, and a distributor's too (it holds no data).
+    let roles = config.role;
+    // Reads from the ring: a querier's, and a distributor's too.
     let ring = match &config.ring {
-        Some(r) if matches!(config.role, Role::Distributor | Role::Querier) => {
+        Some(r) if roles.reads_elsewhere() => {
             amber_ring::agree_replication_factor(&r.etcd, r.replication_factor, ETCD_START_TIMEOUT)
                 .await
                 .context("checking the ring's replication factor in etcd")?;
@@ -80,46 +81,54 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let compactor_metrics = config.compaction_interval.map(|_| Arc::new(CompactorMetrics::default()));
+    let bucket_reads = match &bucket {
+        Some(b) => {
+            // Cached on local disk: block files never change once written.
+            let cache = Arc::new(
+                RangeCache::open(b.clone(), &config.data_dir.join("bucket-cache"), config.bucket_cache_bytes)
+                    .context("opening the bucket cache")?,
+            );
+            state = state.with_bucket_meters(amber_api::BucketMeters {
+                requests: b.clone(),
+                cache: Some(cache.clone()),
+                compactor: compactor_metrics.clone(),
+            });
+            let options =
+                BucketSourceOptions { trace_id_labels: config.storage.trace_id_labels.clone(), ..Default::default() };
+            Some(move || BucketSource::new(cache.clone(), tokio::runtime::Handle::current(), options.clone()))
+        }
+        None => None,
+    };
+    // This store's own answers: with local copies expired, the bucket for the windows before
+    // the local horizon.
+    if let (true, Some(_), Some(reads)) = (roles.holds_data(), config.storage.local_retention_ms, &bucket_reads) {
+        let horizon = storage.clone();
+        let reads = reads().with_windows_before(Arc::new(move || horizon.local_horizon()));
+        let local = amber_storage::source::Local::new(storage.clone(), config.tenants.default_tenant.clone());
+        state = state.with_source(Arc::new(Merged(vec![Arc::new(local), Arc::new(reads)])));
+    }
+    // An ingester that also reads or writes through the ring answers its peers (distributors
+    // forwarding writes, queriers fanning out) from that store, never through the ring again.
+    let peers_state = (roles.holds_data() && roles.reads_elsewhere()).then(|| state.clone());
     if let Some(watch) = &ring {
         state = state.with_ring(watch.clone());
+        if roles.reads_elsewhere() {
+            let bucket = bucket_reads.as_ref().map(|reads| Arc::new(reads()));
+            state = state.with_source(querier_source(&config, Some(watch), bucket)?);
+        }
+    } else if roles.reads_elsewhere() || !roles.holds_data() {
+        // A querier of --ingester-urls and the bucket, or a compactor reading the bucket.
+        let bucket = bucket_reads.as_ref().map(|reads| Arc::new(reads()));
+        state = state.with_source(querier_source(&config, None, bucket)?);
     }
-    if let (Some(watch), Some(r), Role::Distributor) = (&ring, &config.ring, config.role) {
+    if let (Some(watch), Some(r), true) = (&ring, &config.ring, roles.has(Role::Distributor)) {
         let options =
             DistributorOptions { replication_factor: r.replication_factor, timeout: r.ingester_write_timeout };
         state = state.with_distributor(Arc::new(Distributor::new(watch.clone(), options)));
     }
-    let reads_elsewhere = matches!(config.role, Role::Querier | Role::Distributor);
     // None holds data of its own: nothing to seal, upload or expire.
-    let no_data = matches!(config.role, Role::Querier | Role::Compactor | Role::Distributor);
-    let compactor_metrics = config.compaction_interval.map(|_| Arc::new(CompactorMetrics::default()));
-    if let Some(b) = &bucket {
-        // Cached on local disk: block files never change once written.
-        let cache = Arc::new(
-            RangeCache::open(b.clone(), &config.data_dir.join("bucket-cache"), config.bucket_cache_bytes)
-                .context("opening the bucket cache")?,
-        );
-        let reads = BucketSource::new(
-            cache.clone(),
-            tokio::runtime::Handle::current(),
-            BucketSourceOptions { trace_id_labels: config.storage.trace_id_labels.clone(), ..Default::default() },
-        );
-        state = state.with_bucket_meters(amber_api::BucketMeters {
-            requests: b.clone(),
-            cache: Some(cache),
-            compactor: compactor_metrics.clone(),
-        });
-        if no_data {
-            state = state.with_source(querier_source(&config, ring.as_ref(), Some(Arc::new(reads)))?);
-        } else if config.storage.local_retention_ms.is_some() {
-            // Local copies first, then the bucket for the windows whose copies are gone.
-            let horizon = storage.clone();
-            let reads = reads.with_windows_before(Arc::new(move || horizon.local_horizon()));
-            let local = amber_storage::source::Local::new(storage.clone(), config.tenants.default_tenant.clone());
-            state = state.with_source(Arc::new(Merged(vec![Arc::new(local), Arc::new(reads)])));
-        }
-    } else if reads_elsewhere {
-        state = state.with_source(querier_source(&config, ring.as_ref(), None)?);
-    }
+    let no_data = !roles.holds_data();
     let (stop_tx, stop_rx) = watch::channel(false);
     let compaction = match (&bucket, config.compaction_interval, compactor_metrics) {
         (Some(b), Some(interval), Some(metrics)) => {
@@ -129,15 +138,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let uploads = bucket.filter(|_| !no_data).map(|b| {
-        let tenant = config.tenants.default_tenant.clone();
-        tokio::spawn(upload(storage.clone(), b, tenant, state.metrics.clone(), stop_rx.clone()))
+    // An ingester's copies are one replica's among several: named by its instance id.
+    let replica = config.ring.as_ref().filter(|_| roles.has(Role::Ingester)).map(|r| r.instance_id.clone());
+    let uploader = bucket.filter(|_| !no_data).map(|bucket| Uploader {
+        storage: storage.clone(),
+        bucket,
+        default_tenant: config.tenants.default_tenant.clone(),
+        replica,
+        metrics: state.metrics.clone(),
     });
+    let uploads = uploader.clone().map(|u| tokio::spawn(u.run(stop_rx.clone())));
     let maintenance = (!no_data)
         .then(|| tokio::spawn(maintain(storage.clone(), state.metrics.clone(), config.maintenance_interval, stop_rx)));
 
-    let accepts_writes = !matches!(config.role, Role::Querier | Role::Compactor);
+    let accepts_writes = roles.accepts_writes();
     let app = amber_api::router(state.clone(), config.admin_api, accepts_writes);
+    let app = match peers_state {
+        Some(peers) => amber_api::answer_peers_with(app, amber_api::router(peers, config.admin_api, accepts_writes)),
+        None => app,
+    };
     // One signal stops every listener.
     let (stopping_tx, stopping) = watch::channel(false);
     let stopping_tx = Arc::new(stopping_tx);
@@ -173,8 +192,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
     });
     // An ingester joins the ring once it listens, and leaves it when it stops.
-    let registration = match (&config.ring, config.role) {
-        (Some(r), Role::Ingester) => {
+    let registration = match (&config.ring, roles.has(Role::Ingester)) {
+        (Some(r), true) => {
             Some(tokio::spawn(register(r.clone(), handle.clone(), stopping.clone(), stopping_tx.clone())))
         }
         _ => None,
@@ -217,6 +236,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         c.await?;
     }
     if let Some(r) = registration {
+        if let Some(u) = uploader {
+            u.upload_everything().await;
+        }
         // Sealed and uploaded what it could: its replicas and its WAL hold the rest.
         r.leave(ETCD_START_TIMEOUT).await.context("leaving the ring")?;
         tracing::info!("left the ring");
@@ -311,41 +333,104 @@ async fn maintain(
 const UPLOAD_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 const UPLOAD_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(8);
 
-/// Uploads sealed windows to the object store until told to stop. Nothing here can hold up a
-/// write: windows wait on local disk (`amber_upload_pending_windows`) while the store is down.
-async fn upload(
+/// Uploads this store's sealed windows to the bucket.
+#[derive(Clone)]
+struct Uploader {
     storage: Arc<Storage>,
     bucket: Arc<Metered>,
     default_tenant: String,
+    /// This ingester's instance id on a ring; `None` on a single node.
+    replica: Option<String>,
     metrics: Arc<amber_api::metrics::Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut wait = UPLOAD_POLL;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+}
+
+/// How long a leaving ingester tries to upload what it holds before it goes anyway.
+const LEAVE_UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl Uploader {
+    /// One upload of every window waiting for it at `now`.
+    async fn pass(&self, now: i64) -> Result<amber_storage::upload::UploadReport, amber_storage::upload::UploadError> {
+        let replica = self.replica.as_deref();
+        let result = amber_storage::upload::upload_pending(
+            &self.storage,
+            self.bucket.as_ref(),
+            &self.default_tenant,
+            replica,
+            now,
+        )
+        .await;
+        match &result {
+            Ok(r) => self.metrics.observe_upload(r.block_files_uploaded, r.bytes_uploaded, false),
+            Err(_) => self.metrics.observe_upload(0, 0, true),
         }
-        let started = std::time::Instant::now();
-        let pass =
-            amber_storage::upload::upload_pending(&storage, bucket.as_ref(), &default_tenant, amber_storage::now_ms());
-        // A pass stopped by shutdown leaves its window marked: the next start repeats it.
-        let result = tokio::select! {
-            r = pass => r,
-            _ = stop.changed() => return,
-        };
-        match result {
-            Ok(r) => {
-                metrics.observe_upload(r.block_files_uploaded, r.bytes_uploaded, false);
-                if r.windows_uploaded > 0 {
-                    tracing::info!(?r, elapsed_ms = started.elapsed().as_millis() as u64, "uploaded");
-                }
-                wait = UPLOAD_POLL;
+        result
+    }
+
+    /// Uploads sealed windows until told to stop. Nothing here can hold up a write: windows
+    /// wait on local disk (`amber_upload_pending_windows`) while the store is down.
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut wait = UPLOAD_POLL;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
             }
-            Err(e) => {
-                metrics.observe_upload(0, 0, true);
-                tracing::warn!(error = %e, retry_in = ?wait, "upload failed; sealed windows wait locally");
-                wait = (wait * 2).min(UPLOAD_MAX_BACKOFF);
+            let started = std::time::Instant::now();
+            // A pass stopped by shutdown leaves its window marked: the next start repeats it.
+            let result = tokio::select! {
+                r = self.pass(amber_storage::now_ms()) => r,
+                _ = stop.changed() => return,
+            };
+            match result {
+                Ok(r) => {
+                    if r.windows_uploaded > 0 {
+                        tracing::info!(?r, elapsed_ms = started.elapsed().as_millis() as u64, "uploaded");
+                    }
+                    wait = UPLOAD_POLL;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "upload failed; sealed windows wait locally");
+                    wait = (wait * 2).min(UPLOAD_MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// A leaving ingester's last act: seals its whole head, open windows included, and uploads
+    /// every window it holds, so that its copy is in the bucket when it goes. Retried until
+    /// [`LEAVE_UPLOAD_TIMEOUT`]; what is left then waits for its next start, while its
+    /// replicas hold the same series. If it comes back, later writes to those windows are
+    /// sealed into the same blocks and its copy is uploaded again, whole.
+    async fn upload_everything(&self) {
+        let started = std::time::Instant::now();
+        let s = self.storage.clone();
+        match tokio::task::spawn_blocking(move || s.seal(i64::MAX)).await {
+            Ok(Ok(r)) => tracing::info!(?r, "sealed the whole head before leaving"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sealing before leaving failed; the WAL keeps the head"),
+            Err(e) => tracing::warn!(error = %e, "sealing before leaving panicked"),
+        }
+        let mut wait = UPLOAD_POLL;
+        let deadline = tokio::time::Instant::now() + LEAVE_UPLOAD_TIMEOUT;
+        loop {
+            // Every marked window, whether or not it has closed: nothing more is coming here.
+            match tokio::time::timeout_at(deadline, self.pass(i64::MAX)).await {
+                Ok(Ok(r)) => {
+                    tracing::info!(?r, elapsed_ms = started.elapsed().as_millis() as u64, "uploaded before leaving");
+                    return;
+                }
+                Ok(Err(e)) if tokio::time::Instant::now() + wait < deadline => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "upload before leaving failed");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(UPLOAD_MAX_BACKOFF);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "upload before leaving failed; leaving the rest to the next start");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(timeout = ?LEAVE_UPLOAD_TIMEOUT, "upload before leaving timed out");
+                    return;
+                }
             }
         }
     }

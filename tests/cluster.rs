@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::ceph::Ceph;
 use common::etcd::EtcdCluster;
 use common::native_histograms::Shape;
 use common::{Amber, RW1_HEADERS, answers, assert_same, encode, eventually, histogram_series, series, urlencode};
@@ -341,4 +342,239 @@ fn a_replication_factor_other_than_the_rings_is_refused_at_start() {
         )),
         "{stderr}"
     );
+}
+
+/// The bucket the ingesters upload to, as the test reads it: through Amber's own client.
+struct BucketView {
+    bucket: amber_storage::objstore::Bucket,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl BucketView {
+    fn open(ceph: &Ceph) -> BucketView {
+        let config = amber_storage::objstore::BucketConfig {
+            url: format!("s3://amber/{BUCKET_PREFIX}"),
+            endpoint: Some(ceph.endpoint()),
+            access_key_id: Some("AK".into()),
+            secret_access_key: Some("SK".into()),
+            region: Some("us-east-1".into()),
+            allow_http: true,
+        };
+        let bucket = amber_storage::objstore::Bucket::open(&config).unwrap();
+        BucketView { bucket, runtime: tokio::runtime::Runtime::new().unwrap() }
+    }
+
+    /// The default tenant's index entries.
+    fn windows(&self) -> Vec<amber_storage::upload::index::IndexedWindow> {
+        self.runtime.block_on(amber_storage::upload::index::read(&self.bucket, "anonymous")).unwrap().windows
+    }
+
+    fn keys(&self) -> Vec<String> {
+        use amber_storage::objstore::ObjectStorage;
+        self.runtime.block_on(self.bucket.list("")).unwrap().into_iter().map(|o| o.key).collect()
+    }
+}
+
+const BUCKET_PREFIX: &str = "cluster-test";
+
+fn bucket_flags(ceph: &Ceph) -> Vec<String> {
+    let url = format!("s3://amber/{BUCKET_PREFIX}");
+    let flags = [
+        "--object-store-url",
+        &url,
+        "--object-store-endpoint",
+        &ceph.endpoint(),
+        "--object-store-allow-http",
+        "--object-store-access-key-id",
+        "AK",
+        "--object-store-secret-access-key",
+        "SK",
+        "--object-store-region",
+        "us-east-1",
+    ];
+    flags.into_iter().map(str::to_string).collect()
+}
+
+/// Sends batches `0..n` from `t0` to the distributor and the reference; each must be a 204.
+fn send_batches(distributor: &Amber, reference: &Amber, t0: i64, n: u64) {
+    for k in 0..n {
+        let body = batch(t0, k);
+        for amber in [distributor, reference] {
+            let (status, text) = amber.write_raw(body.clone());
+            assert_eq!(status, 204, "batch {k}: {text}");
+        }
+    }
+}
+
+/// Ingesters on a ring upload to a real Ceph RADOS Gateway, each its own copy of a window (one
+/// index entry per replica, under its instance id); a bucket-only querier answers from the
+/// three copies exactly as the single node does (every sample once, not three times); a
+/// `--role compactor` merges the replicas into one entry and deletes their files; and an
+/// ingester stopped with SIGTERM seals its whole head, open window included, and uploads it
+/// before it leaves the ring.
+#[test]
+fn ingesters_upload_their_replicas_the_compactor_merges_them_and_a_leaving_one_uploads_first() {
+    const BATCHES: u64 = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let ceph = Ceph::start(&dir.path().join("ceph"));
+    let view = BucketView::open(&ceph);
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 1);
+    // A short out-of-order window: a window five hours old is closed, and settled for the
+    // compactor (twice the out-of-order window past its compaction window's end).
+    let storage_flags = ["--out-of-order-window", "10m", "--maintenance-interval", "1s"].map(String::from);
+    let mut ingesters: Vec<Amber> = (0..3)
+        .map(|n| {
+            let mut args = ring_flags(&etcd, "ingester");
+            args.extend(["--instance-id".to_string(), format!("ingester-{n}")]);
+            args.extend(bucket_flags(&ceph));
+            args.extend(storage_flags.clone());
+            Amber::start_in(&dir.path().join(format!("ingester-{n}")), &args)
+        })
+        .collect();
+    let distributor = Amber::start_in(&dir.path().join("distributor"), &ring_flags(&etcd, "distributor"));
+    let reference = Amber::start_in(&dir.path().join("reference"), &storage_flags);
+    let querier_flags: Vec<String> =
+        bucket_flags(&ceph).into_iter().chain(["--role", "querier"].map(String::from)).collect();
+    // Reads the bucket alone: what it answers is what the uploads hold.
+    let bucket_querier = Amber::start_in(&dir.path().join("bucket-querier"), &querier_flags);
+    wait_for_ring(&distributor, &THREE);
+
+    // A closed window: the two-hour window holding the time five hours ago.
+    let window = (common::now_ms() - 5 * 3_600_000).div_euclid(7_200_000) * 7_200_000;
+    let past = window + 60_000;
+    send_batches(&distributor, &reference, past, BATCHES);
+    // The window is sealed (and uploaded) in steps while the batches arrive: wait for each
+    // replica's whole copy.
+    let replicas = |view: &BucketView| -> Vec<(Option<String>, u64)> {
+        view.windows().into_iter().filter(|w| w.start == window).map(|w| (w.replica, w.samples)).collect()
+    };
+    let three: Vec<(Option<String>, u64)> = (0..3).map(|n| (Some(format!("ingester-{n}")), 12 * BATCHES)).collect();
+    eventually("each ingester's whole copy of the window in the index", Duration::from_secs(120), || {
+        (replicas(&view) == three).then_some(())
+    });
+    for w in view.windows() {
+        // Each copy is whole: every series of the load is on every one of three ingesters.
+        assert_eq!(
+            (w.end, w.series, w.samples, w.histograms, w.exemplars),
+            (window + 7_200_000, 13, 12 * BATCHES, BATCHES, 12 * BATCHES),
+            "{w:?}"
+        );
+        let folder = format!("anonymous/windows/{window}.{}/", w.replica.as_deref().unwrap());
+        assert!(w.object.starts_with(&folder), "{w:?}");
+    }
+    let (start, end) = (past / 1000, past / 1000 + BATCHES as i64 - 1);
+    let qs = questions(start, end, BATCHES);
+    let want = answers(&reference, &qs);
+    eventually("the bucket-only querier to answer from the copies as one node", Duration::from_secs(60), || {
+        (answers(&bucket_querier, &qs) == want).then_some(())
+    });
+    assert_cluster_answers_as_one_node(&bucket_querier, &reference, past, BATCHES);
+
+    // The compactor merges the three copies into one entry (4 h compaction windows here, so the
+    // window's group is settled), and deletes the copies' files.
+    let mut compactor_flags = bucket_flags(&ceph);
+    compactor_flags.extend(
+        [
+            "--role",
+            "compactor",
+            "--compaction-interval",
+            "1s",
+            "--compaction-window",
+            "4h",
+            "--out-of-order-window",
+            "10m",
+        ]
+        .map(String::from),
+    );
+    let compactor = Amber::start_in(&dir.path().join("compactor"), &compactor_flags);
+    let group = window.div_euclid(4 * 3_600_000) * 4 * 3_600_000;
+    eventually("the replicas merged into one entry", Duration::from_secs(120), || {
+        let windows = view.windows();
+        (windows.len() == 1 && windows[0].replica.is_none()).then_some(windows)
+    });
+    let merged = &view.windows()[0];
+    assert_eq!(
+        (merged.start, merged.end, merged.series, merged.samples, merged.histograms, merged.exemplars),
+        (group, group + 4 * 3_600_000, 13, 12 * BATCHES, BATCHES, 12 * BATCHES),
+        "one of each sample, exemplar and histogram: {merged:?}"
+    );
+    eventually("the copies' files deleted", Duration::from_secs(60), || {
+        let blocks: Vec<String> = view.keys().into_iter().filter(|k| k.ends_with(".block")).collect();
+        (blocks == [merged.object.clone()]).then_some(())
+    });
+    eventually("the bucket-only querier to answer from the merged window", Duration::from_secs(60), || {
+        (answers(&bucket_querier, &qs) == want).then_some(())
+    });
+    drop(compactor);
+
+    // Live data, in the open window and the head: a leaving ingester seals and uploads it.
+    let live = common::now_ms() - 120_000;
+    send_batches(&distributor, &reference, live, BATCHES);
+    ingesters[2].stop();
+    wait_for_ring(&distributor, &THREE[..2]);
+    let leaver: Vec<_> =
+        view.windows().into_iter().filter(|w| w.replica.as_deref() == Some("ingester-2") && w.max_ts >= live).collect();
+    let held: u64 = leaver.iter().map(|w| w.samples).sum();
+    assert_eq!(held, 12 * BATCHES, "its copy of the open window is in the bucket: {leaver:?}");
+    let (start, end) = (live / 1000, live / 1000 + BATCHES as i64 - 1);
+    let qs = questions(start, end, BATCHES);
+    let want = answers(&reference, &qs);
+    eventually("the bucket-only querier to answer the live data from its copy", Duration::from_secs(60), || {
+        (answers(&bucket_querier, &qs) == want).then_some(())
+    });
+    assert_cluster_answers_as_one_node(&bucket_querier, &reference, live, BATCHES);
+}
+
+/// Three processes, each `--role distributor,ingester,querier` on one ring: a write sent to any
+/// of them is forwarded to all three (to itself too, as a peer's write it stores rather than
+/// forwards again), any of them answers as the single node does, each one's own store holds
+/// every series (replication factor 3 of 3), and with one killed the other two go on writing
+/// and answering.
+#[test]
+fn processes_with_every_cluster_role_answer_as_one_node() {
+    const BATCHES: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 1);
+    let mut nodes: Vec<Amber> = (0..3)
+        .map(|n| {
+            let mut args = ring_flags(&etcd, "distributor,ingester,querier");
+            args.extend(["--instance-id".to_string(), format!("node-{n}")]);
+            Amber::start_in(&dir.path().join(format!("node-{n}")), &args)
+        })
+        .collect();
+    let reference = Amber::start_in(&dir.path().join("reference"), &[]);
+    let three = [("node-0", "active"), ("node-1", "active"), ("node-2", "active")];
+    for node in &nodes {
+        wait_for_ring(node, &three);
+    }
+    let t0 = common::now_ms() - 600_000;
+    let send = |nodes: &[Amber], ks: std::ops::Range<u64>| {
+        for k in ks {
+            let body = batch(t0, k);
+            for amber in [&nodes[k as usize % nodes.len()], &reference] {
+                let (status, text) = amber.write_raw(body.clone());
+                assert_eq!(status, 204, "batch {k} to {}: {text}", amber.url(""));
+            }
+        }
+    };
+    send(&nodes, 0..BATCHES);
+    for node in &nodes {
+        assert_cluster_answers_as_one_node(node, &reference, t0, BATCHES);
+    }
+    // A peer's read is answered by the node's own store: every series is there.
+    let count = format!("/api/v1/query?query={}", urlencode(SERIES_NOW));
+    let http = reqwest::blocking::Client::new();
+    for node in &nodes {
+        let body = http.get(node.url(&count)).header("x-amber-peer", "querier").send().unwrap().text().unwrap();
+        let own: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(own["data"]["result"][0]["value"][1], SERIES.to_string(), "{own}");
+    }
+
+    nodes[2].kill9();
+    wait_for_ring(&nodes[0], &three[..2]);
+    wait_for_ring(&nodes[1], &three[..2]);
+    send(&nodes[..2], BATCHES..2 * BATCHES);
+    for node in &nodes[..2] {
+        assert_cluster_answers_as_one_node(node, &reference, t0, 2 * BATCHES);
+    }
 }

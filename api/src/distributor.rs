@@ -193,6 +193,7 @@ impl Distributor {
             .header("content-encoding", "snappy")
             .header("x-prometheus-remote-write-version", "2.0.0")
             .header(ORG_ID_HEADER, tenant)
+            .header(crate::PEER_HEADER, "distributor")
             .body(body);
         let response = match request.send().await {
             Ok(r) => r,

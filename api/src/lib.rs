@@ -247,6 +247,25 @@ impl AppState {
     }
 }
 
+/// The header Ambers mark their requests to each other with: a distributor's forwarded writes
+/// and a querier's reads of an ingester. A process that is an ingester and also a distributor
+/// or a querier answers these from its own store, and everything else through the ring.
+pub const PEER_HEADER: &str = "x-amber-peer";
+
+/// `public`, except that requests carrying [`PEER_HEADER`] are answered by `peers` (a router over
+/// this process's own store): without it, an ingester that is also a distributor would forward
+/// its distributor's writes back to itself, and one that is also a querier would fan a peer's
+/// read out over the ring again, for ever.
+pub fn answer_peers_with(public: Router, peers: Router) -> Router {
+    use tower::ServiceExt;
+    // Chosen before either router matches a route (a layer on `public` would run after its
+    // match, and `peers` would find the path parameters extracted twice).
+    Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+        let router = if request.headers().contains_key(PEER_HEADER) { peers.clone() } else { public.clone() };
+        router.oneshot(request)
+    }))
+}
+
 /// Every route Amber serves; the admin routes only when `admin_api` is on, and the write routes
 /// only when `accepts_writes` (a querier answers them with a 404 saying where writes go).
 pub fn router(state: AppState, admin_api: bool, accepts_writes: bool) -> Router {

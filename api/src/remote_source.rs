@@ -111,8 +111,12 @@ impl RemoteAmber {
         if base.cannot_be_a_base() {
             return Err(failed("invalid URL: not a base URL".into()));
         }
+        // Marked as a peer's: an ingester that is also a querier answers from its own store.
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(crate::PEER_HEADER, reqwest::header::HeaderValue::from_static("querier"));
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            .default_headers(headers)
             .build()
             .map_err(|e| failed(format!("building the HTTP client: {}", chain(&e))))?;
         Ok(RemoteAmber { peer, base, client, runtime })

@@ -248,7 +248,8 @@ impl RangeCache {
     }
 }
 
-/// Whether `key` names a block file, `<tenant>/windows/<start>/<stem>.block` (an upload) or
+/// Whether `key` names a block file, `<tenant>/windows/<start>/<stem>.block` (an upload),
+/// `<tenant>/windows/<start>.<replica>/<stem>.block` (an ingester's upload) or
 /// `<tenant>/windows/<start>_<end>/<stem>.block` (a compacted window), the stem being the hash
 /// and the attempt, `<16 hex digits>-<16 hex digits>`, or (written before attempts were) the
 /// hash alone.
@@ -262,9 +263,12 @@ pub fn is_block_file_key(key: &str) -> bool {
     let hash = file.strip_suffix(".block").unwrap_or("");
     !tenant.is_empty()
         && windows == "windows"
-        && match start.split_once('_') {
-            Some((start, end)) => start.parse::<i64>().is_ok() && end.parse::<i64>().is_ok(),
-            None => start.parse::<i64>().is_ok(),
+        && match (start.split_once('.'), start.split_once('_')) {
+            (Some((start, replica)), _) => {
+                start.parse::<i64>().is_ok() && crate::upload::is_valid_replica_name(replica)
+            }
+            (None, Some((start, end))) => start.parse::<i64>().is_ok() && end.parse::<i64>().is_ok(),
+            (None, None) => start.parse::<i64>().is_ok(),
         }
         && match hash.split_once('-') {
             Some((hash, attempt)) => is_hex16(hash) && is_hex16(attempt),
@@ -420,7 +424,12 @@ mod tests {
         assert!(is_block_file_key("team-a/windows/-86400000_0/8a3f0c9d12e4b7aa.block"));
         assert!(is_block_file_key("team-a/windows/0/8a3f0c9d12e4b7aa-187d5c2a9b3e0f11.block"));
         assert!(!is_block_file_key("team-a/windows/0/8a3f0c9d12e4b7aa-187d5c.block"));
+        assert!(is_block_file_key("team-a/windows/7200000.ingester-0/8a3f0c9d12e4b7aa-187d5c2a9b3e0f11.block"));
+        assert!(is_block_file_key("team-a/windows/-7200000.ingester_0.b/8a3f0c9d12e4b7aa-187d5c2a9b3e0f11.block"));
         for key in [
+            "t/windows/0./00000000000000aa.block",
+            "t/windows/x.ingester-0/00000000000000aa.block",
+            "t/windows/0.ingester 0/00000000000000aa.block",
             "t/index.json",
             "windows/0/00000000000000aa.block",
             "t/windows/x/00000000000000aa.block",

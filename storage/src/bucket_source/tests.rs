@@ -73,7 +73,7 @@ impl Stored {
 
     pub(crate) fn seal_and_upload(&self) {
         self.storage.seal(self.now).unwrap();
-        self.runtime.block_on(upload_pending(&self.storage, &*self.bucket, TENANT, self.now)).unwrap();
+        self.runtime.block_on(upload_pending(&self.storage, &*self.bucket, TENANT, None, self.now)).unwrap();
         assert_eq!(self.storage.pending_uploads(self.now).unwrap(), []);
     }
 

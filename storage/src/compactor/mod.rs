@@ -1,6 +1,7 @@
 //! The compactor: merges a tenant's uploaded windows into longer ones (2 h → 1 day by default)
-//! for fewer objects and better compression, removes duplicates (overlapping entries, windows
-//! uploaded again), applies retention to the bucket, and deletes objects no index names.
+//! for fewer objects and better compression, removes duplicates (the ingesters' replicas of a
+//! window, overlapping entries, windows uploaded again), applies retention to the bucket, and
+//! deletes objects no index names.
 //! Layout and protocol in `docs/format/bucket.md` ("Compaction", "The compactor lease").
 //!
 //! A pass ([`Compactor::run_pass`]), under the lease:

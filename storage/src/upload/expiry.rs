@@ -121,14 +121,14 @@ mod tests {
         // Nothing uploaded yet: nothing may go.
         assert_eq!(storage.expire_local_copies(now).unwrap(), 0);
         let bucket = Bucket::in_memory();
-        upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
+        upload_pending(&storage, &bucket, "anonymous", None, now).await.unwrap();
         // A late sample re-marks the oldest window: it holds the horizon there.
         assert_eq!(write(&storage, older_pending + 1000), []);
         storage.seal(now).unwrap();
         assert_eq!(storage.expire_local_copies(now).unwrap(), 0);
         assert_eq!(storage.local_horizon(), i64::MIN);
 
-        upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
+        upload_pending(&storage, &bucket, "anonymous", None, now).await.unwrap();
         assert_eq!(storage.expire_local_copies(now).unwrap(), 2);
         // Up to the end of the last window deleted: writes after it are still taken.
         let horizon = old + 2 * HOUR;

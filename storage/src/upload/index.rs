@@ -21,9 +21,11 @@ const UPDATE_ATTEMPTS: usize = 8;
 pub struct BucketIndex {
     pub version: u32,
     pub tenant: String,
-    /// Sorted by `(start, end)`; at most one entry per such pair. Entries may overlap: a window
-    /// uploaded again after the compactor merged it into a longer one sits beside the longer
-    /// one until the next compaction merges the two (readers merge overlapping entries).
+    /// Sorted by `(start, end, replica)` ([`IndexedWindow::key`]); at most one entry per such
+    /// key. Entries may overlap: the copies of one window uploaded by each ingester holding it
+    /// (one entry per replica), and a window uploaded again after the compactor merged it into a
+    /// longer one sits beside the longer one, until the next compaction merges them (readers
+    /// merge overlapping entries).
     pub windows: Vec<IndexedWindow>,
 }
 
@@ -42,6 +44,11 @@ pub struct IndexedWindow {
     pub histograms: u64,
     pub exemplars: u64,
     pub traces: u64,
+    /// The ingester whose copy of the window this is, when ingesters on a ring upload (each its
+    /// own: `--instance-id`); absent for a single node's windows and for compacted ones, which
+    /// hold every replica's data merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 impl IndexedWindow {
@@ -58,7 +65,13 @@ impl IndexedWindow {
             histograms: meta.histograms,
             exemplars: meta.exemplars,
             traces: meta.traces,
+            replica: None,
         }
+    }
+
+    /// What identifies an entry in the index: its span and whose copy it is.
+    pub fn key(&self) -> (i64, i64, Option<&str>) {
+        (self.start, self.end, self.replica.as_deref())
     }
 }
 
@@ -97,8 +110,8 @@ pub(crate) async fn read_versioned(
     }
 }
 
-/// Records `window` in the tenant's index, replacing the window's earlier entry (same start and
-/// end; a compacted entry that covers it stays). Returns the entry it replaced, whose object the
+/// Records `window` in the tenant's index, replacing the window's earlier entry (same start,
+/// end and replica; a compacted entry that covers it, and other replicas' copies, stay). Returns the entry it replaced, whose object the
 /// caller may now delete. A no-op when the index already says exactly this (a retried upload).
 pub async fn record(
     store: &dyn ObjectStorage,
@@ -107,7 +120,7 @@ pub async fn record(
 ) -> Result<Option<IndexedWindow>, ObjectStoreError> {
     for _ in 0..UPDATE_ATTEMPTS {
         let (mut index, condition) = read_versioned(store, tenant).await?;
-        let replaced = match index.windows.binary_search_by_key(&(window.start, window.end), |w| (w.start, w.end)) {
+        let replaced = match index.windows.binary_search_by(|w| w.key().cmp(&window.key())) {
             Ok(i) if index.windows[i] == window => return Ok(None),
             Ok(i) => Some(std::mem::replace(&mut index.windows[i], window.clone())),
             Err(i) => {
@@ -149,7 +162,7 @@ pub async fn replace(
         }
         index.windows.retain(|w| !removed.contains(w));
         if let Some(added) = added {
-            match index.windows.binary_search_by_key(&(added.start, added.end), |w| (w.start, w.end)) {
+            match index.windows.binary_search_by(|w| w.key().cmp(&added.key())) {
                 Ok(i) => index.windows[i] = added.clone(),
                 Err(i) => index.windows.insert(i, added.clone()),
             }

@@ -1,5 +1,8 @@
 //! Upload: every sealed window leaves the machine as one block file per tenant, recorded in the
-//! tenant's bucket index. Local blocks stay; reads still use them.
+//! tenant's bucket index. Local blocks stay; reads still use them. Ingesters on a ring each
+//! upload their own copy (the *replica*, named by the ingester's instance id: a folder and an
+//! index entry of its own), since each holds the series the ring gave it; the compactor merges
+//! the copies.
 //!
 //! A sealing pass that writes blocks of a window also writes the window's *pending mark*
 //! (`0x09 window` → generation, synced before the pass deletes any log segment), so a window
@@ -51,12 +54,13 @@ pub enum UploadError {
     Block(#[from] crate::block::BlockError),
 }
 
-/// Key of a block file: the tenant, the window's start, the hash of the file's bytes and the
-/// attempt ([`attempt_stamp`]). A key is never put twice: a retried upload of the same bytes
-/// gets a key of its own, so a compactor deleting a merged window's object can never delete
-/// the object a later upload of that window recorded (the old, hash-only names allowed that).
-pub fn block_file_key(tenant: &str, window_start: i64, bytes: &[u8], attempt: u64) -> String {
-    format!("{}/{}.block", window_prefix(tenant, window_start), file_stem(bytes, attempt))
+/// Key of a block file: the tenant, the window's start (and the replica, for an ingester's
+/// copy), the hash of the file's bytes and the attempt ([`attempt_stamp`]). A key is never put
+/// twice: a retried upload of the same bytes gets a key of its own, so a compactor deleting a
+/// merged window's object can never delete the object a later upload of that window recorded
+/// (the old, hash-only names allowed that).
+pub fn block_file_key(tenant: &str, window_start: i64, replica: Option<&str>, bytes: &[u8], attempt: u64) -> String {
+    format!("{}/{}.block", window_prefix(tenant, window_start, replica), file_stem(bytes, attempt))
 }
 
 /// `<xxh64 of the bytes>-<attempt>`, both as 16 hex digits.
@@ -74,9 +78,20 @@ pub(crate) fn attempt_stamp() -> u64 {
     if now > previous { now } else { LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 }
 }
 
-/// The folder of one window's block files.
-pub fn window_prefix(tenant: &str, window_start: i64) -> String {
-    format!("{tenant}/windows/{window_start}")
+/// The folder of one window's block files: `<tenant>/windows/<start>`, or for one replica's copy
+/// `<tenant>/windows/<start>.<replica>`, a folder of its own, so that each uploader's clean-up
+/// lists and deletes only its own files.
+pub fn window_prefix(tenant: &str, window_start: i64, replica: Option<&str>) -> String {
+    match replica {
+        None => format!("{tenant}/windows/{window_start}"),
+        Some(r) => format!("{tenant}/windows/{window_start}.{r}"),
+    }
+}
+
+/// Whether `name` may name a replica in the bucket's keys ([`window_prefix`]): 1 to 128 of
+/// `a-z A-Z 0-9 - _ .`, characters every S3 implementation takes as they are.
+pub fn is_valid_replica_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 fn pending_key(window: i64) -> [u8; 9] {
@@ -228,11 +243,14 @@ impl Storage {
 }
 
 /// Uploads every window waiting for upload at `now`, oldest first; stops at the first failure (the rest
-/// wait for the next call). `default_tenant` names the tenant of requests that named none.
+/// wait for the next call). `default_tenant` names the tenant of requests that named none;
+/// `replica` names this store's copies when it is one of several ingesters holding the same
+/// series (each uploads its own, the compactor merges them), `None` on a single node.
 pub async fn upload_pending(
     storage: &Arc<Storage>,
     store: &dyn ObjectStorage,
     default_tenant: &str,
+    replica: Option<&str>,
     now: i64,
 ) -> Result<UploadReport, UploadError> {
     let mut report = UploadReport::default();
@@ -249,13 +267,15 @@ pub async fn upload_pending(
                 content.tenant = default_tenant.to_string();
             }
             let (bytes, meta) = blockfile::encode(&content)?;
-            let key = block_file_key(&content.tenant, window, &bytes, attempt_stamp());
+            let key = block_file_key(&content.tenant, window, replica, &bytes, attempt_stamp());
             let size = bytes.len() as u64;
             store.put(&key, bytes.into(), PutCondition::Overwrite).await?;
-            index::record(store, &content.tenant, IndexedWindow::new(&meta, key.clone(), size)).await?;
+            let entry =
+                IndexedWindow { replica: replica.map(str::to_string), ..IndexedWindow::new(&meta, key.clone(), size) };
+            index::record(store, &content.tenant, entry).await?;
             report.block_files_uploaded += 1;
             report.bytes_uploaded += size;
-            for stale in store.list(&window_prefix(&content.tenant, window)).await? {
+            for stale in store.list(&window_prefix(&content.tenant, window, replica)).await? {
                 if stale.key != key {
                     store.delete(&stale.key).await?;
                     report.objects_deleted += 1;
@@ -318,7 +338,7 @@ mod tests {
         assert_eq!(storage.pending_uploads(now).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), [w]);
 
         let bucket = Bucket::in_memory();
-        let report = upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
+        let report = upload_pending(&storage, &bucket, "anonymous", None, now).await.unwrap();
         assert_eq!((report.windows_uploaded, report.block_files_uploaded, report.objects_deleted), (1, 2, 0));
         assert_eq!(storage.pending_uploads(now).unwrap(), []);
         let listed = keys(&bucket).await;
@@ -356,7 +376,7 @@ mod tests {
         // of its own, records it and deletes the old one: still one file for the window, named
         // by the index, never a key put twice.
         storage.mark_pending_upload([w]).unwrap();
-        let again = upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
+        let again = upload_pending(&storage, &bucket, "anonymous", None, now).await.unwrap();
         assert_eq!((again.windows_uploaded, again.objects_deleted), (1, 2));
         let relisted = keys(&bucket).await;
         assert_eq!(relisted.len(), listed.len());
@@ -370,7 +390,7 @@ mod tests {
         // (and team-b's, unchanged, goes up again under a new key, its old file deleted).
         write(&storage, TenantId::DEFAULT, "up", vec![sample(w + 10 * 15_000, 10.0)], vec![]);
         storage.seal(now).unwrap();
-        let resealed = upload_pending(&storage, &bucket, "anonymous", now).await.unwrap();
+        let resealed = upload_pending(&storage, &bucket, "anonymous", None, now).await.unwrap();
         assert_eq!((resealed.windows_uploaded, resealed.objects_deleted), (1, 2));
         let idx = index::read(&bucket, "anonymous").await.unwrap();
         assert_eq!((idx.windows.len(), idx.windows[0].samples), (1, 11));
@@ -394,14 +414,68 @@ mod tests {
         let bucket = Bucket::in_memory();
         let open = w + 10 * 60 * 1000;
         assert_eq!(storage.pending_uploads(open).unwrap(), []);
-        let report = upload_pending(&storage, &bucket, "anonymous", open).await.unwrap();
+        let report = upload_pending(&storage, &bucket, "anonymous", None, open).await.unwrap();
         assert_eq!(report.windows_uploaded, 0);
         assert_eq!(keys(&bucket).await, Vec::<String>::new());
         // The window's end plus the out-of-order window: closed, uploaded.
         let closed = w + 2 * hour + hour;
         assert_eq!(storage.pending_uploads(closed).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), [w]);
-        let report = upload_pending(&storage, &bucket, "anonymous", closed).await.unwrap();
+        let report = upload_pending(&storage, &bucket, "anonymous", None, closed).await.unwrap();
         assert_eq!((report.windows_uploaded, report.block_files_uploaded), (1, 1));
+    }
+
+    /// Two ingesters holding the same series upload a copy each: an entry per replica, in a
+    /// folder per replica, and a retry by one replaces its own copy and leaves the other's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_replica_uploads_its_own_copy() {
+        let now = crate::now_ms();
+        let bucket = Bucket::in_memory();
+        let mut stores = Vec::new();
+        for _ in 0..2 {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = Arc::new(
+                Storage::open(dir.path(), Options { upload_sealed_windows: true, ..Default::default() }).unwrap(),
+            );
+            stores.push((dir, storage));
+        }
+        let w = stores[0].1.window_of(now - 3 * 3600 * 1000);
+        for (_, storage) in &stores {
+            write(
+                storage,
+                TenantId::DEFAULT,
+                "up",
+                (0..10).map(|i| sample(w + i * 15_000, i as f64)).collect(),
+                vec![],
+            );
+            storage.seal(now).unwrap();
+        }
+        for ((_, storage), replica) in stores.iter().zip(["ingester-a", "ingester-b"]) {
+            let report = upload_pending(storage, &bucket, "anonymous", Some(replica), now).await.unwrap();
+            assert_eq!((report.windows_uploaded, report.objects_deleted), (1, 0));
+        }
+        let idx = index::read(&bucket, "anonymous").await.unwrap();
+        let entries: Vec<(i64, Option<&str>, u64)> =
+            idx.windows.iter().map(|e| (e.start, e.replica.as_deref(), e.samples)).collect();
+        assert_eq!(entries, [(w, Some("ingester-a"), 10), (w, Some("ingester-b"), 10)]);
+        for e in &idx.windows {
+            let folder = format!("anonymous/windows/{w}.{}/", e.replica.as_deref().unwrap());
+            assert!(e.object.starts_with(&folder), "{e:?}");
+        }
+        // The JSON names the replica; a single node's entry has no such field.
+        let json =
+            String::from_utf8(bucket.get("anonymous/index.json").await.unwrap().unwrap().bytes.to_vec()).unwrap();
+        assert!(json.contains("\"replica\": \"ingester-a\""), "{json}");
+
+        // b retries: its copy is replaced, a's stays.
+        stores[1].1.mark_pending_upload([w]).unwrap();
+        let again = upload_pending(&stores[1].1, &bucket, "anonymous", Some("ingester-b"), now).await.unwrap();
+        assert_eq!((again.windows_uploaded, again.objects_deleted), (1, 1));
+        let retried = index::read(&bucket, "anonymous").await.unwrap();
+        assert_eq!(retried.windows[0], idx.windows[0]);
+        assert_ne!(retried.windows[1].object, idx.windows[1].object);
+        let blocks: Vec<String> =
+            keys(&bucket).await.into_iter().filter(|k| k.starts_with("anonymous/windows/")).collect();
+        assert_eq!(blocks, [retried.windows[0].object.clone(), retried.windows[1].object.clone()]);
     }
 
     #[tokio::test]
