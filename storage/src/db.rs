@@ -154,6 +154,16 @@ pub(crate) fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_bloom_filter(10.0, false);
+    // Both partitioned into blocks of about 4 KiB, found through a small top-level index kept
+    // pinned. A whole-file filter grows with the keys of the file (about 1.25 bytes a key: 4 MB
+    // for an index file of a million series), and one larger than a block-cache shard (the
+    // cache is split in 64) is never kept: every lookup read it again from the file. At a
+    // million series that made each series lookup a multi-megabyte read, and a restart or the
+    // first scrape took minutes (BENCHMARKS.md, "The cost curve").
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
     if name == keys::CF_BLOCKS || name == keys::CF_HISTOGRAM_BLOCKS {
         // zstd over Amber's own column codecs: series scraped together sit side by side (their
         // ids are adjacent) and share timestamp columns and value patterns that one series' codec
@@ -177,6 +187,7 @@ pub(crate) fn cf_options(name: &str, cache: &Cache) -> RocksOptions {
 impl Storage {
     /// Opens (or creates) the store in `path`, replaying RocksDB's WAL.
     pub fn open(path: &Path, opts: Options) -> Result<Storage> {
+        let started = std::time::Instant::now();
         let cache = Cache::new_lru_cache(opts.block_cache_bytes)?;
         let mut db_opts = RocksOptions::default();
         db_opts.create_if_missing(true);
@@ -189,33 +200,36 @@ impl Storage {
         db_opts.set_db_write_buffer_size(opts.memtable_bytes);
         let cfs = keys::ALL_CFS.iter().map(|&name| ColumnFamilyDescriptor::new(name, cf_options(name, &cache)));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "RocksDB open");
         let head = Head::new(opts.block_duration_ms);
         let mut histogram_series = RoaringTreemap::new();
         // Data in windows retention deleted is not brought back: its series may have been
         // garbage-collected from the index since (a log segment lives until all of it is sealed).
         let block = opts.block_duration_ms;
         let keep_from = crate::now_ms().saturating_sub(opts.retention_ms).div_euclid(block).saturating_mul(block);
-        let wal = Wal::open(&path.join("wal"), opts.wal_fsync, |s| {
+        let wal = Wal::open(&path.join("wal"), opts.wal_fsync, |record| {
             let retained = |ts: i64| ts >= keep_from;
-            if !s.samples.iter().any(|x| retained(x.ts))
-                && !s.histograms.iter().any(|h| retained(h.ts))
-                && !s.exemplars.iter().any(|e| retained(e.ts))
-            {
-                return;
-            }
-            let map = head.series_for_write(std::iter::once(s.id));
-            let mut series = map[&s.id].lock();
-            for sample in s.samples.iter().filter(|x| retained(x.ts)) {
-                series.insert_sample(*sample);
-            }
-            if s.histograms.iter().any(|h| retained(h.ts)) {
-                histogram_series.insert(s.id);
-            }
-            for h in s.histograms.iter().filter(|h| retained(h.ts)) {
-                series.insert_histogram(h);
-            }
-            for e in s.exemplars.iter().filter(|e| retained(e.ts)) {
-                series.insert_exemplar(e);
+            let kept = |s: &crate::wal::ReplayedSeries<'_>| {
+                s.samples.iter().any(|x| retained(x.ts))
+                    || s.histograms.iter().any(|h| retained(h.ts))
+                    || s.exemplars.iter().any(|e| retained(e.ts))
+            };
+            // One lock of the head's map per record, not per series.
+            let map = head.series_for_write(record.series().filter(kept).map(|s| s.id));
+            for s in record.series().filter(kept) {
+                let mut series = map[&s.id].lock();
+                for sample in s.samples.iter().filter(|x| retained(x.ts)) {
+                    series.insert_sample(*sample);
+                }
+                if s.histograms.iter().any(|h| retained(h.ts)) {
+                    histogram_series.insert(s.id);
+                }
+                for h in s.histograms.iter().filter(|h| retained(h.ts)) {
+                    series.insert_histogram(h);
+                }
+                for e in s.exemplars.iter().filter(|e| retained(e.ts)) {
+                    series.insert_exemplar(e);
+                }
             }
         })?;
         let mut storage = Storage {
@@ -235,10 +249,13 @@ impl Storage {
             local_horizon: std::sync::atomic::AtomicI64::new(i64::MIN),
             sealing: Mutex::new(()),
         };
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "WAL read into the head");
         storage.check_options(path)?;
         storage.load_state()?;
         storage.load_tenants()?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "store state loaded");
         storage.index_replayed_head()?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "store opened");
         Ok(storage)
     }
 
@@ -246,7 +263,7 @@ impl Storage {
     /// they were written unsynced, so a crash may have lost them.
     fn index_replayed_head(&self) -> Result<()> {
         let mut ids = self.head.ids();
-        let mut tenants = self.series_labels_if_indexed(&ids)?;
+        let mut tenants = self.series_tenants_if_indexed(&ids)?;
         // Only a series garbage-collected after its data left retention, with the clock set back
         // since, has replayed data and no index entry: that data was past retention.
         let collected: Vec<SeriesId> =
@@ -260,7 +277,7 @@ impl Storage {
         let trace_cf = self.cf(keys::CF_TRACE_INDEX);
         let mut activity: HashMap<(i64, TenantId), RoaringTreemap> = HashMap::new();
         let mut batch = WriteBatch::default();
-        for (&id, (tenant, _)) in ids.iter().zip(tenants.iter().flatten()) {
+        for (&id, tenant) in ids.iter().zip(tenants.iter().flatten()) {
             let Some(series) = self.head.get(id) else { continue };
             let series = series.lock();
             for window in series.windows() {

@@ -201,10 +201,25 @@ impl Storage {
 
     /// The tenant and labels of each series id, `None` for an id not in the index.
     pub(crate) fn series_labels_if_indexed(&self, ids: &[SeriesId]) -> Result<Vec<Option<(TenantId, Labels)>>> {
+        self.map_labels_entries(ids, |r, tenant| Ok((tenant, Labels::decode(r)?)))
+    }
+
+    /// The tenant of each of `ids`, `None` for an id no longer in the index: the labels
+    /// entries' first four bytes, without decoding the labels.
+    pub(crate) fn series_tenants_if_indexed(&self, ids: &[SeriesId]) -> Result<Vec<Option<TenantId>>> {
+        self.map_labels_entries(ids, |_, tenant| Ok(tenant))
+    }
+
+    /// `f` of the labels entry (tenant read, reader at the labels) of each of `ids`, in order.
+    fn map_labels_entries<T>(
+        &self,
+        ids: &[SeriesId],
+        mut f: impl FnMut(&mut Reader<'_>, TenantId) -> std::result::Result<T, crate::chunkenc::DecodeError>,
+    ) -> Result<Vec<Option<T>>> {
         let index = self.cf(keys::CF_INDEX);
         let keys: Vec<[u8; 9]> = ids.iter().map(|&id| keys::labels_by_series(id)).collect();
         let mut out = Vec::with_capacity(ids.len());
-        for got in self.db.multi_get_cf(keys.iter().map(|k| (index, k.as_slice()))) {
+        for got in self.db.batched_multi_get_cf(index, keys.iter(), false) {
             let corrupt = |source| Error::CorruptIndex { what: "labels of a series", source };
             let Some(v) = got? else {
                 out.push(None);
@@ -212,7 +227,7 @@ impl Storage {
             };
             let mut r = Reader::new(&v);
             let tenant = TenantId(u32::from_be_bytes(r.bytes(4).map_err(corrupt)?.try_into().expect("4 bytes")));
-            out.push(Some((tenant, Labels::decode(&mut r).map_err(corrupt)?)));
+            out.push(Some(f(&mut r, tenant).map_err(corrupt)?));
         }
         Ok(out)
     }
