@@ -65,6 +65,9 @@ impl System {
                 c.args(["--data-dir".as_ref(), data.as_os_str()]);
                 // The default maintenance interval, so disk while running is what a user sees.
                 c.args(["--listen", &listen, "--enable-admin-api", "--otlp-grpc-listen", ""]);
+                // Its default per-tenant limit (a million series) would refuse the cost curve's
+                // largest workload (1,000,038 series); the peers run without one.
+                c.args(["--max-series-per-tenant", "100000000"]);
                 c.args(amber_flags);
                 c
             }
@@ -74,6 +77,9 @@ impl System {
                 c.arg(format!("-httpListenAddr={listen}"));
                 // Repeated queries must be computed, not answered from the rollup cache.
                 c.args(["-retentionPeriod=10y", "-search.disableCache", "-loggerLevel=ERROR"]);
+                // Its default refuses a query matching more than 300,000 series: the cost curve's
+                // million-series workload asks `count({job="node"})` over all of them.
+                c.arg("-search.maxUniqueTimeseries=100000000");
                 c
             }
             Kind::Prometheus => {
