@@ -352,15 +352,7 @@ struct BucketView {
 
 impl BucketView {
     fn open(ceph: &Ceph) -> BucketView {
-        let config = amber_storage::objstore::BucketConfig {
-            url: format!("s3://amber/{BUCKET_PREFIX}"),
-            endpoint: Some(ceph.endpoint()),
-            access_key_id: Some("AK".into()),
-            secret_access_key: Some("SK".into()),
-            region: Some("us-east-1".into()),
-            allow_http: true,
-        };
-        let bucket = amber_storage::objstore::Bucket::open(&config).unwrap();
+        let bucket = amber_storage::objstore::Bucket::open(&ceph.bucket_config(BUCKET_PREFIX)).unwrap();
         BucketView { bucket, runtime: tokio::runtime::Runtime::new().unwrap() }
     }
 
@@ -378,21 +370,7 @@ impl BucketView {
 const BUCKET_PREFIX: &str = "cluster-test";
 
 fn bucket_flags(ceph: &Ceph) -> Vec<String> {
-    let url = format!("s3://amber/{BUCKET_PREFIX}");
-    let flags = [
-        "--object-store-url",
-        &url,
-        "--object-store-endpoint",
-        &ceph.endpoint(),
-        "--object-store-allow-http",
-        "--object-store-access-key-id",
-        "AK",
-        "--object-store-secret-access-key",
-        "SK",
-        "--object-store-region",
-        "us-east-1",
-    ];
-    flags.into_iter().map(str::to_string).collect()
+    ceph.amber_flags(BUCKET_PREFIX)
 }
 
 /// Sends batches `0..n` from `t0` to the distributor and the reference; each must be a 204.

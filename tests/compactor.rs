@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use amber_storage::objstore::{Bucket, BucketConfig, ObjectStorage};
+use amber_storage::objstore::{Bucket, ObjectStorage};
 use common::ceph::Ceph;
 use common::{Amber, ExemplarSpec, eventually, request, series, urlencode};
 use serde_json::Value;
@@ -17,11 +17,7 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 const PREFIX: &str = "compactor-test";
 
 fn bucket_flags(ceph: &Ceph) -> Vec<String> {
-    let url = format!("s3://amber/{PREFIX}");
-    ["--object-store-url", &url, "--object-store-endpoint", &ceph.endpoint(), "--object-store-allow-http"]
-        .into_iter()
-        .map(str::to_string)
-        .collect()
+    ceph.amber_flags(PREFIX)
 }
 
 /// The questions asked over `[start, end]` seconds.
@@ -75,10 +71,6 @@ impl BucketView {
 
 #[test]
 fn a_compactor_killed_while_compacting_loses_and_doubles_nothing() {
-    for (k, v) in [("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK"), ("AWS_REGION", "us-east-1")] {
-        // SAFETY: first thing in the only test of this binary, before it starts any thread.
-        unsafe { std::env::set_var(k, v) };
-    }
     let dir = tempfile::tempdir().unwrap();
     let ceph = Ceph::start(&dir.path().join("ceph"));
     // The ingester uploads but does not compact: the compactor is the separate process.
@@ -119,13 +111,7 @@ fn a_compactor_killed_while_compacting_loses_and_doubles_nothing() {
     });
 
     let view = BucketView {
-        bucket: Bucket::open(&BucketConfig {
-            url: format!("s3://amber/{PREFIX}"),
-            endpoint: Some(ceph.endpoint()),
-            allow_http: true,
-            ..Default::default()
-        })
-        .unwrap(),
+        bucket: Bucket::open(&ceph.bucket_config(PREFIX)).unwrap(),
         runtime: tokio::runtime::Runtime::new().unwrap(),
     };
     let windows: Vec<(i64, i64)> = (0..12).map(|i| (day + i * 7_200_000, day + (i + 1) * 7_200_000)).collect();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use amber_storage::blockfile::{BlockFileReader, TraceEntry};
-use amber_storage::objstore::{Bucket, BucketConfig, ObjectStorage};
+use amber_storage::objstore::{Bucket, ObjectStorage};
 use amber_storage::upload::index::{self, BucketIndex};
 use amber_storage::{Label, Labels, Sample};
 use common::ceph::Ceph;
@@ -31,15 +31,7 @@ struct View {
 
 impl View {
     fn new(ceph: &Ceph) -> View {
-        let bucket = Bucket::open(&BucketConfig {
-            url: "s3://amber/cluster-1".into(),
-            endpoint: Some(ceph.endpoint()),
-            region: Some("us-east-1".into()),
-            access_key_id: Some("AK".into()),
-            secret_access_key: Some("SK".into()),
-            allow_http: true,
-        })
-        .unwrap();
+        let bucket = Bucket::open(&ceph.bucket_config("cluster-1")).unwrap();
         View { rt: tokio::runtime::Runtime::new().unwrap(), bucket }
     }
 

@@ -17,19 +17,7 @@ use common::{Amber, ExemplarSpec, answers, assert_same, eventually, request, ser
 const BLOCK_MS: i64 = 2 * 3600 * 1000;
 
 fn bucket_flags(ceph: &Ceph) -> Vec<String> {
-    ["--object-store-url", "s3://amber/querier-test", "--object-store-endpoint", &ceph.endpoint()]
-        .into_iter()
-        .map(str::to_string)
-        .chain(["--object-store-allow-http".to_string()])
-        .collect()
-}
-
-/// The AWS variables Amber's processes inherit from the test.
-fn set_aws_environment() {
-    for (k, v) in [("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK"), ("AWS_REGION", "us-east-1")] {
-        // SAFETY: called first thing in the only test of this binary, before it starts any thread.
-        unsafe { std::env::set_var(k, v) };
-    }
+    ceph.amber_flags("querier-test")
 }
 
 /// Every question the test asks, as API paths with their queries, over `[start, end]` seconds.
@@ -64,7 +52,6 @@ fn questions(start: i64, end: i64, trace_ids: &[&str]) -> Vec<String> {
 /// The answers of `amber` to every question, each with its path, so a difference names it.
 #[test]
 fn a_querier_answers_from_the_bucket_and_the_ingester_as_one_node_does() {
-    set_aws_environment();
     let dir = tempfile::tempdir().unwrap();
     let ceph = Ceph::start(&dir.path().join("ceph"));
     let ingester_flags: Vec<String> = bucket_flags(&ceph)

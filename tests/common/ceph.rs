@@ -40,6 +40,34 @@ impl Ceph {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// How Amber's own client reaches the bucket `amber` under `prefix`, as the S3 user.
+    pub fn bucket_config(&self, prefix: &str) -> amber_storage::objstore::BucketConfig {
+        amber_storage::objstore::BucketConfig {
+            url: format!("s3://amber/{prefix}"),
+            endpoint: Some(self.endpoint()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("AK".into()),
+            secret_access_key: Some("SK".into()),
+            allow_http: true,
+        }
+    }
+
+    /// The flags that point an Amber at the bucket `amber` under `prefix`.
+    pub fn amber_flags(&self, prefix: &str) -> Vec<String> {
+        let c = self.bucket_config(prefix);
+        let flags = [
+            ("--object-store-url", Some(c.url)),
+            ("--object-store-endpoint", c.endpoint),
+            ("--object-store-region", c.region),
+            ("--object-store-access-key-id", c.access_key_id),
+            ("--object-store-secret-access-key", c.secret_access_key),
+        ];
+        let mut out: Vec<String> =
+            flags.into_iter().flat_map(|(flag, value)| [flag.to_string(), value.expect("set above")]).collect();
+        out.push("--object-store-allow-http".into());
+        out
+    }
+
     fn rgw_answers(&self) -> bool {
         reqwest::blocking::get(self.endpoint()).is_ok()
     }
