@@ -40,10 +40,12 @@ pub struct Cli {
     /// Remote-write requests processed at once; more get a retryable 503 [default: 16].
     #[arg(long, env = "AMBER_MAX_INFLIGHT_WRITES")]
     pub max_inflight_writes: Option<usize>,
-    /// Series a tenant may have; samples of further new series get a 400 [default: 1000000].
+    /// Series a tenant may have; samples of further new series get a 400. In a cluster, across
+    /// it: each ingester enforces its part [default: 1000000].
     #[arg(long, env = "AMBER_MAX_SERIES_PER_TENANT")]
     pub max_series_per_tenant: Option<u64>,
-    /// Samples plus exemplars per second a tenant may write, 0 for no limit; more get a 429 [default: 0].
+    /// Samples plus exemplars per second a tenant may write, 0 for no limit; more get a 429. In a
+    /// cluster, across it: each distributor enforces its part [default: 0].
     #[arg(long, env = "AMBER_INGESTION_RATE")]
     pub ingestion_rate: Option<f64>,
     /// Largest burst above the ingestion rate, in samples plus exemplars [default: 10 × the rate].

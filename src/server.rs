@@ -12,6 +12,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use amber_api::distributor::{Distributor, DistributorOptions};
+use amber_api::limit_share::LimitShare;
 use amber_api::ring_source::RingSource;
 use amber_ring::{Member, MemberState, Registration, RingWatch};
 
@@ -69,9 +70,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_config_yaml(config.settings_yaml())
             .with_trace_url_template(config.trace_url_template.clone());
     let roles = config.role;
-    // Reads from the ring: a querier's, and a distributor's too.
+    // Reads from the ring: a querier's, and a distributor's too; an ingester counts its members
+    // for its part of the tenants' limits.
     let ring = match &config.ring {
-        Some(r) if roles.reads_elsewhere() => {
+        Some(r) if roles.reads_elsewhere() || roles.has(Role::Ingester) => {
             amber_ring::agree_replication_factor(&r.etcd, r.replication_factor, ETCD_START_TIMEOUT)
                 .await
                 .context("checking the ring's replication factor in etcd")?;
@@ -108,6 +110,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let local = amber_storage::source::Local::new(storage.clone(), config.tenants.default_tenant.clone());
         state = state.with_source(Arc::new(Merged(vec![Arc::new(local), Arc::new(reads)])));
     }
+    if let (Some(watch), Some(r), true) = (&ring, &config.ring, roles.has(Role::Ingester)) {
+        let replication_factor = r.replication_factor;
+        state = state.with_limit_share(LimitShare::Ingester { ring: watch.clone(), replication_factor });
+    }
     // An ingester that also reads or writes through the ring answers its peers (distributors
     // forwarding writes, queriers fanning out) from that store, never through the ring again.
     let peers_state = (roles.holds_data() && roles.reads_elsewhere()).then(|| state.clone());
@@ -127,6 +133,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             DistributorOptions { replication_factor: r.replication_factor, timeout: r.ingester_write_timeout };
         state = state.with_distributor(Arc::new(Distributor::new(watch.clone(), options)));
     }
+    // Distributors count each other, each enforcing its part of the ingestion rate.
+    let distributors = match (&config.ring, roles.has(Role::Distributor)) {
+        (Some(r), true) => {
+            let (registration, watch) = register_distributor(r).await?;
+            state = state.with_limit_share(LimitShare::Distributor { distributors: Arc::new(watch) });
+            Some(registration)
+        }
+        _ => None,
+    };
     // None holds data of its own: nothing to seal, upload or expire.
     let no_data = !roles.holds_data();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -235,6 +250,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(c) = compaction {
         c.await?;
     }
+    if let Some(d) = distributors {
+        d.leave(ETCD_START_TIMEOUT).await.context("leaving the distributors")?;
+    }
     if let Some(r) = registration {
         if let Some(u) = uploader {
             u.upload_everything().await;
@@ -246,6 +264,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Every acknowledged write is already synced; dropping the last handle closes RocksDB.
     drop(storage);
     Ok(())
+}
+
+/// Registers this distributor beside the ring, where distributors count each other, and watches
+/// them.
+async fn register_distributor(settings: &RingSettings) -> anyhow::Result<(Registration, RingWatch)> {
+    let etcd = amber_ring::EtcdConfig {
+        prefix: amber_ring::distributors_prefix(&settings.etcd.prefix),
+        ..settings.etcd.clone()
+    };
+    let member = Member {
+        id: settings.instance_id.clone(),
+        addr: settings.instance_addr.clone(),
+        state: MemberState::Active,
+        tokens: Vec::new(),
+    };
+    let registration =
+        Registration::start(&etcd, member, ETCD_START_TIMEOUT).await.context("registering this distributor in etcd")?;
+    let watch = RingWatch::start(&etcd, ETCD_START_TIMEOUT).await.context("watching the distributors in etcd")?;
+    tracing::info!(id = %settings.instance_id, distributors = watch.ring().members().len(), "registered as a distributor");
+    Ok((registration, watch))
 }
 
 /// Puts this ingester on the ring, Active, once its HTTP server listens; marks it Leaving when

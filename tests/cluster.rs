@@ -556,3 +556,106 @@ fn processes_with_every_cluster_role_answer_as_one_node() {
         assert_cluster_answers_as_one_node(node, &reference, t0, 2 * BATCHES);
     }
 }
+
+/// Limits configured for a tenant hold for the whole cluster, as Mimir's global limits do: each
+/// ingester enforces its part of `max_series_per_tenant` (replication factor ÷ active ingesters)
+/// and each distributor its part of the ingestion rate (one ÷ distributors), from the rings they
+/// watch, so that the parts follow members coming and going. Every process gets the same flags,
+/// as from one configuration file.
+#[test]
+fn tenant_limits_hold_for_the_whole_cluster_each_member_enforcing_its_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let etcd = EtcdCluster::start(&root.join("etcd"), 1);
+    let flags = |role: &str, id: &str| {
+        let mut flags = ring_flags(&etcd, role);
+        let limits = ["--replication-factor", "1", "--max-series-per-tenant", "100", "--ingestion-rate", "1000"];
+        flags.extend(limits.into_iter().chain(["--ingestion-burst", "1000", "--instance-id", id]).map(str::to_string));
+        flags
+    };
+    let ingesters: Vec<Amber> = (0..2)
+        .map(|n| Amber::start_in(&root.join(format!("ingester-{n}")), &flags("ingester", &format!("ingester-{n}"))))
+        .collect();
+    let distributor = Amber::start_in(&root.join("distributor-a"), &flags("distributor", "distributor-a"));
+    let mut other = Amber::start_in(&root.join("distributor-b"), &flags("distributor", "distributor-b"));
+    wait_for_ring(&distributor, &[("ingester-0", "active"), ("ingester-1", "active")]);
+
+    // 150 new series in one write: each ingester holds the ones the ring gives it, and takes
+    // 50 of them (100 × 1 replica ÷ 2 ingesters).
+    let now = common::now_ms();
+    let names: Vec<String> = (0..150).map(|i| format!("s{i:03}")).collect();
+    let write: Vec<_> =
+        names.iter().map(|n| series(&[("__name__", "limited"), ("n", n)], &[(now, 1.0)], &[])).collect();
+    let (status, body) = distributor.write(&common::request(write));
+    assert_eq!(status, 400, "{body}");
+    let ring = amber_ring::Ring::new((0..2).map(|n| {
+        let id = format!("ingester-{n}");
+        amber_ring::Member {
+            tokens: amber_ring::tokens_for(&id, amber_ring::DEFAULT_TOKENS),
+            id,
+            addr: String::new(),
+            state: amber_ring::MemberState::Active,
+        }
+    }));
+    let mut owned = [0usize; 2];
+    let mut owner = Vec::new();
+    for n in &names {
+        ring.replicas_into(
+            amber_ring::series_key("anonymous", [("__name__", "limited"), ("n", n.as_str())]),
+            1,
+            &mut owner,
+        );
+        owned[owner[0]] += 1;
+    }
+    let kept = owned.map(|o| o.min(50));
+    let count = |amber: &Amber| {
+        let data = amber.data(&format!("/api/v1/query?query={}", urlencode("count(limited)")));
+        data["result"][0]["value"][1].as_str().unwrap().parse::<usize>().unwrap()
+    };
+    for (i, ingester) in ingesters.iter().enumerate() {
+        assert_eq!(count(ingester), kept[i], "ingester-{i} owns {} of the series", owned[i]);
+    }
+    assert_eq!(count(&distributor), kept[0] + kept[1]);
+    // The ring gives both more than 50 of these series: the cluster holds exactly the limit.
+    assert_eq!(kept, [50, 50], "owned: {owned:?}");
+    let rejected = 150 - 100;
+    assert!(
+        body.starts_with(&format!(
+            "{rejected} samples and 0 exemplars rejected; 100 samples and 0 exemplars written. "
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "max_series_per_tenant here is 50 series (this ingester's part of the cluster's 100 series: 2 active ingesters on the ring, each series on 1 of them)"
+        ),
+        "{body}"
+    );
+
+    // The ingestion rate: each of the two distributors takes 500 samples/s of the 1000; a
+    // write larger than the (undivided) burst is refused, naming the part.
+    let tenant = [("X-Scope-OrgID", "rated")];
+    let samples: Vec<(i64, f64)> = (0..1001).map(|i| (now - 1001 + i, 1.0)).collect();
+    let too_many = common::request(vec![series(&[("__name__", "rated")], &samples, &[])]);
+    let refusal = |rate: &str, part: &str| {
+        format!(
+            "ingestion rate limit of {rate} samples/s with bursts of 1000 (ingestion_rate, ingestion_burst){part} exceeded by tenant \"rated\" writing 1001 samples and exemplars; retry later"
+        )
+    };
+    let part = " (this distributor's part of the cluster's 1000 samples/s: one of 2 distributors)";
+    let (status, body) = eventually("the distributors to count each other", Duration::from_secs(30), || {
+        let (status, body) = distributor.write_with(&tenant, &too_many);
+        body.contains("one of 2 distributors").then_some((status, body))
+    });
+    assert_eq!((status, body.trim()), (429, refusal("500", part).as_str()));
+    let (status, body) = distributor
+        .write_with(&tenant, &common::request(vec![series(&[("__name__", "rated")], &samples[..1000], &[])]));
+    assert_eq!(status, 204, "{body}");
+    // The other distributor leaves: this one takes the whole rate.
+    other.stop();
+    let body = eventually("the distributor to be the only one", Duration::from_secs(30), || {
+        let (_, body) = distributor.write_with(&tenant, &too_many);
+        (!body.contains("one of 2 distributors")).then_some(body)
+    });
+    assert_eq!(body.trim(), refusal("1000", ""));
+}

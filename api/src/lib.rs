@@ -27,6 +27,7 @@ pub mod distributor;
 pub mod error;
 pub mod exemplars;
 pub mod export;
+pub mod limit_share;
 pub mod metadata;
 pub mod metrics;
 pub mod otlp;
@@ -155,6 +156,8 @@ pub struct AppState {
     pub ring: Option<Arc<amber_ring::RingWatch>>,
     /// Where writes go when this process is a distributor: the ingesters on the ring, not this store.
     pub distributor: Option<Arc<distributor::Distributor>>,
+    /// Which part of each tenant's limits this process enforces: all of them on one node.
+    pub limit_share: limit_share::LimitShare,
     /// The object store's request counters and the cache of fetched ranges, for `/metrics`.
     pub bucket: Option<BucketMeters>,
     /// The settings in force by flag name, for `/api/v1/status/flags`.
@@ -182,6 +185,7 @@ impl AppState {
             source: Arc::new(amber_storage::source::Local::new(storage.clone(), tenants.default_tenant.clone())),
             bucket: None,
             distributor: None,
+            limit_share: limit_share::LimitShare::Whole,
             ring: None,
             storage,
             engine: Arc::new(amber_promql::Engine::new(engine)),
@@ -219,6 +223,12 @@ impl AppState {
     /// Writes go to the ingesters on the ring through `distributor`, not to this store.
     pub fn with_distributor(mut self, distributor: Arc<distributor::Distributor>) -> Self {
         self.distributor = Some(distributor);
+        self
+    }
+
+    /// Enforces `share` of each tenant's limits, as a member of a cluster.
+    pub fn with_limit_share(mut self, share: limit_share::LimitShare) -> Self {
+        self.limit_share = share;
         self
     }
 

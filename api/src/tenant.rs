@@ -118,24 +118,51 @@ fn name_of<'a>(state: &'a AppState, headers: &'a HeaderMap) -> Result<&'a str, T
     Ok(name)
 }
 
-/// The tenant a write goes to and the limits it writes under.
+/// The tenant a write goes to and the limits it writes under here: the configured ones on one
+/// node, this process's part of them in a cluster ([`crate::limit_share`]).
 pub struct WriteTenant {
     pub id: TenantId,
     pub name: String,
     pub max_series: u64,
-    /// Samples plus exemplars per second; 0 for no limit.
-    pub ingestion_rate: f64,
-    /// New series per second; 0 for no limit.
-    pub new_series_rate: f64,
+    /// How `max_series` comes from the configured limit, for refusals: empty on one node.
+    pub max_series_explained: String,
+    /// Samples plus exemplars per second; `None` for no limit here.
+    pub ingestion: Option<RateLimit>,
+    /// New series per second; `None` for no limit here.
+    pub new_series: Option<RateLimit>,
+}
+
+/// A rate limit as enforced here.
+pub struct RateLimit {
+    pub rate: f64,
+    pub burst: f64,
+    /// How `rate` comes from the configured one, for refusals: empty on one node.
+    pub explained: String,
 }
 
 /// The tenant a write goes to, registering it on its first write.
 pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<WriteTenant, TenantError> {
     let name = name_of(state, headers)?;
-    let max_series = state.tenants.max_series.get(name).copied().unwrap_or(state.limits.max_series_per_tenant);
-    let ingestion_rate = state.tenants.ingestion_rate.get(name).copied().unwrap_or(state.limits.ingestion_rate);
-    let new_series_rate = state.tenants.new_series_rate.get(name).copied().unwrap_or(state.limits.new_series_rate);
-    let id = if name == state.tenants.default_tenant {
+    let (settings, limits) = (&state.tenants, &state.limits);
+    let max_series = settings.max_series.get(name).copied().unwrap_or(limits.max_series_per_tenant);
+    let ingestion_rate = settings.ingestion_rate.get(name).copied().unwrap_or(limits.ingestion_rate);
+    let new_series_rate = settings.new_series_rate.get(name).copied().unwrap_or(limits.new_series_rate);
+    let series_part = state.limit_share.series();
+    let ingestion = state.limit_share.ingestion().filter(|_| ingestion_rate > 0.0).map(|part| {
+        let rate = part.of_rate(ingestion_rate);
+        // Not divided: a request larger than a distributor's part of the burst could never pass.
+        RateLimit {
+            rate,
+            burst: limits.ingestion_burst.max(rate),
+            explained: part.explain(ingestion_rate, "samples/s"),
+        }
+    });
+    let new_series = (new_series_rate > 0.0).then(|| RateLimit {
+        rate: series_part.of_rate(new_series_rate),
+        burst: series_part.of_rate(limits.new_series_burst.max(new_series_rate)),
+        explained: series_part.explain(new_series_rate, "new series/s"),
+    });
+    let id = if name == settings.default_tenant {
         TenantId::DEFAULT
     } else {
         state.storage.register_tenant(name).map_err(|e| TenantError {
@@ -143,7 +170,14 @@ pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<WriteTenant, T
             message: format!("registering tenant {name:?}: {e}"),
         })?
     };
-    Ok(WriteTenant { id, name: name.to_string(), max_series, ingestion_rate, new_series_rate })
+    Ok(WriteTenant {
+        id,
+        name: name.to_string(),
+        max_series: series_part.of_count(max_series),
+        max_series_explained: series_part.explain(max_series, "series"),
+        ingestion,
+        new_series,
+    })
 }
 
 /// The name of the tenant a read looks at (the default tenant's name when the request names

@@ -15,5 +15,7 @@
 mod membership;
 mod ring;
 
-pub use membership::{Error, EtcdConfig, Registration, RingWatch, agree_replication_factor, replication_factor_key};
+pub use membership::{
+    Error, EtcdConfig, Registration, RingWatch, agree_replication_factor, distributors_prefix, replication_factor_key,
+};
 pub use ring::{DEFAULT_TOKENS, Member, MemberState, Ring, series_key, tokens_for};

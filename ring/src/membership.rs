@@ -51,6 +51,13 @@ pub fn replication_factor_key(prefix: &str) -> String {
     format!("{}.replication-factor", prefix.trim_end_matches('/'))
 }
 
+/// The prefix under which the distributors of the ring under `prefix` register, beside the
+/// ring (`amber/ring/` → `amber/ring.distributors/`): they own no tokens, and are counted so that
+/// each enforces its part of the ingestion rate.
+pub fn distributors_prefix(prefix: &str) -> String {
+    format!("{}.distributors/", prefix.trim_end_matches('/'))
+}
+
 /// Records `rf` as the ring's replication factor when none is recorded yet, else checks that
 /// it is the one recorded. Distributors write each series to `rf` ingesters and queriers allow
 /// `rf - quorum` of them to miss: a querier told a larger factor than the writes used would

@@ -61,6 +61,11 @@ impl Ring {
         &self.members
     }
 
+    /// How many members are `Active`.
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
     /// Indices (into `members()`) of the `rf` distinct `Active` members that own `key`: walking
     /// clockwise from the first token >= `key` (wrapping around), each token's member is taken
     /// unless already taken or not `Active`. Fewer than `rf` when fewer `Active` members exist.

@@ -538,18 +538,17 @@ async fn store(
     for (family, stats) in state.diagnostics.record(tenant.id, source, &series) {
         state.metrics.family(&tenant.name, &family, source.as_str(), &stats);
     }
-    if tenant.ingestion_rate > 0.0 {
+    if let Some(limit) = &tenant.ingestion {
         // A histogram sample counts as one sample.
         let entries: usize = series.iter().map(|s| s.samples.len() + s.histograms.len() + s.exemplars.len()).sum();
-        let burst = state.limits.ingestion_burst.max(tenant.ingestion_rate);
         let now = std::time::Instant::now();
-        if !state.ingestion.allow(&tenant.name, entries as f64, tenant.ingestion_rate, burst, now) {
+        if !state.ingestion.allow(&tenant.name, entries as f64, limit.rate, limit.burst, now) {
             state.metrics.limit_exceeded("ingestion_rate");
             return Err(WriteError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
-                    "ingestion rate limit of {} samples/s with bursts of {} (ingestion_rate, ingestion_burst) exceeded by tenant {:?} writing {entries} samples and exemplars; retry later",
-                    tenant.ingestion_rate, burst, tenant.name
+                    "ingestion rate limit of {} samples/s with bursts of {} (ingestion_rate, ingestion_burst){} exceeded by tenant {:?} writing {entries} samples and exemplars; retry later",
+                    limit.rate, limit.burst, limit.explained, tenant.name
                 ),
             ));
         }
@@ -576,11 +575,8 @@ async fn store(
     }
     let storage = state.storage.clone();
     let (id, max_series) = (tenant.id, tenant.max_series);
-    let new_series = (tenant.new_series_rate > 0.0).then(|| {
-        let rate = tenant.new_series_rate;
-        let burst = state.limits.new_series_burst.max(rate);
-        (state.new_series.clone(), tenant.name.clone(), rate, burst)
-    });
+    let new_series =
+        tenant.new_series.as_ref().map(|l| (state.new_series.clone(), tenant.name.clone(), l.rate, l.burst));
     let report = tokio::task::spawn_blocking(move || {
         let grant = |n| match &new_series {
             Some((buckets, tenant, rate, burst)) => buckets.take_up_to(tenant, n, *rate, *burst, Instant::now()),
@@ -615,17 +611,24 @@ async fn store(
     done.errors.append(&mut errors);
     if report.rejected.iter().any(|r| matches!(r.reason, amber_storage::RejectReason::SeriesLimit(_))) {
         metrics.limit_exceeded("max_series_per_tenant");
+        if !tenant.max_series_explained.is_empty() {
+            done.errors.push(format!(
+                "max_series_per_tenant here is {} series{}",
+                tenant.max_series, tenant.max_series_explained
+            ));
+        }
     }
     let for_now = |r: &&amber_storage::Rejection| r.reason == amber_storage::RejectReason::NewSeriesRate;
     let rate_limited: HashSet<&Labels> = report.rejected.iter().filter(for_now).map(|r| &r.series).collect();
-    if !rate_limited.is_empty() {
+    if let (false, Some(limit)) = (rate_limited.is_empty(), &tenant.new_series) {
         metrics.limit_exceeded("new_series_rate");
         // A 429 makes the sender retry the whole request: only when nothing in it can never succeed.
         done.retry_later = done.errors.is_empty() && report.rejected.iter().all(|r| for_now(&r));
         done.errors.push(format!(
-            "new-series rate limit of {} series/s with bursts of {} (new_series_rate, new_series_burst) reached by tenant {:?}: {} new series refused, retry later",
-            tenant.new_series_rate,
-            state.limits.new_series_burst.max(tenant.new_series_rate),
+            "new-series rate limit of {} series/s with bursts of {} (new_series_rate, new_series_burst){} reached by tenant {:?}: {} new series refused, retry later",
+            limit.rate,
+            limit.burst,
+            limit.explained,
             tenant.name,
             rate_limited.len()
         ));
