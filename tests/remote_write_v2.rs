@@ -855,6 +855,29 @@ fn bad_input() {
     assert_eq!(a.written, [Some(0); 3]);
 }
 
+/// A series' labels sent again (the labels cache knows them, by their strings as sent) are
+/// the same labels, and a refused series is refused again with the same message.
+#[test]
+fn labels_sent_again_get_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let amber = Amber::start(dir.path(), &[]);
+    let mut clock = Clock::new();
+    let (t1, t2) = (clock.next(), clock.next());
+    let write = |ts| {
+        let req = Request::new()
+            .series(one_sample(&[("job", "x"), ("__name__", "again")], ts, 1.0))
+            .series(one_sample(&[("__name__", "dup"), ("a", "1"), ("a", "2")], ts, 1.0));
+        send(&amber, req)
+    };
+    let refusal = "1 samples and 0 exemplars rejected; 1 samples and 0 exemplars written. timeseries[1]: series {__name__=\"dup\", a=\"1\", a=\"2\"}: duplicate label name \"a\"";
+    write(t1).assert_refused([1, 0, 0], refusal, "first");
+    write(t2).assert_refused([1, 0, 0], refusal, "again");
+    let data = amber.data("/api/v1/query?query=count_over_time(again[1h])");
+    assert_eq!(data["result"][0]["metric"], json!({"job": "x"}));
+    assert_eq!(data["result"][0]["value"][1], "2");
+    assert_eq!(amber.data("/api/v1/series?match[]=again"), json!([{"__name__": "again", "job": "x"}]));
+}
+
 /// One store written by a 1.0 sender and a 2.0 sender, for the same series and for their own:
 /// queries see one series with the samples of both.
 #[test]

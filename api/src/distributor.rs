@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use amber_ring::{MemberState, RingWatch};
 use amber_storage::{MetricMetadata, SeriesWrite};
+use axum::body::Bytes;
 use axum::http::StatusCode;
 use prost::Message;
 
@@ -114,11 +115,23 @@ impl Distributor {
             return Err(self.too_few_active(active.len()));
         }
         let gets_request = |m: usize| !by_member[m].is_empty() || (!metadata.is_empty() && active.contains(&m));
-        let sends = (0..ring.members().len()).filter(|&m| gets_request(m)).map(|m| {
-            let body = series_to_body(by_member[m].iter().map(|&i| &series[i]), metadata);
+        // Ingesters sent the same series get the same body, encoded once: with as many ingesters
+        // as replicas, every one of them.
+        let mut bodies: Vec<(&[usize], Bytes)> = Vec::new();
+        let mut sends = Vec::new();
+        for m in (0..ring.members().len()).filter(|&m| gets_request(m)) {
+            let owned = by_member[m].as_slice();
+            let body = match bodies.iter().find(|(o, _)| *o == owned) {
+                Some((_, body)) => body.clone(),
+                None => {
+                    let body = Bytes::from(series_to_body(owned.iter().map(|&i| &series[i]), metadata));
+                    bodies.push((owned, body.clone()));
+                    body
+                }
+            };
             let addr = ring.members()[m].addr.clone();
-            async move { (m, self.send(&addr, tenant, body).await) }
-        });
+            sends.push(async move { (m, self.send(&addr, tenant, body).await) });
+        }
         let mut answers: Vec<Option<Answer>> = (0..ring.members().len()).map(|_| None).collect();
         for (m, answer) in futures::future::join_all(sends).await {
             metrics.ingester_write(&ring.members()[m].id, matches!(answer, Answer::Durable { .. }));
@@ -185,7 +198,7 @@ impl Distributor {
     }
 
     /// Posts one ingester's part of a write and reads its answer.
-    async fn send(&self, addr: &str, tenant: &str, body: Vec<u8>) -> Answer {
+    async fn send(&self, addr: &str, tenant: &str, body: Bytes) -> Answer {
         let request = self
             .client
             .post(format!("{}/api/v1/write", addr.trim_end_matches('/')))
@@ -223,7 +236,7 @@ impl Distributor {
 }
 
 /// The snappy-compressed remote write 2.0 body of `series`.
-fn series_to_body<'a>(series: impl IntoIterator<Item = &'a SeriesWrite>, metadata: &[MetricMetadata]) -> Vec<u8> {
+fn series_to_body<'a>(series: impl IntoIterator<Item = &'a SeriesWrite>, metadata: &'a [MetricMetadata]) -> Vec<u8> {
     let request = crate::remote_write::series_to_v2(series, metadata);
     snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).expect("snappy compresses any input")
 }

@@ -10,32 +10,39 @@
 use std::collections::HashMap;
 
 use amber_storage::{MetricMetadata, SeriesWrite};
+use rustc_hash::FxHashMap;
 
 use crate::prompb::{self, writev2};
 
-/// A symbols table under construction.
-struct Symbols {
-    table: Vec<String>,
-    refs: HashMap<String, u32>,
+/// A symbols table under construction, borrowing the strings it interns until the request is
+/// built: a distributor builds one per ingester per write, and hashing and copying each label
+/// twice was a fifth of its work.
+struct Symbols<'a> {
+    table: Vec<&'a str>,
+    refs: FxHashMap<&'a str, u32>,
 }
 
-impl Symbols {
-    fn new() -> Symbols {
-        Symbols { table: vec![String::new()], refs: HashMap::from([(String::new(), 0)]) }
+impl<'a> Symbols<'a> {
+    fn new() -> Symbols<'a> {
+        Symbols { table: vec![""], refs: FxHashMap::from_iter([("", 0)]) }
     }
 
-    fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&r) = self.refs.get(s) {
-            return r;
+    fn intern(&mut self, s: &'a str) -> u32 {
+        let next = self.table.len() as u32;
+        let r = *self.refs.entry(s).or_insert(next);
+        if r == next {
+            self.table.push(s);
         }
-        let r = self.table.len() as u32;
-        self.table.push(s.to_string());
-        self.refs.insert(s.to_string(), r);
         r
     }
 
-    fn labels(&mut self, labels: &[prompb::Label]) -> Vec<u32> {
+    fn labels(&mut self, labels: &'a [prompb::Label]) -> Vec<u32> {
         labels.iter().flat_map(|l| [self.intern(&l.name), self.intern(&l.value)]).collect()
+    }
+
+    /// The table as the request holds it.
+    fn into_table(self) -> Vec<String> {
+        self.table.into_iter().map(str::to_string).collect()
     }
 }
 
@@ -110,7 +117,7 @@ pub fn to_v2(req: &prompb::WriteRequest) -> writev2::Request {
             }
         })
         .collect();
-    writev2::Request { symbols: symbols.table, timeseries }
+    writev2::Request { symbols: symbols.into_table(), timeseries }
 }
 
 /// The 2.0 request holding `series` and `metadata` as a receiver stores them, start timestamps
@@ -119,10 +126,10 @@ pub fn to_v2(req: &prompb::WriteRequest) -> writev2::Request {
 /// family after that series (`foo_total` for a counter `foo`), not as it was sent.
 pub(crate) fn series_to_v2<'a>(
     series: impl IntoIterator<Item = &'a SeriesWrite>,
-    metadata: &[MetricMetadata],
+    metadata: &'a [MetricMetadata],
 ) -> writev2::Request {
     let mut symbols = Symbols::new();
-    let intern_labels = |symbols: &mut Symbols, labels: &amber_storage::Labels| -> Vec<u32> {
+    let intern_labels = |symbols: &mut Symbols<'a>, labels: &'a amber_storage::Labels| -> Vec<u32> {
         labels.iter().flat_map(|l| [symbols.intern(&l.name), symbols.intern(&l.value)]).collect()
     };
     let mut timeseries: Vec<writev2::TimeSeries> = series
@@ -165,7 +172,7 @@ pub(crate) fn series_to_v2<'a>(
             ..Default::default()
         });
     }
-    writev2::Request { symbols: symbols.table, timeseries }
+    writev2::Request { symbols: symbols.into_table(), timeseries }
 }
 
 #[cfg(test)]

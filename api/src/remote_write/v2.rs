@@ -7,7 +7,7 @@
 //! spec leaves validity to the receiver, and Prometheus's receiver takes it), and PromQL ignores
 //! it as Prometheus does.
 
-use amber_storage::labels::{self, Label};
+use amber_storage::labels::{self, Label, Labels};
 use amber_storage::{DataKind, Exemplar, MetricMetadata, MetricType, Sample, SeriesWrite};
 use axum::http::StatusCode;
 
@@ -32,6 +32,28 @@ impl<'a> Symbols<'a> {
         })
     }
 
+    /// Appends the labels cache's key of `refs` to `keys` and returns where it is: `None` when a
+    /// reference is bad (the series is refused, and nothing is cached). The key is 0xff, then
+    /// each name and value as sent, each followed by 0xff: UTF-8 holds no 0xff, so no two label
+    /// lists have one key, and no remote write 1.0 key (label fields as sent, whose first byte
+    /// is a field tag) is one of these (1.0 and 2.0 check names under different rules).
+    fn cache_key(&self, refs: &[u32], keys: &mut Vec<u8>) -> Option<std::ops::Range<usize>> {
+        if !refs.len().is_multiple_of(2) {
+            return None;
+        }
+        let start = keys.len();
+        keys.push(0xff);
+        for &r in refs {
+            let Some(s) = self.0.get(r as usize) else {
+                keys.truncate(start);
+                return None;
+            };
+            keys.extend_from_slice(s.as_bytes());
+            keys.push(0xff);
+        }
+        Some(start..keys.len())
+    }
+
     /// `labels_refs` (name/value pairs) as labels, in the order sent.
     fn labels(&self, field: &str, refs: &[u32]) -> Result<Vec<Label>, String> {
         if !refs.len().is_multiple_of(2) {
@@ -44,6 +66,18 @@ impl<'a> Symbols<'a> {
             out.push(Label { name: name.to_string(), value: value.to_string() });
         }
         Ok(out)
+    }
+}
+
+/// A series' labels from its references, checked; else the reason (for `/metrics`) and the message.
+fn validate(symbols: &Symbols<'_>, refs: &[u32], state: &AppState) -> Result<Labels, (&'static str, String)> {
+    let mut raw = symbols.labels("labels_refs", refs).map_err(|e| ("invalid_symbol_reference", e))?;
+    // Senders need not sort (the compliance suite's do not); a stable sort keeps duplicate
+    // names adjacent for the check to name.
+    raw.sort_by(|a, b| a.name.cmp(&b.name));
+    match labels::check_series(&raw, &state.limits.labels, NAMES) {
+        Ok(()) => Ok(labels::validate_series(raw, &state.limits.labels, NAMES).expect("checked just above")),
+        Err(e) => Err((e.reason(), format!("series {}: {e}", labels::format_list(&raw)))),
     }
 }
 
@@ -94,25 +128,29 @@ pub(super) fn convert(req: writev2::Request, state: &AppState) -> Result<Convert
     let metrics = &state.metrics;
     let mut out = Converted { series: Vec::with_capacity(req.timeseries.len()), ..Converted::default() };
     let mut metadata = std::collections::BTreeSet::new();
-    for (index, ts) in req.timeseries.iter().enumerate() {
+    // Labels a sender sent before are labels checked before: looked up by their strings, as
+    // the references resolve them, in one buffer for the whole request.
+    let mut keys = Vec::new();
+    let ranges: Vec<Option<std::ops::Range<usize>>> =
+        req.timeseries.iter().map(|ts| symbols.cache_key(&ts.labels_refs, &mut keys)).collect();
+    let cached = state.labels_cache.get_all(ranges.iter().map(|r| r.clone().map(|r| &keys[r])));
+    let mut validated = Vec::new();
+    for ((index, ts), cached) in req.timeseries.iter().enumerate().zip(cached) {
         let counts = [ts.samples.len() as u64, ts.histograms.len() as u64, ts.exemplars.len() as u64];
-        let mut raw = match symbols.labels("labels_refs", &ts.labels_refs) {
-            Ok(l) => l,
-            Err(e) => {
-                out.refuse_series(metrics, "invalid_symbol_reference", counts, format!("timeseries[{index}]: {e}"));
-                continue;
-            }
-        };
-        // Senders need not sort (the compliance suite's do not); a stable sort keeps duplicate
-        // names adjacent for the check to name.
-        raw.sort_by(|a, b| a.name.cmp(&b.name));
-        let series_labels = match labels::check_series(&raw, &state.limits.labels, NAMES) {
-            Ok(()) => labels::validate_series(raw, &state.limits.labels, NAMES).expect("checked just above"),
-            Err(e) => {
-                let message = format!("timeseries[{index}]: series {}: {e}", labels::format_list(&raw));
-                out.refuse_series(metrics, e.reason(), counts, message);
-                continue;
-            }
+        let series_labels = match cached {
+            Some(labels) => labels,
+            None => match validate(&symbols, &ts.labels_refs, state) {
+                Ok(labels) => {
+                    if let Some(range) = ranges[index].clone() {
+                        validated.push((&keys[range], labels.clone()));
+                    }
+                    labels
+                }
+                Err((reason, message)) => {
+                    out.refuse_series(metrics, reason, counts, format!("timeseries[{index}]: {message}"));
+                    continue;
+                }
+            },
         };
         if let Some(m) = &ts.metadata {
             let name = series_labels.metric_name().expect("validated series have a metric name");
@@ -162,6 +200,7 @@ pub(super) fn convert(req: writev2::Request, state: &AppState) -> Result<Convert
         }
         out.series.push(SeriesWrite { labels: series_labels, samples, histograms, exemplars });
     }
+    state.labels_cache.insert_all(validated);
     out.refuse_float_histogram_clashes(metrics);
     out.metadata = metadata.into_iter().collect();
     Ok(out)
