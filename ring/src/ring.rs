@@ -1,9 +1,10 @@
 //! The ring itself: members, their tokens, and which members own a key. Pure data, no I/O.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh64::{Xxh64, xxh64};
+use xxhash_rust::xxh64::xxh64;
 
 /// Default tokens per member: 128.
 pub const DEFAULT_TOKENS: usize = 128;
@@ -98,16 +99,23 @@ const SEPARATOR: [u8; 1] = [0xff];
 /// separators, folded to 32 bits. The labels must come in a fixed order (sorted by name, as
 /// remote write sends them) for a series to keep its key.
 pub fn series_key<'a>(tenant: &str, labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> u32 {
-    let mut hasher = Xxh64::new(0);
-    hasher.update(tenant.as_bytes());
-    hasher.update(&SEPARATOR);
-    for (name, value) in labels {
-        hasher.update(name.as_bytes());
-        hasher.update(&SEPARATOR);
-        hasher.update(value.as_bytes());
-        hasher.update(&SEPARATOR);
+    thread_local! {
+        /// The hashed bytes, gathered first: one xxh64 over them is the streaming digest, at a
+        /// fraction of the cost of six small updates per label (a distributor hashes every series).
+        static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    fold(hasher.digest())
+    BYTES.with_borrow_mut(|bytes| {
+        bytes.clear();
+        bytes.extend_from_slice(tenant.as_bytes());
+        bytes.extend_from_slice(&SEPARATOR);
+        for (name, value) in labels {
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(&SEPARATOR);
+            bytes.extend_from_slice(value.as_bytes());
+            bytes.extend_from_slice(&SEPARATOR);
+        }
+        fold(xxh64(bytes, 0))
+    })
 }
 
 /// `n` distinct tokens derived from the instance id alone, so that a restarted member owns the same

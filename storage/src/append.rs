@@ -15,11 +15,11 @@
 //! first two from the log, and sealing flushes RocksDB's memtables before a WAL segment is deleted.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use roaring::RoaringTreemap;
 use rocksdb::{WriteBatch, WriteOptions};
+use rustc_hash::FxHashMap;
 
 use crate::db::Storage;
 use crate::error::Result;
@@ -196,11 +196,11 @@ pub(crate) fn refuse_all(write: &SeriesWrite, reason: RejectReason, report: &mut
     }
 }
 
-/// Adds series `id` to `window`'s activity set, once per run of entries in one window: entries
-/// come in time order, so `last_window` saves a map lookup per sample.
-fn mark_touched(touched: &mut HashMap<i64, RoaringTreemap>, last_window: &mut i64, window: i64, id: SeriesId) {
+/// Notes that series `id` is active in `window`, once per run of entries in one window: entries
+/// come in time order, so `last_window` saves an entry per sample.
+fn mark_touched(touched: &mut Vec<(i64, SeriesId)>, last_window: &mut i64, window: i64, id: SeriesId) {
     if window != *last_window {
-        touched.entry(window).or_default().insert(id);
+        touched.push((window, id));
         *last_window = window;
     }
 }
@@ -285,7 +285,7 @@ impl Storage {
         // New ids are handed out in order from `next_before`: the newest one tells how many.
         report.series_created = ids.iter().flatten().map(|&id| (id + 1).saturating_sub(next_before)).max().unwrap_or(0);
 
-        let mut touched: HashMap<i64, RoaringTreemap> = HashMap::new();
+        let mut touched: Vec<(i64, SeriesId)> = Vec::new();
         let mut batch = WriteBatch::default();
         let mut accepted: Vec<Accepted<'_>> = Vec::new();
         // Whatever went into the head goes into the log, even when a later series fails: the head
@@ -307,16 +307,19 @@ impl Storage {
         checked?;
 
         let index = self.cf(keys::CF_INDEX);
+        // Only series not yet in a window's activity set are merged into it: once a series is
+        // active in the window, a lookup per series and write, with nothing built.
+        let mut activity: FxHashMap<i64, RoaringTreemap> = FxHashMap::default();
         {
             let written = self.activity_written.lock();
-            for (window, set) in touched.iter_mut() {
-                if let Some(already) = written.get(&(*window, tenant)) {
-                    *set -= already;
-                }
-                if !set.is_empty() {
-                    batch.merge_cf(index, keys::activity(*window, tenant), encode_postings(set));
+            for &(window, id) in &touched {
+                if !written.get(&(window, tenant)).is_some_and(|already| already.contains(id)) {
+                    activity.entry(window).or_default().insert(id);
                 }
             }
+        }
+        for (window, set) in &activity {
+            batch.merge_cf(index, keys::activity(*window, tenant), encode_postings(set));
         }
         self.put_metadata(&mut batch, tenant, metadata);
         if !batch.is_empty() {
@@ -327,10 +330,10 @@ impl Storage {
             self.db.write_opt(batch, &opts)?;
         }
         self.wal.sync(upto)?;
-        if !touched.is_empty() {
-            self.windows.write().extend(touched.keys().copied());
+        if !activity.is_empty() {
+            self.windows.write().extend(activity.keys().copied());
             let mut written = self.activity_written.lock();
-            for (window, set) in touched {
+            for (window, set) in activity {
                 *written.entry((window, tenant)).or_default() |= set;
             }
         }
@@ -348,7 +351,7 @@ impl Storage {
         next_before: SeriesId,
         report: &mut AppendReport,
         accepted: &mut Vec<Accepted<'a>>,
-        touched: &mut HashMap<i64, RoaringTreemap>,
+        touched: &mut Vec<(i64, SeriesId)>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
         let bounds = self.write_bounds();
@@ -390,7 +393,7 @@ impl Storage {
         mem: &mut MemSeries,
         out: &mut Accepted<'a>,
         report: &mut AppendReport,
-        touched: &mut HashMap<i64, RoaringTreemap>,
+        touched: &mut Vec<(i64, SeriesId)>,
         batch: &mut WriteBatch,
     ) -> Result<HeadState> {
         let trace_cf = self.cf(keys::CF_TRACE_INDEX);
@@ -520,7 +523,7 @@ impl Storage {
             mem.insert_exemplar(e);
             out.exemplars.push(e);
             self.put_trace_keys(batch, trace_cf, tenant, id, e);
-            touched.entry(window).or_default().insert(id);
+            touched.push((window, id));
             report.exemplars_written += 1;
         }
         Ok(state)
