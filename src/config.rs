@@ -64,7 +64,7 @@ pub struct Cli {
     /// Bytes of write bodies (compressed plus decoded) held at once; writes beyond get a retryable 503 [default: 536870912].
     #[arg(long, env = "AMBER_MAX_INFLIGHT_WRITE_BYTES")]
     pub max_inflight_write_bytes: Option<usize>,
-    /// Memory for the labels of series remote write 1.0 senders send, validated once: about 600
+    /// Memory for the labels of series remote write senders send, validated once: about 600
     /// bytes an active series; beyond it series are validated on every write [default: a
     /// sixteenth of the machine's memory, at least 536870912].
     #[arg(long, env = "AMBER_LABELS_CACHE_BYTES")]

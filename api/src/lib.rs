@@ -146,7 +146,7 @@ pub struct AppState {
     pub new_series: Arc<rate_limit::TokenBuckets>,
     /// One permit per KiB of write bodies held (`ApiLimits::max_inflight_write_bytes`).
     pub write_bytes: Arc<tokio::sync::Semaphore>,
-    /// Validated labels of the series remote write 1.0 senders send, by their bytes.
+    /// Validated labels of the series remote write senders send, by their bytes.
     pub labels_cache: Arc<remote_write::labels_cache::LabelsCache>,
     /// What arrived per metric family and source, for exemplar diagnostics.
     pub diagnostics: Arc<diagnostics::Diagnostics>,

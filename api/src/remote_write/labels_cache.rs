@@ -1,6 +1,8 @@
-//! The validated labels of the series remote write 1.0 senders send, by the bytes their label
-//! fields arrive as. A sender repeats every active series' labels in every request, byte for
-//! byte; checking and copying them each time was most of the write path after decoding. A hit
+//! The validated labels of the series remote write senders send, by the bytes they arrive as:
+//! 1.0's label fields as sent, and 2.0's label strings as its references resolve them
+//! (`v2::Symbols::cache_key`, a key space of its own). A sender repeats every active series'
+//! labels in every request; checking and copying them each time was most of the write path
+//! after decoding. A hit
 //! skips both: equal bytes are an equal label list, which passed the same checks before (the
 //! label limits do not change while the process runs).
 //!
