@@ -13,7 +13,9 @@
 //!    retention expire; the other entries fall into *groups*, the compaction windows
 //!    (`window_ms`, aligned to the epoch: UTC days for 1 d) that contain them, and a group whose
 //!    whole span ended more than `settle_ms` ago (the uploader is done with it) and has two or
-//!    more entries is merged;
+//!    more entries is merged; in a compaction window not settled yet, entries of the same span
+//!    that ended more than `settle_ms` ago (the ingesters' copies of one block window) are
+//!    merged into one entry of that span, so that a read reads one copy before the day is merged;
 //! 3. per merged group: reads its block files whole, merges them ([`merge::merged_content`]),
 //!    puts the result under `<tenant>/windows/<start>_<end>/<hash>.block` (content-hashed like an
 //!    upload, in a folder of its own so the uploader's clean-up of `<tenant>/windows/<start>/`
@@ -158,6 +160,10 @@ pub fn plan(index: &BucketIndex, opts: &CompactorOptions, now: i64) -> Plan {
     let settled_before = now.saturating_sub(opts.settle_ms);
     let mut out = Plan::default();
     let mut groups: BTreeMap<i64, Vec<IndexedWindow>> = BTreeMap::new();
+    // Entries of a compaction window not settled yet, by their span: the ingesters' copies of
+    // one settled block window, merged into one before their day is, so that until then a read
+    // reads one copy, not one per replica (as Mimir compacts 2 h blocks first).
+    let mut unsettled: BTreeMap<(i64, i64), Vec<IndexedWindow>> = BTreeMap::new();
     for w in &index.windows {
         if w.end <= expire_before {
             out.expired.push(w.clone());
@@ -166,16 +172,22 @@ pub fn plan(index: &BucketIndex, opts: &CompactorOptions, now: i64) -> Plan {
         let start = w.start.div_euclid(opts.window_ms).saturating_mul(opts.window_ms);
         let end = start.saturating_add(opts.window_ms);
         // An entry longer than a compaction window, or across two, stays as it is.
-        if w.end > end || end > settled_before {
+        if w.end > end {
             continue;
         }
-        groups.entry(start).or_default().push(w.clone());
+        if end <= settled_before {
+            groups.entry(start).or_default().push(w.clone());
+        } else if w.end <= settled_before {
+            unsettled.entry((w.start, w.end)).or_default().push(w.clone());
+        }
     }
-    out.groups = groups
-        .into_iter()
-        .filter(|(_, windows)| windows.len() >= 2)
-        .map(|(start, windows)| Group { start, end: start.saturating_add(opts.window_ms), windows })
-        .collect();
+    let merged = |windows: &Vec<IndexedWindow>| windows.len() >= 2;
+    let days = groups.into_iter().filter(|(_, windows)| merged(windows));
+    let days = days.map(|(start, windows)| Group { start, end: start.saturating_add(opts.window_ms), windows });
+    let copies = unsettled.into_iter().filter(|(_, windows)| merged(windows));
+    let copies = copies.map(|((start, end), windows)| Group { start, end, windows });
+    out.groups = days.chain(copies).collect();
+    out.groups.sort_by_key(|g| (g.start, g.end));
     out
 }
 

@@ -279,3 +279,50 @@ fn a_tenant_that_cannot_be_compacted_does_not_hold_up_the_others() {
     assert_eq!(s.index(TENANT).len(), 4, "left as it was");
     assert_eq!(metrics.counts().passes_failed, 1);
 }
+
+/// The ingesters' copies of one block window merge into one entry once the window has settled,
+/// before its compaction window has: until the day is merged, a read reads one copy, not one per
+/// replica.
+#[test]
+fn the_copies_of_a_settled_window_merge_before_their_compaction_window_does() {
+    let s = stored();
+    let index = s.runtime.block_on(index::read(&*s.bucket, TENANT)).unwrap();
+    let second = index.windows[1].clone();
+    // Two more ingesters' copies of the second window, each a file of its own.
+    let bytes = s.runtime.block_on(s.bucket.get(&second.object)).unwrap().unwrap().bytes;
+    for replica in ["ingester-b", "ingester-c"] {
+        let object = format!("{TENANT}/windows/{}.{replica}/copy.block", second.start);
+        s.runtime.block_on(s.bucket.put(&object, bytes.clone(), PutCondition::Overwrite)).unwrap();
+        let copy = IndexedWindow { object, replica: Some(replica.into()), ..second.clone() };
+        s.runtime.block_on(index::record(&*s.bucket, TENANT, copy)).unwrap();
+    }
+    let copies = [(0, WINDOW), (WINDOW, 2 * WINDOW), (WINDOW, 2 * WINDOW), (WINDOW, 2 * WINDOW)];
+    assert_eq!(s.index(TENANT), [&copies[..], &[(2 * WINDOW, 3 * WINDOW), (3 * WINDOW, 4 * WINDOW)]].concat());
+    assert_eq!(s.block_files(), 7);
+    s.assert_answers_as_local();
+
+    // A compaction window that has not ended (a century from the epoch): only the copies merge.
+    let long = CompactorOptions { window_ms: 100 * 365 * DAY, ..opts("a") };
+    let report = s.pass(&long, s.now);
+    let bytes_written = report.bytes_written;
+    assert_eq!(
+        report,
+        PassReport {
+            lease_held: true,
+            windows_merged: 3,
+            files_written: 1,
+            bytes_written,
+            objects_deleted: 3,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        s.index(TENANT),
+        [(0, WINDOW), (WINDOW, 2 * WINDOW), (2 * WINDOW, 3 * WINDOW), (3 * WINDOW, 4 * WINDOW)]
+    );
+    let merged = s.runtime.block_on(index::read(&*s.bucket, TENANT)).unwrap().windows[1].clone();
+    assert_eq!((merged.replica, merged.samples, merged.series), (None, second.samples, second.series));
+    assert_eq!(s.block_files(), 5);
+    s.assert_answers_as_local();
+    assert_eq!(s.pass(&long, s.now), PassReport { lease_held: true, ..Default::default() }, "nothing left");
+}
