@@ -262,8 +262,10 @@ impl Storage {
     /// Rewrites the trace-index keys and window activity of everything replayed into the head:
     /// they were written unsynced, so a crash may have lost them.
     fn index_replayed_head(&self) -> Result<()> {
+        let started = std::time::Instant::now();
         let mut ids = self.head.ids();
         let mut tenants = self.series_tenants_if_indexed(&ids)?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "replayed series' tenants read");
         // Only a series garbage-collected after its data left retention, with the clock set back
         // since, has replayed data and no index entry: that data was past retention.
         let collected: Vec<SeriesId> =
@@ -291,6 +293,7 @@ impl Storage {
         for ((window, tenant), set) in &activity {
             batch.merge_cf(index, keys::activity(*window, *tenant), crate::index::encode_postings(set));
         }
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "replayed trace keys and activity gathered");
         self.write_synced(batch)?;
         self.windows.write().extend(activity.keys().map(|(w, _)| *w));
         if !ids.is_empty() {

@@ -216,18 +216,50 @@ impl Storage {
         ids: &[SeriesId],
         mut f: impl FnMut(&mut Reader<'_>, TenantId) -> std::result::Result<T, crate::chunkenc::DecodeError>,
     ) -> Result<Vec<Option<T>>> {
+        let mut entry = |v: &[u8]| {
+            let corrupt = |source| Error::CorruptIndex { what: "labels of a series", source };
+            let mut r = Reader::new(v);
+            let tenant = TenantId(u32::from_be_bytes(r.bytes(4).map_err(corrupt)?.try_into().expect("4 bytes")));
+            f(&mut r, tenant).map_err(corrupt)
+        };
         let index = self.cf(keys::CF_INDEX);
+        // Ascending ids that are most of the range they span (replay asks for every series in
+        // the head, and ids are handed out in order): one forward scan of the range reads each
+        // entry once, at a fraction of a point lookup's cost each (at 100k series, 650 ms of
+        // lookups in a restart).
+        let ascending = ids.windows(2).all(|w| w[0] < w[1]);
+        if let (true, Some(&first), Some(&last)) = (ascending, ids.first(), ids.last())
+            && (last - first) / 2 < ids.len() as u64
+        {
+            let mut out: Vec<Option<T>> = ids.iter().map(|_| None).collect();
+            let mut next = 0;
+            let from = keys::labels_by_series(first);
+            for item in self.db.iterator_cf(index, IteratorMode::From(&from, Direction::Forward)) {
+                let (k, v) = item?;
+                if k.len() != 9 || k[0] != prefix::LABELS_BY_SERIES {
+                    break;
+                }
+                let id = keys::read_u64(&k[1..]);
+                while next < ids.len() && ids[next] < id {
+                    next += 1;
+                }
+                if next == ids.len() {
+                    break;
+                }
+                if ids[next] == id {
+                    out[next] = Some(entry(&v)?);
+                    next += 1;
+                }
+            }
+            return Ok(out);
+        }
         let keys: Vec<[u8; 9]> = ids.iter().map(|&id| keys::labels_by_series(id)).collect();
         let mut out = Vec::with_capacity(ids.len());
         for got in self.db.batched_multi_get_cf(index, keys.iter(), false) {
-            let corrupt = |source| Error::CorruptIndex { what: "labels of a series", source };
-            let Some(v) = got? else {
-                out.push(None);
-                continue;
-            };
-            let mut r = Reader::new(&v);
-            let tenant = TenantId(u32::from_be_bytes(r.bytes(4).map_err(corrupt)?.try_into().expect("4 bytes")));
-            out.push(Some(f(&mut r, tenant).map_err(corrupt)?));
+            out.push(match got? {
+                Some(v) => Some(entry(&v)?),
+                None => None,
+            });
         }
         Ok(out)
     }
@@ -470,5 +502,43 @@ impl Storage {
             true
         })?;
         Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bucket_source::tests::{sample, series, write};
+    use crate::db::{Options, Storage};
+    use crate::tenant::TenantId;
+
+    /// Dense ascending ids are read by one scan, others by point lookups: the same answers,
+    /// `None` for ids the index does not hold, whichever way.
+    #[test]
+    fn labels_entries_read_by_scan_and_by_lookup_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path(), Options::default()).unwrap();
+        let team = storage.register_tenant("team").unwrap();
+        let now = crate::now_ms();
+        for i in 0..10 {
+            let tenant = if i % 3 == 0 { team } else { TenantId::DEFAULT };
+            write(
+                &storage,
+                tenant,
+                vec![series(&[("__name__", "m"), ("i", &i.to_string())], vec![sample(now, 1.0)], vec![], vec![])],
+            );
+        }
+        let tenant_of = |id: u64| Some(if id % 3 == 0 { team } else { TenantId::DEFAULT });
+        // Dense: a scan of ids 0 to 11, the last two not in the index.
+        let dense: Vec<u64> = (0..12).collect();
+        let want: Vec<_> = dense.iter().map(|&id| if id < 10 { tenant_of(id) } else { None }).collect();
+        assert_eq!(storage.series_tenants_if_indexed(&dense).unwrap(), want);
+        // Sparse, and unordered: point lookups.
+        for ids in [vec![1, 9, 40], vec![7, 2, 5]] {
+            let want: Vec<_> = ids.iter().map(|&id| if id < 10 { tenant_of(id) } else { None }).collect();
+            assert_eq!(storage.series_tenants_if_indexed(&ids).unwrap(), want);
+        }
+        let labels = storage.series_labels_if_indexed(&[3, 4, 5, 6]).unwrap();
+        let values: Vec<_> = labels.iter().map(|l| l.as_ref().unwrap().1.get("i").unwrap().to_string()).collect();
+        assert_eq!(values, ["3", "4", "5", "6"]);
     }
 }
