@@ -520,14 +520,14 @@ mod tests {
         let team = storage.register_tenant("team").unwrap();
         let now = crate::now_ms();
         for i in 0..10 {
-            let tenant = if i % 3 == 0 { team } else { TenantId::DEFAULT };
+            let tenant = if i.is_multiple_of(3) { team } else { TenantId::DEFAULT };
             write(
                 &storage,
                 tenant,
                 vec![series(&[("__name__", "m"), ("i", &i.to_string())], vec![sample(now, 1.0)], vec![], vec![])],
             );
         }
-        let tenant_of = |id: u64| Some(if id % 3 == 0 { team } else { TenantId::DEFAULT });
+        let tenant_of = |id: u64| Some(if id.is_multiple_of(3) { team } else { TenantId::DEFAULT });
         // Dense: a scan of ids 0 to 11, the last two not in the index.
         let dense: Vec<u64> = (0..12).collect();
         let want: Vec<_> = dense.iter().map(|&id| if id < 10 { tenant_of(id) } else { None }).collect();
