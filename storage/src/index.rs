@@ -519,7 +519,7 @@ mod tests {
         let storage = Storage::open(dir.path(), Options::default()).unwrap();
         let team = storage.register_tenant("team").unwrap();
         let now = crate::now_ms();
-        for i in 0..10 {
+        for i in 0..10u64 {
             let tenant = if i.is_multiple_of(3) { team } else { TenantId::DEFAULT };
             write(
                 &storage,
