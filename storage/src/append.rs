@@ -286,12 +286,12 @@ impl Storage {
         report.series_created = ids.iter().flatten().map(|&id| (id + 1).saturating_sub(next_before)).max().unwrap_or(0);
 
         let mut touched: Vec<(i64, SeriesId)> = Vec::new();
-        let mut batch = WriteBatch::default();
+        let mut trace_keys: Vec<Vec<u8>> = Vec::new();
         let mut accepted: Vec<Accepted<'_>> = Vec::new();
         // Whatever went into the head goes into the log, even when a later series fails: the head
         // must never hold data a retry would take as already written but that is not durable.
         let checked =
-            self.accept(tenant, series, &ids, next_before, &mut report, &mut accepted, &mut touched, &mut batch);
+            self.accept(tenant, series, &ids, next_before, &mut report, &mut accepted, &mut touched, &mut trace_keys);
         let data: Vec<SeriesData<'_>> = accepted
             .iter()
             .filter(|a| !a.samples.is_empty() || !a.histograms.is_empty() || !a.exemplars.is_empty())
@@ -306,6 +306,8 @@ impl Storage {
         drop(wal);
         checked?;
 
+        let mut batch = WriteBatch::default();
+        self.put_trace_keys(&mut batch, trace_keys);
         let index = self.cf(keys::CF_INDEX);
         // Only series not yet in a window's activity set are merged into it: once a series is
         // active in the window, a lookup per series and write, with nothing built.
@@ -352,7 +354,7 @@ impl Storage {
         report: &mut AppendReport,
         accepted: &mut Vec<Accepted<'a>>,
         touched: &mut Vec<(i64, SeriesId)>,
-        batch: &mut WriteBatch,
+        trace_keys: &mut Vec<Vec<u8>>,
     ) -> Result<()> {
         let bounds = self.write_bounds();
         let head = self.head.series_for_write(ids.iter().flatten().copied());
@@ -373,7 +375,8 @@ impl Storage {
                 None if id >= next_before => HeadState::NEW_SERIES,
                 None => self.load_head_state(id, &mem)?,
             };
-            let checked = self.accept_series(tenant, write, id, bounds, state, &mut mem, out, report, touched, batch);
+            let checked =
+                self.accept_series(tenant, write, id, bounds, state, &mut mem, out, report, touched, trace_keys);
             // After a failure part-way, what the head holds is the truth: reload it next time.
             mem.state = checked.as_ref().ok().copied();
             checked?;
@@ -394,9 +397,8 @@ impl Storage {
         out: &mut Accepted<'a>,
         report: &mut AppendReport,
         touched: &mut Vec<(i64, SeriesId)>,
-        batch: &mut WriteBatch,
+        trace_keys: &mut Vec<Vec<u8>>,
     ) -> Result<HeadState> {
-        let trace_cf = self.cf(keys::CF_TRACE_INDEX);
         // The window the series was last added to `touched` for: once per window, not per sample.
         let mut last_window = NONE_YET;
         for (i, s) in write.samples.iter().enumerate() {
@@ -522,27 +524,29 @@ impl Storage {
             }
             mem.insert_exemplar(e);
             out.exemplars.push(e);
-            self.put_trace_keys(batch, trace_cf, tenant, id, e);
+            self.gather_trace_keys(trace_keys, tenant, id, e);
             touched.push((window, id));
             report.exemplars_written += 1;
         }
         Ok(state)
     }
 
-    /// Adds the trace-index keys of an exemplar (one per trace-id label it carries) to `batch`.
-    pub(crate) fn put_trace_keys(
-        &self,
-        batch: &mut WriteBatch,
-        trace_cf: &rocksdb::ColumnFamily,
-        tenant: TenantId,
-        id: SeriesId,
-        e: &Exemplar,
-    ) {
+    /// Adds the trace-index keys of an exemplar (one per trace-id label it carries) to `out`.
+    pub(crate) fn gather_trace_keys(&self, out: &mut Vec<Vec<u8>>, tenant: TenantId, id: SeriesId, e: &Exemplar) {
         let window = self.window_of(e.ts);
         for l in e.labels.iter().filter(|l| self.opts.trace_id_labels.contains(&l.name)) {
-            if let Some(key) = keys::trace(window, tenant, &l.value, id, e.ts) {
-                batch.put_cf(trace_cf, key, []);
-            }
+            out.extend(keys::trace(window, tenant, &l.value, id, e.ts));
+        }
+    }
+
+    /// Puts trace-index keys into `batch` sorted. The memtable's skip list inserts a key from
+    /// where the previous insert left off: in key order each insert is a short walk, where
+    /// trace ids' random order searches from the top every time.
+    pub(crate) fn put_trace_keys(&self, batch: &mut WriteBatch, mut trace_keys: Vec<Vec<u8>>) {
+        trace_keys.sort_unstable();
+        let trace_cf = self.cf(keys::CF_TRACE_INDEX);
+        for key in trace_keys {
+            batch.put_cf(trace_cf, key, []);
         }
     }
 

@@ -212,7 +212,7 @@ impl Storage {
             }
             report.histograms_written += taken.len() as u64;
         }
-        let trace_cf = self.cf(keys::CF_TRACE_INDEX);
+        let mut trace_keys = Vec::new();
         for (window, items) in exemplars {
             let held = |e: &Exemplar| match mem.and_then(|m| m.exemplar_at(e.ts)) {
                 Some(x) if (MERGE_EXEMPLARS.same)(&x, e) => Held::Same,
@@ -227,9 +227,10 @@ impl Storage {
             report.exemplars_written += taken.len() as u64;
             // `items` is sorted, and `taken` a subsequence of its timestamps.
             for e in items.iter().filter(|e| taken.binary_search(&e.ts).is_ok()) {
-                self.put_trace_keys(&mut out.batch, trace_cf, tenant, id, e);
+                self.gather_trace_keys(&mut trace_keys, tenant, id, e);
             }
         }
+        self.put_trace_keys(&mut out.batch, trace_keys);
         Ok(())
     }
 

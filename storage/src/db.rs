@@ -25,6 +25,10 @@ use crate::wal::Wal;
 /// from RocksDB (`head`, `exemplar_head` column families) to memory and the WAL.
 pub const STORE_FORMAT_VERSION: u8 = 2;
 
+/// Threads applying the log to the head on open, at most: beyond this the head's map lock and
+/// the reading thread, not the appliers, set the pace.
+const MAX_REPLAY_THREADS: usize = 8;
+
 /// How the store behaves. `block_duration_ms` is fixed when a store is created (it is part of
 /// the key layout); the others may change between runs.
 #[derive(Debug, Clone)]
@@ -202,17 +206,19 @@ impl Storage {
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "RocksDB open");
         let head = Head::new(opts.block_duration_ms);
-        let mut histogram_series = RoaringTreemap::new();
+        let histogram_series = Mutex::new(RoaringTreemap::new());
         // Data in windows retention deleted is not brought back: its series may have been
         // garbage-collected from the index since (a log segment lives until all of it is sealed).
         let block = opts.block_duration_ms;
         let keep_from = crate::now_ms().saturating_sub(opts.retention_ms).div_euclid(block).saturating_mul(block);
-        let wal = Wal::open(&path.join("wal"), opts.wal_fsync, |record| {
+        let appliers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_REPLAY_THREADS);
+        let wal = Wal::open(&path.join("wal"), opts.wal_fsync, appliers, |record, shard| {
             let retained = |ts: i64| ts >= keep_from;
             let kept = |s: &crate::wal::ReplayedSeries<'_>| {
-                s.samples.iter().any(|x| retained(x.ts))
-                    || s.histograms.iter().any(|h| retained(h.ts))
-                    || s.exemplars.iter().any(|e| retained(e.ts))
+                shard.holds(s.id)
+                    && (s.samples.iter().any(|x| retained(x.ts))
+                        || s.histograms.iter().any(|h| retained(h.ts))
+                        || s.exemplars.iter().any(|e| retained(e.ts)))
             };
             // One lock of the head's map per record, not per series.
             let map = head.series_for_write(record.series().filter(kept).map(|s| s.id));
@@ -222,7 +228,7 @@ impl Storage {
                     series.insert_sample(*sample);
                 }
                 if s.histograms.iter().any(|h| retained(h.ts)) {
-                    histogram_series.insert(s.id);
+                    histogram_series.lock().insert(s.id);
                 }
                 for h in s.histograms.iter().filter(|h| retained(h.ts)) {
                     series.insert_histogram(h);
@@ -243,7 +249,7 @@ impl Storage {
             activity_written: Mutex::new(HashMap::new()),
             tenants: RwLock::new(HashMap::new()),
             series_counts: Mutex::new(HashMap::new()),
-            histogram_series: RwLock::new(histogram_series),
+            histogram_series: RwLock::new(histogram_series.into_inner()),
             series_gc_epoch: AtomicU64::new(0),
             upload_marks: Mutex::new(()),
             local_horizon: std::sync::atomic::AtomicI64::new(i64::MIN),
@@ -260,7 +266,9 @@ impl Storage {
     }
 
     /// Rewrites the trace-index keys and window activity of everything replayed into the head:
-    /// they were written unsynced, so a crash may have lost them.
+    /// they were written unsynced, so a crash may have lost them. They are written unsynced again,
+    /// as at ingest: the log segments they come from stay until a seal has flushed the memtables,
+    /// and a crash before that replays them once more.
     fn index_replayed_head(&self) -> Result<()> {
         let started = std::time::Instant::now();
         let mut ids = self.head.ids();
@@ -276,7 +284,7 @@ impl Storage {
             ids.retain(|id| collected.binary_search(id).is_err());
             tenants.retain(Option::is_some);
         }
-        let trace_cf = self.cf(keys::CF_TRACE_INDEX);
+        let mut trace_keys = Vec::new();
         let mut activity: HashMap<(i64, TenantId), RoaringTreemap> = HashMap::new();
         let mut batch = WriteBatch::default();
         for (&id, tenant) in ids.iter().zip(tenants.iter().flatten()) {
@@ -286,15 +294,16 @@ impl Storage {
                 activity.entry((window, *tenant)).or_default().insert(id);
             }
             for e in series.exemplars(i64::MIN, i64::MAX) {
-                self.put_trace_keys(&mut batch, trace_cf, *tenant, id, &e);
+                self.gather_trace_keys(&mut trace_keys, *tenant, id, &e);
             }
         }
+        self.put_trace_keys(&mut batch, trace_keys);
         let index = self.cf(keys::CF_INDEX);
         for ((window, tenant), set) in &activity {
             batch.merge_cf(index, keys::activity(*window, *tenant), crate::index::encode_postings(set));
         }
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "replayed trace keys and activity gathered");
-        self.write_synced(batch)?;
+        self.db.write(batch)?;
         self.windows.write().extend(activity.keys().map(|(w, _)| *w));
         if !ids.is_empty() {
             tracing::info!(series = ids.len(), "head replayed from the WAL");

@@ -188,11 +188,31 @@ fn wal_error(what: &str, e: io::Error) -> Error {
     Error::Wal(format!("{what}: {e}"))
 }
 
+/// The series of each record one replay thread applies: those whose id is `index` modulo `of`.
+/// Every series is applied by one thread, so its data goes into the head in log order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplayShard {
+    index: u64,
+    of: u64,
+}
+
+impl ReplayShard {
+    pub(crate) fn holds(&self, id: SeriesId) -> bool {
+        id % self.of == self.index
+    }
+}
+
 impl Wal {
-    /// Opens the log in `dir`, calling `apply` with every series' data of every intact record,
-    /// oldest first, then starts a new segment for appends. `fsync`: whether [`Wal::sync`]
+    /// Opens the log in `dir`, calling `apply` with every intact record, oldest first, once for
+    /// each of `appliers` shards of its series (on threads of their own, beside the one reading
+    /// and decoding), then starts a new segment for appends. `fsync`: whether [`Wal::sync`]
     /// waits for the disk.
-    pub(crate) fn open(dir: &Path, fsync: bool, mut apply: impl FnMut(&DecodedRecord)) -> Result<Wal> {
+    pub(crate) fn open(
+        dir: &Path,
+        fsync: bool,
+        appliers: usize,
+        apply: impl Fn(&DecodedRecord, ReplayShard) + Sync,
+    ) -> Result<Wal> {
         fs::create_dir_all(dir).map_err(|e| wal_error("creating the WAL directory", e))?;
         let mut numbers: Vec<u64> = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| wal_error("listing the WAL directory", e))? {
@@ -202,10 +222,9 @@ impl Wal {
             }
         }
         numbers.sort_unstable();
+        let spans = replay(dir, &numbers, appliers.max(1), &apply)?;
         let mut closed = BTreeMap::new();
-        let mut record = DecodedRecord::default();
-        for &n in &numbers {
-            let span = replay_segment(&segment_path(dir, n), &mut record, &mut apply)?;
+        for (&n, span) in numbers.iter().zip(spans) {
             if span.is_empty() {
                 // Nothing durable in it: an empty segment from a previous start, or a torn first write.
                 fs::remove_file(segment_path(dir, n)).map_err(|e| wal_error("removing an empty segment", e))?;
@@ -500,11 +519,71 @@ impl Writer {
 }
 
 /// Reads one segment, applying every intact record; returns the span of what it held.
-fn replay_segment(path: &Path, record: &mut DecodedRecord, apply: &mut impl FnMut(&DecodedRecord)) -> Result<Span> {
+/// Reads and decodes the segments `numbers` of `dir` in order on this thread and applies each
+/// record on `appliers` threads, one shard of its series each; returns each segment's span.
+/// Applying a record into the head is most of a restart (a cache miss or more per series), and
+/// Prometheus shards its replay the same way. Records circulate through a fixed pool, so their
+/// lists are reused and memory stays bounded however long the log.
+fn replay(
+    dir: &Path,
+    numbers: &[u64],
+    appliers: usize,
+    apply: &(impl Fn(&DecodedRecord, ReplayShard) + Sync),
+) -> Result<Vec<Span>> {
+    // Enough records that the reader decodes the next while every applier has one.
+    let pool = 2 * appliers + 1;
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<DecodedRecord>();
+    for _ in 0..pool {
+        free_tx.send(DecodedRecord::default()).expect("the receiver is alive");
+    }
+    std::thread::scope(|scope| {
+        let mut queues = Vec::with_capacity(appliers);
+        for index in 0..appliers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<DecodedRecord>>(pool);
+            queues.push(tx);
+            let free_tx = free_tx.clone();
+            let shard = ReplayShard { index: index as u64, of: appliers as u64 };
+            scope.spawn(move || {
+                for record in rx {
+                    apply(&record, shard);
+                    // The last applier done with a record hands it back to the reader.
+                    if let Some(record) = Arc::into_inner(record) {
+                        let _ = free_tx.send(record);
+                    }
+                }
+            });
+        }
+        drop(free_tx);
+        let mut spans = Vec::with_capacity(numbers.len());
+        for &n in numbers {
+            let path = segment_path(dir, n);
+            let span = replay_segment(
+                &path,
+                || free_rx.recv().ok(),
+                |record| {
+                    let record = Arc::new(record);
+                    queues.iter().all(|q| q.send(record.clone()).is_ok())
+                },
+            )?;
+            spans.push(span);
+        }
+        Ok(spans)
+    })
+}
+
+/// Reads one segment: takes a record to decode into from `next`, hands each decoded one to
+/// `apply`. Either returning `false`/`None` means an applier is gone (it panicked, and the scope
+/// will say so).
+fn replay_segment(
+    path: &Path,
+    mut next: impl FnMut() -> Option<DecodedRecord>,
+    mut apply: impl FnMut(DecodedRecord) -> bool,
+) -> Result<Span> {
     let mut bytes = Vec::new();
     File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| wal_error("reading a WAL segment", e))?;
     let mut span = Span::EMPTY;
     let mut rest = bytes.as_slice();
+    let gone = || Error::Wal("a WAL replay thread stopped".to_string());
     while rest.len() >= FRAME_HEADER {
         let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
@@ -512,14 +591,17 @@ fn replay_segment(path: &Path, record: &mut DecodedRecord, apply: &mut impl FnMu
         if crc32fast::hash(payload) != crc {
             break;
         }
-        if decode_record(payload, record).is_err() {
+        let mut record = next().ok_or_else(gone)?;
+        if decode_record(payload, &mut record).is_err() {
             return Err(Error::Wal(format!("{}: a record with a valid checksum does not decode", path.display())));
         }
         let histogram_ts = record.histograms.iter().map(|h| h.ts);
         for ts in record.samples.iter().map(|x| x.ts).chain(record.exemplars.iter().map(|e| e.ts)).chain(histogram_ts) {
             span.include(ts);
         }
-        apply(record);
+        if !apply(record) {
+            return Err(gone());
+        }
         rest = &rest[FRAME_HEADER + len..];
     }
     if !rest.is_empty() {
@@ -707,10 +789,11 @@ mod tests {
         exemplars: Vec<Exemplar>,
     }
 
+    /// Replays `dir` with one applier, so the series come back in log order.
     fn replay(dir: &Path) -> (Wal, Vec<Replayed>) {
-        let mut got = Vec::new();
-        let wal = Wal::open(dir, true, |record| {
-            got.extend(record.series().map(|s| Replayed {
+        let got = Mutex::new(Vec::new());
+        let wal = Wal::open(dir, true, 1, |record, _| {
+            got.lock().extend(record.series().map(|s| Replayed {
                 id: s.id,
                 samples: s.samples.to_vec(),
                 histograms: s.histograms.to_vec(),
@@ -718,7 +801,53 @@ mod tests {
             }))
         })
         .unwrap();
-        (wal, got)
+        (wal, got.into_inner())
+    }
+
+    #[test]
+    fn sharded_replay_applies_every_series_once_in_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // 40 records of 25 series each, over more records than the pool holds: series ids
+        // repeat from record to record, samples ascending per series.
+        {
+            let (wal, _) = replay(dir.path());
+            for r in 0..40i64 {
+                let samples: Vec<Vec<Sample>> = (0..25)
+                    .map(|s| vec![Sample { ts: r * 15_000 + s, value: (r * 100 + s) as f64, start_ts: 0 }])
+                    .collect();
+                let data: Vec<SeriesData<'_>> = samples
+                    .iter()
+                    .enumerate()
+                    .map(|(s, x)| SeriesData {
+                        id: (s as u64 * 7 + r as u64) % 50,
+                        samples: x,
+                        histograms: &[],
+                        exemplars: &[],
+                    })
+                    .collect();
+                let mut w = wal.writer().unwrap();
+                let seq = wal.append(&mut w, &data).unwrap();
+                drop(w);
+                wal.sync(seq).unwrap();
+            }
+        }
+        let in_order = |appliers: usize| {
+            let got: Mutex<BTreeMap<SeriesId, Vec<i64>>> = Mutex::new(BTreeMap::new());
+            let applied_by: Mutex<BTreeMap<SeriesId, std::collections::BTreeSet<u64>>> = Mutex::new(BTreeMap::new());
+            Wal::open(dir.path(), true, appliers, |record, shard| {
+                for s in record.series().filter(|s| shard.holds(s.id)) {
+                    got.lock().entry(s.id).or_default().extend(s.samples.iter().map(|x| x.ts));
+                    applied_by.lock().entry(s.id).or_default().insert(shard.index);
+                }
+            })
+            .unwrap();
+            assert!(applied_by.into_inner().values().all(|shards| shards.len() == 1), "one applier per series");
+            got.into_inner()
+        };
+        let one = in_order(1);
+        assert_eq!(one.values().map(Vec::len).sum::<usize>(), 40 * 25);
+        assert!(one.values().all(|ts| ts.is_sorted()), "a series' samples come back in log order");
+        assert_eq!(in_order(3), one);
     }
 
     #[test]
@@ -914,7 +1043,7 @@ mod tests {
         let check = check_segment(&path).unwrap();
         assert_eq!(check.records, 1);
         assert_eq!(check.corrupt.unwrap().0, first_len as u64);
-        assert!(Wal::open(dir.path(), true, |_| {}).is_err(), "replay refuses what verify calls corrupt");
+        assert!(Wal::open(dir.path(), true, 2, |_, _| {}).is_err(), "replay refuses what verify calls corrupt");
     }
 
     #[test]
