@@ -86,25 +86,53 @@ impl Part {
         limit * self.fraction
     }
 
-    /// This process's part of a count, rounded up: a tenant allowed any series may always have one.
-    pub fn of_count(&self, limit: u64) -> u64 {
-        if self.holder == Holder::Node { limit } else { ((limit as f64 * self.fraction).ceil() as u64).min(limit) }
+    /// Whether this is the whole of every limit (one node, or a cluster member holding it all).
+    pub fn is_whole(&self) -> bool {
+        self.fraction == 1.0
     }
 
-    /// How a limit here comes from the configured `limit` (with its `unit`), for refusals: empty
-    /// where it is the whole limit.
-    pub fn explain(&self, limit: impl Display, unit: &str) -> String {
-        if self.fraction == 1.0 {
-            return String::new();
+    /// This process's part of a count, rounded up: a tenant allowed any series may always have one.
+    pub fn of_count(&self, limit: u64) -> u64 {
+        if self.is_whole() { limit } else { ((limit as f64 * self.fraction).ceil() as u64).min(limit) }
+    }
+
+    /// How a limit here comes from the configured `limit` (with its `unit`), for refusals:
+    /// formats as nothing where it is the whole limit, and only when a refusal formats it.
+    pub fn explain(&self, limit: f64, unit: &'static str) -> Explained {
+        Explained { part: *self, limit, unit }
+    }
+}
+
+/// [`Part::explain`]'s answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Explained {
+    part: Part,
+    limit: f64,
+    unit: &'static str,
+}
+
+impl Explained {
+    /// Whether this explains anything: whether the limit here is a part of the configured one.
+    pub fn is_part(&self) -> bool {
+        !self.part.is_whole()
+    }
+}
+
+impl Display for Explained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Explained { part, limit, unit } = self;
+        if part.is_whole() {
+            return Ok(());
         }
-        match self.holder {
-            Holder::Node => String::new(),
-            Holder::Ingester { active, replication_factor } => format!(
+        match part.holder {
+            Holder::Node => Ok(()),
+            Holder::Ingester { active, replication_factor } => write!(
+                f,
                 " (this ingester's part of the cluster's {limit} {unit}: {active} active ingesters on the ring, each series on {} of them)",
                 replication_factor.min(active)
             ),
             Holder::Distributor { count } => {
-                format!(" (this distributor's part of the cluster's {limit} {unit}: one of {count} distributors)")
+                write!(f, " (this distributor's part of the cluster's {limit} {unit}: one of {count} distributors)")
             }
         }
     }
@@ -128,10 +156,11 @@ mod tests {
         assert_eq!(part(1000, 3).of_count(1), 1);
         assert_eq!(Part::WHOLE.of_count(u64::MAX), u64::MAX);
         assert_eq!(
-            part(4, 3).explain(1000, "series"),
+            part(4, 3).explain(1000.0, "series").to_string(),
             " (this ingester's part of the cluster's 1000 series: 4 active ingesters on the ring, each series on 3 of them)"
         );
-        assert_eq!(Part::WHOLE.explain(1000, "series"), "");
-        assert_eq!(part(3, 3).explain(1000, "series"), "");
+        assert_eq!(Part::WHOLE.explain(1000.0, "series").to_string(), "");
+        assert_eq!(part(3, 3).explain(1000.0, "series").to_string(), "");
+        assert!(!part(3, 3).explain(1000.0, "series").is_part());
     }
 }

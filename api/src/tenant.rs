@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 
 use crate::AppState;
+use crate::limit_share::Explained;
 
 /// The header that names the tenant.
 pub const ORG_ID_HEADER: &str = "X-Scope-OrgID";
@@ -124,8 +125,8 @@ pub struct WriteTenant {
     pub id: TenantId,
     pub name: String,
     pub max_series: u64,
-    /// How `max_series` comes from the configured limit, for refusals: empty on one node.
-    pub max_series_explained: String,
+    /// How `max_series` comes from the configured limit, for refusals: nothing on one node.
+    pub max_series_explained: Explained,
     /// Samples plus exemplars per second; `None` for no limit here.
     pub ingestion: Option<RateLimit>,
     /// New series per second; `None` for no limit here.
@@ -136,8 +137,8 @@ pub struct WriteTenant {
 pub struct RateLimit {
     pub rate: f64,
     pub burst: f64,
-    /// How `rate` comes from the configured one, for refusals: empty on one node.
-    pub explained: String,
+    /// How `rate` comes from the configured one, for refusals: nothing on one node.
+    pub explained: Explained,
 }
 
 /// The tenant a write goes to, registering it on its first write.
@@ -174,7 +175,7 @@ pub fn for_write(state: &AppState, headers: &HeaderMap) -> Result<WriteTenant, T
         id,
         name: name.to_string(),
         max_series: series_part.of_count(max_series),
-        max_series_explained: series_part.explain(max_series, "series"),
+        max_series_explained: series_part.explain(max_series as f64, "series"),
         ingestion,
         new_series,
     })

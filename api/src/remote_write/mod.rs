@@ -611,7 +611,7 @@ async fn store(
     done.errors.append(&mut errors);
     if report.rejected.iter().any(|r| matches!(r.reason, amber_storage::RejectReason::SeriesLimit(_))) {
         metrics.limit_exceeded("max_series_per_tenant");
-        if !tenant.max_series_explained.is_empty() {
+        if tenant.max_series_explained.is_part() {
             done.errors.push(format!(
                 "max_series_per_tenant here is {} series{}",
                 tenant.max_series, tenant.max_series_explained
