@@ -561,8 +561,12 @@ fn replay(
                 &path,
                 || free_rx.recv().ok(),
                 |record| {
+                    // The last queue gets the reader's own reference: were the reader still
+                    // holding one when the appliers finish, none of them would hand the record
+                    // back, and the pool would run dry.
                     let record = Arc::new(record);
-                    queues.iter().all(|q| q.send(record.clone()).is_ok())
+                    let (last, others) = queues.split_last().expect("at least one applier");
+                    others.iter().all(|q| q.send(record.clone()).is_ok()) && last.send(record).is_ok()
                 },
             )?;
             spans.push(span);
@@ -807,11 +811,11 @@ mod tests {
     #[test]
     fn sharded_replay_applies_every_series_once_in_log_order() {
         let dir = tempfile::tempdir().unwrap();
-        // 40 records of 25 series each, over more records than the pool holds: series ids
-        // repeat from record to record, samples ascending per series.
+        // 400 records of 25 series each, far more than the pool holds (a record lost from it
+        // hangs replay): series ids repeat from record to record, samples ascending per series.
         {
             let (wal, _) = replay(dir.path());
-            for r in 0..40i64 {
+            for r in 0..400i64 {
                 let samples: Vec<Vec<Sample>> = (0..25)
                     .map(|s| vec![Sample { ts: r * 15_000 + s, value: (r * 100 + s) as f64, start_ts: 0 }])
                     .collect();
@@ -845,7 +849,7 @@ mod tests {
             got.into_inner()
         };
         let one = in_order(1);
-        assert_eq!(one.values().map(Vec::len).sum::<usize>(), 40 * 25);
+        assert_eq!(one.values().map(Vec::len).sum::<usize>(), 400 * 25);
         assert!(one.values().all(|ts| ts.is_sorted()), "a series' samples come back in log order");
         assert_eq!(in_order(3), one);
     }
