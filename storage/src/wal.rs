@@ -518,7 +518,6 @@ impl Writer {
     }
 }
 
-/// Reads one segment, applying every intact record; returns the span of what it held.
 /// Reads and decodes the segments `numbers` of `dir` in order on this thread and applies each
 /// record on `appliers` threads, one shard of its series each; returns each segment's span.
 /// Applying a record into the head is most of a restart (a cache miss or more per series), and
@@ -576,8 +575,8 @@ fn replay(
 }
 
 /// Reads one segment: takes a record to decode into from `next`, hands each decoded one to
-/// `apply`. Either returning `false`/`None` means an applier is gone (it panicked, and the scope
-/// will say so).
+/// `apply`, and returns the span of what the segment held. Either returning `false`/`None` means
+/// an applier is gone (it panicked, and the scope will say so).
 fn replay_segment(
     path: &Path,
     mut next: impl FnMut() -> Option<DecodedRecord>,
