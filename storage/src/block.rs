@@ -213,6 +213,16 @@ pub fn encode_samples(samples: &[Sample]) -> Vec<u8> {
 
 /// Decodes a float block of kind 1 or 4.
 pub fn decode_samples(bytes: &[u8]) -> Result<Vec<Sample>, BlockError> {
+    let mut out = Vec::new();
+    decode_samples_into(bytes, i64::MIN, i64::MAX, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the samples of a float block with `mint <= ts <= maxt` to `out`: a query reading a
+/// day of blocks decodes each one straight into its series' list, not into a list of its own
+/// that is then copied (that copy and its allocation were a sixth of a day-long `sum by`). On
+/// an error `out` is as it was.
+pub fn decode_samples_into(bytes: &[u8], mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<(), BlockError> {
     let (with_starts, mut r) = open_with_starts(bytes, kind::FLOAT_SAMPLES, kind::FLOAT_SAMPLES_WITH_STARTS)?;
     let n = r.uvarint()? as usize;
     let (ts, values) = read_time_and_value_columns(&mut r, n)?;
@@ -220,11 +230,22 @@ pub fn decode_samples(bytes: &[u8]) -> Result<Vec<Sample>, BlockError> {
     if !r.is_empty() {
         return Err(DecodeError::Invalid("trailing bytes after the last column").into());
     }
-    let samples = ts.into_iter().zip(values);
-    Ok(match starts {
-        None => samples.map(|(ts, value)| Sample { ts, value, start_ts: NO_START }).collect(),
-        Some(starts) => samples.zip(starts).map(|((ts, value), start_ts)| Sample { ts, value, start_ts }).collect(),
-    })
+    // Timestamps are strictly increasing (checked above): the samples in range are one run.
+    let range = ts.partition_point(|&t| t < mint)..ts.partition_point(|&t| t <= maxt);
+    let samples = ts[range.clone()].iter().zip(&values[range.clone()]);
+    match starts {
+        None => out.extend(samples.map(|(&ts, &value)| Sample { ts, value, start_ts: NO_START })),
+        Some(starts) => {
+            out.extend(samples.zip(&starts[range]).map(|((&ts, &value), &start_ts)| Sample { ts, value, start_ts }))
+        }
+    }
+    Ok(())
+}
+
+/// The sample count a float block's header gives, unchecked (no checksum, no columns), at most
+/// `limit`: what a reader reserves for the block's samples before decoding it.
+pub fn sample_count_hint(bytes: &[u8], limit: usize) -> usize {
+    bytes.get(2..).and_then(|body| Reader::new(body).uvarint().ok()).map_or(0, |n| (n as usize).min(limit))
 }
 
 /// Encodes exemplars sorted by strictly increasing timestamp.

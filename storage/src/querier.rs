@@ -87,22 +87,8 @@ impl Storage {
             iter.status()?;
         }
         raw.sort_by_key(|(i, _)| *i);
-        let decoded = decode_blocks(&raw, ids)?;
-        // A block's timestamps are strictly increasing (docs/format/blocks.md): the samples in
-        // `[mint, maxt]` are one slice of it, copied whole into a list sized once per series (a
-        // filtered sample-by-sample extend was 8 % of a day-long aggregation).
-        let in_range: Vec<std::ops::Range<usize>> = decoded
-            .iter()
-            .map(|samples| samples.partition_point(|s| s.ts < mint)..samples.partition_point(|s| s.ts <= maxt))
-            .collect();
-        let mut lengths = vec![0; ids.len()];
-        for ((i, _), range) in raw.iter().zip(&in_range) {
-            lengths[*i] += range.len();
-        }
-        let mut sealed: Vec<Vec<Sample>> = lengths.into_iter().map(Vec::with_capacity).collect();
-        for (((i, _), samples), range) in raw.iter().zip(&decoded).zip(in_range) {
-            sealed[*i].extend_from_slice(&samples[range]);
-        }
+        let mut sealed: Vec<Vec<Sample>> = (0..ids.len()).map(|_| Vec::new()).collect();
+        decode_blocks_into(&raw, ids, mint, maxt, &mut sealed)?;
         Ok(sealed.into_iter().zip(heads).map(|(sealed, head)| merge_by_time(sealed, head, |s| s.ts)).collect())
     }
 
@@ -175,7 +161,11 @@ impl Storage {
 
 /// A sealed sample block of series `id`, decoded; corruption is an error naming the series.
 pub(crate) fn decode_sample_block(bytes: &[u8], id: SeriesId) -> Result<Vec<Sample>> {
-    block::decode_samples(bytes).map_err(|source| Error::CorruptBlock { what: "sample block", series: id, source })
+    block::decode_samples(bytes).map_err(corrupt_sample_block(id))
+}
+
+fn corrupt_sample_block(id: SeriesId) -> impl FnOnce(block::BlockError) -> Error {
+    move |source| Error::CorruptBlock { what: "sample block", series: id, source }
 }
 
 /// A sealed histogram block of series `id`, decoded; corruption is an error naming the series.
@@ -199,23 +189,55 @@ pub const DECODE_THREADS: usize = 4;
 /// Reads below this many blocks are decoded on the calling thread alone.
 const PARALLEL_DECODE_BLOCKS: usize = 1024;
 
-/// Decodes sample blocks, in parallel when there are many.
-fn decode_blocks(raw: &[(usize, Vec<u8>)], ids: &[SeriesId]) -> Result<Vec<Vec<Sample>>> {
-    let decode = |part: &[(usize, Vec<u8>)]| -> Result<Vec<Vec<Sample>>> {
-        part.iter().map(|(i, b)| decode_sample_block(b, ids[*i])).collect()
+/// The most samples a block's unchecked header may make a reader reserve room for: more than
+/// a two-hour window holds at one sample a second.
+const MAX_RESERVED_PER_BLOCK: usize = 1 << 16;
+
+/// Decodes sample blocks (sorted by position in `ids`, in window order within each) into
+/// `sealed`, one list per position, keeping the samples in `[mint, maxt]`; in parallel when
+/// there are many, each thread taking whole series, so every list is sized once and written by
+/// one thread.
+fn decode_blocks_into(
+    raw: &[(usize, Vec<u8>)],
+    ids: &[SeriesId],
+    mint: i64,
+    maxt: i64,
+    sealed: &mut [Vec<Sample>],
+) -> Result<()> {
+    // `sealed` holds the lists of positions `first..`.
+    let decode = |part: &[(usize, Vec<u8>)], sealed: &mut [Vec<Sample>], first: usize| -> Result<()> {
+        for series in part.chunk_by(|a, b| a.0 == b.0) {
+            let out = &mut sealed[series[0].0 - first];
+            out.reserve_exact(series.iter().map(|(_, b)| block::sample_count_hint(b, MAX_RESERVED_PER_BLOCK)).sum());
+            for (i, b) in series {
+                block::decode_samples_into(b, mint, maxt, out).map_err(corrupt_sample_block(ids[*i]))?;
+            }
+        }
+        Ok(())
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(DECODE_THREADS);
     if raw.len() < PARALLEL_DECODE_BLOCKS || threads < 2 {
-        return decode(raw);
+        return decode(raw, sealed, 0);
     }
-    let per_thread = raw.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let parts: Vec<_> = raw.chunks(per_thread).map(|part| scope.spawn(move || decode(part))).collect();
-        let mut out = Vec::with_capacity(raw.len());
-        for part in parts {
-            out.extend(part.join().expect("decoding does not panic")?);
+        let (mut raw, mut sealed, mut first) = (raw, sealed, 0);
+        let mut parts = Vec::with_capacity(threads);
+        for left in (1..=threads).rev() {
+            // About an equal share of the blocks left, ending at a series' last block.
+            let mut end = raw.len().div_ceil(left);
+            while end > 0 && end < raw.len() && raw[end].0 == raw[end - 1].0 {
+                end += 1;
+            }
+            let (part, rest) = raw.split_at(end);
+            let next = rest.first().map_or(first + sealed.len(), |(i, _)| *i);
+            let (lists, rest_lists) = std::mem::take(&mut sealed).split_at_mut(next - first);
+            parts.push(scope.spawn(move || decode(part, lists, first)));
+            (raw, sealed, first) = (rest, rest_lists, next);
         }
-        Ok(out)
+        for part in parts {
+            part.join().expect("decoding does not panic")?;
+        }
+        Ok(())
     })
 }
 

@@ -715,3 +715,62 @@ fn backfill_writes_history_into_blocks_and_a_rerun_writes_nothing_twice() {
     s.seal(now + 2 * HOUR).unwrap();
     assert_eq!(samples(&s, cpu_id), expected);
 }
+
+/// A read of many series across many windows (enough blocks to be decoded on several threads)
+/// gives every series exactly its samples in the range, cut inside the first and last blocks,
+/// in the order the ids were asked for, with the head's newer samples after the blocks'.
+#[test]
+fn reads_of_many_blocks_give_each_series_its_samples_in_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(dir.path(), Options::default()).unwrap();
+    let now = amber_storage::now_ms();
+    let (series, windows, per_window) = (100, 12, 16);
+    let old = now - 2 * 24 * HOUR;
+    let value = |i: usize, k: i64| (i as i64 * 1_000_000 + k) as f64;
+    let history: Vec<SeriesWrite> = (0..series)
+        .map(|i| {
+            let points: Vec<(i64, f64)> =
+                (0..windows * per_window).map(|k| (old + k * 2 * HOUR / per_window, value(i, k))).collect();
+            write(labels(&[("__name__", "many"), ("i", &i.to_string())]), &points, &[])
+        })
+        .collect();
+    let report = s.backfill(T, &history, &[], SeriesCreation::UNLIMITED).unwrap();
+    assert_eq!(report.samples_written, series as u64 * (windows * per_window) as u64);
+    let live: Vec<SeriesWrite> = (0..series)
+        .map(|i| write(labels(&[("__name__", "many"), ("i", &i.to_string())]), &[(now, -1.0)], &[]))
+        .collect();
+    s.append(T, &live, &[], SeriesCreation::UNLIMITED).unwrap();
+
+    let mut ids: Vec<u64> = s
+        .select_labels(T, &[vec![Matcher::equal("__name__", "many")]], i64::MIN, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids.len(), series);
+    ids.reverse();
+    // From the middle of the first window to the end: cut inside the first block.
+    let (first_k, mint) = (per_window / 2, old + (per_window / 2) * 2 * HOUR / per_window - 1);
+    let got = s.samples_of(&ids, mint, now).unwrap();
+    assert_eq!(got.len(), ids.len());
+    for (id, samples) in ids.iter().zip(got) {
+        let i: usize = id_index(&s, *id).parse().unwrap();
+        let mut want: Vec<(i64, u64)> =
+            (first_k..windows * per_window).map(|k| (old + k * 2 * HOUR / per_window, value(i, k).to_bits())).collect();
+        want.push((now, (-1.0f64).to_bits()));
+        let samples: Vec<(i64, u64)> = samples.iter().map(|s| (s.ts, s.value.to_bits())).collect();
+        assert_eq!(samples, want, "series {i}");
+    }
+    // Ending inside the last block, and a range inside one block.
+    let maxt = old + (windows * per_window - 3) * 2 * HOUR / per_window;
+    let got = s.samples_of(&ids[..1], mint, maxt).unwrap();
+    assert_eq!(got[0].len() as i64, windows * per_window - 2 - first_k);
+    let one = s.samples_of(&ids[..1], old + 1, old + 2 * HOUR / per_window).unwrap();
+    assert_eq!(one[0].iter().map(|s| s.ts).collect::<Vec<_>>(), vec![old + 2 * HOUR / per_window]);
+}
+
+/// The `i` label of a series, read back by id.
+fn id_index(s: &Storage, id: u64) -> String {
+    let labels = s.series_labels(&[id]).unwrap();
+    labels[0].1.get("i").unwrap().to_string()
+}
