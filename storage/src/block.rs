@@ -220,7 +220,7 @@ pub fn decode_samples(bytes: &[u8]) -> Result<Vec<Sample>, BlockError> {
 
 /// Appends the samples of a float block with `mint <= ts <= maxt` to `out`: a query reading a
 /// day of blocks decodes each one straight into its series' list, not into a list of its own
-/// that is then copied (that copy and its allocation were a sixth of a day-long `sum by`). On
+/// that is then copied (that copy and its allocation were a quarter of a day-long `sum by`). On
 /// an error `out` is as it was.
 pub fn decode_samples_into(bytes: &[u8], mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<(), BlockError> {
     let (with_starts, mut r) = open_with_starts(bytes, kind::FLOAT_SAMPLES, kind::FLOAT_SAMPLES_WITH_STARTS)?;
