@@ -88,7 +88,7 @@ impl Storage {
         }
         raw.sort_by_key(|(i, _)| *i);
         let mut sealed: Vec<Vec<Sample>> = (0..ids.len()).map(|_| Vec::new()).collect();
-        decode_blocks_into(&raw, ids, mint, maxt, &mut sealed)?;
+        decode_blocks_into(&raw, ids, &heads, mint, maxt, &mut sealed)?;
         Ok(sealed.into_iter().zip(heads).map(|(sealed, head)| merge_by_time(sealed, head, |s| s.ts)).collect())
     }
 
@@ -196,10 +196,12 @@ const MAX_RESERVED_PER_BLOCK: usize = 1 << 16;
 /// Decodes sample blocks (sorted by position in `ids`, in window order within each) into
 /// `sealed`, one list per position, keeping the samples in `[mint, maxt]`; in parallel when
 /// there are many, each thread taking whole series, so every list is sized once and written by
-/// one thread.
+/// one thread. Each list is reserved for its head's samples too, which [`merge_by_time`] then
+/// appends without moving the list.
 fn decode_blocks_into(
     raw: &[(usize, Vec<u8>)],
     ids: &[SeriesId],
+    heads: &[Vec<Sample>],
     mint: i64,
     maxt: i64,
     sealed: &mut [Vec<Sample>],
@@ -208,7 +210,8 @@ fn decode_blocks_into(
     let decode = |part: &[(usize, Vec<u8>)], sealed: &mut [Vec<Sample>], first: usize| -> Result<()> {
         for series in part.chunk_by(|a, b| a.0 == b.0) {
             let out = &mut sealed[series[0].0 - first];
-            out.reserve_exact(series.iter().map(|(_, b)| block::sample_count_hint(b, MAX_RESERVED_PER_BLOCK)).sum());
+            let blocks: usize = series.iter().map(|(_, b)| block::sample_count_hint(b, MAX_RESERVED_PER_BLOCK)).sum();
+            out.reserve_exact(blocks + heads[series[0].0].len());
             for (i, b) in series {
                 block::decode_samples_into(b, mint, maxt, out).map_err(corrupt_sample_block(ids[*i]))?;
             }
@@ -243,24 +246,30 @@ fn decode_blocks_into(
 
 /// Merges sealed entries (blocks of disjoint windows, read in window order, so already sorted)
 /// with head entries (sorted by key); at the same timestamp the head entry wins, as the write
-/// path keeps them equal. Linear, where a map would cost a tree insert per sample.
-fn merge_by_time<T>(sealed: Vec<T>, head: Vec<T>, ts: impl Fn(&T) -> i64) -> Vec<T> {
-    if head.is_empty() {
-        return sealed;
+/// path keeps them equal. In place: the sealed windows end about where the head begins, so only
+/// the sealed entries from the head's first timestamp on (late samples sealed into a window the
+/// head holds too) are merged; the rest stay where they are, and a list reserved for the head
+/// (as `samples_of` reserves it) takes the head without moving. A new list per series would fill
+/// fresh pages with every sample of a day-long read a second time.
+fn merge_by_time<T>(mut sealed: Vec<T>, head: Vec<T>, ts: impl Fn(&T) -> i64) -> Vec<T> {
+    let Some(first_head) = head.first().map(&ts) else { return sealed };
+    if sealed.is_empty() {
+        return head;
     }
-    let mut out = Vec::with_capacity(sealed.len() + head.len());
+    let tail = sealed.split_off(sealed.partition_point(|e| ts(e) < first_head));
+    sealed.reserve(tail.len() + head.len());
     let mut head = head.into_iter().peekable();
-    for entry in sealed {
+    for entry in tail {
         while let Some(h) = head.next_if(|h| ts(h) < ts(&entry)) {
-            out.push(h);
+            sealed.push(h);
         }
         match head.peek() {
-            Some(h) if ts(h) == ts(&entry) => out.push(head.next().expect("peeked")),
-            _ => out.push(entry),
+            Some(h) if ts(h) == ts(&entry) => sealed.push(head.next().expect("peeked")),
+            _ => sealed.push(entry),
         }
     }
-    out.extend(head);
-    out
+    sealed.extend(head);
+    sealed
 }
 
 #[cfg(test)]
@@ -270,5 +279,19 @@ mod tests {
         let merged =
             super::merge_by_time(vec![(1, 'b'), (3, 'b'), (5, 'b')], vec![(0, 'h'), (3, 'h'), (6, 'h')], |e| e.0);
         assert_eq!(merged, vec![(0, 'h'), (1, 'b'), (3, 'h'), (5, 'b'), (6, 'h')]);
+    }
+
+    #[test]
+    fn merge_appends_a_head_that_follows_the_blocks_in_place() {
+        let mut sealed = Vec::with_capacity(5);
+        sealed.extend([(1, 'b'), (2, 'b'), (4, 'b')]);
+        let at = sealed.as_ptr();
+        let merged = super::merge_by_time(sealed, vec![(4, 'h'), (5, 'h')], |e| e.0);
+        assert_eq!(merged, vec![(1, 'b'), (2, 'b'), (4, 'h'), (5, 'h')]);
+        assert_eq!(merged.as_ptr(), at, "the reserved list took the head where it was");
+        let head_only = super::merge_by_time(Vec::new(), vec![(7, 'h')], |e| e.0);
+        assert_eq!(head_only, vec![(7, 'h')]);
+        let sealed_only = super::merge_by_time(vec![(7, 'b')], Vec::new(), |e| e.0);
+        assert_eq!(sealed_only, vec![(7, 'b')]);
     }
 }
