@@ -83,8 +83,9 @@ impl Default for Options {
 pub struct Storage {
     pub(crate) db: DB,
     pub(crate) opts: Options,
-    /// Series ids by their `SERIES_BY_LABELS` key, filled as series are written or looked up.
-    pub(crate) series_cache: RwLock<FxHashMap<Vec<u8>, SeriesId>>,
+    /// Series ids by the digest of their `SERIES_BY_LABELS` key ([`keys::series_cache_key`]),
+    /// filled as series are written or looked up.
+    pub(crate) series_cache: RwLock<FxHashMap<u128, SeriesId>>,
     /// Held while new series are created, so two writers never give one label set two ids.
     pub(crate) next_series_id: Mutex<SeriesId>,
     /// Samples and exemplars not yet sealed, in memory, with each series' write state.

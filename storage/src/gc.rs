@@ -103,7 +103,7 @@ impl Storage {
         self.write_synced(batch)?;
         let mut cache = self.series_cache.write();
         for key in &label_keys {
-            cache.remove(key);
+            cache.remove(&keys::series_cache_key(key));
         }
         drop(cache);
         if let Some(n) = self.series_counts.lock().get_mut(&tenant) {

@@ -93,7 +93,7 @@ impl Storage {
             let mut key = Vec::new();
             for labels in series {
                 keys::series_by_labels_into(&mut key, tenant, labels);
-                ids.push(cache.get(key.as_slice()).copied());
+                ids.push(cache.get(&keys::series_cache_key(&key)).copied());
             }
         }
         if ids.iter().all(Option::is_some) {
@@ -170,7 +170,7 @@ impl Storage {
                 }
             };
             if let Ok(id) = resolved {
-                cache.insert(k.clone(), id);
+                cache.insert(keys::series_cache_key(k), id);
             }
             out.push(resolved);
         }
