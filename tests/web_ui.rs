@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,12 +24,15 @@ const WAIT: Duration = Duration::from_secs(30);
 
 const TRACE_TEMPLATE: &str = "http://tempo.invalid:3200/trace/{trace_id}";
 
-/// chromedriver, killed when dropped (it takes its Chromium with it).
+/// chromedriver in a process group of its own, killed with the whole group when dropped: a
+/// test that panics never quits its session, and killing chromedriver alone left its Chromium
+/// processes running (a dozen after one failed run, slowing whatever ran next).
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.wait();
     }
 }
@@ -70,6 +74,7 @@ fn write_data(amber: &Amber) -> (i64, Vec<String>) {
 fn start_driver() -> (Driver, String) {
     let port = free_port();
     let child = Command::new("chromedriver")
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
