@@ -87,10 +87,10 @@ pub fn series_by_labels_into(k: &mut Vec<u8>, tenant: TenantId, labels: &Labels)
 }
 
 /// The series cache's key for a `SERIES_BY_LABELS` key: its 128-bit xxh3 digest. The label
-/// bytes themselves were most of the cache (about 150 of its 200 bytes a series at a million
-/// series). Two label sets share a digest with a probability of about n²/2¹²⁹ for n series
-/// (10⁻²⁷ at a million), as for the API's labels cache, far below the rate of undetected memory
-/// errors that would corrupt a byte-keyed cache too.
+/// bytes themselves were most of an entry (keyed by them, RSS was 1,818 bytes a series at a
+/// million series; 1,712 by digest). Two label sets share a digest with a probability of about
+/// n²/2¹²⁹ for n series (10⁻²⁷ at a million), as for the API's labels cache, far below the rate
+/// of undetected memory errors that would corrupt a byte-keyed cache too.
 pub fn series_cache_key(series_by_labels: &[u8]) -> u128 {
     xxhash_rust::xxh3::xxh3_128(series_by_labels)
 }
