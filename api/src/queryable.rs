@@ -1,12 +1,12 @@
 //! The PromQL engine's storage trait over a read source, for one tenant.
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use amber_promql::{
-    HistogramPoint, Labels, MatchOp as PromMatchOp, Matcher as PromMatcher, Point, Queryable, Series, StartTimestamps,
-};
-use amber_storage::source::{Columns, ReadSource};
+use amber_promql::{HistogramPoint, Labels, MatchOp as PromMatchOp, Matcher as PromMatcher, Point, Queryable, Series};
+use amber_storage::source::{Columns, ReadSource, SelectedSeries, SeriesData};
 use amber_storage::{MatchOp, Matcher, NO_START};
+use parking_lot::Mutex;
 
 pub struct TenantQueryable {
     pub source: Arc<dyn ReadSource>,
@@ -30,37 +30,92 @@ impl Queryable for TenantQueryable {
         let matchers: Vec<Matcher> = matchers.iter().map(convert).collect();
         let found =
             self.source.select_at_most(&self.tenant, &[matchers], mint, maxt, Columns::SAMPLES, self.max_samples);
-        let found = found.map_err(|e| {
-            if let amber_storage::Error::TooManySamples(_) = e {
-                // Prometheus's own message, which clients match.
-                amber_promql::Error::TooManySamples("query execution")
-            } else if e.is_unavailable() {
-                amber_promql::Error::Unavailable(e.to_string())
-            } else if let amber_storage::Error::PeerRefused { .. } = e {
-                amber_promql::Error::Execution(e.to_string())
-            } else {
-                amber_promql::Error::Storage(e.to_string())
-            }
-        })?;
+        let found = found.map_err(engine_error)?;
         let mut out = Vec::with_capacity(found.len());
-        for series in found {
-            let (samples, histograms) = (series.samples, series.histograms);
-            // Start timestamps only for series that have any: the rest cost two empty vectors.
-            let start_timestamps = StartTimestamps {
-                floats: starts_of(samples.iter().map(|s| s.start_ts)),
-                histograms: starts_of(histograms.iter().map(|s| s.start_ts)),
-            };
-            let labels = Labels::new(series.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect());
-            let points: Vec<Point> = samples.into_iter().map(|s| Point { t: s.ts, v: s.value }).collect();
-            let histograms: Vec<HistogramPoint> =
-                histograms.into_iter().map(|s| HistogramPoint { t: s.ts, h: Arc::new(s.h) }).collect();
-            out.push(Series { labels, points, histograms, start_timestamps, drop_name: false });
+        for mut data in found {
+            let mut series = empty_series();
+            fill(&mut series, &mut data);
+            out.push(series);
         }
         Ok(out)
     }
+
+    fn select_in_parts(
+        &self,
+        matchers: &[PromMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Box<dyn amber_promql::SelectedSeries + '_>, amber_promql::Error> {
+        let matchers: Vec<Matcher> = matchers.iter().map(convert).collect();
+        let parts = self
+            .source
+            .select_in_parts(&self.tenant, &[matchers], mint, maxt, Columns::SAMPLES, self.max_samples)
+            .map_err(engine_error)?;
+        Ok(Box::new(TenantParts { parts, read: Mutex::new(Vec::new()) }))
+    }
 }
 
-/// Every start timestamp of a series' samples, or none when no sample has one.
-fn starts_of(starts: impl Iterator<Item = i64> + Clone) -> Vec<i64> {
-    if starts.clone().all(|st| st == NO_START) { Vec::new() } else { starts.collect() }
+/// A selection in parts, read through storage's own: each part is read into storage's lists,
+/// then copied into the engine's, both reused from part to part.
+struct TenantParts<'a> {
+    parts: Box<dyn SelectedSeries + 'a>,
+    /// Storage's lists, one set per reading thread, kept for the next part.
+    read: Mutex<Vec<Vec<SeriesData>>>,
+}
+
+impl amber_promql::SelectedSeries for TenantParts<'_> {
+    fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<Series>) -> Result<(), amber_promql::Error> {
+        let mut read = self.read.lock().pop().unwrap_or_default();
+        self.parts.read_into(part, &mut read).map_err(engine_error)?;
+        out.resize_with(read.len(), empty_series);
+        for (series, data) in out.iter_mut().zip(&mut read) {
+            fill(series, data);
+        }
+        self.read.lock().push(read);
+        Ok(())
+    }
+}
+
+/// Storage's error as the engine reports it.
+fn engine_error(e: amber_storage::Error) -> amber_promql::Error {
+    if let amber_storage::Error::TooManySamples(_) = e {
+        // Prometheus's own message, which clients match.
+        amber_promql::Error::TooManySamples("query execution")
+    } else if e.is_unavailable() {
+        amber_promql::Error::Unavailable(e.to_string())
+    } else if let amber_storage::Error::PeerRefused { .. } = e {
+        amber_promql::Error::Execution(e.to_string())
+    } else {
+        amber_promql::Error::Storage(e.to_string())
+    }
+}
+
+fn empty_series() -> Series {
+    Series::floats(Labels::default(), Vec::new(), false)
+}
+
+/// `series` made the engine's copy of `data`, reusing its lists; `data`'s histograms are moved.
+fn fill(series: &mut Series, data: &mut SeriesData) {
+    series.labels = Labels::new(data.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect());
+    series.points.clear();
+    series.points.extend(data.samples.iter().map(|s| Point { t: s.ts, v: s.value }));
+    // Start timestamps only for series that have any: the rest cost two empty vectors.
+    let starts = &mut series.start_timestamps;
+    starts_into(&mut starts.floats, data.samples.iter().map(|s| s.start_ts));
+    starts_into(&mut starts.histograms, data.histograms.iter().map(|s| s.start_ts));
+    series.histograms.clear();
+    series.histograms.extend(data.histograms.drain(..).map(|s| HistogramPoint { t: s.ts, h: Arc::new(s.h) }));
+    series.drop_name = false;
+}
+
+/// Every start timestamp of a series' samples into `into`, or none when no sample has one.
+fn starts_into(into: &mut Vec<i64>, starts: impl Iterator<Item = i64> + Clone) {
+    into.clear();
+    if !starts.clone().all(|st| st == NO_START) {
+        into.extend(starts);
+    }
 }

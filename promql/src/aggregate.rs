@@ -393,6 +393,14 @@ pub(crate) fn is_valid_label_name(name: &str) -> bool {
     !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok()
 }
 
+/// The fold of an aggregation that [`by_series`] can evaluate: one without a parameter.
+pub(crate) fn fold_op(a: &AggregateExpr) -> Option<FoldOp> {
+    if a.param.is_some() {
+        return None;
+    }
+    FoldOp::of(&a.op.to_string().to_ascii_lowercase())
+}
+
 /// A whole range query of a folding aggregation (`sum`, `avg`, `count`, `group`, `min`, `max`,
 /// `stddev`, `stdvar`, with `by`/`without`) over a `rate`-family call, with the input evaluated
 /// series by series over all steps ([`by_series::eval_in_step_order`]): each input series' group
@@ -406,10 +414,7 @@ pub(crate) fn by_series(
     steps: &[i64],
     threads: usize,
 ) -> Option<Result<Vec<SeriesPoints>>> {
-    let op = FoldOp::of(&a.op.to_string().to_ascii_lowercase())?;
-    if a.param.is_some() {
-        return None;
-    }
+    let op = fold_op(a)?;
     let input = match by_series::eval_in_step_order(ev, &a.expr, steps, threads)? {
         Ok(input) => input,
         Err(e) => return Some(Err(e)),

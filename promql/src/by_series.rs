@@ -60,6 +60,32 @@ pub(crate) fn eval_in_step_order(
     })
 }
 
+/// The key of the matrix selector that [`eval`] of `expr` reads in parts
+/// ([`crate::eval::Evaluator::read_in_parts`]), for the shapes that read one selector series by
+/// series and keep only each series' points: a `rate`-family call over it, a folding
+/// aggregation over that call, and `histogram_quantile` over either.
+pub(crate) fn read_in_parts(expr: &Expr) -> Option<usize> {
+    match without_parens(expr) {
+        Expr::Call(c) if functions::is_rate_family(c) => {
+            if !matches!(crate::extended::extended_argument(c), Ok(None)) {
+                return None;
+            }
+            let [arg] = c.args.args.as_slice() else { return None };
+            let Expr::MatrixSelector(ms) = without_parens(arg) else { return None };
+            ms.vs.at.is_none().then(|| crate::eval::selector_key(&ms.vs))
+        }
+        Expr::Call(c) if c.func.name == "histogram_quantile" => match c.args.args.as_slice() {
+            [q, arg] if matches!(without_parens(q), Expr::NumberLiteral(_)) => read_in_parts(arg),
+            _ => None,
+        },
+        Expr::Aggregate(a) if aggregate::fold_op(a).is_some() => match without_parens(&a.expr) {
+            Expr::Call(c) if functions::is_rate_family(c) => read_in_parts(&a.expr),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// `f`'s points counted as held beside what its own inputs held while it computed them, for
 /// `peakSamples` (see [`crate::stats::QuerySamples::peak_samples`]).
 fn held(
@@ -103,7 +129,10 @@ pub(crate) fn range_query(
 
 #[cfg(test)]
 mod tests {
-    use crate::{Engine, EngineOptions, Labels, MemoryStorage, Point, QueryContext, STALE_NAN_BITS, Value};
+    use crate::{
+        Engine, EngineOptions, Error, Labels, Matcher, MemoryStorage, Point, QueryContext, Queryable, STALE_NAN_BITS,
+        SelectedSeries, Series, Value,
+    };
 
     /// Counters with resets, gaps and a stale marker, gauges, and classic histogram buckets
     /// (one with a malformed `le`, one histogram whose counts are not monotonic), scraped
@@ -209,6 +238,156 @@ mod tests {
                 assert_eq!(range.warnings, warnings.into_iter().collect::<Vec<_>>(), "{query}");
                 assert_eq!(range.infos, infos.into_iter().collect::<Vec<_>>(), "{query}");
             }
+        }
+    }
+
+    /// A storage that reads selections in parts itself, and records what it was asked for: how
+    /// many whole selections, and the size of every part read.
+    #[derive(Default)]
+    struct ReadsInParts {
+        inner: MemoryStorage,
+        wholes: std::sync::atomic::AtomicUsize,
+        parts: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl ReadsInParts {
+        /// Whole selections and the largest part since the last call.
+        fn asked(&self) -> (usize, usize) {
+            let wholes = self.wholes.swap(0, std::sync::atomic::Ordering::Relaxed);
+            let parts = std::mem::take(&mut *self.parts.lock().unwrap());
+            (wholes, parts.into_iter().max().unwrap_or(0))
+        }
+    }
+
+    impl Queryable for ReadsInParts {
+        fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error> {
+            self.wholes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.select(matchers, mint, maxt)
+        }
+
+        fn select_in_parts(
+            &self,
+            matchers: &[Matcher],
+            mint: i64,
+            maxt: i64,
+        ) -> Result<Box<dyn SelectedSeries + '_>, Error> {
+            Ok(Box::new(Found { found: self.inner.select(matchers, mint, maxt)?, parts: &self.parts }))
+        }
+    }
+
+    struct Found<'a> {
+        found: Vec<Series>,
+        parts: &'a std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl SelectedSeries for Found<'_> {
+        fn len(&self) -> usize {
+            self.found.len()
+        }
+
+        fn read_into(&self, part: std::ops::Range<usize>, out: &mut Vec<Series>) -> Result<(), Error> {
+            self.parts.lock().unwrap().push(part.len());
+            out.clear();
+            out.extend_from_slice(&self.found[part]);
+            Ok(())
+        }
+    }
+
+    /// 200 counters in 4 groups, 20 classic histograms of 5 buckets, and 100 series of which one
+    /// holds native histograms; 240 scrapes at 15 s.
+    fn many_series() -> ReadsInParts {
+        let mut storage = MemoryStorage::default();
+        let points = |i: usize| -> Vec<Point> {
+            (0..240i64).map(|k| Point { t: k * 15_000, v: (k * (i as i64 % 7 + 1)) as f64 }).collect()
+        };
+        for i in 0..200 {
+            let group = (i % 4).to_string();
+            let labels = Labels::from_pairs(&[("__name__", "c_total"), ("g", &group), ("i", &i.to_string())]);
+            storage.add(labels, &points(i));
+        }
+        for i in 0..20 {
+            for (j, le) in ["0.1", "0.5", "1", "5", "+Inf"].into_iter().enumerate() {
+                let labels = Labels::from_pairs(&[("__name__", "b_bucket"), ("i", &i.to_string()), ("le", le)]);
+                storage.add(labels, &points(i + j));
+            }
+        }
+        for i in 0..100 {
+            let labels = Labels::from_pairs(&[("__name__", "mixed_total"), ("i", &format!("{i:03}"))]);
+            if i == 70 {
+                let histogram = |k: i64| amber_histogram::Histogram {
+                    count: 3.0 * k as f64,
+                    sum: k as f64,
+                    positive_spans: vec![amber_histogram::Span { offset: 0, length: 2 }],
+                    positive_buckets: vec![k as f64, 2.0 * k as f64],
+                    ..Default::default()
+                };
+                storage.add_histograms(labels, (0..240i64).map(|k| (k * 15_000, histogram(k))));
+            } else {
+                storage.add(labels, &points(i));
+            }
+        }
+        ReadsInParts { inner: storage, ..ReadsInParts::default() }
+    }
+
+    /// A range query read in parts gives what loading its selector whole (as a query that asks
+    /// for statistics does) gives, reads at most a part of series at a time, falls back to a
+    /// whole load when a series holds histograms, and keeps the samples limit across its parts.
+    #[test]
+    fn range_queries_read_in_parts_equal_loading_whole() {
+        let storage = many_series();
+        let totals = QueryContext { stats: crate::StatsLevel::Totals, ..QueryContext::default() };
+        let (start, end, step) = (600_000, 240 * 15_000, 60_000);
+        for parallel_min_samples in [0, usize::MAX] {
+            let engine = Engine::new(EngineOptions { parallel_min_samples, ..EngineOptions::default() });
+            for (query, read_in_parts) in [
+                ("rate(c_total[1m])", true),
+                ("sum by (g) (rate(c_total[2m]))", true),
+                ("avg(increase(c_total[5m]))", true),
+                ("histogram_quantile(0.9, sum by (le) (rate(b_bucket[2m])))", true),
+                ("histogram_quantile(0.5, rate(b_bucket[2m]))", true),
+                // Read in parts until the series with histograms, then loaded whole.
+                ("rate(mixed_total[1m])", false),
+                ("max by (i) (rate(mixed_total[1m]))", false),
+                // Not a shape that reads in parts.
+                ("sum by (g) (rate(c_total[2m])) * 2", false),
+            ] {
+                let in_parts = engine.range_query(&storage, query, start, end, step, &QueryContext::default());
+                let (wholes, largest_part) = storage.asked();
+                let whole = engine.range_query(&storage, query, start, end, step, &totals).expect(query);
+                assert_eq!(storage.asked(), (1, 0), "{query}: a query with statistics loads whole");
+                let in_parts = in_parts.expect(query);
+                assert_eq!(format!("{:?}", in_parts.value), format!("{:?}", whole.value), "{query}");
+                assert!(matches!(&in_parts.value, Value::Matrix(m) if !m.is_empty()), "{query}");
+                assert_eq!((in_parts.warnings, in_parts.infos), (whole.warnings, whole.infos), "{query}");
+                if read_in_parts {
+                    assert_eq!(wholes, 0, "{query}");
+                    assert!((1..=crate::functions::rate::SERIES_PER_PART).contains(&largest_part), "{query}");
+                } else {
+                    assert_eq!(wholes, 1, "{query}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_query_read_in_parts_stops_past_the_samples_limit() {
+        let storage = many_series();
+        let name = Matcher { name: "__name__".into(), op: crate::MatchOp::Equal, value: "c_total".into() };
+        let c_total: usize =
+            storage.inner.select(&[name], i64::MIN, i64::MAX).unwrap().iter().map(|s| s.points.len()).sum();
+        let (start, end, step) = (0, 240 * 15_000, 60_000);
+        for parallel_min_samples in [0, usize::MAX] {
+            let engine = |max_samples| {
+                let mut options = EngineOptions { parallel_min_samples, ..EngineOptions::default() };
+                options.limits.max_samples = max_samples;
+                Engine::new(options)
+            };
+            let query = "sum by (g) (rate(c_total[1m]))";
+            let ctx = QueryContext::default();
+            assert!(engine(c_total).range_query(&storage, query, start, end, step, &ctx).is_ok());
+            let err = engine(c_total - 1).range_query(&storage, query, start, end, step, &ctx).unwrap_err();
+            assert!(matches!(err, Error::TooManySamples("query execution")), "{err:?}");
+            assert_eq!(storage.asked().0, 0);
         }
     }
 }

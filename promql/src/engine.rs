@@ -231,23 +231,32 @@ impl Engine {
         if ctx.stats != StatsLevel::Off {
             ev.enable_stats(start, step, usize::try_from(points).unwrap_or(1));
         }
+        // Statistics count what is loaded and held, so a query that asks for them loads whole.
+        if ctx.stats == StatsLevel::Off {
+            ev.read_in_parts(crate::by_series::read_in_parts(expr));
+        }
         ev.prepare(expr, start, end)?;
         let prepared = Instant::now();
         let steps: Vec<i64> = (0..points).map(|i| start + i * step).collect();
         // Steps are independent: large queries split them between threads, each with its own
-        // evaluator over the loaded data, and the series' points are joined in step order.
-        let threads = if ev.samples_loaded() >= self.options.parallel_min_samples {
-            std::thread::available_parallelism().map_or(1, |n| n.get()).min(EVAL_THREADS).min(steps.len())
-        } else {
-            1
+        // evaluator over the loaded data, and the series' points are joined in step order. A
+        // selection in parts is not counted yet: its reader decides by its series.
+        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get()).min(EVAL_THREADS).min(steps.len());
+        let threads_for = |ev: &Evaluator<'_>| {
+            let large = ev.samples_loaded() >= self.options.parallel_min_samples;
+            let in_parts = ev.has_parts() && self.options.parallel_min_samples < usize::MAX;
+            if large || in_parts { parallel } else { 1 }
         };
         // Series by series when the shape allows; a shape that turns out not to leaves its counts
-        // behind, and goes step by step.
+        // behind, loads what it was to read in parts, and goes step by step.
         let saved = ev.save_stats();
+        let threads = threads_for(&ev);
         let by_series = crate::by_series::range_query(&mut ev, expr, &steps, threads);
         if by_series.is_none() {
             ev.restore_stats(saved);
+            ev.load_in_parts_whole()?;
         }
+        let threads = threads_for(&ev);
         let series = if let Some(by_series) = by_series {
             let floats = by_series?;
             let mut series = LabelsMap::default();

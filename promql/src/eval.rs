@@ -4,6 +4,13 @@
 //! series for the whole time span the query can touch (following `offset`, `@` and subqueries),
 //! so that evaluation never goes back to storage. Range queries then evaluate the expression at
 //! each step; subqueries evaluate their inner expression at their own aligned steps.
+//!
+//! The exception is a range query whose whole shape is evaluated series by series over a `rate`
+//! family call ([`crate::by_series::read_in_parts`]): that call's selector is selected in parts
+//! ([`Queryable::select_in_parts`]) and read a part at a time into reused lists, so a day-long
+//! read never holds (or page-faults in) every series' samples at once, as VictoriaMetrics reads
+//! them. When the series-by-series path turns out not to apply, the selection is loaded whole
+//! ([`Evaluator::load_in_parts_whole`]) and the query goes step by step.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -21,7 +28,7 @@ use crate::extended;
 use crate::functions::info;
 use crate::labels::{Labels, LabelsMap, METRIC_NAME};
 use crate::stats::{self, Counters};
-use crate::storage::{MatchOp, Matcher, Queryable};
+use crate::storage::{MatchOp, Matcher, Queryable, SelectedSeries};
 use crate::value::{HistogramPoint, Point, Sample, Series, StartTimestamps, Starts, Value};
 use crate::{aggregate, binary, functions, is_stale};
 
@@ -35,6 +42,14 @@ pub(crate) fn offset_ms(offset: Option<&Offset>) -> i64 {
         Some(Offset::Neg(d)) => -duration_ms(d),
         None => 0,
     }
+}
+
+/// A selector's series selected in parts, and what loading them whole would take.
+pub(crate) struct InParts<'a> {
+    pub(crate) series: Box<dyn SelectedSeries + 'a>,
+    sets: Vec<Vec<Matcher>>,
+    mint: i64,
+    maxt: i64,
 }
 
 /// Where one series' window of a matrix selector was at the last step.
@@ -59,6 +74,10 @@ pub(crate) struct Evaluator<'a> {
     /// [`Evaluator::fork`]s once loading is done.
     loaded: Arc<HashMap<usize, Vec<Series>>>,
     samples_loaded: usize,
+    /// The matrix selectors (by key) that [`Evaluator::prepare`] selects in parts.
+    read_in_parts: HashSet<usize>,
+    /// Their selections, by key.
+    in_parts: HashMap<usize, InParts<'a>>,
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
     /// Annotations by their text, each with the start of the expression it is about (a byte
@@ -250,7 +269,7 @@ fn advance(points: &[Point], hint: usize, bound: i64) -> usize {
     i
 }
 
-fn selector_key(vs: &VectorSelector) -> usize {
+pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
 }
 
@@ -301,6 +320,8 @@ impl<'a> Evaluator<'a> {
             query_step: 0,
             loaded: Arc::new(HashMap::new()),
             samples_loaded: 0,
+            read_in_parts: HashSet::new(),
+            in_parts: HashMap::new(),
             deadline,
             cancel,
             warnings: BTreeMap::new(),
@@ -474,7 +495,15 @@ impl<'a> Evaluator<'a> {
             Expr::MatrixSelector(MatrixSelector { vs, range, .. }) => {
                 let (lo, hi) = self.shifted(vs.at.as_ref(), vs.offset.as_ref(), mint, maxt);
                 let (before, after) = extended::widening(vs, true, self.lookback_ms);
-                self.load(vs, lo - duration_ms(range) - before, hi + after)
+                let (mint, maxt) = (lo - duration_ms(range) - before, hi + after);
+                let key = selector_key(vs);
+                let sets = selector_matchers(vs)?;
+                if let ([set], true) = (sets.as_slice(), self.read_in_parts.contains(&key)) {
+                    let series = self.storage.select_in_parts(set, mint, maxt)?;
+                    self.in_parts.insert(key, InParts { series, sets, mint, maxt });
+                    return Ok(());
+                }
+                self.load_sets(key, &sets, mint, maxt)
             }
             Expr::Subquery(sq) => {
                 let (lo, hi) = self.shifted(sq.at.as_ref(), sq.offset.as_ref(), mint, maxt);
@@ -512,6 +541,37 @@ impl<'a> Evaluator<'a> {
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
             Expr::Extension(_) => Err(Error::BadQuery("unsupported expression extension".into())),
         }
+    }
+
+    /// Has [`Evaluator::prepare`] select the matrix selectors with these keys in parts.
+    pub(crate) fn read_in_parts(&mut self, keys: impl IntoIterator<Item = usize>) {
+        self.read_in_parts.extend(keys);
+    }
+
+    /// Whether any selection is still to be read in parts.
+    pub(crate) fn has_parts(&self) -> bool {
+        !self.in_parts.is_empty()
+    }
+
+    /// The selection of a matrix selector that [`Evaluator::prepare`] selected in parts.
+    pub(crate) fn parts_of(&self, vs: &VectorSelector) -> Option<&InParts<'a>> {
+        self.in_parts.get(&selector_key(vs))
+    }
+
+    /// Adds samples read from a selection in parts to the query's count (its reader keeps them
+    /// within the limit as it reads).
+    pub(crate) fn add_loaded(&mut self, n: usize) {
+        self.samples_loaded += n;
+    }
+
+    /// Loads every selection still to be read in parts whole, for the step-by-step path.
+    pub(crate) fn load_in_parts_whole(&mut self) -> Result<()> {
+        for (key, parts) in std::mem::take(&mut self.in_parts) {
+            let InParts { series, sets, mint, maxt } = parts;
+            drop(series);
+            self.load_sets(key, &sets, mint, maxt)?;
+        }
+        Ok(())
     }
 
     fn load(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<()> {
@@ -722,22 +782,21 @@ impl<'a> Evaluator<'a> {
 
     /// [`Evaluator::for_each_range`] over all the steps of a range query at once, series by
     /// series, as Prometheus evaluates range functions over a selector: a series' points stay in
-    /// cache from one step to the next. Covers the series at positions `which` of
-    /// [`Evaluator::series_of`]; `f` gets the position, the step, the window and its start
-    /// timestamps. With `counts` (one per step), adds each window's samples to its step's count.
+    /// cache from one step to the next. Covers `series` (some of the selector's); `f` gets the
+    /// index in `series`, the step, the window and its start timestamps. With `counts` (one per
+    /// step), adds each window's samples to its step's count.
     pub(crate) fn for_each_series_range(
         &self,
         ms: &MatrixSelector,
         steps: &[i64],
-        which: std::ops::Range<usize>,
+        series: &[Series],
         mut counts: Option<&mut [u64]>,
         mut f: impl FnMut(usize, i64, &[Point], &[i64]),
     ) -> Result<()> {
         let vs = &ms.vs;
         let range = duration_ms(&ms.range);
-        let Some(series) = self.loaded.get(&selector_key(vs)) else { return Ok(()) };
         let (mut scratch, mut start_scratch) = (Vec::new(), Vec::new());
-        for (i, s) in series.iter().enumerate().take(which.end).skip(which.start) {
+        for (i, s) in series.iter().enumerate() {
             if i % 256 == 0 {
                 self.check_deadline("expression evaluation")?;
             }

@@ -37,7 +37,7 @@ pub use engine::{Engine, EngineOptions, QueryContext, QueryLimits, QueryOutput};
 pub use error::{Error, Result};
 pub use labels::Labels;
 pub use stats::{QuerySamples, QueryStats, QueryTimings, StatsLevel};
-pub use storage::{MatchOp, Matcher, MemoryStorage, Queryable};
+pub use storage::{MatchOp, Matcher, MemoryStorage, Queryable, SelectedSeries};
 pub use value::{Histogram, HistogramPoint, Point, Sample, Series, StartTimestamps, Value};
 
 /// Prometheus's staleness marker: the NaN bit pattern a sender writes when a series ends.

@@ -5,7 +5,8 @@ use regex::Regex;
 
 use crate::error::Error;
 use crate::labels::Labels;
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use crate::value::{Histogram, HistogramPoint, Point, Series, StartTimestamps};
 
@@ -49,6 +50,51 @@ pub trait Queryable: Send + Sync {
     /// timestamps, sorted by labels. Fails with [`Error::Storage`], or [`Error::Unavailable`]
     /// when a source of the data did not answer and a retry may succeed.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error>;
+
+    /// The series [`Queryable::select`] would give, their samples read later, part by part
+    /// ([`SelectedSeries::read_into`]), so that an evaluation that goes series by series holds one
+    /// part at a time instead of every series' samples. The default selects everything now and
+    /// hands it out in parts; a storage that can read a part on its own does.
+    fn select_in_parts(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Box<dyn SelectedSeries + '_>, Error> {
+        Ok(Box::new(SelectedAlready(Mutex::new(self.select(matchers, mint, maxt)?))))
+    }
+}
+
+/// The series a [`Queryable::select_in_parts`] found, sorted by labels, read a part at a time.
+pub trait SelectedSeries: Send + Sync {
+    /// How many series were found: parts are ranges of positions below it.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The series at positions `part`, with their samples, into `out`, one per position (a
+    /// series without samples in the time range is there too, empty). `out`'s lists are reused,
+    /// so reading part after part into the same `out` fills no fresh pages. Each part is read once.
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<Series>) -> Result<(), Error>;
+}
+
+/// A selection made whole, handed out in parts.
+struct SelectedAlready(Mutex<Vec<Series>>);
+
+impl SelectedSeries for SelectedAlready {
+    fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<Series>) -> Result<(), Error> {
+        let empty = || Series::floats(Labels::default(), Vec::new(), false);
+        let mut all = self.0.lock().expect("not poisoned");
+        out.clear();
+        out.extend(all[part].iter_mut().map(|s| std::mem::replace(s, empty())));
+        Ok(())
+    }
 }
 
 /// Series held in memory: the engine's storage in tests and in the conformance runner.

@@ -47,6 +47,16 @@ impl Storage {
     /// series sit close together in a window, so most steps are a `next`, not a lookup), then
     /// decoded on up to [`DECODE_THREADS`] threads.
     pub fn samples_of(&self, ids: &[SeriesId], mint: i64, maxt: i64) -> Result<Vec<Vec<Sample>>> {
+        let mut out: Vec<Vec<Sample>> = (0..ids.len()).map(|_| Vec::new()).collect();
+        self.samples_of_into(ids, mint, maxt, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Storage::samples_of`] into `out` (one list per id), reusing its lists: a reader that
+    /// reads part after part of a selection into the same lists fills no fresh pages.
+    pub fn samples_of_into(&self, ids: &[SeriesId], mint: i64, maxt: i64, out: &mut [Vec<Sample>]) -> Result<()> {
+        assert_eq!(ids.len(), out.len(), "one list per id");
+        out.iter_mut().for_each(Vec::clear);
         let mut heads: Vec<Vec<Sample>> = Vec::with_capacity(ids.len());
         for &id in ids {
             let mut head = Vec::new();
@@ -87,9 +97,11 @@ impl Storage {
             iter.status()?;
         }
         raw.sort_by_key(|(i, _)| *i);
-        let mut sealed: Vec<Vec<Sample>> = (0..ids.len()).map(|_| Vec::new()).collect();
-        decode_blocks_into(&raw, ids, &heads, mint, maxt, &mut sealed)?;
-        Ok(sealed.into_iter().zip(heads).map(|(sealed, head)| merge_by_time(sealed, head, |s| s.ts)).collect())
+        decode_blocks_into(&raw, ids, &heads, mint, maxt, out)?;
+        for (list, head) in out.iter_mut().zip(heads) {
+            *list = merge_by_time(std::mem::take(list), head, |s| s.ts);
+        }
+        Ok(())
     }
 
     /// The native histogram samples of each series in `ids` with `mint <= ts <= maxt`, sorted by
@@ -254,7 +266,12 @@ fn decode_blocks_into(
 fn merge_by_time<T>(mut sealed: Vec<T>, head: Vec<T>, ts: impl Fn(&T) -> i64) -> Vec<T> {
     let Some(first_head) = head.first().map(&ts) else { return sealed };
     if sealed.is_empty() {
-        return head;
+        // A reused list keeps its pages.
+        if sealed.capacity() < head.len() {
+            return head;
+        }
+        sealed.extend(head);
+        return sealed;
     }
     let tail = sealed.split_off(sealed.partition_point(|e| ts(e) < first_head));
     sealed.reserve(tail.len() + head.len());

@@ -6,9 +6,11 @@
 //! requests that name no tenant (`default_tenant`) to [`TenantId::DEFAULT`], as writes do.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
 use crate::Error;
@@ -89,6 +91,24 @@ pub trait ReadSource: Send + Sync {
         Ok(found)
     }
 
+    /// The series [`ReadSource::select_at_most`] would answer, their data read later, part by
+    /// part ([`SelectedSeries::read_into`]), so that a reader that goes series by series holds one
+    /// part at a time rather than every series' data at once. Reads past `max_samples` in all fail
+    /// with [`Error::TooManySamples`]. The default reads everything now and hands it out in parts;
+    /// a source that can read a part on its own does.
+    fn select_in_parts(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+        max_samples: usize,
+    ) -> Result<Box<dyn SelectedSeries + '_>> {
+        let found = self.select_at_most(tenant, selectors, mint, maxt, columns, max_samples)?;
+        Ok(Box::new(ReadAlready(Mutex::new(found))))
+    }
+
     /// The label sets of the selected series with a float or histogram sample in `[mint, maxt]`,
     /// sorted: `/api/v1/series`. The default reads the samples; a source with an index
     /// answers without them.
@@ -115,6 +135,37 @@ pub trait ReadSource: Send + Sync {
     /// Metadata (type, help, unit) by metric family, as senders reported it, each family's
     /// entries sorted; only `metric`'s when given.
     fn metadata(&self, tenant: &str, metric: Option<&str>) -> Result<BTreeMap<String, Vec<MetricMetadata>>>;
+}
+
+/// The series a [`ReadSource::select_in_parts`] found, sorted by labels, read a part at a time.
+pub trait SelectedSeries: Send + Sync {
+    /// How many series were found: parts are ranges of positions below it.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The series at positions `part`, with the columns asked for, into `out`, one entry per
+    /// position (a series without data in the time range is there too, empty). `out`'s lists are
+    /// reused: a reader that reads part after part into the same `out` fills no fresh pages,
+    /// where a list per series of a day-long read would. Each part is read once.
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesData>) -> Result<()>;
+}
+
+/// A selection read whole, handed out in parts.
+struct ReadAlready(Mutex<Vec<SeriesData>>);
+
+impl SelectedSeries for ReadAlready {
+    fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesData>) -> Result<()> {
+        out.clear();
+        out.extend(self.0.lock()[part].iter_mut().map(std::mem::take));
+        Ok(())
+    }
 }
 
 /// This store as a read source.
@@ -178,6 +229,17 @@ fn within(max_samples: usize, count: usize) -> Result<()> {
 }
 
 impl Local {
+    /// The ids and labels of the selected series, sorted by labels as Prometheus's storage
+    /// returns series.
+    fn found(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<(SeriesId, Labels)>> {
+        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
+        let ids: Vec<SeriesId> = self.storage.select(tenant, selectors, mint, maxt)?.iter().collect();
+        let labels = self.labels.get(&self.storage, &ids)?;
+        let mut found: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels).collect();
+        found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        Ok(found)
+    }
+
     /// The selected series with their data, loaded `per_load` series first, then as many as the
     /// rest of `max_samples` would hold at the rate so far (at least `per_load`), and stopped with
     /// [`Error::TooManySamples`] past `max_samples`.
@@ -192,12 +254,7 @@ impl Local {
         max_samples: usize,
         per_load: usize,
     ) -> Result<Vec<SeriesData>> {
-        let Some(tenant) = self.tenant_id(tenant) else { return Ok(Vec::new()) };
-        let ids: Vec<SeriesId> = self.storage.select(tenant, selectors, mint, maxt)?.iter().collect();
-        let labels = self.labels.get(&self.storage, &ids)?;
-        // Sorted by labels, as Prometheus's storage returns series.
-        let mut found: Vec<(SeriesId, Labels)> = ids.into_iter().zip(labels).collect();
-        found.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        let found = self.found(tenant, selectors, mint, maxt)?;
         let mut out = Vec::with_capacity(found.len());
         let (mut loaded, mut start, mut take) = (0, 0, per_load.max(1));
         while start < found.len() {
@@ -227,6 +284,49 @@ impl Local {
     }
 }
 
+/// A [`Local`] selection read part by part: each part's blocks are read and decoded when it is
+/// read, into the reader's lists.
+struct LocalParts<'a> {
+    storage: &'a Storage,
+    found: Vec<(SeriesId, Labels)>,
+    mint: i64,
+    maxt: i64,
+    columns: Columns,
+    max_samples: usize,
+    /// Samples read so far, by every reader.
+    loaded: AtomicUsize,
+}
+
+impl SelectedSeries for LocalParts<'_> {
+    fn len(&self) -> usize {
+        self.found.len()
+    }
+
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesData>) -> Result<()> {
+        let found = &self.found[part];
+        out.resize_with(found.len(), SeriesData::default);
+        let ids: Vec<SeriesId> = found.iter().map(|(id, _)| *id).collect();
+        let (mint, maxt) = (self.mint, self.maxt);
+        let mut samples: Vec<Vec<Sample>> = out.iter_mut().map(|s| std::mem::take(&mut s.samples)).collect();
+        if self.columns.samples {
+            self.storage.samples_of_into(&ids, mint, maxt, &mut samples)?;
+        } else {
+            samples.iter_mut().for_each(Vec::clear);
+        }
+        let mut histograms =
+            if self.columns.histograms { self.storage.histograms_of(&ids, mint, maxt)? } else { Vec::new() };
+        let read = samples.iter().map(Vec::len).sum::<usize>() + histograms.iter().map(Vec::len).sum::<usize>();
+        within(self.max_samples, self.loaded.fetch_add(read, Ordering::Relaxed).saturating_add(read))?;
+        for (i, ((data, samples), (id, labels))) in out.iter_mut().zip(samples).zip(found).enumerate() {
+            data.labels.clone_from(labels);
+            data.samples = samples;
+            data.histograms = histograms.get_mut(i).map(std::mem::take).unwrap_or_default();
+            data.exemplars = if self.columns.exemplars { self.storage.exemplars(*id, mint, maxt)? } else { Vec::new() };
+        }
+        Ok(())
+    }
+}
+
 impl ReadSource for Local {
     fn select(
         &self,
@@ -250,6 +350,27 @@ impl ReadSource for Local {
         max_samples: usize,
     ) -> Result<Vec<SeriesData>> {
         self.select_loading(tenant, selectors, mint, maxt, columns, max_samples, SERIES_PER_LOAD)
+    }
+
+    fn select_in_parts(
+        &self,
+        tenant: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        columns: Columns,
+        max_samples: usize,
+    ) -> Result<Box<dyn SelectedSeries + '_>> {
+        let found = self.found(tenant, selectors, mint, maxt)?;
+        Ok(Box::new(LocalParts {
+            storage: &self.storage,
+            found,
+            mint,
+            maxt,
+            columns,
+            max_samples,
+            loaded: AtomicUsize::new(0),
+        }))
     }
 
     fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
@@ -630,5 +751,54 @@ mod sample_limit_tests {
             merged.select_at_most("anonymous", &all, from, to, Columns::SAMPLES, 29),
             Err(Error::TooManySamples(29))
         ));
+    }
+
+    /// A selection read in parts, part after part into the same lists, is the whole selection:
+    /// sealed blocks and the head merged, every series once, in label order; and the reads as a
+    /// whole are held to the limit.
+    #[test]
+    fn a_selection_in_parts_is_the_whole_selection_and_keeps_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path(), Options::default()).unwrap());
+        let now = crate::now_ms();
+        let write = |from: i64, to: i64| -> Vec<SeriesWrite> {
+            (0..40usize)
+                .map(|i| SeriesWrite {
+                    labels: Labels::from_unsorted(vec![Label::new("__name__", "x"), Label::new("i", i.to_string())]),
+                    // Series of every length, so a reused list is sometimes longer, sometimes shorter.
+                    samples: (from..to)
+                        .step_by(15_000)
+                        .take(10 + (i * 37) % 100)
+                        .map(|ts| Sample { ts, value: (ts / 1000 + i as i64) as f64, start_ts: crate::NO_START })
+                        .collect(),
+                    histograms: Vec::new(),
+                    exemplars: Vec::new(),
+                })
+                .collect()
+        };
+        let first = write(now - 3 * 3_600_000, now - 2 * 3_600_000);
+        let first_samples: usize = first.iter().map(|w| w.samples.len()).sum();
+        storage.append(TenantId::DEFAULT, &first, &[], SeriesCreation::UNLIMITED).unwrap();
+        assert_eq!(storage.seal(now + 24 * 3_600_000).unwrap().samples_sealed, first_samples as u64);
+        storage.append(TenantId::DEFAULT, &write(now - 1_800_000, now), &[], SeriesCreation::UNLIMITED).unwrap();
+        let local = Local::new(storage, "anonymous");
+        let all = [vec![Matcher::equal("__name__", "x")]];
+        let (from, to) = (now - 4 * 3_600_000, now);
+        let whole = local.select("anonymous", &all, from, to, Columns::SAMPLES).unwrap();
+        assert_eq!(whole.len(), 40);
+        let total: usize = whole.iter().map(SeriesData::sample_count).sum();
+
+        let parts = local.select_in_parts("anonymous", &all, from, to, Columns::SAMPLES, total).unwrap();
+        assert_eq!(parts.len(), 40);
+        let (mut out, mut read) = (Vec::new(), Vec::new());
+        for lo in (0..40).step_by(7) {
+            parts.read_into(lo..(lo + 7).min(40), &mut out).unwrap();
+            read.append(&mut out.clone());
+        }
+        assert_eq!(read, whole);
+
+        let parts = local.select_in_parts("anonymous", &all, from, to, Columns::SAMPLES, total - 1).unwrap();
+        parts.read_into(0..20, &mut out).unwrap();
+        assert!(matches!(parts.read_into(20..40, &mut out), Err(Error::TooManySamples(n)) if n == total - 1));
     }
 }

@@ -6,13 +6,16 @@
 //! counter reset even when the value did not drop, and the first sample's start inside the range
 //! replaces extrapolation towards the range's start (the counter was 0 then).
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use promql_parser::parser::Expr;
 
 use super::{Out, metric_name, per_series_with_starts, without_parens};
 use crate::by_series::SeriesPoints;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::{Evaluator, duration_ms, offset_ms};
-use crate::value::{Histogram, HistogramPoint, Starts};
+use crate::value::{Histogram, HistogramPoint, Series, Starts};
 use crate::value::{Point, Value};
 use amber_histogram::CounterResetHint;
 
@@ -374,12 +377,20 @@ fn compute(
 
 /// What one thread of [`series_points`] computes: the result points of its series, in order,
 /// the annotations, and when statistics are gathered the samples its windows read per step.
-type SeriesPart = (Vec<Vec<Point>>, Vec<String>, Option<Vec<u64>>);
+/// What one thread made of its share of the series: their points, the annotations, and the
+/// samples read per step when counting.
+type SeriesPart = (Vec<SeriesPoints>, Vec<String>, Option<Vec<u64>>);
+
+/// Series a thread reads at a time from a selection in parts: a day of 15 s samples is about
+/// 100 KiB a series, so a part stays within a few MiB, reused from part to part.
+pub(crate) const SERIES_PER_PART: usize = 32;
 
 /// A whole range query of one of these functions over a plain matrix selector, series by series
 /// across all steps (see [`Evaluator::for_each_series_range`]), the series shared out between
-/// `threads`: each series of the selector with its points, in the selector's order. `None` when
-/// the query has another shape.
+/// `threads`: each series of the selector with its points, in the selector's order. The series
+/// come from the loaded selector, or from its selection in parts, read [`SERIES_PER_PART`] at a
+/// time on each thread. `None` when the query has another shape (a series with histograms
+/// among them: those go step by step).
 pub(crate) fn series_points(
     ev: &mut Evaluator<'_>,
     name: &str,
@@ -388,6 +399,7 @@ pub(crate) fn series_points(
     threads: usize,
 ) -> Option<Result<Vec<SeriesPoints>>> {
     let Expr::MatrixSelector(ms) = without_parens(arg) else { return None };
+    let in_parts = ev.parts_of(&ms.vs).is_some();
     // Histograms go step by step.
     if ms.vs.at.is_some() || ev.series_of(&ms.vs).iter().any(|s| !s.histograms.is_empty()) {
         return None;
@@ -401,30 +413,56 @@ pub(crate) fn series_points(
     let reads_starts = reads_start_timestamps(name);
     let counting = ev.counting();
     let shared: &Evaluator<'_> = ev;
-    // The points of the series at positions `which`, in that order, and the annotations.
-    let points_of = |which: std::ops::Range<usize>| -> Result<SeriesPart> {
-        let first = which.start;
-        let mut points = vec![Vec::new(); which.len()];
-        let mut overlaps = vec![false; which.len()];
-        let mut counts = counting.then(|| vec![0u64; steps.len()]);
-        shared.for_each_series_range(ms, steps, which, counts.as_deref_mut(), |i, t, window, starts| {
+    // The points of `series` and the annotations about them, added to `part`.
+    let eval_series = |series: &[Series], part: &mut SeriesPart| -> Result<()> {
+        let mut points = vec![Vec::new(); series.len()];
+        let mut overlaps = vec![false; series.len()];
+        shared.for_each_series_range(ms, steps, series, part.2.as_deref_mut(), |i, t, window, starts| {
             let end = range_end(shared, arg, t);
             let starts = if reads_starts { starts } else { &[] };
-            if let Some(v) = compute(name, window, starts, end - range, end, &mut overlaps[i - first]) {
-                points[i - first].push(Point { t, v });
+            if let Some(v) = compute(name, window, starts, end - range, end, &mut overlaps[i]) {
+                points[i].push(Point { t, v });
             }
         })?;
-        let series = shared.series_of(&ms.vs);
-        let notes = overlaps
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| **o)
-            .map(|(i, _)| start_overlap(metric_name(&series[first + i].labels)))
-            .collect();
-        Ok((points, notes, counts))
+        for ((s, points), overlap) in series.iter().zip(points).zip(overlaps) {
+            if overlap {
+                part.1.push(start_overlap(metric_name(&s.labels)));
+            }
+            part.0.push(SeriesPoints { labels: s.labels.clone(), drop_name: true, points });
+        }
+        Ok(())
     };
-    let n = shared.series_of(&ms.vs).len();
-    let parts: Vec<Result<SeriesPart>> = if threads < 2 || n < 2 {
+    let new_part = || -> SeriesPart { (Vec::new(), Vec::new(), counting.then(|| vec![0u64; steps.len()])) };
+    let read = AtomicUsize::new(0);
+    let max_samples = shared.opts.limits.max_samples.saturating_sub(shared.samples_loaded());
+    // The series at positions `which`, in that order; `None` when one has histograms.
+    let points_of = |which: Range<usize>| -> Result<Option<SeriesPart>> {
+        let mut part = new_part();
+        let Some(parts) = shared.parts_of(&ms.vs) else {
+            eval_series(&shared.series_of(&ms.vs)[which], &mut part)?;
+            return Ok(Some(part));
+        };
+        let mut series = Vec::new();
+        for lo in which.clone().step_by(SERIES_PER_PART) {
+            parts.series.read_into(lo..(lo + SERIES_PER_PART).min(which.end), &mut series)?;
+            if series.iter().any(|s| !s.histograms.is_empty()) {
+                return Ok(None);
+            }
+            let n: usize = series.iter().map(|s| s.points.len()).sum();
+            if read.fetch_add(n, Ordering::Relaxed) + n > max_samples {
+                return Err(Error::TooManySamples("query execution"));
+            }
+            eval_series(&series, &mut part)?;
+        }
+        Ok(Some(part))
+    };
+    let n = match shared.parts_of(&ms.vs) {
+        Some(parts) => parts.series.len(),
+        None => shared.series_of(&ms.vs).len(),
+    };
+    // A selection in parts goes on threads only when each gets a few parts.
+    let threads = if in_parts && n < 2 * SERIES_PER_PART { 1 } else { threads };
+    let parts: Vec<Result<Option<SeriesPart>>> = if threads < 2 || n < 2 {
         vec![points_of(0..n)]
     } else {
         let per_thread = n.div_ceil(threads);
@@ -441,26 +479,23 @@ pub(crate) fn series_points(
     };
     let mut out = Vec::with_capacity(n);
     let mut notes = Vec::new();
-    let mut read = counting.then(|| vec![0u64; steps.len()]);
-    let mut series = ev.series_of(&ms.vs).iter();
+    let mut counts = counting.then(|| vec![0u64; steps.len()]);
     for part in parts {
         match part {
-            Ok((points, part_notes, counts)) => {
-                out.extend(points.into_iter().zip(series.by_ref()).map(|(points, s)| SeriesPoints {
-                    labels: s.labels.clone(),
-                    drop_name: true,
-                    points,
-                }));
+            Ok(Some((points, part_notes, part_counts))) => {
+                out.extend(points);
                 notes.extend(part_notes);
-                if let (Some(read), Some(counts)) = (read.as_mut(), counts) {
-                    read.iter_mut().zip(counts).for_each(|(r, c)| *r += c);
+                if let (Some(counts), Some(part_counts)) = (counts.as_mut(), part_counts) {
+                    counts.iter_mut().zip(part_counts).for_each(|(r, c)| *r += c);
                 }
             }
+            Ok(None) => return None,
             Err(e) => return Some(Err(e)),
         }
     }
-    if let Some(read) = read {
-        ev.count_reads_at(steps, &read);
+    ev.add_loaded(read.into_inner());
+    if let Some(counts) = counts {
+        ev.count_reads_at(steps, &counts);
     }
     ev.annotate(arg.position_range(), notes);
     Some(Ok(out))
