@@ -783,15 +783,16 @@ impl<'a> Evaluator<'a> {
     /// [`Evaluator::for_each_range`] over all the steps of a range query at once, series by
     /// series, as Prometheus evaluates range functions over a selector: a series' points stay in
     /// cache from one step to the next. Covers `series` (some of the selector's); `f` gets the
-    /// index in `series`, the step, the window and its start timestamps. With `counts` (one per
-    /// step), adds each window's samples to its step's count.
+    /// index in `series`, the step, the window, its start timestamps, and the window's first
+    /// position in the series' points when it is that run of them (not a copy without stale
+    /// markers). With `counts` (one per step), adds each window's samples to its step's count.
     pub(crate) fn for_each_series_range(
         &self,
         ms: &MatrixSelector,
         steps: &[i64],
         series: &[Series],
         mut counts: Option<&mut [u64]>,
-        mut f: impl FnMut(usize, i64, &[Point], &[i64]),
+        mut f: impl FnMut(usize, i64, &[Point], &[i64], Option<usize>),
     ) -> Result<()> {
         let vs = &ms.vs;
         let range = duration_ms(&ms.range);
@@ -813,7 +814,9 @@ impl<'a> Evaluator<'a> {
                     if let Some(counts) = counts.as_deref_mut() {
                         counts[k] += window.len() as u64;
                     }
-                    f(i, t, window, starts);
+                    // A copy without stale markers is shorter than the run it was taken from.
+                    let run = (window.len() == to - from).then_some(from);
+                    f(i, t, window, starts, run);
                 }
             }
         }
