@@ -4,8 +4,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use amber_promql::{HistogramPoint, Labels, MatchOp as PromMatchOp, Matcher as PromMatcher, Point, Queryable, Series};
-use amber_storage::source::{Columns, ReadSource, SelectedSeries, SeriesData};
-use amber_storage::{MatchOp, Matcher, NO_START};
+use amber_storage::source::{Columns, ReadSource, SelectedSeries, SeriesData, SeriesSamples};
+use amber_storage::{HistogramSample, MatchOp, Matcher, NO_START};
 use parking_lot::Mutex;
 
 pub struct TenantQueryable {
@@ -49,7 +49,7 @@ impl Queryable for TenantQueryable {
         let matchers: Vec<Matcher> = matchers.iter().map(convert).collect();
         let parts = self
             .source
-            .select_in_parts(&self.tenant, &[matchers], mint, maxt, Columns::SAMPLES, self.max_samples)
+            .select_in_parts(&self.tenant, &[matchers], mint, maxt, self.max_samples)
             .map_err(engine_error)?;
         Ok(Box::new(TenantParts { parts, read: Mutex::new(Vec::new()) }))
     }
@@ -60,7 +60,7 @@ impl Queryable for TenantQueryable {
 struct TenantParts<'a> {
     parts: Box<dyn SelectedSeries + 'a>,
     /// Storage's lists, one set per reading thread, kept for the next part.
-    read: Mutex<Vec<Vec<SeriesData>>>,
+    read: Mutex<Vec<Vec<SeriesSamples>>>,
 }
 
 impl amber_promql::SelectedSeries for TenantParts<'_> {
@@ -73,7 +73,11 @@ impl amber_promql::SelectedSeries for TenantParts<'_> {
         self.parts.read_into(part, &mut read).map_err(engine_error)?;
         out.resize_with(read.len(), empty_series);
         for (series, data) in out.iter_mut().zip(&mut read) {
-            fill(series, data);
+            series.labels = engine_labels(&data.labels);
+            series.points.clear();
+            let samples = &data.samples;
+            series.points.extend(samples.ts.iter().zip(&samples.values).map(|(&t, &v)| Point { t, v }));
+            fill_starts_and_histograms(series, samples.starts.iter().copied(), &mut data.histograms);
         }
         self.read.lock().push(read);
         Ok(())
@@ -100,15 +104,29 @@ fn empty_series() -> Series {
 
 /// `series` made the engine's copy of `data`, reusing its lists; `data`'s histograms are moved.
 fn fill(series: &mut Series, data: &mut SeriesData) {
-    series.labels = Labels::new(data.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect());
+    series.labels = engine_labels(&data.labels);
     series.points.clear();
     series.points.extend(data.samples.iter().map(|s| Point { t: s.ts, v: s.value }));
+    fill_starts_and_histograms(series, data.samples.iter().map(|s| s.start_ts), &mut data.histograms);
+}
+
+fn engine_labels(labels: &amber_storage::Labels) -> Labels {
+    Labels::new(labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect())
+}
+
+/// The rest of [`fill`] once the points are in: the float samples' start timestamps
+/// (`float_starts`, one per point or none), and the histograms, moved.
+fn fill_starts_and_histograms(
+    series: &mut Series,
+    float_starts: impl Iterator<Item = i64> + Clone,
+    histograms: &mut Vec<HistogramSample>,
+) {
     // Start timestamps only for series that have any: the rest cost two empty vectors.
     let starts = &mut series.start_timestamps;
-    starts_into(&mut starts.floats, data.samples.iter().map(|s| s.start_ts));
-    starts_into(&mut starts.histograms, data.histograms.iter().map(|s| s.start_ts));
+    starts_into(&mut starts.floats, float_starts);
+    starts_into(&mut starts.histograms, histograms.iter().map(|s| s.start_ts));
     series.histograms.clear();
-    series.histograms.extend(data.histograms.drain(..).map(|s| HistogramPoint { t: s.ts, h: Arc::new(s.h) }));
+    series.histograms.extend(histograms.drain(..).map(|s| HistogramPoint { t: s.ts, h: Arc::new(s.h) }));
     series.drop_name = false;
 }
 

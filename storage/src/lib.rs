@@ -93,6 +93,59 @@ impl Sample {
     }
 }
 
+/// Float samples as columns, as a reader that goes series by series keeps them: times and
+/// values apart, so a block's columns decode straight into them and a reader's own (time, value)
+/// pairs are one pass away. `starts` is empty when no sample has a start timestamp, else one per
+/// sample ([`NO_START`] where one has none).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SampleColumns {
+    pub ts: Vec<i64>,
+    pub values: Vec<f64>,
+    pub starts: Vec<i64>,
+}
+
+impl SampleColumns {
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Empties the columns, keeping their room.
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Keeps the first `len` samples.
+    pub fn truncate(&mut self, len: usize) {
+        self.ts.truncate(len);
+        self.values.truncate(len);
+        self.starts.truncate(len);
+    }
+
+    /// The samples one by one.
+    pub fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
+        let start = |i: usize| self.starts.get(i).copied().unwrap_or(NO_START);
+        (0..self.len()).map(move |i| Sample { ts: self.ts[i], value: self.values[i], start_ts: start(i) })
+    }
+
+    /// Appends samples (after the ones held, in time order).
+    pub fn extend(&mut self, samples: impl IntoIterator<Item = Sample>) {
+        for s in samples {
+            if s.start_ts != NO_START && self.starts.is_empty() {
+                self.starts.resize(self.len(), NO_START);
+            }
+            if !self.starts.is_empty() {
+                self.starts.push(s.start_ts);
+            }
+            self.ts.push(s.ts);
+            self.values.push(s.value);
+        }
+    }
+}
+
 /// One native histogram sample. `ts` is milliseconds since the Unix epoch; `start_ts` as for
 /// [`Sample`].
 #[derive(Debug, Clone, PartialEq)]

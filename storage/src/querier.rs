@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::labels::Labels;
 use crate::tenant::TenantId;
-use crate::{Exemplar, HistogramSample, Sample, SeriesId};
+use crate::{Exemplar, HistogramSample, Sample, SampleColumns, SeriesId};
 
 /// An exemplar found by trace id, with the series it belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +55,40 @@ impl Storage {
     /// [`Storage::samples_of`] into `out` (one list per id), reusing its lists: a reader that
     /// reads part after part of a selection into the same lists fills no fresh pages.
     pub fn samples_of_into(&self, ids: &[SeriesId], mint: i64, maxt: i64, out: &mut [Vec<Sample>]) -> Result<()> {
+        let heads = self.read_sample_blocks_into(ids, mint, maxt, out)?;
+        for (list, head) in out.iter_mut().zip(heads) {
+            *list = merge_by_time(std::mem::take(list), head, |s| s.ts);
+        }
+        Ok(())
+    }
+
+    /// [`Storage::samples_of_into`] as columns ([`SampleColumns`]), which blocks decode into
+    /// without rows in between.
+    pub fn sample_columns_of_into(
+        &self,
+        ids: &[SeriesId],
+        mint: i64,
+        maxt: i64,
+        out: &mut [SampleColumns],
+    ) -> Result<()> {
+        let heads = self.read_sample_blocks_into(ids, mint, maxt, out)?;
+        for (columns, head) in out.iter_mut().zip(heads) {
+            merge_head_into_columns(columns, head);
+        }
+        Ok(())
+    }
+
+    /// The sealed samples of `ids` in `[mint, maxt]` decoded into `out` (emptied first, one list
+    /// per id), and the head's samples of each, read first, to merge in.
+    fn read_sample_blocks_into<L: SampleList>(
+        &self,
+        ids: &[SeriesId],
+        mint: i64,
+        maxt: i64,
+        out: &mut [L],
+    ) -> Result<Vec<Vec<Sample>>> {
         assert_eq!(ids.len(), out.len(), "one list per id");
-        out.iter_mut().for_each(Vec::clear);
+        out.iter_mut().for_each(L::clear);
         let mut heads: Vec<Vec<Sample>> = Vec::with_capacity(ids.len());
         for &id in ids {
             let mut head = Vec::new();
@@ -98,10 +130,7 @@ impl Storage {
         }
         raw.sort_by_key(|(i, _)| *i);
         decode_blocks_into(&raw, ids, &heads, mint, maxt, out)?;
-        for (list, head) in out.iter_mut().zip(heads) {
-            *list = merge_by_time(std::mem::take(list), head, |s| s.ts);
-        }
-        Ok(())
+        Ok(heads)
     }
 
     /// The native histogram samples of each series in `ids` with `mint <= ts <= maxt`, sorted by
@@ -205,27 +234,65 @@ const PARALLEL_DECODE_BLOCKS: usize = 1024;
 /// a two-hour window holds at one sample a second.
 const MAX_RESERVED_PER_BLOCK: usize = 1 << 16;
 
+/// A series' list of float samples that blocks decode into: rows, or columns.
+trait SampleList: Send {
+    fn clear(&mut self);
+    /// Makes room for `n` more samples.
+    fn reserve_exact(&mut self, n: usize);
+    /// Appends a block's samples in `[mint, maxt]`.
+    fn decode_block(&mut self, bytes: &[u8], mint: i64, maxt: i64) -> std::result::Result<(), block::BlockError>;
+}
+
+impl SampleList for Vec<Sample> {
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+
+    fn reserve_exact(&mut self, n: usize) {
+        Vec::reserve_exact(self, n);
+    }
+
+    fn decode_block(&mut self, bytes: &[u8], mint: i64, maxt: i64) -> std::result::Result<(), block::BlockError> {
+        block::decode_samples_into(bytes, mint, maxt, self)
+    }
+}
+
+impl SampleList for SampleColumns {
+    fn clear(&mut self) {
+        SampleColumns::clear(self);
+    }
+
+    fn reserve_exact(&mut self, n: usize) {
+        self.ts.reserve_exact(n);
+        self.values.reserve_exact(n);
+    }
+
+    fn decode_block(&mut self, bytes: &[u8], mint: i64, maxt: i64) -> std::result::Result<(), block::BlockError> {
+        block::decode_sample_columns_into(bytes, mint, maxt, self)
+    }
+}
+
 /// Decodes sample blocks (sorted by position in `ids`, in window order within each) into
 /// `sealed`, one list per position, keeping the samples in `[mint, maxt]`; in parallel when
 /// there are many, each thread taking whole series, so every list is sized once and written by
-/// one thread. Each list is reserved for its head's samples too, which [`merge_by_time`] then
-/// appends without moving the list.
-fn decode_blocks_into(
+/// one thread. Each list is reserved for its head's samples too, which the merge with the head
+/// then appends without moving the list.
+fn decode_blocks_into<L: SampleList>(
     raw: &[(usize, Vec<u8>)],
     ids: &[SeriesId],
     heads: &[Vec<Sample>],
     mint: i64,
     maxt: i64,
-    sealed: &mut [Vec<Sample>],
+    sealed: &mut [L],
 ) -> Result<()> {
     // `sealed` holds the lists of positions `first..`.
-    let decode = |part: &[(usize, Vec<u8>)], sealed: &mut [Vec<Sample>], first: usize| -> Result<()> {
+    let decode = |part: &[(usize, Vec<u8>)], sealed: &mut [L], first: usize| -> Result<()> {
         for series in part.chunk_by(|a, b| a.0 == b.0) {
             let out = &mut sealed[series[0].0 - first];
             let blocks: usize = series.iter().map(|(_, b)| block::sample_count_hint(b, MAX_RESERVED_PER_BLOCK)).sum();
             out.reserve_exact(blocks + heads[series[0].0].len());
             for (i, b) in series {
-                block::decode_samples_into(b, mint, maxt, out).map_err(corrupt_sample_block(ids[*i]))?;
+                out.decode_block(b, mint, maxt).map_err(corrupt_sample_block(ids[*i]))?;
             }
         }
         Ok(())
@@ -287,6 +354,20 @@ fn merge_by_time<T>(mut sealed: Vec<T>, head: Vec<T>, ts: impl Fn(&T) -> i64) ->
     }
     sealed.extend(head);
     sealed
+}
+
+/// [`merge_by_time`] for columns: the head appended when it starts after the sealed samples,
+/// as it does unless late samples were sealed into a window the head holds too; those few are
+/// merged as rows.
+fn merge_head_into_columns(columns: &mut SampleColumns, head: Vec<Sample>) {
+    let Some(first_head) = head.first().map(|s| s.ts) else { return };
+    if columns.ts.last().is_some_and(|&t| t >= first_head) {
+        let sealed: Vec<Sample> = columns.samples().collect();
+        columns.clear();
+        columns.extend(merge_by_time(sealed, head, |s| s.ts));
+    } else {
+        columns.extend(head);
+    }
 }
 
 #[cfg(test)]

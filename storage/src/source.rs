@@ -22,7 +22,7 @@ use crate::labels::Labels;
 use crate::metadata::MetricMetadata;
 use crate::querier::TracedExemplar;
 use crate::tenant::TenantId;
-use crate::{Exemplar, HistogramSample, Sample};
+use crate::{Exemplar, HistogramSample, Sample, SampleColumns};
 
 /// Which of a series' columns a [`ReadSource::select`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,21 +91,21 @@ pub trait ReadSource: Send + Sync {
         Ok(found)
     }
 
-    /// The series [`ReadSource::select_at_most`] would answer, their data read later, part by
-    /// part ([`SelectedSeries::read_into`]), so that a reader that goes series by series holds one
-    /// part at a time rather than every series' data at once. Reads past `max_samples` in all fail
-    /// with [`Error::TooManySamples`]. The default reads everything now and hands it out in parts;
-    /// a source that can read a part on its own does.
+    /// The series [`ReadSource::select_at_most`] would answer with their float and histogram
+    /// samples ([`Columns::SAMPLES`]), the samples read later, part by part
+    /// ([`SelectedSeries::read_into`]), so that a reader that goes series by series holds one
+    /// part at a time rather than every series' samples at once. Reads past `max_samples` in all
+    /// fail with [`Error::TooManySamples`]. The default reads everything now and hands it out in
+    /// parts; a source that can read a part on its own does.
     fn select_in_parts(
         &self,
         tenant: &str,
         selectors: &[Vec<Matcher>],
         mint: i64,
         maxt: i64,
-        columns: Columns,
         max_samples: usize,
     ) -> Result<Box<dyn SelectedSeries + '_>> {
-        let found = self.select_at_most(tenant, selectors, mint, maxt, columns, max_samples)?;
+        let found = self.select_at_most(tenant, selectors, mint, maxt, Columns::SAMPLES, max_samples)?;
         Ok(Box::new(ReadAlready(Mutex::new(found))))
     }
 
@@ -146,11 +146,20 @@ pub trait SelectedSeries: Send + Sync {
         self.len() == 0
     }
 
-    /// The series at positions `part`, with the columns asked for, into `out`, one entry per
-    /// position (a series without data in the time range is there too, empty). `out`'s lists are
-    /// reused: a reader that reads part after part into the same `out` fills no fresh pages,
-    /// where a list per series of a day-long read would. Each part is read once.
-    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesData>) -> Result<()>;
+    /// The series at positions `part` into `out`, one entry per position (a series without
+    /// samples in the time range is there too, empty). `out`'s lists are reused: a reader that
+    /// reads part after part into the same `out` fills no fresh pages, where a list per series
+    /// of a day-long read would. Each part is read once.
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesSamples>) -> Result<()>;
+}
+
+/// One series of a selection read in parts: its labels, its float samples as columns, and its
+/// native histogram samples.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: SampleColumns,
+    pub histograms: Vec<HistogramSample>,
 }
 
 /// A selection read whole, handed out in parts.
@@ -161,9 +170,16 @@ impl SelectedSeries for ReadAlready {
         self.0.lock().len()
     }
 
-    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesData>) -> Result<()> {
-        out.clear();
-        out.extend(self.0.lock()[part].iter_mut().map(std::mem::take));
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesSamples>) -> Result<()> {
+        let mut found = self.0.lock();
+        let found = &mut found[part];
+        out.resize_with(found.len(), SeriesSamples::default);
+        for (out, data) in out.iter_mut().zip(found) {
+            out.labels = std::mem::take(&mut data.labels);
+            out.samples.clear();
+            out.samples.extend(std::mem::take(&mut data.samples));
+            out.histograms = std::mem::take(&mut data.histograms);
+        }
         Ok(())
     }
 }
@@ -291,7 +307,6 @@ struct LocalParts<'a> {
     found: Vec<(SeriesId, Labels)>,
     mint: i64,
     maxt: i64,
-    columns: Columns,
     max_samples: usize,
     /// Samples read so far, by every reader.
     loaded: AtomicUsize,
@@ -302,26 +317,23 @@ impl SelectedSeries for LocalParts<'_> {
         self.found.len()
     }
 
-    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesData>) -> Result<()> {
+    fn read_into(&self, part: Range<usize>, out: &mut Vec<SeriesSamples>) -> Result<()> {
         let found = &self.found[part];
-        out.resize_with(found.len(), SeriesData::default);
+        out.resize_with(found.len(), SeriesSamples::default);
         let ids: Vec<SeriesId> = found.iter().map(|(id, _)| *id).collect();
         let (mint, maxt) = (self.mint, self.maxt);
-        let mut samples: Vec<Vec<Sample>> = out.iter_mut().map(|s| std::mem::take(&mut s.samples)).collect();
-        if self.columns.samples {
-            self.storage.samples_of_into(&ids, mint, maxt, &mut samples)?;
-        } else {
-            samples.iter_mut().for_each(Vec::clear);
-        }
-        let mut histograms =
-            if self.columns.histograms { self.storage.histograms_of(&ids, mint, maxt)? } else { Vec::new() };
-        let read = samples.iter().map(Vec::len).sum::<usize>() + histograms.iter().map(Vec::len).sum::<usize>();
+        let mut samples: Vec<SampleColumns> = out.iter_mut().map(|s| std::mem::take(&mut s.samples)).collect();
+        self.storage.sample_columns_of_into(&ids, mint, maxt, &mut samples)?;
+        let mut histograms = self.storage.histograms_of(&ids, mint, maxt)?;
+        let read =
+            samples.iter().map(SampleColumns::len).sum::<usize>() + histograms.iter().map(Vec::len).sum::<usize>();
         within(self.max_samples, self.loaded.fetch_add(read, Ordering::Relaxed).saturating_add(read))?;
-        for (i, ((data, samples), (id, labels))) in out.iter_mut().zip(samples).zip(found).enumerate() {
+        for ((data, samples), ((_, labels), histograms)) in
+            out.iter_mut().zip(samples).zip(found.iter().zip(histograms.iter_mut()))
+        {
             data.labels.clone_from(labels);
             data.samples = samples;
-            data.histograms = histograms.get_mut(i).map(std::mem::take).unwrap_or_default();
-            data.exemplars = if self.columns.exemplars { self.storage.exemplars(*id, mint, maxt)? } else { Vec::new() };
+            data.histograms = std::mem::take(histograms);
         }
         Ok(())
     }
@@ -358,19 +370,10 @@ impl ReadSource for Local {
         selectors: &[Vec<Matcher>],
         mint: i64,
         maxt: i64,
-        columns: Columns,
         max_samples: usize,
     ) -> Result<Box<dyn SelectedSeries + '_>> {
         let found = self.found(tenant, selectors, mint, maxt)?;
-        Ok(Box::new(LocalParts {
-            storage: &self.storage,
-            found,
-            mint,
-            maxt,
-            columns,
-            max_samples,
-            loaded: AtomicUsize::new(0),
-        }))
+        Ok(Box::new(LocalParts { storage: &self.storage, found, mint, maxt, max_samples, loaded: AtomicUsize::new(0) }))
     }
 
     fn series(&self, tenant: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
@@ -788,16 +791,17 @@ mod sample_limit_tests {
         assert_eq!(whole.len(), 40);
         let total: usize = whole.iter().map(SeriesData::sample_count).sum();
 
-        let parts = local.select_in_parts("anonymous", &all, from, to, Columns::SAMPLES, total).unwrap();
+        let parts = local.select_in_parts("anonymous", &all, from, to, total).unwrap();
         assert_eq!(parts.len(), 40);
         let (mut out, mut read) = (Vec::new(), Vec::new());
         for lo in (0..40).step_by(7) {
             parts.read_into(lo..(lo + 7).min(40), &mut out).unwrap();
-            read.append(&mut out.clone());
+            read.extend(out.iter().map(|s| (s.labels.clone(), s.samples.samples().collect::<Vec<_>>())));
         }
+        let whole: Vec<(Labels, Vec<Sample>)> = whole.into_iter().map(|s| (s.labels, s.samples)).collect();
         assert_eq!(read, whole);
 
-        let parts = local.select_in_parts("anonymous", &all, from, to, Columns::SAMPLES, total - 1).unwrap();
+        let parts = local.select_in_parts("anonymous", &all, from, to, total - 1).unwrap();
         parts.read_into(0..20, &mut out).unwrap();
         assert!(matches!(parts.read_into(20..40, &mut out), Err(Error::TooManySamples(n)) if n == total - 1));
     }

@@ -7,13 +7,39 @@
 
 use super::DecodeError;
 
-fn decode<T: pco::data_types::Number>(bytes: &[u8], n: usize) -> Result<Vec<T>, DecodeError> {
-    let out: Vec<T> =
-        pco::standalone::simple_decompress(bytes).map_err(|_| DecodeError::Invalid("corrupt pcodec column"))?;
-    if out.len() != n {
-        return Err(DecodeError::Invalid("pcodec column has the wrong number of entries"));
-    }
+fn decode<T: pco::data_types::Number + Default>(bytes: &[u8], n: usize) -> Result<Vec<T>, DecodeError> {
+    let mut out = Vec::new();
+    decode_into(bytes, n, &mut out)?;
     Ok(out)
+}
+
+/// Most entries decoded straight into the caller's list: room for them is made before the
+/// column is checked, so a corrupt count above it goes through Pcodec's own, growing list.
+const MAX_IN_PLACE: usize = 1 << 16;
+
+/// [`decode`], appending to `out` without a list of its own (on an error, `out` may be longer).
+fn decode_into<T: pco::data_types::Number + Default>(
+    bytes: &[u8],
+    n: usize,
+    out: &mut Vec<T>,
+) -> Result<(), DecodeError> {
+    let corrupt = |_| DecodeError::Invalid("corrupt pcodec column");
+    let wrong_count = DecodeError::Invalid("pcodec column has the wrong number of entries");
+    if n > MAX_IN_PLACE {
+        let all: Vec<T> = pco::standalone::simple_decompress(bytes).map_err(corrupt)?;
+        if all.len() != n {
+            return Err(wrong_count);
+        }
+        out.extend_from_slice(&all);
+        return Ok(());
+    }
+    let base = out.len();
+    out.resize(base + n, T::default());
+    let progress = pco::standalone::simple_decompress_into(bytes, &mut out[base..]).map_err(corrupt)?;
+    if !progress.finished || progress.n_processed != n {
+        return Err(wrong_count);
+    }
+    Ok(())
 }
 
 /// Encodes timestamps.
@@ -21,8 +47,9 @@ pub fn encode_timestamps(ts: &[i64]) -> Vec<u8> {
     pco::standalone::simple_compress(ts, &pco::ChunkConfig::default()).expect("pcodec encodes any i64 column")
 }
 
-pub fn decode_timestamps(bytes: &[u8], n: usize) -> Result<Vec<i64>, DecodeError> {
-    decode(bytes, n)
+/// Appends a timestamp column of `n` entries to `out`.
+pub fn decode_timestamps_into(bytes: &[u8], n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
+    decode_into(bytes, n, out)
 }
 
 /// Encodes values, keeping every bit pattern (stale-marker NaNs included); `None` when the
@@ -33,8 +60,9 @@ pub fn encode_values(values: &[f64]) -> Option<Vec<u8>> {
     back.iter().zip(values).all(|(a, b)| a.to_bits() == b.to_bits()).then_some(bytes)
 }
 
-pub fn decode_values(bytes: &[u8], n: usize) -> Result<Vec<f64>, DecodeError> {
-    decode(bytes, n)
+/// Appends a value column of `n` entries to `out`.
+pub fn decode_values_into(bytes: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), DecodeError> {
+    decode_into(bytes, n, out)
 }
 
 #[cfg(test)]
@@ -44,10 +72,10 @@ mod tests {
     #[test]
     fn columns_round_trip_bit_for_bit() {
         let ts: Vec<i64> = (0..480).map(|i| 1_700_000_000_000 + i * 15_000 + (i * 7) % 5).collect();
-        assert_eq!(decode_timestamps(&encode_timestamps(&ts), ts.len()).unwrap(), ts);
+        assert_eq!(decode::<i64>(&encode_timestamps(&ts), ts.len()).unwrap(), ts);
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
         let values = [1.5, f64::NAN, stale, -0.0, f64::INFINITY, 0.1 + 0.2, 42.0];
-        let back = decode_values(&encode_values(&values).unwrap(), values.len()).unwrap();
+        let back = decode::<f64>(&encode_values(&values).unwrap(), values.len()).unwrap();
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&back), bits(&values));
     }
@@ -64,9 +92,9 @@ mod tests {
     #[test]
     fn corrupt_columns_are_errors() {
         let bytes = encode_timestamps(&[1, 2, 3]);
-        assert!(decode_timestamps(&bytes, 4).is_err());
+        assert!(decode::<i64>(&bytes, 4).is_err());
         for cut in 0..bytes.len() {
-            assert!(decode_timestamps(&bytes[..cut], 3).is_err());
+            assert!(decode::<i64>(&bytes[..cut], 3).is_err());
         }
     }
 }

@@ -48,8 +48,15 @@ impl Encoder {
 
 /// Decodes `n` timestamps from the front of `reader`.
 pub fn decode(reader: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, DecodeError> {
+    let mut out = Vec::new();
+    decode_into(reader, n, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`], appending to `out` (on an error, `out` may hold some of the timestamps).
+pub fn decode_into(reader: &mut Reader<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
     // A corrupt count must not make us allocate gigabytes: every timestamp takes at least a byte.
-    let mut out = Vec::with_capacity(n.min(reader.remaining().len()));
+    out.reserve(n.min(reader.remaining().len()));
     let mut prev = 0i64;
     let mut delta = 0i64;
     for i in 0..n {
@@ -67,7 +74,7 @@ pub fn decode(reader: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, DecodeError
         out.push(t);
         prev = t;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -84,9 +84,16 @@ impl Encoder {
 
 /// Decodes `n` values from `bytes`.
 pub fn decode(bytes: &[u8], n: usize) -> Result<Vec<f64>, DecodeError> {
+    let mut out = Vec::new();
+    decode_into(bytes, n, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`], appending to `out` (on an error, `out` may hold some of the values).
+pub fn decode_into(bytes: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), DecodeError> {
     let mut r = BitReader::new(bytes);
     // Every value after the first takes at least one bit.
-    let mut out = Vec::with_capacity(n.min(bytes.len() * 8 + 1));
+    out.reserve(n.min(bytes.len() * 8 + 1));
     let mut prev = 0u64;
     let mut leading = 0u8;
     let mut trailing = 0u8;
@@ -112,7 +119,7 @@ pub fn decode(bytes: &[u8], n: usize) -> Result<Vec<f64>, DecodeError> {
         }
         out.push(f64::from_bits(prev));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
