@@ -102,7 +102,23 @@ impl Storage {
         // (position in `ids`, block bytes), in window order for each series.
         let mut raw: Vec<(usize, Vec<u8>)> = Vec::new();
         let cf = self.cf(keys::CF_BLOCKS);
+        // Series far apart in id (one per target of a dashboard's selector) are each a seek of
+        // the walk below: one batched lookup per window finds them with fewer index and filter
+        // reads.
+        let sparse = match (order.first(), order.last()) {
+            (Some(&first), Some(&last)) => (ids[last] - ids[first]) / (order.len() as u64) > SPARSE_ID_GAP,
+            _ => false,
+        };
         for window in self.windows_overlapping(mint, maxt) {
+            if sparse {
+                let keys: Vec<[u8; 16]> = order.iter().map(|&i| keys::block(window, ids[i])).collect();
+                for (&i, got) in order.iter().zip(self.db.batched_multi_get_cf(cf, keys.iter(), true)) {
+                    if let Some(v) = got? {
+                        raw.push((i, v.to_vec()));
+                    }
+                }
+                continue;
+            }
             let (Some(&first), Some(&last)) = (order.first(), order.last()) else { break };
             let mut opts = rocksdb::ReadOptions::default();
             opts.set_iterate_upper_bound(keys::block(window, ids[last].saturating_add(1)).to_vec());
@@ -226,6 +242,10 @@ pub(crate) fn decode_exemplar_block(bytes: &[u8], id: SeriesId) -> Result<Vec<Ex
 /// Threads that decode the blocks of one read: decoding is most of a large query's storage time,
 /// and a query is otherwise single-threaded.
 pub const DECODE_THREADS: usize = 4;
+
+/// The mean gap in series id above which a read looks its blocks up in one batch per window
+/// instead of walking the window's blocks: past it, most steps of the walk would be seeks.
+const SPARSE_ID_GAP: u64 = 8;
 
 /// Reads below this many blocks are decoded on the calling thread alone.
 const PARALLEL_DECODE_BLOCKS: usize = 1024;

@@ -801,6 +801,18 @@ mod sample_limit_tests {
         let whole: Vec<(Labels, Vec<Sample>)> = whole.into_iter().map(|s| (s.labels, s.samples)).collect();
         assert_eq!(read, whole);
 
+        // Series about twenty ids apart are looked up per window rather than walked to: the
+        // same samples.
+        let far_apart = [vec![Matcher::equal("__name__", "x"), Matcher::regex("i", "0|20|39", false).unwrap()]];
+        let sparse = local.select_in_parts("anonymous", &far_apart, from, to, total).unwrap();
+        sparse.read_into(0..sparse.len(), &mut out).unwrap();
+        let got: Vec<(Labels, Vec<Sample>)> =
+            out.iter().map(|s| (s.labels.clone(), s.samples.samples().collect())).collect();
+        let want: Vec<(Labels, Vec<Sample>)> =
+            whole.iter().filter(|(l, _)| matches!(l.get("i"), Some("0" | "20" | "39"))).cloned().collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got, want);
+
         let parts = local.select_in_parts("anonymous", &all, from, to, total - 1).unwrap();
         parts.read_into(0..20, &mut out).unwrap();
         assert!(matches!(parts.read_into(20..40, &mut out), Err(Error::TooManySamples(n)) if n == total - 1));
