@@ -134,10 +134,9 @@ impl SampleColumns {
     /// Appends samples (after the ones held, in time order).
     pub fn extend(&mut self, samples: impl IntoIterator<Item = Sample>) {
         for s in samples {
-            if s.start_ts != NO_START && self.starts.is_empty() {
+            // The first start timestamp gives the samples before it theirs: none.
+            if s.start_ts != NO_START || !self.starts.is_empty() {
                 self.starts.resize(self.len(), NO_START);
-            }
-            if !self.starts.is_empty() {
                 self.starts.push(s.start_ts);
             }
             self.ts.push(s.ts);

@@ -392,6 +392,29 @@ fn merge_head_into_columns(columns: &mut SampleColumns, head: Vec<Sample>) {
 
 #[cfg(test)]
 mod tests {
+    use crate::{Sample, SampleColumns};
+
+    /// A head merged into columns is the head merged into rows, start timestamps and all: the
+    /// first sample with one, one after samples without, and a head that overlaps the blocks.
+    #[test]
+    fn a_head_merges_into_columns_as_into_rows() {
+        let s = |ts: i64, start_ts: i64| Sample { ts, value: ts as f64 * 1.5, start_ts };
+        for (sealed, head) in [
+            (vec![], vec![s(1, 5), s(2, 0), s(3, 7)]),
+            (vec![s(1, 0), s(2, 0)], vec![s(3, 9), s(4, 0)]),
+            (vec![s(1, 4), s(3, 0)], vec![s(2, 0), s(3, 8), s(5, 0)]),
+            (vec![s(1, 0)], vec![s(2, 0)]),
+        ] {
+            let mut columns = SampleColumns::default();
+            columns.extend(sealed.clone());
+            super::merge_head_into_columns(&mut columns, head.clone());
+            let rows = super::merge_by_time(sealed, head, |s| s.ts);
+            assert_eq!(columns.samples().collect::<Vec<_>>(), rows);
+            let any_start = rows.iter().any(|s| s.start_ts != crate::NO_START);
+            assert_eq!(columns.starts.len(), if any_start { rows.len() } else { 0 });
+        }
+    }
+
     #[test]
     fn merge_keeps_time_order_and_prefers_the_head() {
         let merged =
