@@ -41,6 +41,15 @@ pub struct FamilyStats {
     pub last_exemplar_ms: Option<i64>,
 }
 
+impl FamilyStats {
+    fn add(&mut self, other: &FamilyStats) {
+        self.samples += other.samples;
+        self.exemplars += other.exemplars;
+        self.last_sample_ms = self.last_sample_ms.max(other.last_sample_ms);
+        self.last_exemplar_ms = self.last_exemplar_ms.max(other.last_exemplar_ms);
+    }
+}
+
 #[derive(Default)]
 pub struct Diagnostics {
     families: Mutex<BTreeMap<(TenantId, String, Source), FamilyStats>>,
@@ -55,22 +64,31 @@ impl Diagnostics {
     /// Counts what one request brought.
     pub fn record(&self, tenant: TenantId, source: Source, series: &[SeriesWrite]) -> Vec<(String, FamilyStats)> {
         let mut per_family: BTreeMap<&str, FamilyStats> = BTreeMap::new();
+        // Senders send a family's series one after another (a histogram's buckets, a target's
+        // metrics in exposition order): each run of them is counted apart and looked up once.
+        let mut run: Option<(&str, FamilyStats)> = None;
         for s in series {
-            let f = per_family.entry(family(s.labels.metric_name().unwrap_or(""))).or_default();
+            let name = family(s.labels.metric_name().unwrap_or(""));
+            if run.as_ref().is_none_or(|(current, _)| *current != name) {
+                if let Some((done, stats)) = run.replace((name, FamilyStats::default())) {
+                    per_family.entry(done).or_default().add(&stats);
+                }
+            }
+            let f = &mut run.as_mut().expect("set above").1;
             f.samples += s.samples.len() as u64;
             f.exemplars += s.exemplars.len() as u64;
             f.last_sample_ms = f.last_sample_ms.max(s.samples.iter().map(|x| x.ts).max());
             f.last_exemplar_ms = f.last_exemplar_ms.max(s.exemplars.iter().map(|x| x.ts).max());
+        }
+        if let Some((done, stats)) = run {
+            per_family.entry(done).or_default().add(&stats);
         }
         let mut all = self.families.lock();
         per_family
             .into_iter()
             .map(|(name, add)| {
                 let f = all.entry((tenant, name.to_string(), source)).or_default();
-                f.samples += add.samples;
-                f.exemplars += add.exemplars;
-                f.last_sample_ms = f.last_sample_ms.max(add.last_sample_ms);
-                f.last_exemplar_ms = f.last_exemplar_ms.max(add.last_exemplar_ms);
+                f.add(&add);
                 (name.to_string(), f.clone())
             })
             .collect()
@@ -109,4 +127,38 @@ pub async fn exemplars(State(state): State<AppState>, headers: HeaderMap) -> Res
         })
         .collect();
     Ok(crate::response::success(data, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amber_storage::{Exemplar, Label, Labels, Sample};
+
+    fn write(name: &str, ts: i64, exemplars: usize) -> SeriesWrite {
+        let labels = Labels::from_unsorted(vec![Label::new("__name__", name), Label::new("job", "a")]);
+        let exemplar = Exemplar { ts, value: 1.0, labels: Labels::default() };
+        SeriesWrite {
+            labels,
+            samples: vec![Sample { ts, value: 1.0, start_ts: 0 }],
+            histograms: Vec::new(),
+            exemplars: vec![exemplar; exemplars],
+        }
+    }
+
+    /// A family's series counted together wherever they come in the request, and across requests.
+    #[test]
+    fn families_are_counted_across_runs_and_requests() {
+        let d = Diagnostics::default();
+        let first = [write("h_bucket", 10, 1), write("h_sum", 20, 0), write("up", 5, 0), write("h_count", 15, 2)];
+        let got = d.record(TenantId::DEFAULT, Source::RemoteWrite, &first);
+        let stats = |samples, exemplars, last_sample, last_exemplar| FamilyStats {
+            samples,
+            exemplars,
+            last_sample_ms: Some(last_sample),
+            last_exemplar_ms: last_exemplar,
+        };
+        assert_eq!(got, [("h".to_string(), stats(3, 3, 20, Some(15))), ("up".to_string(), stats(1, 0, 5, None))]);
+        let got = d.record(TenantId::DEFAULT, Source::RemoteWrite, &[write("up", 30, 1)]);
+        assert_eq!(got, [("up".to_string(), stats(2, 1, 30, Some(30)))]);
+    }
 }
