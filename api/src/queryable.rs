@@ -33,7 +33,7 @@ impl Queryable for TenantQueryable {
         let found = found.map_err(engine_error)?;
         let mut out = Vec::with_capacity(found.len());
         for mut data in found {
-            let mut series = empty_series();
+            let mut series = Series::default();
             fill(&mut series, &mut data);
             out.push(series);
         }
@@ -71,7 +71,7 @@ impl amber_promql::SelectedSeries for TenantParts<'_> {
     fn read_into(&self, part: Range<usize>, out: &mut Vec<Series>) -> Result<(), amber_promql::Error> {
         let mut read = self.read.lock().pop().unwrap_or_default();
         self.parts.read_into(part, &mut read).map_err(engine_error)?;
-        out.resize_with(read.len(), empty_series);
+        out.resize_with(read.len(), Series::default);
         for (series, data) in out.iter_mut().zip(&mut read) {
             series.labels = engine_labels(&data.labels);
             series.points.clear();
@@ -96,10 +96,6 @@ fn engine_error(e: amber_storage::Error) -> amber_promql::Error {
     } else {
         amber_promql::Error::Storage(e.to_string())
     }
-}
-
-fn empty_series() -> Series {
-    Series::floats(Labels::default(), Vec::new(), false)
 }
 
 /// `series` made the engine's copy of `data`, reusing its lists; `data`'s histograms are moved.

@@ -566,9 +566,7 @@ impl<'a> Evaluator<'a> {
 
     /// Loads every selection still to be read in parts whole, for the step-by-step path.
     pub(crate) fn load_in_parts_whole(&mut self) -> Result<()> {
-        for (key, parts) in std::mem::take(&mut self.in_parts) {
-            let InParts { series, sets, mint, maxt } = parts;
-            drop(series);
+        for (key, InParts { sets, mint, maxt, .. }) in std::mem::take(&mut self.in_parts) {
             self.load_sets(key, &sets, mint, maxt)?;
         }
         Ok(())
@@ -959,9 +957,7 @@ impl<'a> Evaluator<'a> {
                     }
                 }
                 Value::Scalar(p) => {
-                    let entry = by_labels
-                        .entry(Labels::default())
-                        .or_insert_with(|| Series::floats(Labels::default(), Vec::new(), false));
+                    let entry = by_labels.entry(Labels::default()).or_default();
                     entry.points.push(Point { t: inner_t, v: p.v });
                 }
                 other => return Err(Error::Execution(format!("subquery of a {}", other.type_name()))),

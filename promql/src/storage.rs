@@ -89,10 +89,9 @@ impl SelectedSeries for SelectedAlready {
     }
 
     fn read_into(&self, part: Range<usize>, out: &mut Vec<Series>) -> Result<(), Error> {
-        let empty = || Series::floats(Labels::default(), Vec::new(), false);
         let mut all = self.0.lock().expect("not poisoned");
         out.clear();
-        out.extend(all[part].iter_mut().map(|s| std::mem::replace(s, empty())));
+        out.extend(all[part].iter_mut().map(std::mem::take));
         Ok(())
     }
 }

@@ -36,8 +36,8 @@ pub struct Sample {
 
 /// A series with points: an element of a range vector or of a range query's result. Float and
 /// histogram samples are kept apart, each list in time order, so that float-only work never
-/// looks at histograms (the histogram list is empty and costs nothing).
-#[derive(Debug, Clone, PartialEq)]
+/// looks at histograms (the histogram list is empty and costs nothing). The default is empty.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
     pub labels: Labels,
     pub points: Vec<Point>,

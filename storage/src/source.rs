@@ -324,16 +324,16 @@ impl SelectedSeries for LocalParts<'_> {
         let (mint, maxt) = (self.mint, self.maxt);
         let mut samples: Vec<SampleColumns> = out.iter_mut().map(|s| std::mem::take(&mut s.samples)).collect();
         self.storage.sample_columns_of_into(&ids, mint, maxt, &mut samples)?;
-        let mut histograms = self.storage.histograms_of(&ids, mint, maxt)?;
+        let histograms = self.storage.histograms_of(&ids, mint, maxt)?;
         let read =
             samples.iter().map(SampleColumns::len).sum::<usize>() + histograms.iter().map(Vec::len).sum::<usize>();
         within(self.max_samples, self.loaded.fetch_add(read, Ordering::Relaxed).saturating_add(read))?;
         for ((data, samples), ((_, labels), histograms)) in
-            out.iter_mut().zip(samples).zip(found.iter().zip(histograms.iter_mut()))
+            out.iter_mut().zip(samples).zip(found.iter().zip(histograms))
         {
             data.labels.clone_from(labels);
             data.samples = samples;
-            data.histograms = std::mem::take(histograms);
+            data.histograms = histograms;
         }
         Ok(())
     }

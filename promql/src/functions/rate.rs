@@ -415,7 +415,8 @@ pub(crate) fn series_points(
     if ms.vs.at.is_some() || ev.series_of(&ms.vs).iter().any(|s| !s.histograms.is_empty()) {
         return None;
     }
-    if matches!(name, "rate" | "increase") {
+    let counts_resets = matches!(name, "rate" | "increase");
+    if counts_resets {
         if let Err(e) = warn_if_not_counter(ev, arg, steps.first().copied().unwrap_or_default(), name) {
             return Some(Err(e));
         }
@@ -429,17 +430,20 @@ pub(crate) fn series_points(
         // A point per step at most: each list is sized once.
         let mut points: Vec<Vec<Point>> = (0..series.len()).map(|_| Vec::with_capacity(steps.len())).collect();
         let mut overlaps = vec![false; series.len()];
-        // The drops of the series the windows are of (`None` when it has start timestamps).
-        let (mut drops_of, mut drops) = (None, Vec::new());
+        // The drops of the series the windows are of, found only where they are used: by `rate`
+        // and `increase` over a series without start timestamps (those reset by start too).
+        let (mut drops_of, mut drops, mut drops_known) = (None, Vec::new(), false);
         shared.for_each_series_range(ms, steps, series, part.2.as_deref_mut(), |i, t, window, starts, run| {
             let end = range_end(shared, arg, t);
             let starts = if reads_starts { starts } else { &[] };
             if drops_of != Some(i) {
                 drops_of = Some(i);
-                Drops::of(&series[i].points, &mut drops);
+                drops_known = counts_resets && series[i].start_timestamps.floats.is_empty();
+                if drops_known {
+                    Drops::of(&series[i].points, &mut drops);
+                }
             }
-            let known = run.filter(|_| series[i].start_timestamps.floats.is_empty());
-            let known = known.map(|from| Drops { at: &drops, from });
+            let known = run.filter(|_| drops_known).map(|from| Drops { at: &drops, from });
             if let Some(v) = compute_with_drops(name, window, starts, known, end - range, end, &mut overlaps[i]) {
                 points[i].push(Point { t, v });
             }
