@@ -1,6 +1,6 @@
 //! The engine's entry points: instant and range queries with their limits.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -241,7 +241,7 @@ impl Engine {
         // Steps are independent: large queries split them between threads, each with its own
         // evaluator over the loaded data, and the series' points are joined in step order. A
         // selection in parts is not counted yet: its reader decides by its series.
-        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get()).min(EVAL_THREADS).min(steps.len());
+        let parallel = eval_threads().min(steps.len());
         let threads_for = |ev: &Evaluator<'_>| {
             let large = ev.samples_loaded() >= self.options.parallel_min_samples;
             let in_parts = ev.has_parts() && self.options.parallel_min_samples < usize::MAX;
@@ -342,8 +342,17 @@ fn output(
     out
 }
 
-/// Threads that share the steps of one range query.
+/// Most threads that share the steps of one range query.
 const EVAL_THREADS: usize = 4;
+
+/// Threads that share the steps of one range query here: the cores, at most [`EVAL_THREADS`].
+/// Asked once, as storage asks for its decoding threads: `available_parallelism` reads the
+/// cgroup files each time, about 50 µs, a tenth of a small query.
+fn eval_threads() -> usize {
+    static THREADS: LazyLock<usize> =
+        LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(EVAL_THREADS));
+    *THREADS
+}
 
 /// One result series' points of a range query, gathered step by step.
 #[derive(Default)]

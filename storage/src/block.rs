@@ -13,8 +13,8 @@
 use crate::chunkenc::histogram as hcodec;
 use crate::chunkenc::varint::{Reader, put_uvarint, put_varint};
 use crate::chunkenc::{
-    self, CODEC_START_PREDICTED, CODEC_TIMESTAMP_DOD, CODEC_TIMESTAMP_PCO, CODEC_VALUE_PCO, CODEC_VALUE_XOR,
-    DecodeError,
+    self, CODEC_START_PREDICTED, CODEC_TIMESTAMP_DOD, CODEC_TIMESTAMP_PCO, CODEC_TIMESTAMP_STEPS, CODEC_VALUE_PCO,
+    CODEC_VALUE_SAME, CODEC_VALUE_XOR, DecodeError,
 };
 use crate::labels::{Label, Labels};
 use crate::{Exemplar, HistogramSample, NO_START, Sample, SampleColumns};
@@ -113,7 +113,8 @@ fn column<'a>(r: &mut Reader<'a>, codec: u8) -> Result<&'a [u8], DecodeError> {
     r.len_prefixed()
 }
 
-/// Writes each column with whichever codec makes it smaller: Pcodec wins on full windows, the
+/// Writes each column with whichever codec makes it smaller: the constant codecs for a column one
+/// number describes (they also decode with no setup), else Pcodec on full windows and the
 /// classic codecs on a handful of samples, where Pcodec's header dominates.
 fn put_time_and_value_columns(out: &mut Vec<u8>, ts: &[i64], values: &[f64]) {
     put_timestamp_column(out, ts);
@@ -121,6 +122,11 @@ fn put_time_and_value_columns(out: &mut Vec<u8>, ts: &[i64], values: &[f64]) {
 }
 
 fn put_timestamp_column(out: &mut Vec<u8>, ts: &[i64]) {
+    if let Some(step) = chunkenc::constant::step(ts) {
+        let mut col = Vec::with_capacity(20);
+        chunkenc::constant::encode_steps(ts[0], step, &mut col);
+        return put_column(out, CODEC_TIMESTAMP_STEPS, &col);
+    }
     let mut dod = Vec::with_capacity(ts.len() + 16);
     chunkenc::timestamp::encode(ts, &mut dod);
     let pco = chunkenc::pco::encode_timestamps(ts);
@@ -132,6 +138,11 @@ fn put_timestamp_column(out: &mut Vec<u8>, ts: &[i64]) {
 }
 
 fn put_value_column(out: &mut Vec<u8>, values: &[f64]) {
+    if let Some(bits) = chunkenc::constant::same_bits(values) {
+        let mut col = Vec::with_capacity(8);
+        chunkenc::constant::encode_same(bits, &mut col);
+        return put_column(out, CODEC_VALUE_SAME, &col);
+    }
     let mut xor = Vec::with_capacity(values.len() * 2 + 16);
     chunkenc::value::encode(values, &mut xor);
     match chunkenc::pco::encode_values(values) {
@@ -169,6 +180,7 @@ fn read_timestamp_column_into(r: &mut Reader<'_>, n: usize, out: &mut Vec<i64>) 
             }
         }
         (CODEC_TIMESTAMP_PCO, col) => chunkenc::pco::decode_timestamps_into(col, n, out)?,
+        (CODEC_TIMESTAMP_STEPS, col) => chunkenc::constant::decode_steps_into(col, n, out)?,
         (other, _) => return Err(DecodeError::UnknownCodec(other)),
     }
     if out[base..].windows(2).any(|w| w[0] >= w[1]) {
@@ -204,6 +216,7 @@ fn read_value_column_into(r: &mut Reader<'_>, n: usize, out: &mut Vec<f64>) -> R
     match any_column(r)? {
         (CODEC_VALUE_XOR, col) => chunkenc::value::decode_into(col, n, out),
         (CODEC_VALUE_PCO, col) => chunkenc::pco::decode_values_into(col, n, out),
+        (CODEC_VALUE_SAME, col) => chunkenc::constant::decode_same_into(col, n, out),
         (other, _) => Err(DecodeError::UnknownCodec(other)),
     }
 }
@@ -523,6 +536,30 @@ mod tests {
         let bytes = encode_samples(&samples);
         assert_eq!(decode_samples(&bytes).unwrap(), samples);
         assert!(bytes.len() < 480 * 3, "{} bytes for 480 samples", bytes.len());
+    }
+
+    /// Aligned scrapes of a value at rest are two constant columns: 23 bytes for 480 samples,
+    /// read back exactly; a millisecond of jitter or one change takes the other codecs.
+    #[test]
+    fn aligned_scrapes_of_a_constant_take_the_constant_codecs() {
+        let at = |i: i64, value: f64| Sample { ts: 1_700_000_000_000 + i * 15_000, value, start_ts: NO_START };
+        let at_rest: Vec<Sample> = (0..480).map(|i| at(i, 1.0)).collect();
+        let bytes = encode_samples(&at_rest);
+        // version, kind, count (2), codec 9 with its length and 6 + 3 bytes, codec 10 with its
+        // length and 8 bytes, crc.
+        assert_eq!(bytes.len(), 2 + 2 + (2 + 9) + (2 + 8) + 4);
+        assert_eq!((bytes[4], bytes[6 + 9]), (CODEC_TIMESTAMP_STEPS, CODEC_VALUE_SAME));
+        assert_eq!(decode_samples(&bytes).unwrap(), at_rest);
+        let mut columns = SampleColumns::default();
+        decode_sample_columns_into(&bytes, at_rest[10].ts, at_rest[20].ts, &mut columns).unwrap();
+        assert_eq!(columns.samples().collect::<Vec<_>>(), at_rest[10..=20]);
+
+        let mut jittered = at_rest.clone();
+        jittered[7].ts += 1;
+        jittered[9].value = 2.0;
+        let bytes = encode_samples(&jittered);
+        assert!(![CODEC_TIMESTAMP_STEPS, CODEC_VALUE_SAME].contains(&bytes[4]));
+        assert_eq!(decode_samples(&bytes).unwrap(), jittered);
     }
 
     /// A scraped counter that started at `start` and reset at sample 300 (visible only in its

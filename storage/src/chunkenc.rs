@@ -7,6 +7,7 @@
 //! Decoders take untrusted bytes (a corrupt block on disk) and return [`DecodeError`], never panic.
 
 mod bitstream;
+pub mod constant;
 pub mod hex;
 pub mod histogram;
 pub mod pco;
@@ -27,6 +28,10 @@ pub const CODEC_VALUE_PCO: u8 = 5;
 // 6 and 7 are the histogram layout and bucket columns (`block::CODEC_HISTOGRAM_*`).
 /// Codec number of [`start::encode`]: start timestamps as residuals from a prediction, in runs.
 pub const CODEC_START_PREDICTED: u8 = 8;
+/// Codec number of [`constant::encode_steps`]: timestamps a fixed step apart.
+pub const CODEC_TIMESTAMP_STEPS: u8 = 9;
+/// Codec number of [`constant::encode_same`]: one value, repeated.
+pub const CODEC_VALUE_SAME: u8 = 10;
 
 /// Why a column could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! Reading data back: a series' samples or exemplars in a time range (sealed blocks merged with
 //! the head), and every exemplar that carries a trace id.
 
+use std::sync::LazyLock;
+
 use rocksdb::{Direction, IteratorMode};
 
 use crate::block;
@@ -55,7 +57,7 @@ impl Storage {
     /// [`Storage::samples_of`] into `out` (one list per id), reusing its lists: a reader that
     /// reads part after part of a selection into the same lists fills no fresh pages.
     pub fn samples_of_into(&self, ids: &[SeriesId], mint: i64, maxt: i64, out: &mut [Vec<Sample>]) -> Result<()> {
-        let heads = self.read_sample_blocks_into(ids, mint, maxt, out)?;
+        let heads = self.read_sample_blocks_into(ids, mint, maxt, out, decode_threads())?;
         for (list, head) in out.iter_mut().zip(heads) {
             *list = merge_by_time(std::mem::take(list), head, |s| s.ts);
         }
@@ -63,7 +65,8 @@ impl Storage {
     }
 
     /// [`Storage::samples_of_into`] as columns ([`SampleColumns`]), which blocks decode into
-    /// without rows in between.
+    /// without rows in between, on the calling thread: its callers read a selection in parts,
+    /// one reader per core.
     pub fn sample_columns_of_into(
         &self,
         ids: &[SeriesId],
@@ -71,7 +74,7 @@ impl Storage {
         maxt: i64,
         out: &mut [SampleColumns],
     ) -> Result<()> {
-        let heads = self.read_sample_blocks_into(ids, mint, maxt, out)?;
+        let heads = self.read_sample_blocks_into(ids, mint, maxt, out, 1)?;
         for (columns, head) in out.iter_mut().zip(heads) {
             merge_head_into_columns(columns, head);
         }
@@ -79,13 +82,15 @@ impl Storage {
     }
 
     /// The sealed samples of `ids` in `[mint, maxt]` decoded into `out` (emptied first, one list
-    /// per id), and the head's samples of each, read first, to merge in.
+    /// per id) on up to `threads` threads, and the head's samples of each, read first, to merge
+    /// in.
     fn read_sample_blocks_into<L: SampleList>(
         &self,
         ids: &[SeriesId],
         mint: i64,
         maxt: i64,
         out: &mut [L],
+        threads: usize,
     ) -> Result<Vec<Vec<Sample>>> {
         assert_eq!(ids.len(), out.len(), "one list per id");
         out.iter_mut().for_each(L::clear);
@@ -145,7 +150,7 @@ impl Storage {
             iter.status()?;
         }
         raw.sort_by_key(|(i, _)| *i);
-        decode_blocks_into(&raw, ids, &heads, mint, maxt, out)?;
+        decode_blocks_into(&raw, ids, &heads, mint, maxt, out, threads)?;
         Ok(heads)
     }
 
@@ -239,16 +244,27 @@ pub(crate) fn decode_exemplar_block(bytes: &[u8], id: SeriesId) -> Result<Vec<Ex
     block::decode_exemplars(bytes).map_err(|source| Error::CorruptBlock { what: "exemplar block", series: id, source })
 }
 
-/// Threads that decode the blocks of one read: decoding is most of a large query's storage time,
+/// Most threads that decode the blocks of one read: decoding is most of a query's storage time,
 /// and a query is otherwise single-threaded.
-pub const DECODE_THREADS: usize = 4;
+const DECODE_THREADS: usize = 4;
+
+/// Threads that decode the blocks of one read here: the cores, at most [`DECODE_THREADS`].
+/// Asked once: `available_parallelism` reads the cgroup files each time (50 µs on the benchmark
+/// machine), and it was asked for every part a query read.
+pub(crate) fn decode_threads() -> usize {
+    static THREADS: LazyLock<usize> =
+        LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(DECODE_THREADS));
+    *THREADS
+}
 
 /// The mean gap in series id above which a read looks its blocks up in one batch per window
 /// instead of walking the window's blocks: past it, most steps of the walk would be seeks.
 const SPARSE_ID_GAP: u64 = 8;
 
-/// Reads below this many blocks are decoded on the calling thread alone.
-const PARALLEL_DECODE_BLOCKS: usize = 1024;
+/// Reads below this many blocks are decoded on the calling thread alone. A dashboard's selector
+/// over a hundred series reads a block or two of each: a thread costs tens of microseconds, the
+/// blocks a few each.
+const PARALLEL_DECODE_BLOCKS: usize = 128;
 
 /// The most samples a block's unchecked header may make a reader reserve room for: more than
 /// a two-hour window holds at one sample a second.
@@ -304,6 +320,7 @@ fn decode_blocks_into<L: SampleList>(
     mint: i64,
     maxt: i64,
     sealed: &mut [L],
+    threads: usize,
 ) -> Result<()> {
     // `sealed` holds the lists of positions `first..`.
     let decode = |part: &[(usize, Vec<u8>)], sealed: &mut [L], first: usize| -> Result<()> {
@@ -317,7 +334,6 @@ fn decode_blocks_into<L: SampleList>(
         }
         Ok(())
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(DECODE_THREADS);
     if raw.len() < PARALLEL_DECODE_BLOCKS || threads < 2 {
         return decode(raw, sealed, 0);
     }

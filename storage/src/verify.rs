@@ -176,10 +176,10 @@ impl ReadOnlyStore {
     }
 }
 
-/// Decodes a batch of blocks on up to [`crate::querier::DECODE_THREADS`] threads; returns the
-/// corrupt ones with what is wrong, in batch order.
+/// Decodes a batch of blocks on [`crate::querier::decode_threads`] threads; returns the corrupt
+/// ones with what is wrong, in batch order.
 fn check_batch(batch: Vec<Read>, block_ms: i64) -> Vec<(Read, String)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(crate::querier::DECODE_THREADS);
+    let threads = crate::querier::decode_threads();
     let per_thread = batch.len().div_ceil(threads).max(1);
     let problems: Vec<Option<String>> = std::thread::scope(|scope| {
         let parts: Vec<_> = batch
