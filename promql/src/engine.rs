@@ -1,7 +1,7 @@
 //! The engine's entry points: instant and range queries with their limits.
 
-use std::sync::{Arc, LazyLock};
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use promql_parser::parser::value::ValueType;
