@@ -47,7 +47,7 @@ impl Storage {
     /// the head, so whatever the interleaving, each sample is found in one or the other. Blocks
     /// are read window by window with one iterator walking the series in id order (a selector's
     /// series sit close together in a window, so most steps are a `next`, not a lookup), then
-    /// decoded on up to [`DECODE_THREADS`] threads.
+    /// decoded, on every core (at most four threads) once there are enough blocks to share.
     pub fn samples_of(&self, ids: &[SeriesId], mint: i64, maxt: i64) -> Result<Vec<Vec<Sample>>> {
         let mut out: Vec<Vec<Sample>> = (0..ids.len()).map(|_| Vec::new()).collect();
         self.samples_of_into(ids, mint, maxt, &mut out)?;

@@ -20,7 +20,10 @@ pub const MAX_COUNT: usize = 1 << 24;
 /// The step between consecutive timestamps, when there are at least two, at most
 /// [`MAX_COUNT`], and every step is the same.
 pub fn step(ts: &[i64]) -> Option<i64> {
-    let (&[a, b, ..], true) = (ts, ts.len() <= MAX_COUNT) else { return None };
+    let [a, b, ..] = *ts else { return None };
+    if ts.len() > MAX_COUNT {
+        return None;
+    }
     let step = b.wrapping_sub(a);
     ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step).then_some(step)
 }
