@@ -8,6 +8,7 @@
 
 mod bitstream;
 pub mod constant;
+pub mod decimal;
 pub mod hex;
 pub mod histogram;
 pub mod pco;
@@ -32,6 +33,8 @@ pub const CODEC_START_PREDICTED: u8 = 8;
 pub const CODEC_TIMESTAMP_STEPS: u8 = 9;
 /// Codec number of [`constant::encode_same`]: one value, repeated.
 pub const CODEC_VALUE_SAME: u8 = 10;
+/// Codec number of [`decimal::encode`]: decimals of a few places, as packed differences.
+pub const CODEC_VALUE_DECIMAL: u8 = 11;
 
 /// Why a column could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,8 +2,8 @@
 //!
 //! Pcodec finds the common delta order, bin structure and float multipliers of a column, which
 //! beats delta-of-delta and XOR by 2–7× on a sealed window of a few hundred samples. Its header
-//! costs tens of bytes, so block encoders keep whichever of Pcodec and the classic codec is
-//! smaller per column.
+//! costs tens of bytes, so block encoders keep whichever of Pcodec, the classic codec and (for
+//! values) the decimal one is smallest per column.
 
 use super::DecodeError;
 
