@@ -65,21 +65,28 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `n` bits (at most 64), most significant first.
+    #[inline]
     pub fn read_bits(&mut self, n: u8) -> Result<u64, DecodeError> {
         debug_assert!(n <= 64);
-        let end = self.pos + usize::from(n);
-        if end > self.bytes.len() * 8 {
-            return Err(DecodeError::Truncated { wanted: (end - self.bytes.len() * 8).div_ceil(8) });
-        }
         let (byte, offset) = (self.pos / 8, (self.pos % 8) as u32);
         // Most reads lie within the eight bytes from the current one: one load and two shifts.
         if let (Some(word), true) = (self.bytes.get(byte..byte + 8), u32::from(n) + offset <= 64) {
-            self.pos = end;
+            self.pos += usize::from(n);
             if n == 0 {
                 return Ok(0);
             }
             let word = u64::from_be_bytes(word.try_into().expect("eight bytes"));
             return Ok((word << offset) >> (64 - u32::from(n)));
+        }
+        self.read_bits_bytewise(n)
+    }
+
+    /// [`BitReader::read_bits`] near the end of the bytes, or across more than eight of them.
+    #[cold]
+    fn read_bits_bytewise(&mut self, n: u8) -> Result<u64, DecodeError> {
+        let end = self.pos + usize::from(n);
+        if end > self.bytes.len() * 8 {
+            return Err(DecodeError::Truncated { wanted: (end - self.bytes.len() * 8).div_ceil(8) });
         }
         let mut v: u64 = 0;
         let mut left = n;
