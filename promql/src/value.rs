@@ -111,6 +111,9 @@ pub fn format_float(v: f64) -> String {
     out
 }
 
+/// 2^53: every whole number below it is exact as a double.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
 /// Appends [`format_float`]'s text to `out` (range queries write millions of values).
 pub fn write_float(out: &mut String, v: f64) {
     if v.is_nan() {
@@ -119,6 +122,10 @@ pub fn write_float(out: &mut String, v: f64) {
         out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
+    } else if v.fract() == 0.0 && v.abs() < MAX_EXACT_INTEGER && !(v == 0.0 && v.is_sign_negative()) {
+        // A whole number below 2^53 has no shorter round-trip digits than its own (its
+        // neighbours are at most 1 away), which is what Go writes.
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         // Ryu's shortest round-trip digits, when it writes them without an exponent, are Go's
         // 'f' -1 digits (less a trailing ".0"); otherwise Rust's Display, which never uses one.
@@ -149,6 +156,12 @@ mod tests {
             (1e15, "1000000000000000"),
             (0.001, "0.001"),
             (-2.5, "-2.5"),
+            (4_001_234_944.0, "4001234944"),
+            (-3.0, "-3"),
+            (0.0, "0"),
+            (9_007_199_254_740_991.0, "9007199254740991"),
+            (9_007_199_254_740_992.0, "9007199254740992"),
+            (1e16, "10000000000000000"),
             (f64::NAN, "NaN"),
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),
