@@ -476,11 +476,14 @@ fn fold_by_series(
         let mut next: Vec<usize> = input.iter().map(|s| s.points.partition_point(|p| p.t < first)).collect();
         let mut folds = vec![Fold::default(); groups * block.min(run.len())];
         for lo in run.clone().step_by(block) {
-            ev.check_deadline("expression evaluation")?;
             let block_steps = &steps[lo..(lo + block).min(run.end)];
             let last = block_steps[block_steps.len() - 1];
             let width = block_steps.len();
-            for ((s, &g), next) in input.iter().zip(group_of).zip(next.iter_mut()) {
+            for (i, ((s, &g), next)) in input.iter().zip(group_of).zip(next.iter_mut()).enumerate() {
+                // A block of one group's steps may span a whole query: checked by series too.
+                if i % 1024 == 0 {
+                    ev.check_deadline("expression evaluation")?;
+                }
                 let folds = &mut folds[g * width..(g + 1) * width];
                 // A series' points are at some of the steps, in order.
                 let mut k = 0;

@@ -20,7 +20,7 @@
 use std::mem;
 
 use amber_storage::labels::{Label, Labels};
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard};
 use rustc_hash::FxHashMap;
 
 pub struct LabelsCache {
@@ -55,24 +55,17 @@ impl LabelsCache {
         LabelsCache { generations: RwLock::new(Generations::default()), generation_bytes: budget_bytes / 2 }
     }
 
+    /// Lookups under one read lock, for the series of one request as it is decoded.
+    pub fn lookup(&self) -> Lookup<'_> {
+        Lookup { cache: self, generations: self.generations.read(), promoted: Vec::new() }
+    }
+
     /// The labels validated for each of a request's series (`None` where unknown, or where the
     /// series has no raw form), under one lock for the whole request.
     pub fn get_all<'a>(&self, raws: impl Iterator<Item = Option<&'a [u8]>>) -> Vec<Option<Labels>> {
-        let mut promoted = Vec::new();
-        let found = {
-            let g = self.generations.read();
-            raws.map(|raw| {
-                let key = key(raw?);
-                if let Some(labels) = g.current.get(&key) {
-                    return Some(labels.clone());
-                }
-                let labels = g.previous.get(&key)?.clone();
-                promoted.push((key, labels.clone()));
-                Some(labels)
-            })
-            .collect()
-        };
-        self.insert_keyed(promoted);
+        let mut lookup = self.lookup();
+        let found = raws.map(|raw| lookup.get(raw?)).collect();
+        lookup.finish();
         found
     }
 
@@ -103,6 +96,35 @@ impl LabelsCache {
     }
 }
 
+/// The lookups of one request under one read lock ([`LabelsCache::lookup`]).
+pub struct Lookup<'c> {
+    cache: &'c LabelsCache,
+    generations: RwLockReadGuard<'c, Generations>,
+    /// Entries found in the previous generation, moved back by [`Lookup::finish`].
+    promoted: Vec<(u128, Labels)>,
+}
+
+impl Lookup<'_> {
+    /// The labels validated for `raw`, the bytes a series' labels arrived as.
+    pub fn get(&mut self, raw: &[u8]) -> Option<Labels> {
+        let key = key(raw);
+        if let Some(labels) = self.generations.current.get(&key) {
+            return Some(labels.clone());
+        }
+        let labels = self.generations.previous.get(&key)?.clone();
+        self.promoted.push((key, labels.clone()));
+        Some(labels)
+    }
+
+    /// Releases the read lock and moves what was found in the previous generation back to the
+    /// current one (dropped without it, those entries stay where they are).
+    pub fn finish(self) {
+        let Lookup { cache, generations, promoted } = self;
+        drop(generations);
+        cache.insert_keyed(promoted);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +138,12 @@ mod tests {
     fn keeps_what_is_used_and_drops_what_is_not() {
         // Room for two entries a generation.
         let cache = LabelsCache::new(2 * 2 * entry_bytes(&labels("a")));
-        let get = |raw: &[u8]| cache.get_all([Some(raw)].into_iter()).pop().unwrap();
+        let get = |raw: &[u8]| {
+            let mut lookup = cache.lookup();
+            let found = lookup.get(raw);
+            lookup.finish();
+            found
+        };
         cache.insert_all([(&b"a"[..], labels("a")), (b"b", labels("b"))]);
         // Full: "c" starts a generation, and "a" and "b" are the previous one.
         cache.insert_all([(&b"c"[..], labels("c"))]);

@@ -365,7 +365,14 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body, to: Destinatio
     let source = crate::diagnostics::Source::RemoteWrite;
     match version {
         Version::V1 => {
-            let req = wire::WriteRequest::decode(&raw).map_err(protobuf_error)?;
+            // In a block of its own: the lookup's read lock must not be held across an await.
+            let req = {
+                let mut known = state.labels_cache.lookup();
+                let req = wire::WriteRequest::decode_with(&raw, |raw| known.get(raw));
+                known.finish();
+                req
+            };
+            let req = req.map_err(protobuf_error)?;
             check_free_space(state)?;
             let converted = v1::convert(&req, &[], state);
             store(state, &tenant, converted, Vec::new(), source, to).await

@@ -1,6 +1,7 @@
 //! Remote write 1.0's `prometheus.WriteRequest`, read in place ([`super::wire`]), turned into
 //! storage writes: labels sent in full with every series (checked once per label bytes, through
-//! the labels cache), metadata per metric family in a list of its own.
+//! the labels cache the decoder looked them up in), metadata per metric family in a list of its
+//! own.
 
 use amber_storage::labels::{self, Label, LabelError, Labels};
 use amber_storage::{Exemplar, MetricMetadata, MetricType, NO_START, Sample, SeriesWrite};
@@ -30,13 +31,12 @@ pub(super) fn convert(req: &WriteRequest<'_>, starts: &[SeriesStarts], state: &A
     let mut out = Converted { series: Vec::with_capacity(req.series().len()), ..Converted::default() };
     let metrics = &state.metrics;
     let no_starts = SeriesStarts::default();
-    // Label bytes a sender sent before are labels checked before.
-    let cached = state.labels_cache.get_all(req.series().map(|s| s.raw_labels()));
     let mut validated = Vec::new();
-    for (i, (ts, cached)) in req.series().zip(cached).enumerate() {
+    for (i, ts) in req.series().enumerate() {
         let starts = starts.get(i).unwrap_or(&no_starts);
-        let checked = match cached {
-            Some(labels) => Ok(labels),
+        // Label bytes a sender sent before are labels checked before: the decoder looked them up.
+        let checked = match ts.cached_labels() {
+            Some(labels) => Ok(labels.clone()),
             None => {
                 let checked = validate(&ts, state);
                 if let (Ok(labels), Some(raw)) = (&checked, ts.raw_labels()) {

@@ -4,7 +4,9 @@
 //! labels, samples and exemplars go into a few flat vectors for the whole request (the way
 //! VictoriaMetrics' `lib/prompb` reads it). Histograms and metadata, far rarer, are decoded by
 //! prost. Each series also keeps the bytes its labels arrived as, the key of the
-//! [`super::labels_cache::LabelsCache`].
+//! [`super::labels_cache::LabelsCache`]; [`WriteRequest::decode_with`] looks them up as it reads,
+//! and a series the cache knows keeps its validated labels instead of having its label fields
+//! read and checked as UTF-8 again (6 % of the write path's CPU when every label was checked).
 //!
 //! The layout is `api/proto/remote.proto` and `types.proto`; unknown fields are skipped, as
 //! prost skips them.
@@ -12,6 +14,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use amber_storage::labels::Labels;
 use prost::Message;
 use prost::bytes::Buf;
 use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_key, decode_varint, skip_field};
@@ -39,6 +42,9 @@ struct SeriesRanges<'a> {
     labels: Range<usize>,
     /// The series' label fields as sent, when they sit side by side (as every sender writes them).
     raw_labels: Option<&'a [u8]>,
+    /// The labels validated before for `raw_labels`, when the lookup of
+    /// [`WriteRequest::decode_with`] knew them; `labels` is empty then.
+    cached: Option<Labels>,
     samples: Range<usize>,
     exemplars: Range<usize>,
     histograms: Range<usize>,
@@ -55,6 +61,8 @@ pub struct WriteRequest<'a> {
     exemplar_labels: Vec<LabelRef<'a>>,
     histograms: Vec<Cow<'a, prompb::Histogram>>,
     pub metadata: Vec<prompb::MetricMetadata>,
+    /// The label fields of the series being read, read once its raw labels are known not cached.
+    label_fields: Vec<&'a [u8]>,
 }
 
 /// One series of a [`WriteRequest`].
@@ -65,8 +73,15 @@ pub struct Series<'r, 'a> {
 }
 
 impl<'r, 'a> Series<'r, 'a> {
+    /// The labels as sent; empty for a series with [`Series::cached_labels`].
     pub fn labels(&self) -> &'r [LabelRef<'a>] {
         &self.req.labels[self.ranges.labels.clone()]
+    }
+
+    /// The validated labels the lookup of [`WriteRequest::decode_with`] gave for the series'
+    /// raw labels.
+    pub fn cached_labels(&self) -> Option<&'r Labels> {
+        self.ranges.cached.as_ref()
     }
 
     /// The label fields' bytes as sent, if contiguous: equal bytes are equal label lists.
@@ -91,12 +106,25 @@ impl<'r, 'a> Series<'r, 'a> {
 impl<'a> WriteRequest<'a> {
     /// Reads a decompressed `WriteRequest`; errors read as prost's would.
     pub fn decode(body: &'a [u8]) -> Result<Self, prost::DecodeError> {
+        Self::decode_with(body, |_| None)
+    }
+
+    /// [`WriteRequest::decode`], asking `lookup` for the validated labels of each series' raw
+    /// labels: a series it knows is not read into [`Series::labels`], its label fields (equal to
+    /// bytes that were read and checked before) are only skipped. Errors read as prost's would,
+    /// for bytes prost refuses.
+    pub fn decode_with(
+        body: &'a [u8],
+        mut lookup: impl FnMut(&[u8]) -> Option<Labels>,
+    ) -> Result<Self, prost::DecodeError> {
         let mut req = WriteRequest::default();
         let mut buf = body;
         while !buf.is_empty() {
             let (tag, wire_type) = decode_key(&mut buf)?;
             match tag {
-                1 => within("WriteRequest", "timeseries", || req.read_series(message(wire_type, &mut buf)?))?,
+                1 => within("WriteRequest", "timeseries", || {
+                    req.read_series(message(wire_type, &mut buf)?, &mut lookup)
+                })?,
                 3 => within("WriteRequest", "metadata", || {
                     req.metadata.push(prompb::MetricMetadata::decode(message(wire_type, &mut buf)?)?);
                     Ok(())
@@ -132,15 +160,21 @@ impl<'a> WriteRequest<'a> {
         self.series.iter().map(move |ranges| Series { req: self, ranges })
     }
 
-    /// Reads one `TimeSeries` message.
-    fn read_series(&mut self, message: &'a [u8]) -> Result<(), prost::DecodeError> {
+    /// Reads one `TimeSeries` message; its labels from `lookup` when it knows the raw labels.
+    fn read_series(
+        &mut self,
+        message: &'a [u8],
+        lookup: &mut impl FnMut(&[u8]) -> Option<Labels>,
+    ) -> Result<(), prost::DecodeError> {
         let mut ranges = SeriesRanges {
             labels: self.labels.len()..self.labels.len(),
             samples: self.samples.len()..self.samples.len(),
             exemplars: self.exemplars.len()..self.exemplars.len(),
             histograms: self.histograms.len()..self.histograms.len(),
             raw_labels: None,
+            cached: None,
         };
+        self.label_fields.clear();
         // The label fields' span in `message`, while they follow one another.
         let (mut raw, mut contiguous) = (None::<Range<usize>>, true);
         let mut buf = message;
@@ -149,8 +183,8 @@ impl<'a> WriteRequest<'a> {
             let (tag, wire_type) = decode_key(&mut buf)?;
             match tag {
                 1 => {
-                    let l = within("TimeSeries", "labels", || label(self::message(wire_type, &mut buf)?))?;
-                    self.labels.push(l);
+                    let field = within("TimeSeries", "labels", || self::message(wire_type, &mut buf))?;
+                    self.label_fields.push(field);
                     let field_end = message.len() - buf.len();
                     match &mut raw {
                         Some(span) if span.end == field_start => span.end = field_end,
@@ -175,11 +209,17 @@ impl<'a> WriteRequest<'a> {
                 _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
             }
         }
+        ranges.raw_labels = if contiguous { Some(raw.map_or(&message[..0], |span| &message[span])) } else { None };
+        ranges.cached = ranges.raw_labels.and_then(|raw| lookup(raw));
+        if ranges.cached.is_none() {
+            for &field in &self.label_fields {
+                self.labels.push(within("TimeSeries", "labels", || label(field))?);
+            }
+        }
         ranges.labels.end = self.labels.len();
         ranges.samples.end = self.samples.len();
         ranges.exemplars.end = self.exemplars.len();
         ranges.histograms.end = self.histograms.len();
-        ranges.raw_labels = if contiguous { Some(raw.map_or(&message[..0], |span| &message[span])) } else { None };
         self.series.push(ranges);
         Ok(())
     }
@@ -354,6 +394,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A series whose raw labels the lookup knows keeps the labels it gave and is not read
+    /// into `labels()`; the others are read, and checked, as `decode` reads them.
+    #[test]
+    fn known_series_keep_the_looked_up_labels_and_the_rest_are_read() {
+        let owned = request();
+        let body = owned.encode_to_vec();
+        let first_raw = prompb::TimeSeries { labels: owned.timeseries[0].labels.clone(), ..Default::default() };
+        let first_raw = first_raw.encode_to_vec();
+        let known = Labels::from_sorted(vec![amber_storage::labels::Label::new("__name__", "up")]);
+        let mut asked = Vec::new();
+        let req = WriteRequest::decode_with(&body, |raw| {
+            asked.push(raw.to_vec());
+            (raw == first_raw.as_slice()).then(|| known.clone())
+        })
+        .unwrap();
+        assert_eq!(asked.len(), 2);
+        assert_eq!(asked[0], first_raw);
+        let (first, second) = (req.series().next().unwrap(), req.series().nth(1).unwrap());
+        assert_eq!((first.labels(), first.cached_labels()), (&[][..], Some(&known)));
+        assert_eq!(first.samples(), owned.timeseries[0].samples.as_slice());
+        assert_eq!(first.exemplars().count(), 1);
+        assert_eq!(second.labels(), [LabelRef { name: "__name__", value: "empty" }]);
+        assert_eq!(second.cached_labels(), None);
+
+        // Bytes the lookup does not know are checked: a label that is not UTF-8 is prost's error.
+        let mut not_utf8 = Vec::new();
+        prost::encoding::bytes::encode(2, &vec![0xff_u8], &mut not_utf8);
+        let mut label_field = Vec::new();
+        prost::encoding::bytes::encode(1, &not_utf8, &mut label_field);
+        let mut bad = Vec::new();
+        prost::encoding::bytes::encode(1, &label_field, &mut bad);
+        assert_eq!(
+            WriteRequest::decode_with(&bad, |_| None).unwrap_err().to_string(),
+            prompb::WriteRequest::decode(bad.as_slice()).unwrap_err().to_string()
+        );
     }
 
     /// Label fields split by another field have no raw form (no cache key), and bad bytes are
