@@ -31,7 +31,7 @@ pub mod fuzzing {
     /// The in-place reader over a decompressed body, and label validation of what it read;
     /// whether the reader accepted the body.
     pub fn in_place(body: &[u8]) -> bool {
-        let Ok(req) = super::wire::WriteRequest::decode(body) else { return false };
+        let Ok(req) = super::wire::WriteRequest::decode(body, |_| None) else { return false };
         for series in req.series() {
             let raw = series.labels().iter().map(|l| Label::new(l.name, l.value)).collect();
             let _ = labels::validate_series(raw, &LabelLimits::default(), NameRules::Legacy);
@@ -368,7 +368,7 @@ async fn write(state: &AppState, headers: &HeaderMap, body: Body, to: Destinatio
             // In a block of its own: the lookup's read lock must not be held across an await.
             let req = {
                 let mut known = state.labels_cache.lookup();
-                let req = wire::WriteRequest::decode_with(&raw, |raw| known.get(raw));
+                let req = wire::WriteRequest::decode(&raw, |raw| known.get(raw));
                 known.finish();
                 req
             };

@@ -4,7 +4,7 @@
 //! labels, samples and exemplars go into a few flat vectors for the whole request (the way
 //! VictoriaMetrics' `lib/prompb` reads it). Histograms and metadata, far rarer, are decoded by
 //! prost. Each series also keeps the bytes its labels arrived as, the key of the
-//! [`super::labels_cache::LabelsCache`]; [`WriteRequest::decode_with`] looks them up as it reads,
+//! [`super::labels_cache::LabelsCache`]; [`WriteRequest::decode`] looks them up as it reads,
 //! and a series the cache knows keeps its validated labels instead of having its label fields
 //! read and checked as UTF-8 again (6 % of the write path's CPU when every label was checked).
 //!
@@ -43,7 +43,7 @@ struct SeriesRanges<'a> {
     /// The series' label fields as sent, when they sit side by side (as every sender writes them).
     raw_labels: Option<&'a [u8]>,
     /// The labels validated before for `raw_labels`, when the lookup of
-    /// [`WriteRequest::decode_with`] knew them; `labels` is empty then.
+    /// [`WriteRequest::decode`] knew them; `labels` is empty then.
     cached: Option<Labels>,
     samples: Range<usize>,
     exemplars: Range<usize>,
@@ -78,7 +78,7 @@ impl<'r, 'a> Series<'r, 'a> {
         &self.req.labels[self.ranges.labels.clone()]
     }
 
-    /// The validated labels the lookup of [`WriteRequest::decode_with`] gave for the series'
+    /// The validated labels the lookup of [`WriteRequest::decode`] gave for the series'
     /// raw labels.
     pub fn cached_labels(&self) -> Option<&'r Labels> {
         self.ranges.cached.as_ref()
@@ -104,19 +104,11 @@ impl<'r, 'a> Series<'r, 'a> {
 }
 
 impl<'a> WriteRequest<'a> {
-    /// Reads a decompressed `WriteRequest`; errors read as prost's would.
-    pub fn decode(body: &'a [u8]) -> Result<Self, prost::DecodeError> {
-        Self::decode_with(body, |_| None)
-    }
-
-    /// [`WriteRequest::decode`], asking `lookup` for the validated labels of each series' raw
-    /// labels: a series it knows is not read into [`Series::labels`], its label fields (equal to
-    /// bytes that were read and checked before) are only skipped. Errors read as prost's would,
-    /// for bytes prost refuses.
-    pub fn decode_with(
-        body: &'a [u8],
-        mut lookup: impl FnMut(&[u8]) -> Option<Labels>,
-    ) -> Result<Self, prost::DecodeError> {
+    /// Reads a decompressed `WriteRequest`, asking `lookup` for the validated labels of each
+    /// series' raw labels (`|_| None` reads every series' labels): a series it knows is not read
+    /// into [`Series::labels`], its label fields (equal to bytes that were read and checked
+    /// before) are only skipped. Errors read as prost's would, for bytes prost refuses.
+    pub fn decode(body: &'a [u8], mut lookup: impl FnMut(&[u8]) -> Option<Labels>) -> Result<Self, prost::DecodeError> {
         let mut req = WriteRequest::default();
         let mut buf = body;
         while !buf.is_empty() {
@@ -210,7 +202,7 @@ impl<'a> WriteRequest<'a> {
             }
         }
         ranges.raw_labels = if contiguous { Some(raw.map_or(&message[..0], |span| &message[span])) } else { None };
-        ranges.cached = ranges.raw_labels.and_then(|raw| lookup(raw));
+        ranges.cached = ranges.raw_labels.and_then(lookup);
         if ranges.cached.is_none() {
             for &field in &self.label_fields {
                 self.labels.push(within("TimeSeries", "labels", || label(field))?);
@@ -359,7 +351,8 @@ mod tests {
     fn reads_what_prost_reads() {
         let owned = request();
         let body = owned.encode_to_vec();
-        for (req, in_place) in [(WriteRequest::decode(&body).unwrap(), true), (WriteRequest::from_owned(&owned), false)]
+        for (req, in_place) in
+            [(WriteRequest::decode(&body, |_| None).unwrap(), true), (WriteRequest::from_owned(&owned), false)]
         {
             assert_eq!(req.metadata, owned.metadata);
             assert_eq!(req.series().len(), 2);
@@ -406,7 +399,7 @@ mod tests {
         let first_raw = first_raw.encode_to_vec();
         let known = Labels::from_sorted(vec![amber_storage::labels::Label::new("__name__", "up")]);
         let mut asked = Vec::new();
-        let req = WriteRequest::decode_with(&body, |raw| {
+        let req = WriteRequest::decode(&body, |raw| {
             asked.push(raw.to_vec());
             (raw == first_raw.as_slice()).then(|| known.clone())
         })
@@ -428,7 +421,7 @@ mod tests {
         let mut bad = Vec::new();
         prost::encoding::bytes::encode(1, &label_field, &mut bad);
         assert_eq!(
-            WriteRequest::decode_with(&bad, |_| None).unwrap_err().to_string(),
+            WriteRequest::decode(&bad, |_| None).unwrap_err().to_string(),
             prompb::WriteRequest::decode(bad.as_slice()).unwrap_err().to_string()
         );
     }
@@ -450,7 +443,7 @@ mod tests {
         ts.extend(series(std::slice::from_ref(&b)).encode_to_vec());
         let mut body = Vec::new();
         prost::encoding::bytes::encode(1, &ts, &mut body);
-        let req = WriteRequest::decode(&body).unwrap();
+        let req = WriteRequest::decode(&body, |_| None).unwrap();
         let s = req.series().next().unwrap();
         assert_eq!(s.labels(), [LabelRef { name: "a", value: "1" }, LabelRef { name: "b", value: "2" }]);
         assert_eq!(s.samples().len(), 1);
@@ -468,7 +461,7 @@ mod tests {
             }
         }
         for body in &bodies {
-            match (WriteRequest::decode(body), prompb::WriteRequest::decode(body.as_slice())) {
+            match (WriteRequest::decode(body, |_| None), prompb::WriteRequest::decode(body.as_slice())) {
                 (Ok(ours), Ok(theirs)) => {
                     let ours: Vec<Vec<LabelRef<'_>>> = ours.series().map(|s| s.labels().to_vec()).collect();
                     let theirs: Vec<Vec<LabelRef<'_>>> = theirs
@@ -489,7 +482,7 @@ mod tests {
         let mut bad = Vec::new();
         prost::encoding::bytes::encode(1, &label_field, &mut bad);
         assert_eq!(
-            WriteRequest::decode(&bad).unwrap_err().to_string(),
+            WriteRequest::decode(&bad, |_| None).unwrap_err().to_string(),
             prompb::WriteRequest::decode(bad.as_slice()).unwrap_err().to_string()
         );
     }
