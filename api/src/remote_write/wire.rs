@@ -61,8 +61,6 @@ pub struct WriteRequest<'a> {
     exemplar_labels: Vec<LabelRef<'a>>,
     histograms: Vec<Cow<'a, prompb::Histogram>>,
     pub metadata: Vec<prompb::MetricMetadata>,
-    /// The label fields of the series being read, read once its raw labels are known not cached.
-    label_fields: Vec<&'a [u8]>,
 }
 
 /// One series of a [`WriteRequest`].
@@ -110,12 +108,14 @@ impl<'a> WriteRequest<'a> {
     /// before) are only skipped. Errors read as prost's would, for bytes prost refuses.
     pub fn decode(body: &'a [u8], mut lookup: impl FnMut(&[u8]) -> Option<Labels>) -> Result<Self, prost::DecodeError> {
         let mut req = WriteRequest::default();
+        // The label fields of the series being read, one list for the whole request.
+        let mut label_fields = Vec::new();
         let mut buf = body;
         while !buf.is_empty() {
             let (tag, wire_type) = decode_key(&mut buf)?;
             match tag {
                 1 => within("WriteRequest", "timeseries", || {
-                    req.read_series(message(wire_type, &mut buf)?, &mut lookup)
+                    req.read_series(message(wire_type, &mut buf)?, &mut lookup, &mut label_fields)
                 })?,
                 3 => within("WriteRequest", "metadata", || {
                     req.metadata.push(prompb::MetricMetadata::decode(message(wire_type, &mut buf)?)?);
@@ -152,11 +152,13 @@ impl<'a> WriteRequest<'a> {
         self.series.iter().map(move |ranges| Series { req: self, ranges })
     }
 
-    /// Reads one `TimeSeries` message; its labels from `lookup` when it knows the raw labels.
+    /// Reads one `TimeSeries` message; its labels from `lookup` when it knows the raw labels,
+    /// else from its label fields, collected in `label_fields` until the raw labels are known.
     fn read_series(
         &mut self,
         message: &'a [u8],
         lookup: &mut impl FnMut(&[u8]) -> Option<Labels>,
+        label_fields: &mut Vec<&'a [u8]>,
     ) -> Result<(), prost::DecodeError> {
         let mut ranges = SeriesRanges {
             labels: self.labels.len()..self.labels.len(),
@@ -166,7 +168,7 @@ impl<'a> WriteRequest<'a> {
             raw_labels: None,
             cached: None,
         };
-        self.label_fields.clear();
+        label_fields.clear();
         // The label fields' span in `message`, while they follow one another.
         let (mut raw, mut contiguous) = (None::<Range<usize>>, true);
         let mut buf = message;
@@ -176,7 +178,7 @@ impl<'a> WriteRequest<'a> {
             match tag {
                 1 => {
                     let field = within("TimeSeries", "labels", || self::message(wire_type, &mut buf))?;
-                    self.label_fields.push(field);
+                    label_fields.push(field);
                     let field_end = message.len() - buf.len();
                     match &mut raw {
                         Some(span) if span.end == field_start => span.end = field_end,
@@ -204,7 +206,7 @@ impl<'a> WriteRequest<'a> {
         ranges.raw_labels = if contiguous { Some(raw.map_or(&message[..0], |span| &message[span])) } else { None };
         ranges.cached = ranges.raw_labels.and_then(lookup);
         if ranges.cached.is_none() {
-            for &field in &self.label_fields {
+            for &field in label_fields.iter() {
                 self.labels.push(within("TimeSeries", "labels", || label(field))?);
             }
         }
